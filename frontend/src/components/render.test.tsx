@@ -1,0 +1,60 @@
+import { renderToStaticMarkup } from 'react-dom/server';
+import { describe, expect, it } from 'vitest';
+import { reading, station } from '../lib/fixtures';
+import { sortedStations } from '../lib/stations';
+import { Header } from './Header';
+import { StationTable } from './StationTable';
+
+const now = Date.parse('2025-01-13T10:00:03.200Z');
+
+describe('StationTable', () => {
+  const stations = sortedStations(
+    new Map([
+      ['WS002', station('WS002', reading({ station_id: 'WS002', wind_chill_c: -4.25, temperature_c: -1 }))],
+      ['WS001', station('WS001', reading({ heat_index_c: 24.1 }))],
+      ['WS003', station('WS003', null)],
+    ]),
+  );
+  const html = renderToStaticMarkup(<StationTable stations={stations} selectedId="WS002" onSelect={() => {}} now={now} />);
+
+  it('has column headers and one row per station in id order', () => {
+    expect(html.match(/<th scope="col"/g)).toHaveLength(8);
+    const ids = [...html.matchAll(/aria-pressed="(?:true|false)"[^>]*>([^<]+)</g)].map((m) => m[1]);
+    expect(ids).toEqual(['WS001', 'WS002', 'WS003']);
+  });
+
+  it('shows formatted latest values and relative last-seen time', () => {
+    expect(html).toContain('22.5 °C');
+    expect(html).toContain('65 %');
+    expect(html).toContain('1013.8 hPa');
+    expect(html).toContain('12.3 m/s SW 225°');
+    expect(html).toContain('15.8 °C');
+    expect(html).toContain('24.1 °C <span class="muted small">heat index</span>');
+    expect(html).toContain('-4.3 °C <span class="muted small">wind chill</span>');
+    expect(html).toContain('3 s ago');
+    expect(html).toContain('never');
+  });
+
+  it('marks only the selected station', () => {
+    expect(html.match(/aria-pressed="true"/g)).toHaveLength(1);
+    expect(html).toMatch(/<tr class="selected" aria-current="true"><th scope="row" class="station-id"><button[^>]*aria-pressed="true"[^>]*>WS002</);
+  });
+});
+
+describe('Header', () => {
+  it('shows the connection state', () => {
+    const live = renderToStaticMarkup(<Header status={{ state: 'live', attempt: 0, retryAt: null }} dropped={0} now={0} />);
+    expect(live).toContain('conn-live');
+    expect(live).toContain('>Live<');
+    expect(live).not.toContain('skipped');
+  });
+
+  it('shows the retry countdown and the dropped-update counter', () => {
+    const html = renderToStaticMarkup(
+      <Header status={{ state: 'reconnecting', attempt: 3, retryAt: 10_000 }} dropped={1234} now={5_500} />,
+    );
+    expect(html).toContain('Reconnecting');
+    expect(html).toContain('in 5 s');
+    expect(html).toContain('updates skipped');
+  });
+});

@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import { reading } from './fixtures';
+import { parseReadingsResponse, parseServerMessage, parseStationsResponse } from './protocol';
+
+const example = {
+  station_id: 'WS001',
+  observed_at: '2025-01-13T10:00:00Z',
+  received_at: '2025-01-13T10:00:00.120Z',
+  latitude: 40.7589,
+  longitude: -73.9851,
+  temperature_c: 22.5,
+  humidity_pct: 65.2,
+  pressure_hpa: 1013.8,
+  wind_speed_ms: 12.3,
+  wind_direction_deg: 225.0,
+  dew_point_c: 15.8,
+  heat_index_c: null,
+  wind_chill_c: null,
+};
+
+describe('parseServerMessage', () => {
+  it('decodes a reading message from the documented example', () => {
+    const msg = parseServerMessage(JSON.stringify({ type: 'reading', reading: example }));
+    expect(msg).toEqual({ type: 'reading', reading: reading() });
+  });
+
+  it('decodes a snapshot with stations and a null latest', () => {
+    const msg = parseServerMessage(
+      JSON.stringify({
+        type: 'snapshot',
+        stations: [
+          { station_id: 'WS002', latitude: 1, longitude: 2, first_seen: 'a', last_seen: 'b', latest: null },
+          { station_id: 'WS001', latitude: 40.7589, longitude: -73.9851, first_seen: 'c', last_seen: 'd', latest: example },
+        ],
+      }),
+    );
+    expect(msg?.type).toBe('snapshot');
+    if (msg?.type !== 'snapshot') return;
+    expect(msg.stations.map((s) => s.station_id)).toEqual(['WS002', 'WS001']);
+    expect(msg.stations[0]?.latest).toBeNull();
+    expect(msg.stations[1]?.latest?.temperature_c).toBe(22.5);
+    expect(msg.stations[1]?.last_seen).toBe('d');
+  });
+
+  it('decodes overflow counts', () => {
+    expect(parseServerMessage('{"type":"overflow","dropped":17}')).toEqual({ type: 'overflow', dropped: 17 });
+    expect(parseServerMessage('{"type":"overflow","dropped":-1}')).toBeNull();
+    expect(parseServerMessage('{"type":"overflow"}')).toBeNull();
+  });
+
+  it('ignores unknown message types so the protocol can grow', () => {
+    expect(parseServerMessage('{"type":"rollup","window":"1m","stations":[]}')).toBeNull();
+    expect(parseServerMessage('{"type":"alert","level":"warn"}')).toBeNull();
+    expect(parseServerMessage('{"reading":{}}')).toBeNull();
+  });
+
+  it('rejects frames that are not JSON objects', () => {
+    expect(parseServerMessage('not json')).toBeNull();
+    expect(parseServerMessage('[1,2]')).toBeNull();
+    expect(parseServerMessage('null')).toBeNull();
+    expect(parseServerMessage('"reading"')).toBeNull();
+  });
+
+  it('rejects readings without a station id or a valid observed_at', () => {
+    expect(parseServerMessage(JSON.stringify({ type: 'reading', reading: { ...example, station_id: '' } }))).toBeNull();
+    expect(parseServerMessage(JSON.stringify({ type: 'reading', reading: { ...example, observed_at: 'yesterday' } }))).toBeNull();
+    expect(parseServerMessage(JSON.stringify({ type: 'reading' }))).toBeNull();
+  });
+
+  it('turns missing or non-numeric measurements into null', () => {
+    const { temperature_c: _t, ...noTemp } = example;
+    const msg = parseServerMessage(
+      JSON.stringify({ type: 'reading', reading: { ...noTemp, humidity_pct: '65', pressure_hpa: null } }),
+    );
+    expect(msg).toEqual({
+      type: 'reading',
+      reading: reading({ temperature_c: null, humidity_pct: null, pressure_hpa: null }),
+    });
+  });
+
+  it('ignores extra fields added by newer servers', () => {
+    const msg = parseServerMessage(JSON.stringify({ type: 'reading', seq: 9, reading: { ...example, uv_index: 3 } }));
+    expect(msg).toEqual({ type: 'reading', reading: reading() });
+  });
+});
+
+describe('REST bodies', () => {
+  it('parses GET /api/v1/stations and skips invalid items', () => {
+    const list = parseStationsResponse({
+      stations: [{ station_id: 'WS001', latest: example }, { latitude: 3 }, 'junk'],
+    });
+    expect(list).toHaveLength(1);
+    expect(list[0]?.station_id).toBe('WS001');
+    // Coordinates fall back to the latest reading's.
+    expect(list[0]?.latitude).toBe(40.7589);
+    expect(list[0]?.first_seen).toBeNull();
+  });
+
+  it('returns no stations for an unexpected body', () => {
+    expect(parseStationsResponse(null)).toEqual([]);
+    expect(parseStationsResponse({ stations: 'x' })).toEqual([]);
+  });
+
+  it('parses GET /api/v1/stations/{id}/readings', () => {
+    const rs = parseReadingsResponse({
+      station_id: 'WS001',
+      readings: [example, { ...example, observed_at: '2025-01-13T10:00:01Z', temperature_c: 22.6 }, {}],
+    });
+    expect(rs.map((r) => r.temperature_c)).toEqual([22.5, 22.6]);
+  });
+});

@@ -1,0 +1,133 @@
+import type { Reading, ServerMessage, Station } from './types';
+
+/** What the dashboard knows about the network. Treated as immutable once published. */
+export interface StationsState {
+  readonly stations: ReadonlyMap<string, Station>;
+  /** Total messages the server reported dropping for this client. */
+  readonly dropped: number;
+  /** True once a websocket snapshot has been applied. */
+  readonly hasSnapshot: boolean;
+}
+
+/** A working copy that messages are applied to in place. */
+export interface StationsDraft {
+  stations: Map<string, Station>;
+  dropped: number;
+  hasSnapshot: boolean;
+}
+
+export const emptyState: StationsState = {
+  stations: new Map(),
+  dropped: 0,
+  hasSnapshot: false,
+};
+
+export function draftOf(state: StationsState): StationsDraft {
+  return {
+    stations: new Map(state.stations),
+    dropped: state.dropped,
+    hasSnapshot: state.hasSnapshot,
+  };
+}
+
+function time(iso: string | null | undefined): number {
+  if (iso == null) return Number.NEGATIVE_INFINITY;
+  const t = Date.parse(iso);
+  return Number.isNaN(t) ? Number.NEGATIVE_INFINITY : t;
+}
+
+function laterOf(a: string | null, b: string | null): string | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return time(b) > time(a) ? b : a;
+}
+
+function stationsFromList(list: readonly Station[]): Map<string, Station> {
+  const map = new Map<string, Station>();
+  for (const s of list) map.set(s.station_id, s);
+  return map;
+}
+
+/**
+ * Returns the station updated with a reading. The reading becomes `latest`
+ * only if it is not older than the current one (readings may arrive out of
+ * order); `last_seen` always moves forward.
+ */
+export function stationWithReading(existing: Station | undefined, r: Reading): Station {
+  const seen = r.received_at ?? r.observed_at;
+  if (existing === undefined) {
+    return {
+      station_id: r.station_id,
+      latitude: r.latitude,
+      longitude: r.longitude,
+      first_seen: seen,
+      last_seen: seen,
+      latest: r,
+    };
+  }
+  const newer = existing.latest === null || time(r.observed_at) >= time(existing.latest.observed_at);
+  return {
+    ...existing,
+    latitude: newer && r.latitude !== null ? r.latitude : existing.latitude,
+    longitude: newer && r.longitude !== null ? r.longitude : existing.longitude,
+    first_seen: existing.first_seen ?? seen,
+    last_seen: laterOf(existing.last_seen, seen),
+    latest: newer ? r : existing.latest,
+  };
+}
+
+/** Applies one websocket message to a draft in place. */
+export function applyMessage(draft: StationsDraft, msg: ServerMessage): void {
+  switch (msg.type) {
+    case 'snapshot':
+      // The snapshot is the server's full view; it replaces ours (it also
+      // resynchronises after a reconnect).
+      draft.stations = stationsFromList(msg.stations);
+      draft.hasSnapshot = true;
+      break;
+    case 'reading': {
+      const r = msg.reading;
+      draft.stations.set(r.station_id, stationWithReading(draft.stations.get(r.station_id), r));
+      break;
+    }
+    case 'overflow':
+      draft.dropped += msg.dropped;
+      break;
+  }
+}
+
+/** Pure batch form: returns a new state and leaves `state` untouched. */
+export function applyMessages(state: StationsState, msgs: readonly ServerMessage[]): StationsState {
+  if (msgs.length === 0) return state;
+  const draft = draftOf(state);
+  for (const m of msgs) applyMessage(draft, m);
+  return draft;
+}
+
+/**
+ * Applies the REST station list. It is only a first paint: once the
+ * websocket snapshot has arrived it is fresher, so the list is ignored.
+ */
+export function applyStationList(state: StationsState, list: readonly Station[]): StationsState {
+  if (state.hasSnapshot) return state;
+  const stations = stationsFromList(list);
+  // Keep anything live readings told us in the meantime.
+  for (const [id, s] of state.stations) {
+    const fromList = stations.get(id);
+    if (fromList === undefined) {
+      stations.set(id, s);
+    } else if (s.latest !== null) {
+      stations.set(id, stationWithReading(fromList, s.latest));
+    }
+  }
+  return { ...state, stations };
+}
+
+export function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Stations ordered by id (plain code-unit order, stable across locales). */
+export function sortedStations(stations: ReadonlyMap<string, Station>): Station[] {
+  return [...stations.values()].sort((a, b) => compareIds(a.station_id, b.station_id));
+}

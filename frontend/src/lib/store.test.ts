@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import { reading, station } from './fixtures';
+import { StationStore } from './store';
+import { manualFrames } from './testing';
+import type { Reading } from './types';
+
+describe('StationStore', () => {
+  it('publishes a burst of readings once, on the next frame', () => {
+    const frames = manualFrames();
+    const store = new StationStore(frames.scheduler);
+    let notified = 0;
+    store.subscribe(() => notified++);
+    const initial = store.getSnapshot();
+
+    for (let i = 0; i < 300; i++) {
+      const id = `WS${String(i % 3).padStart(3, '0')}`;
+      store.ingest({ type: 'reading', reading: reading({ station_id: id, observed_at: new Date(Date.UTC(2025, 0, 13, 10, 0, i)).toISOString(), temperature_c: i }) });
+    }
+    // Nothing visible until the frame runs.
+    expect(store.getSnapshot()).toBe(initial);
+    expect(notified).toBe(0);
+
+    frames.run();
+    expect(notified).toBe(1);
+    const s = store.getSnapshot();
+    expect(s.stations.size).toBe(3);
+    expect(s.stations.get('WS000')?.latest?.temperature_c).toBe(297);
+    expect(s.stations.get('WS002')?.latest?.temperature_c).toBe(299);
+  });
+
+  it('keeps the published snapshot stable between frames', () => {
+    const frames = manualFrames();
+    const store = new StationStore(frames.scheduler);
+    store.ingest({ type: 'reading', reading: reading() });
+    frames.run();
+    const a = store.getSnapshot();
+    expect(store.getSnapshot()).toBe(a);
+    store.ingest({ type: 'overflow', dropped: 5 });
+    expect(store.getSnapshot()).toBe(a);
+    frames.run();
+    expect(store.getSnapshot().dropped).toBe(5);
+    expect(a.dropped).toBe(0);
+  });
+
+  it('passes readings to reading listeners immediately', () => {
+    const frames = manualFrames();
+    const store = new StationStore(frames.scheduler);
+    const seen: Reading[] = [];
+    const off = store.onReading((r) => seen.push(r));
+    store.ingest({ type: 'reading', reading: reading({ temperature_c: 1 }) });
+    store.ingest({ type: 'overflow', dropped: 1 });
+    expect(seen.map((r) => r.temperature_c)).toEqual([1]);
+    off();
+    store.ingest({ type: 'reading', reading: reading({ temperature_c: 2 }) });
+    expect(seen).toHaveLength(1);
+  });
+
+  it('uses the REST list for first paint but not after the websocket snapshot', () => {
+    const frames = manualFrames();
+    const store = new StationStore(frames.scheduler);
+    store.loadStations([station('REST1')]);
+    frames.run();
+    expect([...store.getSnapshot().stations.keys()]).toEqual(['REST1']);
+
+    store.ingest({ type: 'snapshot', stations: [station('WS1')] });
+    store.loadStations([station('REST2')]);
+    frames.run();
+    expect([...store.getSnapshot().stations.keys()]).toEqual(['WS1']);
+  });
+
+  it('stops notifying an unsubscribed listener', () => {
+    const frames = manualFrames();
+    const store = new StationStore(frames.scheduler);
+    let n = 0;
+    const off = store.subscribe(() => n++);
+    off();
+    store.ingest({ type: 'reading', reading: reading() });
+    frames.run();
+    expect(n).toBe(0);
+  });
+
+  it('counts snapshots so listeners can tell a reconnect from the first connect', () => {
+    const frames = manualFrames();
+    const store = new StationStore(frames.scheduler);
+    const counts: number[] = [];
+    const off = store.onSnapshot((n) => counts.push(n));
+    store.ingest({ type: 'snapshot', stations: [] });
+    store.ingest({ type: 'reading', reading: reading() });
+    store.ingest({ type: 'snapshot', stations: [] });
+    off();
+    store.ingest({ type: 'snapshot', stations: [] });
+    expect(counts).toEqual([1, 2]);
+  });
+});

@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { liveUrl, readingsPath } from './urls';
+
+describe('liveUrl', () => {
+  it('uses ws: for pages served over http', () => {
+    expect(liveUrl({ protocol: 'http:', host: '127.0.0.1:8080' })).toBe('ws://127.0.0.1:8080/api/v1/live');
+  });
+
+  it('uses wss: for pages served over https', () => {
+    expect(liveUrl({ protocol: 'https:', host: 'weather.example.org' })).toBe('wss://weather.example.org/api/v1/live');
+  });
+
+  it('keeps IPv6 hosts and ports from the location', () => {
+    expect(liveUrl({ protocol: 'http:', host: '[::1]:3000' })).toBe('ws://[::1]:3000/api/v1/live');
+  });
+
+  it('adds an encoded station filter when given', () => {
+    expect(liveUrl({ protocol: 'http:', host: 'h' }, ['WS001', 'WS002'])).toBe('ws://h/api/v1/live?stations=WS001,WS002');
+    expect(liveUrl({ protocol: 'http:', host: 'h' }, ['a b', 'c,d'])).toBe('ws://h/api/v1/live?stations=a%20b,c%2Cd');
+    expect(liveUrl({ protocol: 'http:', host: 'h' }, [])).toBe('ws://h/api/v1/live');
+  });
+});
+
+describe('readingsPath', () => {
+  it('builds a root-relative history query', () => {
+    const path = readingsPath('WS 1/x', new Date('2025-01-13T09:45:00Z'), new Date('2025-01-13T10:00:00Z'), 10000);
+    const url = new URL(path, 'http://localhost');
+    expect(url.pathname).toBe('/api/v1/stations/WS%201%2Fx/readings');
+    expect(url.searchParams.get('from')).toBe('2025-01-13T09:45:00.000Z');
+    expect(url.searchParams.get('to')).toBe('2025-01-13T10:00:00.000Z');
+    expect(url.searchParams.get('limit')).toBe('10000');
+  });
+});

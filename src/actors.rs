@@ -1,0 +1,10 @@
+//! The actors of the pipeline, one per file, each with its message type at
+//! the top. Failures that are expected (a bad reading, the store down) are
+//! handled inside an actor; a panic is a bug, and its supervisor's job.
+
+pub mod hub;
+pub mod ingest;
+pub mod persister;
+pub mod root;
+pub mod station;
+pub mod stations;

@@ -1,0 +1,120 @@
+//! The websocket hub: fans each stored reading out to the connected live
+//! clients. Each reading is serialised once. Every client has a bounded
+//! queue; a client that falls behind loses the newest messages (counted,
+//! logged, and announced to it with an `overflow` message) and never slows
+//! ingestion.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::domain::{Reading, StationId};
+
+pub enum HubMsg {
+    Subscribe(LiveClient),
+    Publish(Arc<[Reading]>),
+    ClientCount(RpcReplyPort<usize>),
+}
+
+/// One connected websocket client, as the hub sees it.
+pub struct LiveClient {
+    pub id: u64,
+    /// Only these stations, or all when `None`.
+    pub stations: Option<HashSet<StationId>>,
+    pub queue: mpsc::Sender<Arc<str>>,
+    /// Messages dropped since the client last caught up.
+    pub dropped: Arc<AtomicU64>,
+}
+
+/// Messages the server sends on `/api/v1/live`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveMessage<'a> {
+    Snapshot { stations: &'a [crate::web::StationView] },
+    Reading { reading: &'a Reading },
+    Overflow { dropped: u64 },
+}
+
+impl LiveMessage<'_> {
+    pub fn to_json(&self) -> Arc<str> {
+        serde_json::to_string(self).expect("live messages always serialise").into()
+    }
+}
+
+pub struct Hub;
+
+#[derive(Default)]
+pub struct HubState {
+    clients: HashMap<u64, LiveClient>,
+}
+
+impl Actor for Hub {
+    type Msg = HubMsg;
+    type State = HubState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        _args: (),
+    ) -> Result<HubState, ActorProcessingErr> {
+        Ok(HubState::default())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: HubMsg,
+        state: &mut HubState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            HubMsg::Subscribe(client) => {
+                state.clients.insert(client.id, client);
+                metrics::gauge!("isobar_live_clients").set(state.clients.len() as f64);
+            }
+            HubMsg::Publish(readings) => state.publish(&readings),
+            HubMsg::ClientCount(reply) => {
+                let _ = reply.send(state.clients.len());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl HubState {
+    fn publish(&mut self, readings: &[Reading]) {
+        if self.clients.is_empty() {
+            return;
+        }
+        let mut closed = Vec::new();
+        for reading in readings {
+            let json = LiveMessage::Reading { reading }.to_json();
+            for client in self.clients.values() {
+                if client.stations.as_ref().is_some_and(|s| !s.contains(&reading.station_id)) {
+                    continue;
+                }
+                match client.queue.try_send(json.clone()) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        metrics::counter!("isobar_live_dropped_total").increment(1);
+                        if client.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                            tracing::warn!(client = client.id,
+                                "live client is too slow; dropping messages until it catches up");
+                        }
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => closed.push(client.id),
+                }
+            }
+        }
+        if !closed.is_empty() {
+            for id in closed {
+                self.clients.remove(&id);
+            }
+            metrics::gauge!("isobar_live_clients").set(self.clients.len() as f64);
+        }
+    }
+}

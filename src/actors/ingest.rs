@@ -1,0 +1,221 @@
+//! The ingest actor: holds the MQTT session (QoS 1, persistent, manual
+//! acks), turns each message into a `Delivery` and routes it to the station
+//! supervisor. Reconnects with backoff; the broker keeps unacknowledged
+//! messages for the session, so a reconnect loses nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use tokio::task::JoinHandle;
+
+use crate::actors::persister::PersisterMsg;
+use crate::actors::stations::StationsMsg;
+use crate::delivery::{Ack, Delivery, DeliveryContext};
+use crate::domain::{RejectReason, StationId};
+
+pub enum IngestMsg {
+    /// Stop taking new messages (they stay with the broker), keep the
+    /// connection so acknowledgements still go out.
+    Pause(RpcReplyPort<()>),
+    /// Disconnect cleanly; replies when the connection is closed.
+    Disconnect(RpcReplyPort<()>),
+}
+
+pub struct Ingest;
+
+pub struct IngestArgs {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub topic: String,
+    pub keep_alive: Duration,
+    pub context: Arc<DeliveryContext>,
+}
+
+pub struct IngestState {
+    client: AsyncClient,
+    paused: Arc<AtomicBool>,
+    poller: Option<JoinHandle<()>>,
+}
+
+impl Actor for Ingest {
+    type Msg = IngestMsg;
+    type State = IngestState;
+    type Arguments = IngestArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: IngestArgs,
+    ) -> Result<IngestState, ActorProcessingErr> {
+        let mut options = MqttOptions::new(&args.client_id, &args.host, args.port);
+        options
+            .set_keep_alive(args.keep_alive)
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            // Larger than any accepted payload, so an oversized one reaches
+            // quarantine instead of breaking the connection.
+            .set_max_packet_size(1024 * 1024, 64 * 1024);
+        let (client, eventloop) = AsyncClient::new(options, 8192);
+        let paused = Arc::new(AtomicBool::new(false));
+        let route = Router::new(&args.topic, args.context.clone());
+        let poller = tokio::spawn(poll(eventloop, client.clone(), args.topic, route, paused.clone()));
+        tracing::info!(broker = %format!("{}:{}", args.host, args.port),
+            client_id = %args.client_id, "ingest connecting");
+        Ok(IngestState { client, paused, poller: Some(poller) })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: IngestMsg,
+        state: &mut IngestState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            IngestMsg::Pause(reply) => {
+                state.paused.store(true, Ordering::SeqCst);
+                let _ = reply.send(());
+            }
+            IngestMsg::Disconnect(reply) => {
+                state.paused.store(true, Ordering::SeqCst);
+                let _ = state.client.disconnect().await;
+                if let Some(mut poller) = state.poller.take()
+                    && tokio::time::timeout(Duration::from_secs(3), &mut poller).await.is_err()
+                {
+                    poller.abort();
+                }
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut IngestState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(poller) = state.poller.take() {
+            poller.abort();
+        }
+        Ok(())
+    }
+}
+
+/// Maps topics to stations and deliveries to their next actor.
+struct Router {
+    /// Index of the `+` level in the subscription filter.
+    station_level: usize,
+    context: Arc<DeliveryContext>,
+}
+
+impl Router {
+    fn new(filter: &str, context: Arc<DeliveryContext>) -> Self {
+        let station_level = filter.split('/').position(|l| l == "+").unwrap_or(0);
+        Self { station_level, context }
+    }
+
+    fn station_of(&self, topic: &str) -> Result<StationId, RejectReason> {
+        let level = topic.split('/').nth(self.station_level).ok_or_else(|| {
+            RejectReason::InvalidTopic { topic: topic.to_owned() }
+        })?;
+        StationId::parse(level).map_err(|e| RejectReason::InvalidStationId {
+            value: level.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn route(&self, client: &AsyncClient, publish: rumqttc::Publish) {
+        metrics::counter!("isobar_messages_received_total").increment(1);
+        let ack = Ack::mqtt(client, &publish);
+        match self.station_of(&publish.topic) {
+            Ok(station) => {
+                let delivery = Delivery::new(
+                    Some(station),
+                    publish.topic,
+                    publish.payload,
+                    ack,
+                    self.context.clone(),
+                );
+                // If the supervisor is being restarted the delivery is
+                // dropped here, and its drop routes it again shortly.
+                if let Some(stations) =
+                    ActorRef::<StationsMsg>::where_is(self.context.names.stations.clone())
+                {
+                    let _ = stations.cast(StationsMsg::Route(delivery));
+                }
+            }
+            Err(reason) => {
+                tracing::info!(topic = %publish.topic, reason = reason.code(),
+                    "message quarantined");
+                let delivery =
+                    Delivery::new(None, publish.topic, publish.payload, ack, self.context.clone());
+                let record = delivery.quarantine_record(&reason);
+                if let Some(persister) =
+                    ActorRef::<PersisterMsg>::where_is(self.context.names.persister.clone())
+                {
+                    let _ = persister.cast(PersisterMsg::Quarantine(Box::new(record), delivery));
+                }
+            }
+        }
+    }
+}
+
+async fn poll(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    topic: String,
+    router: Router,
+    paused: Arc<AtomicBool>,
+) {
+    let mut failures: u32 = 0;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                failures = 0;
+                metrics::gauge!("isobar_mqtt_connected").set(1.0);
+                tracing::info!(session_present = ack.session_present, "connected to the broker");
+                if !ack.session_present {
+                    // A new session (first start, or the broker lost ours):
+                    // subscribe again.
+                    if let Err(e) = client.subscribe(topic.clone(), QoS::AtLeastOnce).await {
+                        tracing::error!(error = %e, "subscribe request failed");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                    tracing::error!(topic = %topic, "the broker refused the subscription");
+                } else {
+                    tracing::info!(topic = %topic, "subscribed");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if !paused.load(Ordering::SeqCst) {
+                    router.route(&client, publish);
+                }
+            }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                tracing::info!("disconnected from the broker");
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                metrics::gauge!("isobar_mqtt_connected").set(0.0);
+                if paused.load(Ordering::SeqCst) && failures > 0 {
+                    return;
+                }
+                let delay = Duration::from_millis(250)
+                    .saturating_mul(2u32.saturating_pow(failures.min(7)))
+                    .min(Duration::from_secs(30));
+                failures += 1;
+                tracing::warn!(error = %e, retry_ms = delay.as_millis() as u64,
+                    "broker connection lost; reconnecting");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The root supervisor: starts the pipeline (persister, hub, station
+//! supervisor, ingest) and restarts a child that fails, one_for_one, with a
+//! restart policy. When a child fails more often than its policy allows, the
+//! root gives up: it reports the reason and the daemon exits non-zero.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::mpsc;
+
+use crate::actors::hub::Hub;
+use crate::actors::ingest::{Ingest, IngestArgs};
+use crate::actors::persister::{Persister, PersisterArgs};
+use crate::actors::stations::{StationsArgs, StationsSupervisor};
+use crate::config::Settings;
+use crate::delivery::DeliveryContext;
+use crate::storage::{LatestCache, Store};
+use crate::supervisor::{Decision, RestartIntensity, RestartPolicy};
+
+pub enum RootMsg {
+    Restart(ChildKind),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChildKind {
+    Persister,
+    Hub,
+    Stations,
+    Ingest,
+}
+
+impl ChildKind {
+    /// Start order: sinks before the sources that feed them.
+    pub const ALL: [ChildKind; 4] = [Self::Persister, Self::Hub, Self::Stations, Self::Ingest];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Persister => "persister",
+            Self::Hub => "hub",
+            Self::Stations => "stations",
+            Self::Ingest => "ingest",
+        }
+    }
+}
+
+/// Everything needed to (re)start any child.
+pub struct RootArgs {
+    pub settings: Settings,
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<dyn LatestCache>,
+    pub context: Arc<DeliveryContext>,
+    /// Where ingest connects: the embedded broker or the external one.
+    pub broker: (String, u16),
+    pub policy: RestartPolicy,
+    /// Told why, when the root gives up.
+    pub fatal: mpsc::UnboundedSender<String>,
+}
+
+pub struct Root;
+
+pub struct RootState {
+    args: RootArgs,
+    children: HashMap<ActorId, ChildKind>,
+    intensity: HashMap<ChildKind, RestartIntensity>,
+}
+
+impl Actor for Root {
+    type Msg = RootMsg;
+    type State = RootState;
+    type Arguments = RootArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: RootArgs,
+    ) -> Result<RootState, ActorProcessingErr> {
+        let mut state = RootState { args, children: HashMap::new(), intensity: HashMap::new() };
+        for kind in ChildKind::ALL {
+            state.spawn(&myself, kind).await?;
+        }
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: RootMsg,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RootMsg::Restart(kind) => {
+                if let Err(e) = state.spawn(&myself, kind).await {
+                    state.give_up(format!("{} could not be restarted: {e}", kind.name()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, reason) = match event {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, reason) if !state.args.context.is_stopping() => {
+                (cell, format!("stopped: {}", reason.unwrap_or_default()))
+            }
+            _ => return Ok(()),
+        };
+        let Some(kind) = state.children.remove(&cell.get_id()) else { return Ok(()) };
+        state.on_failure(&myself, kind, cell, reason).await;
+        Ok(())
+    }
+}
+
+impl RootState {
+    async fn spawn(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+        kind: ChildKind,
+    ) -> Result<(), ActorProcessingErr> {
+        let a = &self.args;
+        let names = &a.context.names;
+        let supervisor = myself.get_cell();
+        let cell: ActorCell = match kind {
+            ChildKind::Persister => {
+                let args = PersisterArgs {
+                    store: a.store.clone(),
+                    cache: a.cache.clone(),
+                    hub: names.hub.clone(),
+                    batch_size: a.settings.persister.batch_size,
+                    flush_interval: a.settings.persister.flush_interval,
+                };
+                Actor::spawn_linked(Some(names.persister.clone()), Persister, args, supervisor)
+                    .await?
+                    .0
+                    .get_cell()
+            }
+            ChildKind::Hub => {
+                Actor::spawn_linked(Some(names.hub.clone()), Hub, (), supervisor).await?.0.get_cell()
+            }
+            ChildKind::Stations => {
+                let args = StationsArgs { context: a.context.clone(), policy: a.policy.clone() };
+                Actor::spawn_linked(Some(names.stations.clone()), StationsSupervisor, args, supervisor)
+                    .await?
+                    .0
+                    .get_cell()
+            }
+            ChildKind::Ingest => {
+                let mqtt = &a.settings.mqtt;
+                let args = IngestArgs {
+                    host: a.broker.0.clone(),
+                    port: a.broker.1,
+                    client_id: mqtt.client_id.clone(),
+                    topic: mqtt.topic.clone(),
+                    keep_alive: mqtt.keep_alive,
+                    context: a.context.clone(),
+                };
+                Actor::spawn_linked(Some(names.ingest.clone()), Ingest, args, supervisor)
+                    .await?
+                    .0
+                    .get_cell()
+            }
+        };
+        self.children.insert(cell.get_id(), kind);
+        Ok(())
+    }
+
+    async fn on_failure(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+        kind: ChildKind,
+        cell: ActorCell,
+        reason: String,
+    ) {
+        metrics::counter!("isobar_actor_restarts_total", "group" => kind.name()).increment(1);
+        // A failed actor's own children outlive it in ractor; stop them so the
+        // restarted one starts clean (and can take their names).
+        cell.stop_children_and_wait(None, Some(std::time::Duration::from_secs(5))).await;
+        let decision = self.intensity.entry(kind).or_default().on_failure(
+            &self.args.policy,
+            Instant::now(),
+            rand::random::<f64>(),
+        );
+        match decision {
+            Decision::Restart { after, attempt } => {
+                tracing::warn!(child = kind.name(), attempt, delay_ms = after.as_millis() as u64,
+                    reason = %reason, "pipeline actor failed; restarting");
+                myself.send_after(after, move || RootMsg::Restart(kind));
+            }
+            Decision::GiveUp { restarts } => self.give_up(format!(
+                "{} failed {restarts} times within {:?}; last failure: {reason}",
+                kind.name(),
+                self.args.policy.within
+            )),
+        }
+    }
+
+    fn give_up(&self, why: String) {
+        tracing::error!(reason = %why, "root supervisor gave up");
+        let _ = self.args.fatal.send(why);
+    }
+}

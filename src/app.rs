@@ -1,0 +1,221 @@
+//! Assembles the daemon from its settings: store, cache, broker, the actor
+//! tree, the simulator and the web server; runs it until a shutdown signal
+//! or until the root supervisor gives up, then stops it in order.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use ractor::{Actor, ActorRef};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::actors::ingest::IngestMsg;
+use crate::actors::persister::PersisterMsg;
+use crate::actors::root::{Root, RootArgs, RootMsg};
+use crate::actors::stations::StationsMsg;
+use crate::broker::{BrokerError, EmbeddedBroker};
+use crate::config::{MqttMode, Settings, parse_host_port};
+use crate::delivery::{DeliveryContext, PipelineNames};
+use crate::storage::{MemoryCache, SqliteStore, Store, StoreError};
+use crate::supervisor::RestartPolicy;
+use crate::web::{self, WebContext};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(
+        "cannot listen for HTTP on {addr}: {reason}. Choose another address with web.listen, \
+         ISOBAR__WEB__LISTEN or --listen"
+    )]
+    WebBind { addr: SocketAddr, reason: String },
+    #[error("cannot start the actor tree: {0}")]
+    Actors(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the root supervisor gave up: {0}")]
+    GaveUp(String),
+}
+
+pub struct App {
+    settings: Settings,
+    web_addr: SocketAddr,
+    mqtt_addr: (String, u16),
+    root: ActorRef<RootMsg>,
+    context: Arc<DeliveryContext>,
+    fatal: mpsc::UnboundedReceiver<String>,
+    listener: tokio::net::TcpListener,
+    web: Arc<WebContext>,
+    simulator: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+}
+
+/// The process-wide Prometheus recorder (metrics allows one per process).
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE.get_or_init(|| PrometheusBuilder::new().install_recorder().ok()).clone()
+}
+
+impl App {
+    /// Builds everything and binds every port; nothing is accepted until
+    /// [`App::run`].
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        static INSTANCES: AtomicU64 = AtomicU64::new(0);
+        let instance = format!("isobar{}", INSTANCES.fetch_add(1, Ordering::Relaxed));
+        let metrics = metrics_handle();
+
+        let path = settings.storage.sqlite_path();
+        let store: Arc<dyn Store> =
+            Arc::new(tokio::task::block_in_place(|| SqliteStore::open(&path))?);
+        tracing::info!(path = %path.display(), "store open (sqlite)");
+        let cache = Arc::new(MemoryCache::default());
+
+        let mqtt_addr = match settings.mqtt.mode {
+            MqttMode::Embedded => {
+                let listen = settings.mqtt.listen;
+                let max_inflight = settings.mqtt.max_inflight;
+                let broker = tokio::task::block_in_place(|| {
+                    EmbeddedBroker::start(listen, max_inflight)
+                })?;
+                (broker.addr().ip().to_string(), broker.addr().port())
+            }
+            MqttMode::External => parse_host_port(&settings.mqtt.broker)
+                .expect("validated with the settings"),
+        };
+
+        let listener = tokio::net::TcpListener::bind(settings.web.listen).await.map_err(|e| {
+            StartupError::WebBind { addr: settings.web.listen, reason: e.to_string() }
+        })?;
+        let web_addr = listener.local_addr().map_err(|e| StartupError::WebBind {
+            addr: settings.web.listen,
+            reason: e.to_string(),
+        })?;
+
+        let context = DeliveryContext::new(
+            PipelineNames::new(&instance),
+            settings.persister.quarantine_max_bytes,
+        );
+        let (fatal_tx, fatal) = mpsc::unbounded_channel();
+        let (root, _) = Actor::spawn(
+            Some(format!("{instance}.root")),
+            Root,
+            RootArgs {
+                settings: settings.clone(),
+                store: store.clone(),
+                cache: cache.clone(),
+                context: context.clone(),
+                broker: mqtt_addr.clone(),
+                policy: RestartPolicy::default(),
+                fatal: fatal_tx,
+            },
+        )
+        .await
+        .map_err(|e| StartupError::Actors(e.to_string()))?;
+
+        let web = WebContext::new(
+            store,
+            cache,
+            context.names.hub.clone(),
+            settings.web.client_queue,
+            settings.web.static_dir.clone(),
+            metrics,
+        );
+        let simulator = (settings.simulator.stations > 0).then(|| {
+            let stop = CancellationToken::new();
+            let sim = settings.simulator.clone();
+            let (host, port) = mqtt_addr.clone();
+            let token = stop.clone();
+            let task = tokio::spawn(async move {
+                if let Err(e) = crate::simulator::publish(
+                    &host, port, sim.stations, sim.interval, sim.seed, None, token,
+                )
+                .await
+                {
+                    tracing::error!(error = %e, "simulator stopped");
+                }
+            });
+            (stop, task)
+        });
+        Ok(Self {
+            settings,
+            web_addr,
+            mqtt_addr,
+            root,
+            context,
+            fatal,
+            listener,
+            web,
+            simulator,
+        })
+    }
+
+    pub fn web_addr(&self) -> SocketAddr {
+        self.web_addr
+    }
+
+    /// `host:port` of the broker ingest uses (embedded or external).
+    pub fn mqtt_addr(&self) -> String {
+        format!("{}:{}", self.mqtt_addr.0, self.mqtt_addr.1)
+    }
+
+    /// Serves until `shutdown` resolves (then stops gracefully and returns
+    /// Ok) or the root supervisor gives up (then returns the reason).
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+        let (web_stop, web_stopped) = oneshot::channel::<()>();
+        let server = warp::serve(web::routes(self.web.clone()))
+            .incoming(self.listener)
+            .graceful(async {
+                let _ = web_stopped.await;
+            });
+        let server = tokio::spawn(server.run());
+        tracing::info!(web = %self.web_addr, mqtt = %format!("{}:{}", self.mqtt_addr.0, self.mqtt_addr.1),
+            mode = ?self.settings.mqtt.mode, "isobar running");
+
+        let outcome = tokio::select! {
+            () = shutdown => Ok(()),
+            why = self.fatal.recv() => Err(RunError::GaveUp(why.unwrap_or_default())),
+        };
+        tracing::info!("stopping");
+        if let Some((stop, task)) = self.simulator.take() {
+            stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        drain(&self.context).await;
+        self.context.stop();
+        let _ = web_stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        self.root.stop_children_and_wait(None, Some(Duration::from_secs(5))).await;
+        self.root.stop(None);
+        tracing::info!("stopped");
+        outcome
+    }
+}
+
+/// Stops taking messages, pushes what is in flight through the stations and
+/// the persister, acknowledges it, then disconnects from the broker.
+async fn drain(context: &DeliveryContext) {
+    let timeout = Some(Duration::from_secs(10));
+    let ingest = ActorRef::<IngestMsg>::where_is(context.names.ingest.clone());
+    if let Some(ingest) = &ingest {
+        let _ = ingest.call(IngestMsg::Pause, timeout).await;
+    }
+    if let Some(stations) = ActorRef::<StationsMsg>::where_is(context.names.stations.clone()) {
+        let _ = stations.call(StationsMsg::Drain, timeout).await;
+    }
+    if let Some(persister) = ActorRef::<PersisterMsg>::where_is(context.names.persister.clone()) {
+        match persister.call(PersisterMsg::Flush, timeout).await {
+            Ok(ractor::rpc::CallResult::Success(Ok(()))) => tracing::info!("persister flushed"),
+            other => tracing::error!(outcome = ?other.map(|_| ()), "final flush failed; the broker keeps what was not acknowledged"),
+        }
+    }
+    if let Some(ingest) = &ingest {
+        let _ = ingest.call(IngestMsg::Disconnect, timeout).await;
+    }
+}

@@ -1,0 +1,344 @@
+//! Settings: built-in defaults, then a TOML file, then `ISOBAR__SECTION__KEY`
+//! environment variables, then command-line flags. Every key is documented in
+//! `config/isobar.example.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Exit status for bad configuration (EX_CONFIG would be 78; isobar follows
+/// EX_USAGE, 64, as its documentation promises).
+pub const EXIT_BAD_CONFIG: i32 = 64;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub mqtt: MqttSettings,
+    pub storage: StorageSettings,
+    pub persister: PersisterSettings,
+    pub web: WebSettings,
+    pub simulator: SimulatorSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MqttMode {
+    /// Run the MQTT broker inside the daemon.
+    Embedded,
+    /// Subscribe to a broker that runs elsewhere.
+    External,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSettings {
+    pub mode: MqttMode,
+    /// Where the embedded broker listens.
+    pub listen: SocketAddr,
+    /// `host:port` of the external broker.
+    pub broker: String,
+    /// Fixed client id, so the broker keeps our session across restarts.
+    pub client_id: String,
+    /// Subscription filter; its single `+` level is the station id.
+    pub topic: String,
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// In-flight QoS 1 messages per connection on the embedded broker.
+    pub max_inflight: u16,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        Self {
+            mode: MqttMode::Embedded,
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            broker: "127.0.0.1:1883".into(),
+            client_id: "isobar".into(),
+            topic: "weather/+/observations".into(),
+            keep_alive: Duration::from_secs(30),
+            max_inflight: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Directory for the SQLite database.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("data") }
+    }
+}
+
+impl StorageSettings {
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("isobar.sqlite3")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PersisterSettings {
+    /// Write a batch when it holds this many readings ...
+    pub batch_size: usize,
+    /// ... or when its oldest reading has waited this long.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Raw bytes kept of a quarantined payload.
+    pub quarantine_max_bytes: usize,
+}
+
+impl Default for PersisterSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            flush_interval: Duration::from_millis(100),
+            quarantine_max_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSettings {
+    pub listen: SocketAddr,
+    /// The built dashboard (`frontend/dist`).
+    pub static_dir: PathBuf,
+    /// Messages queued per websocket client before its overflow policy applies.
+    pub client_queue: usize,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            static_dir: PathBuf::from("frontend/dist"),
+            client_queue: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulatorSettings {
+    /// Simulated stations published by the daemon itself; 0 turns it off.
+    pub stations: u32,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Seed for repeatable simulations; random when absent.
+    pub seed: Option<u64>,
+}
+
+impl Default for SimulatorSettings {
+    fn default() -> Self {
+        Self { stations: 0, interval: Duration::from_secs(1), seed: None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// A tracing filter, such as `info` or `isobar=debug,warn`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+/// A configuration problem, naming the key and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { key: key.into(), reason: reason.into() }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, the file (if any), the environment, then `overrides`
+    /// (already-parsed command-line flags as a partial settings tree).
+    pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::new(
+                    "--config",
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let figment = figment
+            .merge(Env::prefixed("ISOBAR__").split("__"))
+            .merge(overrides);
+        let settings: Settings = figment.extract().map_err(from_figment)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let topic = &self.mqtt.topic;
+        let levels: Vec<&str> = topic.split('/').collect();
+        if levels.iter().filter(|l| **l == "+").count() != 1 || topic.contains('#') {
+            return Err(ConfigError::new(
+                "mqtt.topic",
+                format!("{topic:?} must have exactly one '+' level (the station id) and no '#'"),
+            ));
+        }
+        if self.mqtt.mode == MqttMode::External {
+            parse_host_port(&self.mqtt.broker)
+                .map_err(|reason| ConfigError::new("mqtt.broker", reason))?;
+        }
+        if self.mqtt.client_id.is_empty() || self.mqtt.client_id.len() > 64 {
+            return Err(ConfigError::new("mqtt.client_id", "must be 1 to 64 characters"));
+        }
+        if self.mqtt.max_inflight == 0 {
+            return Err(ConfigError::new("mqtt.max_inflight", "must be at least 1"));
+        }
+        if !(1..=100_000).contains(&self.persister.batch_size) {
+            return Err(ConfigError::new("persister.batch_size", "must be between 1 and 100000"));
+        }
+        if self.persister.flush_interval.is_zero() {
+            return Err(ConfigError::new("persister.flush_interval", "must be greater than zero"));
+        }
+        if self.web.client_queue == 0 {
+            return Err(ConfigError::new("web.client_queue", "must be at least 1"));
+        }
+        if self.simulator.stations > 10_000 {
+            return Err(ConfigError::new("simulator.stations", "must be at most 10000"));
+        }
+        if self.simulator.interval < Duration::from_millis(10) {
+            return Err(ConfigError::new("simulator.interval", "must be at least 10ms"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError::new("log.level", e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Splits `host:port`, checking the port.
+pub fn parse_host_port(raw: &str) -> Result<(String, u16), String> {
+    let (host, port) = raw
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{raw:?} is not host:port"))?;
+    let port: u16 = port.parse().map_err(|_| format!("{raw:?} has no valid port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("{raw:?} has no host"));
+    }
+    Ok((host.to_owned(), port))
+}
+
+fn from_figment(err: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let mut key = err.path.join(".");
+    let reason = match &err.kind {
+        Kind::UnknownField(field, expected) => {
+            key = if key.is_empty() { field.clone() } else { format!("{key}.{field}") };
+            format!("unknown key; expected one of {}", expected.join(", "))
+        }
+        Kind::MissingField(field) => {
+            key = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+            "missing".to_owned()
+        }
+        other => other.to_string(),
+    };
+    let source = err.metadata.as_ref().map(|m| m.name.to_string());
+    let reason = match source {
+        Some(source) => format!("{reason} (from {source})"),
+        None => reason,
+    };
+    ConfigError::new(if key.is_empty() { "<root>".to_owned() } else { key }, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(toml: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("isobar.toml");
+        std::fs::write(&path, toml).unwrap();
+        Settings::load(Some(&path), Figment::new())
+    }
+
+    #[test]
+    fn defaults_are_valid_and_embedded() {
+        let s = Settings::default();
+        s.validate().unwrap();
+        assert_eq!(s.mqtt.mode, MqttMode::Embedded);
+        assert_eq!(s.web.listen.port(), 8080);
+    }
+
+    #[test]
+    fn the_example_config_loads() {
+        let example = include_str!("../config/isobar.example.toml");
+        let s = load_toml(example).unwrap();
+        assert_eq!(s.persister.batch_size, 500);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = load_toml("[mqtt]\nmod = \"external\"\n").unwrap_err();
+        assert_eq!(err.key, "mqtt.mod");
+        assert!(err.reason.contains("unknown key"), "{}", err.reason);
+    }
+
+    #[test]
+    fn wrong_types_and_bad_addresses_are_named() {
+        let err = load_toml("[persister]\nbatch_size = \"many\"\n").unwrap_err();
+        assert_eq!(err.key, "persister.batch_size");
+        let err = load_toml("[web]\nlisten = \"localhost\"\n").unwrap_err();
+        assert_eq!(err.key, "web.listen");
+        let err = load_toml("[mqtt]\nmode = \"external\"\nbroker = \"nohost\"\n").unwrap_err();
+        assert_eq!(err.key, "mqtt.broker");
+        let err = load_toml("[mqtt]\ntopic = \"weather/#\"\n").unwrap_err();
+        assert_eq!(err.key, "mqtt.topic");
+        let err = load_toml("[persister]\nflush_interval = \"soon\"\n").unwrap_err();
+        assert_eq!(err.key, "persister.flush_interval");
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("isobar.toml");
+        std::fs::write(&path, "[web]\nlisten = \"127.0.0.1:9000\"\n").unwrap();
+        let overrides = Figment::new().merge(Serialized::default("web.listen", "127.0.0.1:9001"));
+        let s = Settings::load(Some(&path), overrides).unwrap();
+        assert_eq!(s.web.listen.port(), 9001);
+    }
+
+    #[test]
+    fn parses_host_and_port() {
+        assert_eq!(parse_host_port("broker.local:8883"), Ok(("broker.local".into(), 8883)));
+        assert_eq!(parse_host_port("[::1]:1883"), Ok(("::1".into(), 1883)));
+        assert!(parse_host_port("broker").is_err());
+        assert!(parse_host_port(":1883").is_err());
+    }
+}

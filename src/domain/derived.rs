@@ -1,0 +1,116 @@
+//! Metrics derived from measured values. isobar always recomputes these; a
+//! payload's own `metadata` values are never trusted.
+
+/// Dew point by the Magnus formula with the coefficients of Alduchov and
+/// Eskridge (1996) as used by WMO: a = 17.62, b = 243.12 °C.
+pub fn dew_point_c(temperature_c: f64, humidity_pct: f64) -> Option<f64> {
+    const A: f64 = 17.62;
+    const B: f64 = 243.12;
+    if humidity_pct <= 0.0 {
+        return None;
+    }
+    let gamma = (humidity_pct / 100.0).ln() + A * temperature_c / (B + temperature_c);
+    Some(B * gamma / (A - gamma))
+}
+
+/// Heat index by the US National Weather Service algorithm: Steadman's simple
+/// formula, and the Rothfusz regression with its two adjustments when the
+/// simple value reaches 80 °F. Defined from 80 °F (26.7 °C) up, where the
+/// regression is valid; below that the air temperature is what it feels like.
+pub fn heat_index_c(temperature_c: f64, humidity_pct: f64) -> Option<f64> {
+    let t = c_to_f(temperature_c);
+    if t < 80.0 {
+        return None;
+    }
+    let rh = humidity_pct;
+    let simple = 0.5 * (t + 61.0 + (t - 68.0) * 1.2 + rh * 0.094);
+    let hi = if (simple + t) / 2.0 < 80.0 {
+        simple
+    } else {
+        let mut hi = -42.379 + 2.049_015_23 * t + 10.143_331_27 * rh
+            - 0.224_755_41 * t * rh
+            - 0.006_837_83 * t * t
+            - 0.054_817_17 * rh * rh
+            + 0.001_228_74 * t * t * rh
+            + 0.000_852_82 * t * rh * rh
+            - 0.000_001_99 * t * t * rh * rh;
+        if rh < 13.0 && (80.0..=112.0).contains(&t) {
+            hi -= ((13.0 - rh) / 4.0) * ((17.0 - (t - 95.0).abs()) / 17.0).sqrt();
+        } else if rh > 85.0 && (80.0..=87.0).contains(&t) {
+            hi += ((rh - 85.0) / 10.0) * ((87.0 - t) / 5.0);
+        }
+        hi
+    };
+    Some(f_to_c(hi))
+}
+
+/// Wind chill by the NWS / Environment Canada 2001 formula. Defined only at or
+/// below 10 °C with wind above 4.8 km/h; `None` elsewhere.
+pub fn wind_chill_c(temperature_c: f64, wind_speed_ms: f64) -> Option<f64> {
+    let v_kmh = wind_speed_ms * 3.6;
+    if temperature_c > 10.0 || v_kmh <= 4.8 {
+        return None;
+    }
+    let v = v_kmh.powf(0.16);
+    Some(13.12 + 0.6215 * temperature_c - 11.37 * v + 0.3965 * temperature_c * v)
+}
+
+fn c_to_f(c: f64) -> f64 {
+    c * 9.0 / 5.0 + 32.0
+}
+
+fn f_to_c(f: f64) -> f64 {
+    (f - 32.0) * 5.0 / 9.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(actual: f64, expected: f64, tolerance: f64) {
+        assert!(
+            (actual - expected).abs() <= tolerance,
+            "{actual} is not within {tolerance} of {expected}"
+        );
+    }
+
+    #[test]
+    fn dew_point_matches_reference_values() {
+        // Values from the Magnus form with the same coefficients (WMO No. 8).
+        close(dew_point_c(20.0, 50.0).unwrap(), 9.26, 0.02);
+        close(dew_point_c(25.0, 60.0).unwrap(), 16.69, 0.02);
+        close(dew_point_c(-10.0, 80.0).unwrap(), -12.8, 0.1);
+        // Saturated air: dew point equals temperature.
+        close(dew_point_c(15.0, 100.0).unwrap(), 15.0, 1e-9);
+        assert_eq!(dew_point_c(15.0, 0.0), None);
+    }
+
+    #[test]
+    fn heat_index_matches_the_nws_table() {
+        // NWS heat index chart (°F): (T, RH) -> HI.
+        for (t_f, rh, hi_f) in [
+            (90.0, 50.0, 95.0),
+            (100.0, 40.0, 109.0),
+            (86.0, 90.0, 105.0),
+            (96.0, 65.0, 121.0),
+            (80.0, 40.0, 80.0),
+        ] {
+            let hi = heat_index_c(f_to_c(t_f), rh).unwrap();
+            close(c_to_f(hi), hi_f, 1.0);
+        }
+        assert_eq!(heat_index_c(20.0, 65.0), None);
+    }
+
+    #[test]
+    fn wind_chill_matches_the_nws_table() {
+        // NWS wind chill chart (°F, mph): (T, V) -> WC.
+        for (t_f, v_mph, wc_f) in [(0.0, 15.0, -19.0), (30.0, 10.0, 21.0), (-20.0, 30.0, -48.0)] {
+            let wc = wind_chill_c(f_to_c(t_f), v_mph * 0.44704).unwrap();
+            close(c_to_f(wc), wc_f, 0.6);
+        }
+        // Environment Canada table: -10 °C at 20 km/h is -17.9 °C.
+        close(wind_chill_c(-10.0, 20.0 / 3.6).unwrap(), -17.9, 0.1);
+        assert_eq!(wind_chill_c(12.0, 10.0), None);
+        assert_eq!(wind_chill_c(0.0, 1.0), None);
+    }
+}

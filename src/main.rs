@@ -1,0 +1,233 @@
+//! The `isobar` command: parse the command line, load settings, build the
+//! app and run it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use figment::Figment;
+use figment::providers::Serialized;
+use isobar::config::{ConfigError, EXIT_BAD_CONFIG, LogFormat, Settings, parse_host_port};
+use isobar::{App, simulator};
+
+#[derive(Parser)]
+#[command(name = "isobar", version, about = "A weather-station network in one daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run(RunArgs),
+    /// Publish simulated station readings to an MQTT broker.
+    Simulate(SimulateArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(ConfigArgs),
+    /// Validate the configuration and print the effective settings.
+    CheckConfig(ConfigArgs),
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// TOML configuration file (see config/isobar.example.toml).
+    #[arg(long, short, env = "ISOBAR_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Also run the built-in simulator with N stations.
+    #[arg(long, value_name = "N")]
+    simulate: Option<u32>,
+    /// Address for the API, websocket and dashboard (web.listen).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Address of the embedded MQTT broker (mqtt.listen).
+    #[arg(long, value_name = "ADDR")]
+    mqtt_listen: Option<SocketAddr>,
+    /// Directory for the database (storage.data_dir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// Broker to publish to, host:port.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    broker: String,
+    /// Number of stations.
+    #[arg(long, default_value_t = 10)]
+    stations: u32,
+    /// Time between two readings of one station (e.g. 1s, 250ms).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// Stop after this many readings per station.
+    #[arg(long)]
+    rounds: Option<u64>,
+    /// Seed for a repeatable run.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+            Command::Simulate(args) => simulate(args).await,
+            Command::Migrate(args) => migrate(args).await,
+            Command::CheckConfig(args) => check_config(args),
+        }
+    })
+}
+
+fn load(args: &ConfigArgs, overrides: Figment) -> Result<Settings, ExitCode> {
+    Settings::load(args.config.as_deref(), overrides).map_err(|e: ConfigError| {
+        eprintln!("isobar: {e}");
+        ExitCode::from(EXIT_BAD_CONFIG as u8)
+    })
+}
+
+fn init_tracing(settings: &Settings) {
+    let mut filter = settings.log.level.clone();
+    // The embedded broker logs every connection at info; keep it quiet
+    // unless asked for.
+    if !filter.contains("rumqttd") {
+        filter.push_str(",rumqttd=warn");
+    }
+    let filter = tracing_subscriber::EnvFilter::new(filter);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match settings.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    let mut overrides = Figment::new();
+    if let Some(n) = args.simulate {
+        overrides = overrides.merge(Serialized::default("simulator.stations", n));
+    }
+    if let Some(addr) = args.listen {
+        overrides = overrides.merge(Serialized::default("web.listen", addr));
+    }
+    if let Some(addr) = args.mqtt_listen {
+        overrides = overrides.merge(Serialized::default("mqtt.listen", addr));
+    }
+    if let Some(dir) = &args.data_dir {
+        overrides = overrides.merge(Serialized::default("storage.data_dir", dir));
+    }
+    let settings = match load(&args.config, overrides) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    init_tracing(&settings);
+    let app = match App::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, "startup failed");
+            eprintln!("isobar: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("isobar: dashboard and API on http://{}", app.web_addr());
+    println!("isobar: MQTT broker at {}", app.mqtt_addr());
+    match app.run(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("isobar: {e}");
+            ExitCode::from(70)
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+async fn simulate(args: SimulateArgs) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let (host, port) = match parse_host_port(&args.broker) {
+        Ok(hp) => hp,
+        Err(reason) => {
+            eprintln!("isobar: invalid --broker: {reason}");
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
+    };
+    if args.stations == 0 || args.stations > 10_000 {
+        eprintln!("isobar: invalid --stations: must be from 1 to 10000");
+        return ExitCode::from(EXIT_BAD_CONFIG as u8);
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        token.cancel();
+    });
+    match simulator::publish(&host, port, args.stations, args.interval, args.seed, args.rounds, stop)
+        .await
+    {
+        Ok(n) => {
+            eprintln!("isobar: published {n} readings");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("isobar: simulator failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(args: ConfigArgs) -> ExitCode {
+    let settings = match load(&args, Figment::new()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let path = settings.storage.sqlite_path();
+    match isobar::storage::SqliteStore::open(&path) {
+        Ok(_) => {
+            println!("isobar: {} is up to date", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("isobar: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(args: ConfigArgs) -> ExitCode {
+    match load(&args, Figment::new()) {
+        Ok(settings) => {
+            match toml_string(&settings) {
+                Some(text) => print!("{text}"),
+                None => println!("{settings:#?}"),
+            }
+            eprintln!("isobar: configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn toml_string(settings: &Settings) -> Option<String> {
+    toml::to_string(settings).ok()
+}

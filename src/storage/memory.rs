@@ -1,0 +1,69 @@
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use super::LatestCache;
+use crate::domain::{Reading, StationId};
+
+/// The embedded cache: a map in the daemon's memory.
+#[derive(Debug, Default)]
+pub struct MemoryCache {
+    latest: RwLock<HashMap<StationId, Reading>>,
+}
+
+impl LatestCache for MemoryCache {
+    fn put_newer(&self, readings: &[Reading]) {
+        let mut latest = self.latest.write().unwrap_or_else(|e| e.into_inner());
+        for reading in readings {
+            match latest.get(&reading.station_id) {
+                Some(held) if held.observed_at >= reading.observed_at => {}
+                _ => {
+                    latest.insert(reading.station_id.clone(), reading.clone());
+                }
+            }
+        }
+    }
+
+    fn get(&self, id: &StationId) -> Option<Reading> {
+        let latest = self.latest.read().unwrap_or_else(|e| e.into_inner());
+        latest.get(id).cloned()
+    }
+
+    fn all(&self) -> Vec<Reading> {
+        let latest = self.latest.read().unwrap_or_else(|e| e.into_inner());
+        latest.values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Derived;
+
+    fn reading(at: &str, t: f64) -> Reading {
+        Reading {
+            station_id: StationId::parse("WS001").unwrap(),
+            observed_at: at.parse().unwrap(),
+            received_at: at.parse().unwrap(),
+            latitude: None,
+            longitude: None,
+            temperature_c: Some(t),
+            humidity_pct: None,
+            pressure_hpa: None,
+            wind_speed_ms: None,
+            wind_direction_deg: None,
+            derived: Derived::default(),
+        }
+    }
+
+    #[test]
+    fn a_late_reading_does_not_replace_a_newer_one() {
+        let cache = MemoryCache::default();
+        cache.put_newer(&[reading("2025-01-13T10:00:00Z", 1.0)]);
+        cache.put_newer(&[reading("2025-01-13T09:00:00Z", 2.0)]);
+        let id = StationId::parse("WS001").unwrap();
+        assert_eq!(cache.get(&id).unwrap().temperature_c, Some(1.0));
+        cache.put_newer(&[reading("2025-01-13T11:00:00Z", 3.0)]);
+        assert_eq!(cache.get(&id).unwrap().temperature_c, Some(3.0));
+        assert_eq!(cache.all().len(), 1);
+    }
+}

@@ -1,0 +1,410 @@
+//! The embedded store: one SQLite file in WAL mode, one writer connection
+//! and a few reader connections so history queries never wait on a batch.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+
+use super::{
+    HistoryQuery, Station, Store, StoreError, StoredQuarantine, WriteBatch, WriteOutcome,
+};
+use crate::domain::{Derived, Reading, StationId};
+
+/// The migrations, in order; each runs once, recorded in `schema_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+
+const READERS: usize = 4;
+
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies any
+    /// pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            path: path.display().to_string(),
+            reason,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        }
+        let mut writer = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        // With WAL, NORMAL is durable across application crashes; a power
+        // loss may roll back the last commits but never corrupts.
+        writer.pragma_update(None, "synchronous", "NORMAL")?;
+        writer.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut writer)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let c = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(std::time::Duration::from_secs(5))?;
+                Ok(Mutex::new(c))
+            })
+            .collect::<Result<Vec<_>, rusqlite::Error>>()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let i = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
+            let conn = inner.readers[i].lock().unwrap_or_else(|e| e.into_inner());
+            f(&conn).map_err(StoreError::from)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+/// Applies pending migrations; returns how many ran.
+pub fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    let mut applied = 0;
+    for (version, sql) in MIGRATIONS {
+        let tx = conn.transaction()?;
+        let done: Option<i64> = tx
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [version],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if done.is_none() {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![version, micros(Utc::now())],
+            )?;
+            applied += 1;
+        }
+        tx.commit()?;
+    }
+    Ok(applied)
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+const READING_COLUMNS: &str = "station_id, observed_at, received_at, latitude, longitude, \
+    temperature_c, humidity_pct, pressure_hpa, wind_speed_ms, wind_direction_deg, \
+    dew_point_c, heat_index_c, wind_chill_c";
+
+fn reading_from_row(row: &Row<'_>) -> Result<Reading, rusqlite::Error> {
+    let id: String = row.get(0)?;
+    let station_id = StationId::parse(&id).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(Reading {
+        station_id,
+        observed_at: from_micros(row.get(1)?),
+        received_at: from_micros(row.get(2)?),
+        latitude: row.get(3)?,
+        longitude: row.get(4)?,
+        temperature_c: row.get(5)?,
+        humidity_pct: row.get(6)?,
+        pressure_hpa: row.get(7)?,
+        wind_speed_ms: row.get(8)?,
+        wind_direction_deg: row.get(9)?,
+        derived: Derived {
+            dew_point_c: row.get(10)?,
+            heat_index_c: row.get(11)?,
+            wind_chill_c: row.get(12)?,
+        },
+    })
+}
+
+fn station_from_row(row: &Row<'_>) -> Result<Station, rusqlite::Error> {
+    let id: String = row.get(0)?;
+    let station_id = StationId::parse(&id).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(Station {
+        station_id,
+        latitude: row.get(1)?,
+        longitude: row.get(2)?,
+        first_seen: from_micros(row.get(3)?),
+        last_seen: from_micros(row.get(4)?),
+    })
+}
+
+fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusqlite::Error> {
+    let tx = conn.transaction()?;
+    let mut inserted = Vec::with_capacity(batch.readings.len());
+    {
+        let mut insert = tx.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO observations ({READING_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        ))?;
+        let mut station = tx.prepare_cached(
+            "INSERT INTO stations (station_id, latitude, longitude, first_seen, last_seen) \
+             VALUES (?1, ?2, ?3, ?4, ?4) \
+             ON CONFLICT (station_id) DO UPDATE SET \
+               latitude = coalesce(excluded.latitude, stations.latitude), \
+               longitude = coalesce(excluded.longitude, stations.longitude), \
+               last_seen = max(stations.last_seen, excluded.last_seen)",
+        )?;
+        for r in &batch.readings {
+            let observed = micros(r.observed_at);
+            let n = insert.execute(params![
+                r.station_id.as_str(),
+                observed,
+                micros(r.received_at),
+                r.latitude,
+                r.longitude,
+                r.temperature_c,
+                r.humidity_pct,
+                r.pressure_hpa,
+                r.wind_speed_ms,
+                r.wind_direction_deg,
+                r.derived.dew_point_c,
+                r.derived.heat_index_c,
+                r.derived.wind_chill_c,
+            ])?;
+            inserted.push(n == 1);
+            if n == 1 {
+                station.execute(params![r.station_id.as_str(), r.latitude, r.longitude, observed])?;
+            }
+        }
+        let mut quarantine = tx.prepare_cached(
+            "INSERT INTO quarantine \
+             (received_at, source, station_id, reason_code, reason, payload, payload_bytes) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for q in &batch.quarantine {
+            quarantine.execute(params![
+                micros(q.received_at),
+                q.source,
+                q.station_id.as_ref().map(StationId::as_str),
+                q.reason_code,
+                q.reason,
+                q.payload,
+                q.payload_bytes as i64,
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(WriteOutcome { inserted })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn write_batch(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            write(&mut conn, &batch).map_err(StoreError::from)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn stations(&self) -> Result<Vec<Station>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT station_id, latitude, longitude, first_seen, last_seen \
+                 FROM stations ORDER BY station_id",
+            )?;
+            stmt.query_map([], station_from_row)?.collect()
+        })
+        .await
+    }
+
+    async fn station(&self, id: &StationId) -> Result<Option<Station>, StoreError> {
+        let id = id.clone();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT station_id, latitude, longitude, first_seen, last_seen \
+                 FROM stations WHERE station_id = ?1",
+            )?
+            .query_row([id.as_str()], station_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn latest(&self, id: &StationId) -> Result<Option<Reading>, StoreError> {
+        let id = id.clone();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {READING_COLUMNS} FROM observations WHERE station_id = ?1 \
+                 ORDER BY observed_at DESC LIMIT 1"
+            ))?
+            .query_row([id.as_str()], reading_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn readings(&self, q: HistoryQuery) -> Result<Vec<Reading>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {READING_COLUMNS} FROM observations \
+                 WHERE station_id = ?1 AND observed_at >= ?2 AND observed_at < ?3 \
+                 ORDER BY observed_at LIMIT ?4"
+            ))?;
+            stmt.query_map(
+                params![q.station_id.as_str(), micros(q.from), micros(q.to), q.limit as i64],
+                reading_from_row,
+            )?
+            .collect()
+        })
+        .await
+    }
+
+    async fn quarantine(
+        &self,
+        limit: usize,
+        before_id: Option<i64>,
+    ) -> Result<Vec<StoredQuarantine>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, received_at, source, station_id, reason_code, reason, payload, \
+                        payload_bytes \
+                 FROM quarantine WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            stmt.query_map(params![before_id.unwrap_or(i64::MAX), limit as i64], |r| {
+                let payload: Vec<u8> = r.get(6)?;
+                let payload_bytes = r.get::<_, i64>(7)? as usize;
+                Ok(StoredQuarantine {
+                    id: r.get(0)?,
+                    received_at: from_micros(r.get(1)?),
+                    source: r.get(2)?,
+                    station_id: r.get(3)?,
+                    reason_code: r.get(4)?,
+                    reason: r.get(5)?,
+                    truncated: payload.len() < payload_bytes,
+                    payload: String::from_utf8_lossy(&payload).into_owned(),
+                    payload_bytes,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::QuarantineRecord;
+
+    fn reading(station: &str, at: &str, t: f64) -> Reading {
+        Reading {
+            station_id: StationId::parse(station).unwrap(),
+            observed_at: at.parse().unwrap(),
+            received_at: at.parse().unwrap(),
+            latitude: Some(52.5),
+            longitude: Some(13.4),
+            temperature_c: Some(t),
+            humidity_pct: Some(50.0),
+            pressure_hpa: None,
+            wind_speed_ms: None,
+            wind_direction_deg: None,
+            derived: Derived::compute(Some(t), Some(50.0), None),
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_are_idempotent_on_station_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("isobar.sqlite3")).unwrap();
+        let first = Arc::new(WriteBatch {
+            readings: vec![
+                reading("WS001", "2025-01-13T10:00:00Z", 1.0),
+                reading("WS001", "2025-01-13T10:01:00Z", 2.0),
+            ],
+            quarantine: vec![],
+        });
+        assert_eq!(store.write_batch(first.clone()).await.unwrap().inserted, [true, true]);
+        assert_eq!(store.write_batch(first).await.unwrap().inserted, [false, false]);
+
+        let id = StationId::parse("WS001").unwrap();
+        let history = store
+            .readings(HistoryQuery {
+                station_id: id.clone(),
+                from: "2025-01-13T00:00:00Z".parse().unwrap(),
+                to: "2025-01-14T00:00:00Z".parse().unwrap(),
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0], reading("WS001", "2025-01-13T10:00:00Z", 1.0));
+        assert_eq!(store.latest(&id).await.unwrap().unwrap().temperature_c, Some(2.0));
+        let station = store.station(&id).await.unwrap().unwrap();
+        assert_eq!(station.last_seen, "2025-01-13T10:01:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(station.latitude, Some(52.5));
+    }
+
+    #[tokio::test]
+    async fn quarantine_keeps_the_bytes_and_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("q.sqlite3")).unwrap();
+        let record = QuarantineRecord {
+            received_at: Utc::now(),
+            source: "weather/WS001/observations".into(),
+            station_id: Some(StationId::parse("WS001").unwrap()),
+            reason_code: "malformed_json",
+            reason: "payload is not valid reading JSON".into(),
+            payload: b"not js".to_vec(),
+            payload_bytes: 8,
+        };
+        store
+            .write_batch(Arc::new(WriteBatch { readings: vec![], quarantine: vec![record] }))
+            .await
+            .unwrap();
+        let rows = store.quarantine(10, None).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].reason_code, "malformed_json");
+        assert_eq!(rows[0].payload, "not js");
+        assert!(rows[0].truncated);
+    }
+
+    #[test]
+    fn migrations_run_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("m.sqlite3")).unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), MIGRATIONS.len());
+        assert_eq!(migrate(&mut conn).unwrap(), 0);
+    }
+}

@@ -1,0 +1,184 @@
+//! The HTTP side: REST under `/api/v1`, the live websocket, `/health`,
+//! `/metrics` and the dashboard's static files. Every error is a JSON body
+//! `{"error": code, "message": text}` with a 4xx or 5xx status.
+
+mod api;
+mod live;
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use crate::domain::Reading;
+use crate::storage::{LatestCache, Station, Store};
+
+/// What the handlers share.
+pub struct WebContext {
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<dyn LatestCache>,
+    pub hub: String,
+    pub client_queue: usize,
+    pub static_dir: PathBuf,
+    pub metrics: Option<PrometheusHandle>,
+    next_client: AtomicU64,
+}
+
+impl WebContext {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<dyn LatestCache>,
+        hub: String,
+        client_queue: usize,
+        static_dir: PathBuf,
+        metrics: Option<PrometheusHandle>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            cache,
+            hub,
+            client_queue,
+            static_dir,
+            metrics,
+            next_client: AtomicU64::new(1),
+        })
+    }
+}
+
+/// A station with its latest reading, as the API and the live snapshot show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StationView {
+    #[serde(flatten)]
+    pub station: Station,
+    pub latest: Option<Reading>,
+}
+
+/// An error answered as JSON.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, code: "bad_request", message: message.into() }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::NOT_FOUND, code: "not_found", message: message.into() }
+    }
+
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "request failed");
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: "the server could not complete the request".into(),
+        }
+    }
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl Reply for ApiError {
+    fn into_response(self) -> warp::reply::Response {
+        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
+    }
+}
+
+/// All routes.
+pub fn routes(
+    ctx: Arc<WebContext>,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let health = warp::path!("health")
+        .and(warp::get())
+        .map(|| warp::reply::json(&serde_json::json!({ "status": "ok" })));
+    let metrics = warp::path!("metrics").and(warp::get()).and(with(ctx.clone())).map(
+        |ctx: Arc<WebContext>| {
+            let body = ctx.metrics.as_ref().map(PrometheusHandle::render).unwrap_or_default();
+            warp::reply::with_header(body, "content-type", "text/plain; version=0.0.4")
+        },
+    );
+    let api = warp::path("api").and(warp::path("v1")).and(
+        api::routes(ctx.clone()).or(live::route(ctx.clone())),
+    );
+    health
+        .or(metrics)
+        .or(api)
+        .or(dashboard(ctx))
+        .recover(recover)
+        .with(warp::log::custom(|info| {
+            tracing::debug!(method = %info.method(), path = info.path(),
+                status = info.status().as_u16(), "http request");
+        }))
+}
+
+fn with<T: Clone + Send>(value: T) -> impl Filter<Extract = (T,), Error = Infallible> + Clone {
+    warp::any().map(move || value.clone())
+}
+
+/// The built dashboard; unknown paths outside the API get `index.html`, so
+/// client-side routes survive a reload.
+fn dashboard(
+    ctx: Arc<WebContext>,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let dir = ctx.static_dir.clone();
+    let index = dir.join("index.html");
+    let files = warp::get().and(warp::fs::dir(dir));
+    let fallback = warp::get()
+        .and(warp::path::full())
+        .and_then(move |path: warp::path::FullPath| {
+            let index = index.clone();
+            async move {
+                if path.as_str().starts_with("/api/") {
+                    return Err(warp::reject::not_found());
+                }
+                match tokio::fs::read(&index).await {
+                    Ok(html) => Ok(warp::reply::html(html).into_response()),
+                    Err(_) => Err(warp::reject::custom(ApiError {
+                        status: StatusCode::NOT_FOUND,
+                        code: "dashboard_not_built",
+                        message: format!(
+                            "the dashboard is not built ({} is missing); run `make frontend`",
+                            index.display()
+                        ),
+                    })),
+                }
+            }
+        });
+    files.or(fallback)
+}
+
+async fn recover(rejection: Rejection) -> Result<ApiError, Infallible> {
+    if let Some(e) = rejection.find::<ApiError>() {
+        return Ok(ApiError { status: e.status, code: e.code, message: e.message.clone() });
+    }
+    let error = if rejection.is_not_found() {
+        ApiError::not_found("no such route")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "method_not_allowed",
+            message: "method not allowed on this route".into(),
+        }
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        ApiError::bad_request(e.to_string())
+    } else if let Some(e) = rejection.find::<warp::reject::PayloadTooLarge>() {
+        ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, code: "payload_too_large", message: e.to_string() }
+    } else {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: format!("{rejection:?}"),
+        }
+    };
+    Ok(error)
+}

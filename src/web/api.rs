@@ -1,0 +1,214 @@
+//! REST handlers under `/api/v1`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use warp::{Filter, Rejection, Reply};
+
+use super::{ApiError, StationView, WebContext, with};
+use crate::domain::StationId;
+use crate::storage::HistoryQuery;
+
+/// Readings returned when `limit` is not given, and the most allowed.
+pub const DEFAULT_LIMIT: usize = 1_000;
+pub const MAX_LIMIT: usize = 10_000;
+/// Quarantine records per page.
+pub const MAX_QUARANTINE_PAGE: usize = 500;
+
+pub fn routes(
+    ctx: Arc<WebContext>,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let stations = warp::path!("stations")
+        .and(warp::get())
+        .and(with(ctx.clone()))
+        .and_then(list_stations);
+    let latest = warp::path!("stations" / String / "latest")
+        .and(warp::get())
+        .and(with(ctx.clone()))
+        .and_then(latest);
+    let readings = warp::path!("stations" / String / "readings")
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with(ctx.clone()))
+        .and_then(readings);
+    let quarantine = warp::path!("quarantine")
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with(ctx))
+        .and_then(quarantine);
+    stations.or(latest).or(readings).or(quarantine)
+}
+
+fn station_id(raw: &str) -> Result<StationId, Rejection> {
+    StationId::parse(raw)
+        .map_err(|e| warp::reject::custom(ApiError::bad_request(format!("station id: {e}"))))
+}
+
+fn reject(e: ApiError) -> Rejection {
+    warp::reject::custom(e)
+}
+
+pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiError> {
+    let stations = ctx.store.stations().await.map_err(ApiError::internal)?;
+    let mut views = Vec::with_capacity(stations.len());
+    for station in stations {
+        let latest = match ctx.cache.get(&station.station_id) {
+            Some(r) => Some(r),
+            None => ctx.store.latest(&station.station_id).await.map_err(ApiError::internal)?,
+        };
+        views.push(StationView { station, latest });
+    }
+    Ok(views)
+}
+
+async fn list_stations(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
+    let stations = station_views(&ctx).await.map_err(reject)?;
+    Ok(warp::reply::json(&serde_json::json!({ "stations": stations })))
+}
+
+async fn latest(raw_id: String, ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
+    let id = station_id(&raw_id)?;
+    let reading = match ctx.cache.get(&id) {
+        Some(r) => Some(r),
+        None => ctx.store.latest(&id).await.map_err(|e| reject(ApiError::internal(e)))?,
+    };
+    match reading {
+        Some(r) => Ok(warp::reply::json(&r)),
+        None => Err(reject(ApiError::not_found(format!("station {id} has no readings")))),
+    }
+}
+
+/// Parsed query of the history endpoint.
+#[derive(Debug, PartialEq)]
+struct HistoryParams {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: usize,
+}
+
+fn parse_history(
+    params: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<HistoryParams, ApiError> {
+    if let Some(unknown) = params.keys().find(|k| !["from", "to", "limit"].contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown parameter {unknown:?}; expected from, to, limit"
+        )));
+    }
+    let time = |name: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
+        params
+            .get(name)
+            .map(|v| {
+                DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "{name}: {v:?} is not an RFC 3339 date-time (2025-01-13T10:00:00Z)"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let to = time("to")?.unwrap_or(now + TimeDelta::seconds(1));
+    let from = time("from")?.unwrap_or(to - TimeDelta::hours(24));
+    if from >= to {
+        return Err(ApiError::bad_request(format!("from ({from}) must be before to ({to})")));
+    }
+    let limit = match params.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit: {v:?} is not a whole number from 1 to {MAX_LIMIT}"
+                )));
+            }
+        },
+    };
+    Ok(HistoryParams { from, to, limit })
+}
+
+async fn readings(
+    raw_id: String,
+    params: HashMap<String, String>,
+    ctx: Arc<WebContext>,
+) -> Result<impl Reply, Rejection> {
+    let id = station_id(&raw_id)?;
+    let p = parse_history(&params, Utc::now()).map_err(reject)?;
+    if ctx.store.station(&id).await.map_err(|e| reject(ApiError::internal(e)))?.is_none() {
+        return Err(reject(ApiError::not_found(format!("no station {id}"))));
+    }
+    let readings = ctx
+        .store
+        .readings(HistoryQuery { station_id: id.clone(), from: p.from, to: p.to, limit: p.limit })
+        .await
+        .map_err(|e| reject(ApiError::internal(e)))?;
+    Ok(warp::reply::json(&serde_json::json!({
+        "station_id": id,
+        "from": p.from,
+        "to": p.to,
+        "readings": readings,
+    })))
+}
+
+async fn quarantine(
+    params: HashMap<String, String>,
+    ctx: Arc<WebContext>,
+) -> Result<impl Reply, Rejection> {
+    if let Some(unknown) = params.keys().find(|k| !["limit", "before"].contains(&k.as_str())) {
+        return Err(reject(ApiError::bad_request(format!(
+            "unknown parameter {unknown:?}; expected limit, before"
+        ))));
+    }
+    let limit = match params.get("limit").map(|v| v.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=MAX_QUARANTINE_PAGE).contains(&n) => n,
+        Some(_) => {
+            return Err(reject(ApiError::bad_request(format!(
+                "limit must be a whole number from 1 to {MAX_QUARANTINE_PAGE}"
+            ))));
+        }
+    };
+    let before = match params.get("before").map(|v| v.parse::<i64>()) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            return Err(reject(ApiError::bad_request("before must be a quarantine record id")));
+        }
+    };
+    let items = ctx.store.quarantine(limit, before).await.map_err(|e| reject(ApiError::internal(e)))?;
+    let next_before = if items.len() == limit { items.last().map(|q| q.id) } else { None };
+    Ok(warp::reply::json(&serde_json::json!({ "items": items, "next_before": next_before })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2025-01-13T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn defaults_to_the_last_day() {
+        let p = parse_history(&q(&[]), now()).unwrap();
+        assert_eq!(p.limit, DEFAULT_LIMIT);
+        assert_eq!(p.to - p.from, TimeDelta::hours(24));
+    }
+
+    #[test]
+    fn bad_parameters_say_which_and_why() {
+        let msg = |pairs: &[(&str, &str)]| parse_history(&q(pairs), now()).unwrap_err().message;
+        assert!(msg(&[("from", "yesterday")]).starts_with("from:"));
+        assert!(msg(&[("limit", "0")]).starts_with("limit:"));
+        assert!(msg(&[("limit", "10001")]).starts_with("limit:"));
+        assert!(msg(&[("form", "x")]).contains("unknown parameter \"form\""));
+        assert!(
+            msg(&[("from", "2025-01-13T11:00:00Z"), ("to", "2025-01-13T10:00:00Z")])
+                .contains("must be before")
+        );
+    }
+}

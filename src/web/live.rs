@@ -1,0 +1,107 @@
+//! `/api/v1/live`: the websocket. A client gets a snapshot of every station
+//! on connect, then each new reading, optionally only for the stations it
+//! names (`?stations=WS001,WS002`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::{SinkExt, StreamExt};
+use ractor::ActorRef;
+use tokio::sync::mpsc;
+use warp::ws::{Message, WebSocket};
+use warp::{Filter, Rejection, Reply};
+
+use super::{ApiError, WebContext, api, with};
+use crate::actors::hub::{HubMsg, LiveClient, LiveMessage};
+use crate::domain::StationId;
+
+/// Largest message accepted from a client; clients only send pings.
+const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
+
+pub fn route(ctx: Arc<WebContext>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("live")
+        .and(warp::query::<HashMap<String, String>>())
+        .and(warp::ws())
+        .and(with(ctx))
+        .and_then(|params: HashMap<String, String>, ws: warp::ws::Ws, ctx: Arc<WebContext>| async move {
+            let stations = parse_filter(&params).map_err(warp::reject::custom)?;
+            let ws = ws.max_message_size(MAX_CLIENT_MESSAGE).max_frame_size(MAX_CLIENT_MESSAGE);
+            Ok::<_, Rejection>(ws.on_upgrade(move |socket| serve(socket, stations, ctx)))
+        })
+}
+
+fn parse_filter(params: &HashMap<String, String>) -> Result<Option<HashSet<StationId>>, ApiError> {
+    if let Some(unknown) = params.keys().find(|k| k.as_str() != "stations") {
+        return Err(ApiError::bad_request(format!(
+            "unknown parameter {unknown:?}; expected stations"
+        )));
+    }
+    let Some(list) = params.get("stations") else { return Ok(None) };
+    list.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| StationId::parse(s).map_err(|e| ApiError::bad_request(format!("stations: {e}"))))
+        .collect::<Result<HashSet<_>, _>>()
+        .map(Some)
+}
+
+async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc<WebContext>) {
+    let id = ctx_client_id(&ctx);
+    let (queue_tx, mut queue) = mpsc::channel::<Arc<str>>(ctx.client_queue);
+    let dropped = Arc::new(AtomicU64::new(0));
+    // Subscribe before taking the snapshot so nothing falls between them.
+    let Some(hub) = ActorRef::<HubMsg>::where_is(ctx.hub.clone()) else { return };
+    let client = LiveClient {
+        id,
+        stations: stations.clone(),
+        queue: queue_tx,
+        dropped: dropped.clone(),
+    };
+    if hub.cast(HubMsg::Subscribe(client)).is_err() {
+        return;
+    }
+    let (mut sink, mut incoming) = socket.split();
+    let snapshot = match api::station_views(&ctx).await {
+        Ok(mut views) => {
+            if let Some(filter) = &stations {
+                views.retain(|v| filter.contains(&v.station.station_id));
+            }
+            LiveMessage::Snapshot { stations: &views }.to_json()
+        }
+        Err(e) => {
+            tracing::warn!(client = id, error = e.message, "live snapshot failed");
+            return;
+        }
+    };
+    if sink.send(Message::text(snapshot.as_ref())).await.is_err() {
+        return;
+    }
+    tracing::debug!(client = id, "live client connected");
+    loop {
+        tokio::select! {
+            next = queue.recv() => {
+                let Some(json) = next else { break };
+                let missed = dropped.swap(0, Ordering::Relaxed);
+                if missed > 0 {
+                    let notice = LiveMessage::Overflow { dropped: missed }.to_json();
+                    if sink.send(Message::text(notice.as_ref())).await.is_err() {
+                        break;
+                    }
+                }
+                if sink.send(Message::text(json.as_ref())).await.is_err() {
+                    break;
+                }
+            }
+            msg = incoming.next() => match msg {
+                // Pings are answered by the library; anything else is ignored.
+                Some(Ok(m)) if !m.is_close() => {}
+                _ => break,
+            },
+        }
+    }
+    tracing::debug!(client = id, "live client disconnected");
+}
+
+fn ctx_client_id(ctx: &WebContext) -> u64 {
+    ctx.next_client.fetch_add(1, Ordering::Relaxed)
+}
