@@ -60,7 +60,9 @@ pub struct App {
 /// The process-wide Prometheus recorder (metrics allows one per process).
 fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE.get_or_init(|| PrometheusBuilder::new().install_recorder().ok()).clone()
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .clone()
 }
 
 impl App {
@@ -81,18 +83,21 @@ impl App {
             MqttMode::Embedded => {
                 let listen = settings.mqtt.listen;
                 let max_inflight = settings.mqtt.max_inflight;
-                let broker = tokio::task::block_in_place(|| {
-                    EmbeddedBroker::start(listen, max_inflight)
-                })?;
+                let broker =
+                    tokio::task::block_in_place(|| EmbeddedBroker::start(listen, max_inflight))?;
                 (broker.addr().ip().to_string(), broker.addr().port())
             }
-            MqttMode::External => parse_host_port(&settings.mqtt.broker)
-                .expect("validated with the settings"),
+            MqttMode::External => {
+                parse_host_port(&settings.mqtt.broker).expect("validated with the settings")
+            }
         };
 
-        let listener = tokio::net::TcpListener::bind(settings.web.listen).await.map_err(|e| {
-            StartupError::WebBind { addr: settings.web.listen, reason: e.to_string() }
-        })?;
+        let listener = tokio::net::TcpListener::bind(settings.web.listen)
+            .await
+            .map_err(|e| StartupError::WebBind {
+                addr: settings.web.listen,
+                reason: e.to_string(),
+            })?;
         let web_addr = listener.local_addr().map_err(|e| StartupError::WebBind {
             addr: settings.web.listen,
             reason: e.to_string(),
@@ -123,6 +128,7 @@ impl App {
             store,
             cache,
             context.names.hub.clone(),
+            context.names.stations.clone(),
             settings.web.client_queue,
             settings.web.static_dir.clone(),
             metrics,
@@ -134,7 +140,13 @@ impl App {
             let token = stop.clone();
             let task = tokio::spawn(async move {
                 if let Err(e) = crate::simulator::publish(
-                    &host, port, sim.stations, sim.interval, sim.seed, None, token,
+                    &host,
+                    port,
+                    sim.stations,
+                    sim.interval,
+                    sim.seed,
+                    None,
+                    token,
                 )
                 .await
                 {
@@ -191,7 +203,9 @@ impl App {
         self.context.stop();
         let _ = web_stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-        self.root.stop_children_and_wait(None, Some(Duration::from_secs(5))).await;
+        self.root
+            .stop_children_and_wait(None, Some(Duration::from_secs(5)))
+            .await;
         self.root.stop(None);
         tracing::info!("stopped");
         outcome
@@ -212,7 +226,9 @@ async fn drain(context: &DeliveryContext) {
     if let Some(persister) = ActorRef::<PersisterMsg>::where_is(context.names.persister.clone()) {
         match persister.call(PersisterMsg::Flush, timeout).await {
             Ok(ractor::rpc::CallResult::Success(Ok(()))) => tracing::info!("persister flushed"),
-            other => tracing::error!(outcome = ?other.map(|_| ()), "final flush failed; the broker keeps what was not acknowledged"),
+            other => {
+                tracing::error!(outcome = ?other.map(|_| ()), "final flush failed; the broker keeps what was not acknowledged")
+            }
         }
     }
     if let Some(ingest) = &ingest {

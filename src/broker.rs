@@ -42,7 +42,12 @@ impl EmbeddedBroker {
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 return Err(BrokerError::PortTaken { addr: listen });
             }
-            Err(e) => return Err(BrokerError::Start { addr: listen, reason: e.to_string() }),
+            Err(e) => {
+                return Err(BrokerError::Start {
+                    addr: listen,
+                    reason: e.to_string(),
+                });
+            }
         };
         let mut config = Config {
             router: RouterConfig {
@@ -82,7 +87,10 @@ impl EmbeddedBroker {
                     tracing::error!(error = %e, "embedded MQTT broker stopped");
                 }
             })
-            .map_err(|e| BrokerError::Start { addr, reason: e.to_string() })?;
+            .map_err(|e| BrokerError::Start {
+                addr,
+                reason: e.to_string(),
+            })?;
         let deadline = Instant::now() + Duration::from_secs(5);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             if Instant::now() > deadline {

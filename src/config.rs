@@ -75,7 +75,9 @@ pub struct StorageSettings {
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("data") }
+        Self {
+            data_dir: PathBuf::from("data"),
+        }
     }
 }
 
@@ -140,7 +142,11 @@ pub struct SimulatorSettings {
 
 impl Default for SimulatorSettings {
     fn default() -> Self {
-        Self { stations: 0, interval: Duration::from_secs(1), seed: None }
+        Self {
+            stations: 0,
+            interval: Duration::from_secs(1),
+            seed: None,
+        }
     }
 }
 
@@ -161,7 +167,10 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Text }
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
     }
 }
 
@@ -175,7 +184,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { key: key.into(), reason: reason.into() }
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -216,25 +228,40 @@ impl Settings {
                 .map_err(|reason| ConfigError::new("mqtt.broker", reason))?;
         }
         if self.mqtt.client_id.is_empty() || self.mqtt.client_id.len() > 64 {
-            return Err(ConfigError::new("mqtt.client_id", "must be 1 to 64 characters"));
+            return Err(ConfigError::new(
+                "mqtt.client_id",
+                "must be 1 to 64 characters",
+            ));
         }
         if self.mqtt.max_inflight == 0 {
             return Err(ConfigError::new("mqtt.max_inflight", "must be at least 1"));
         }
         if !(1..=100_000).contains(&self.persister.batch_size) {
-            return Err(ConfigError::new("persister.batch_size", "must be between 1 and 100000"));
+            return Err(ConfigError::new(
+                "persister.batch_size",
+                "must be between 1 and 100000",
+            ));
         }
         if self.persister.flush_interval.is_zero() {
-            return Err(ConfigError::new("persister.flush_interval", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "persister.flush_interval",
+                "must be greater than zero",
+            ));
         }
         if self.web.client_queue == 0 {
             return Err(ConfigError::new("web.client_queue", "must be at least 1"));
         }
         if self.simulator.stations > 10_000 {
-            return Err(ConfigError::new("simulator.stations", "must be at most 10000"));
+            return Err(ConfigError::new(
+                "simulator.stations",
+                "must be at most 10000",
+            ));
         }
         if self.simulator.interval < Duration::from_millis(10) {
-            return Err(ConfigError::new("simulator.interval", "must be at least 10ms"));
+            return Err(ConfigError::new(
+                "simulator.interval",
+                "must be at least 10ms",
+            ));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("log.level", e.to_string()))?;
@@ -247,7 +274,9 @@ pub fn parse_host_port(raw: &str) -> Result<(String, u16), String> {
     let (host, port) = raw
         .rsplit_once(':')
         .ok_or_else(|| format!("{raw:?} is not host:port"))?;
-    let port: u16 = port.parse().map_err(|_| format!("{raw:?} has no valid port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{raw:?} has no valid port"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return Err(format!("{raw:?} has no host"));
@@ -260,11 +289,23 @@ fn from_figment(err: figment::Error) -> ConfigError {
     let mut key = err.path.join(".");
     let reason = match &err.kind {
         Kind::UnknownField(field, expected) => {
-            key = if key.is_empty() { field.clone() } else { format!("{key}.{field}") };
+            // figment's path already ends at the unknown key for nested
+            // tables, but not at the top level.
+            if !key.ends_with(field.as_str()) {
+                key = if key.is_empty() {
+                    field.clone()
+                } else {
+                    format!("{key}.{field}")
+                };
+            }
             format!("unknown key; expected one of {}", expected.join(", "))
         }
         Kind::MissingField(field) => {
-            key = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+            key = if key.is_empty() {
+                field.to_string()
+            } else {
+                format!("{key}.{field}")
+            };
             "missing".to_owned()
         }
         other => other.to_string(),
@@ -274,7 +315,14 @@ fn from_figment(err: figment::Error) -> ConfigError {
         Some(source) => format!("{reason} (from {source})"),
         None => reason,
     };
-    ConfigError::new(if key.is_empty() { "<root>".to_owned() } else { key }, reason)
+    ConfigError::new(
+        if key.is_empty() {
+            "<root>".to_owned()
+        } else {
+            key
+        },
+        reason,
+    )
 }
 
 #[cfg(test)]
@@ -336,7 +384,10 @@ mod tests {
 
     #[test]
     fn parses_host_and_port() {
-        assert_eq!(parse_host_port("broker.local:8883"), Ok(("broker.local".into(), 8883)));
+        assert_eq!(
+            parse_host_port("broker.local:8883"),
+            Ok(("broker.local".into(), 8883))
+        );
         assert_eq!(parse_host_port("[::1]:1883"), Ok(("::1".into(), 1883)));
         assert!(parse_host_port("broker").is_err());
         assert!(parse_host_port(":1883").is_err());

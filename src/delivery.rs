@@ -5,8 +5,9 @@
 //! is quarantined (a poison message must not crash its station forever);
 //! otherwise (its actor died with it in the mailbox) it is routed again.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -55,7 +56,11 @@ pub struct DeliveryContext {
 
 impl DeliveryContext {
     pub fn new(names: PipelineNames, quarantine_max_bytes: usize) -> Arc<Self> {
-        Arc::new(Self { names, quarantine_max_bytes, stopping: AtomicBool::new(false) })
+        Arc::new(Self {
+            names,
+            quarantine_max_bytes,
+            stopping: AtomicBool::new(false),
+        })
     }
 
     /// From now on, dropped deliveries are left to the broker to redeliver.
@@ -92,26 +97,116 @@ impl DeliveryContext {
 /// How to acknowledge a delivery to whoever sent it.
 #[derive(Debug)]
 pub enum Ack {
-    /// PUBACK to the broker (QoS 1).
-    Mqtt { client: AsyncClient, qos: QoS, pkid: u16 },
+    /// PUBACK to the broker (QoS 1), in the order the messages came.
+    Mqtt {
+        acks: Arc<AckSequencer>,
+        ticket: Ticket,
+        qos: QoS,
+        pkid: u16,
+    },
     /// Nothing to acknowledge (QoS 0, or a test).
     None,
 }
 
-impl Ack {
-    pub fn mqtt(client: &AsyncClient, publish: &Publish) -> Self {
-        Self::Mqtt { client: client.clone(), qos: publish.qos, pkid: publish.pkid }
+/// A delivery's place in its connection's order of receipt.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    epoch: u64,
+    seq: u64,
+}
+
+/// Sends PUBACKs in the order the publishes were received, whatever order
+/// they complete in. MQTT 3.1.1 (§4.6) asks for acknowledgements in order,
+/// and some brokers (rumqttd) drop a client that acknowledges out of order;
+/// batches from many station actors complete out of order.
+#[derive(Debug)]
+pub struct AckSequencer {
+    client: AsyncClient,
+    state: Mutex<SequencerState>,
+}
+
+#[derive(Debug, Default)]
+struct SequencerState {
+    /// Bumped on every new connection: tickets of an older one are void (the
+    /// broker redelivers those messages to the new connection).
+    epoch: u64,
+    next_seq: u64,
+    next_ack: u64,
+    /// Completed, waiting for an earlier delivery to complete.
+    done: BTreeMap<u64, (QoS, u16)>,
+}
+
+impl AckSequencer {
+    pub fn new(client: AsyncClient) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            state: Mutex::new(SequencerState::default()),
+        })
     }
 
-    async fn send(self) {
-        if let Self::Mqtt { client, qos, pkid } = self {
+    /// A new connection: forget the old one's order.
+    pub fn reset(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let epoch = s.epoch + 1;
+        *s = SequencerState {
+            epoch,
+            ..SequencerState::default()
+        };
+    }
+
+    /// Takes a place in line for a message just received.
+    pub fn ticket(self: &Arc<Self>, publish: &Publish) -> Ack {
+        if publish.qos == QoS::AtMostOnce {
+            return Ack::None;
+        }
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let ticket = Ticket {
+            epoch: s.epoch,
+            seq: s.next_seq,
+        };
+        s.next_seq += 1;
+        Ack::Mqtt {
+            acks: self.clone(),
+            ticket,
+            qos: publish.qos,
+            pkid: publish.pkid,
+        }
+    }
+
+    fn complete(&self, ticket: Ticket, qos: QoS, pkid: u16) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if ticket.epoch != s.epoch {
+            return;
+        }
+        s.done.insert(ticket.seq, (qos, pkid));
+        loop {
+            let next = s.next_ack;
+            let Some((qos, pkid)) = s.done.remove(&next) else {
+                break;
+            };
+            s.next_ack += 1;
             let mut publish = Publish::new("", qos, Vec::new());
             publish.pkid = pkid;
-            if let Err(e) = client.ack(&publish).await {
+            // Sent while holding the lock so acknowledgements leave in order.
+            if let Err(e) = self.client.try_ack(&publish) {
                 // The connection is gone; the broker redelivers to the next
                 // session and the store ignores the duplicate.
                 tracing::debug!(pkid, error = %e, "acknowledgement not sent");
             }
+        }
+    }
+}
+
+impl Ack {
+    fn send(self) {
+        if let Self::Mqtt {
+            acks,
+            ticket,
+            qos,
+            pkid,
+        } = self
+        {
+            acks.complete(ticket, qos, pkid);
         }
     }
 }
@@ -162,9 +257,9 @@ impl Delivery {
     }
 
     /// Acknowledges: call only once what it carried is durably stored.
-    pub async fn acknowledge(mut self) {
+    pub fn acknowledge(mut self) {
         if let Some(ack) = self.ack.take() {
-            ack.send().await;
+            ack.send();
         }
     }
 
@@ -205,7 +300,9 @@ impl Drop for Delivery {
             return;
         }
         let panicking = std::thread::panicking();
-        let Some(retry) = self.take_for_retry() else { return };
+        let Some(retry) = self.take_for_retry() else {
+            return;
+        };
         let context = self.context.clone();
         if panicking || retry.attempts > MAX_ATTEMPTS || retry.station_id.is_none() {
             let reason = RejectReason::ProcessingPanicked {
@@ -234,7 +331,9 @@ impl Drop for Delivery {
         }
         // The actor holding it died; route it again once the supervisor has
         // had a moment to restart it.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let delay = Duration::from_millis(50 * u64::from(retry.attempts));
         runtime.spawn(async move {
             tokio::time::sleep(delay).await;

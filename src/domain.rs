@@ -9,5 +9,5 @@ mod station_id;
 
 pub use derived::{dew_point_c, heat_index_c, wind_chill_c};
 pub use payload::{Observation, RejectReason, parse_observation};
-pub use reading::{Reading, Derived};
+pub use reading::{Derived, Reading};
 pub use station_id::{StationId, StationIdError};

@@ -13,7 +13,11 @@ use isobar::config::{ConfigError, EXIT_BAD_CONFIG, LogFormat, Settings, parse_ho
 use isobar::{App, simulator};
 
 #[derive(Parser)]
-#[command(name = "isobar", version, about = "A weather-station network in one daemon")]
+#[command(
+    name = "isobar",
+    version,
+    about = "A weather-station network in one daemon"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -100,13 +104,15 @@ fn load(args: &ConfigArgs, overrides: Figment) -> Result<Settings, ExitCode> {
 
 fn init_tracing(settings: &Settings) {
     let mut filter = settings.log.level.clone();
-    // The embedded broker logs every connection at info; keep it quiet
-    // unless asked for.
+    // The embedded broker logs ordinary disconnects as errors; keep it quiet
+    // unless asked for (log.level = "info,rumqttd=warn").
     if !filter.contains("rumqttd") {
-        filter.push_str(",rumqttd=warn");
+        filter.push_str(",rumqttd=off");
     }
     let filter = tracing_subscriber::EnvFilter::new(filter);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match settings.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -182,8 +188,16 @@ async fn simulate(args: SimulateArgs) -> ExitCode {
         shutdown_signal().await;
         token.cancel();
     });
-    match simulator::publish(&host, port, args.stations, args.interval, args.seed, args.rounds, stop)
-        .await
+    match simulator::publish(
+        &host,
+        port,
+        args.stations,
+        args.interval,
+        args.seed,
+        args.rounds,
+        stop,
+    )
+    .await
     {
         Ok(n) => {
             eprintln!("isobar: published {n} readings");

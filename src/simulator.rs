@@ -74,8 +74,8 @@ impl Network {
                 let latitude = (lat + rng.random_range(-spread..=spread)).clamp(-89.0, 89.0);
                 let longitude = lon + rng.random_range(-spread..=spread);
                 // Warmer towards the equator, cooler with height.
-                let mean_temp_c = 28.0 - 0.45 * latitude.abs() - 0.0065 * elevation
-                    + rng.random_range(-1.5..1.5);
+                let mean_temp_c =
+                    28.0 - 0.45 * latitude.abs() - 0.0065 * elevation + rng.random_range(-1.5..1.5);
                 SimStation {
                     station_id: format!("WS{:03}", i + 1),
                     latitude,
@@ -99,16 +99,21 @@ impl Network {
         let rng = &mut self.rng;
         let s = &mut self.stations[index];
         // Local solar hour: 15:00 is the warmest, 03:00 the coldest.
-        let solar_hour = (at.num_seconds_from_midnight() as f64 / 3600.0 + s.longitude / 15.0)
-            .rem_euclid(24.0);
+        let solar_hour =
+            (at.num_seconds_from_midnight() as f64 / 3600.0 + s.longitude / 15.0).rem_euclid(24.0);
         let phase = (solar_hour - 15.0) / 24.0 * std::f64::consts::TAU;
         let temperature = s.mean_temp_c + s.amplitude_c * phase.cos() + rng.random_range(-0.2..0.2);
-        let humidity = (s.mean_rh - 2.5 * (temperature - s.mean_temp_c) + rng.random_range(-1.0..1.0))
-            .clamp(5.0, 100.0);
+        let humidity = (s.mean_rh - 2.5 * (temperature - s.mean_temp_c)
+            + rng.random_range(-1.0..1.0))
+        .clamp(5.0, 100.0);
         s.pressure_hpa = (s.pressure_hpa + rng.random_range(-0.05..0.05)).clamp(950.0, 1050.0);
         // Mean wind drifts; gusts are short bursts above it.
         s.wind_mean_ms = (s.wind_mean_ms + rng.random_range(-0.2..0.2)).clamp(0.0, 15.0);
-        let gust = if rng.random_bool(0.1) { rng.random_range(2.0..8.0) } else { 0.0 };
+        let gust = if rng.random_bool(0.1) {
+            rng.random_range(2.0..8.0)
+        } else {
+            0.0
+        };
         let wind_speed = (s.wind_mean_ms + gust + rng.random_range(-0.5..0.5)).max(0.0);
         s.wind_dir_deg = (s.wind_dir_deg + rng.random_range(-8.0..8.0)).rem_euclid(360.0);
         let round = |v: f64, places: i32| (v * 10f64.powi(places)).round() / 10f64.powi(places);
@@ -139,7 +144,9 @@ pub async fn publish(
 ) -> Result<u64, rumqttc::ClientError> {
     let client_id = format!("isobar-simulator-{}", std::process::id());
     let mut options = MqttOptions::new(client_id, host, port);
-    options.set_keep_alive(Duration::from_secs(30)).set_inflight(500);
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_inflight(500);
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
     let poller_stop = stop.clone();
     let poller = tokio::spawn(async move {
@@ -162,7 +169,11 @@ pub async fn publish(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut published = 0u64;
     let mut round = 0u64;
-    tracing::info!(stations = count, interval_ms = interval.as_millis() as u64, "simulator running");
+    tracing::info!(
+        stations = count,
+        interval_ms = interval.as_millis() as u64,
+        "simulator running"
+    );
     'outer: loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -213,10 +224,19 @@ mod tests {
         // London (WS012) is at longitude ~0, so solar time ≈ UTC.
         let mut net = Network::new(12, Some(1));
         let mean = |net: &mut Network, hms: &str, key: &str| {
-            (0..20).map(|_| net.reading(11, at(hms))[key].as_f64().unwrap()).sum::<f64>() / 20.0
+            (0..20)
+                .map(|_| net.reading(11, at(hms))[key].as_f64().unwrap())
+                .sum::<f64>()
+                / 20.0
         };
-        let (t_day, t_night) = (mean(&mut net, "15:00:00", "temperature"), mean(&mut net, "03:00:00", "temperature"));
-        let (rh_day, rh_night) = (mean(&mut net, "15:00:00", "humidity"), mean(&mut net, "03:00:00", "humidity"));
+        let (t_day, t_night) = (
+            mean(&mut net, "15:00:00", "temperature"),
+            mean(&mut net, "03:00:00", "temperature"),
+        );
+        let (rh_day, rh_night) = (
+            mean(&mut net, "15:00:00", "humidity"),
+            mean(&mut net, "03:00:00", "humidity"),
+        );
         assert!(t_day > t_night + 4.0, "day {t_day} night {t_night}");
         assert!(rh_day < rh_night, "day {rh_day} night {rh_night}");
     }

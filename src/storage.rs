@@ -93,16 +93,21 @@ pub enum StoreError {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Writes one batch in one transaction.
-    async fn write_batch(&self, batch: std::sync::Arc<WriteBatch>)
-    -> Result<WriteOutcome, StoreError>;
+    async fn write_batch(
+        &self,
+        batch: std::sync::Arc<WriteBatch>,
+    ) -> Result<WriteOutcome, StoreError>;
     async fn stations(&self) -> Result<Vec<Station>, StoreError>;
     async fn station(&self, id: &StationId) -> Result<Option<Station>, StoreError>;
     async fn latest(&self, id: &StationId) -> Result<Option<Reading>, StoreError>;
     /// Readings in `[from, to)`, oldest first, at most `limit`.
     async fn readings(&self, query: HistoryQuery) -> Result<Vec<Reading>, StoreError>;
     /// Quarantined messages, newest first.
-    async fn quarantine(&self, limit: usize, before_id: Option<i64>)
-    -> Result<Vec<StoredQuarantine>, StoreError>;
+    async fn quarantine(
+        &self,
+        limit: usize,
+        before_id: Option<i64>,
+    ) -> Result<Vec<StoredQuarantine>, StoreError>;
 }
 
 /// The latest reading of each station, for the live views and `/latest`.

@@ -23,6 +23,7 @@ pub struct WebContext {
     pub store: Arc<dyn Store>,
     pub cache: Arc<dyn LatestCache>,
     pub hub: String,
+    pub stations: String,
     pub client_queue: usize,
     pub static_dir: PathBuf,
     pub metrics: Option<PrometheusHandle>,
@@ -34,6 +35,7 @@ impl WebContext {
         store: Arc<dyn Store>,
         cache: Arc<dyn LatestCache>,
         hub: String,
+        stations: String,
         client_queue: usize,
         static_dir: PathBuf,
         metrics: Option<PrometheusHandle>,
@@ -42,6 +44,7 @@ impl WebContext {
             store,
             cache,
             hub,
+            stations,
             client_queue,
             static_dir,
             metrics,
@@ -68,11 +71,19 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, code: "bad_request", message: message.into() }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: message.into(),
+        }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::NOT_FOUND, code: "not_found", message: message.into() }
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: message.into(),
+        }
     }
 
     pub fn internal(err: impl std::fmt::Display) -> Self {
@@ -101,15 +112,20 @@ pub fn routes(
     let health = warp::path!("health")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({ "status": "ok" })));
-    let metrics = warp::path!("metrics").and(warp::get()).and(with(ctx.clone())).map(
-        |ctx: Arc<WebContext>| {
-            let body = ctx.metrics.as_ref().map(PrometheusHandle::render).unwrap_or_default();
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with(ctx.clone()))
+        .map(|ctx: Arc<WebContext>| {
+            let body = ctx
+                .metrics
+                .as_ref()
+                .map(PrometheusHandle::render)
+                .unwrap_or_default();
             warp::reply::with_header(body, "content-type", "text/plain; version=0.0.4")
-        },
-    );
-    let api = warp::path("api").and(warp::path("v1")).and(
-        api::routes(ctx.clone()).or(live::route(ctx.clone())),
-    );
+        });
+    let api = warp::path("api")
+        .and(warp::path("v1"))
+        .and(api::routes(ctx.clone()).or(live::route(ctx.clone())));
     health
         .or(metrics)
         .or(api)
@@ -133,33 +149,38 @@ fn dashboard(
     let dir = ctx.static_dir.clone();
     let index = dir.join("index.html");
     let files = warp::get().and(warp::fs::dir(dir));
-    let fallback = warp::get()
-        .and(warp::path::full())
-        .and_then(move |path: warp::path::FullPath| {
-            let index = index.clone();
-            async move {
-                if path.as_str().starts_with("/api/") {
-                    return Err(warp::reject::not_found());
+    let fallback =
+        warp::get()
+            .and(warp::path::full())
+            .and_then(move |path: warp::path::FullPath| {
+                let index = index.clone();
+                async move {
+                    if path.as_str().starts_with("/api/") {
+                        return Err(warp::reject::not_found());
+                    }
+                    match tokio::fs::read(&index).await {
+                        Ok(html) => Ok(warp::reply::html(html).into_response()),
+                        Err(_) => Err(warp::reject::custom(ApiError {
+                            status: StatusCode::NOT_FOUND,
+                            code: "dashboard_not_built",
+                            message: format!(
+                                "the dashboard is not built ({} is missing); run `make frontend`",
+                                index.display()
+                            ),
+                        })),
+                    }
                 }
-                match tokio::fs::read(&index).await {
-                    Ok(html) => Ok(warp::reply::html(html).into_response()),
-                    Err(_) => Err(warp::reject::custom(ApiError {
-                        status: StatusCode::NOT_FOUND,
-                        code: "dashboard_not_built",
-                        message: format!(
-                            "the dashboard is not built ({} is missing); run `make frontend`",
-                            index.display()
-                        ),
-                    })),
-                }
-            }
-        });
+            });
     files.or(fallback)
 }
 
 async fn recover(rejection: Rejection) -> Result<ApiError, Infallible> {
     if let Some(e) = rejection.find::<ApiError>() {
-        return Ok(ApiError { status: e.status, code: e.code, message: e.message.clone() });
+        return Ok(ApiError {
+            status: e.status,
+            code: e.code,
+            message: e.message.clone(),
+        });
     }
     let error = if rejection.is_not_found() {
         ApiError::not_found("no such route")
@@ -172,7 +193,11 @@ async fn recover(rejection: Rejection) -> Result<ApiError, Infallible> {
     } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
         ApiError::bad_request(e.to_string())
     } else if let Some(e) = rejection.find::<warp::reject::PayloadTooLarge>() {
-        ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, code: "payload_too_large", message: e.to_string() }
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+            message: e.to_string(),
+        }
     } else {
         ApiError {
             status: StatusCode::BAD_REQUEST,

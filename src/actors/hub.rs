@@ -34,14 +34,22 @@ pub struct LiveClient {
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveMessage<'a> {
-    Snapshot { stations: &'a [crate::web::StationView] },
-    Reading { reading: &'a Reading },
-    Overflow { dropped: u64 },
+    Snapshot {
+        stations: &'a [crate::web::StationView],
+    },
+    Reading {
+        reading: &'a Reading,
+    },
+    Overflow {
+        dropped: u64,
+    },
 }
 
 impl LiveMessage<'_> {
     pub fn to_json(&self) -> Arc<str> {
-        serde_json::to_string(self).expect("live messages always serialise").into()
+        serde_json::to_string(self)
+            .expect("live messages always serialise")
+            .into()
     }
 }
 
@@ -94,7 +102,11 @@ impl HubState {
         for reading in readings {
             let json = LiveMessage::Reading { reading }.to_json();
             for client in self.clients.values() {
-                if client.stations.as_ref().is_some_and(|s| !s.contains(&reading.station_id)) {
+                if client
+                    .stations
+                    .as_ref()
+                    .is_some_and(|s| !s.contains(&reading.station_id))
+                {
                     continue;
                 }
                 match client.queue.try_send(json.clone()) {
@@ -102,8 +114,10 @@ impl HubState {
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         metrics::counter!("isobar_live_dropped_total").increment(1);
                         if client.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                            tracing::warn!(client = client.id,
-                                "live client is too slow; dropping messages until it catches up");
+                            tracing::warn!(
+                                client = client.id,
+                                "live client is too slow; dropping messages until it catches up"
+                            );
                         }
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => closed.push(client.id),

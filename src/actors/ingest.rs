@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::actors::persister::PersisterMsg;
 use crate::actors::stations::StationsMsg;
-use crate::delivery::{Ack, Delivery, DeliveryContext};
+use crate::delivery::{AckSequencer, Delivery, DeliveryContext};
 use crate::domain::{RejectReason, StationId};
 
 pub enum IngestMsg {
@@ -62,10 +62,20 @@ impl Actor for Ingest {
         let (client, eventloop) = AsyncClient::new(options, 8192);
         let paused = Arc::new(AtomicBool::new(false));
         let route = Router::new(&args.topic, args.context.clone());
-        let poller = tokio::spawn(poll(eventloop, client.clone(), args.topic, route, paused.clone()));
+        let poller = tokio::spawn(poll(
+            eventloop,
+            client.clone(),
+            args.topic,
+            route,
+            paused.clone(),
+        ));
         tracing::info!(broker = %format!("{}:{}", args.host, args.port),
             client_id = %args.client_id, "ingest connecting");
-        Ok(IngestState { client, paused, poller: Some(poller) })
+        Ok(IngestState {
+            client,
+            paused,
+            poller: Some(poller),
+        })
     }
 
     async fn handle(
@@ -83,7 +93,9 @@ impl Actor for Ingest {
                 state.paused.store(true, Ordering::SeqCst);
                 let _ = state.client.disconnect().await;
                 if let Some(mut poller) = state.poller.take()
-                    && tokio::time::timeout(Duration::from_secs(3), &mut poller).await.is_err()
+                    && tokio::time::timeout(Duration::from_secs(3), &mut poller)
+                        .await
+                        .is_err()
                 {
                     poller.abort();
                 }
@@ -115,22 +127,29 @@ struct Router {
 impl Router {
     fn new(filter: &str, context: Arc<DeliveryContext>) -> Self {
         let station_level = filter.split('/').position(|l| l == "+").unwrap_or(0);
-        Self { station_level, context }
+        Self {
+            station_level,
+            context,
+        }
     }
 
     fn station_of(&self, topic: &str) -> Result<StationId, RejectReason> {
-        let level = topic.split('/').nth(self.station_level).ok_or_else(|| {
-            RejectReason::InvalidTopic { topic: topic.to_owned() }
-        })?;
+        let level =
+            topic
+                .split('/')
+                .nth(self.station_level)
+                .ok_or_else(|| RejectReason::InvalidTopic {
+                    topic: topic.to_owned(),
+                })?;
         StationId::parse(level).map_err(|e| RejectReason::InvalidStationId {
             value: level.to_owned(),
             reason: e.to_string(),
         })
     }
 
-    fn route(&self, client: &AsyncClient, publish: rumqttc::Publish) {
+    fn route(&self, acks: &Arc<AckSequencer>, publish: rumqttc::Publish) {
         metrics::counter!("isobar_messages_received_total").increment(1);
-        let ack = Ack::mqtt(client, &publish);
+        let ack = acks.ticket(&publish);
         match self.station_of(&publish.topic) {
             Ok(station) => {
                 let delivery = Delivery::new(
@@ -151,8 +170,13 @@ impl Router {
             Err(reason) => {
                 tracing::info!(topic = %publish.topic, reason = reason.code(),
                     "message quarantined");
-                let delivery =
-                    Delivery::new(None, publish.topic, publish.payload, ack, self.context.clone());
+                let delivery = Delivery::new(
+                    None,
+                    publish.topic,
+                    publish.payload,
+                    ack,
+                    self.context.clone(),
+                );
                 let record = delivery.quarantine_record(&reason);
                 if let Some(persister) =
                     ActorRef::<PersisterMsg>::where_is(self.context.names.persister.clone())
@@ -172,12 +196,17 @@ async fn poll(
     paused: Arc<AtomicBool>,
 ) {
     let mut failures: u32 = 0;
+    let acks = AckSequencer::new(client.clone());
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 failures = 0;
+                acks.reset();
                 metrics::gauge!("isobar_mqtt_connected").set(1.0);
-                tracing::info!(session_present = ack.session_present, "connected to the broker");
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "connected to the broker"
+                );
                 if !ack.session_present {
                     // A new session (first start, or the broker lost ours):
                     // subscribe again.
@@ -187,7 +216,11 @@ async fn poll(
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                {
                     tracing::error!(topic = %topic, "the broker refused the subscription");
                 } else {
                     tracing::info!(topic = %topic, "subscribed");
@@ -195,7 +228,7 @@ async fn poll(
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 if !paused.load(Ordering::SeqCst) {
-                    router.route(&client, publish);
+                    router.route(&acks, publish);
                 }
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {

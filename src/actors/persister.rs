@@ -113,7 +113,9 @@ impl PersisterState {
     }
 
     fn due(&self) -> bool {
-        let Some(oldest) = self.oldest else { return false };
+        let Some(oldest) = self.oldest else {
+            return false;
+        };
         if self.retry_at.is_some_and(|at| Instant::now() < at) {
             return false;
         }
@@ -154,7 +156,7 @@ impl PersisterState {
                 metrics::counter!("isobar_readings_stored_total").increment(new.len() as u64);
                 let deliveries = std::mem::take(&mut self.deliveries);
                 for delivery in deliveries {
-                    delivery.acknowledge().await;
+                    delivery.acknowledge();
                 }
                 if !new.is_empty() {
                     self.args.cache.put_newer(&new);

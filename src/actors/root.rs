@@ -76,7 +76,11 @@ impl Actor for Root {
         myself: ActorRef<Self::Msg>,
         args: RootArgs,
     ) -> Result<RootState, ActorProcessingErr> {
-        let mut state = RootState { args, children: HashMap::new(), intensity: HashMap::new() };
+        let mut state = RootState {
+            args,
+            children: HashMap::new(),
+            intensity: HashMap::new(),
+        };
         for kind in ChildKind::ALL {
             state.spawn(&myself, kind).await?;
         }
@@ -107,12 +111,16 @@ impl Actor for Root {
     ) -> Result<(), ActorProcessingErr> {
         let (cell, reason) = match event {
             SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, reason) if !state.args.context.is_stopping() => {
+            SupervisionEvent::ActorTerminated(cell, _, reason)
+                if !state.args.context.is_stopping() =>
+            {
                 (cell, format!("stopped: {}", reason.unwrap_or_default()))
             }
             _ => return Ok(()),
         };
-        let Some(kind) = state.children.remove(&cell.get_id()) else { return Ok(()) };
+        let Some(kind) = state.children.remove(&cell.get_id()) else {
+            return Ok(());
+        };
         state.on_failure(&myself, kind, cell, reason).await;
         Ok(())
     }
@@ -141,15 +149,24 @@ impl RootState {
                     .0
                     .get_cell()
             }
-            ChildKind::Hub => {
-                Actor::spawn_linked(Some(names.hub.clone()), Hub, (), supervisor).await?.0.get_cell()
-            }
+            ChildKind::Hub => Actor::spawn_linked(Some(names.hub.clone()), Hub, (), supervisor)
+                .await?
+                .0
+                .get_cell(),
             ChildKind::Stations => {
-                let args = StationsArgs { context: a.context.clone(), policy: a.policy.clone() };
-                Actor::spawn_linked(Some(names.stations.clone()), StationsSupervisor, args, supervisor)
-                    .await?
-                    .0
-                    .get_cell()
+                let args = StationsArgs {
+                    context: a.context.clone(),
+                    policy: a.policy.clone(),
+                };
+                Actor::spawn_linked(
+                    Some(names.stations.clone()),
+                    StationsSupervisor,
+                    args,
+                    supervisor,
+                )
+                .await?
+                .0
+                .get_cell()
             }
             ChildKind::Ingest => {
                 let mqtt = &a.settings.mqtt;
@@ -181,7 +198,8 @@ impl RootState {
         metrics::counter!("isobar_actor_restarts_total", "group" => kind.name()).increment(1);
         // A failed actor's own children outlive it in ractor; stop them so the
         // restarted one starts clean (and can take their names).
-        cell.stop_children_and_wait(None, Some(std::time::Duration::from_secs(5))).await;
+        cell.stop_children_and_wait(None, Some(std::time::Duration::from_secs(5)))
+            .await;
         let decision = self.intensity.entry(kind).or_default().on_failure(
             &self.args.policy,
             Instant::now(),

@@ -40,7 +40,11 @@ impl Actor for StationActor {
         args: StationArgs,
     ) -> Result<StationState, ActorProcessingErr> {
         tracing::debug!(station_id = %args.station_id, "station actor started");
-        Ok(StationState { station_id: args.station_id, persister: args.persister, newest: None })
+        Ok(StationState {
+            station_id: args.station_id,
+            persister: args.persister,
+            newest: None,
+        })
     }
 
     async fn handle(

@@ -89,12 +89,17 @@ impl Actor for StationsSupervisor {
             StationsMsg::Route(delivery) => state.route(&myself, delivery).await?,
             StationsMsg::Restart(id) => state.restart(&myself, id).await?,
             StationsMsg::Drain(reply) => {
-                let running: Vec<_> =
-                    state.children.values().filter_map(|c| c.actor.clone()).collect();
+                let running: Vec<_> = state
+                    .children
+                    .values()
+                    .filter_map(|c| c.actor.clone())
+                    .collect();
                 // Answer from a task so routing goes on meanwhile.
                 tokio::spawn(async move {
                     for actor in running {
-                        let _ = actor.call(StationMsg::Barrier, Some(Duration::from_secs(10))).await;
+                        let _ = actor
+                            .call(StationMsg::Barrier, Some(Duration::from_secs(10)))
+                            .await;
                     }
                     let _ = reply.send(());
                 });
@@ -200,7 +205,10 @@ impl StationsState {
         )
         .await?;
         self.by_actor.insert(actor.get_id(), id.clone());
-        let child = self.children.get_mut(id).expect("child exists before spawn");
+        let child = self
+            .children
+            .get_mut(id)
+            .expect("child exists before spawn");
         while let Some(d) = child.pending.pop_front() {
             let _ = actor.cast(StationMsg::Observe(d));
         }
@@ -226,12 +234,19 @@ impl StationsState {
         cell: ActorCell,
         reason: String,
     ) -> Result<(), ActorProcessingErr> {
-        let Some(id) = self.by_actor.remove(&cell.get_id()) else { return Ok(()) };
-        let Some(child) = self.children.get_mut(&id) else { return Ok(()) };
+        let Some(id) = self.by_actor.remove(&cell.get_id()) else {
+            return Ok(());
+        };
+        let Some(child) = self.children.get_mut(&id) else {
+            return Ok(());
+        };
         child.actor = None;
         child.last_failure = Some((reason.clone(), Utc::now()));
         metrics::counter!("isobar_actor_restarts_total", "group" => "stations").increment(1);
-        match child.intensity.on_failure(&self.policy, Instant::now(), rand::random::<f64>()) {
+        match child
+            .intensity
+            .on_failure(&self.policy, Instant::now(), rand::random::<f64>())
+        {
             Decision::Restart { after, attempt } => {
                 child.restarts += 1;
                 tracing::warn!(station_id = %id, attempt, delay_ms = after.as_millis() as u64,

@@ -48,9 +48,17 @@ pub enum RejectReason {
     #[error("timestamp {value:?} is not an RFC 3339 date-time with an offset")]
     InvalidTimestamp { value: String },
     #[error("timestamp {observed_at} is more than {max_skew_s} s ahead of the receiving clock")]
-    TimestampInFuture { observed_at: DateTime<Utc>, max_skew_s: i64 },
+    TimestampInFuture {
+        observed_at: DateTime<Utc>,
+        max_skew_s: i64,
+    },
     #[error("{field} = {value} is outside the possible range [{min}, {max}]")]
-    OutOfRange { field: &'static str, value: f64, min: f64, max: f64 },
+    OutOfRange {
+        field: &'static str,
+        value: f64,
+        min: f64,
+        max: f64,
+    },
     #[error("payload has no measurement (temperature, humidity, pressure or wind)")]
     NoMeasurements,
     #[error("processing this message panicked: {detail}")]
@@ -126,9 +134,14 @@ pub fn parse_observation(
             payload: claimed.clone(),
         });
     }
-    let raw_ts = wire.timestamp.as_deref().ok_or(RejectReason::MissingTimestamp)?;
+    let raw_ts = wire
+        .timestamp
+        .as_deref()
+        .ok_or(RejectReason::MissingTimestamp)?;
     let observed_at = DateTime::parse_from_rfc3339(raw_ts)
-        .map_err(|_| RejectReason::InvalidTimestamp { value: raw_ts.to_owned() })?
+        .map_err(|_| RejectReason::InvalidTimestamp {
+            value: raw_ts.to_owned(),
+        })?
         .with_timezone(&Utc)
         // Storage keeps microseconds; the identity must survive a round trip.
         .trunc_subsecs(6);
@@ -151,7 +164,12 @@ pub fn parse_observation(
         if let Some(v) = *value
             && !(min..=max).contains(&v)
         {
-            return Err(RejectReason::OutOfRange { field, value: v, min, max });
+            return Err(RejectReason::OutOfRange {
+                field,
+                value: v,
+                min,
+                max,
+            });
         }
     }
     if values[2..].iter().all(Option::is_none) {
@@ -167,7 +185,9 @@ pub fn parse_observation(
         pressure_hpa: wire.pressure,
         wind_speed_ms: wire.wind_speed,
         // 360° and 0° are both north; store one of them.
-        wind_direction_deg: wire.wind_direction.map(|d| if d == 360.0 { 0.0 } else { d }),
+        wind_direction_deg: wire
+            .wind_direction
+            .map(|d| if d == 360.0 { 0.0 } else { d }),
         #[cfg(feature = "fault-injection")]
         fault: wire.isobar_fault,
     })
@@ -196,7 +216,10 @@ mod tests {
     fn parses_the_design_example() {
         let obs = parse_observation(&ws001(), DESIGN_EXAMPLE.as_bytes(), now()).unwrap();
         assert_eq!(obs.station_id, ws001());
-        assert_eq!(obs.observed_at, "2025-01-13T10:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            obs.observed_at,
+            "2025-01-13T10:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
         assert_eq!(obs.temperature_c, Some(22.5));
         assert_eq!(obs.humidity_pct, Some(65.2));
         assert_eq!(obs.pressure_hpa, Some(1013.8));
@@ -215,28 +238,55 @@ mod tests {
         .unwrap();
         assert_eq!(obs.temperature_c, Some(-3.5));
         assert_eq!(obs.humidity_pct, None);
-        assert_eq!(obs.observed_at, "2025-01-13T08:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            obs.observed_at,
+            "2025-01-13T08:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
     }
 
     #[test]
     fn rejections_name_their_reason() {
         let cases: [(&[u8], &str); 9] = [
             (b"not json", "malformed_json"),
-            (br#"{"temperature":"warm","timestamp":"2025-01-13T10:00:00Z"}"#, "malformed_json"),
-            (br#"{"station_id":"WS002","temperature":1,"timestamp":"2025-01-13T10:00:00Z"}"#, "station_mismatch"),
+            (
+                br#"{"temperature":"warm","timestamp":"2025-01-13T10:00:00Z"}"#,
+                "malformed_json",
+            ),
+            (
+                br#"{"station_id":"WS002","temperature":1,"timestamp":"2025-01-13T10:00:00Z"}"#,
+                "station_mismatch",
+            ),
             (br#"{"temperature":1}"#, "missing_timestamp"),
-            (br#"{"temperature":1,"timestamp":"yesterday"}"#, "invalid_timestamp"),
-            (br#"{"temperature":1,"timestamp":"2025-01-13T10:00:00"}"#, "invalid_timestamp"),
-            (br#"{"temperature":1,"timestamp":"2025-01-14T10:00:00Z"}"#, "timestamp_in_future"),
-            (br#"{"humidity":120,"timestamp":"2025-01-13T10:00:00Z"}"#, "out_of_range"),
-            (br#"{"latitude":1,"timestamp":"2025-01-13T10:00:00Z"}"#, "no_measurements"),
+            (
+                br#"{"temperature":1,"timestamp":"yesterday"}"#,
+                "invalid_timestamp",
+            ),
+            (
+                br#"{"temperature":1,"timestamp":"2025-01-13T10:00:00"}"#,
+                "invalid_timestamp",
+            ),
+            (
+                br#"{"temperature":1,"timestamp":"2025-01-14T10:00:00Z"}"#,
+                "timestamp_in_future",
+            ),
+            (
+                br#"{"humidity":120,"timestamp":"2025-01-13T10:00:00Z"}"#,
+                "out_of_range",
+            ),
+            (
+                br#"{"latitude":1,"timestamp":"2025-01-13T10:00:00Z"}"#,
+                "no_measurements",
+            ),
         ];
         for (payload, code) in cases {
             let err = parse_observation(&ws001(), payload, now()).unwrap_err();
             assert_eq!(err.code(), code, "{}", String::from_utf8_lossy(payload));
         }
         let big = vec![b' '; MAX_PAYLOAD_BYTES + 1];
-        assert_eq!(parse_observation(&ws001(), &big, now()).unwrap_err().code(), "payload_too_large");
+        assert_eq!(
+            parse_observation(&ws001(), &big, now()).unwrap_err().code(),
+            "payload_too_large"
+        );
     }
 
     #[test]

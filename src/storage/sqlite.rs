@@ -9,9 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
-use super::{
-    HistoryQuery, Station, Store, StoreError, StoredQuarantine, WriteBatch, WriteOutcome,
-};
+use super::{HistoryQuery, Station, Store, StoreError, StoredQuarantine, WriteBatch, WriteOutcome};
 use crate::domain::{Derived, Reading, StationId};
 
 /// The migrations, in order; each runs once, recorded in `schema_migrations`.
@@ -202,7 +200,12 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
             ])?;
             inserted.push(n == 1);
             if n == 1 {
-                station.execute(params![r.station_id.as_str(), r.latitude, r.longitude, observed])?;
+                station.execute(params![
+                    r.station_id.as_str(),
+                    r.latitude,
+                    r.longitude,
+                    observed
+                ])?;
             }
         }
         let mut quarantine = tx.prepare_cached(
@@ -283,7 +286,12 @@ impl Store for SqliteStore {
                  ORDER BY observed_at LIMIT ?4"
             ))?;
             stmt.query_map(
-                params![q.station_id.as_str(), micros(q.from), micros(q.to), q.limit as i64],
+                params![
+                    q.station_id.as_str(),
+                    micros(q.from),
+                    micros(q.to),
+                    q.limit as i64
+                ],
                 reading_from_row,
             )?
             .collect()
@@ -355,8 +363,14 @@ mod tests {
             ],
             quarantine: vec![],
         });
-        assert_eq!(store.write_batch(first.clone()).await.unwrap().inserted, [true, true]);
-        assert_eq!(store.write_batch(first).await.unwrap().inserted, [false, false]);
+        assert_eq!(
+            store.write_batch(first.clone()).await.unwrap().inserted,
+            [true, true]
+        );
+        assert_eq!(
+            store.write_batch(first).await.unwrap().inserted,
+            [false, false]
+        );
 
         let id = StationId::parse("WS001").unwrap();
         let history = store
@@ -370,9 +384,15 @@ mod tests {
             .unwrap();
         assert_eq!(history.len(), 2);
         assert_eq!(history[0], reading("WS001", "2025-01-13T10:00:00Z", 1.0));
-        assert_eq!(store.latest(&id).await.unwrap().unwrap().temperature_c, Some(2.0));
+        assert_eq!(
+            store.latest(&id).await.unwrap().unwrap().temperature_c,
+            Some(2.0)
+        );
         let station = store.station(&id).await.unwrap().unwrap();
-        assert_eq!(station.last_seen, "2025-01-13T10:01:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            station.last_seen,
+            "2025-01-13T10:01:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
         assert_eq!(station.latitude, Some(52.5));
     }
 
@@ -390,7 +410,10 @@ mod tests {
             payload_bytes: 8,
         };
         store
-            .write_batch(Arc::new(WriteBatch { readings: vec![], quarantine: vec![record] }))
+            .write_batch(Arc::new(WriteBatch {
+                readings: vec![],
+                quarantine: vec![record],
+            }))
             .await
             .unwrap();
         let rows = store.quarantine(10, None).await.unwrap();

@@ -56,7 +56,10 @@ mod tests {
 
     #[test]
     fn jitter_spreads_within_its_fraction() {
-        let b = Backoff { jitter: 0.2, ..no_jitter() };
+        let b = Backoff {
+            jitter: 0.2,
+            ..no_jitter()
+        };
         assert_eq!(b.delay(0, 0.0).as_millis(), 80);
         assert_eq!(b.delay(0, 0.5).as_millis(), 100);
         assert!(b.delay(0, 0.999_999).as_millis() <= 120);

@@ -98,9 +98,21 @@ mod tests {
         // Ten seconds after the first failure it no longer counts, and the
         // backoff starts again from the restarts still in the window.
         let d = i.on_failure(&p, t0 + Duration::from_secs(10), 0.5);
-        assert_eq!(d, Decision::Restart { after: Duration::from_millis(40), attempt: 3 });
+        assert_eq!(
+            d,
+            Decision::Restart {
+                after: Duration::from_millis(40),
+                attempt: 3
+            }
+        );
         assert_eq!(i.recent(), 3);
         let d = i.on_failure(&p, t0 + Duration::from_secs(30), 0.5);
-        assert_eq!(d, Decision::Restart { after: Duration::from_millis(10), attempt: 1 });
+        assert_eq!(
+            d,
+            Decision::Restart {
+                after: Duration::from_millis(10),
+                attempt: 1
+            }
+        );
     }
 }

@@ -35,9 +35,17 @@ pub fn routes(
     let quarantine = warp::path!("quarantine")
         .and(warp::get())
         .and(warp::query::<HashMap<String, String>>())
-        .and(with(ctx))
+        .and(with(ctx.clone()))
         .and_then(quarantine);
-    stations.or(latest).or(readings).or(quarantine)
+    let supervision = warp::path!("supervision")
+        .and(warp::get())
+        .and(with(ctx))
+        .and_then(supervision);
+    stations
+        .or(latest)
+        .or(readings)
+        .or(quarantine)
+        .or(supervision)
 }
 
 fn station_id(raw: &str) -> Result<StationId, Rejection> {
@@ -55,7 +63,11 @@ pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiErro
     for station in stations {
         let latest = match ctx.cache.get(&station.station_id) {
             Some(r) => Some(r),
-            None => ctx.store.latest(&station.station_id).await.map_err(ApiError::internal)?,
+            None => ctx
+                .store
+                .latest(&station.station_id)
+                .await
+                .map_err(ApiError::internal)?,
         };
         views.push(StationView { station, latest });
     }
@@ -64,18 +76,26 @@ pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiErro
 
 async fn list_stations(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
     let stations = station_views(&ctx).await.map_err(reject)?;
-    Ok(warp::reply::json(&serde_json::json!({ "stations": stations })))
+    Ok(warp::reply::json(
+        &serde_json::json!({ "stations": stations }),
+    ))
 }
 
 async fn latest(raw_id: String, ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
     let id = station_id(&raw_id)?;
     let reading = match ctx.cache.get(&id) {
         Some(r) => Some(r),
-        None => ctx.store.latest(&id).await.map_err(|e| reject(ApiError::internal(e)))?,
+        None => ctx
+            .store
+            .latest(&id)
+            .await
+            .map_err(|e| reject(ApiError::internal(e)))?,
     };
     match reading {
         Some(r) => Ok(warp::reply::json(&r)),
-        None => Err(reject(ApiError::not_found(format!("station {id} has no readings")))),
+        None => Err(reject(ApiError::not_found(format!(
+            "station {id} has no readings"
+        )))),
     }
 }
 
@@ -91,7 +111,10 @@ fn parse_history(
     params: &HashMap<String, String>,
     now: DateTime<Utc>,
 ) -> Result<HistoryParams, ApiError> {
-    if let Some(unknown) = params.keys().find(|k| !["from", "to", "limit"].contains(&k.as_str())) {
+    if let Some(unknown) = params
+        .keys()
+        .find(|k| !["from", "to", "limit"].contains(&k.as_str()))
+    {
         return Err(ApiError::bad_request(format!(
             "unknown parameter {unknown:?}; expected from, to, limit"
         )));
@@ -100,18 +123,22 @@ fn parse_history(
         params
             .get(name)
             .map(|v| {
-                DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "{name}: {v:?} is not an RFC 3339 date-time (2025-01-13T10:00:00Z)"
-                    ))
-                })
+                DateTime::parse_from_rfc3339(v)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "{name}: {v:?} is not an RFC 3339 date-time (2025-01-13T10:00:00Z)"
+                        ))
+                    })
             })
             .transpose()
     };
     let to = time("to")?.unwrap_or(now + TimeDelta::seconds(1));
     let from = time("from")?.unwrap_or(to - TimeDelta::hours(24));
     if from >= to {
-        return Err(ApiError::bad_request(format!("from ({from}) must be before to ({to})")));
+        return Err(ApiError::bad_request(format!(
+            "from ({from}) must be before to ({to})"
+        )));
     }
     let limit = match params.get("limit") {
         None => DEFAULT_LIMIT,
@@ -134,12 +161,23 @@ async fn readings(
 ) -> Result<impl Reply, Rejection> {
     let id = station_id(&raw_id)?;
     let p = parse_history(&params, Utc::now()).map_err(reject)?;
-    if ctx.store.station(&id).await.map_err(|e| reject(ApiError::internal(e)))?.is_none() {
+    if ctx
+        .store
+        .station(&id)
+        .await
+        .map_err(|e| reject(ApiError::internal(e)))?
+        .is_none()
+    {
         return Err(reject(ApiError::not_found(format!("no station {id}"))));
     }
     let readings = ctx
         .store
-        .readings(HistoryQuery { station_id: id.clone(), from: p.from, to: p.to, limit: p.limit })
+        .readings(HistoryQuery {
+            station_id: id.clone(),
+            from: p.from,
+            to: p.to,
+            limit: p.limit,
+        })
         .await
         .map_err(|e| reject(ApiError::internal(e)))?;
     Ok(warp::reply::json(&serde_json::json!({
@@ -154,7 +192,10 @@ async fn quarantine(
     params: HashMap<String, String>,
     ctx: Arc<WebContext>,
 ) -> Result<impl Reply, Rejection> {
-    if let Some(unknown) = params.keys().find(|k| !["limit", "before"].contains(&k.as_str())) {
+    if let Some(unknown) = params
+        .keys()
+        .find(|k| !["limit", "before"].contains(&k.as_str()))
+    {
         return Err(reject(ApiError::bad_request(format!(
             "unknown parameter {unknown:?}; expected limit, before"
         ))));
@@ -172,12 +213,47 @@ async fn quarantine(
         None => None,
         Some(Ok(id)) => Some(id),
         Some(Err(_)) => {
-            return Err(reject(ApiError::bad_request("before must be a quarantine record id")));
+            return Err(reject(ApiError::bad_request(
+                "before must be a quarantine record id",
+            )));
         }
     };
-    let items = ctx.store.quarantine(limit, before).await.map_err(|e| reject(ApiError::internal(e)))?;
-    let next_before = if items.len() == limit { items.last().map(|q| q.id) } else { None };
-    Ok(warp::reply::json(&serde_json::json!({ "items": items, "next_before": next_before })))
+    let items = ctx
+        .store
+        .quarantine(limit, before)
+        .await
+        .map_err(|e| reject(ApiError::internal(e)))?;
+    let next_before = if items.len() == limit {
+        items.last().map(|q| q.id)
+    } else {
+        None
+    };
+    Ok(warp::reply::json(
+        &serde_json::json!({ "items": items, "next_before": next_before }),
+    ))
+}
+
+/// The station actors under the station supervisor, with their restarts.
+async fn supervision(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
+    use crate::actors::stations::StationsMsg;
+    let unavailable = || {
+        reject(ApiError {
+            status: warp::http::StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: "the station supervisor is restarting; try again".into(),
+        })
+    };
+    let stations =
+        ractor::ActorRef::<StationsMsg>::where_is(ctx.stations.clone()).ok_or_else(unavailable)?;
+    match stations
+        .call(StationsMsg::Status, Some(std::time::Duration::from_secs(5)))
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(children)) => Ok(warp::reply::json(
+            &serde_json::json!({ "stations": { "strategy": "one_for_one", "children": children } }),
+        )),
+        _ => Err(unavailable()),
+    }
 }
 
 #[cfg(test)]
@@ -185,7 +261,10 @@ mod tests {
     use super::*;
 
     fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn now() -> DateTime<Utc> {
@@ -207,8 +286,11 @@ mod tests {
         assert!(msg(&[("limit", "10001")]).starts_with("limit:"));
         assert!(msg(&[("form", "x")]).contains("unknown parameter \"form\""));
         assert!(
-            msg(&[("from", "2025-01-13T11:00:00Z"), ("to", "2025-01-13T10:00:00Z")])
-                .contains("must be before")
+            msg(&[
+                ("from", "2025-01-13T11:00:00Z"),
+                ("to", "2025-01-13T10:00:00Z")
+            ])
+            .contains("must be before")
         );
     }
 }

@@ -19,16 +19,22 @@ use crate::domain::StationId;
 /// Largest message accepted from a client; clients only send pings.
 const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
 
-pub fn route(ctx: Arc<WebContext>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+pub fn route(
+    ctx: Arc<WebContext>,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("live")
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::ws())
         .and(with(ctx))
-        .and_then(|params: HashMap<String, String>, ws: warp::ws::Ws, ctx: Arc<WebContext>| async move {
-            let stations = parse_filter(&params).map_err(warp::reject::custom)?;
-            let ws = ws.max_message_size(MAX_CLIENT_MESSAGE).max_frame_size(MAX_CLIENT_MESSAGE);
-            Ok::<_, Rejection>(ws.on_upgrade(move |socket| serve(socket, stations, ctx)))
-        })
+        .and_then(
+            |params: HashMap<String, String>, ws: warp::ws::Ws, ctx: Arc<WebContext>| async move {
+                let stations = parse_filter(&params).map_err(warp::reject::custom)?;
+                let ws = ws
+                    .max_message_size(MAX_CLIENT_MESSAGE)
+                    .max_frame_size(MAX_CLIENT_MESSAGE);
+                Ok::<_, Rejection>(ws.on_upgrade(move |socket| serve(socket, stations, ctx)))
+            },
+        )
 }
 
 fn parse_filter(params: &HashMap<String, String>) -> Result<Option<HashSet<StationId>>, ApiError> {
@@ -37,7 +43,9 @@ fn parse_filter(params: &HashMap<String, String>) -> Result<Option<HashSet<Stati
             "unknown parameter {unknown:?}; expected stations"
         )));
     }
-    let Some(list) = params.get("stations") else { return Ok(None) };
+    let Some(list) = params.get("stations") else {
+        return Ok(None);
+    };
     list.split(',')
         .filter(|s| !s.is_empty())
         .map(|s| StationId::parse(s).map_err(|e| ApiError::bad_request(format!("stations: {e}"))))
@@ -50,7 +58,9 @@ async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc
     let (queue_tx, mut queue) = mpsc::channel::<Arc<str>>(ctx.client_queue);
     let dropped = Arc::new(AtomicU64::new(0));
     // Subscribe before taking the snapshot so nothing falls between them.
-    let Some(hub) = ActorRef::<HubMsg>::where_is(ctx.hub.clone()) else { return };
+    let Some(hub) = ActorRef::<HubMsg>::where_is(ctx.hub.clone()) else {
+        return;
+    };
     let client = LiveClient {
         id,
         stations: stations.clone(),

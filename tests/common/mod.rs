@@ -1,0 +1,196 @@
+//! Starts the real `isobar` binary on free ports with its own data
+//! directory, and talks to it as a user would: MQTT, REST and websocket.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use serde_json::Value;
+
+pub struct Daemon {
+    child: Child,
+    pub web: String,
+    pub mqtt_host: String,
+    pub mqtt_port: u16,
+    pub data_dir: tempfile::TempDir,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// Starts `isobar run` with the embedded broker and web server on
+    /// port 0, and waits until it prints both addresses.
+    pub fn start(extra_args: &[&str]) -> Daemon {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_isobar"))
+            .args([
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir.path())
+            .args(extra_args)
+            .env("ISOBAR__LOG__LEVEL", "info,isobar=debug")
+            .env("ISOBAR__PERSISTER__FLUSH_INTERVAL", "20ms")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the isobar binary starts");
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (mut web, mut mqtt) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while web.is_none() || mqtt.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("isobar: dashboard and API on http://") {
+                        web = Some(addr.to_owned());
+                    } else if let Some(addr) = line.strip_prefix("isobar: MQTT broker at ") {
+                        mqtt = Some(addr.to_owned());
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("isobar did not start: {:#?}", logs.lock().unwrap());
+                }
+            }
+        }
+        let mqtt = mqtt.unwrap();
+        let (host, port) = mqtt.rsplit_once(':').unwrap();
+        Daemon {
+            child,
+            web: web.unwrap(),
+            mqtt_host: host.to_owned(),
+            mqtt_port: port.parse().unwrap(),
+            data_dir,
+            logs,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.web, path)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = reqwest::get(self.url(path)).await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("isobar did not stop within 20 s after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An MQTT publisher connected to the daemon's broker.
+pub struct Publisher {
+    client: AsyncClient,
+    poller: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    pub async fn connect(daemon: &Daemon, id: &str) -> Publisher {
+        let mut options = MqttOptions::new(id, &daemon.mqtt_host, daemon.mqtt_port);
+        options.set_keep_alive(Duration::from_secs(10));
+        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        let poller = tokio::spawn(async move {
+            loop {
+                if eventloop.poll().await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+        Publisher { client, poller }
+    }
+
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.poller.abort();
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A reading payload in the DESIGN §4 format.
+pub fn reading(station: &str, timestamp: &str, temperature: f64) -> String {
+    serde_json::json!({
+        "station_id": station,
+        "latitude": 40.7589,
+        "longitude": -73.9851,
+        "temperature": temperature,
+        "humidity": 65.2,
+        "pressure": 1013.8,
+        "wind_speed": 12.3,
+        "wind_direction": 225.0,
+        "timestamp": timestamp,
+        "metadata": {"heat_index": 99.0, "wind_chill": 99.0, "dew_point": 99.0}
+    })
+    .to_string()
+}

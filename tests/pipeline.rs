@@ -1,0 +1,241 @@
+//! End to end through the real binary: MQTT in, SQLite, REST and the live
+//! websocket out, quarantine for what is bad, and a clean shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, Publisher, eventually, reading};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_flow_from_mqtt_to_rest_and_websocket() {
+    let daemon = Daemon::start(&[]);
+
+    // A live client connected before anything is published.
+    let (mut live, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/v1/live", daemon.web))
+            .await
+            .unwrap();
+    let first = live.next().await.unwrap().unwrap().into_text().unwrap();
+    let snapshot: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["stations"], serde_json::json!([]));
+
+    let publisher = Publisher::connect(&daemon, "test-publisher").await;
+    let good = [
+        ("WS001", "2025-01-13T10:00:00Z", 22.5),
+        ("WS001", "2025-01-13T10:01:00Z", 22.7),
+        ("WS001", "2025-01-13T10:02:00Z", 22.9),
+        ("WS002", "2025-01-13T10:00:00Z", -3.0),
+        ("WS002", "2025-01-13T10:01:00Z", -3.5),
+    ];
+    for (station, ts, t) in good {
+        publisher
+            .publish(
+                &format!("weather/{station}/observations"),
+                reading(station, ts, t),
+            )
+            .await;
+    }
+    // A duplicate of the first reading, a malformed payload, a payload whose
+    // station disagrees with its topic, and a topic with an invalid id.
+    publisher
+        .publish(
+            "weather/WS001/observations",
+            reading("WS001", "2025-01-13T10:00:00Z", 22.5),
+        )
+        .await;
+    publisher
+        .publish(
+            "weather/WS001/observations",
+            "{\"temperature\": 21.0, \"timesta",
+        )
+        .await;
+    publisher
+        .publish(
+            "weather/WS003/observations",
+            reading("WS004", "2025-01-13T10:00:00Z", 10.0),
+        )
+        .await;
+    publisher
+        .publish(
+            "weather/bad station!/observations",
+            reading("x", "2025-01-13T10:00:00Z", 1.0),
+        )
+        .await;
+
+    // REST: every good reading, the duplicate once.
+    let history = eventually(Duration::from_secs(20), "WS001 history", || async {
+        let (status, body) = daemon
+            .get(
+                "/api/v1/stations/WS001/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z",
+            )
+            .await;
+        (status == 200 && body["readings"].as_array()?.len() >= 3).then_some(body)
+    })
+    .await;
+    let temps: Vec<f64> = history["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["temperature_c"].as_f64().unwrap())
+        .collect();
+    assert_eq!(temps, [22.5, 22.7, 22.9]);
+    // Derived metrics are isobar's own, not the payload's.
+    let first = &history["readings"][0];
+    assert!(
+        (first["dew_point_c"].as_f64().unwrap() - 15.6).abs() < 0.2,
+        "{first}"
+    );
+    assert_eq!(first["wind_chill_c"], Value::Null);
+
+    let (status, latest) = daemon.get("/api/v1/stations/WS002/latest").await;
+    assert_eq!(status, 200);
+    assert_eq!(latest["temperature_c"], -3.5);
+    assert_eq!(latest["observed_at"], "2025-01-13T10:01:00Z");
+
+    let (_, stations) = daemon.get("/api/v1/stations").await;
+    let ids: Vec<&str> = stations["stations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["station_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["WS001", "WS002"]);
+
+    // Quarantine: the three bad messages with their reasons and raw bytes.
+    let quarantine = eventually(
+        Duration::from_secs(10),
+        "three quarantine records",
+        || async {
+            let (_, body) = daemon.get("/api/v1/quarantine").await;
+            (body["items"].as_array()?.len() >= 3).then_some(body)
+        },
+    )
+    .await;
+    let mut reasons: Vec<&str> = quarantine["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["reason_code"].as_str().unwrap())
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        ["invalid_station_id", "malformed_json", "station_mismatch"]
+    );
+    let malformed = quarantine["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["reason_code"] == "malformed_json")
+        .unwrap();
+    assert_eq!(malformed["payload"], "{\"temperature\": 21.0, \"timesta");
+    assert_eq!(malformed["source"], "weather/WS001/observations");
+
+    // Websocket: each stored reading once, the duplicate never.
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < 5 {
+        let frame = tokio::time::timeout_at(deadline, live.next())
+            .await
+            .expect("five readings on the websocket")
+            .unwrap()
+            .unwrap();
+        let msg: Value = serde_json::from_str(&frame.into_text().unwrap()).unwrap();
+        if msg["type"] == "reading" {
+            let r = &msg["reading"];
+            seen.push((
+                r["station_id"].as_str().unwrap().to_owned(),
+                r["observed_at"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 5);
+    // Nothing more arrives: the duplicate was not broadcast.
+    let extra = tokio::time::timeout(Duration::from_millis(500), live.next()).await;
+    assert!(extra.is_err(), "unexpected message: {extra:?}");
+
+    // Errors are JSON with a 4xx status.
+    let (status, body) = daemon.get("/api/v1/stations/WS999/readings").await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    let (status, body) = daemon.get("/api/v1/stations/WS001/readings?limit=0").await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
+    let (status, body) = daemon
+        .get("/api/v1/stations/WS001/readings?from=yesterday")
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"].as_str().unwrap().starts_with("from:"),
+        "{body}"
+    );
+    let (status, _) = daemon.get("/api/v1/stations/not%20an%20id/latest").await;
+    assert_eq!(status, 400);
+    let (status, body) = daemon.get("/api/v1/nothing-here").await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+
+    drop(publisher);
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_client_can_ask_for_some_stations_only() {
+    let daemon = Daemon::start(&[]);
+    let publisher = Publisher::connect(&daemon, "filter-publisher").await;
+    publisher
+        .publish(
+            "weather/WS001/observations",
+            reading("WS001", "2025-01-13T09:00:00Z", 1.0),
+        )
+        .await;
+    eventually(Duration::from_secs(20), "WS001 stored", || async {
+        (daemon.get("/api/v1/stations/WS001/latest").await.0 == 200).then_some(())
+    })
+    .await;
+
+    let (mut live, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/v1/live?stations=WS002", daemon.web))
+            .await
+            .unwrap();
+    let snapshot: Value =
+        serde_json::from_str(&live.next().await.unwrap().unwrap().into_text().unwrap()).unwrap();
+    assert_eq!(
+        snapshot["stations"],
+        serde_json::json!([]),
+        "WS001 is filtered out"
+    );
+
+    publisher
+        .publish(
+            "weather/WS001/observations",
+            reading("WS001", "2025-01-13T09:01:00Z", 2.0),
+        )
+        .await;
+    publisher
+        .publish(
+            "weather/WS002/observations",
+            reading("WS002", "2025-01-13T09:01:00Z", 3.0),
+        )
+        .await;
+    let msg: Value = serde_json::from_str(
+        &tokio::time::timeout(Duration::from_secs(10), live.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .into_text()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(msg["type"], "reading");
+    assert_eq!(msg["reading"]["station_id"], "WS002");
+
+    let bad = reqwest::get(daemon.url("/api/v1/live?stations=bad%20id"))
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+}
