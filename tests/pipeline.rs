@@ -160,6 +160,12 @@ async fn readings_flow_from_mqtt_to_rest_and_websocket() {
     let extra = tokio::time::timeout(Duration::from_millis(500), live.next()).await;
     assert!(extra.is_err(), "unexpected message: {extra:?}");
 
+    // Prometheus counts what happened.
+    let metrics = reqwest::get(daemon.url("/metrics")).await.unwrap().text().await.unwrap();
+    for line in ["isobar_readings_stored_total 5", "isobar_quarantined_total 3"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} missing from\n{metrics}");
+    }
+
     // Errors are JSON with a 4xx status.
     let (status, body) = daemon.get("/api/v1/stations/WS999/readings").await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
@@ -238,4 +244,27 @@ async fn a_live_client_can_ask_for_some_stations_only() {
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_is_served_from_its_static_dir() {
+    let site = tempfile::tempdir().unwrap();
+    std::fs::create_dir(site.path().join("assets")).unwrap();
+    std::fs::write(site.path().join("index.html"), "<div id=\"root\"></div>").unwrap();
+    std::fs::write(site.path().join("assets/app.js"), "console.log(1)").unwrap();
+    let dir = site.path().to_str().unwrap();
+    let daemon = Daemon::start_with_env(&[], &[("ISOBAR__WEB__STATIC_DIR", dir)]);
+
+    for (path, body) in [
+        ("/", "<div id=\"root\"></div>"),
+        ("/assets/app.js", "console.log(1)"),
+        // Client-side routes get the page itself.
+        ("/stations/WS001", "<div id=\"root\"></div>"),
+    ] {
+        let response = reqwest::get(daemon.url(path)).await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        assert_eq!(response.text().await.unwrap(), body, "{path}");
+    }
+    let (status, health) = daemon.get("/health").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
 }

@@ -23,6 +23,10 @@ impl Daemon {
     /// Starts `isobar run` with the embedded broker and web server on
     /// port 0, and waits until it prints both addresses.
     pub fn start(extra_args: &[&str]) -> Daemon {
+        Self::start_with_env(extra_args, &[])
+    }
+
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let data_dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_isobar"))
             .args([
@@ -37,6 +41,7 @@ impl Daemon {
             .args(extra_args)
             .env("ISOBAR__LOG__LEVEL", "info,isobar=debug")
             .env("ISOBAR__PERSISTER__FLUSH_INTERVAL", "20ms")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
