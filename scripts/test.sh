@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
+step "services: Mosquitto on 127.0.0.1:1883 (external-broker tests)"
+./scripts/services.sh
+
 step "rust: format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features -- -D warnings

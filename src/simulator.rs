@@ -49,6 +49,8 @@ pub struct SimStation {
     mean_temp_c: f64,
     amplitude_c: f64,
     mean_rh: f64,
+    /// Station-level pressure for its elevation; the reading drifts around it.
+    base_pressure_hpa: f64,
     pressure_hpa: f64,
     wind_mean_ms: f64,
     wind_dir_deg: f64,
@@ -73,6 +75,8 @@ impl Network {
                 let spread = if i < SITES.len() { 0.0 } else { 0.5 };
                 let latitude = (lat + rng.random_range(-spread..=spread)).clamp(-89.0, 89.0);
                 let longitude = lon + rng.random_range(-spread..=spread);
+                // Station pressure falls with height (standard atmosphere).
+                let base_pressure_hpa = 1013.25 * (1.0 - 2.25577e-5 * elevation).powf(5.25588);
                 // Warmer towards the equator, cooler with height.
                 let mean_temp_c =
                     28.0 - 0.45 * latitude.abs() - 0.0065 * elevation + rng.random_range(-1.5..1.5);
@@ -83,8 +87,8 @@ impl Network {
                     mean_temp_c,
                     amplitude_c: rng.random_range(3.0..7.0),
                     mean_rh: rng.random_range(45.0..80.0),
-                    pressure_hpa: 1013.25 * (1.0 - 2.25577e-5 * elevation).powf(5.25588)
-                        + rng.random_range(-8.0..8.0),
+                    base_pressure_hpa,
+                    pressure_hpa: base_pressure_hpa + rng.random_range(-8.0..8.0),
                     wind_mean_ms: rng.random_range(1.0..6.0),
                     wind_dir_deg: rng.random_range(0.0..360.0),
                 }
@@ -106,7 +110,8 @@ impl Network {
         let humidity = (s.mean_rh - 2.5 * (temperature - s.mean_temp_c)
             + rng.random_range(-1.0..1.0))
         .clamp(5.0, 100.0);
-        s.pressure_hpa = (s.pressure_hpa + rng.random_range(-0.05..0.05)).clamp(950.0, 1050.0);
+        s.pressure_hpa = (s.pressure_hpa + rng.random_range(-0.05..0.05))
+            .clamp(s.base_pressure_hpa - 30.0, s.base_pressure_hpa + 30.0);
         // Mean wind drifts; gusts are short bursts above it.
         s.wind_mean_ms = (s.wind_mean_ms + rng.random_range(-0.2..0.2)).clamp(0.0, 15.0);
         let gust = if rng.random_bool(0.1) {

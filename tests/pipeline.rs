@@ -161,9 +161,20 @@ async fn readings_flow_from_mqtt_to_rest_and_websocket() {
     assert!(extra.is_err(), "unexpected message: {extra:?}");
 
     // Prometheus counts what happened.
-    let metrics = reqwest::get(daemon.url("/metrics")).await.unwrap().text().await.unwrap();
-    for line in ["isobar_readings_stored_total 5", "isobar_quarantined_total 3"] {
-        assert!(metrics.lines().any(|l| l == line), "{line} missing from\n{metrics}");
+    let metrics = reqwest::get(daemon.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "isobar_readings_stored_total 5",
+        "isobar_quarantined_total 3",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing from\n{metrics}"
+        );
     }
 
     // Errors are JSON with a 4xx status.
@@ -267,4 +278,133 @@ async fn the_dashboard_is_served_from_its_static_dir() {
     }
     let (status, health) = daemon.get("/health").await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_live_client_never_slows_ingestion() {
+    const READINGS: usize = 3_000;
+    let daemon = Daemon::start_with_env(&[], &[("ISOBAR__WEB__CLIENT_QUEUE", "8")]);
+
+    // A client with a tiny receive buffer that reads the snapshot and then
+    // stops reading.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(daemon.web.parse().unwrap()).await.unwrap();
+    let (mut stalled, _) =
+        tokio_tungstenite::client_async(format!("ws://{}/api/v1/live", daemon.web), stream)
+            .await
+            .unwrap();
+    let snapshot = stalled.next().await.unwrap().unwrap().into_text().unwrap();
+    assert!(snapshot.contains("\"snapshot\""));
+
+    let publisher = Publisher::connect(&daemon, "flood-publisher").await;
+    let start: chrono::DateTime<chrono::Utc> = "2025-01-13T00:00:00Z".parse().unwrap();
+    for i in 0..READINGS {
+        let ts = (start + chrono::TimeDelta::seconds(i as i64)).to_rfc3339();
+        publisher
+            .publish("weather/WS100/observations", reading("WS100", &ts, 10.0))
+            .await;
+    }
+    // Every reading is stored although the client reads nothing.
+    eventually(Duration::from_secs(60), "all readings stored", || async {
+        let (_, body) = daemon
+            .get("/api/v1/stations/WS100/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z&limit=10000")
+            .await;
+        (body["readings"].as_array()?.len() == READINGS).then_some(())
+    })
+    .await;
+
+    // When it reads again, it is told how much it missed.
+    let mut dropped = 0;
+    let mut readings = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while dropped == 0 {
+        let frame = tokio::time::timeout_at(deadline, stalled.next())
+            .await
+            .expect("an overflow notice")
+            .unwrap()
+            .unwrap();
+        let msg: Value = serde_json::from_str(&frame.into_text().unwrap()).unwrap();
+        match msg["type"].as_str().unwrap() {
+            "reading" => readings += 1,
+            "overflow" => dropped = msg["dropped"].as_u64().unwrap(),
+            other => panic!("unexpected message type {other}"),
+        }
+    }
+    assert!(
+        readings < READINGS,
+        "the client got everything: nothing was dropped"
+    );
+    let metrics = reqwest::get(daemon.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("isobar_live_dropped_total "))
+        .expect("dropped messages are counted")
+        .parse()
+        .unwrap();
+    assert!(counted >= dropped, "counted {counted}, told {dropped}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulate_command_feeds_a_running_daemon() {
+    let daemon = Daemon::start(&[]);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_isobar"))
+        .args([
+            "simulate",
+            "--stations",
+            "3",
+            "--interval",
+            "50ms",
+            "--rounds",
+            "4",
+            "--seed",
+            "9",
+        ])
+        .args([
+            "--broker",
+            &format!("{}:{}", daemon.mqtt_host, daemon.mqtt_port),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("published 12 readings"));
+    let stations = eventually(
+        Duration::from_secs(20),
+        "three simulated stations",
+        || async {
+            let (_, body) = daemon.get("/api/v1/stations").await;
+            let list = body["stations"].as_array()?.clone();
+            (list.len() == 3 && list.iter().all(|s| !s["latest"].is_null())).then_some(list)
+        },
+    )
+    .await;
+    for station in &stations {
+        let latest = &station["latest"];
+        assert!(
+            latest["temperature_c"].is_f64() && latest["wind_speed_ms"].is_f64(),
+            "{latest}"
+        );
+        assert!(station["latitude"].is_f64());
+    }
+    for id in ["WS001", "WS002", "WS003"] {
+        eventually(
+            Duration::from_secs(10),
+            "four readings per station",
+            || async {
+                let (_, body) = daemon.get(&format!("/api/v1/stations/{id}/readings")).await;
+                (body["readings"].as_array()?.len() == 4).then_some(())
+            },
+        )
+        .await;
+    }
 }
