@@ -179,6 +179,7 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
              ON CONFLICT (station_id) DO UPDATE SET \
                latitude = coalesce(excluded.latitude, stations.latitude), \
                longitude = coalesce(excluded.longitude, stations.longitude), \
+               first_seen = min(stations.first_seen, excluded.first_seen), \
                last_seen = max(stations.last_seen, excluded.last_seen)",
         )?;
         for r in &batch.readings {
