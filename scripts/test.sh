@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# The project's test command (`make test`, and what CI runs): formatting and
-# lints, the Rust unit and integration tests (which start the real binary),
-# then the dashboard's type-check, build and unit tests. Installs what it
-# needs; safe to run again.
+# The project's test command (`make test`, and what CI runs): the dashboard's
+# type-check, build and unit tests, then formatting, lints and the Rust unit
+# and integration tests (which start the real binary and use the machine's
+# Mosquitto). Installs and starts what it needs; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
+
+step "dashboard: packages, type-check and build"
+./scripts/frontend-deps.sh
+(cd frontend && npm run build)
+
+step "dashboard: unit tests"
+(cd frontend && npm test)
 
 step "services: Mosquitto on 127.0.0.1:1883 (external-broker tests)"
 ./scripts/services.sh
@@ -16,11 +23,9 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --all-features -- -D warnings
 
 step "rust: unit and integration tests"
-cargo test --all-features
-
-step "dashboard: packages, type-check and build"
-./scripts/frontend-deps.sh
-(cd frontend && npm run build)
-
-step "dashboard: unit tests"
-(cd frontend && npm test)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --all-features 2>&1 | tee "$log"
+# One closing line for the whole Rust suite.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "\nrust: %d passed, %d failed\n", p, f }' "$log"

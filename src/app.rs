@@ -20,6 +20,7 @@ use crate::actors::stations::StationsMsg;
 use crate::broker::{BrokerError, EmbeddedBroker};
 use crate::config::{MqttMode, Settings, parse_host_port};
 use crate::delivery::{DeliveryContext, PipelineNames};
+use crate::health::Health;
 use crate::storage::{MemoryCache, SqliteStore, Store, StoreError};
 use crate::supervisor::RestartPolicy;
 use crate::web::{self, WebContext};
@@ -108,6 +109,7 @@ impl App {
             settings.persister.quarantine_max_bytes,
         );
         let (fatal_tx, fatal) = mpsc::unbounded_channel();
+        let health = Arc::new(Health::default());
         let (root, _) = Actor::spawn(
             Some(format!("{instance}.root")),
             Root,
@@ -118,6 +120,7 @@ impl App {
                 context: context.clone(),
                 broker: mqtt_addr.clone(),
                 policy: RestartPolicy::default(),
+                health: health.clone(),
                 fatal: fatal_tx,
             },
         )
@@ -129,6 +132,7 @@ impl App {
             cache,
             context.names.hub.clone(),
             context.names.stations.clone(),
+            health,
             settings.web.client_queue,
             settings.web.static_dir.clone(),
             metrics,

@@ -10,6 +10,7 @@ pub mod broker;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod health;
 pub mod simulator;
 pub mod storage;
 pub mod supervisor;

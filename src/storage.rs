@@ -97,6 +97,8 @@ pub trait Store: Send + Sync + 'static {
         &self,
         batch: std::sync::Arc<WriteBatch>,
     ) -> Result<WriteOutcome, StoreError>;
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
     async fn stations(&self) -> Result<Vec<Station>, StoreError>;
     async fn station(&self, id: &StationId) -> Result<Option<Station>, StoreError>;
     async fn latest(&self, id: &StationId) -> Result<Option<Reading>, StoreError>;

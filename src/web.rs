@@ -16,6 +16,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use crate::domain::Reading;
+use crate::health::Health;
 use crate::storage::{LatestCache, Station, Store};
 
 /// What the handlers share.
@@ -24,6 +25,7 @@ pub struct WebContext {
     pub cache: Arc<dyn LatestCache>,
     pub hub: String,
     pub stations: String,
+    pub health: Arc<Health>,
     pub client_queue: usize,
     pub static_dir: PathBuf,
     pub metrics: Option<PrometheusHandle>,
@@ -36,6 +38,7 @@ impl WebContext {
         cache: Arc<dyn LatestCache>,
         hub: String,
         stations: String,
+        health: Arc<Health>,
         client_queue: usize,
         static_dir: PathBuf,
         metrics: Option<PrometheusHandle>,
@@ -45,6 +48,7 @@ impl WebContext {
             cache,
             hub,
             stations,
+            health,
             client_queue,
             static_dir,
             metrics,
@@ -112,6 +116,10 @@ pub fn routes(
     let health = warp::path!("health")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({ "status": "ok" })));
+    let ready = warp::path!("ready")
+        .and(warp::get())
+        .and(with(ctx.clone()))
+        .and_then(ready);
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with(ctx.clone()))
@@ -127,6 +135,7 @@ pub fn routes(
         .and(warp::path("v1"))
         .and(api::routes(ctx.clone()).or(live::route(ctx.clone())));
     health
+        .or(ready)
         .or(metrics)
         .or(api)
         .or(dashboard(ctx))
@@ -135,6 +144,31 @@ pub fn routes(
             tracing::debug!(method = %info.method(), path = info.path(),
                 status = info.status().as_u16(), "http request");
         }))
+}
+
+/// 200 when the daemon can take readings: the MQTT subscription is in place
+/// and the store answers; 503 with what is wrong otherwise.
+async fn ready(ctx: Arc<WebContext>) -> Result<warp::reply::Response, Infallible> {
+    let mqtt = if ctx.health.mqtt_subscribed() {
+        "ok".to_owned()
+    } else {
+        "not subscribed".to_owned()
+    };
+    let store = match ctx.store.ping().await {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    let ok = mqtt == "ok" && store == "ok";
+    let body = serde_json::json!({
+        "status": if ok { "ready" } else { "not_ready" },
+        "checks": { "mqtt": mqtt, "store": store },
+    });
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok(warp::reply::with_status(warp::reply::json(&body), status).into_response())
 }
 
 fn with<T: Clone + Send>(value: T) -> impl Filter<Extract = (T,), Error = Infallible> + Clone {

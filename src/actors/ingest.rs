@@ -15,6 +15,7 @@ use crate::actors::persister::PersisterMsg;
 use crate::actors::stations::StationsMsg;
 use crate::delivery::{AckSequencer, Delivery, DeliveryContext};
 use crate::domain::{RejectReason, StationId};
+use crate::health::Health;
 
 pub enum IngestMsg {
     /// Stop taking new messages (they stay with the broker), keep the
@@ -33,6 +34,7 @@ pub struct IngestArgs {
     pub topic: String,
     pub keep_alive: Duration,
     pub context: Arc<DeliveryContext>,
+    pub health: Arc<Health>,
 }
 
 pub struct IngestState {
@@ -68,6 +70,7 @@ impl Actor for Ingest {
             args.topic,
             route,
             paused.clone(),
+            args.health,
         ));
         tracing::info!(broker = %format!("{}:{}", args.host, args.port),
             client_id = %args.client_id, "ingest connecting");
@@ -194,6 +197,7 @@ async fn poll(
     topic: String,
     router: Router,
     paused: Arc<AtomicBool>,
+    health: Arc<Health>,
 ) {
     let mut failures: u32 = 0;
     let acks = AckSequencer::new(client.clone());
@@ -207,6 +211,8 @@ async fn poll(
                     session_present = ack.session_present,
                     "connected to the broker"
                 );
+                // The broker kept our subscription with the session.
+                health.set_mqtt_subscribed(ack.session_present);
                 if !ack.session_present {
                     // A new session (first start, or the broker lost ours):
                     // subscribe again.
@@ -223,6 +229,7 @@ async fn poll(
                 {
                     tracing::error!(topic = %topic, "the broker refused the subscription");
                 } else {
+                    health.set_mqtt_subscribed(true);
                     tracing::info!(topic = %topic, "subscribed");
                 }
             }
@@ -232,12 +239,14 @@ async fn poll(
                 }
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                health.set_mqtt_subscribed(false);
                 tracing::info!("disconnected from the broker");
                 return;
             }
             Ok(_) => {}
             Err(e) => {
                 metrics::gauge!("isobar_mqtt_connected").set(0.0);
+                health.set_mqtt_subscribed(false);
                 if paused.load(Ordering::SeqCst) && failures > 0 {
                     return;
                 }

@@ -16,6 +16,7 @@ use crate::actors::persister::{Persister, PersisterArgs};
 use crate::actors::stations::{StationsArgs, StationsSupervisor};
 use crate::config::Settings;
 use crate::delivery::DeliveryContext;
+use crate::health::Health;
 use crate::storage::{LatestCache, Store};
 use crate::supervisor::{Decision, RestartIntensity, RestartPolicy};
 
@@ -54,6 +55,7 @@ pub struct RootArgs {
     /// Where ingest connects: the embedded broker or the external one.
     pub broker: (String, u16),
     pub policy: RestartPolicy,
+    pub health: Arc<Health>,
     /// Told why, when the root gives up.
     pub fatal: mpsc::UnboundedSender<String>,
 }
@@ -177,6 +179,7 @@ impl RootState {
                     topic: mqtt.topic.clone(),
                     keep_alive: mqtt.keep_alive,
                     context: a.context.clone(),
+                    health: a.health.clone(),
                 };
                 Actor::spawn_linked(Some(names.ingest.clone()), Ingest, args, supervisor)
                     .await?

@@ -242,6 +242,10 @@ impl Store for SqliteStore {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
+    }
+
     async fn stations(&self) -> Result<Vec<Station>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(

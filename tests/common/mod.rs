@@ -81,9 +81,11 @@ impl Daemon {
         }
         let mqtt = mqtt.unwrap();
         let (host, port) = mqtt.rsplit_once(':').unwrap();
+        let web = web.unwrap();
+        wait_until_ready(&web, &mut child, &logs);
         Daemon {
             child,
-            web: web.unwrap(),
+            web,
             mqtt_host: host.to_owned(),
             mqtt_port: port.parse().unwrap(),
             data_dir,
@@ -120,6 +122,31 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Ready means subscribed: a reading published from now on is taken.
+fn wait_until_ready(web: &str, child: &mut Child, logs: &std::sync::Mutex<Vec<String>>) {
+    let addr: std::net::SocketAddr = web.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
+            use std::io::{Read, Write};
+            let _ = stream.write_all(b"GET /ready HTTP/1.0\r\n\r\n");
+            let mut response = String::new();
+            let _ = stream.read_to_string(&mut response);
+            if response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "isobar was not ready within 30 s: {:#?}",
+                logs.lock().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
