@@ -127,16 +127,16 @@ impl App {
         .await
         .map_err(|e| StartupError::Actors(e.to_string()))?;
 
-        let web = WebContext::new(
+        let web = Arc::new(WebContext {
             store,
             cache,
-            context.names.hub.clone(),
-            context.names.stations.clone(),
+            hub: context.names.hub.clone(),
+            stations: context.names.stations.clone(),
             health,
-            settings.web.client_queue,
-            settings.web.static_dir.clone(),
+            client_queue: settings.web.client_queue,
+            static_dir: settings.web.static_dir.clone(),
             metrics,
-        );
+        });
         let simulator = (settings.simulator.stations > 0).then(|| {
             let stop = CancellationToken::new();
             let sim = settings.simulator.clone();

@@ -8,7 +8,6 @@ mod live;
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
@@ -29,32 +28,6 @@ pub struct WebContext {
     pub client_queue: usize,
     pub static_dir: PathBuf,
     pub metrics: Option<PrometheusHandle>,
-    next_client: AtomicU64,
-}
-
-impl WebContext {
-    pub fn new(
-        store: Arc<dyn Store>,
-        cache: Arc<dyn LatestCache>,
-        hub: String,
-        stations: String,
-        health: Arc<Health>,
-        client_queue: usize,
-        static_dir: PathBuf,
-        metrics: Option<PrometheusHandle>,
-    ) -> Arc<Self> {
-        Arc::new(Self {
-            store,
-            cache,
-            hub,
-            stations,
-            health,
-            client_queue,
-            static_dir,
-            metrics,
-            next_client: AtomicU64::new(1),
-        })
-    }
 }
 
 /// A station with its latest reading, as the API and the live snapshot show it.

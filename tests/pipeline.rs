@@ -280,7 +280,10 @@ async fn the_dashboard_is_served_from_its_static_dir() {
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
     let (status, ready) = daemon.get("/ready").await;
     assert_eq!(status, 200);
-    assert_eq!(ready, serde_json::json!({"status": "ready", "checks": {"mqtt": "ok", "store": "ok"}}));
+    assert_eq!(
+        ready,
+        serde_json::json!({"status": "ready", "checks": {"mqtt": "ok", "store": "ok"}})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

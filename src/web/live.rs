@@ -54,7 +54,7 @@ fn parse_filter(params: &HashMap<String, String>) -> Result<Option<HashSet<Stati
 }
 
 async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc<WebContext>) {
-    let id = ctx_client_id(&ctx);
+    let id = next_client_id();
     let (queue_tx, mut queue) = mpsc::channel::<Arc<str>>(ctx.client_queue);
     let dropped = Arc::new(AtomicU64::new(0));
     // Subscribe before taking the snapshot so nothing falls between them.
@@ -112,6 +112,8 @@ async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc
     tracing::debug!(client = id, "live client disconnected");
 }
 
-fn ctx_client_id(ctx: &WebContext) -> u64 {
-    ctx.next_client.fetch_add(1, Ordering::Relaxed)
+/// Ids of live clients, unique in the process.
+fn next_client_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
