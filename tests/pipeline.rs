@@ -32,20 +32,12 @@ async fn readings_flow_from_mqtt_to_rest_and_websocket() {
         ("WS002", "2025-01-13T10:01:00Z", -3.5),
     ];
     for (station, ts, t) in good {
-        publisher
-            .publish(
-                &format!("weather/{station}/observations"),
-                reading(station, ts, t),
-            )
-            .await;
+        publisher.reading(station, ts, t).await;
     }
     // A duplicate of the first reading, a malformed payload, a payload whose
     // station disagrees with its topic, and a topic with an invalid id.
     publisher
-        .publish(
-            "weather/WS001/observations",
-            reading("WS001", "2025-01-13T10:00:00Z", 22.5),
-        )
+        .reading("WS001", "2025-01-13T10:00:00Z", 22.5)
         .await;
     publisher
         .publish(
@@ -204,10 +196,7 @@ async fn a_live_client_can_ask_for_some_stations_only() {
     let daemon = Daemon::start(&[]);
     let publisher = Publisher::connect(&daemon, "filter-publisher").await;
     publisher
-        .publish(
-            "weather/WS001/observations",
-            reading("WS001", "2025-01-13T09:00:00Z", 1.0),
-        )
+        .reading("WS001", "2025-01-13T09:00:00Z", 1.0)
         .await;
     eventually(Duration::from_secs(20), "WS001 stored", || async {
         (daemon.get("/api/v1/stations/WS001/latest").await.0 == 200).then_some(())
@@ -227,16 +216,10 @@ async fn a_live_client_can_ask_for_some_stations_only() {
     );
 
     publisher
-        .publish(
-            "weather/WS001/observations",
-            reading("WS001", "2025-01-13T09:01:00Z", 2.0),
-        )
+        .reading("WS001", "2025-01-13T09:01:00Z", 2.0)
         .await;
     publisher
-        .publish(
-            "weather/WS002/observations",
-            reading("WS002", "2025-01-13T09:01:00Z", 3.0),
-        )
+        .reading("WS002", "2025-01-13T09:01:00Z", 3.0)
         .await;
     let msg: Value = serde_json::from_str(
         &tokio::time::timeout(Duration::from_secs(10), live.next())
@@ -307,9 +290,7 @@ async fn a_stalled_live_client_never_slows_ingestion() {
     let start: chrono::DateTime<chrono::Utc> = "2025-01-13T00:00:00Z".parse().unwrap();
     for i in 0..READINGS {
         let ts = (start + chrono::TimeDelta::seconds(i as i64)).to_rfc3339();
-        publisher
-            .publish("weather/WS100/observations", reading("WS100", &ts, 10.0))
-            .await;
+        publisher.reading("WS100", &ts, 10.0).await;
     }
     // Every reading is stored although the client reads nothing.
     eventually(Duration::from_secs(60), "all readings stored", || async {

@@ -184,6 +184,13 @@ impl Publisher {
             .await
             .unwrap();
     }
+
+    /// Publishes a well-formed reading on the station's own topic.
+    pub async fn reading(&self, station: &str, timestamp: &str, temperature: f64) {
+        let topic = format!("weather/{station}/observations");
+        self.publish(&topic, reading(station, timestamp, temperature))
+            .await;
+    }
 }
 
 impl Drop for Publisher {
