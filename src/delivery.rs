@@ -1,9 +1,9 @@
 //! A message received from the broker together with the duty to acknowledge
 //! it. A `Delivery` is acknowledged only once its reading (or quarantine
-//! record) is durably stored. One that is dropped unacknowledged is never
-//! silently forgotten: if it is dropped by a panic while being processed it
-//! is quarantined (a poison message must not crash its station forever);
-//! otherwise (its actor died with it in the mailbox) it is routed again.
+//! record) is durably stored. One that is dropped unacknowledged while the
+//! daemon runs is never forgotten: it is routed again, and quarantined if it
+//! keeps failing. Acknowledgements leave in the order messages came, so a
+//! forgotten delivery would hold back every one after it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,11 +15,15 @@ use chrono::{DateTime, Utc};
 use ractor::ActorRef;
 use rumqttc::{AsyncClient, Publish, QoS};
 
+use crate::actors::persister::PersisterMsg;
+use crate::actors::stations::StationsMsg;
 use crate::domain::{RejectReason, StationId};
 use crate::storage::QuarantineRecord;
 
-/// Times a delivery is routed again after being dropped unprocessed.
-pub const MAX_ATTEMPTS: u32 = 5;
+/// Times a delivery is routed again after being dropped unprocessed (its
+/// actor died with it) before it is quarantined. Waiting for a restarting
+/// actor does not count.
+pub const MAX_ATTEMPTS: u32 = 10;
 
 /// Actor names of one running pipeline, so that several instances can live
 /// in one process (tests) without clashing in ractor's registry.
@@ -39,10 +43,6 @@ impl PipelineNames {
             persister: format!("{instance}.persister"),
             hub: format!("{instance}.hub"),
         }
-    }
-
-    pub fn station(&self, id: &StationId) -> String {
-        format!("{}.{}", self.stations, id)
     }
 }
 
@@ -189,9 +189,11 @@ impl AckSequencer {
             publish.pkid = pkid;
             // Sent while holding the lock so acknowledgements leave in order.
             if let Err(e) = self.client.try_ack(&publish) {
-                // The connection is gone; the broker redelivers to the next
-                // session and the store ignores the duplicate.
-                tracing::debug!(pkid, error = %e, "acknowledgement not sent");
+                // The connection is gone (the broker redelivers to the next
+                // session and the store ignores the duplicate), or the request
+                // queue is full, which its size (above any in-flight window)
+                // should make impossible.
+                tracing::warn!(pkid, error = %e, "acknowledgement not sent");
             }
         }
     }
@@ -274,12 +276,6 @@ impl Delivery {
         )
     }
 
-    /// Gives the delivery up without acknowledging it: the broker redelivers
-    /// it to the next session.
-    pub fn abandon(mut self) {
-        self.ack.take();
-    }
-
     fn take_for_retry(&mut self) -> Option<Delivery> {
         let ack = self.ack.take()?;
         Some(Delivery {
@@ -299,55 +295,78 @@ impl Drop for Delivery {
         if self.ack.is_none() || self.context.is_stopping() {
             return;
         }
-        let panicking = std::thread::panicking();
+        // Dropped unacknowledged while running: the actor holding it died
+        // with it in its mailbox or batch. Route it again from the start;
+        // after MAX_ATTEMPTS, or without a station to route to, quarantine it.
         let Some(retry) = self.take_for_retry() else {
             return;
         };
         let context = self.context.clone();
-        if panicking || retry.attempts > MAX_ATTEMPTS || retry.station_id.is_none() {
-            let reason = RejectReason::ProcessingPanicked {
-                detail: if panicking {
-                    "the station actor panicked while processing it".to_owned()
-                } else {
-                    format!("dropped unprocessed {} times", retry.attempts)
-                },
+        if retry.attempts > MAX_ATTEMPTS || retry.station_id.is_none() {
+            let reason = RejectReason::ProcessingFailed {
+                attempts: retry.attempts,
             };
             metrics::counter!("isobar_poison_messages_total").increment(1);
             tracing::error!(station_id = ?retry.station_id, source = %retry.source,
                 reason = reason.code(), "quarantining a message that could not be processed");
             let record = retry.quarantine_record(&reason);
-            use crate::actors::persister::PersisterMsg;
-            match ActorRef::<PersisterMsg>::where_is(context.names.persister.clone()) {
-                Some(persister) => {
-                    if let Err(ractor::MessagingErr::SendErr(PersisterMsg::Quarantine(_, d))) =
-                        persister.cast(PersisterMsg::Quarantine(Box::new(record), retry))
-                    {
-                        d.abandon();
-                    }
-                }
-                None => retry.abandon(),
-            }
-            return;
+            context.to_persister(PersisterMsg::Quarantine(Box::new(record), retry));
+        } else {
+            context.to_stations(retry);
         }
-        // The actor holding it died; route it again once the supervisor has
-        // had a moment to restart it.
+    }
+}
+
+impl DeliveryContext {
+    /// Sends a delivery to the station supervisor. While it is not running
+    /// (being restarted) the delivery waits in the background and is sent
+    /// when it is back: it is never dropped, and waiting is not an attempt.
+    pub fn to_stations(self: &Arc<Self>, delivery: Delivery) {
+        self.send_or_wait(self.names.stations.clone(), StationsMsg::Route(delivery));
+    }
+
+    /// Sends to the persister, waiting for it likewise.
+    pub fn to_persister(self: &Arc<Self>, msg: PersisterMsg) {
+        self.send_or_wait(self.names.persister.clone(), msg);
+    }
+
+    fn send_or_wait<M: ractor::Message>(self: &Arc<Self>, name: String, msg: M) {
+        let msg = match try_send(&name, msg) {
+            None => return,
+            Some(msg) => msg,
+        };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let delay = Duration::from_millis(50 * u64::from(retry.attempts));
+        let context = self.clone();
         runtime.spawn(async move {
-            tokio::time::sleep(delay).await;
-            use crate::actors::stations::StationsMsg;
-            match ActorRef::<StationsMsg>::where_is(context.names.stations.clone()) {
-                Some(stations) => {
-                    if let Err(ractor::MessagingErr::SendErr(StationsMsg::Route(d))) =
-                        stations.cast(StationsMsg::Route(retry))
-                    {
-                        d.abandon();
-                    }
+            let mut msg = msg;
+            let mut delay = Duration::from_millis(20);
+            loop {
+                tokio::time::sleep(delay).await;
+                // Once stopping, dropping it leaves it to the broker.
+                if context.is_stopping() {
+                    return;
                 }
-                None => retry.abandon(),
+                match try_send(&name, msg) {
+                    None => return,
+                    Some(back) => msg = back,
+                }
+                delay = (delay * 2).min(Duration::from_secs(1));
             }
         });
+    }
+}
+
+/// Casts to the actor registered as `name`; gives the message back if that
+/// actor is not running.
+fn try_send<M: ractor::Message>(name: &str, msg: M) -> Option<M> {
+    let Some(actor) = ActorRef::<M>::where_is(name) else {
+        return Some(msg);
+    };
+    match actor.cast(msg) {
+        Ok(()) => None,
+        Err(ractor::MessagingErr::SendErr(msg)) => Some(msg),
+        Err(_) => None,
     }
 }

@@ -1,6 +1,8 @@
 //! A station actor that panics is restarted by its supervisor; its station
-//! keeps working, other stations never notice, and the message that made it
-//! panic is quarantined rather than lost or retried forever.
+//! keeps working, other stations never notice, the message that made it
+//! panic is quarantined rather than lost or retried forever, and the
+//! messages queued behind it are processed normally. A station that keeps
+//! failing escalates, and the restarted supervisor serves every station.
 
 mod common;
 
@@ -9,11 +11,28 @@ use std::time::Duration;
 use common::{Daemon, Publisher, eventually};
 use serde_json::Value;
 
+const POISON: &str =
+    r#"{"temperature": 6.0, "timestamp": "2025-01-13T10:01:00Z", "isobar_fault": "panic"}"#;
+
 fn child<'a>(status: &'a Value, station: &str) -> Option<&'a Value> {
     status["stations"]["children"]
         .as_array()?
         .iter()
         .find(|c| c["station_id"] == station)
+}
+
+async fn history_len(daemon: &Daemon, station: &str) -> Option<usize> {
+    let (_, body) = daemon
+        .get(&format!(
+            "/api/v1/stations/{station}/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z"
+        ))
+        .await;
+    Some(body["readings"].as_array()?.len())
+}
+
+async fn quarantined(daemon: &Daemon) -> Vec<Value> {
+    let (_, body) = daemon.get("/api/v1/quarantine").await;
+    body["items"].as_array().cloned().unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,12 +50,20 @@ async fn a_panicking_station_is_restarted_and_others_are_unaffected() {
     })
     .await;
 
+    // The poison message, with good readings right behind it in the same
+    // station's mailbox.
     publisher
-        .publish(
-            "weather/WS010/observations",
-            r#"{"temperature": 6.0, "timestamp": "2025-01-13T10:01:00Z", "isobar_fault": "panic"}"#,
-        )
+        .publish("weather/WS010/observations", POISON)
         .await;
+    for minute in 2..=4 {
+        publisher
+            .reading("WS010", &format!("2025-01-13T10:0{minute}:00Z"), 7.0)
+            .await;
+    }
+    publisher
+        .reading("WS011", "2025-01-13T10:02:00Z", 7.0)
+        .await;
+
     let status = eventually(Duration::from_secs(10), "WS010 restarted", || async {
         let (_, body) = daemon.get("/api/v1/supervision").await;
         let c = child(&body, "WS010")?;
@@ -51,48 +78,81 @@ async fn a_panicking_station_is_restarted_and_others_are_unaffected() {
             .contains("fault injected"),
         "{failed}"
     );
-    let other = child(&status, "WS011").unwrap();
-    assert_eq!(other["restarts"], 0);
+    assert_eq!(child(&status, "WS011").unwrap()["restarts"], 0);
 
-    // Both stations keep working.
-    for station in ["WS010", "WS011"] {
+    // Every good reading is stored, those queued behind the poison included.
+    eventually(Duration::from_secs(10), "WS010's four readings", || async {
+        (history_len(&daemon, "WS010").await? == 4).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "WS011's two readings", || async {
+        (history_len(&daemon, "WS011").await? == 2).then_some(())
+    })
+    .await;
+
+    // Only the poison message is quarantined (and acknowledged), once.
+    let items = quarantined(&daemon).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["reason_code"], "processing_panicked");
+    assert_eq!(items[0]["station_id"], "WS010");
+    assert_eq!(items[0]["payload"], POISON);
+
+    drop(publisher);
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_station_failing_past_its_intensity_escalates_and_service_resumes() {
+    // A small in-flight window: acknowledgements must keep flowing through
+    // the escalation or ingestion stops.
+    let daemon = Daemon::start_with_env(&[], &[("ISOBAR__MQTT__MAX_INFLIGHT", "20")]);
+    let publisher = Publisher::connect(&daemon, "escalation-publisher").await;
+    publisher
+        .reading("WS021", "2025-01-13T09:00:00Z", 1.0)
+        .await;
+
+    // Six panics within the window: five restarts, then the station
+    // supervisor gives up and the root restarts it.
+    for _ in 0..6 {
         publisher
-            .reading(station, "2025-01-13T10:02:00Z", 7.0)
+            .publish("weather/WS020/observations", POISON)
             .await;
     }
-    for station in ["WS010", "WS011"] {
+    eventually(
+        Duration::from_secs(30),
+        "six poison messages quarantined",
+        || async { (quarantined(&daemon).await.len() == 6).then_some(()) },
+    )
+    .await;
+    let logs = eventually(Duration::from_secs(10), "the escalation logged", || async {
+        let logs = daemon.logs();
+        logs.iter()
+            .any(|l| l.contains("exceeded its restart intensity"))
+            .then_some(logs)
+    })
+    .await;
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("pipeline actor failed; restarting")),
+        "{logs:#?}"
+    );
+
+    // Many more readings than the in-flight window, for old and new stations.
+    for i in 0..60 {
+        let ts = format!("2025-01-13T10:{:02}:00Z", i);
+        for station in ["WS020", "WS021", "WS022"] {
+            publisher.reading(station, &ts, 2.0).await;
+        }
+    }
+    for (station, expected) in [("WS020", 60), ("WS021", 61), ("WS022", 60)] {
         eventually(
-            Duration::from_secs(10),
-            "the reading after the panic",
-            || async {
-                let (_, latest) = daemon
-                    .get(&format!("/api/v1/stations/{station}/latest"))
-                    .await;
-                (latest["observed_at"] == "2025-01-13T10:02:00Z").then_some(())
-            },
+            Duration::from_secs(30),
+            "readings after the escalation",
+            || async { (history_len(&daemon, station).await? == expected).then_some(()) },
         )
         .await;
     }
-
-    // The poison message is quarantined (and acknowledged), not retried.
-    let quarantine = eventually(
-        Duration::from_secs(10),
-        "the poison message quarantined",
-        || async {
-            let (_, body) = daemon.get("/api/v1/quarantine").await;
-            (!body["items"].as_array()?.is_empty()).then_some(body)
-        },
-    )
-    .await;
-    let items = quarantine["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1, "{quarantine}");
-    assert_eq!(items[0]["reason_code"], "processing_panicked");
-    assert_eq!(items[0]["station_id"], "WS010");
-    let (_, history) = daemon
-        .get("/api/v1/stations/WS010/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z")
-        .await;
-    assert_eq!(history["readings"].as_array().unwrap().len(), 2);
-
+    assert_eq!(quarantined(&daemon).await.len(), 6);
     drop(publisher);
     assert_eq!(daemon.terminate(), Some(0));
 }

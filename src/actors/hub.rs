@@ -95,10 +95,15 @@ impl Actor for Hub {
 
 impl HubState {
     fn publish(&mut self, readings: &[Reading]) {
+        // Forget clients that went away, whatever stations they asked for.
+        let before = self.clients.len();
+        self.clients.retain(|_, c| !c.queue.is_closed());
+        if self.clients.len() != before {
+            metrics::gauge!("isobar_live_clients").set(self.clients.len() as f64);
+        }
         if self.clients.is_empty() {
             return;
         }
-        let mut closed = Vec::new();
         for reading in readings {
             let json = LiveMessage::Reading { reading }.to_json();
             for client in self.clients.values() {
@@ -109,26 +114,17 @@ impl HubState {
                 {
                     continue;
                 }
-                match client.queue.try_send(json.clone()) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        metrics::counter!("isobar_live_dropped_total").increment(1);
-                        if client.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                            tracing::warn!(
-                                client = client.id,
-                                "live client is too slow; dropping messages until it catches up"
-                            );
-                        }
+                if let Err(mpsc::error::TrySendError::Full(_)) = client.queue.try_send(json.clone())
+                {
+                    metrics::counter!("isobar_live_dropped_total").increment(1);
+                    if client.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                        tracing::warn!(
+                            client = client.id,
+                            "live client is too slow; dropping messages until it catches up"
+                        );
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => closed.push(client.id),
                 }
             }
-        }
-        if !closed.is_empty() {
-            for id in closed {
-                self.clients.remove(&id);
-            }
-            metrics::gauge!("isobar_live_clients").set(self.clients.len() as f64);
         }
     }
 }

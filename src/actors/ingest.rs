@@ -12,7 +12,6 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::task::JoinHandle;
 
 use crate::actors::persister::PersisterMsg;
-use crate::actors::stations::StationsMsg;
 use crate::delivery::{AckSequencer, Delivery, DeliveryContext};
 use crate::domain::{RejectReason, StationId};
 use crate::health::Health;
@@ -40,7 +39,18 @@ pub struct IngestArgs {
 pub struct IngestState {
     client: AsyncClient,
     paused: Arc<AtomicBool>,
-    poller: Option<JoinHandle<()>>,
+    poller: Option<Poller>,
+}
+
+/// The task that drives the MQTT connection. Aborted when dropped, so it
+/// never outlives its actor (ractor skips `post_stop` after a failure, and
+/// a stray poller would fight the restarted one for the session).
+struct Poller(JoinHandle<()>);
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Actor for Ingest {
@@ -77,7 +87,7 @@ impl Actor for Ingest {
         Ok(IngestState {
             client,
             paused,
-            poller: Some(poller),
+            poller: Some(Poller(poller)),
         })
     }
 
@@ -95,26 +105,12 @@ impl Actor for Ingest {
             IngestMsg::Disconnect(reply) => {
                 state.paused.store(true, Ordering::SeqCst);
                 let _ = state.client.disconnect().await;
-                if let Some(mut poller) = state.poller.take()
-                    && tokio::time::timeout(Duration::from_secs(3), &mut poller)
-                        .await
-                        .is_err()
-                {
-                    poller.abort();
+                if let Some(mut poller) = state.poller.take() {
+                    // Let it send the DISCONNECT; dropping it aborts it after.
+                    let _ = tokio::time::timeout(Duration::from_secs(3), &mut poller.0).await;
                 }
                 let _ = reply.send(());
             }
-        }
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut IngestState,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(poller) = state.poller.take() {
-            poller.abort();
         }
         Ok(())
     }
@@ -162,13 +158,8 @@ impl Router {
                     ack,
                     self.context.clone(),
                 );
-                // If the supervisor is being restarted the delivery is
-                // dropped here, and its drop routes it again shortly.
-                if let Some(stations) =
-                    ActorRef::<StationsMsg>::where_is(self.context.names.stations.clone())
-                {
-                    let _ = stations.cast(StationsMsg::Route(delivery));
-                }
+                // Waits in the background if the supervisor is restarting.
+                self.context.to_stations(delivery);
             }
             Err(reason) => {
                 tracing::info!(topic = %publish.topic, reason = reason.code(),
@@ -181,11 +172,8 @@ impl Router {
                     self.context.clone(),
                 );
                 let record = delivery.quarantine_record(&reason);
-                if let Some(persister) =
-                    ActorRef::<PersisterMsg>::where_is(self.context.names.persister.clone())
-                {
-                    let _ = persister.cast(PersisterMsg::Quarantine(Box::new(record), delivery));
-                }
+                self.context
+                    .to_persister(PersisterMsg::Quarantine(Box::new(record), delivery));
             }
         }
     }
@@ -216,7 +204,8 @@ async fn poll(
                 if !ack.session_present {
                     // A new session (first start, or the broker lost ours):
                     // subscribe again.
-                    if let Err(e) = client.subscribe(topic.clone(), QoS::AtLeastOnce).await {
+                    // try_: awaiting here could wait on the queue this loop drains.
+                    if let Err(e) = client.try_subscribe(topic.clone(), QoS::AtLeastOnce) {
                         tracing::error!(error = %e, "subscribe request failed");
                     }
                 }
@@ -247,6 +236,10 @@ async fn poll(
             Err(e) => {
                 metrics::gauge!("isobar_mqtt_connected").set(0.0);
                 health.set_mqtt_subscribed(false);
+                // Acks of this connection can no longer be sent; the broker
+                // redelivers its messages. Completions from now on must not
+                // reach the next connection, whose packet ids start over.
+                acks.reset();
                 if paused.load(Ordering::SeqCst) && failures > 0 {
                     return;
                 }

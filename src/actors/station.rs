@@ -1,13 +1,18 @@
 //! One actor per station: parses and validates each message for its
 //! station, derives metrics and hands the reading to the persister. A bad
-//! message becomes a quarantine record, never a crash.
+//! message becomes a quarantine record, never a crash. A message that makes
+//! the processing panic (a bug) is quarantined on its own, then the actor
+//! fails so its supervisor restarts it with fresh state.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::actors::persister::PersisterMsg;
-use crate::delivery::Delivery;
-use crate::domain::{Reading, StationId, parse_observation};
+use crate::delivery::{Delivery, DeliveryContext};
+use crate::domain::{Reading, RejectReason, StationId, parse_observation};
 
 pub enum StationMsg {
     Observe(Delivery),
@@ -19,12 +24,12 @@ pub struct StationActor;
 
 pub struct StationArgs {
     pub station_id: StationId,
-    pub persister: String,
+    pub context: Arc<DeliveryContext>,
 }
 
 pub struct StationState {
     station_id: StationId,
-    persister: String,
+    context: Arc<DeliveryContext>,
     /// Newest observation time seen, for ordering and (later) QC windows.
     newest: Option<DateTime<Utc>>,
 }
@@ -42,7 +47,7 @@ impl Actor for StationActor {
         tracing::debug!(station_id = %args.station_id, "station actor started");
         Ok(StationState {
             station_id: args.station_id,
-            persister: args.persister,
+            context: args.context,
             newest: None,
         })
     }
@@ -54,7 +59,7 @@ impl Actor for StationActor {
         state: &mut StationState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            StationMsg::Observe(delivery) => state.observe(delivery),
+            StationMsg::Observe(delivery) => state.observe(delivery)?,
             StationMsg::Barrier(reply) => {
                 let _ = reply.send(());
             }
@@ -64,31 +69,56 @@ impl Actor for StationActor {
 }
 
 impl StationState {
-    fn observe(&mut self, delivery: Delivery) {
-        let persister = ActorRef::<PersisterMsg>::where_is(self.persister.clone());
-        let msg = match parse_observation(&self.station_id, &delivery.payload, Utc::now()) {
-            Ok(observation) => {
-                #[cfg(feature = "fault-injection")]
-                if observation.fault.as_deref() == Some("panic") {
-                    panic!("fault injected into station {}", self.station_id);
-                }
-                self.newest = self.newest.max(Some(observation.observed_at));
+    fn observe(&mut self, delivery: Delivery) -> Result<(), ActorProcessingErr> {
+        // Catch a panic here rather than letting it unwind through the
+        // actor: only this message is to blame for it, not the ones queued
+        // behind it, which the restarted actor will process.
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.process(&delivery)));
+        let msg = match outcome {
+            Ok(Ok(reading)) => {
                 metrics::counter!("isobar_readings_accepted_total").increment(1);
-                let reading = Reading::from_observation(observation, delivery.received_at);
                 PersisterMsg::Store(Box::new(reading), delivery)
             }
-            Err(reason) => {
+            Ok(Err(reason)) => {
                 metrics::counter!("isobar_readings_rejected_total", "reason" => reason.code())
                     .increment(1);
                 tracing::info!(station_id = %self.station_id, reason = reason.code(),
                     detail = %reason, "reading quarantined");
                 PersisterMsg::Quarantine(Box::new(delivery.quarantine_record(&reason)), delivery)
             }
+            Err(panic) => {
+                let detail = panic_message(panic.as_ref());
+                metrics::counter!("isobar_poison_messages_total").increment(1);
+                let reason = RejectReason::ProcessingPanicked {
+                    detail: detail.clone(),
+                };
+                let record = delivery.quarantine_record(&reason);
+                self.context
+                    .to_persister(PersisterMsg::Quarantine(Box::new(record), delivery));
+                return Err(format!("panicked while processing a message: {detail}").into());
+            }
         };
-        // Without a persister (it is being restarted) the delivery is dropped
-        // here, and its drop routes it again shortly.
-        if let Some(persister) = persister {
-            let _ = persister.cast(msg);
+        self.context.to_persister(msg);
+        Ok(())
+    }
+
+    fn process(&mut self, delivery: &Delivery) -> Result<Reading, RejectReason> {
+        let observation = parse_observation(&self.station_id, &delivery.payload, Utc::now())?;
+        #[cfg(feature = "fault-injection")]
+        if observation.fault.as_deref() == Some("panic") {
+            panic!("fault injected into station {}", self.station_id);
         }
+        self.newest = self.newest.max(Some(observation.observed_at));
+        Ok(Reading::from_observation(observation, delivery.received_at))
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
     }
 }

@@ -89,6 +89,17 @@ impl Actor for StationsSupervisor {
             StationsMsg::Route(delivery) => state.route(&myself, delivery).await?,
             StationsMsg::Restart(id) => state.restart(&myself, id).await?,
             StationsMsg::Drain(reply) => {
+                // Stations waiting out a restart backoff start now, so what
+                // waits for them is handed on too.
+                let waiting: Vec<StationId> = state
+                    .children
+                    .iter()
+                    .filter(|(_, c)| c.actor.is_none())
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in waiting {
+                    state.spawn(&myself, &id).await?;
+                }
                 let running: Vec<_> = state
                     .children
                     .values()
@@ -189,28 +200,34 @@ impl StationsState {
         Ok(())
     }
 
+    /// Starts the station's actor and hands it what waited. A failure to
+    /// start counts as a failure of the child.
     async fn spawn(
         &mut self,
         myself: &ActorRef<StationsMsg>,
         id: &StationId,
     ) -> Result<(), ActorProcessingErr> {
-        let (actor, _) = Actor::spawn_linked(
-            Some(self.context.names.station(id)),
-            StationActor,
-            StationArgs {
-                station_id: id.clone(),
-                persister: self.context.names.persister.clone(),
-            },
-            myself.get_cell(),
-        )
-        .await?;
+        let args = StationArgs {
+            station_id: id.clone(),
+            context: self.context.clone(),
+        };
+        let actor = match Actor::spawn_linked(None, StationActor, args, myself.get_cell()).await {
+            Ok((actor, _)) => actor,
+            Err(e) => return self.handle_failure(myself, id.clone(), format!("start failed: {e}")),
+        };
         self.by_actor.insert(actor.get_id(), id.clone());
         let child = self
             .children
             .get_mut(id)
             .expect("child exists before spawn");
         while let Some(d) = child.pending.pop_front() {
-            let _ = actor.cast(StationMsg::Observe(d));
+            if let Err(ractor::MessagingErr::SendErr(StationMsg::Observe(d))) =
+                actor.cast(StationMsg::Observe(d))
+            {
+                // It died already; keep the rest for the next one.
+                child.pending.push_front(d);
+                break;
+            }
         }
         child.actor = Some(actor);
         Ok(())
@@ -237,6 +254,17 @@ impl StationsState {
         let Some(id) = self.by_actor.remove(&cell.get_id()) else {
             return Ok(());
         };
+        self.handle_failure(myself, id, reason)
+    }
+
+    /// Records a failure of the station's actor and restarts it after its
+    /// backoff, or escalates past the policy's intensity.
+    fn handle_failure(
+        &mut self,
+        myself: &ActorRef<StationsMsg>,
+        id: StationId,
+        reason: String,
+    ) -> Result<(), ActorProcessingErr> {
         let Some(child) = self.children.get_mut(&id) else {
             return Ok(());
         };

@@ -63,6 +63,8 @@ pub enum RejectReason {
     NoMeasurements,
     #[error("processing this message panicked: {detail}")]
     ProcessingPanicked { detail: String },
+    #[error("the message could not be processed: its actor stopped with it {attempts} times")]
+    ProcessingFailed { attempts: u32 },
 }
 
 impl RejectReason {
@@ -79,6 +81,7 @@ impl RejectReason {
             Self::OutOfRange { .. } => "out_of_range",
             Self::NoMeasurements => "no_measurements",
             Self::ProcessingPanicked { .. } => "processing_panicked",
+            Self::ProcessingFailed { .. } => "processing_failed",
         }
     }
 }

@@ -6,6 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::time::Duration;
+
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use ractor::ActorRef;
 use tokio::sync::mpsc;
@@ -18,6 +21,17 @@ use crate::domain::StationId;
 
 /// Largest message accepted from a client; clients only send pings.
 const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
+
+/// A client that accepts nothing for this long is disconnected (a
+/// half-open connection would otherwise hold its task forever).
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn send(sink: &mut SplitSink<WebSocket, Message>, text: &str) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::text(text))).await,
+        Ok(Ok(()))
+    )
+}
 
 pub fn route(
     ctx: Arc<WebContext>,
@@ -83,7 +97,7 @@ async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc
             return;
         }
     };
-    if sink.send(Message::text(snapshot.as_ref())).await.is_err() {
+    if !send(&mut sink, &snapshot).await {
         return;
     }
     tracing::debug!(client = id, "live client connected");
@@ -94,11 +108,11 @@ async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc
                 let missed = dropped.swap(0, Ordering::Relaxed);
                 if missed > 0 {
                     let notice = LiveMessage::Overflow { dropped: missed }.to_json();
-                    if sink.send(Message::text(notice.as_ref())).await.is_err() {
+                    if !send(&mut sink, &notice).await {
                         break;
                     }
                 }
-                if sink.send(Message::text(json.as_ref())).await.is_err() {
+                if !send(&mut sink, &json).await {
                     break;
                 }
             }

@@ -233,3 +233,22 @@ pub fn reading(station: &str, timestamp: &str, temperature: f64) -> String {
     })
     .to_string()
 }
+
+/// The next websocket message as JSON, failing the test after 10 s.
+pub async fn next_json<S>(socket: &mut S) -> Value
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("a websocket message within 10 s")
+        .expect("the websocket is open")
+        .expect("a valid frame");
+    serde_json::from_str(&frame.into_text().unwrap()).unwrap()
+}
