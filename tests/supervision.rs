@@ -154,5 +154,5 @@ async fn a_station_failing_past_its_intensity_escalates_and_service_resumes() {
     }
     assert_eq!(quarantined(&daemon).await.len(), 6);
     drop(publisher);
-    assert_eq!(daemon.terminate(), Some(0));
+    assert_eq!(daemon.interrupt(), Some(0));
 }

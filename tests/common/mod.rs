@@ -108,9 +108,18 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and returns the exit code.
-    pub fn terminate(mut self) -> Option<i32> {
+    pub fn terminate(self) -> Option<i32> {
+        self.stop_with("TERM")
+    }
+
+    /// Sends SIGINT (Ctrl-C) and returns the exit code.
+    pub fn interrupt(self) -> Option<i32> {
+        self.stop_with("INT")
+    }
+
+    fn stop_with(mut self, signal: &str) -> Option<i32> {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -118,7 +127,7 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("isobar did not stop within 20 s after SIGTERM");
+                panic!("isobar did not stop within 20 s after SIG{signal}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
