@@ -3,11 +3,13 @@
 //! ones passed in.
 
 mod derived;
-mod payload;
+pub mod formats;
+mod observation;
 mod reading;
 mod station_id;
 
-pub use derived::{dew_point_c, heat_index_c, wind_chill_c};
-pub use payload::{Observation, RejectReason, parse_observation};
-pub use reading::{Derived, Reading};
+pub use derived::{dew_point_c, heat_index_c, sea_level_pressure_hpa, wind_chill_c};
+pub use formats::json::parse_observation;
+pub use observation::{MAX_CLOCK_SKEW, MAX_PAYLOAD_BYTES, Observation, RejectReason};
+pub use reading::{Derived, DerivedInputs, Reading};
 pub use station_id::{StationId, StationIdError};

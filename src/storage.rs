@@ -52,6 +52,7 @@ pub struct Station {
     pub station_id: StationId,
     pub latitude: Option<f64>,
     pub longitude: Option<f64>,
+    pub elevation_m: Option<f64>,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
 }

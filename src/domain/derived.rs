@@ -55,6 +55,25 @@ pub fn wind_chill_c(temperature_c: f64, wind_speed_ms: f64) -> Option<f64> {
     Some(13.12 + 0.6215 * temperature_c - 11.37 * v + 0.3965 * temperature_c * v)
 }
 
+/// Station pressure reduced to mean sea level with the hypsometric equation
+/// for a standard lapse rate of 6.5 K/km (the reduction of the WMO
+/// Guide, No. 8, used by NOAA/NWS station software). With the station's air
+/// temperature when known; otherwise the standard atmosphere's.
+pub fn sea_level_pressure_hpa(
+    station_pressure_hpa: f64,
+    elevation_m: f64,
+    temperature_c: Option<f64>,
+) -> f64 {
+    const LAPSE: f64 = 0.0065;
+    match temperature_c {
+        Some(t) => {
+            let ratio = 1.0 - LAPSE * elevation_m / (t + LAPSE * elevation_m + 273.15);
+            station_pressure_hpa * ratio.powf(-5.257)
+        }
+        None => station_pressure_hpa / (1.0 - 2.25577e-5 * elevation_m).powf(5.25588),
+    }
+}
+
 fn c_to_f(c: f64) -> f64 {
     c * 9.0 / 5.0 + 32.0
 }
@@ -99,6 +118,28 @@ mod tests {
             close(c_to_f(hi), hi_f, 1.0);
         }
         assert_eq!(heat_index_c(20.0, 65.0), None);
+    }
+
+    #[test]
+    fn sea_level_pressure_reduces_by_elevation() {
+        // 1000 m, 15 °C, 900 hPa: about 1012 hPa at sea level.
+        close(
+            sea_level_pressure_hpa(900.0, 1000.0, Some(15.0)),
+            1011.98,
+            0.05,
+        );
+        // The standard atmosphere has 898.75 hPa at 1000 m.
+        close(sea_level_pressure_hpa(898.75, 1000.0, None), 1013.25, 0.05);
+        close(
+            sea_level_pressure_hpa(1013.25, 0.0, Some(20.0)),
+            1013.25,
+            1e-9,
+        );
+        // Colder air is denser: the same station pressure means more above sea level.
+        assert!(
+            sea_level_pressure_hpa(850.0, 1500.0, Some(-10.0))
+                > sea_level_pressure_hpa(850.0, 1500.0, Some(30.0))
+        );
     }
 
     #[test]

@@ -37,22 +37,12 @@ impl LatestCache for MemoryCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Derived;
+    use crate::domain::Observation;
 
     fn reading(at: &str, t: f64) -> Reading {
-        Reading {
-            station_id: StationId::parse("WS001").unwrap(),
-            observed_at: at.parse().unwrap(),
-            received_at: at.parse().unwrap(),
-            latitude: None,
-            longitude: None,
-            temperature_c: Some(t),
-            humidity_pct: None,
-            pressure_hpa: None,
-            wind_speed_ms: None,
-            wind_direction_deg: None,
-            derived: Derived::default(),
-        }
+        let mut obs = Observation::new(StationId::parse("WS001").unwrap(), at.parse().unwrap());
+        obs.temperature_c = Some(t);
+        Reading::from_observation(obs, at.parse().unwrap())
     }
 
     #[test]

@@ -13,7 +13,13 @@ use super::{HistoryQuery, Station, Store, StoreError, StoredQuarantine, WriteBat
 use crate::domain::{Derived, Reading, StationId};
 
 /// The migrations, in order; each runs once, recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_more_measurements_and_qc.sql"),
+    ),
+];
 
 const READERS: usize = 4;
 
@@ -126,7 +132,8 @@ fn from_micros(us: i64) -> DateTime<Utc> {
 
 const READING_COLUMNS: &str = "station_id, observed_at, received_at, latitude, longitude, \
     temperature_c, humidity_pct, pressure_hpa, wind_speed_ms, wind_direction_deg, \
-    dew_point_c, heat_index_c, wind_chill_c";
+    dew_point_c, heat_index_c, wind_chill_c, wind_gust_ms, elevation_m, \
+    sea_level_pressure_hpa, feels_like_c";
 
 fn reading_from_row(row: &Row<'_>) -> Result<Reading, rusqlite::Error> {
     let id: String = row.get(0)?;
@@ -144,10 +151,14 @@ fn reading_from_row(row: &Row<'_>) -> Result<Reading, rusqlite::Error> {
         pressure_hpa: row.get(7)?,
         wind_speed_ms: row.get(8)?,
         wind_direction_deg: row.get(9)?,
+        wind_gust_ms: row.get(13)?,
+        elevation_m: row.get(14)?,
         derived: Derived {
             dew_point_c: row.get(10)?,
             heat_index_c: row.get(11)?,
             wind_chill_c: row.get(12)?,
+            sea_level_pressure_hpa: row.get(15)?,
+            feels_like_c: row.get(16)?,
         },
     })
 }
@@ -163,6 +174,7 @@ fn station_from_row(row: &Row<'_>) -> Result<Station, rusqlite::Error> {
         longitude: row.get(2)?,
         first_seen: from_micros(row.get(3)?),
         last_seen: from_micros(row.get(4)?),
+        elevation_m: row.get(5)?,
     })
 }
 
@@ -172,14 +184,16 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
     {
         let mut insert = tx.prepare_cached(&format!(
             "INSERT OR IGNORE INTO observations ({READING_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
         ))?;
         let mut station = tx.prepare_cached(
-            "INSERT INTO stations (station_id, latitude, longitude, first_seen, last_seen) \
-             VALUES (?1, ?2, ?3, ?4, ?4) \
+            "INSERT INTO stations \
+               (station_id, latitude, longitude, elevation_m, first_seen, last_seen) \
+             VALUES (?1, ?2, ?3, ?5, ?4, ?4) \
              ON CONFLICT (station_id) DO UPDATE SET \
                latitude = coalesce(excluded.latitude, stations.latitude), \
                longitude = coalesce(excluded.longitude, stations.longitude), \
+               elevation_m = coalesce(excluded.elevation_m, stations.elevation_m), \
                first_seen = min(stations.first_seen, excluded.first_seen), \
                last_seen = max(stations.last_seen, excluded.last_seen)",
         )?;
@@ -199,6 +213,10 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
                 r.derived.dew_point_c,
                 r.derived.heat_index_c,
                 r.derived.wind_chill_c,
+                r.wind_gust_ms,
+                r.elevation_m,
+                r.derived.sea_level_pressure_hpa,
+                r.derived.feels_like_c,
             ])?;
             inserted.push(n == 1);
             if n == 1 {
@@ -206,7 +224,8 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
                     r.station_id.as_str(),
                     r.latitude,
                     r.longitude,
-                    observed
+                    observed,
+                    r.elevation_m,
                 ])?;
             }
         }
@@ -250,7 +269,7 @@ impl Store for SqliteStore {
     async fn stations(&self) -> Result<Vec<Station>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT station_id, latitude, longitude, first_seen, last_seen \
+                "SELECT station_id, latitude, longitude, first_seen, last_seen, elevation_m \
                  FROM stations ORDER BY station_id",
             )?;
             stmt.query_map([], station_from_row)?.collect()
@@ -262,7 +281,7 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.read(move |c| {
             c.prepare_cached(
-                "SELECT station_id, latitude, longitude, first_seen, last_seen \
+                "SELECT station_id, latitude, longitude, first_seen, last_seen, elevation_m \
                  FROM stations WHERE station_id = ?1",
             )?
             .query_row([id.as_str()], station_from_row)
@@ -340,22 +359,18 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Observation;
     use crate::storage::QuarantineRecord;
 
     fn reading(station: &str, at: &str, t: f64) -> Reading {
-        Reading {
-            station_id: StationId::parse(station).unwrap(),
-            observed_at: at.parse().unwrap(),
-            received_at: at.parse().unwrap(),
-            latitude: Some(52.5),
-            longitude: Some(13.4),
-            temperature_c: Some(t),
-            humidity_pct: Some(50.0),
-            pressure_hpa: None,
-            wind_speed_ms: None,
-            wind_direction_deg: None,
-            derived: Derived::compute(Some(t), Some(50.0), None),
-        }
+        let mut obs = Observation::new(StationId::parse(station).unwrap(), at.parse().unwrap());
+        obs.latitude = Some(52.5);
+        obs.longitude = Some(13.4);
+        obs.temperature_c = Some(t);
+        obs.humidity_pct = Some(50.0);
+        obs.pressure_hpa = Some(950.0);
+        obs.elevation_m = Some(500.0);
+        Reading::from_observation(obs, at.parse().unwrap())
     }
 
     #[tokio::test]

@@ -119,7 +119,10 @@ impl Daemon {
 
     fn stop_with(mut self, signal: &str) -> Option<i32> {
         let pid = self.child.id().to_string();
-        Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap();
+        Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -1,90 +1,14 @@
-//! The reading payload of DESIGN §4 and why one is rejected.
+//! The JSON payload of DESIGN §4:
+//! `{"station_id", "latitude", "longitude", "temperature", "humidity",
+//! "pressure", "wind_speed", "wind_direction", "timestamp", "metadata"}` in
+//! °C, %, hPa, m/s and degrees. `metadata` (derived values) is ignored:
+//! isobar computes its own.
 
-use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::station_id::StationId;
-
-/// Largest payload accepted; larger ones are quarantined unparsed.
-pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
-
-/// How far ahead of the receiving clock an observation time may be.
-pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
-
-/// A payload that passed validation: values are finite and physically
-/// possible, in canonical units.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Observation {
-    pub station_id: StationId,
-    pub observed_at: DateTime<Utc>,
-    pub latitude: Option<f64>,
-    pub longitude: Option<f64>,
-    pub temperature_c: Option<f64>,
-    pub humidity_pct: Option<f64>,
-    pub pressure_hpa: Option<f64>,
-    pub wind_speed_ms: Option<f64>,
-    pub wind_direction_deg: Option<f64>,
-    /// Test-only request to fail while processing this observation.
-    #[cfg(feature = "fault-injection")]
-    pub fault: Option<String>,
-}
-
-/// Why a message was not accepted as a reading. Every variant has a stable
-/// `code` used in the quarantine table and in metrics.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum RejectReason {
-    #[error("payload is {len} bytes; the limit is {max}")]
-    PayloadTooLarge { len: usize, max: usize },
-    #[error("payload is not valid reading JSON: {detail}")]
-    MalformedJson { detail: String },
-    #[error("topic {topic:?} does not match weather/<station_id>/observations")]
-    InvalidTopic { topic: String },
-    #[error("station id {value:?} is invalid: {reason}")]
-    InvalidStationId { value: String, reason: String },
-    #[error("payload station_id {payload:?} does not match the topic's station {topic:?}")]
-    StationMismatch { topic: String, payload: String },
-    #[error("timestamp is missing")]
-    MissingTimestamp,
-    #[error("timestamp {value:?} is not an RFC 3339 date-time with an offset")]
-    InvalidTimestamp { value: String },
-    #[error("timestamp {observed_at} is more than {max_skew_s} s ahead of the receiving clock")]
-    TimestampInFuture {
-        observed_at: DateTime<Utc>,
-        max_skew_s: i64,
-    },
-    #[error("{field} = {value} is outside the possible range [{min}, {max}]")]
-    OutOfRange {
-        field: &'static str,
-        value: f64,
-        min: f64,
-        max: f64,
-    },
-    #[error("payload has no measurement (temperature, humidity, pressure or wind)")]
-    NoMeasurements,
-    #[error("processing this message panicked: {detail}")]
-    ProcessingPanicked { detail: String },
-    #[error("the message could not be processed: its actor stopped with it {attempts} times")]
-    ProcessingFailed { attempts: u32 },
-}
-
-impl RejectReason {
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::MalformedJson { .. } => "malformed_json",
-            Self::InvalidTopic { .. } => "invalid_topic",
-            Self::InvalidStationId { .. } => "invalid_station_id",
-            Self::StationMismatch { .. } => "station_mismatch",
-            Self::MissingTimestamp => "missing_timestamp",
-            Self::InvalidTimestamp { .. } => "invalid_timestamp",
-            Self::TimestampInFuture { .. } => "timestamp_in_future",
-            Self::OutOfRange { .. } => "out_of_range",
-            Self::NoMeasurements => "no_measurements",
-            Self::ProcessingPanicked { .. } => "processing_panicked",
-            Self::ProcessingFailed { .. } => "processing_failed",
-        }
-    }
-}
+use crate::domain::observation::{MAX_PAYLOAD_BYTES, Observation, RejectReason};
+use crate::domain::station_id::StationId;
 
 #[derive(Deserialize)]
 struct Wire {
@@ -96,23 +20,13 @@ struct Wire {
     pressure: Option<f64>,
     wind_speed: Option<f64>,
     wind_direction: Option<f64>,
+    wind_gust: Option<f64>,
+    elevation: Option<f64>,
+    sea_level_pressure: Option<f64>,
     timestamp: Option<String>,
     #[cfg(feature = "fault-injection")]
     isobar_fault: Option<String>,
 }
-
-/// Physically possible ranges: values outside cannot be a measurement of
-/// Earth's surface air. Plausibility (climatological limits, steps,
-/// persistence) is quality control's job, not the parser's.
-const LIMITS: [(&str, f64, f64); 7] = [
-    ("latitude", -90.0, 90.0),
-    ("longitude", -180.0, 180.0),
-    ("temperature", -100.0, 100.0),
-    ("humidity", 0.0, 100.0),
-    ("pressure", 100.0, 1200.0),
-    ("wind_speed", 0.0, 150.0),
-    ("wind_direction", 0.0, 360.0),
-];
 
 /// Parses and validates one payload received on the topic of `station`.
 pub fn parse_observation(
@@ -145,55 +59,23 @@ pub fn parse_observation(
         .map_err(|_| RejectReason::InvalidTimestamp {
             value: raw_ts.to_owned(),
         })?
-        .with_timezone(&Utc)
-        // Storage keeps microseconds; the identity must survive a round trip.
-        .trunc_subsecs(6);
-    if observed_at > now + MAX_CLOCK_SKEW {
-        return Err(RejectReason::TimestampInFuture {
-            observed_at,
-            max_skew_s: MAX_CLOCK_SKEW.num_seconds(),
-        });
+        .with_timezone(&Utc);
+    let mut obs = Observation::new(station.clone(), observed_at);
+    obs.latitude = wire.latitude;
+    obs.longitude = wire.longitude;
+    obs.elevation_m = wire.elevation;
+    obs.temperature_c = wire.temperature;
+    obs.humidity_pct = wire.humidity;
+    obs.pressure_hpa = wire.pressure;
+    obs.sea_level_pressure_hpa = wire.sea_level_pressure;
+    obs.wind_speed_ms = wire.wind_speed;
+    obs.wind_gust_ms = wire.wind_gust;
+    obs.wind_direction_deg = wire.wind_direction;
+    #[cfg(feature = "fault-injection")]
+    {
+        obs.fault = wire.isobar_fault;
     }
-    let values = [
-        wire.latitude,
-        wire.longitude,
-        wire.temperature,
-        wire.humidity,
-        wire.pressure,
-        wire.wind_speed,
-        wire.wind_direction,
-    ];
-    for (value, (field, min, max)) in values.iter().zip(LIMITS) {
-        if let Some(v) = *value
-            && !(min..=max).contains(&v)
-        {
-            return Err(RejectReason::OutOfRange {
-                field,
-                value: v,
-                min,
-                max,
-            });
-        }
-    }
-    if values[2..].iter().all(Option::is_none) {
-        return Err(RejectReason::NoMeasurements);
-    }
-    Ok(Observation {
-        station_id: station.clone(),
-        observed_at,
-        latitude: wire.latitude,
-        longitude: wire.longitude,
-        temperature_c: wire.temperature,
-        humidity_pct: wire.humidity,
-        pressure_hpa: wire.pressure,
-        wind_speed_ms: wire.wind_speed,
-        // 360° and 0° are both north; store one of them.
-        wind_direction_deg: wire
-            .wind_direction
-            .map(|d| if d == 360.0 { 0.0 } else { d }),
-        #[cfg(feature = "fault-injection")]
-        fault: wire.isobar_fault,
-    })
+    obs.validate(now)
 }
 
 #[cfg(test)]

@@ -1,0 +1,183 @@
+//! An observation as a station reported it, converted to canonical units,
+//! and the checks every input format shares: physically possible values,
+//! a plausible time, at least one measurement.
+
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+
+use super::station_id::StationId;
+
+/// Largest payload accepted; larger ones are quarantined unparsed.
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// How far ahead of the receiving clock an observation time may be.
+pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
+
+/// One observation in canonical units (°C, %, hPa, m/s, degrees true,
+/// metres, UTC). Built by an input format, then checked by
+/// [`Observation::validate`]: code after that may rely on its values being
+/// finite and physically possible.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub station_id: StationId,
+    pub observed_at: DateTime<Utc>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub temperature_c: Option<f64>,
+    pub humidity_pct: Option<f64>,
+    pub pressure_hpa: Option<f64>,
+    pub wind_speed_ms: Option<f64>,
+    pub wind_direction_deg: Option<f64>,
+    pub wind_gust_ms: Option<f64>,
+    /// Station elevation above mean sea level, when the station reports it.
+    pub elevation_m: Option<f64>,
+    /// Pressure reduced to sea level, when the station reports it.
+    pub sea_level_pressure_hpa: Option<f64>,
+    /// Test-only request to fail while processing this observation.
+    #[cfg(feature = "fault-injection")]
+    pub fault: Option<String>,
+}
+
+/// Why a message was not accepted as a reading. Every variant has a stable
+/// `code` used in the quarantine table and in metrics.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RejectReason {
+    #[error("payload is {len} bytes; the limit is {max}")]
+    PayloadTooLarge { len: usize, max: usize },
+    #[error("payload is not valid reading JSON: {detail}")]
+    MalformedJson { detail: String },
+    #[error("topic {topic:?} does not match weather/<station_id>/observations")]
+    InvalidTopic { topic: String },
+    #[error("station id {value:?} is invalid: {reason}")]
+    InvalidStationId { value: String, reason: String },
+    #[error("payload station_id {payload:?} does not match the topic's station {topic:?}")]
+    StationMismatch { topic: String, payload: String },
+    #[error("timestamp is missing")]
+    MissingTimestamp,
+    #[error("timestamp {value:?} is not an RFC 3339 date-time with an offset")]
+    InvalidTimestamp { value: String },
+    #[error("timestamp {observed_at} is more than {max_skew_s} s ahead of the receiving clock")]
+    TimestampInFuture {
+        observed_at: DateTime<Utc>,
+        max_skew_s: i64,
+    },
+    #[error("{field} = {value} is outside the possible range [{min}, {max}]")]
+    OutOfRange {
+        field: &'static str,
+        value: f64,
+        min: f64,
+        max: f64,
+    },
+    #[error("payload has no measurement (temperature, humidity, pressure or wind)")]
+    NoMeasurements,
+    #[error("processing this message panicked: {detail}")]
+    ProcessingPanicked { detail: String },
+    #[error("the message could not be processed: its actor stopped with it {attempts} times")]
+    ProcessingFailed { attempts: u32 },
+}
+
+impl RejectReason {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::MalformedJson { .. } => "malformed_json",
+            Self::InvalidTopic { .. } => "invalid_topic",
+            Self::InvalidStationId { .. } => "invalid_station_id",
+            Self::StationMismatch { .. } => "station_mismatch",
+            Self::MissingTimestamp => "missing_timestamp",
+            Self::InvalidTimestamp { .. } => "invalid_timestamp",
+            Self::TimestampInFuture { .. } => "timestamp_in_future",
+            Self::OutOfRange { .. } => "out_of_range",
+            Self::NoMeasurements => "no_measurements",
+            Self::ProcessingPanicked { .. } => "processing_panicked",
+            Self::ProcessingFailed { .. } => "processing_failed",
+        }
+    }
+}
+
+/// Physically possible ranges: values outside cannot be a measurement of
+/// Earth's surface air. Plausibility (climatological limits, steps,
+/// persistence) is quality control's job, not the parser's.
+const LIMITS: [(&str, f64, f64); 10] = [
+    ("latitude", -90.0, 90.0),
+    ("longitude", -180.0, 180.0),
+    ("elevation", -500.0, 9000.0),
+    ("temperature", -100.0, 100.0),
+    ("humidity", 0.0, 100.0),
+    ("pressure", 100.0, 1200.0),
+    ("sea_level_pressure", 500.0, 1200.0),
+    ("wind_speed", 0.0, 150.0),
+    ("wind_gust", 0.0, 150.0),
+    ("wind_direction", 0.0, 360.0),
+];
+
+/// Fields counted as measurements (position and elevation are not).
+const FIRST_MEASUREMENT: usize = 3;
+
+impl Observation {
+    /// An observation of `station` at `observed_at` with nothing measured
+    /// yet; formats fill in what they have.
+    pub fn new(station_id: StationId, observed_at: DateTime<Utc>) -> Self {
+        Self {
+            station_id,
+            // Storage keeps microseconds; the identity must survive a round trip.
+            observed_at: observed_at.trunc_subsecs(6),
+            latitude: None,
+            longitude: None,
+            temperature_c: None,
+            humidity_pct: None,
+            pressure_hpa: None,
+            wind_speed_ms: None,
+            wind_direction_deg: None,
+            wind_gust_ms: None,
+            elevation_m: None,
+            sea_level_pressure_hpa: None,
+            #[cfg(feature = "fault-injection")]
+            fault: None,
+        }
+    }
+
+    /// The checks every format shares: a time not ahead of `now` by more
+    /// than [`MAX_CLOCK_SKEW`], physically possible values, and at least one
+    /// measurement.
+    pub fn validate(mut self, now: DateTime<Utc>) -> Result<Self, RejectReason> {
+        if self.observed_at > now + MAX_CLOCK_SKEW {
+            return Err(RejectReason::TimestampInFuture {
+                observed_at: self.observed_at,
+                max_skew_s: MAX_CLOCK_SKEW.num_seconds(),
+            });
+        }
+        let values = [
+            self.latitude,
+            self.longitude,
+            self.elevation_m,
+            self.temperature_c,
+            self.humidity_pct,
+            self.pressure_hpa,
+            self.sea_level_pressure_hpa,
+            self.wind_speed_ms,
+            self.wind_gust_ms,
+            self.wind_direction_deg,
+        ];
+        for (value, (field, min, max)) in values.iter().zip(LIMITS) {
+            if let Some(v) = *value
+                && !(min..=max).contains(&v)
+            {
+                // NaN fails `contains` too, and is reported here.
+                return Err(RejectReason::OutOfRange {
+                    field,
+                    value: v,
+                    min,
+                    max,
+                });
+            }
+        }
+        if values[FIRST_MEASUREMENT..].iter().all(Option::is_none) {
+            return Err(RejectReason::NoMeasurements);
+        }
+        // 360° and 0° are both north; store one of them.
+        if self.wind_direction_deg == Some(360.0) {
+            self.wind_direction_deg = Some(0.0);
+        }
+        Ok(self)
+    }
+}
