@@ -10,6 +10,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::QcConfig;
+
 /// Exit status for bad configuration (EX_CONFIG would be 78; isobar follows
 /// EX_USAGE, 64, as its documentation promises).
 pub const EXIT_BAD_CONFIG: i32 = 64;
@@ -22,6 +24,7 @@ pub struct Settings {
     pub persister: PersisterSettings,
     pub web: WebSettings,
     pub simulator: SimulatorSettings,
+    pub qc: QcConfig,
     pub log: LogSettings,
 }
 
@@ -263,6 +266,9 @@ impl Settings {
                 "must be at least 10ms",
             ));
         }
+        self.qc
+            .validate()
+            .map_err(|(key, reason)| ConfigError::new(key, reason))?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("log.level", e.to_string()))?;
         Ok(())
@@ -348,7 +354,8 @@ mod tests {
     fn the_example_config_loads() {
         let example = include_str!("../config/isobar.example.toml");
         let s = load_toml(example).unwrap();
-        assert_eq!(s.persister.batch_size, 500);
+        // The example documents the defaults, so it must equal them.
+        assert_eq!(s, Settings::default());
     }
 
     #[test]

@@ -5,11 +5,13 @@
 mod derived;
 pub mod formats;
 mod observation;
+pub mod qc;
 mod reading;
 mod station_id;
 
 pub use derived::{dew_point_c, heat_index_c, sea_level_pressure_hpa, wind_chill_c};
 pub use formats::json::parse_observation;
 pub use observation::{MAX_CLOCK_SKEW, MAX_PAYLOAD_BYTES, Observation, RejectReason};
+pub use qc::{QcConfig, QcFlag, QcReport, StationQc, Variable};
 pub use reading::{Derived, DerivedInputs, Reading};
 pub use station_id::{StationId, StationIdError};

@@ -159,6 +159,7 @@ impl RootState {
                 let args = StationsArgs {
                     context: a.context.clone(),
                     policy: a.policy.clone(),
+                    qc: Arc::new(a.settings.qc.clone()),
                 };
                 Actor::spawn_linked(
                     Some(names.stations.clone()),

@@ -7,12 +7,12 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::actors::persister::PersisterMsg;
 use crate::delivery::{Delivery, DeliveryContext};
-use crate::domain::{Reading, RejectReason, StationId, parse_observation};
+use crate::domain::{QcConfig, Reading, RejectReason, StationId, StationQc, parse_observation};
 
 pub enum StationMsg {
     Observe(Delivery),
@@ -25,13 +25,15 @@ pub struct StationActor;
 pub struct StationArgs {
     pub station_id: StationId,
     pub context: Arc<DeliveryContext>,
+    pub qc: Arc<QcConfig>,
 }
 
 pub struct StationState {
     station_id: StationId,
     context: Arc<DeliveryContext>,
-    /// Newest observation time seen, for ordering and (later) QC windows.
-    newest: Option<DateTime<Utc>>,
+    qc_config: Arc<QcConfig>,
+    /// What quality control remembers of this station's recent readings.
+    qc: StationQc,
 }
 
 impl Actor for StationActor {
@@ -48,7 +50,8 @@ impl Actor for StationActor {
         Ok(StationState {
             station_id: args.station_id,
             context: args.context,
-            newest: None,
+            qc_config: args.qc,
+            qc: StationQc::default(),
         })
     }
 
@@ -76,7 +79,8 @@ impl StationState {
         let outcome = catch_unwind(AssertUnwindSafe(|| self.process(&delivery)));
         let msg = match outcome {
             Ok(Ok(reading)) => {
-                metrics::counter!("isobar_readings_accepted_total").increment(1);
+                metrics::counter!("isobar_readings_accepted_total", "qc" => reading.qc.status.as_str())
+                    .increment(1);
                 PersisterMsg::Store(Box::new(reading), delivery)
             }
             Ok(Err(reason)) => {
@@ -108,8 +112,10 @@ impl StationState {
         if observation.fault.as_deref() == Some("panic") {
             panic!("fault injected into station {}", self.station_id);
         }
-        self.newest = self.newest.max(Some(observation.observed_at));
-        Ok(Reading::from_observation(observation, delivery.received_at))
+        let qc = self
+            .qc
+            .check(&observation, delivery.received_at, &self.qc_config);
+        Ok(Reading::new(observation, delivery.received_at, qc))
     }
 }
 

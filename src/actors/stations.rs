@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::actors::station::{StationActor, StationArgs, StationMsg};
 use crate::delivery::{Delivery, DeliveryContext};
-use crate::domain::StationId;
+use crate::domain::{QcConfig, StationId};
 use crate::supervisor::{Decision, RestartIntensity, RestartPolicy};
 
 pub enum StationsMsg {
@@ -43,11 +43,13 @@ pub struct StationsSupervisor;
 pub struct StationsArgs {
     pub context: Arc<DeliveryContext>,
     pub policy: RestartPolicy,
+    pub qc: Arc<QcConfig>,
 }
 
 pub struct StationsState {
     context: Arc<DeliveryContext>,
     policy: RestartPolicy,
+    qc: Arc<QcConfig>,
     children: HashMap<StationId, Child>,
     by_actor: HashMap<ActorId, StationId>,
 }
@@ -74,6 +76,7 @@ impl Actor for StationsSupervisor {
         Ok(StationsState {
             context: args.context,
             policy: args.policy,
+            qc: args.qc,
             children: HashMap::new(),
             by_actor: HashMap::new(),
         })
@@ -210,6 +213,7 @@ impl StationsState {
         let args = StationArgs {
             station_id: id.clone(),
             context: self.context.clone(),
+            qc: self.qc.clone(),
         };
         let actor = match Actor::spawn_linked(None, StationActor, args, myself.get_cell()).await {
             Ok((actor, _)) => actor,

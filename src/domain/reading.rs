@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use super::derived;
 use super::observation::Observation;
+use super::qc::{QcReport, Variable};
 use super::station_id::StationId;
 
 /// One accepted observation of one station, in canonical units, with the
@@ -23,6 +24,8 @@ pub struct Reading {
     pub elevation_m: Option<f64>,
     #[serde(flatten)]
     pub derived: Derived,
+    /// Quality control: the worst flag, and the variables that did not pass.
+    pub qc: QcReport,
 }
 
 /// Metrics computed from the measured values; absent where undefined.
@@ -75,15 +78,20 @@ impl Derived {
 }
 
 impl Reading {
-    /// Builds the reading for a validated observation, deriving its metrics.
-    pub fn from_observation(observation: Observation, received_at: DateTime<Utc>) -> Self {
+    /// Builds the reading for a validated observation and its quality
+    /// control, deriving metrics from the values that did not fail it.
+    pub fn new(observation: Observation, received_at: DateTime<Utc>, qc: QcReport) -> Self {
+        let usable = |variable: Variable, value: Option<f64>| value.filter(|_| qc.usable(variable));
         let derived = Derived::compute(DerivedInputs {
-            temperature_c: observation.temperature_c,
-            humidity_pct: observation.humidity_pct,
-            wind_speed_ms: observation.wind_speed_ms,
-            pressure_hpa: observation.pressure_hpa,
+            temperature_c: usable(Variable::Temperature, observation.temperature_c),
+            humidity_pct: usable(Variable::Humidity, observation.humidity_pct),
+            wind_speed_ms: usable(Variable::WindSpeed, observation.wind_speed_ms),
+            pressure_hpa: usable(Variable::Pressure, observation.pressure_hpa),
             elevation_m: observation.elevation_m,
-            sea_level_pressure_hpa: observation.sea_level_pressure_hpa,
+            sea_level_pressure_hpa: usable(
+                Variable::SeaLevelPressure,
+                observation.sea_level_pressure_hpa,
+            ),
         });
         Self {
             station_id: observation.station_id,
@@ -99,6 +107,7 @@ impl Reading {
             wind_gust_ms: observation.wind_gust_ms,
             elevation_m: observation.elevation_m,
             derived,
+            qc,
         }
     }
 }
@@ -107,5 +116,24 @@ impl<'de> Deserialize<'de> for StationId {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;
         StationId::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{QcConfig, StationId, StationQc};
+
+    #[test]
+    fn failed_values_are_kept_but_not_derived_from() {
+        let at = "2025-07-01T14:00:00Z".parse().unwrap();
+        let mut obs = Observation::new(StationId::parse("WS001").unwrap(), at);
+        obs.temperature_c = Some(60.0);
+        obs.humidity_pct = Some(40.0);
+        let qc = StationQc::default().check(&obs, at, &QcConfig::default());
+        let reading = Reading::new(obs, at, qc);
+        assert_eq!(reading.temperature_c, Some(60.0));
+        assert_eq!(reading.derived, Derived::default());
+        assert_eq!(reading.qc.status, crate::domain::QcFlag::Fail);
     }
 }

@@ -42,7 +42,7 @@ mod tests {
     fn reading(at: &str, t: f64) -> Reading {
         let mut obs = Observation::new(StationId::parse("WS001").unwrap(), at.parse().unwrap());
         obs.temperature_c = Some(t);
-        Reading::from_observation(obs, at.parse().unwrap())
+        Reading::new(obs, at.parse().unwrap(), crate::domain::QcReport::default())
     }
 
     #[test]

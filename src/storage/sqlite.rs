@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use super::{HistoryQuery, Station, Store, StoreError, StoredQuarantine, WriteBatch, WriteOutcome};
-use crate::domain::{Derived, Reading, StationId};
+use crate::domain::{Derived, QcFlag, QcReport, Reading, StationId};
 
 /// The migrations, in order; each runs once, recorded in `schema_migrations`.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -133,7 +133,7 @@ fn from_micros(us: i64) -> DateTime<Utc> {
 const READING_COLUMNS: &str = "station_id, observed_at, received_at, latitude, longitude, \
     temperature_c, humidity_pct, pressure_hpa, wind_speed_ms, wind_direction_deg, \
     dew_point_c, heat_index_c, wind_chill_c, wind_gust_ms, elevation_m, \
-    sea_level_pressure_hpa, feels_like_c";
+    sea_level_pressure_hpa, feels_like_c, qc_status, qc";
 
 fn reading_from_row(row: &Row<'_>) -> Result<Reading, rusqlite::Error> {
     let id: String = row.get(0)?;
@@ -160,6 +160,16 @@ fn reading_from_row(row: &Row<'_>) -> Result<Reading, rusqlite::Error> {
             sea_level_pressure_hpa: row.get(15)?,
             feels_like_c: row.get(16)?,
         },
+        qc: qc_from_columns(row.get(17)?, row.get(18)?),
+    })
+}
+
+/// The stored QC report; should its JSON ever be unreadable, the status
+/// column still tells the worst flag.
+fn qc_from_columns(status: String, json: String) -> QcReport {
+    serde_json::from_str(&json).unwrap_or_else(|_| QcReport {
+        status: QcFlag::parse(&status).unwrap_or(QcFlag::Suspect),
+        ..QcReport::default()
     })
 }
 
@@ -184,7 +194,8 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
     {
         let mut insert = tx.prepare_cached(&format!(
             "INSERT OR IGNORE INTO observations ({READING_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+                     ?18, ?19)"
         ))?;
         let mut station = tx.prepare_cached(
             "INSERT INTO stations \
@@ -217,6 +228,8 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
                 r.elevation_m,
                 r.derived.sea_level_pressure_hpa,
                 r.derived.feels_like_c,
+                r.qc.status.as_str(),
+                serde_json::to_string(&r.qc).expect("a QC report always serialises"),
             ])?;
             inserted.push(n == 1);
             if n == 1 {
@@ -370,7 +383,7 @@ mod tests {
         obs.humidity_pct = Some(50.0);
         obs.pressure_hpa = Some(950.0);
         obs.elevation_m = Some(500.0);
-        Reading::from_observation(obs, at.parse().unwrap())
+        Reading::new(obs, at.parse().unwrap(), crate::domain::QcReport::default())
     }
 
     #[tokio::test]

@@ -1,0 +1,848 @@
+//! Quality control of observations, per station and per variable. Each
+//! check gives a flag — pass, suspect or fail — and a reason. Failed values
+//! are kept as reported but are left out of derived metrics and aggregates;
+//! suspect values are kept and used, with the flag for whoever reads them.
+//! Every limit is configurable; the defaults and their sources are in
+//! `docs/qc.md`.
+//!
+//! The checks:
+//! - **range**: outside the gross limits → fail.
+//! - **step**: a change since the previous good value larger than the time
+//!   between them allows → suspect.
+//! - **persistence**: a value that has not moved by more than a small
+//!   amount for the persistence window (60 minutes) → suspect.
+//! - **consistency**: a wind direction with calm wind, a gust below the mean
+//!   speed → suspect.
+//! - **outlier**: a robust score (modified z-score from the median and the
+//!   median absolute deviation of the station's recent values) above the
+//!   threshold → suspect.
+//! - **late**: a reading older than the station's newest, or received long
+//!   after it was observed, is accepted and marked late; the checks over
+//!   time are skipped for it, since its neighbours in time are unknown.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::observation::Observation;
+
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum QcFlag {
+    #[default]
+    Pass,
+    Suspect,
+    Fail,
+}
+
+impl QcFlag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Suspect => "suspect",
+            Self::Fail => "fail",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "pass" => Some(Self::Pass),
+            "suspect" => Some(Self::Suspect),
+            "fail" => Some(Self::Fail),
+            _ => None,
+        }
+    }
+}
+
+/// A measured variable, named as in the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Variable {
+    #[serde(rename = "temperature_c")]
+    Temperature,
+    #[serde(rename = "humidity_pct")]
+    Humidity,
+    #[serde(rename = "pressure_hpa")]
+    Pressure,
+    #[serde(rename = "sea_level_pressure_hpa")]
+    SeaLevelPressure,
+    #[serde(rename = "wind_speed_ms")]
+    WindSpeed,
+    #[serde(rename = "wind_gust_ms")]
+    WindGust,
+    #[serde(rename = "wind_direction_deg")]
+    WindDirection,
+}
+
+impl Variable {
+    pub const ALL: [Variable; 7] = [
+        Self::Temperature,
+        Self::Humidity,
+        Self::Pressure,
+        Self::SeaLevelPressure,
+        Self::WindSpeed,
+        Self::WindGust,
+        Self::WindDirection,
+    ];
+
+    pub fn value(self, obs: &Observation) -> Option<f64> {
+        match self {
+            Self::Temperature => obs.temperature_c,
+            Self::Humidity => obs.humidity_pct,
+            Self::Pressure => obs.pressure_hpa,
+            Self::SeaLevelPressure => obs.sea_level_pressure_hpa,
+            Self::WindSpeed => obs.wind_speed_ms,
+            Self::WindGust => obs.wind_gust_ms,
+            Self::WindDirection => obs.wind_direction_deg,
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Self::Temperature => "°C",
+            Self::Humidity => "%",
+            Self::Pressure | Self::SeaLevelPressure => "hPa",
+            Self::WindSpeed | Self::WindGust => "m/s",
+            Self::WindDirection => "°",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    Range,
+    Step,
+    Persistence,
+    Consistency,
+    Outlier,
+}
+
+/// One check's verdict on one value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub check: Check,
+    pub flag: QcFlag,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VariableQc {
+    pub flag: QcFlag,
+    pub findings: Vec<Finding>,
+}
+
+/// The quality-control outcome of one reading. Variables that passed every
+/// check are not listed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QcReport {
+    /// The worst flag of any variable.
+    pub status: QcFlag,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<Variable, VariableQc>,
+    /// Why the reading counts as late, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late: Option<String>,
+}
+
+impl QcReport {
+    fn add(&mut self, variable: Variable, check: Check, flag: QcFlag, detail: String) {
+        let entry = self.variables.entry(variable).or_default();
+        entry.flag = entry.flag.max(flag);
+        entry.findings.push(Finding {
+            check,
+            flag,
+            detail,
+        });
+        self.status = self.status.max(flag);
+    }
+
+    pub fn flag(&self, variable: Variable) -> QcFlag {
+        self.variables
+            .get(&variable)
+            .map_or(QcFlag::Pass, |v| v.flag)
+    }
+
+    /// Whether the value may feed derived metrics and aggregates.
+    pub fn usable(&self, variable: Variable) -> bool {
+        self.flag(variable) != QcFlag::Fail
+    }
+}
+
+/// Limits for one variable. A check whose limit is absent is not run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariableLimits {
+    /// Gross range: a value outside `[min, max]` fails.
+    pub min: f64,
+    pub max: f64,
+    /// Step: the change allowed between consecutive values is the larger of
+    /// `step` and `step_per_hour` times the hours between them.
+    #[serde(default)]
+    pub step: Option<f64>,
+    #[serde(default)]
+    pub step_per_hour: Option<f64>,
+    /// Persistence: a value that moves less than this over the whole
+    /// persistence window is suspect.
+    #[serde(default)]
+    pub min_variation: Option<f64>,
+    /// Outlier: the smallest median absolute deviation the score divides
+    /// by, so that a very steady series does not make noise an outlier.
+    #[serde(default)]
+    pub min_mad: Option<f64>,
+}
+
+impl VariableLimits {
+    fn range(min: f64, max: f64) -> Self {
+        Self {
+            min,
+            max,
+            step: None,
+            step_per_hour: None,
+            min_variation: None,
+            min_mad: None,
+        }
+    }
+}
+
+/// Quality-control settings (`[qc]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QcConfig {
+    /// A reading received this long after it was observed is late.
+    #[serde(with = "humantime_serde")]
+    pub late_after: Duration,
+    /// How long a value must stay still to be suspect.
+    #[serde(with = "humantime_serde")]
+    pub persistence_window: Duration,
+    /// Beyond this gap the previous value is no reference for a step check.
+    #[serde(with = "humantime_serde")]
+    pub step_max_gap: Duration,
+    /// Recent values per variable the outlier score is computed over ...
+    pub outlier_window: usize,
+    /// ... once there are at least this many.
+    pub outlier_min_samples: usize,
+    /// Modified z-score above which a value is an outlier.
+    pub outlier_threshold: f64,
+    pub temperature: VariableLimits,
+    pub humidity: VariableLimits,
+    pub pressure: VariableLimits,
+    pub sea_level_pressure: VariableLimits,
+    pub wind_speed: VariableLimits,
+    pub wind_gust: VariableLimits,
+    pub wind_direction: VariableLimits,
+}
+
+impl Default for QcConfig {
+    fn default() -> Self {
+        Self {
+            late_after: Duration::from_secs(15 * 60),
+            persistence_window: Duration::from_secs(60 * 60),
+            step_max_gap: Duration::from_secs(3 * 60 * 60),
+            outlier_window: 30,
+            outlier_min_samples: 10,
+            outlier_threshold: 3.5,
+            temperature: VariableLimits {
+                step: Some(3.0),
+                step_per_hour: Some(19.4),
+                min_variation: Some(0.1),
+                min_mad: Some(0.3),
+                ..VariableLimits::range(-51.1, 54.4)
+            },
+            humidity: VariableLimits {
+                step: Some(10.0),
+                step_per_hour: Some(50.0),
+                min_variation: Some(1.0),
+                min_mad: Some(2.0),
+                ..VariableLimits::range(0.0, 100.0)
+            },
+            pressure: VariableLimits {
+                step: Some(0.5),
+                step_per_hour: Some(10.0),
+                min_variation: Some(0.1),
+                min_mad: Some(0.3),
+                ..VariableLimits::range(568.0, 1100.0)
+            },
+            sea_level_pressure: VariableLimits {
+                step: Some(0.5),
+                step_per_hour: Some(10.0),
+                min_variation: Some(0.1),
+                min_mad: Some(0.3),
+                ..VariableLimits::range(846.0, 1100.0)
+            },
+            wind_speed: VariableLimits {
+                step: Some(20.0),
+                min_variation: Some(0.5),
+                ..VariableLimits::range(0.0, 128.6)
+            },
+            wind_gust: VariableLimits::range(0.0, 128.6),
+            wind_direction: VariableLimits {
+                min_variation: Some(10.0),
+                ..VariableLimits::range(0.0, 360.0)
+            },
+        }
+    }
+}
+
+impl QcConfig {
+    pub fn limits(&self, variable: Variable) -> &VariableLimits {
+        match variable {
+            Variable::Temperature => &self.temperature,
+            Variable::Humidity => &self.humidity,
+            Variable::Pressure => &self.pressure,
+            Variable::SeaLevelPressure => &self.sea_level_pressure,
+            Variable::WindSpeed => &self.wind_speed,
+            Variable::WindGust => &self.wind_gust,
+            Variable::WindDirection => &self.wind_direction,
+        }
+    }
+
+    /// Checks what types cannot; the error names the key and the reason.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.outlier_window < self.outlier_min_samples || self.outlier_min_samples < 3 {
+            return Err((
+                "qc.outlier_min_samples".into(),
+                "must be at least 3 and at most qc.outlier_window".into(),
+            ));
+        }
+        if !(self.outlier_threshold > 0.0) {
+            return Err((
+                "qc.outlier_threshold".into(),
+                "must be greater than zero".into(),
+            ));
+        }
+        for variable in Variable::ALL {
+            let l = self.limits(variable);
+            let key = |field: &str| format!("qc.{}.{field}", config_name(variable));
+            if !(l.min.is_finite() && l.max.is_finite() && l.min < l.max) {
+                return Err((
+                    key("min"),
+                    "min and max must be finite, with min below max".into(),
+                ));
+            }
+            for (field, value) in [
+                ("step", l.step),
+                ("step_per_hour", l.step_per_hour),
+                ("min_variation", l.min_variation),
+                ("min_mad", l.min_mad),
+            ] {
+                if value.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+                    return Err((key(field), "must be a number greater than zero".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn config_name(variable: Variable) -> &'static str {
+    match variable {
+        Variable::Temperature => "temperature",
+        Variable::Humidity => "humidity",
+        Variable::Pressure => "pressure",
+        Variable::SeaLevelPressure => "sea_level_pressure",
+        Variable::WindSpeed => "wind_speed",
+        Variable::WindGust => "wind_gust",
+        Variable::WindDirection => "wind_direction",
+    }
+}
+
+/// What quality control remembers of one station: per variable, the last
+/// good value, the current run of a still value, and recent values.
+#[derive(Debug, Clone, Default)]
+pub struct StationQc {
+    newest: Option<DateTime<Utc>>,
+    variables: [VariableState; 7],
+}
+
+#[derive(Debug, Clone, Default)]
+struct VariableState {
+    /// The last value that passed the step check: the reference for the next.
+    last_good: Option<(DateTime<Utc>, f64)>,
+    /// The last value that failed the step check: if the next agrees with it
+    /// rather than with `last_good`, the level really changed.
+    step_suspect: Option<(DateTime<Utc>, f64)>,
+    still: Option<StillRun>,
+    recent: VecDeque<f64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct StillRun {
+    since: DateTime<Utc>,
+    min: f64,
+    max: f64,
+}
+
+impl StationQc {
+    /// Checks one observation and remembers what later checks need.
+    pub fn check(
+        &mut self,
+        obs: &Observation,
+        received_at: DateTime<Utc>,
+        config: &QcConfig,
+    ) -> QcReport {
+        let mut report = QcReport::default();
+        let t = obs.observed_at;
+        let out_of_order = self.newest.is_some_and(|newest| t < newest);
+        let delay = received_at - t;
+        if out_of_order {
+            report.late = Some(format!(
+                "observed at {t}, before the station's newest reading (arrived out of order)"
+            ));
+        } else if delay > to_delta(config.late_after) {
+            report.late = Some(format!(
+                "received {} s after it was observed",
+                delay.num_seconds()
+            ));
+        }
+        for variable in Variable::ALL {
+            let Some(value) = variable.value(obs) else {
+                continue;
+            };
+            let limits = config.limits(variable);
+            let unit = variable.unit();
+            if value < limits.min || value > limits.max {
+                report.add(
+                    variable,
+                    Check::Range,
+                    QcFlag::Fail,
+                    format!(
+                        "{value} {unit} is outside [{}, {}] {unit}",
+                        limits.min, limits.max
+                    ),
+                );
+                continue;
+            }
+            if out_of_order {
+                continue;
+            }
+            let state = &mut self.variables[variable.index()];
+            state.step(variable, t, value, limits, config, &mut report);
+            if !exempt_from_persistence(variable, value, obs) {
+                state.persistence(variable, t, value, limits, config, &mut report);
+            } else {
+                state.still = None;
+            }
+            state.outlier(variable, value, limits, config, &mut report);
+        }
+        consistency(obs, &mut report);
+        if !out_of_order {
+            self.newest = Some(t);
+        }
+        report
+    }
+}
+
+impl VariableState {
+    fn step(
+        &mut self,
+        variable: Variable,
+        t: DateTime<Utc>,
+        value: f64,
+        limits: &VariableLimits,
+        config: &QcConfig,
+        report: &mut QcReport,
+    ) {
+        if limits.step.is_none() && limits.step_per_hour.is_none() {
+            self.last_good = Some((t, value));
+            return;
+        }
+        let allowed = |since: DateTime<Utc>| {
+            let hours = (t - since).as_seconds_f64() / 3600.0;
+            limits
+                .step
+                .unwrap_or(0.0)
+                .max(limits.step_per_hour.unwrap_or(0.0) * hours)
+        };
+        let max_gap = to_delta(config.step_max_gap);
+        let Some((t0, v0)) = self.last_good.filter(|(t0, _)| t - *t0 <= max_gap) else {
+            self.last_good = Some((t, value));
+            self.step_suspect = None;
+            return;
+        };
+        let change = (value - v0).abs();
+        let limit = allowed(t0);
+        if change <= limit {
+            self.last_good = Some((t, value));
+            self.step_suspect = None;
+            return;
+        }
+        // A new level, confirmed by the value before this one.
+        if let Some((ts, vs)) = self.step_suspect
+            && (value - vs).abs() <= allowed(ts)
+        {
+            self.last_good = Some((t, value));
+            self.step_suspect = None;
+            return;
+        }
+        self.step_suspect = Some((t, value));
+        let unit = variable.unit();
+        report.add(
+            variable,
+            Check::Step,
+            QcFlag::Suspect,
+            format!(
+                "changed {change:.1} {unit} in {} s; at most {limit:.1} {unit} allowed",
+                (t - t0).num_seconds()
+            ),
+        );
+    }
+
+    fn persistence(
+        &mut self,
+        variable: Variable,
+        t: DateTime<Utc>,
+        value: f64,
+        limits: &VariableLimits,
+        config: &QcConfig,
+        report: &mut QcReport,
+    ) {
+        let Some(min_variation) = limits.min_variation else {
+            return;
+        };
+        let run = match self.still {
+            Some(run) if run.max.max(value) - run.min.min(value) < min_variation => StillRun {
+                since: run.since,
+                min: run.min.min(value),
+                max: run.max.max(value),
+            },
+            _ => StillRun {
+                since: t,
+                min: value,
+                max: value,
+            },
+        };
+        self.still = Some(run);
+        let still_for = t - run.since;
+        if still_for >= to_delta(config.persistence_window) {
+            let unit = variable.unit();
+            report.add(
+                variable,
+                Check::Persistence,
+                QcFlag::Suspect,
+                format!(
+                    "within {min_variation} {unit} for {} min",
+                    still_for.num_minutes()
+                ),
+            );
+        }
+    }
+
+    fn outlier(
+        &mut self,
+        variable: Variable,
+        value: f64,
+        limits: &VariableLimits,
+        config: &QcConfig,
+        report: &mut QcReport,
+    ) {
+        let Some(min_mad) = limits.min_mad else {
+            return;
+        };
+        if self.recent.len() >= config.outlier_min_samples {
+            let (median, mad) = median_and_mad(&self.recent);
+            let score = 0.6745 * (value - median) / mad.max(min_mad);
+            if score.abs() > config.outlier_threshold {
+                let unit = variable.unit();
+                report.add(
+                    variable,
+                    Check::Outlier,
+                    QcFlag::Suspect,
+                    format!(
+                        "modified z-score {score:.1} from the median {median:.1} {unit} of the last {}",
+                        self.recent.len()
+                    ),
+                );
+            }
+        }
+        self.recent.push_back(value);
+        while self.recent.len() > config.outlier_window {
+            self.recent.pop_front();
+        }
+    }
+}
+
+/// Calm wind legitimately stays at zero for hours, and fog at saturation.
+fn exempt_from_persistence(variable: Variable, value: f64, obs: &Observation) -> bool {
+    match variable {
+        Variable::WindSpeed => value == 0.0,
+        Variable::WindDirection => obs.wind_speed_ms.is_none_or(|s| s == 0.0),
+        Variable::Humidity => value >= 98.0,
+        _ => false,
+    }
+}
+
+fn consistency(obs: &Observation, report: &mut QcReport) {
+    if let (Some(direction), Some(speed)) = (obs.wind_direction_deg, obs.wind_speed_ms)
+        && speed == 0.0
+        && direction != 0.0
+    {
+        report.add(
+            Variable::WindDirection,
+            Check::Consistency,
+            QcFlag::Suspect,
+            format!("direction {direction}° reported with calm wind"),
+        );
+    }
+    if let (Some(gust), Some(speed)) = (obs.wind_gust_ms, obs.wind_speed_ms)
+        && gust < speed
+    {
+        report.add(
+            Variable::WindGust,
+            Check::Consistency,
+            QcFlag::Suspect,
+            format!("gust {gust} m/s is below the mean speed {speed} m/s"),
+        );
+    }
+}
+
+fn median_and_mad(values: &VecDeque<f64>) -> (f64, f64) {
+    let mut sorted: Vec<f64> = values.iter().copied().collect();
+    let median = median_of(&mut sorted);
+    let mut deviations: Vec<f64> = sorted.iter().map(|v| (v - median).abs()).collect();
+    (median, median_of(&mut deviations))
+}
+
+fn median_of(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn to_delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::StationId;
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        "2025-01-13T00:00:00Z".parse::<DateTime<Utc>>().unwrap() + TimeDelta::minutes(minutes)
+    }
+
+    fn obs(minutes: i64, temperature: f64) -> Observation {
+        let mut o = Observation::new(StationId::parse("WS001").unwrap(), at(minutes));
+        o.temperature_c = Some(temperature);
+        o
+    }
+
+    /// Runs a sequence through one station's QC, received on time.
+    fn run(seq: &[Observation]) -> Vec<QcReport> {
+        let mut qc = StationQc::default();
+        let config = QcConfig::default();
+        seq.iter()
+            .map(|o| qc.check(o, o.observed_at, &config))
+            .collect()
+    }
+
+    fn flags(reports: &[QcReport], v: Variable) -> Vec<QcFlag> {
+        reports.iter().map(|r| r.flag(v)).collect()
+    }
+
+    /// A gently varying temperature, one reading a minute.
+    fn smooth(minutes: i64) -> Vec<Observation> {
+        (0..minutes)
+            .map(|m| obs(m, 15.0 + (m as f64 / 20.0).sin() * 2.0))
+            .collect()
+    }
+
+    #[test]
+    fn the_default_config_is_valid() {
+        QcConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_plausible_series_passes_everything() {
+        let reports = run(&smooth(120));
+        assert!(
+            reports.iter().all(|r| r.status == QcFlag::Pass),
+            "{reports:?}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_fails_and_is_not_usable() {
+        let reports = run(&[obs(0, 15.0), obs(1, 60.0)]);
+        assert_eq!(reports[1].flag(Variable::Temperature), QcFlag::Fail);
+        assert!(!reports[1].usable(Variable::Temperature));
+        let finding = &reports[1].variables[&Variable::Temperature].findings[0];
+        assert_eq!(finding.check, Check::Range);
+        assert_eq!(finding.detail, "60 °C is outside [-51.1, 54.4] °C");
+    }
+
+    #[test]
+    fn a_spike_is_suspect_and_the_series_recovers() {
+        let mut seq = smooth(30);
+        let spike = seq[29].temperature_c.unwrap() + 8.0;
+        seq.push(obs(30, spike));
+        seq.push(obs(31, seq[29].temperature_c.unwrap()));
+        seq.push(obs(32, seq[29].temperature_c.unwrap()));
+        let reports = run(&seq);
+        assert_eq!(reports[30].flag(Variable::Temperature), QcFlag::Suspect);
+        let checks: Vec<Check> = reports[30].variables[&Variable::Temperature]
+            .findings
+            .iter()
+            .map(|f| f.check)
+            .collect();
+        assert_eq!(checks, [Check::Step, Check::Outlier]);
+        assert_eq!(
+            flags(&reports[31..], Variable::Temperature),
+            [QcFlag::Pass, QcFlag::Pass]
+        );
+    }
+
+    #[test]
+    fn a_real_change_of_level_is_accepted_after_one_suspect_value() {
+        // A cold front: 6 °C down within a minute, then steady.
+        let mut seq: Vec<_> = (0..5).map(|m| obs(m, 20.0)).collect();
+        seq.extend((5..8).map(|m| obs(m, 14.0)));
+        let reports = run(&seq);
+        let step_flags: Vec<bool> = reports
+            .iter()
+            .map(|r| {
+                r.variables
+                    .get(&Variable::Temperature)
+                    .is_some_and(|v| v.findings.iter().any(|f| f.check == Check::Step))
+            })
+            .collect();
+        assert_eq!(
+            step_flags,
+            [false, false, false, false, false, true, false, false]
+        );
+    }
+
+    #[test]
+    fn steps_are_scaled_by_the_time_between_readings() {
+        // 5 °C in one minute is suspect; in an hour it is weather.
+        let reports = run(&[obs(0, 10.0), obs(1, 15.0)]);
+        assert_eq!(reports[1].flag(Variable::Temperature), QcFlag::Suspect);
+        let reports = run(&[obs(0, 10.0), obs(60, 15.0)]);
+        assert_eq!(reports[1].flag(Variable::Temperature), QcFlag::Pass);
+        // After a gap longer than step_max_gap there is no reference.
+        let reports = run(&[obs(0, 10.0), obs(240, 40.0)]);
+        assert_eq!(reports[1].flag(Variable::Temperature), QcFlag::Pass);
+    }
+
+    #[test]
+    fn a_stuck_sensor_is_suspect_after_an_hour() {
+        let seq: Vec<_> = (0..=70).map(|m| obs(m, 12.34)).collect();
+        let reports = run(&seq);
+        let first_suspect = reports
+            .iter()
+            .position(|r| r.flag(Variable::Temperature) == QcFlag::Suspect)
+            .unwrap();
+        assert_eq!(first_suspect, 60);
+        let f = &reports[70].variables[&Variable::Temperature].findings[0];
+        assert_eq!(
+            (f.check, f.detail.as_str()),
+            (Check::Persistence, "within 0.1 °C for 70 min")
+        );
+        // It passes again once it moves.
+        let mut moving = seq.clone();
+        moving.push(obs(71, 13.0));
+        assert_eq!(run(&moving)[71].flag(Variable::Temperature), QcFlag::Pass);
+    }
+
+    #[test]
+    fn calm_wind_and_saturated_air_may_stay_still() {
+        let seq: Vec<_> = (0..=90)
+            .map(|m| {
+                let mut o = obs(m, 5.0 + m as f64 * 0.01);
+                o.wind_speed_ms = Some(0.0);
+                o.wind_direction_deg = Some(0.0);
+                o.humidity_pct = Some(100.0);
+                o
+            })
+            .collect();
+        let reports = run(&seq);
+        assert!(
+            reports.iter().all(|r| r.status == QcFlag::Pass),
+            "{:?}",
+            reports[90]
+        );
+    }
+
+    #[test]
+    fn inconsistent_wind_is_suspect() {
+        let mut o = obs(0, 10.0);
+        o.wind_speed_ms = Some(0.0);
+        o.wind_direction_deg = Some(270.0);
+        let r = &run(&[o])[0];
+        assert_eq!(r.flag(Variable::WindDirection), QcFlag::Suspect);
+        let mut o = obs(0, 10.0);
+        o.wind_speed_ms = Some(8.0);
+        o.wind_gust_ms = Some(5.0);
+        let r = &run(&[o])[0];
+        assert_eq!(r.flag(Variable::WindGust), QcFlag::Suspect);
+        assert_eq!(r.flag(Variable::WindSpeed), QcFlag::Pass);
+    }
+
+    #[test]
+    fn late_readings_are_accepted_and_marked() {
+        let mut qc = StationQc::default();
+        let config = QcConfig::default();
+        let first = qc.check(&obs(10, 15.0), at(10), &config);
+        assert_eq!(first.late, None);
+        // Out of order: older than the newest already seen. No step check
+        // against the newest, so the jump is not suspect.
+        let older = qc.check(&obs(5, 25.0), at(11), &config);
+        assert!(older.late.as_deref().unwrap().contains("out of order"));
+        assert_eq!(older.status, QcFlag::Pass);
+        // In order, but received an hour after it was observed.
+        let delayed = qc.check(&obs(12, 15.1), at(72), &config);
+        assert_eq!(
+            delayed.late.as_deref(),
+            Some("received 3600 s after it was observed")
+        );
+        // A late reading does not disturb the state: the next one is fine.
+        assert_eq!(
+            qc.check(&obs(13, 15.2), at(13), &config).status,
+            QcFlag::Pass
+        );
+    }
+
+    #[test]
+    fn the_report_serialises_compactly() {
+        let reports = run(&[obs(0, 15.0), obs(1, 60.0)]);
+        let json = serde_json::to_value(&reports[1]).unwrap();
+        assert_eq!(json["status"], "fail");
+        assert_eq!(json["variables"]["temperature_c"]["flag"], "fail");
+        assert_eq!(
+            json["variables"]["temperature_c"]["findings"][0]["check"],
+            "range"
+        );
+        let clean = serde_json::to_value(&reports[0]).unwrap();
+        assert_eq!(clean, serde_json::json!({"status": "pass"}));
+        let back: QcReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, reports[1]);
+    }
+
+    #[test]
+    fn median_and_mad_are_robust() {
+        let values: VecDeque<f64> = [1.0, 2.0, 3.0, 4.0, 100.0].into();
+        assert_eq!(median_and_mad(&values), (3.0, 1.0));
+    }
+
+    #[test]
+    fn bad_limits_name_their_key() {
+        let mut c = QcConfig::default();
+        c.humidity.min = 120.0;
+        assert_eq!(c.validate().unwrap_err().0, "qc.humidity.min");
+        let mut c = QcConfig::default();
+        c.temperature.step = Some(-1.0);
+        assert_eq!(c.validate().unwrap_err().0, "qc.temperature.step");
+    }
+}

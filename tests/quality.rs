@@ -1,0 +1,66 @@
+//! Quality control end to end: readings published over MQTT come back over
+//! REST with their flags, and failed values are kept but not derived from.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, Publisher, eventually};
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_carry_their_quality_flags() {
+    let daemon = Daemon::start(&[]);
+    let publisher = Publisher::connect(&daemon, "qc-publisher").await;
+    // One reading a minute: steady, then a spike, then back, then a value
+    // outside the gross range.
+    let temps = [
+        20.0, 20.1, 20.0, 20.2, 20.1, 20.0, 20.1, 20.2, 20.1, 20.0, 20.1, 29.5, 20.1, 60.0,
+    ];
+    for (minute, t) in temps.iter().enumerate() {
+        let ts = format!("2025-01-13T10:{minute:02}:00Z");
+        publisher.reading("WS700", &ts, *t).await;
+    }
+    let readings = eventually(Duration::from_secs(20), "all readings stored", || async {
+        let (_, body) = daemon
+            .get(
+                "/api/v1/stations/WS700/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z",
+            )
+            .await;
+        let list = body["readings"].as_array()?.clone();
+        (list.len() == temps.len()).then_some(list)
+    })
+    .await;
+    let status: Vec<&str> = readings
+        .iter()
+        .map(|r| r["qc"]["status"].as_str().unwrap())
+        .collect();
+    let mut expected = vec!["pass"; temps.len()];
+    expected[11] = "suspect";
+    expected[13] = "fail";
+    assert_eq!(status, expected, "{readings:#?}");
+
+    let spike = &readings[11]["qc"]["variables"]["temperature_c"];
+    let checks: Vec<&str> = spike["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(checks, ["step", "outlier"]);
+    // A suspect value is still used.
+    assert!(readings[11]["dew_point_c"].is_f64());
+
+    let failed = &readings[13];
+    assert_eq!(failed["temperature_c"], 60.0, "the raw value is kept");
+    assert_eq!(failed["qc"]["variables"]["temperature_c"]["flag"], "fail");
+    for derived in ["dew_point_c", "heat_index_c", "feels_like_c"] {
+        assert_eq!(
+            failed[derived],
+            Value::Null,
+            "{derived} from a failed value"
+        );
+    }
+    // Other variables of the same reading are unaffected.
+    assert_eq!(failed["qc"]["variables"].as_object().unwrap().len(), 1);
+}
