@@ -312,7 +312,7 @@ impl QcConfig {
                 "must be at least 3 and at most qc.outlier_window".into(),
             ));
         }
-        if !(self.outlier_threshold > 0.0) {
+        if !self.outlier_threshold.is_finite() || self.outlier_threshold <= 0.0 {
             return Err((
                 "qc.outlier_threshold".into(),
                 "must be greater than zero".into(),
