@@ -104,8 +104,19 @@ pub enum Ack {
         qos: QoS,
         pkid: u16,
     },
+    /// The HTTP request that carried it, waiting for the verdict.
+    Http(tokio::sync::oneshot::Sender<Verdict>),
     /// Nothing to acknowledge (QoS 0, or a test).
     None,
+}
+
+/// What became of a delivery, for a sender that waits to hear it (HTTP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Stored: this many readings, and this many parts quarantined.
+    Stored { readings: usize, rejected: usize },
+    /// Quarantined as a whole.
+    Rejected { code: &'static str, message: String },
 }
 
 /// A delivery's place in its connection's order of receipt.
@@ -200,15 +211,19 @@ impl AckSequencer {
 }
 
 impl Ack {
-    fn send(self) {
-        if let Self::Mqtt {
-            acks,
-            ticket,
-            qos,
-            pkid,
-        } = self
-        {
-            acks.complete(ticket, qos, pkid);
+    fn send(self, verdict: Verdict) {
+        match self {
+            Self::Mqtt {
+                acks,
+                ticket,
+                qos,
+                pkid,
+            } => acks.complete(ticket, qos, pkid),
+            Self::Http(reply) => {
+                // The client may have gone; what it sent is stored anyway.
+                let _ = reply.send(verdict);
+            }
+            Self::None => {}
         }
     }
 }
@@ -259,9 +274,9 @@ impl Delivery {
     }
 
     /// Acknowledges: call only once what it carried is durably stored.
-    pub fn acknowledge(mut self) {
+    pub fn acknowledge(mut self, verdict: Verdict) {
         if let Some(ack) = self.ack.take() {
-            ack.send();
+            ack.send(verdict);
         }
     }
 
@@ -310,7 +325,7 @@ impl Drop for Delivery {
             tracing::error!(station_id = ?retry.station_id, source = %retry.source,
                 reason = reason.code(), "quarantining a message that could not be processed");
             let record = retry.quarantine_record(&reason);
-            context.to_persister(PersisterMsg::Quarantine(Box::new(record), retry));
+            context.to_persister(PersisterMsg::quarantine(record, retry));
         } else {
             context.to_stations(retry);
         }

@@ -173,7 +173,7 @@ impl Router {
                 );
                 let record = delivery.quarantine_record(&reason);
                 self.context
-                    .to_persister(PersisterMsg::Quarantine(Box::new(record), delivery));
+                    .to_persister(PersisterMsg::quarantine(record, delivery));
             }
         }
     }

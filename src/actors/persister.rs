@@ -10,14 +10,15 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::actors::hub::HubMsg;
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, Verdict};
 use crate::domain::Reading;
 use crate::storage::{LatestCache, QuarantineRecord, Store, WriteBatch};
 use crate::supervisor::Backoff;
 
 pub enum PersisterMsg {
-    Store(Box<Reading>, Delivery),
-    Quarantine(Box<QuarantineRecord>, Delivery),
+    /// What one delivery produced: readings, quarantine records, or both
+    /// (a batch with some bad elements). Acknowledged once all are stored.
+    Write(Box<Outcome>, Delivery),
     /// Periodic: write a batch whose oldest item has waited long enough.
     Tick,
     /// Write everything held now; reply when it is stored (or the store
@@ -26,6 +27,35 @@ pub enum PersisterMsg {
 }
 
 pub struct Persister;
+
+/// What a delivery produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub readings: Vec<Reading>,
+    pub quarantine: Vec<QuarantineRecord>,
+}
+
+impl PersisterMsg {
+    pub fn store(reading: Reading, delivery: Delivery) -> Self {
+        Self::Write(
+            Box::new(Outcome {
+                readings: vec![reading],
+                quarantine: vec![],
+            }),
+            delivery,
+        )
+    }
+
+    pub fn quarantine(record: QuarantineRecord, delivery: Delivery) -> Self {
+        Self::Write(
+            Box::new(Outcome {
+                readings: vec![],
+                quarantine: vec![record],
+            }),
+            delivery,
+        )
+    }
+}
 
 pub struct PersisterArgs {
     pub store: Arc<dyn Store>,
@@ -39,7 +69,7 @@ pub struct PersisterState {
     args: PersisterArgs,
     readings: Vec<Reading>,
     quarantine: Vec<QuarantineRecord>,
-    deliveries: Vec<Delivery>,
+    deliveries: Vec<(Delivery, Verdict)>,
     oldest: Option<Instant>,
     failures: u32,
     retry_at: Option<Instant>,
@@ -83,13 +113,24 @@ impl Actor for Persister {
         state: &mut PersisterState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            PersisterMsg::Store(reading, delivery) => {
-                state.readings.push(*reading);
-                state.hold(delivery);
-            }
-            PersisterMsg::Quarantine(record, delivery) => {
-                state.quarantine.push(*record);
-                state.hold(delivery);
+            PersisterMsg::Write(outcome, delivery) => {
+                let Outcome {
+                    readings,
+                    quarantine,
+                } = *outcome;
+                let verdict = match quarantine.first() {
+                    Some(first) if readings.is_empty() => Verdict::Rejected {
+                        code: first.reason_code,
+                        message: first.reason.clone(),
+                    },
+                    _ => Verdict::Stored {
+                        readings: readings.len(),
+                        rejected: quarantine.len(),
+                    },
+                };
+                state.readings.extend(readings);
+                state.quarantine.extend(quarantine);
+                state.hold(delivery, verdict);
             }
             PersisterMsg::Tick => {}
             PersisterMsg::Flush(reply) => {
@@ -107,9 +148,9 @@ impl Actor for Persister {
 }
 
 impl PersisterState {
-    fn hold(&mut self, delivery: Delivery) {
+    fn hold(&mut self, delivery: Delivery, verdict: Verdict) {
         self.oldest.get_or_insert_with(Instant::now);
-        self.deliveries.push(delivery);
+        self.deliveries.push((delivery, verdict));
     }
 
     fn due(&self) -> bool {
@@ -155,8 +196,8 @@ impl PersisterState {
                     .collect();
                 metrics::counter!("isobar_readings_stored_total").increment(new.len() as u64);
                 let deliveries = std::mem::take(&mut self.deliveries);
-                for delivery in deliveries {
-                    delivery.acknowledge();
+                for (delivery, verdict) in deliveries {
+                    delivery.acknowledge(verdict);
                 }
                 if !new.is_empty() {
                     self.args.cache.put_newer(&new);

@@ -81,14 +81,14 @@ impl StationState {
             Ok(Ok(reading)) => {
                 metrics::counter!("isobar_readings_accepted_total", "qc" => reading.qc.status.as_str())
                     .increment(1);
-                PersisterMsg::Store(Box::new(reading), delivery)
+                PersisterMsg::store(reading, delivery)
             }
             Ok(Err(reason)) => {
                 metrics::counter!("isobar_readings_rejected_total", "reason" => reason.code())
                     .increment(1);
                 tracing::info!(station_id = %self.station_id, reason = reason.code(),
                     detail = %reason, "reading quarantined");
-                PersisterMsg::Quarantine(Box::new(delivery.quarantine_record(&reason)), delivery)
+                PersisterMsg::quarantine(delivery.quarantine_record(&reason), delivery)
             }
             Err(panic) => {
                 let detail = panic_message(panic.as_ref());
@@ -98,7 +98,7 @@ impl StationState {
                 };
                 let record = delivery.quarantine_record(&reason);
                 self.context
-                    .to_persister(PersisterMsg::Quarantine(Box::new(record), delivery));
+                    .to_persister(PersisterMsg::quarantine(record, delivery));
                 return Err(format!("panicked while processing a message: {detail}").into());
             }
         };

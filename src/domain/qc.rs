@@ -272,7 +272,7 @@ impl Default for QcConfig {
             },
             sea_level_pressure: VariableLimits {
                 step: Some(0.5),
-                step_per_hour: Some(10.0),
+                step_per_hour: Some(15.0),
                 min_variation: Some(0.1),
                 min_mad: Some(0.3),
                 ..VariableLimits::range(846.0, 1100.0)
@@ -282,7 +282,7 @@ impl Default for QcConfig {
                 min_variation: Some(0.5),
                 ..VariableLimits::range(0.0, 128.6)
             },
-            wind_gust: VariableLimits::range(0.0, 128.6),
+            wind_gust: VariableLimits::range(0.0, 128.3),
             wind_direction: VariableLimits {
                 min_variation: Some(10.0),
                 ..VariableLimits::range(0.0, 360.0)
@@ -569,15 +569,19 @@ impl VariableState {
     }
 }
 
-/// Calm wind legitimately stays at zero for hours, and fog at saturation.
+/// Calm wind legitimately stays still for hours, and so does humidity near
+/// saturation (fog): the WMO persistence test applies to wind only above
+/// 0.1 m/s and to humidity only below 95 %.
 fn exempt_from_persistence(variable: Variable, value: f64, obs: &Observation) -> bool {
     match variable {
-        Variable::WindSpeed => value == 0.0,
-        Variable::WindDirection => obs.wind_speed_ms.is_none_or(|s| s == 0.0),
-        Variable::Humidity => value >= 98.0,
+        Variable::WindSpeed => value <= CALM_MS,
+        Variable::WindDirection => obs.wind_speed_ms.is_none_or(|s| s <= CALM_MS),
+        Variable::Humidity => value >= 95.0,
         _ => false,
     }
 }
+
+const CALM_MS: f64 = 0.1;
 
 fn consistency(obs: &Observation, report: &mut QcReport) {
     if let (Some(direction), Some(speed)) = (obs.wind_direction_deg, obs.wind_speed_ms)
