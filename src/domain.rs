@@ -7,6 +7,7 @@ pub mod formats;
 mod observation;
 mod reading;
 mod station_id;
+pub mod units;
 
 pub use derived::{dew_point_c, heat_index_c, sea_level_pressure_hpa, wind_chill_c};
 pub use formats::json::parse_observation;
