@@ -9,6 +9,7 @@
 pub mod ecowitt;
 mod form;
 pub mod json;
+pub mod weewx;
 pub mod wunderground;
 
 use super::observation::{MAX_PAYLOAD_BYTES, RejectReason};

@@ -78,6 +78,10 @@ pub enum RejectReason {
         value: String,
         expected: &'static str,
     },
+    #[error("{field} is in {unit:?}, a unit isobar does not convert")]
+    UnknownUnit { field: String, unit: String },
+    #[error("{field} names no unit and the payload names no unit system")]
+    MissingUnit { field: String },
     #[error("processing this message panicked: {detail}")]
     ProcessingPanicked { detail: String },
     #[error("the message could not be processed: its actor stopped with it {attempts} times")]
@@ -98,6 +102,8 @@ impl RejectReason {
             Self::OutOfRange { .. } => "out_of_range",
             Self::NoMeasurements => "no_measurements",
             Self::InvalidValue { .. } => "invalid_value",
+            Self::UnknownUnit { .. } => "unknown_unit",
+            Self::MissingUnit { .. } => "missing_unit",
             Self::ProcessingPanicked { .. } => "processing_panicked",
             Self::ProcessingFailed { .. } => "processing_failed",
         }
