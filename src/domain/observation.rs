@@ -82,6 +82,8 @@ pub enum RejectReason {
     UnknownUnit { field: String, unit: String },
     #[error("{field} names no unit and the payload names no unit system")]
     MissingUnit { field: String },
+    #[error("the batch is an empty array")]
+    EmptyBatch,
     #[error("processing this message panicked: {detail}")]
     ProcessingPanicked { detail: String },
     #[error("the message could not be processed: its actor stopped with it {attempts} times")]
@@ -104,6 +106,7 @@ impl RejectReason {
             Self::InvalidValue { .. } => "invalid_value",
             Self::UnknownUnit { .. } => "unknown_unit",
             Self::MissingUnit { .. } => "missing_unit",
+            Self::EmptyBatch => "empty_batch",
             Self::ProcessingPanicked { .. } => "processing_panicked",
             Self::ProcessingFailed { .. } => "processing_failed",
         }
