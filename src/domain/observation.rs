@@ -53,8 +53,11 @@ pub enum RejectReason {
     StationMismatch { topic: String, payload: String },
     #[error("timestamp is missing")]
     MissingTimestamp,
-    #[error("timestamp {value:?} is not an RFC 3339 date-time with an offset")]
-    InvalidTimestamp { value: String },
+    #[error("timestamp {value:?} is not {expected}")]
+    InvalidTimestamp {
+        value: String,
+        expected: &'static str,
+    },
     #[error("timestamp {observed_at} is more than {max_skew_s} s ahead of the receiving clock")]
     TimestampInFuture {
         observed_at: DateTime<Utc>,
@@ -69,6 +72,18 @@ pub enum RejectReason {
     },
     #[error("payload has no measurement (temperature, humidity, pressure or wind)")]
     NoMeasurements,
+    #[error("{field} = {value:?} is not {expected}")]
+    InvalidValue {
+        field: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("{field} is in {unit:?}, a unit isobar does not convert")]
+    UnknownUnit { field: String, unit: String },
+    #[error("{field} names no unit and the payload names no unit system")]
+    MissingUnit { field: String },
+    #[error("the batch is an empty array")]
+    EmptyBatch,
     #[error("processing this message panicked: {detail}")]
     ProcessingPanicked { detail: String },
     #[error("the message could not be processed: its actor stopped with it {attempts} times")]
@@ -88,6 +103,10 @@ impl RejectReason {
             Self::TimestampInFuture { .. } => "timestamp_in_future",
             Self::OutOfRange { .. } => "out_of_range",
             Self::NoMeasurements => "no_measurements",
+            Self::InvalidValue { .. } => "invalid_value",
+            Self::UnknownUnit { .. } => "unknown_unit",
+            Self::MissingUnit { .. } => "missing_unit",
+            Self::EmptyBatch => "empty_batch",
             Self::ProcessingPanicked { .. } => "processing_panicked",
             Self::ProcessingFailed { .. } => "processing_failed",
         }

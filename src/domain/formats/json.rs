@@ -7,7 +7,8 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::domain::observation::{MAX_PAYLOAD_BYTES, Observation, RejectReason};
+use super::{check_size, malformed_json};
+use crate::domain::observation::{Observation, RejectReason};
 use crate::domain::station_id::StationId;
 
 #[derive(Deserialize)]
@@ -34,15 +35,8 @@ pub fn parse_observation(
     payload: &[u8],
     now: DateTime<Utc>,
 ) -> Result<Observation, RejectReason> {
-    if payload.len() > MAX_PAYLOAD_BYTES {
-        return Err(RejectReason::PayloadTooLarge {
-            len: payload.len(),
-            max: MAX_PAYLOAD_BYTES,
-        });
-    }
-    let wire: Wire = serde_json::from_slice(payload).map_err(|e| RejectReason::MalformedJson {
-        detail: e.to_string(),
-    })?;
+    check_size(payload)?;
+    let wire: Wire = serde_json::from_slice(payload).map_err(malformed_json)?;
     if let Some(claimed) = &wire.station_id
         && claimed != station.as_str()
     {
@@ -58,6 +52,7 @@ pub fn parse_observation(
     let observed_at = DateTime::parse_from_rfc3339(raw_ts)
         .map_err(|_| RejectReason::InvalidTimestamp {
             value: raw_ts.to_owned(),
+            expected: "an RFC 3339 date-time with an offset",
         })?
         .with_timezone(&Utc);
     let mut obs = Observation::new(station.clone(), observed_at);
@@ -81,6 +76,7 @@ pub fn parse_observation(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::MAX_PAYLOAD_BYTES;
     use proptest::prelude::*;
 
     fn ws001() -> StationId {
