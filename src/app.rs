@@ -133,6 +133,7 @@ impl App {
             hub: context.names.hub.clone(),
             stations: context.names.stations.clone(),
             health,
+            deliveries: context.clone(),
             client_queue: settings.web.client_queue,
             static_dir: settings.web.static_dir.clone(),
             metrics,

@@ -228,11 +228,37 @@ impl Ack {
     }
 }
 
+/// How a delivery's payload is to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// An MQTT message: DESIGN §4 JSON (object or array) or WeeWX JSON,
+    /// told apart by content.
+    Mqtt,
+    /// DESIGN §4 JSON uploaded over HTTP.
+    Json,
+    /// A Weather Underground upload's query string.
+    Wunderground,
+    /// An Ecowitt upload's form body.
+    Ecowitt,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mqtt => "mqtt",
+            Self::Json => "json",
+            Self::Wunderground => "wunderground",
+            Self::Ecowitt => "ecowitt",
+        }
+    }
+}
+
 pub struct Delivery {
     /// The station named by the topic; `None` when the topic named none.
     pub station_id: Option<StationId>,
     pub source: String,
     pub payload: Bytes,
+    pub format: Format,
     pub received_at: DateTime<Utc>,
     attempts: u32,
     ack: Option<Ack>,
@@ -255,6 +281,7 @@ impl Delivery {
         station_id: Option<StationId>,
         source: String,
         payload: Bytes,
+        format: Format,
         ack: Ack,
         context: Arc<DeliveryContext>,
     ) -> Self {
@@ -262,6 +289,7 @@ impl Delivery {
             station_id,
             source,
             payload,
+            format,
             received_at: Utc::now(),
             attempts: 0,
             ack: Some(ack),
@@ -297,6 +325,7 @@ impl Delivery {
             station_id: self.station_id.clone(),
             source: std::mem::take(&mut self.source),
             payload: std::mem::take(&mut self.payload),
+            format: self.format,
             received_at: self.received_at,
             attempts: self.attempts + 1,
             ack: Some(ack),

@@ -11,6 +11,8 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod health;
+pub mod publisher;
+pub mod replay;
 pub mod simulator;
 pub mod storage;
 pub mod supervisor;

@@ -29,6 +29,8 @@ enum Command {
     Run(RunArgs),
     /// Publish simulated station readings to an MQTT broker.
     Simulate(SimulateArgs),
+    /// Publish recorded observations from a CSV file through the pipeline.
+    Replay(ReplayArgs),
     /// Apply pending database migrations and exit.
     Migrate(ConfigArgs),
     /// Validate the configuration and print the effective settings.
@@ -61,6 +63,18 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct ReplayArgs {
+    /// CSV file; its header names columns with units (see docs/formats.md).
+    file: PathBuf,
+    /// Broker to publish to, host:port.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    broker: String,
+    /// Rows per second; as fast as the broker takes them when absent.
+    #[arg(long)]
+    rate: Option<f64>,
+}
+
+#[derive(Args)]
 struct SimulateArgs {
     /// Broker to publish to, host:port.
     #[arg(long, default_value = "127.0.0.1:1883")]
@@ -89,6 +103,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run(args).await,
             Command::Simulate(args) => simulate(args).await,
+            Command::Replay(args) => replay(args).await,
             Command::Migrate(args) => migrate(args).await,
             Command::CheckConfig(args) => check_config(args),
         }
@@ -205,6 +220,58 @@ async fn simulate(args: SimulateArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("isobar: simulator failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit status for input data that is not valid (EX_DATAERR).
+const EXIT_BAD_DATA: u8 = 65;
+
+async fn replay(args: ReplayArgs) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let (host, port) = match parse_host_port(&args.broker) {
+        Ok(hp) => hp,
+        Err(reason) => {
+            eprintln!("isobar: invalid --broker: {reason}");
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
+    };
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        eprintln!("isobar: invalid --rate: must be a number of rows per second above 0");
+        return ExitCode::from(EXIT_BAD_CONFIG as u8);
+    }
+    let text = match std::fs::read_to_string(&args.file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("isobar: cannot read {}: {e}", args.file.display());
+            return ExitCode::from(EXIT_BAD_DATA);
+        }
+    };
+    let rows = match isobar::replay::parse(&text) {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("isobar: {}: {e}", args.file.display());
+            return ExitCode::from(EXIT_BAD_DATA);
+        }
+    };
+    match isobar::replay::publish(&rows, &host, port, args.rate).await {
+        Ok(acked) if acked == rows.len() as u64 => {
+            eprintln!("isobar: replayed {acked} readings");
+            ExitCode::SUCCESS
+        }
+        Ok(acked) => {
+            eprintln!(
+                "isobar: the broker acknowledged {acked} of {} readings",
+                rows.len()
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("isobar: replay failed: {e}");
             ExitCode::FAILURE
         }
     }

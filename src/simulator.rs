@@ -8,9 +8,10 @@ use std::time::Duration;
 use chrono::{DateTime, Timelike, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+
+use crate::publisher::Publisher;
 
 /// Places stations are spread over: (name, latitude, longitude, elevation m).
 const SITES: [(&str, f64, f64, f64); 24] = [
@@ -147,32 +148,10 @@ pub async fn publish(
     rounds: Option<u64>,
     stop: CancellationToken,
 ) -> Result<u64, rumqttc::ClientError> {
-    let client_id = format!("isobar-simulator-{}", std::process::id());
-    let mut options = MqttOptions::new(client_id, host, port);
-    options
-        .set_keep_alive(Duration::from_secs(30))
-        .set_inflight(500);
-    let (client, mut eventloop) = AsyncClient::new(options, 1024);
-    let poller_stop = stop.clone();
-    let poller = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = poller_stop.cancelled() => break,
-                event = eventloop.poll() => match event {
-                    Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "simulator connection lost; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                },
-            }
-        }
-    });
+    let mut publisher = Publisher::connect(host, port, "isobar-simulator");
     let mut network = Network::new(count, seed);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut published = 0u64;
     let mut round = 0u64;
     tracing::info!(
         stations = count,
@@ -186,22 +165,19 @@ pub async fn publish(
         }
         let now = Utc::now();
         for i in 0..network.stations.len() {
-            let payload = network.reading(i, now);
+            let payload = network.reading(i, now).to_string();
             let topic = format!("weather/{}/observations", network.stations[i].station_id);
             tokio::select! {
                 _ = stop.cancelled() => break 'outer,
-                sent = client.publish(topic, QoS::AtLeastOnce, false, payload.to_string()) => sent?,
+                sent = publisher.publish(topic, payload) => sent?,
             }
-            published += 1;
         }
         round += 1;
         if rounds.is_some_and(|r| round >= r) {
             break;
         }
     }
-    let _ = client.disconnect().await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
-    Ok(published)
+    Ok(publisher.finish(Duration::from_secs(10)).await)
 }
 
 #[cfg(test)]

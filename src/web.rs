@@ -3,6 +3,7 @@
 //! `{"error": code, "message": text}` with a 4xx or 5xx status.
 
 mod api;
+mod ingest;
 mod live;
 
 use std::convert::Infallible;
@@ -25,6 +26,8 @@ pub struct WebContext {
     pub hub: String,
     pub stations: String,
     pub health: Arc<Health>,
+    /// For uploads: how deliveries reach the pipeline.
+    pub deliveries: Arc<crate::delivery::DeliveryContext>,
     pub client_queue: usize,
     pub static_dir: PathBuf,
     pub metrics: Option<PrometheusHandle>,
@@ -110,6 +113,7 @@ pub fn routes(
     health
         .or(ready)
         .or(metrics)
+        .or(ingest::routes(ctx.clone()))
         .or(api)
         .or(dashboard(ctx))
         .recover(recover)

@@ -12,7 +12,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::task::JoinHandle;
 
 use crate::actors::persister::PersisterMsg;
-use crate::delivery::{AckSequencer, Delivery, DeliveryContext};
+use crate::delivery::{AckSequencer, Delivery, DeliveryContext, Format};
 use crate::domain::{RejectReason, StationId};
 use crate::health::Health;
 
@@ -155,6 +155,7 @@ impl Router {
                     Some(station),
                     publish.topic,
                     publish.payload,
+                    Format::Mqtt,
                     ack,
                     self.context.clone(),
                 );
@@ -168,6 +169,7 @@ impl Router {
                     None,
                     publish.topic,
                     publish.payload,
+                    Format::Mqtt,
                     ack,
                     self.context.clone(),
                 );

@@ -7,12 +7,13 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use crate::actors::persister::PersisterMsg;
-use crate::delivery::{Delivery, DeliveryContext};
-use crate::domain::{QcConfig, Reading, RejectReason, StationId, StationQc, parse_observation};
+use crate::actors::persister::{Outcome, PersisterMsg};
+use crate::delivery::{Delivery, DeliveryContext, Format};
+use crate::domain::formats::{self, Parsed};
+use crate::domain::{QcConfig, Reading, RejectReason, StationId, StationQc};
 
 pub enum StationMsg {
     Observe(Delivery),
@@ -76,19 +77,11 @@ impl StationState {
         // Catch a panic here rather than letting it unwind through the
         // actor: only this message is to blame for it, not the ones queued
         // behind it, which the restarted actor will process.
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.process(&delivery)));
-        let msg = match outcome {
-            Ok(Ok(reading)) => {
-                metrics::counter!("isobar_readings_accepted_total", "qc" => reading.qc.status.as_str())
-                    .increment(1);
-                PersisterMsg::store(reading, delivery)
-            }
-            Ok(Err(reason)) => {
-                metrics::counter!("isobar_readings_rejected_total", "reason" => reason.code())
-                    .increment(1);
-                tracing::info!(station_id = %self.station_id, reason = reason.code(),
-                    detail = %reason, "reading quarantined");
-                PersisterMsg::quarantine(delivery.quarantine_record(&reason), delivery)
+        match catch_unwind(AssertUnwindSafe(|| self.process(&delivery))) {
+            Ok(outcome) => {
+                self.context
+                    .to_persister(PersisterMsg::Write(Box::new(outcome), delivery));
+                Ok(())
             }
             Err(panic) => {
                 let detail = panic_message(panic.as_ref());
@@ -99,23 +92,83 @@ impl StationState {
                 let record = delivery.quarantine_record(&reason);
                 self.context
                     .to_persister(PersisterMsg::quarantine(record, delivery));
-                return Err(format!("panicked while processing a message: {detail}").into());
+                Err(format!("panicked while processing a message: {detail}").into())
             }
-        };
-        self.context.to_persister(msg);
-        Ok(())
+        }
     }
 
-    fn process(&mut self, delivery: &Delivery) -> Result<Reading, RejectReason> {
-        let observation = parse_observation(&self.station_id, &delivery.payload, Utc::now())?;
-        #[cfg(feature = "fault-injection")]
-        if observation.fault.as_deref() == Some("panic") {
-            panic!("fault injected into station {}", self.station_id);
+    /// Parses the delivery in its format, checks and enriches each
+    /// observation; what cannot be a reading becomes a quarantine record.
+    fn process(&mut self, delivery: &Delivery) -> Outcome {
+        let now = Utc::now();
+        let mut outcome = Outcome::default();
+        let parsed = match self.parse(delivery, now) {
+            Ok(parsed) => parsed,
+            Err(reason) => {
+                self.rejected(&reason);
+                outcome.quarantine.push(delivery.quarantine_record(&reason));
+                return outcome;
+            }
+        };
+        for rejected in parsed.rejected {
+            self.rejected(&rejected.reason);
+            outcome
+                .quarantine
+                .push(delivery.context().quarantine_record(
+                    &delivery.source,
+                    Some(self.station_id.clone()),
+                    &rejected.raw,
+                    delivery.received_at,
+                    &rejected.reason,
+                ));
         }
-        let qc = self
-            .qc
-            .check(&observation, delivery.received_at, &self.qc_config);
-        Ok(Reading::new(observation, delivery.received_at, qc))
+        for observation in parsed.observations {
+            #[cfg(feature = "fault-injection")]
+            if observation.fault.as_deref() == Some("panic") {
+                panic!("fault injected into station {}", self.station_id);
+            }
+            let qc = self
+                .qc
+                .check(&observation, delivery.received_at, &self.qc_config);
+            metrics::counter!("isobar_readings_accepted_total", "qc" => qc.status.as_str())
+                .increment(1);
+            outcome
+                .readings
+                .push(Reading::new(observation, delivery.received_at, qc));
+        }
+        outcome
+    }
+
+    fn parse(&self, delivery: &Delivery, now: DateTime<Utc>) -> Result<Parsed, RejectReason> {
+        let one = |observation| Parsed {
+            observations: vec![observation],
+            rejected: vec![],
+        };
+        match delivery.format {
+            Format::Mqtt | Format::Json => {
+                formats::parse_mqtt(&self.station_id, &delivery.payload, now)
+            }
+            Format::Ecowitt => {
+                formats::ecowitt::parse(&self.station_id, &delivery.payload, now).map(one)
+            }
+            Format::Wunderground => {
+                let query = String::from_utf8_lossy(&delivery.payload);
+                let observation = formats::wunderground::parse(&query, now)?;
+                if observation.station_id != self.station_id {
+                    return Err(RejectReason::StationMismatch {
+                        topic: self.station_id.to_string(),
+                        payload: observation.station_id.to_string(),
+                    });
+                }
+                Ok(one(observation))
+            }
+        }
+    }
+
+    fn rejected(&self, reason: &RejectReason) {
+        metrics::counter!("isobar_readings_rejected_total", "reason" => reason.code()).increment(1);
+        tracing::info!(station_id = %self.station_id, reason = reason.code(), detail = %reason,
+            "reading quarantined");
     }
 }
 

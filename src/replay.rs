@@ -1,0 +1,313 @@
+//! `isobar replay FILE`: recorded observations from a CSV file, published
+//! over MQTT like a live station's, so they go through the same pipeline
+//! (parsing, quality control, storage) at full speed or at a chosen rate.
+//!
+//! The header names each column, with its unit after the last `_` where
+//! the variable has one:
+//!
+//! ```csv
+//! time,station,temperature_F,humidity_pct,pressure_inHg,wind_speed_mph,wind_direction_deg
+//! 2025-01-13T10:00:00Z,WS001,72.5,65,29.92,5.0,225
+//! ```
+//!
+//! | column | units |
+//! |---|---|
+//! | `time` (or `timestamp`, `observed_at`) | RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or Unix seconds |
+//! | `station` (or `station_id`) | — |
+//! | `temperature` | `C`, `F`, `K` |
+//! | `humidity` | `pct` |
+//! | `pressure`, `sea_level_pressure` | `hPa`, `mbar`, `inHg`, `mmHg`, `kPa` |
+//! | `wind_speed`, `wind_gust` | `ms`, `kmh`, `mph`, `knots` |
+//! | `wind_direction` | `deg` |
+//! | `latitude`, `longitude` | `deg` (or no unit) |
+//! | `elevation` | `m`, `ft` |
+//!
+//! An empty cell is a missing value. Rows are published in file order.
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::domain::units;
+use crate::publisher::Publisher;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ReplayError {
+    #[error("{path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("header column {column:?}: {reason}")]
+    Header { column: String, reason: String },
+    #[error("line {line}: {reason}")]
+    Row { line: u64, reason: String },
+}
+
+/// One recorded observation, ready to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub station: String,
+    /// A DESIGN §4 payload, in canonical units.
+    pub payload: Value,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Column {
+    Time,
+    Station,
+    /// A measurement: its payload field and the conversion to its unit.
+    Value(&'static str, fn(f64) -> f64),
+}
+
+fn identity(v: f64) -> f64 {
+    v
+}
+
+fn column(name: &str) -> Result<Column, String> {
+    match name {
+        "time" | "timestamp" | "observed_at" => return Ok(Column::Time),
+        "station" | "station_id" => return Ok(Column::Station),
+        "humidity" => return Ok(Column::Value("humidity", identity)),
+        "latitude" | "longitude" => {
+            let field = if name == "latitude" {
+                "latitude"
+            } else {
+                "longitude"
+            };
+            return Ok(Column::Value(field, identity));
+        }
+        _ => {}
+    }
+    let (variable, unit) = name
+        .rsplit_once('_')
+        .ok_or("expected <variable>_<unit>, such as temperature_C")?;
+    let pressure = |field| -> Result<Column, String> {
+        let convert: fn(f64) -> f64 = match unit {
+            "hPa" | "hpa" | "mbar" | "mb" => identity,
+            "inHg" | "inhg" => units::inhg_to_hpa,
+            "mmHg" | "mmhg" => units::mmhg_to_hpa,
+            "kPa" | "kpa" => units::kpa_to_hpa,
+            _ => {
+                return Err(format!(
+                    "unknown pressure unit {unit:?}; use hPa, mbar, inHg, mmHg or kPa"
+                ));
+            }
+        };
+        Ok(Column::Value(field, convert))
+    };
+    let speed = |field| -> Result<Column, String> {
+        let convert: fn(f64) -> f64 = match unit {
+            "ms" | "mps" => identity,
+            "kmh" | "kph" => units::kmh_to_ms,
+            "mph" => units::mph_to_ms,
+            "knots" | "kt" | "knot" => units::knots_to_ms,
+            _ => {
+                return Err(format!(
+                    "unknown speed unit {unit:?}; use ms, kmh, mph or knots"
+                ));
+            }
+        };
+        Ok(Column::Value(field, convert))
+    };
+    match variable {
+        "temperature" => {
+            let convert: fn(f64) -> f64 = match unit {
+                "C" | "c" => identity,
+                "F" | "f" => units::fahrenheit_to_celsius,
+                "K" | "k" => units::kelvin_to_celsius,
+                _ => return Err(format!("unknown temperature unit {unit:?}; use C, F or K")),
+            };
+            Ok(Column::Value("temperature", convert))
+        }
+        "humidity" if unit == "pct" => Ok(Column::Value("humidity", identity)),
+        "pressure" => pressure("pressure"),
+        "sea_level_pressure" => pressure("sea_level_pressure"),
+        "wind_speed" => speed("wind_speed"),
+        "wind_gust" => speed("wind_gust"),
+        "wind_direction" if unit == "deg" => Ok(Column::Value("wind_direction", identity)),
+        "latitude" | "longitude" if unit == "deg" => Ok(Column::Value(
+            if variable == "latitude" {
+                "latitude"
+            } else {
+                "longitude"
+            },
+            identity,
+        )),
+        "elevation" => match unit {
+            "m" => Ok(Column::Value("elevation", identity)),
+            "ft" => Ok(Column::Value("elevation", units::feet_to_m)),
+            _ => Err(format!("unknown elevation unit {unit:?}; use m or ft")),
+        },
+        _ => Err("not a known variable and unit".to_owned()),
+    }
+}
+
+fn parse_time(raw: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Some(t.with_timezone(&Utc));
+    }
+    if let Ok(t) = NaiveDateTime::parse_from_str(raw, "%Y-%m-%d %H:%M:%S") {
+        return Some(t.and_utc());
+    }
+    let seconds: f64 = raw.parse().ok()?;
+    DateTime::from_timestamp_micros((seconds * 1e6).round() as i64)
+}
+
+/// Reads the whole CSV text into payloads; the first bad header or row is
+/// an error naming it.
+pub fn parse(text: &str) -> Result<Vec<Recorded>, ReplayError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| ReplayError::Header {
+            column: String::new(),
+            reason: e.to_string(),
+        })?
+        .clone();
+    let columns = headers
+        .iter()
+        .map(|h| {
+            column(h).map_err(|reason| ReplayError::Header {
+                column: h.to_owned(),
+                reason,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for required in ["time", "station"] {
+        let present = columns.iter().any(|c| match c {
+            Column::Time => required == "time",
+            Column::Station => required == "station",
+            Column::Value(..) => false,
+        });
+        if !present {
+            return Err(ReplayError::Header {
+                column: required.to_owned(),
+                reason: "this column is required".to_owned(),
+            });
+        }
+    }
+    let mut out = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| ReplayError::Row {
+            line: e.position().map_or(0, |p| p.line()),
+            reason: e.to_string(),
+        })?;
+        let line = record.position().map_or(0, |p| p.line());
+        let row_error = |reason: String| ReplayError::Row { line, reason };
+        let mut payload = Map::new();
+        let mut station = String::new();
+        for (cell, (column, name)) in record.iter().zip(columns.iter().zip(headers.iter())) {
+            if cell.is_empty() {
+                continue;
+            }
+            match column {
+                Column::Time => {
+                    let t = parse_time(cell)
+                        .ok_or_else(|| row_error(format!("{name}: {cell:?} is not a time")))?;
+                    payload.insert("timestamp".into(), Value::String(t.to_rfc3339()));
+                }
+                Column::Station => station = cell.to_owned(),
+                Column::Value(field, convert) => {
+                    let v: f64 = cell
+                        .parse()
+                        .map_err(|_| row_error(format!("{name}: {cell:?} is not a number")))?;
+                    payload.insert((*field).to_owned(), serde_json::json!(convert(v)));
+                }
+            }
+        }
+        if station.is_empty() {
+            return Err(row_error("the station is empty".to_owned()));
+        }
+        payload.insert("station_id".into(), Value::String(station.clone()));
+        out.push(Recorded {
+            station,
+            payload: Value::Object(payload),
+        });
+    }
+    Ok(out)
+}
+
+/// Publishes `rows` to the broker, as fast as it takes them or at `rate`
+/// rows per second; returns how many the broker acknowledged.
+pub async fn publish(
+    rows: &[Recorded],
+    host: &str,
+    port: u16,
+    rate: Option<f64>,
+) -> Result<u64, rumqttc::ClientError> {
+    let mut publisher = Publisher::connect(host, port, "isobar-replay");
+    let mut ticker = rate.map(|r| {
+        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        t
+    });
+    for row in rows {
+        if let Some(t) = ticker.as_mut() {
+            t.tick().await;
+        }
+        let topic = format!("weather/{}/observations", row.station);
+        publisher.publish(topic, row.payload.to_string()).await?;
+    }
+    Ok(publisher.finish(Duration::from_secs(30)).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_each_column_to_canonical_units() {
+        let rows = parse(
+            "time,station,temperature_F,humidity_pct,pressure_inHg,wind_speed_mph,wind_direction_deg,elevation_ft\n\
+             2025-01-13T10:00:00Z,WS001,212,65,29.92,10,225,1000\n",
+        )
+        .unwrap();
+        let p = &rows[0].payload;
+        assert_eq!(rows[0].station, "WS001");
+        assert_eq!(p["timestamp"], "2025-01-13T10:00:00+00:00");
+        assert!((p["temperature"].as_f64().unwrap() - 100.0).abs() < 1e-9);
+        assert!((p["pressure"].as_f64().unwrap() - 1013.21).abs() < 0.01);
+        assert!((p["wind_speed"].as_f64().unwrap() - 4.4704).abs() < 1e-9);
+        assert!((p["elevation"].as_f64().unwrap() - 304.8).abs() < 1e-9);
+        assert_eq!(p["humidity"], 65.0);
+    }
+
+    #[test]
+    fn empty_cells_are_missing_and_times_come_in_three_forms() {
+        let rows = parse(
+            "timestamp,station_id,temperature_C,humidity_pct\n\
+             2025-01-13 10:00:00,WS001,5.0,\n\
+             1736762460,WS001,,80\n",
+        )
+        .unwrap();
+        assert_eq!(rows[0].payload["timestamp"], "2025-01-13T10:00:00+00:00");
+        assert!(rows[0].payload.get("humidity").is_none());
+        assert_eq!(rows[1].payload["timestamp"], "2025-01-13T10:01:00+00:00");
+        assert!(rows[1].payload.get("temperature").is_none());
+    }
+
+    #[test]
+    fn bad_headers_and_rows_say_where() {
+        assert_eq!(
+            parse("time,station,temperature_X\n").unwrap_err(),
+            ReplayError::Header {
+                column: "temperature_X".into(),
+                reason: "unknown temperature unit \"X\"; use C, F or K".into()
+            }
+        );
+        assert!(matches!(
+            parse("station,temperature_C\n").unwrap_err(),
+            ReplayError::Header { column, .. } if column == "time"
+        ));
+        let err =
+            parse("time,station,temperature_C\n2025-01-13T10:00:00Z,WS001,warm\n").unwrap_err();
+        assert_eq!(
+            err,
+            ReplayError::Row {
+                line: 2,
+                reason: "temperature_C: \"warm\" is not a number".into()
+            }
+        );
+    }
+}

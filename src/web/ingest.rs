@@ -1,0 +1,161 @@
+//! HTTP ingest, for stations that upload instead of publishing over MQTT:
+//! - the Weather Underground protocol at its usual path,
+//!   `GET /weatherstation/updateweatherstation.php?ID=…&dateutc=now&tempf=…`;
+//! - Ecowitt's customized upload, `POST /api/v1/ingest/ecowitt/{station_id}`
+//!   (a form body);
+//! - DESIGN §4 JSON, one object or an array, `POST /api/v1/ingest/{station_id}`.
+//!
+//! An upload goes through the same station actor and persister as an MQTT
+//! message, and the answer waits until it is stored: 200 once stored, 400
+//! with the reason if it was quarantined.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use super::{ApiError, WebContext, with};
+use crate::delivery::{Ack, Delivery, Format, Verdict};
+use crate::domain::{MAX_PAYLOAD_BYTES, RejectReason, StationId};
+
+/// How long an upload waits to hear that it is stored.
+const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn routes(
+    ctx: Arc<WebContext>,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let wunderground = warp::path!("weatherstation" / "updateweatherstation.php")
+        .and(warp::get())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(with(ctx.clone()))
+        .and_then(wunderground);
+    let body =
+        || warp::body::content_length_limit(MAX_PAYLOAD_BYTES as u64).and(warp::body::bytes());
+    let ecowitt = warp::path!("api" / "v1" / "ingest" / "ecowitt" / String)
+        .and(warp::post())
+        .and(body())
+        .and(with(ctx.clone()))
+        .and_then(|station: String, body: Bytes, ctx| ingest(station, body, Format::Ecowitt, ctx));
+    let json = warp::path!("api" / "v1" / "ingest" / String)
+        .and(warp::post())
+        .and(body())
+        .and(with(ctx))
+        .and_then(|station: String, body: Bytes, ctx| ingest(station, body, Format::Json, ctx));
+    wunderground.or(ecowitt).or(json)
+}
+
+async fn wunderground(
+    query: String,
+    ctx: Arc<WebContext>,
+) -> Result<warp::reply::Response, Rejection> {
+    if query.len() > MAX_PAYLOAD_BYTES {
+        return Err(warp::reject::custom(ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+            message: format!(
+                "the query is {} bytes; the limit is {MAX_PAYLOAD_BYTES}",
+                query.len()
+            ),
+        }));
+    }
+    // The password must not be stored, not even in quarantine.
+    let redacted = redact(&query, "PASSWORD");
+    let id = form_urlencoded::parse(redacted.as_bytes())
+        .find(|(k, _)| k == "ID")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let reply = ingest(id, Bytes::from(redacted), Format::Wunderground, ctx).await?;
+    // Weather Underground clients look for this body.
+    if reply.status() == StatusCode::OK {
+        return Ok(warp::reply::with_status("success\n", StatusCode::OK).into_response());
+    }
+    Ok(reply)
+}
+
+/// Replaces the value of `key` in a query string.
+fn redact(query: &str, key: &str) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k == key {
+            out.append_pair(&k, "redacted");
+        } else {
+            out.append_pair(&k, &v);
+        }
+    }
+    out.finish()
+}
+
+async fn ingest(
+    raw_station: String,
+    payload: Bytes,
+    format: Format,
+    ctx: Arc<WebContext>,
+) -> Result<warp::reply::Response, Rejection> {
+    let source = format!("http:{}", format.name());
+    let (tx, rx) = oneshot::channel();
+    let station = StationId::parse(&raw_station);
+    let delivery = Delivery::new(
+        station.as_ref().ok().cloned(),
+        source,
+        payload,
+        format,
+        Ack::Http(tx),
+        ctx.deliveries.clone(),
+    );
+    match station {
+        Ok(_) => ctx.deliveries.to_stations(delivery),
+        Err(e) => {
+            let reason = RejectReason::InvalidStationId {
+                value: raw_station.clone(),
+                reason: e.to_string(),
+            };
+            let record = delivery.quarantine_record(&reason);
+            ctx.deliveries
+                .to_persister(crate::actors::persister::PersisterMsg::quarantine(
+                    record, delivery,
+                ));
+        }
+    }
+    let verdict = match tokio::time::timeout(STORE_TIMEOUT, rx).await {
+        Ok(Ok(verdict)) => verdict,
+        _ => {
+            return Err(warp::reject::custom(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "not_stored_yet",
+                message: "the upload was not stored in time; sending it again is safe".into(),
+            }));
+        }
+    };
+    let reply = match verdict {
+        Verdict::Stored { readings, rejected } => warp::reply::with_status(
+            warp::reply::json(&serde_json::json!({ "stored": readings, "quarantined": rejected })),
+            StatusCode::OK,
+        )
+        .into_response(),
+        Verdict::Rejected { code, message } => ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message,
+        }
+        .into_response(),
+    };
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_is_redacted() {
+        let q = "ID=WS001&PASSWORD=hunter2&tempf=70.1&dateutc=now";
+        let r = redact(q, "PASSWORD");
+        assert!(!r.contains("hunter2"));
+        assert!(
+            r.contains("PASSWORD=redacted") && r.contains("ID=WS001") && r.contains("tempf=70.1")
+        );
+    }
+}
