@@ -193,28 +193,35 @@ async fn recover(rejection: Rejection) -> Result<ApiError, Infallible> {
             message: e.message.clone(),
         });
     }
-    let error = if rejection.is_not_found() {
-        ApiError::not_found("no such route")
+    // A request rejected by several routes carries each route's reason;
+    // the most specific one answers.
+    let error = if let Some(e) = rejection.find::<warp::reject::PayloadTooLarge>() {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+            message: format!(
+                "{e}; the limit is {} bytes",
+                crate::domain::MAX_PAYLOAD_BYTES
+            ),
+        }
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        ApiError::bad_request(e.to_string())
+    } else if let Some(e) = rejection.find::<warp::reject::LengthRequired>() {
+        ApiError {
+            status: StatusCode::LENGTH_REQUIRED,
+            code: "length_required",
+            message: e.to_string(),
+        }
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError {
             status: StatusCode::METHOD_NOT_ALLOWED,
             code: "method_not_allowed",
             message: "method not allowed on this route".into(),
         }
-    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
-        ApiError::bad_request(e.to_string())
-    } else if let Some(e) = rejection.find::<warp::reject::PayloadTooLarge>() {
-        ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            code: "payload_too_large",
-            message: e.to_string(),
-        }
+    } else if rejection.is_not_found() {
+        ApiError::not_found("no such route")
     } else {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "bad_request",
-            message: format!("{rejection:?}"),
-        }
+        ApiError::bad_request(format!("the request could not be handled: {rejection:?}"))
     };
     Ok(error)
 }

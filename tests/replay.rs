@@ -1,0 +1,142 @@
+//! `isobar replay` feeds a recorded sequence through the running daemon; its
+//! spike, stuck sensor, gap and late reading come back flagged.
+
+mod common;
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use common::{Daemon, eventually};
+use serde_json::Value;
+
+/// One station, one reading a minute from 00:00 in °F and inHg: smooth
+/// until a spike at minute 30, a gap from 40 to 100, then a sensor stuck
+/// for 70 minutes, then a reading recorded out of order.
+fn recording() -> String {
+    let mut csv = String::from("time,station,temperature_F,pressure_inHg,wind_speed_mph\n");
+    let mut row = |minute: u32, temp_f: f64| {
+        let t = format!("2025-01-13T{:02}:{:02}:00Z", minute / 60, minute % 60);
+        writeln!(csv, "{t},WS900,{temp_f:.2},29.92,5").unwrap();
+    };
+    for m in 0..40 {
+        let temp = if m == 30 {
+            75.0
+        } else {
+            50.0 + (m as f64 / 10.0).sin()
+        };
+        row(m, temp);
+    }
+    for m in 100..=170 {
+        row(m, 48.0);
+    }
+    // Recorded out of order: from before the gap, sent last.
+    csv.push_str("2025-01-13T00:35:30Z,WS900,50.2,29.92,5\n");
+    csv
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_sequence_is_replayed_and_flagged() {
+    let daemon = Daemon::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ws900.csv");
+    std::fs::write(&file, recording()).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_isobar"))
+        .arg("replay")
+        .arg(&file)
+        .args([
+            "--broker",
+            &format!("{}:{}", daemon.mqtt_host, daemon.mqtt_port),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("replayed 112 readings"), "{stderr}");
+
+    let readings: Vec<Value> = eventually(Duration::from_secs(30), "112 readings", || async {
+        let (_, body) = daemon
+            .get(
+                "/api/v1/stations/WS900/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z",
+            )
+            .await;
+        let list = body["readings"].as_array()?.clone();
+        (list.len() == 112).then_some(list)
+    })
+    .await;
+    let at_time = |t: &str| {
+        readings
+            .iter()
+            .find(|r| r["observed_at"] == t)
+            .unwrap()
+            .clone()
+    };
+    let at = |minute: u32| {
+        at_time(&format!(
+            "2025-01-13T{:02}:{:02}:00Z",
+            minute / 60,
+            minute % 60
+        ))
+    };
+    let temp_checks = |r: &Value| -> Vec<String> {
+        r["qc"]["variables"]["temperature_c"]["findings"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .map(|x| x["check"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // °F converted: 50 °F is 10 °C.
+    assert!((at(0)["temperature_c"].as_f64().unwrap() - 10.0).abs() < 0.01);
+    // The spike, and the series recovering after it.
+    assert_eq!(temp_checks(&at(30)), ["step", "outlier"]);
+    assert_eq!(at(31)["qc"]["status"], "pass", "{}", at(31));
+    // After the gap there is no step reference: 48 °F after 50 °F passes.
+    assert!(
+        !temp_checks(&at(100)).contains(&"step".to_owned()),
+        "{}",
+        at(100)
+    );
+    // Stuck for an hour: suspect from minute 160, not before.
+    assert!(!temp_checks(&at(159)).contains(&"persistence".to_owned()));
+    assert!(
+        temp_checks(&at(160)).contains(&"persistence".to_owned()),
+        "{}",
+        at(160)
+    );
+    // The reading that arrived out of order is kept, marked late, and not
+    // judged against the readings around it.
+    let late = at_time("2025-01-13T00:35:30Z");
+    assert!(
+        late["qc"]["late"]
+            .as_str()
+            .unwrap()
+            .contains("out of order"),
+        "{late}"
+    );
+    assert_eq!(late["qc"]["status"], "pass");
+}
+
+#[test]
+fn a_bad_recording_exits_65_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.csv");
+    std::fs::write(
+        &file,
+        "time,station,temperature_C\n2025-01-13T10:00:00Z,WS1,warm\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_isobar"))
+        .arg("replay")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 2: temperature_C: \"warm\" is not a number"),
+        "{stderr}"
+    );
+}
