@@ -1,5 +1,5 @@
 # isobar — the two commands: `make run` and `make test`.
-.PHONY: run test build frontend frontend-deps lint clean
+.PHONY: run test build frontend frontend-deps lint fuzz clean
 
 CARGO ?= cargo
 
@@ -21,6 +21,14 @@ frontend: frontend-deps
 
 frontend-deps:
 	./scripts/frontend-deps.sh
+
+## Fuzz every input parser (FUZZ_SECONDS, default 60). Installs cargo-fuzz if
+## missing; libFuzzer's instrumentation needs unstable rustc flags, which
+## RUSTC_BOOTSTRAP allows on the stable toolchain.
+FUZZ_SECONDS ?= 60
+fuzz:
+	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parsers --sanitizer none -- -max_total_time=$(FUZZ_SECONDS)
 
 lint:
 	$(CARGO) fmt --all -- --check
