@@ -457,6 +457,35 @@ mod tests {
         assert!(rows[0].truncated);
     }
 
+    #[tokio::test]
+    async fn quarantine_pages_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("p.sqlite3")).unwrap();
+        let record = |n: u8| QuarantineRecord {
+            received_at: Utc::now(),
+            source: "weather/WS001/observations".into(),
+            station_id: None,
+            reason_code: "malformed_json",
+            reason: "bad".into(),
+            payload: vec![b'0' + n],
+            payload_bytes: 1,
+        };
+        let quarantine = (0..3).map(record).collect();
+        store
+            .write_batch(Arc::new(WriteBatch {
+                readings: vec![],
+                quarantine,
+            }))
+            .await
+            .unwrap();
+        let first = store.quarantine(2, None).await.unwrap();
+        let payloads: Vec<&str> = first.iter().map(|q| q.payload.as_str()).collect();
+        assert_eq!(payloads, ["2", "1"]);
+        let rest = store.quarantine(2, Some(first[1].id)).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].payload, "0");
+    }
+
     #[test]
     fn migrations_run_once() {
         let dir = tempfile::tempdir().unwrap();
