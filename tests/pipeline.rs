@@ -388,6 +388,10 @@ async fn the_simulate_command_feeds_a_running_daemon() {
             "{latest}"
         );
         assert!(station["latitude"].is_f64());
+        // Simulated stations report their elevation, so sea-level pressure
+        // is derived from station pressure.
+        assert!(latest["sea_level_pressure_hpa"].is_f64(), "{latest}");
+        assert_eq!(latest["qc"]["status"], "pass", "{latest}");
     }
     for id in ["WS001", "WS002", "WS003"] {
         eventually(
