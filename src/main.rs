@@ -240,8 +240,11 @@ async fn replay(args: ReplayArgs) -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG as u8);
         }
     };
-    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-        eprintln!("isobar: invalid --rate: must be a number of rows per second above 0");
+    if args
+        .rate
+        .is_some_and(|r| !(0.001..=1_000_000.0).contains(&r))
+    {
+        eprintln!("isobar: invalid --rate: rows per second, from 0.001 to 1000000");
         return ExitCode::from(EXIT_BAD_CONFIG as u8);
     }
     let text = match std::fs::read_to_string(&args.file) {

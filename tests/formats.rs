@@ -168,6 +168,23 @@ async fn http_uploads_are_answered_once_stored() {
     );
     assert!(stored.contains("PASSWORD=redacted"), "{stored}");
 
+    // An Ecowitt gateway that lost its outdoor sensor sends indoor values
+    // only: quarantined, and its passkey with it never.
+    let indoor = http
+        .post(daemon.url("/api/v1/ingest/ecowitt/WS814"))
+        .body("PASSKEY=0123456789ABCDEF&dateutc=2025-01-13+10:00:00&tempinf=70.0&humidityin=40")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(indoor.status().as_u16(), 400);
+    let items = quarantine(&daemon).await;
+    let stored = items[0]["payload"].as_str().unwrap();
+    assert_eq!(items[0]["reason_code"], "no_measurements");
+    assert!(
+        stored.contains("PASSKEY=redacted") && !stored.contains("0123456789"),
+        "{stored}"
+    );
+
     // An invalid station id, and a body over the limit.
     let bad = http
         .post(daemon.url("/api/v1/ingest/ecowitt/bad%20id"))

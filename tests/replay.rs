@@ -10,13 +10,13 @@ use common::{Daemon, eventually};
 use serde_json::Value;
 
 /// One station, one reading a minute from 00:00 in °F and inHg: smooth
-/// until a spike at minute 30, a gap from 40 to 100, then a sensor stuck
-/// for 70 minutes, then a reading recorded out of order.
+/// until a spike at minute 30; no data from minute 40 to 250; then a much
+/// warmer sensor stuck for 70 minutes; then a reading recorded out of order.
 fn recording() -> String {
     let mut csv = String::from("time,station,temperature_F,pressure_inHg,wind_speed_mph\n");
-    let mut row = |minute: u32, temp_f: f64| {
+    let mut row = |minute: u32, temp_f: f64, pressure: f64| {
         let t = format!("2025-01-13T{:02}:{:02}:00Z", minute / 60, minute % 60);
-        writeln!(csv, "{t},WS900,{temp_f:.2},29.92,5").unwrap();
+        writeln!(csv, "{t},WS900,{temp_f:.2},{pressure:.3},5").unwrap();
     };
     for m in 0..40 {
         let temp = if m == 30 {
@@ -24,10 +24,10 @@ fn recording() -> String {
         } else {
             50.0 + (m as f64 / 10.0).sin()
         };
-        row(m, temp);
+        row(m, temp, 29.92 + (m % 3) as f64 * 0.01);
     }
-    for m in 100..=170 {
-        row(m, 48.0);
+    for m in 250..=320 {
+        row(m, 62.0, 29.80 + (m % 3) as f64 * 0.01);
     }
     // Recorded out of order: from before the gap, sent last.
     csv.push_str("2025-01-13T00:35:30Z,WS900,50.2,29.92,5\n");
@@ -93,18 +93,15 @@ async fn a_recorded_sequence_is_replayed_and_flagged() {
     // The spike, and the series recovering after it.
     assert_eq!(temp_checks(&at(30)), ["step", "outlier"]);
     assert_eq!(at(31)["qc"]["status"], "pass", "{}", at(31));
-    // After the gap there is no step reference: 48 °F after 50 °F passes.
+    // After a gap longer than step_max_gap (3 h) there is no reference:
+    // 16.7 °C after 10 °C is not a step.
+    assert_eq!(at(250)["qc"]["status"], "pass", "{}", at(250));
+    // Stuck for an hour: suspect from minute 310, not before.
+    assert!(!temp_checks(&at(309)).contains(&"persistence".to_owned()));
     assert!(
-        !temp_checks(&at(100)).contains(&"step".to_owned()),
+        temp_checks(&at(310)).contains(&"persistence".to_owned()),
         "{}",
-        at(100)
-    );
-    // Stuck for an hour: suspect from minute 160, not before.
-    assert!(!temp_checks(&at(159)).contains(&"persistence".to_owned()));
-    assert!(
-        temp_checks(&at(160)).contains(&"persistence".to_owned()),
-        "{}",
-        at(160)
+        at(310)
     );
     // The reading that arrived out of order is kept, marked late, and not
     // judged against the readings around it.

@@ -100,7 +100,10 @@ impl StationState {
     /// Parses the delivery in its format, checks and enriches each
     /// observation; what cannot be a reading becomes a quarantine record.
     fn process(&mut self, delivery: &Delivery) -> Outcome {
-        let now = Utc::now();
+        // `now` is when the delivery arrived, not when it is processed: a
+        // redelivery or retry of an upload saying `dateutc=now` resolves to
+        // the same time, and so to the same reading.
+        let now = delivery.received_at;
         let mut outcome = Outcome::default();
         let parsed = match self.parse(delivery, now) {
             Ok(parsed) => parsed,

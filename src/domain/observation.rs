@@ -158,7 +158,7 @@ impl Observation {
     /// The checks every format shares: a time not ahead of `now` by more
     /// than [`MAX_CLOCK_SKEW`], physically possible values, and at least one
     /// measurement.
-    pub fn validate(mut self, now: DateTime<Utc>) -> Result<Self, RejectReason> {
+    pub fn validate(self, now: DateTime<Utc>) -> Result<Self, RejectReason> {
         if self.observed_at > now + MAX_CLOCK_SKEW {
             return Err(RejectReason::TimestampInFuture {
                 observed_at: self.observed_at,
@@ -193,10 +193,8 @@ impl Observation {
         if values[FIRST_MEASUREMENT..].iter().all(Option::is_none) {
             return Err(RejectReason::NoMeasurements);
         }
-        // 360° and 0° are both north; store one of them.
-        if self.wind_direction_deg == Some(360.0) {
-            self.wind_direction_deg = Some(0.0);
-        }
+        // Directions are kept as reported: by WMO and METAR convention 360
+        // is north and 0 goes with calm, a difference QC relies on.
         Ok(self)
     }
 }

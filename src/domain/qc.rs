@@ -7,15 +7,21 @@
 //!
 //! The checks:
 //! - **range**: outside the gross limits → fail.
-//! - **step**: a change since the previous good value larger than the time
-//!   between them allows → suspect.
+//! - **step**: a change since the previous normal value larger than the
+//!   time between them allows → suspect.
 //! - **persistence**: a value that has not moved by more than a small
 //!   amount for the persistence window (60 minutes) → suspect.
 //! - **consistency**: a wind direction with calm wind, a gust below the mean
 //!   speed → suspect.
-//! - **outlier**: a robust score (modified z-score from the median and the
-//!   median absolute deviation of the station's recent values) above the
-//!   threshold → suspect.
+//! - **outlier**: a change since the previous normal value that is far out
+//!   of line with the station's recent changes (modified z-score from their
+//!   median and median absolute deviation) → suspect. Scoring changes, not
+//!   levels, lets trends through (sunrise, a front) while jumps stand out.
+//!
+//! A value that looks anomalous is not the reference for the next one; if
+//! the next agrees with it rather than with the old level, the level really
+//! changed and the checks start afresh from it. After a gap longer than
+//! `step_max_gap` they start afresh too.
 //! - **late**: a reading older than the station's newest, or received long
 //!   after it was observed, is accepted and marked late; the checks over
 //!   time are skipped for it, since its neighbours in time are unknown.
@@ -144,6 +150,7 @@ pub struct VariableQc {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct QcReport {
     /// The worst flag of any variable.
+    #[serde(default)]
     pub status: QcFlag,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variables: BTreeMap<Variable, VariableQc>,
@@ -184,7 +191,8 @@ pub struct VariableLimits {
     pub min: f64,
     pub max: f64,
     /// Step: the change allowed between consecutive values is the larger of
-    /// `step` and `step_per_hour` times the hours between them.
+    /// `step` and `step_per_hour` times the hours between them. Here and
+    /// below, 0 turns the check off.
     #[serde(default)]
     pub step: Option<f64>,
     #[serde(default)]
@@ -333,9 +341,17 @@ impl QcConfig {
                 ("min_variation", l.min_variation),
                 ("min_mad", l.min_mad),
             ] {
-                if value.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
-                    return Err((key(field), "must be a number greater than zero".into()));
+                if value.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+                    return Err((key(field), "must be a number, 0 (off) or more".into()));
                 }
+            }
+        }
+        for (key, value) in [
+            ("qc.persistence_window", self.persistence_window),
+            ("qc.step_max_gap", self.step_max_gap),
+        ] {
+            if value.is_zero() {
+                return Err((key.into(), "must be longer than zero".into()));
             }
         }
         Ok(())
@@ -364,18 +380,22 @@ pub struct StationQc {
 
 #[derive(Debug, Clone, Default)]
 struct VariableState {
-    /// The last value that passed the step check: the reference for the next.
+    /// The last value judged normal: what the next one is compared with.
     last_good: Option<(DateTime<Utc>, f64)>,
-    /// The last value that failed the step check: if the next agrees with it
-    /// rather than with `last_good`, the level really changed.
-    step_suspect: Option<(DateTime<Utc>, f64)>,
+    /// The last value judged anomalous (step or outlier): if the next one
+    /// agrees with it rather than with `last_good`, the level really changed.
+    anomaly: Option<(DateTime<Utc>, f64)>,
     still: Option<StillRun>,
-    recent: VecDeque<f64>,
+    /// Recent changes between consecutive normal values, for the outlier
+    /// score: scoring changes rather than levels lets a trend (sunrise,
+    /// a front) through while a jump stands out.
+    recent_changes: VecDeque<f64>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct StillRun {
     since: DateTime<Utc>,
+    until: DateTime<Utc>,
     min: f64,
     max: f64,
 }
@@ -424,13 +444,19 @@ impl StationQc {
                 continue;
             }
             let state = &mut self.variables[variable.index()];
-            state.step(variable, t, value, limits, config, &mut report);
+            // After a long gap nothing remembered is a reference any more.
+            if state
+                .last_good
+                .is_some_and(|(t0, _)| t - t0 > to_delta(config.step_max_gap))
+            {
+                *state = VariableState::default();
+            }
+            state.temporal(variable, t, value, limits, config, &mut report);
             if !exempt_from_persistence(variable, value, obs) {
                 state.persistence(variable, t, value, limits, config, &mut report);
             } else {
                 state.still = None;
             }
-            state.outlier(variable, value, limits, config, &mut report);
         }
         consistency(obs, &mut report);
         if !out_of_order {
@@ -441,7 +467,9 @@ impl StationQc {
 }
 
 impl VariableState {
-    fn step(
+    /// The step and outlier checks, which both compare a value with the
+    /// last normal one.
+    fn temporal(
         &mut self,
         variable: Variable,
         t: DateTime<Utc>,
@@ -450,49 +478,85 @@ impl VariableState {
         config: &QcConfig,
         report: &mut QcReport,
     ) {
-        if limits.step.is_none() && limits.step_per_hour.is_none() {
+        let Some((t0, v0)) = self.last_good else {
             self.last_good = Some((t, value));
             return;
-        }
-        let allowed = |since: DateTime<Utc>| {
+        };
+        let step_limit = |since: DateTime<Utc>| {
             let hours = (t - since).as_seconds_f64() / 3600.0;
-            limits
-                .step
-                .unwrap_or(0.0)
-                .max(limits.step_per_hour.unwrap_or(0.0) * hours)
+            let per_reading = limits.step.filter(|s| *s > 0.0);
+            let per_hour = limits.step_per_hour.filter(|s| *s > 0.0);
+            if per_reading.is_none() && per_hour.is_none() {
+                return None;
+            }
+            Some(
+                per_reading
+                    .unwrap_or(0.0)
+                    .max(per_hour.unwrap_or(0.0) * hours),
+            )
         };
-        let max_gap = to_delta(config.step_max_gap);
-        let Some((t0, v0)) = self.last_good.filter(|(t0, _)| t - *t0 <= max_gap) else {
-            self.last_good = Some((t, value));
-            self.step_suspect = None;
-            return;
+        let within = |since: DateTime<Utc>, from: f64| {
+            step_limit(since).is_none_or(|limit| (value - from).abs() <= limit + TOLERANCE)
         };
-        let change = (value - v0).abs();
-        let limit = allowed(t0);
-        if change <= limit {
-            self.last_good = Some((t, value));
-            self.step_suspect = None;
-            return;
-        }
-        // A new level, confirmed by the value before this one.
-        if let Some((ts, vs)) = self.step_suspect
-            && (value - vs).abs() <= allowed(ts)
+        // The previous value looked wrong, but this one agrees with it and
+        // not with the old level: the level changed (a front passing). Start
+        // afresh from here.
+        if let Some((ta, va)) = self.anomaly
+            && within(ta, va)
+            && !within(t0, v0)
         {
             self.last_good = Some((t, value));
-            self.step_suspect = None;
+            self.anomaly = None;
+            self.recent_changes.clear();
             return;
         }
-        self.step_suspect = Some((t, value));
+        let change = value - v0;
         let unit = variable.unit();
-        report.add(
-            variable,
-            Check::Step,
-            QcFlag::Suspect,
-            format!(
-                "changed {change:.1} {unit} in {} s; at most {limit:.1} {unit} allowed",
-                (t - t0).num_seconds()
-            ),
-        );
+        let mut anomalous = false;
+        if let Some(limit) = step_limit(t0)
+            && change.abs() > limit + TOLERANCE
+        {
+            anomalous = true;
+            report.add(
+                variable,
+                Check::Step,
+                QcFlag::Suspect,
+                format!(
+                    "changed {:.1} {unit} in {} s; at most {limit:.1} {unit} allowed",
+                    change.abs(),
+                    (t - t0).num_seconds()
+                ),
+            );
+        }
+        if let Some(min_mad) = limits.min_mad.filter(|m| *m > 0.0)
+            && self.recent_changes.len() >= config.outlier_min_samples
+        {
+            let (median, mad) = median_and_mad(&self.recent_changes);
+            let score = 0.6745 * (change - median) / mad.max(min_mad);
+            if score.abs() > config.outlier_threshold {
+                anomalous = true;
+                report.add(
+                    variable,
+                    Check::Outlier,
+                    QcFlag::Suspect,
+                    format!(
+                        "changed {change:+.1} {unit}: modified z-score {score:.1} against the \
+                         last {} changes",
+                        self.recent_changes.len()
+                    ),
+                );
+            }
+        }
+        if anomalous {
+            self.anomaly = Some((t, value));
+        } else {
+            self.last_good = Some((t, value));
+            self.anomaly = None;
+            self.recent_changes.push_back(change);
+            while self.recent_changes.len() > config.outlier_window {
+                self.recent_changes.pop_front();
+            }
+        }
     }
 
     fn persistence(
@@ -504,24 +568,33 @@ impl VariableState {
         config: &QcConfig,
         report: &mut QcReport,
     ) {
-        let Some(min_variation) = limits.min_variation else {
+        let Some(min_variation) = limits.min_variation.filter(|m| *m > 0.0) else {
             return;
         };
+        // Still through a gap longer than the window cannot be told.
+        let window = to_delta(config.persistence_window);
         let run = match self.still {
-            Some(run) if run.max.max(value) - run.min.min(value) < min_variation => StillRun {
-                since: run.since,
-                min: run.min.min(value),
-                max: run.max.max(value),
-            },
+            Some(run)
+                if t - run.until <= window
+                    && run.max.max(value) - run.min.min(value) < min_variation - TOLERANCE =>
+            {
+                StillRun {
+                    until: t,
+                    min: run.min.min(value),
+                    max: run.max.max(value),
+                    ..run
+                }
+            }
             _ => StillRun {
                 since: t,
+                until: t,
                 min: value,
                 max: value,
             },
         };
         self.still = Some(run);
         let still_for = t - run.since;
-        if still_for >= to_delta(config.persistence_window) {
+        if still_for >= window {
             let unit = variable.unit();
             report.add(
                 variable,
@@ -532,39 +605,6 @@ impl VariableState {
                     still_for.num_minutes()
                 ),
             );
-        }
-    }
-
-    fn outlier(
-        &mut self,
-        variable: Variable,
-        value: f64,
-        limits: &VariableLimits,
-        config: &QcConfig,
-        report: &mut QcReport,
-    ) {
-        let Some(min_mad) = limits.min_mad else {
-            return;
-        };
-        if self.recent.len() >= config.outlier_min_samples {
-            let (median, mad) = median_and_mad(&self.recent);
-            let score = 0.6745 * (value - median) / mad.max(min_mad);
-            if score.abs() > config.outlier_threshold {
-                let unit = variable.unit();
-                report.add(
-                    variable,
-                    Check::Outlier,
-                    QcFlag::Suspect,
-                    format!(
-                        "modified z-score {score:.1} from the median {median:.1} {unit} of the last {}",
-                        self.recent.len()
-                    ),
-                );
-            }
-        }
-        self.recent.push_back(value);
-        while self.recent.len() > config.outlier_window {
-            self.recent.pop_front();
         }
     }
 }
@@ -623,6 +663,10 @@ fn median_of(values: &mut [f64]) -> f64 {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
 }
+
+/// Slack for comparing decimal readings in binary floating point: 12.4 −
+/// 12.3 is 0.0999…, which must count as the 0.1 it is.
+const TOLERANCE: f64 = 1e-9;
 
 fn to_delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
@@ -708,24 +752,83 @@ mod tests {
         );
     }
 
+    /// Which readings any check found suspect, by index.
+    fn suspects(reports: &[QcReport], v: Variable) -> Vec<usize> {
+        reports
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.flag(v) != QcFlag::Pass)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     #[test]
     fn a_real_change_of_level_is_accepted_after_one_suspect_value() {
-        // A cold front: 6 °C down within a minute, then steady.
-        let mut seq: Vec<_> = (0..5).map(|m| obs(m, 20.0)).collect();
-        seq.extend((5..8).map(|m| obs(m, 14.0)));
-        let reports = run(&seq);
-        let step_flags: Vec<bool> = reports
-            .iter()
-            .map(|r| {
-                r.variables
-                    .get(&Variable::Temperature)
-                    .is_some_and(|v| v.findings.iter().any(|f| f.check == Check::Step))
-            })
+        // A cold front after a long steady spell: 6 °C down within a
+        // minute, then steady at the new level.
+        let mut seq: Vec<_> = (0..40)
+            .map(|m| obs(m, 20.0 + if m % 2 == 0 { 0.1 } else { 0.0 }))
             .collect();
+        seq.extend((40..60).map(|m| obs(m, 14.0 + if m % 2 == 0 { 0.1 } else { 0.0 })));
+        let reports = run(&seq);
         assert_eq!(
-            step_flags,
-            [false, false, false, false, false, true, false, false]
+            suspects(&reports, Variable::Temperature),
+            [40],
+            "{:?}",
+            reports[41]
         );
+    }
+
+    #[test]
+    fn a_sunrise_at_five_minute_cadence_passes() {
+        // Three flat hours of night, then warming at 4 °C an hour.
+        let mut seq: Vec<_> = (0..36)
+            .map(|i| obs(i * 5, 8.0 + (i % 3) as f64 * 0.1))
+            .collect();
+        seq.extend((36..60).map(|i| obs(i * 5, 8.0 + (i - 35) as f64 * 4.0 / 12.0)));
+        let reports = run(&seq);
+        assert!(suspects(&reports, Variable::Temperature).is_empty());
+    }
+
+    #[test]
+    fn after_a_long_gap_the_checks_start_afresh() {
+        // Evening at 10 °C, four hours without data, a warm morning.
+        let mut seq: Vec<_> = (0..30)
+            .map(|m| obs(m, 10.0 + (m % 2) as f64 * 0.1))
+            .collect();
+        seq.extend((270..280).map(|m| obs(m, 18.0 + (m % 2) as f64 * 0.1)));
+        let reports = run(&seq);
+        assert!(suspects(&reports, Variable::Temperature).is_empty());
+    }
+
+    #[test]
+    fn a_sensor_toggling_by_its_resolution_is_not_stuck() {
+        // 0.1 °C resolution: 12.3 and 12.4 are 0.1 apart, though in binary
+        // floating point 12.4 - 12.3 < 0.1.
+        let seq: Vec<_> = (0..=90)
+            .map(|m| obs(m, if m % 2 == 0 { 12.3 } else { 12.4 }))
+            .collect();
+        assert!(suspects(&run(&seq), Variable::Temperature).is_empty());
+    }
+
+    #[test]
+    fn still_across_a_long_gap_is_not_stuck() {
+        let seq = [obs(0, 12.0), obs(30, 12.0), obs(95, 12.0), obs(100, 12.0)];
+        assert!(suspects(&run(&seq), Variable::Temperature).is_empty());
+    }
+
+    #[test]
+    fn zero_turns_a_check_off() {
+        let mut config = QcConfig::default();
+        config.temperature.step = Some(0.0);
+        config.temperature.step_per_hour = Some(0.0);
+        config.temperature.min_mad = Some(0.0);
+        config.validate().unwrap();
+        let mut qc = StationQc::default();
+        let a = obs(0, 10.0);
+        let b = obs(1, 30.0);
+        qc.check(&a, a.observed_at, &config);
+        assert_eq!(qc.check(&b, b.observed_at, &config).status, QcFlag::Pass);
     }
 
     #[test]
@@ -848,5 +951,7 @@ mod tests {
         let mut c = QcConfig::default();
         c.temperature.step = Some(-1.0);
         assert_eq!(c.validate().unwrap_err().0, "qc.temperature.step");
+        let c = QcConfig { persistence_window: Duration::ZERO, ..QcConfig::default() };
+        assert_eq!(c.validate().unwrap_err().0, "qc.persistence_window");
     }
 }

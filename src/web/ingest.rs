@@ -38,7 +38,11 @@ pub fn routes(
         .and(warp::post())
         .and(body())
         .and(with(ctx.clone()))
-        .and_then(|station: String, body: Bytes, ctx| ingest(station, body, Format::Ecowitt, ctx));
+        .and_then(|station: String, body: Bytes, ctx| {
+            // The passkey must not be stored, not even in quarantine.
+            let body = Bytes::from(redact(&String::from_utf8_lossy(&body)));
+            ingest(station, body, Format::Ecowitt, ctx)
+        });
     let json = warp::path!("api" / "v1" / "ingest" / String)
         .and(warp::post())
         .and(body())
@@ -62,7 +66,7 @@ async fn wunderground(
         }));
     }
     // The password must not be stored, not even in quarantine.
-    let redacted = redact(&query, "PASSWORD");
+    let redacted = redact(&query);
     let id = form_urlencoded::parse(redacted.as_bytes())
         .find(|(k, _)| k == "ID")
         .map(|(_, v)| v.into_owned())
@@ -75,11 +79,14 @@ async fn wunderground(
     Ok(reply)
 }
 
-/// Replaces the value of `key` in a query string.
-fn redact(query: &str, key: &str) -> String {
+/// Credentials that uploads carry and isobar never keeps.
+const SECRETS: [&str; 2] = ["password", "passkey"];
+
+/// Replaces the value of every credential in a query string or form body.
+fn redact(query: &str) -> String {
     let mut out = form_urlencoded::Serializer::new(String::new());
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        if k == key {
+        if SECRETS.iter().any(|s| k.eq_ignore_ascii_case(s)) {
             out.append_pair(&k, "redacted");
         } else {
             out.append_pair(&k, &v);
@@ -135,12 +142,19 @@ async fn ingest(
             StatusCode::OK,
         )
         .into_response(),
-        Verdict::Rejected { code, message } => ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code,
-            message,
+        Verdict::Rejected { code, message } => {
+            // Failing to process an upload is a bug of ours, not the client's.
+            let status = match code {
+                "processing_panicked" | "processing_failed" => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            ApiError {
+                status,
+                code,
+                message,
+            }
+            .into_response()
         }
-        .into_response(),
     };
     Ok(reply)
 }
@@ -150,9 +164,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_passkey_is_redacted_whatever_its_case() {
+        let r = redact("PASSKEY=0123ABCD&tempf=70.1&passkey=x&PassWord=y");
+        assert_eq!(
+            r,
+            "PASSKEY=redacted&tempf=70.1&passkey=redacted&PassWord=redacted"
+        );
+    }
+
+    #[test]
     fn the_password_is_redacted() {
         let q = "ID=WS001&PASSWORD=hunter2&tempf=70.1&dateutc=now";
-        let r = redact(q, "PASSWORD");
+        let r = redact(q);
         assert!(!r.contains("hunter2"));
         assert!(
             r.contains("PASSWORD=redacted") && r.contains("ID=WS001") && r.contains("tempf=70.1")

@@ -1,0 +1,411 @@
+//! The production store: PostgreSQL through a connection pool. A batch is one
+//! transaction of set-based statements (`UNNEST` of arrays, one round trip
+//! per table), idempotent on (station_id, observed_at). A lost connection
+//! fails the call; the pool reconnects on the next one, and the persister
+//! retries the batch with backoff, so the daemon keeps running.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::{NoTls, Row};
+
+use super::{
+    HistoryQuery, Station, Store, StoreError, StoredQuarantine, WriteBatch, WriteOutcome,
+};
+use crate::domain::{Derived, QcFlag, QcReport, Reading, StationId};
+
+/// The migrations, in order; each runs once, recorded in `schema_migrations`.
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+
+/// Any constant: the advisory lock that serialises concurrent migrators
+/// (several instances starting together).
+const MIGRATION_LOCK: i64 = 0x1503_a12b_0000_0001;
+
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+fn pool_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Postgres(e.to_string())
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // The source carries the server's message; Display alone says "db error".
+        match e.as_db_error() {
+            Some(db) => StoreError::Postgres(format!("{}: {}", db.code().code(), db.message())),
+            None => StoreError::Postgres(e.to_string()),
+        }
+    }
+}
+
+impl PostgresStore {
+    /// A pool of at most `max_connections` to the database at `url`
+    /// (`postgres://user:password@host:port/database?options=…`). Nothing
+    /// is connected until first use.
+    pub fn new(url: &str, max_connections: usize) -> Result<Self, StoreError> {
+        let config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Open {
+            path: "storage.postgres_url".into(),
+            reason: e.to_string(),
+        })?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .create_timeout(Some(std::time::Duration::from_secs(5)))
+            .wait_timeout(Some(std::time::Duration::from_secs(10)))
+            .build()
+            .map_err(pool_error)?;
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations; returns how many ran.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
+        let mut applied = 0;
+        for (version, sql) in MIGRATIONS {
+            let done = tx
+                .query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version])
+                .await?;
+            if done.is_none() {
+                tx.batch_execute(sql).await?;
+                tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version])
+                    .await?;
+                applied += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+}
+
+const READING_COLUMNS: &str = "station_id, observed_at, received_at, latitude, longitude, \
+    elevation_m, temperature_c, humidity_pct, pressure_hpa, wind_speed_ms, wind_direction_deg, \
+    wind_gust_ms, dew_point_c, heat_index_c, wind_chill_c, feels_like_c, \
+    sea_level_pressure_hpa, qc_status, qc";
+
+fn reading_from_row(row: &Row) -> Result<Reading, StoreError> {
+    let id: String = row.try_get(0)?;
+    let station_id = StationId::parse(&id).map_err(|e| StoreError::Postgres(e.to_string()))?;
+    let status: String = row.try_get(17)?;
+    let qc: serde_json::Value = row.try_get(18)?;
+    let qc = serde_json::from_value(qc).unwrap_or_else(|_| QcReport {
+        status: QcFlag::parse(&status).unwrap_or(QcFlag::Suspect),
+        ..QcReport::default()
+    });
+    Ok(Reading {
+        station_id,
+        observed_at: row.try_get(1)?,
+        received_at: row.try_get(2)?,
+        latitude: row.try_get(3)?,
+        longitude: row.try_get(4)?,
+        elevation_m: row.try_get(5)?,
+        temperature_c: row.try_get(6)?,
+        humidity_pct: row.try_get(7)?,
+        pressure_hpa: row.try_get(8)?,
+        wind_speed_ms: row.try_get(9)?,
+        wind_direction_deg: row.try_get(10)?,
+        wind_gust_ms: row.try_get(11)?,
+        derived: Derived {
+            dew_point_c: row.try_get(12)?,
+            heat_index_c: row.try_get(13)?,
+            wind_chill_c: row.try_get(14)?,
+            feels_like_c: row.try_get(15)?,
+            sea_level_pressure_hpa: row.try_get(16)?,
+        },
+        qc,
+    })
+}
+
+fn station_from_row(row: &Row) -> Result<Station, StoreError> {
+    let id: String = row.try_get(0)?;
+    Ok(Station {
+        station_id: StationId::parse(&id).map_err(|e| StoreError::Postgres(e.to_string()))?,
+        latitude: row.try_get(1)?,
+        longitude: row.try_get(2)?,
+        elevation_m: row.try_get(3)?,
+        first_seen: row.try_get(4)?,
+        last_seen: row.try_get(5)?,
+    })
+}
+
+/// The column arrays of a batch of readings, for one `UNNEST` insert.
+#[derive(Default)]
+struct Columns {
+    station_id: Vec<String>,
+    observed_at: Vec<DateTime<Utc>>,
+    received_at: Vec<DateTime<Utc>>,
+    values: [Vec<Option<f64>>; 14],
+    qc_status: Vec<&'static str>,
+    qc: Vec<serde_json::Value>,
+}
+
+impl Columns {
+    fn of(readings: &[Reading]) -> Self {
+        let mut c = Columns::default();
+        for r in readings {
+            c.station_id.push(r.station_id.to_string());
+            c.observed_at.push(r.observed_at);
+            c.received_at.push(r.received_at);
+            let d = &r.derived;
+            let values = [
+                r.latitude,
+                r.longitude,
+                r.elevation_m,
+                r.temperature_c,
+                r.humidity_pct,
+                r.pressure_hpa,
+                r.wind_speed_ms,
+                r.wind_direction_deg,
+                r.wind_gust_ms,
+                d.dew_point_c,
+                d.heat_index_c,
+                d.wind_chill_c,
+                d.feels_like_c,
+                d.sea_level_pressure_hpa,
+            ];
+            for (column, value) in c.values.iter_mut().zip(values) {
+                column.push(value);
+            }
+            c.qc_status.push(r.qc.status.as_str());
+            c.qc.push(serde_json::to_value(&r.qc).expect("a QC report always serialises"));
+        }
+        c
+    }
+}
+
+/// Per station, what the inserted readings say about it.
+struct StationUpdate {
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+    elevation_m: Option<f64>,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn write_batch(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome, StoreError> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await?;
+        let mut inserted = vec![false; batch.readings.len()];
+        if !batch.readings.is_empty() {
+            let c = Columns::of(&batch.readings);
+            let v = &c.values;
+            let rows = tx
+                .query(
+                    &format!(
+                        "INSERT INTO observations ({READING_COLUMNS}) \
+                         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], \
+                           $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::float8[], \
+                           $9::float8[], $10::float8[], $11::float8[], $12::float8[], \
+                           $13::float8[], $14::float8[], $15::float8[], $16::float8[], \
+                           $17::float8[], $18::text[], $19::jsonb[]) \
+                         ON CONFLICT (station_id, observed_at) DO NOTHING \
+                         RETURNING station_id, observed_at"
+                    ),
+                    &[
+                        &c.station_id, &c.observed_at, &c.received_at, &v[0], &v[1], &v[2],
+                        &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11],
+                        &v[12], &v[13], &c.qc_status, &c.qc,
+                    ],
+                )
+                .await?;
+            // Which readings were new: each returned key marks its first
+            // occurrence in the batch (a batch may hold a key twice).
+            let mut new: HashMap<(String, DateTime<Utc>), usize> = HashMap::new();
+            for row in &rows {
+                *new.entry((row.try_get(0)?, row.try_get(1)?)).or_default() += 1;
+            }
+            for (i, r) in batch.readings.iter().enumerate() {
+                if let Some(n) = new.get_mut(&(r.station_id.to_string(), r.observed_at))
+                    && *n > 0
+                {
+                    *n -= 1;
+                    inserted[i] = true;
+                }
+            }
+            upsert_stations(&tx, &batch.readings, &inserted).await?;
+        }
+        if !batch.quarantine.is_empty() {
+            let q = &batch.quarantine;
+            let received: Vec<DateTime<Utc>> = q.iter().map(|r| r.received_at).collect();
+            let source: Vec<&str> = q.iter().map(|r| r.source.as_str()).collect();
+            let station: Vec<Option<&str>> =
+                q.iter().map(|r| r.station_id.as_ref().map(StationId::as_str)).collect();
+            let code: Vec<&str> = q.iter().map(|r| r.reason_code).collect();
+            let reason: Vec<&str> = q.iter().map(|r| r.reason.as_str()).collect();
+            let payload: Vec<&[u8]> = q.iter().map(|r| r.payload.as_slice()).collect();
+            let bytes: Vec<i32> =
+                q.iter().map(|r| i32::try_from(r.payload_bytes).unwrap_or(i32::MAX)).collect();
+            tx.execute(
+                "INSERT INTO quarantine \
+                   (received_at, source, station_id, reason_code, reason, payload, payload_bytes) \
+                 SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], \
+                   $5::text[], $6::bytea[], $7::int4[])",
+                &[&received, &source, &station, &code, &reason, &payload, &bytes],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(WriteOutcome { inserted })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    async fn stations(&self) -> Result<Vec<Station>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(
+                "SELECT station_id, latitude, longitude, elevation_m, first_seen, last_seen \
+                 FROM stations ORDER BY station_id",
+                &[],
+            )
+            .await?;
+        rows.iter().map(station_from_row).collect()
+    }
+
+    async fn station(&self, id: &StationId) -> Result<Option<Station>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt(
+                "SELECT station_id, latitude, longitude, elevation_m, first_seen, last_seen \
+                 FROM stations WHERE station_id = $1",
+                &[&id.as_str()],
+            )
+            .await?;
+        row.as_ref().map(station_from_row).transpose()
+    }
+
+    async fn latest(&self, id: &StationId) -> Result<Option<Reading>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {READING_COLUMNS} FROM observations WHERE station_id = $1 \
+                     ORDER BY observed_at DESC LIMIT 1"
+                ),
+                &[&id.as_str()],
+            )
+            .await?;
+        row.as_ref().map(reading_from_row).transpose()
+    }
+
+    async fn readings(&self, q: HistoryQuery) -> Result<Vec<Reading>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {READING_COLUMNS} FROM observations \
+                     WHERE station_id = $1 AND observed_at >= $2 AND observed_at < $3 \
+                     ORDER BY observed_at LIMIT $4"
+                ),
+                &[&q.station_id.as_str(), &q.from, &q.to, &limit],
+            )
+            .await?;
+        rows.iter().map(reading_from_row).collect()
+    }
+
+    async fn quarantine(
+        &self,
+        limit: usize,
+        before_id: Option<i64>,
+    ) -> Result<Vec<StoredQuarantine>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT id, received_at, source, station_id, reason_code, reason, payload, \
+                        payload_bytes \
+                 FROM quarantine WHERE id < $1 ORDER BY id DESC LIMIT $2",
+                &[&before_id.unwrap_or(i64::MAX), &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let payload: Vec<u8> = r.try_get(6)?;
+                let payload_bytes = r.try_get::<_, i32>(7)?.max(0) as usize;
+                Ok(StoredQuarantine {
+                    id: r.try_get(0)?,
+                    received_at: r.try_get(1)?,
+                    source: r.try_get(2)?,
+                    station_id: r.try_get(3)?,
+                    reason_code: r.try_get(4)?,
+                    reason: r.try_get(5)?,
+                    truncated: payload.len() < payload_bytes,
+                    payload: String::from_utf8_lossy(&payload).into_owned(),
+                    payload_bytes,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One upsert for the stations of the newly inserted readings, in id order
+/// so that concurrent writers take row locks in the same order.
+async fn upsert_stations(
+    tx: &deadpool_postgres::Transaction<'_>,
+    readings: &[Reading],
+    inserted: &[bool],
+) -> Result<(), StoreError> {
+    let mut updates: BTreeMap<&str, StationUpdate> = BTreeMap::new();
+    for r in readings.iter().zip(inserted).filter(|(_, new)| **new).map(|(r, _)| r) {
+        let u = updates.entry(r.station_id.as_str()).or_insert(StationUpdate {
+            latitude: None,
+            longitude: None,
+            elevation_m: None,
+            first: r.observed_at,
+            last: r.observed_at,
+        });
+        u.first = u.first.min(r.observed_at);
+        if r.observed_at >= u.last {
+            u.last = r.observed_at;
+            u.latitude = r.latitude.or(u.latitude);
+            u.longitude = r.longitude.or(u.longitude);
+            u.elevation_m = r.elevation_m.or(u.elevation_m);
+        }
+    }
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = updates.keys().copied().collect();
+    let lat: Vec<Option<f64>> = updates.values().map(|u| u.latitude).collect();
+    let lon: Vec<Option<f64>> = updates.values().map(|u| u.longitude).collect();
+    let elevation: Vec<Option<f64>> = updates.values().map(|u| u.elevation_m).collect();
+    let first: Vec<DateTime<Utc>> = updates.values().map(|u| u.first).collect();
+    let last: Vec<DateTime<Utc>> = updates.values().map(|u| u.last).collect();
+    tx.execute(
+        "INSERT INTO stations (station_id, latitude, longitude, elevation_m, first_seen, last_seen) \
+         SELECT * FROM UNNEST($1::text[], $2::float8[], $3::float8[], $4::float8[], \
+           $5::timestamptz[], $6::timestamptz[]) \
+         ON CONFLICT (station_id) DO UPDATE SET \
+           latitude = coalesce(EXCLUDED.latitude, stations.latitude), \
+           longitude = coalesce(EXCLUDED.longitude, stations.longitude), \
+           elevation_m = coalesce(EXCLUDED.elevation_m, stations.elevation_m), \
+           first_seen = least(stations.first_seen, EXCLUDED.first_seen), \
+           last_seen = greatest(stations.last_seen, EXCLUDED.last_seen)",
+        &[&ids, &lat, &lon, &elevation, &first, &last],
+    )
+    .await?;
+    Ok(())
+}
