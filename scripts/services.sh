@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure the real services the tests use are running, installing and
+# Makes sure the real services the tests use (Mosquitto on 1883, PostgreSQL
+# on 5432 with trust auth for local connections) are running, installing and
 # starting any that is missing. Idempotent: does nothing when all are up.
 set -euo pipefail
 
@@ -30,4 +31,27 @@ else
     mosquitto -d -p 1883
   fi
   wait_for 1883 mosquitto
+fi
+
+if listening 5432; then
+  echo "services: postgresql is listening on 5432"
+else
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    echo "services: installing postgresql"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  hba=/etc/postgresql/$version/main/pg_hba.conf
+  # Tests connect as postgres over TCP without a password.
+  if ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+    sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+  fi
+  echo "services: starting postgresql $version"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start
+  wait_for 5432 postgresql
+fi
+if ! psql -h 127.0.0.1 -U postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'test'" postgres | grep -q 1; then
+  echo "services: creating database test"
+  psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE test" postgres >/dev/null
 fi

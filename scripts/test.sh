@@ -15,7 +15,7 @@ step "dashboard: packages, type-check and build"
 step "dashboard: unit tests"
 (cd frontend && npm test)
 
-step "services: Mosquitto on 127.0.0.1:1883 (external-broker tests)"
+step "services: Mosquitto and PostgreSQL"
 ./scripts/services.sh
 
 step "rust: format and lints"

@@ -21,7 +21,7 @@ use crate::broker::{BrokerError, EmbeddedBroker};
 use crate::config::{MqttMode, Settings, parse_host_port};
 use crate::delivery::{DeliveryContext, PipelineNames};
 use crate::health::Health;
-use crate::storage::{MemoryCache, SqliteStore, Store, StoreError};
+use crate::storage::{MemoryCache, StoreError};
 use crate::supervisor::RestartPolicy;
 use crate::web::{self, WebContext};
 
@@ -74,10 +74,12 @@ impl App {
         let instance = format!("isobar{}", INSTANCES.fetch_add(1, Ordering::Relaxed));
         let metrics = metrics_handle();
 
-        let path = settings.storage.sqlite_path();
-        let store: Arc<dyn Store> =
-            Arc::new(tokio::task::block_in_place(|| SqliteStore::open(&path))?);
-        tracing::info!(path = %path.display(), "store open (sqlite)");
+        let store = crate::storage::open(
+            &settings.storage,
+            settings.storage.migrate_on_start,
+            Duration::from_secs(30),
+        )
+        .await?;
         let cache = Arc::new(MemoryCache::default());
 
         let mqtt_addr = match settings.mqtt.mode {

@@ -69,18 +69,67 @@ impl Default for MqttSettings {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// A SQLite file in `data_dir`: no server needed.
+    Sqlite,
+    /// PostgreSQL at `postgres_url`.
+    Postgres,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSettings {
+    pub backend: StoreBackend,
     /// Directory for the SQLite database.
     pub data_dir: PathBuf,
+    /// `postgres://user:password@host:port/database`; set it from the
+    /// environment (ISOBAR__STORAGE__POSTGRES_URL), it holds a password.
+    pub postgres_url: Option<Secret>,
+    /// Connections in the PostgreSQL pool.
+    pub postgres_pool: usize,
+    /// Apply pending migrations when the daemon starts.
+    pub migrate_on_start: bool,
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
         Self {
+            backend: StoreBackend::Sqlite,
             data_dir: PathBuf::from("data"),
+            postgres_url: None,
+            postgres_pool: 16,
+            migrate_on_start: true,
         }
+    }
+}
+
+/// A value that must not be shown: `Debug` and serialisation (as in
+/// `isobar check-config`) print a placeholder.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("<redacted>")
     }
 }
 
@@ -239,6 +288,27 @@ impl Settings {
         if self.mqtt.max_inflight == 0 {
             return Err(ConfigError::new("mqtt.max_inflight", "must be at least 1"));
         }
+        if self.storage.backend == StoreBackend::Postgres {
+            let url = self.storage.postgres_url.as_ref().ok_or_else(|| {
+                ConfigError::new(
+                    "storage.postgres_url",
+                    "required with storage.backend = \"postgres\" \
+                     (set ISOBAR__STORAGE__POSTGRES_URL)",
+                )
+            })?;
+            // The parser's message never quotes the URL, which holds a password.
+            url.expose()
+                .parse::<tokio_postgres::Config>()
+                .map_err(|e| {
+                    ConfigError::new("storage.postgres_url", format!("not a PostgreSQL URL: {e}"))
+                })?;
+        }
+        if !(1..=1000).contains(&self.storage.postgres_pool) {
+            return Err(ConfigError::new(
+                "storage.postgres_pool",
+                "must be between 1 and 1000",
+            ));
+        }
         if !(1..=100_000).contains(&self.persister.batch_size) {
             return Err(ConfigError::new(
                 "persister.batch_size",
@@ -387,6 +457,22 @@ mod tests {
         let overrides = Figment::new().merge(Serialized::default("web.listen", "127.0.0.1:9001"));
         let s = Settings::load(Some(&path), overrides).unwrap();
         assert_eq!(s.web.listen.port(), 9001);
+    }
+
+    #[test]
+    fn postgres_needs_a_valid_url_that_is_never_shown() {
+        let err = load_toml("[storage]\nbackend = \"postgres\"\n").unwrap_err();
+        assert_eq!(err.key, "storage.postgres_url");
+        let s = load_toml(
+            "[storage]\nbackend = \"postgres\"\npostgres_url = \"postgres://u:hunter2@db/isobar\"\n",
+        )
+        .unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(!toml::to_string(&s).unwrap().contains("hunter2"));
+        assert_eq!(
+            s.storage.postgres_url.unwrap().expose(),
+            "postgres://u:hunter2@db/isobar"
+        );
     }
 
     #[test]

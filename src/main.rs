@@ -285,10 +285,12 @@ async fn migrate(args: ConfigArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let path = settings.storage.sqlite_path();
-    match isobar::storage::SqliteStore::open(&path) {
+    match isobar::storage::open(&settings.storage, true, std::time::Duration::from_secs(30)).await {
         Ok(_) => {
-            println!("isobar: {} is up to date", path.display());
+            println!(
+                "isobar: the {:?} store is up to date",
+                settings.storage.backend
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -4,16 +4,73 @@
 //! config.
 
 mod memory;
+mod postgres;
 mod sqlite;
 
 pub use memory::MemoryCache;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use std::sync::Arc;
+
+use crate::config::{StorageSettings, StoreBackend};
 use crate::domain::{Reading, StationId};
+
+/// Opens the configured store, applying migrations when `migrate` is set
+/// (SQLite always migrates: it is the daemon's own file). PostgreSQL may
+/// still be starting; it is retried with backoff for up to `wait`.
+pub async fn open(
+    settings: &StorageSettings,
+    migrate: bool,
+    wait: std::time::Duration,
+) -> Result<Arc<dyn Store>, StoreError> {
+    match settings.backend {
+        StoreBackend::Sqlite => {
+            let path = settings.sqlite_path();
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))??;
+            tracing::info!(path = %store.path().display(), "store open (sqlite)");
+            Ok(Arc::new(store))
+        }
+        StoreBackend::Postgres => {
+            let url = settings
+                .postgres_url
+                .as_ref()
+                .ok_or_else(|| StoreError::Open {
+                    path: "storage.postgres_url".into(),
+                    reason: "not set".into(),
+                })?;
+            let store = PostgresStore::new(url.expose(), settings.postgres_pool)?;
+            let deadline = tokio::time::Instant::now() + wait;
+            let mut delay = std::time::Duration::from_millis(200);
+            loop {
+                let ready = if migrate {
+                    store.migrate().await.map(Some)
+                } else {
+                    store.ping().await.map(|()| None)
+                };
+                match ready {
+                    Ok(applied) => {
+                        tracing::info!(migrations_applied = applied, "store open (postgres)");
+                        return Ok(Arc::new(store));
+                    }
+                    Err(e) if tokio::time::Instant::now() + delay < deadline => {
+                        tracing::warn!(error = %e, retry_ms = delay.as_millis() as u64,
+                            "postgres not reachable yet");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+}
 
 /// A message that was not accepted as a reading, kept for inspection.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -88,6 +145,8 @@ pub enum StoreError {
     Open { path: String, reason: String },
     #[error("store task failed: {0}")]
     Task(String),
+    #[error("postgres: {0}")]
+    Postgres(String),
 }
 
 /// Durable history. Writes are idempotent on (station_id, observed_at).

@@ -951,7 +951,10 @@ mod tests {
         let mut c = QcConfig::default();
         c.temperature.step = Some(-1.0);
         assert_eq!(c.validate().unwrap_err().0, "qc.temperature.step");
-        let c = QcConfig { persistence_window: Duration::ZERO, ..QcConfig::default() };
+        let c = QcConfig {
+            persistence_window: Duration::ZERO,
+            ..QcConfig::default()
+        };
         assert_eq!(c.validate().unwrap_err().0, "qc.persistence_window");
     }
 }

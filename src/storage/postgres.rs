@@ -13,9 +13,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{NoTls, Row};
 
-use super::{
-    HistoryQuery, Station, Store, StoreError, StoredQuarantine, WriteBatch, WriteOutcome,
-};
+use super::{HistoryQuery, Station, Store, StoreError, StoredQuarantine, WriteBatch, WriteOutcome};
 use crate::domain::{Derived, QcFlag, QcReport, Reading, StationId};
 
 /// The migrations, in order; each runs once, recorded in `schema_migrations`.
@@ -55,7 +53,9 @@ impl PostgresStore {
         let manager = Manager::from_config(
             config,
             NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
         );
         let pool = Pool::builder(manager)
             .max_size(max_connections)
@@ -71,7 +71,8 @@ impl PostgresStore {
     pub async fn migrate(&self) -> Result<usize, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                  version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
@@ -80,12 +81,18 @@ impl PostgresStore {
         let mut applied = 0;
         for (version, sql) in MIGRATIONS {
             let done = tx
-                .query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version])
+                .query_opt(
+                    "SELECT 1 FROM schema_migrations WHERE version = $1",
+                    &[version],
+                )
                 .await?;
             if done.is_none() {
                 tx.batch_execute(sql).await?;
-                tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version])
-                    .await?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version) VALUES ($1)",
+                    &[version],
+                )
+                .await?;
                 applied += 1;
             }
         }
@@ -220,9 +227,25 @@ impl Store for PostgresStore {
                          RETURNING station_id, observed_at"
                     ),
                     &[
-                        &c.station_id, &c.observed_at, &c.received_at, &v[0], &v[1], &v[2],
-                        &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11],
-                        &v[12], &v[13], &c.qc_status, &c.qc,
+                        &c.station_id,
+                        &c.observed_at,
+                        &c.received_at,
+                        &v[0],
+                        &v[1],
+                        &v[2],
+                        &v[3],
+                        &v[4],
+                        &v[5],
+                        &v[6],
+                        &v[7],
+                        &v[8],
+                        &v[9],
+                        &v[10],
+                        &v[11],
+                        &v[12],
+                        &v[13],
+                        &c.qc_status,
+                        &c.qc,
                     ],
                 )
                 .await?;
@@ -246,19 +269,25 @@ impl Store for PostgresStore {
             let q = &batch.quarantine;
             let received: Vec<DateTime<Utc>> = q.iter().map(|r| r.received_at).collect();
             let source: Vec<&str> = q.iter().map(|r| r.source.as_str()).collect();
-            let station: Vec<Option<&str>> =
-                q.iter().map(|r| r.station_id.as_ref().map(StationId::as_str)).collect();
+            let station: Vec<Option<&str>> = q
+                .iter()
+                .map(|r| r.station_id.as_ref().map(StationId::as_str))
+                .collect();
             let code: Vec<&str> = q.iter().map(|r| r.reason_code).collect();
             let reason: Vec<&str> = q.iter().map(|r| r.reason.as_str()).collect();
             let payload: Vec<&[u8]> = q.iter().map(|r| r.payload.as_slice()).collect();
-            let bytes: Vec<i32> =
-                q.iter().map(|r| i32::try_from(r.payload_bytes).unwrap_or(i32::MAX)).collect();
+            let bytes: Vec<i32> = q
+                .iter()
+                .map(|r| i32::try_from(r.payload_bytes).unwrap_or(i32::MAX))
+                .collect();
             tx.execute(
                 "INSERT INTO quarantine \
                    (received_at, source, station_id, reason_code, reason, payload, payload_bytes) \
                  SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], \
                    $5::text[], $6::bytea[], $7::int4[])",
-                &[&received, &source, &station, &code, &reason, &payload, &bytes],
+                &[
+                    &received, &source, &station, &code, &reason, &payload, &bytes,
+                ],
             )
             .await?;
         }
@@ -369,14 +398,21 @@ async fn upsert_stations(
     inserted: &[bool],
 ) -> Result<(), StoreError> {
     let mut updates: BTreeMap<&str, StationUpdate> = BTreeMap::new();
-    for r in readings.iter().zip(inserted).filter(|(_, new)| **new).map(|(r, _)| r) {
-        let u = updates.entry(r.station_id.as_str()).or_insert(StationUpdate {
-            latitude: None,
-            longitude: None,
-            elevation_m: None,
-            first: r.observed_at,
-            last: r.observed_at,
-        });
+    for r in readings
+        .iter()
+        .zip(inserted)
+        .filter(|(_, new)| **new)
+        .map(|(r, _)| r)
+    {
+        let u = updates
+            .entry(r.station_id.as_str())
+            .or_insert(StationUpdate {
+                latitude: None,
+                longitude: None,
+                elevation_m: None,
+                first: r.observed_at,
+                last: r.observed_at,
+            });
         u.first = u.first.min(r.observed_at);
         if r.observed_at >= u.last {
             u.last = r.observed_at;

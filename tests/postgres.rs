@@ -1,0 +1,236 @@
+//! The PostgreSQL store against the machine's real server: each test gets
+//! its own schema, so tests run in parallel and leave nothing behind.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+use common::{Daemon, Publisher, eventually};
+use isobar::domain::{Observation, QcConfig, Reading, StationId, StationQc};
+use isobar::storage::{HistoryQuery, PostgresStore, QuarantineRecord, Store, WriteBatch};
+
+const SERVER: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A fresh schema, dropped when the test is done with it.
+struct Schema {
+    name: String,
+}
+
+impl Schema {
+    async fn new() -> Schema {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!("isobar_test_{nanos}_{}", std::process::id());
+        run_sql(&format!("CREATE SCHEMA {name}")).await;
+        Schema { name }
+    }
+
+    fn url(&self) -> String {
+        format!("{SERVER}?options=-csearch_path%3D{}", self.name)
+    }
+
+    async fn drop(self) {
+        run_sql(&format!("DROP SCHEMA {} CASCADE", self.name)).await;
+    }
+}
+
+async fn run_sql(sql: &str) {
+    let (client, connection) = tokio_postgres::connect(SERVER, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432 (scripts/services.sh starts it)");
+    tokio::spawn(connection);
+    client.simple_query(sql).await.unwrap();
+}
+
+async fn count(schema: &Schema, table: &str) -> i64 {
+    let (client, connection) = tokio_postgres::connect(&schema.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn reading(station: &str, at: &str, t: f64) -> Reading {
+    let at: DateTime<Utc> = at.parse().unwrap();
+    let mut obs = Observation::new(StationId::parse(station).unwrap(), at);
+    obs.latitude = Some(52.5);
+    obs.longitude = Some(13.4);
+    obs.elevation_m = Some(34.0);
+    obs.temperature_c = Some(t);
+    obs.humidity_pct = Some(60.0);
+    obs.pressure_hpa = Some(1009.0);
+    let qc = StationQc::default().check(&obs, at, &QcConfig::default());
+    Reading::new(obs, at, qc)
+}
+
+#[tokio::test]
+async fn the_store_is_idempotent_and_answers_history() {
+    let schema = Schema::new().await;
+    let store = PostgresStore::new(&schema.url(), 4).unwrap();
+    assert_eq!(store.migrate().await.unwrap(), 1);
+    assert_eq!(store.migrate().await.unwrap(), 0, "migrations run once");
+
+    let first = reading("WS001", "2025-01-13T10:00:00Z", 1.0);
+    let batch = Arc::new(WriteBatch {
+        readings: vec![
+            first.clone(),
+            reading("WS001", "2025-01-13T10:01:00Z", 2.0),
+            // The same key twice in one batch is one reading.
+            first.clone(),
+            reading("WS002", "2025-01-13T09:00:00Z", 3.0),
+        ],
+        quarantine: vec![QuarantineRecord {
+            received_at: Utc::now(),
+            source: "weather/WS001/observations".into(),
+            station_id: Some(StationId::parse("WS001").unwrap()),
+            reason_code: "malformed_json",
+            reason: "payload is not valid reading JSON".into(),
+            payload: b"{\"temp".to_vec(),
+            payload_bytes: 6,
+        }],
+    });
+    assert_eq!(
+        store.write_batch(batch.clone()).await.unwrap().inserted,
+        [true, true, false, true]
+    );
+    // A redelivered batch inserts nothing.
+    assert_eq!(
+        store
+            .write_batch(Arc::new(WriteBatch {
+                readings: batch.readings.clone(),
+                quarantine: vec![],
+            }))
+            .await
+            .unwrap()
+            .inserted,
+        [false, false, false, false]
+    );
+    assert_eq!(count(&schema, "observations").await, 3);
+
+    let id = StationId::parse("WS001").unwrap();
+    let history = store
+        .readings(HistoryQuery {
+            station_id: id.clone(),
+            from: "2025-01-13T00:00:00Z".parse().unwrap(),
+            to: "2025-01-14T00:00:00Z".parse().unwrap(),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        history,
+        vec![first.clone(), reading("WS001", "2025-01-13T10:01:00Z", 2.0)]
+    );
+    assert_eq!(
+        store.latest(&id).await.unwrap().unwrap().temperature_c,
+        Some(2.0)
+    );
+
+    let stations = store.stations().await.unwrap();
+    assert_eq!(stations.len(), 2);
+    assert_eq!(
+        stations[0].first_seen,
+        "2025-01-13T10:00:00Z".parse::<DateTime<Utc>>().unwrap()
+    );
+    assert_eq!(
+        stations[0].last_seen,
+        "2025-01-13T10:01:00Z".parse::<DateTime<Utc>>().unwrap()
+    );
+    assert_eq!(stations[0].elevation_m, Some(34.0));
+    // A late reading lowers first_seen and leaves last_seen.
+    store
+        .write_batch(Arc::new(WriteBatch {
+            readings: vec![reading("WS001", "2025-01-13T08:00:00Z", 0.5)],
+            quarantine: vec![],
+        }))
+        .await
+        .unwrap();
+    let ws001 = store.station(&id).await.unwrap().unwrap();
+    assert_eq!(
+        ws001.first_seen,
+        "2025-01-13T08:00:00Z".parse::<DateTime<Utc>>().unwrap()
+    );
+    assert_eq!(
+        ws001.last_seen,
+        "2025-01-13T10:01:00Z".parse::<DateTime<Utc>>().unwrap()
+    );
+
+    let q = store.quarantine(10, None).await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!((q[0].payload.as_str(), q[0].truncated), ("{\"temp", false));
+    store.ping().await.unwrap();
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_on_postgres() {
+    let schema = Schema::new().await;
+    let url = schema.url();
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("ISOBAR__STORAGE__BACKEND", "postgres"),
+            ("ISOBAR__STORAGE__POSTGRES_URL", &url),
+        ],
+    );
+    let (_, ready) = daemon.get("/ready").await;
+    assert_eq!(ready["checks"]["store"], "ok");
+    let publisher = Publisher::connect(&daemon, "pg-publisher").await;
+    for minute in 0..5 {
+        publisher
+            .reading(
+                "WS300",
+                &format!("2025-01-13T10:0{minute}:00Z"),
+                10.0 + minute as f64,
+            )
+            .await;
+    }
+    publisher
+        .reading("WS300", "2025-01-13T10:00:00Z", 10.0)
+        .await;
+    publisher
+        .publish("weather/WS300/observations", "not json")
+        .await;
+    eventually(
+        Duration::from_secs(20),
+        "five readings and one quarantined in PostgreSQL",
+        || async {
+            (count(&schema, "observations").await == 5 && count(&schema, "quarantine").await == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    let (_, latest) = daemon.get("/api/v1/stations/WS300/latest").await;
+    assert_eq!(latest["temperature_c"], 14.0);
+    drop(publisher);
+    assert_eq!(daemon.terminate(), Some(0));
+    schema.drop().await;
+}
+
+#[test]
+fn migrate_applies_the_postgres_schema() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let schema = runtime.block_on(Schema::new());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_isobar"))
+        .arg("migrate")
+        .env("ISOBAR__STORAGE__BACKEND", "postgres")
+        .env("ISOBAR__STORAGE__POSTGRES_URL", schema.url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let applied = runtime.block_on(count(&schema, "schema_migrations"));
+    assert_eq!(applied, 1);
+    runtime.block_on(schema.drop());
+}
