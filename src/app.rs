@@ -13,15 +13,17 @@ use ractor::{Actor, ActorRef};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::actors::hub::HubMsg;
 use crate::actors::ingest::IngestMsg;
 use crate::actors::persister::PersisterMsg;
 use crate::actors::root::{Root, RootArgs, RootMsg};
 use crate::actors::stations::StationsMsg;
 use crate::broker::{BrokerError, EmbeddedBroker};
+use crate::config::CacheBackend;
 use crate::config::{MqttMode, Settings, parse_host_port};
 use crate::delivery::{DeliveryContext, PipelineNames};
 use crate::health::Health;
-use crate::storage::{MemoryCache, StoreError};
+use crate::storage::{LatestCache, MemoryCache, RedisCache, StoreError};
 use crate::supervisor::RestartPolicy;
 use crate::web::{self, WebContext};
 
@@ -36,6 +38,8 @@ pub enum StartupError {
          ISOBAR__WEB__LISTEN or --listen"
     )]
     WebBind { addr: SocketAddr, reason: String },
+    #[error("cannot set up the cache: {0}")]
+    Cache(String),
     #[error("cannot start the actor tree: {0}")]
     Actors(String),
 }
@@ -56,6 +60,12 @@ pub struct App {
     listener: tokio::net::TcpListener,
     web: Arc<WebContext>,
     simulator: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+}
+
+/// This process among the instances that share a cache.
+fn instance_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_default();
+    format!("{host}-{}-{}", std::process::id(), rand::random::<u32>())
 }
 
 /// The process-wide Prometheus recorder (metrics allows one per process).
@@ -80,7 +90,30 @@ impl App {
             Duration::from_secs(30),
         )
         .await?;
-        let cache = Arc::new(MemoryCache::default());
+        let cache: Arc<dyn LatestCache> = match settings.cache.backend {
+            CacheBackend::Memory => Arc::new(MemoryCache::default()),
+            CacheBackend::Redis => {
+                let url = settings
+                    .cache
+                    .redis_url
+                    .as_ref()
+                    .expect("validated with the settings");
+                let redis =
+                    RedisCache::connect(url.expose(), &settings.cache.key_prefix, &instance_id())
+                        .map_err(|e| StartupError::Cache(e.to_string()))?;
+                let hub = format!("{instance}.hub");
+                // Readings stored by other instances reach this one's clients.
+                redis
+                    .relay(move |readings| {
+                        if let Some(hub) = ActorRef::<HubMsg>::where_is(hub.clone()) {
+                            let _ = hub.cast(HubMsg::Publish(readings.into()));
+                        }
+                    })
+                    .map_err(|e| StartupError::Cache(e.to_string()))?;
+                tracing::info!(prefix = %settings.cache.key_prefix, "cache: redis");
+                Arc::new(redis)
+            }
+        };
 
         let mqtt_addr = match settings.mqtt.mode {
             MqttMode::Embedded => {

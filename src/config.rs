@@ -21,6 +21,7 @@ pub const EXIT_BAD_CONFIG: i32 = 64;
 pub struct Settings {
     pub mqtt: MqttSettings,
     pub storage: StorageSettings,
+    pub cache: CacheSettings,
     pub persister: PersisterSettings,
     pub web: WebSettings,
     pub simulator: SimulatorSettings,
@@ -101,6 +102,37 @@ impl Default for StorageSettings {
             postgres_url: None,
             postgres_pool: 16,
             migrate_on_start: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheBackend {
+    /// A map in the daemon's memory.
+    Memory,
+    /// Redis at `redis_url`; also relays readings between instances.
+    Redis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    pub backend: CacheBackend,
+    /// `redis://[:password@]host:port/db`; set it from the environment
+    /// (ISOBAR__CACHE__REDIS_URL) when it holds a password.
+    pub redis_url: Option<Secret>,
+    /// Prefix of every key and channel, so instances of different networks
+    /// can share a Redis.
+    pub key_prefix: String,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            backend: CacheBackend::Memory,
+            redis_url: None,
+            key_prefix: "isobar:".into(),
         }
     }
 }
@@ -302,6 +334,20 @@ impl Settings {
                 .map_err(|e| {
                     ConfigError::new("storage.postgres_url", format!("not a PostgreSQL URL: {e}"))
                 })?;
+        }
+        if self.cache.backend == CacheBackend::Redis {
+            let url = self.cache.redis_url.as_ref().ok_or_else(|| {
+                ConfigError::new(
+                    "cache.redis_url",
+                    "required with cache.backend = \"redis\" (set ISOBAR__CACHE__REDIS_URL)",
+                )
+            })?;
+            fred::prelude::Config::from_url(url.expose()).map_err(|e| {
+                ConfigError::new(
+                    "cache.redis_url",
+                    format!("not a Redis URL: {}", e.details()),
+                )
+            })?;
         }
         if !(1..=1000).contains(&self.storage.postgres_pool) {
             return Err(ConfigError::new(

@@ -5,10 +5,12 @@
 
 mod memory;
 mod postgres;
+mod redis;
 mod sqlite;
 
 pub use memory::MemoryCache;
 pub use postgres::PostgresStore;
+pub use redis::RedisCache;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -173,9 +175,16 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// The latest reading of each station, for the live views and `/latest`.
+/// A cache is never the only copy: when it cannot answer, callers fall back
+/// to the store, so its errors are logged and counted here, not returned.
+#[async_trait]
 pub trait LatestCache: Send + Sync + 'static {
     /// Keeps each reading that is newer than the one held for its station.
-    fn put_newer(&self, readings: &[Reading]);
-    fn get(&self, id: &StationId) -> Option<Reading>;
-    fn all(&self) -> Vec<Reading>;
+    async fn put_newer(&self, readings: &[Reading]);
+    async fn get(&self, id: &StationId) -> Option<Reading>;
+    async fn all(&self) -> Vec<Reading>;
+    /// Whether the cache answers, for `/ready`.
+    async fn ping(&self) -> Result<(), String> {
+        Ok(())
+    }
 }

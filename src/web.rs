@@ -135,17 +135,28 @@ async fn ready(ctx: Arc<WebContext>) -> Result<warp::reply::Response, Infallible
         Ok(()) => "ok".to_owned(),
         Err(e) => e.to_string(),
     };
+    let cache = match ctx.cache.ping().await {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => e,
+    };
+    // The cache is an accelerator: without it the daemon still takes and
+    // serves readings, so it degrades readiness only to "degraded".
     let ok = mqtt == "ok" && store == "ok";
+    let status = match (ok, cache == "ok") {
+        (false, _) => "not_ready",
+        (true, false) => "degraded",
+        (true, true) => "ready",
+    };
     let body = serde_json::json!({
-        "status": if ok { "ready" } else { "not_ready" },
-        "checks": { "mqtt": mqtt, "store": store },
+        "status": status,
+        "checks": { "mqtt": mqtt, "store": store, "cache": cache },
     });
-    let status = if ok {
+    let code = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    Ok(warp::reply::with_status(warp::reply::json(&body), status).into_response())
+    Ok(warp::reply::with_status(warp::reply::json(&body), code).into_response())
 }
 
 fn with<T: Clone + Send>(value: T) -> impl Filter<Extract = (T,), Error = Infallible> + Clone {

@@ -200,9 +200,14 @@ impl PersisterState {
                     delivery.acknowledge(verdict);
                 }
                 if !new.is_empty() {
-                    self.args.cache.put_newer(&new);
+                    let new: Arc<[Reading]> = new.into();
+                    // In the background: a slow or absent cache (Redis down)
+                    // never holds up ingestion; it only ever keeps newer.
+                    let cache = self.args.cache.clone();
+                    let for_cache = new.clone();
+                    tokio::spawn(async move { cache.put_newer(&for_cache).await });
                     if let Some(hub) = ActorRef::<HubMsg>::where_is(self.args.hub.clone()) {
-                        let _ = hub.cast(HubMsg::Publish(new.into()));
+                        let _ = hub.cast(HubMsg::Publish(new));
                     }
                 }
                 Ok(())

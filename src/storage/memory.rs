@@ -10,8 +10,9 @@ pub struct MemoryCache {
     latest: RwLock<HashMap<StationId, Reading>>,
 }
 
+#[async_trait::async_trait]
 impl LatestCache for MemoryCache {
-    fn put_newer(&self, readings: &[Reading]) {
+    async fn put_newer(&self, readings: &[Reading]) {
         let mut latest = self.latest.write().unwrap_or_else(|e| e.into_inner());
         for reading in readings {
             match latest.get(&reading.station_id) {
@@ -23,12 +24,12 @@ impl LatestCache for MemoryCache {
         }
     }
 
-    fn get(&self, id: &StationId) -> Option<Reading> {
+    async fn get(&self, id: &StationId) -> Option<Reading> {
         let latest = self.latest.read().unwrap_or_else(|e| e.into_inner());
         latest.get(id).cloned()
     }
 
-    fn all(&self) -> Vec<Reading> {
+    async fn all(&self) -> Vec<Reading> {
         let latest = self.latest.read().unwrap_or_else(|e| e.into_inner());
         latest.values().cloned().collect()
     }
@@ -45,15 +46,21 @@ mod tests {
         Reading::new(obs, at.parse().unwrap(), crate::domain::QcReport::default())
     }
 
-    #[test]
-    fn a_late_reading_does_not_replace_a_newer_one() {
+    #[tokio::test]
+    async fn a_late_reading_does_not_replace_a_newer_one() {
         let cache = MemoryCache::default();
-        cache.put_newer(&[reading("2025-01-13T10:00:00Z", 1.0)]);
-        cache.put_newer(&[reading("2025-01-13T09:00:00Z", 2.0)]);
+        cache
+            .put_newer(&[reading("2025-01-13T10:00:00Z", 1.0)])
+            .await;
+        cache
+            .put_newer(&[reading("2025-01-13T09:00:00Z", 2.0)])
+            .await;
         let id = StationId::parse("WS001").unwrap();
-        assert_eq!(cache.get(&id).unwrap().temperature_c, Some(1.0));
-        cache.put_newer(&[reading("2025-01-13T11:00:00Z", 3.0)]);
-        assert_eq!(cache.get(&id).unwrap().temperature_c, Some(3.0));
-        assert_eq!(cache.all().len(), 1);
+        assert_eq!(cache.get(&id).await.unwrap().temperature_c, Some(1.0));
+        cache
+            .put_newer(&[reading("2025-01-13T11:00:00Z", 3.0)])
+            .await;
+        assert_eq!(cache.get(&id).await.unwrap().temperature_c, Some(3.0));
+        assert_eq!(cache.all().await.len(), 1);
     }
 }

@@ -59,9 +59,16 @@ fn reject(e: ApiError) -> Rejection {
 
 pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiError> {
     let stations = ctx.store.stations().await.map_err(ApiError::internal)?;
+    let mut cached: std::collections::HashMap<StationId, crate::domain::Reading> = ctx
+        .cache
+        .all()
+        .await
+        .into_iter()
+        .map(|r| (r.station_id.clone(), r))
+        .collect();
     let mut views = Vec::with_capacity(stations.len());
     for station in stations {
-        let latest = match ctx.cache.get(&station.station_id) {
+        let latest = match cached.remove(&station.station_id) {
             Some(r) => Some(r),
             None => ctx
                 .store
@@ -83,7 +90,7 @@ async fn list_stations(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
 
 async fn latest(raw_id: String, ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
     let id = station_id(&raw_id)?;
-    let reading = match ctx.cache.get(&id) {
+    let reading = match ctx.cache.get(&id).await {
         Some(r) => Some(r),
         None => ctx
             .store
