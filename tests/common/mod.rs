@@ -15,7 +15,7 @@ pub struct Daemon {
     pub web: String,
     pub mqtt_host: String,
     pub mqtt_port: u16,
-    pub data_dir: tempfile::TempDir,
+    pub data_dir: std::sync::Arc<tempfile::TempDir>,
     logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -27,7 +27,19 @@ impl Daemon {
     }
 
     pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let data_dir = tempfile::tempdir().unwrap();
+        Self::start_in(
+            std::sync::Arc::new(tempfile::tempdir().unwrap()),
+            extra_args,
+            env,
+        )
+    }
+
+    /// Starts on an existing data directory, as a restart would.
+    pub fn start_in(
+        data_dir: std::sync::Arc<tempfile::TempDir>,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_isobar"))
             .args([
                 "run",
@@ -105,6 +117,12 @@ impl Daemon {
 
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// Kills the process outright (SIGKILL), as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and returns the exit code.

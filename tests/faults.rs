@@ -1,0 +1,192 @@
+//! Faults against the real services on this machine. In each, a publisher
+//! keeps sending QoS 1 readings while something fails, and afterwards every
+//! published reading is stored exactly once.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use common::{Daemon, eventually, reading};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+
+fn unique() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{nanos}_{}", std::process::id())
+}
+
+/// Publishes `count` readings for `station` on `topic`, one every `every`,
+/// one second apart in observation time; returns when all are sent.
+fn publish_steadily(
+    host: &str,
+    port: u16,
+    topic: String,
+    station: &'static str,
+    count: usize,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let mut options = MqttOptions::new(format!("fault-publisher-{}", unique()), host, port);
+    options.set_keep_alive(Duration::from_secs(10));
+    let (client, mut eventloop) = AsyncClient::new(options, 1000);
+    tokio::spawn(async move {
+        loop {
+            if eventloop.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let start: DateTime<Utc> = "2025-01-13T00:00:00Z".parse().unwrap();
+        for i in 0..count {
+            let ts = (start + TimeDelta::seconds(i as i64)).to_rfc3339();
+            client
+                .publish(&topic, QoS::AtLeastOnce, false, reading(station, &ts, 10.0))
+                .await
+                .unwrap();
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
+async fn stored(daemon: &Daemon, station: &str) -> usize {
+    let (_, body) = daemon
+        .get(&format!(
+            "/api/v1/stations/{station}/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z&limit=10000"
+        ))
+        .await;
+    body["readings"].as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_mid_stream_loses_nothing() {
+    const N: usize = 1_500;
+    let id = unique();
+    let client_id = format!("isobar-fault-{id}");
+    let prefix = format!("isobar-fault-{id}");
+    let topic_filter = format!("{prefix}/+/observations");
+    let env = [
+        ("ISOBAR__MQTT__MODE", "external"),
+        ("ISOBAR__MQTT__BROKER", "127.0.0.1:1883"),
+        ("ISOBAR__MQTT__CLIENT_ID", client_id.as_str()),
+        ("ISOBAR__MQTT__TOPIC", topic_filter.as_str()),
+    ];
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let daemon = Daemon::start_in(dir.clone(), &[], &env);
+    let publisher = publish_steadily(
+        "127.0.0.1",
+        1883,
+        format!("{prefix}/WS600/observations"),
+        "WS600",
+        N,
+        Duration::from_millis(2),
+    );
+    eventually(Duration::from_secs(30), "some readings stored", || async {
+        (stored(&daemon, "WS600").await >= 200).then_some(())
+    })
+    .await;
+    // kill -9 in mid-stream: whatever was received but not committed was
+    // not acknowledged, and the broker keeps it for the session.
+    daemon.kill();
+    let daemon = Daemon::start_in(dir.clone(), &[], &env);
+    publisher.await.unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "every reading stored once",
+        || async { (stored(&daemon, "WS600").await == N).then_some(()) },
+    )
+    .await;
+    assert_eq!(daemon.terminate(), Some(0));
+    // Remove the session from the shared broker.
+    let mut options = MqttOptions::new(client_id, "127.0.0.1", 1883);
+    options.set_clean_session(true);
+    let (cleaner, mut eventloop) = AsyncClient::new(options, 10);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(event) = eventloop.poll().await {
+            if matches!(event, rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) {
+                let _ = cleaner.disconnect().await;
+            }
+            if matches!(
+                event,
+                rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)
+            ) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+const SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+async fn admin(sql: &str) {
+    let (client, connection) = tokio_postgres::connect(SERVER, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client.batch_execute(sql).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_for_30_seconds_loses_nothing() {
+    const N: usize = 400;
+    // A database of its own, so its outage touches no other test.
+    let db = format!("isobar_fault_{}", unique());
+    admin(&format!("CREATE DATABASE {db}")).await;
+    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("ISOBAR__STORAGE__BACKEND", "postgres"),
+            ("ISOBAR__STORAGE__POSTGRES_URL", &url),
+        ],
+    );
+    let publisher = publish_steadily(
+        &daemon.mqtt_host,
+        daemon.mqtt_port,
+        "weather/WS610/observations".into(),
+        "WS610",
+        N,
+        Duration::from_millis(90),
+    );
+    eventually(Duration::from_secs(30), "some readings stored", || async {
+        (stored(&daemon, "WS610").await >= 20).then_some(())
+    })
+    .await;
+    // The outage: no new connections, and the open ones cut.
+    admin(&format!(
+        "ALTER DATABASE {db} ALLOW_CONNECTIONS false;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}';"
+    ))
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "/ready to report the store down",
+        || async {
+            let (status, _) = daemon.get("/ready").await;
+            (status == 503).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    admin(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true")).await;
+
+    publisher.await.unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "every reading stored once",
+        || async { (stored(&daemon, "WS610").await == N).then_some(()) },
+    )
+    .await;
+    assert!(
+        daemon
+            .logs()
+            .iter()
+            .any(|l| l.contains("batch write failed; will retry"))
+    );
+    assert_eq!(daemon.terminate(), Some(0));
+    admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+}
