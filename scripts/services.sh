@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the real services the tests use (Mosquitto on 1883, PostgreSQL
 # on 5432 with trust auth for local connections) are running, installing and
-# starting any that is missing. Idempotent: does nothing when all are up.
+# starting any that is missing, and that moto's S3 server is installed.
+# Idempotent: does nothing when all are there.
 set -euo pipefail
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -54,4 +55,11 @@ fi
 if ! psql -h 127.0.0.1 -U postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'test'" postgres | grep -q 1; then
   echo "services: creating database test"
   psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE test" postgres >/dev/null
+fi
+
+# A local S3-compatible server for the data-lake tests; each test starts its
+# own on a free port.
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "services: installing moto (local S3 server)"
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
 fi

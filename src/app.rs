@@ -19,10 +19,11 @@ use crate::actors::persister::PersisterMsg;
 use crate::actors::root::{Root, RootArgs, RootMsg};
 use crate::actors::stations::StationsMsg;
 use crate::broker::{BrokerError, EmbeddedBroker};
-use crate::config::CacheBackend;
+use crate::config::{ArchiveBackend, CacheBackend};
 use crate::config::{MqttMode, Settings, parse_host_port};
 use crate::delivery::{DeliveryContext, PipelineNames};
 use crate::health::Health;
+use crate::storage::archive::{Archive, LocalArchive, S3Archive};
 use crate::storage::{LatestCache, MemoryCache, RedisCache, StoreError};
 use crate::supervisor::RestartPolicy;
 use crate::web::{self, WebContext};
@@ -143,6 +144,28 @@ impl App {
             PipelineNames::new(&instance),
             settings.persister.quarantine_max_bytes,
         );
+        let archive: Option<Arc<dyn Archive>> = match settings.archive.backend {
+            ArchiveBackend::Off => None,
+            ArchiveBackend::Local => {
+                let dir = settings.archive.local_dir(&settings.storage);
+                tracing::info!(dir = %dir.display(), "archive: local directory");
+                Some(Arc::new(LocalArchive::new(dir)))
+            }
+            ArchiveBackend::S3 => {
+                let a = &settings.archive;
+                let bucket = a.bucket.as_deref().expect("validated with the settings");
+                tracing::info!(bucket, endpoint = ?a.endpoint_url, "archive: s3");
+                Some(Arc::new(
+                    S3Archive::new(
+                        bucket,
+                        a.region.as_deref(),
+                        a.endpoint_url.as_deref(),
+                        a.path_style,
+                    )
+                    .await,
+                ))
+            }
+        };
         let (fatal_tx, fatal) = mpsc::unbounded_channel();
         let health = Arc::new(Health::default());
         let (root, _) = Actor::spawn(
@@ -156,6 +179,7 @@ impl App {
                 broker: mqtt_addr.clone(),
                 policy: RestartPolicy::default(),
                 health: health.clone(),
+                archive: archive.clone(),
                 fatal: fatal_tx,
             },
         )
@@ -168,6 +192,7 @@ impl App {
             hub: context.names.hub.clone(),
             stations: context.names.stations.clone(),
             health,
+            archive,
             deliveries: context.clone(),
             client_queue: settings.web.client_queue,
             static_dir: settings.web.static_dir.clone(),
@@ -270,6 +295,14 @@ async fn drain(context: &DeliveryContext) {
                 tracing::error!(outcome = ?other.map(|_| ()), "final flush failed; the broker keeps what was not acknowledged")
             }
         }
+    }
+    if let Some(archiver) =
+        ActorRef::<crate::actors::archiver::ArchiverMsg>::where_is(context.names.archiver.clone())
+    {
+        // Close the open spool segment; it is uploaded now or after restart.
+        let _ = archiver
+            .call(crate::actors::archiver::ArchiverMsg::Close, timeout)
+            .await;
     }
     if let Some(ingest) = &ingest {
         let _ = ingest.call(IngestMsg::Disconnect, timeout).await;

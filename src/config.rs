@@ -22,6 +22,7 @@ pub struct Settings {
     pub mqtt: MqttSettings,
     pub storage: StorageSettings,
     pub cache: CacheSettings,
+    pub archive: ArchiveSettings,
     pub persister: PersisterSettings,
     pub web: WebSettings,
     pub simulator: SimulatorSettings,
@@ -134,6 +135,63 @@ impl Default for CacheSettings {
             redis_url: None,
             key_prefix: "isobar:".into(),
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveBackend {
+    /// A directory with the data lake's layout (`dir`).
+    Local,
+    /// An S3 bucket, on AWS or any S3-compatible endpoint.
+    S3,
+    /// No data lake.
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiveSettings {
+    pub backend: ArchiveBackend,
+    /// Local archive directory; `<storage.data_dir>/archive` when unset.
+    pub dir: Option<PathBuf>,
+    pub bucket: Option<String>,
+    /// Prefix of every object key, such as `isobar/`.
+    pub prefix: String,
+    /// AWS region; from the AWS environment or profile when unset.
+    pub region: Option<String>,
+    /// An S3-compatible endpoint (MinIO, Ceph, ...) instead of AWS.
+    pub endpoint_url: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), which most
+    /// S3-compatible stores need.
+    pub path_style: bool,
+    /// A spool segment is uploaded at this age or size, whichever first.
+    #[serde(with = "humantime_serde")]
+    pub segment_age: Duration,
+    pub segment_bytes: u64,
+}
+
+impl Default for ArchiveSettings {
+    fn default() -> Self {
+        Self {
+            backend: ArchiveBackend::Local,
+            dir: None,
+            bucket: None,
+            prefix: String::new(),
+            region: None,
+            endpoint_url: None,
+            path_style: false,
+            segment_age: Duration::from_secs(60),
+            segment_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl ArchiveSettings {
+    pub fn local_dir(&self, storage: &StorageSettings) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| storage.data_dir.join("archive"))
     }
 }
 
@@ -348,6 +406,20 @@ impl Settings {
                     format!("not a Redis URL: {}", e.details()),
                 )
             })?;
+        }
+        if self.archive.backend == ArchiveBackend::S3
+            && self.archive.bucket.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(ConfigError::new(
+                "archive.bucket",
+                "required with archive.backend = \"s3\"",
+            ));
+        }
+        if self.archive.segment_age.is_zero() || self.archive.segment_bytes == 0 {
+            return Err(ConfigError::new(
+                "archive.segment_age",
+                "segments need an age and a size above zero",
+            ));
         }
         if !(1..=1000).contains(&self.storage.postgres_pool) {
             return Err(ConfigError::new(

@@ -33,6 +33,7 @@ pub struct PipelineNames {
     pub stations: String,
     pub persister: String,
     pub hub: String,
+    pub archiver: String,
 }
 
 impl PipelineNames {
@@ -42,6 +43,7 @@ impl PipelineNames {
             stations: format!("{instance}.stations"),
             persister: format!("{instance}.persister"),
             hub: format!("{instance}.hub"),
+            archiver: format!("{instance}.archiver"),
         }
     }
 }
@@ -367,6 +369,12 @@ impl DeliveryContext {
     /// when it is back: it is never dropped, and waiting is not an attempt.
     pub fn to_stations(self: &Arc<Self>, delivery: Delivery) {
         self.send_or_wait(self.names.stations.clone(), StationsMsg::Route(delivery));
+    }
+
+    /// Sends stored readings to the archiver, waiting for it likewise.
+    pub fn to_archiver(self: &Arc<Self>, readings: Arc<[crate::domain::Reading]>) {
+        use crate::actors::archiver::ArchiverMsg;
+        self.send_or_wait(self.names.archiver.clone(), ArchiverMsg::Append(readings));
     }
 
     /// Sends to the persister, waiting for it likewise.

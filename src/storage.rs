@@ -3,6 +3,7 @@
 //! that the embedded defaults and the production services are chosen by
 //! config.
 
+pub mod archive;
 mod memory;
 mod postgres;
 mod redis;

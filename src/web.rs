@@ -26,6 +26,7 @@ pub struct WebContext {
     pub hub: String,
     pub stations: String,
     pub health: Arc<Health>,
+    pub archive: Option<Arc<dyn crate::storage::archive::Archive>>,
     /// For uploads: how deliveries reach the pipeline.
     pub deliveries: Arc<crate::delivery::DeliveryContext>,
     pub client_queue: usize,
@@ -139,17 +140,27 @@ async fn ready(ctx: Arc<WebContext>) -> Result<warp::reply::Response, Infallible
         Ok(()) => "ok".to_owned(),
         Err(e) => e,
     };
-    // The cache is an accelerator: without it the daemon still takes and
-    // serves readings, so it degrades readiness only to "degraded".
+    let archive = match &ctx.archive {
+        None => "off".to_owned(),
+        Some(a) => match a.ping().await {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => e,
+        },
+    };
+    // The cache and the archive can be down while readings are still taken
+    // and stored (the archive catches up from its spool): "degraded".
     let ok = mqtt == "ok" && store == "ok";
-    let status = match (ok, cache == "ok") {
+    let status = match (
+        ok,
+        cache == "ok" && matches!(archive.as_str(), "ok" | "off"),
+    ) {
         (false, _) => "not_ready",
         (true, false) => "degraded",
         (true, true) => "ready",
     };
     let body = serde_json::json!({
         "status": status,
-        "checks": { "mqtt": mqtt, "store": store, "cache": cache },
+        "checks": { "mqtt": mqtt, "store": store, "cache": cache, "archive": archive },
     });
     let code = if ok {
         StatusCode::OK

@@ -274,7 +274,7 @@ async fn the_dashboard_is_served_from_its_static_dir() {
     assert_eq!(status, 200);
     assert_eq!(
         ready,
-        serde_json::json!({"status": "ready", "checks": {"mqtt": "ok", "store": "ok", "cache": "ok"}})
+        serde_json::json!({"status": "ready", "checks": {"mqtt": "ok", "store": "ok", "cache": "ok", "archive": "ok"}})
     );
 }
 

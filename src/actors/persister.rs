@@ -61,6 +61,9 @@ pub struct PersisterArgs {
     pub store: Arc<dyn Store>,
     pub cache: Arc<dyn LatestCache>,
     pub hub: String,
+    /// Whether stored readings also go to the data lake's archiver.
+    pub archive: bool,
+    pub context: Arc<crate::delivery::DeliveryContext>,
     pub batch_size: usize,
     pub flush_interval: Duration,
 }
@@ -206,6 +209,11 @@ impl PersisterState {
                     let cache = self.args.cache.clone();
                     let for_cache = new.clone();
                     tokio::spawn(async move { cache.put_newer(&for_cache).await });
+                    if self.args.archive {
+                        // Stored, so it must reach the lake too: wait for a
+                        // restarting archiver rather than skip it.
+                        self.args.context.to_archiver(new.clone());
+                    }
                     if let Some(hub) = ActorRef::<HubMsg>::where_is(self.args.hub.clone()) {
                         let _ = hub.cast(HubMsg::Publish(new));
                     }

@@ -10,6 +10,7 @@ use std::time::Instant;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc;
 
+use crate::actors::archiver::{Archiver, ArchiverArgs};
 use crate::actors::hub::Hub;
 use crate::actors::ingest::{Ingest, IngestArgs};
 use crate::actors::persister::{Persister, PersisterArgs};
@@ -17,6 +18,7 @@ use crate::actors::stations::{StationsArgs, StationsSupervisor};
 use crate::config::Settings;
 use crate::delivery::DeliveryContext;
 use crate::health::Health;
+use crate::storage::archive::Archive;
 use crate::storage::{LatestCache, Store};
 use crate::supervisor::{Decision, RestartIntensity, RestartPolicy};
 
@@ -28,18 +30,26 @@ pub enum RootMsg {
 pub enum ChildKind {
     Persister,
     Hub,
+    Archiver,
     Stations,
     Ingest,
 }
 
 impl ChildKind {
     /// Start order: sinks before the sources that feed them.
-    pub const ALL: [ChildKind; 4] = [Self::Persister, Self::Hub, Self::Stations, Self::Ingest];
+    pub const ALL: [ChildKind; 5] = [
+        Self::Archiver,
+        Self::Persister,
+        Self::Hub,
+        Self::Stations,
+        Self::Ingest,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Self::Persister => "persister",
             Self::Hub => "hub",
+            Self::Archiver => "archiver",
             Self::Stations => "stations",
             Self::Ingest => "ingest",
         }
@@ -56,6 +66,8 @@ pub struct RootArgs {
     pub broker: (String, u16),
     pub policy: RestartPolicy,
     pub health: Arc<Health>,
+    /// The data lake, when one is configured.
+    pub archive: Option<Arc<dyn Archive>>,
     /// Told why, when the root gives up.
     pub fatal: mpsc::UnboundedSender<String>,
 }
@@ -143,6 +155,8 @@ impl RootState {
                     store: a.store.clone(),
                     cache: a.cache.clone(),
                     hub: names.hub.clone(),
+                    archive: a.archive.is_some(),
+                    context: a.context.clone(),
                     batch_size: a.settings.persister.batch_size,
                     flush_interval: a.settings.persister.flush_interval,
                 };
@@ -155,6 +169,22 @@ impl RootState {
                 .await?
                 .0
                 .get_cell(),
+            ChildKind::Archiver => {
+                let Some(archive) = a.archive.clone() else {
+                    return Ok(());
+                };
+                let args = ArchiverArgs {
+                    archive,
+                    spool_dir: a.settings.storage.data_dir.join("spool"),
+                    prefix: a.settings.archive.prefix.clone(),
+                    segment_age: a.settings.archive.segment_age,
+                    segment_bytes: a.settings.archive.segment_bytes,
+                };
+                Actor::spawn_linked(Some(names.archiver.clone()), Archiver, args, supervisor)
+                    .await?
+                    .0
+                    .get_cell()
+            }
             ChildKind::Stations => {
                 let args = StationsArgs {
                     context: a.context.clone(),

@@ -1,0 +1,276 @@
+//! The data lake: every stored reading also goes to objects of compressed
+//! JSON lines, partitioned as
+//! `readings/date=YYYY-MM-DD/station=<id>/<content hash>.jsonl.gz`, in S3
+//! (or any S3-compatible store) in production and in a local directory with
+//! the same layout by default.
+//!
+//! Readings are first appended to a spool on local disk; a spool segment is
+//! closed by size or age and uploaded, one object per partition, then
+//! deleted. So while the archive is unreachable nothing waits in memory and
+//! nothing is dropped: segments pile up on disk and go out when it is back.
+//! An object's key is the hash of its content, so uploading a segment again
+//! (after a crash between upload and delete) overwrites instead of
+//! duplicating.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use sha2::{Digest, Sha256};
+
+use crate::domain::Reading;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("archive I/O on {path}: {reason}")]
+    Io { path: String, reason: String },
+    #[error("s3 {operation} s3://{bucket}/{key}: {reason}")]
+    S3 {
+        operation: &'static str,
+        bucket: String,
+        key: String,
+        reason: String,
+    },
+}
+
+/// Where archive objects go.
+#[async_trait]
+pub trait Archive: Send + Sync + 'static {
+    /// Writes one object, replacing any with the same key.
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), ArchiveError>;
+    /// Whether the archive answers, for `/ready`.
+    async fn ping(&self) -> Result<(), String>;
+}
+
+/// The embedded archive: a directory with the S3 layout.
+pub struct LocalArchive {
+    root: PathBuf,
+}
+
+impl LocalArchive {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> ArchiveError {
+    ArchiveError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+#[async_trait]
+impl Archive for LocalArchive {
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), ArchiveError> {
+        let path = self.root.join(key);
+        tokio::task::spawn_blocking(move || {
+            let dir = path.parent().expect("keys have a directory");
+            std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+            // Write aside and rename, so a reader never sees half an object.
+            let partial = path.with_extension("partial");
+            std::fs::write(&partial, &body).map_err(|e| io_error(&partial, e))?;
+            std::fs::rename(&partial, &path).map_err(|e| io_error(&path, e))
+        })
+        .await
+        .map_err(|e| ArchiveError::Io {
+            path: key.to_owned(),
+            reason: e.to_string(),
+        })?
+    }
+
+    async fn ping(&self) -> Result<(), String> {
+        tokio::fs::create_dir_all(&self.root)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// S3, or any S3-compatible store (MinIO, Ceph, moto...).
+pub struct S3Archive {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3Archive {
+    /// Credentials and region come from the standard AWS chain
+    /// (environment, profile, ECS task role, instance metadata);
+    /// `endpoint` points at an S3-compatible store instead of AWS.
+    pub async fn new(
+        bucket: &str,
+        region: Option<&str>,
+        endpoint: Option<&str>,
+        path_style: bool,
+    ) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = region {
+            loader = loader.region(aws_config::Region::new(region.to_owned()));
+        }
+        if let Some(endpoint) = endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let shared = loader.load().await;
+        let config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(path_style)
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_secs(30))
+                    .connect_timeout(Duration::from_secs(3))
+                    .build(),
+            )
+            .build();
+        Self {
+            client: aws_sdk_s3::Client::from_conf(config),
+            bucket: bucket.to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl Archive for S3Archive {
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), ArchiveError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/x-ndjson")
+            .content_encoding("gzip")
+            .body(body.into())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| ArchiveError::S3 {
+                operation: "put",
+                bucket: self.bucket.clone(),
+                key: key.to_owned(),
+                reason: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+            })
+    }
+
+    async fn ping(&self) -> Result<(), String> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("s3: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))
+    }
+}
+
+/// One object to write: its key and gzip-compressed body.
+#[derive(Debug, PartialEq)]
+pub struct Object {
+    pub key: String,
+    pub body: Vec<u8>,
+}
+
+/// The objects for a set of readings: one per (UTC date, station), lines in
+/// time order, keyed by the hash of their content.
+pub fn partition(prefix: &str, readings: &[Reading]) -> Vec<Object> {
+    let mut groups: BTreeMap<(String, &str), Vec<&Reading>> = BTreeMap::new();
+    for r in readings {
+        let date = r.observed_at.format("%Y-%m-%d").to_string();
+        groups
+            .entry((date, r.station_id.as_str()))
+            .or_default()
+            .push(r);
+    }
+    groups
+        .into_iter()
+        .map(|((date, station), mut rows)| {
+            rows.sort_by_key(|r| r.observed_at);
+            rows.dedup_by_key(|r| r.observed_at);
+            let mut lines = Vec::new();
+            for r in rows {
+                serde_json::to_writer(&mut lines, r).expect("readings always serialise");
+                lines.push(b'\n');
+            }
+            let hash = hex::encode(&Sha256::digest(&lines)[..16]);
+            let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+            gz.write_all(&lines).expect("writing to memory");
+            Object {
+                key: format!("{prefix}readings/date={date}/station={station}/{hash}.jsonl.gz"),
+                body: gz.finish().expect("writing to memory"),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Observation, QcReport, StationId};
+    use std::io::Read;
+
+    fn reading(station: &str, at: &str) -> Reading {
+        let at = at.parse().unwrap();
+        let mut obs = Observation::new(StationId::parse(station).unwrap(), at);
+        obs.temperature_c = Some(1.5);
+        Reading::new(obs, at, QcReport::default())
+    }
+
+    fn gunzip(body: &[u8]) -> String {
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_string(&mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn objects_are_partitioned_by_date_and_station_and_keyed_by_content() {
+        let readings = [
+            reading("WS002", "2025-01-13T23:59:00Z"),
+            reading("WS001", "2025-01-14T00:01:00Z"),
+            reading("WS001", "2025-01-13T10:00:00Z"),
+            reading("WS001", "2025-01-13T09:00:00Z"),
+            reading("WS001", "2025-01-13T09:00:00Z"),
+        ];
+        let objects = partition("lake/", &readings);
+        let keys: Vec<&str> = objects
+            .iter()
+            .map(|o| o.key.rsplit_once('/').unwrap().0)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "lake/readings/date=2025-01-13/station=WS001",
+                "lake/readings/date=2025-01-13/station=WS002",
+                "lake/readings/date=2025-01-14/station=WS001",
+            ]
+        );
+        let lines: Vec<String> = gunzip(&objects[0].body)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(lines.len(), 2, "one line per reading, duplicates once");
+        assert!(lines[0].contains("2025-01-13T09:00:00Z") && lines[1].contains("10:00:00Z"));
+        // The same content gives the same key, whatever the input order.
+        let mut shuffled = readings.to_vec();
+        shuffled.reverse();
+        assert_eq!(partition("lake/", &shuffled), objects);
+    }
+
+    #[tokio::test]
+    async fn the_local_archive_writes_whole_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = LocalArchive::new(dir.path());
+        archive
+            .put(
+                "readings/date=2025-01-13/station=WS1/abc.jsonl.gz",
+                b"x".to_vec(),
+            )
+            .await
+            .unwrap();
+        let path = dir
+            .path()
+            .join("readings/date=2025-01-13/station=WS1/abc.jsonl.gz");
+        assert_eq!(std::fs::read(path).unwrap(), b"x");
+        archive.ping().await.unwrap();
+    }
+}
