@@ -190,3 +190,126 @@ async fn postgres_down_for_30_seconds_loses_nothing() {
     assert_eq!(daemon.terminate(), Some(0));
     admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
 }
+
+/// A Mosquitto of our own, with the shipped configuration (persistence on)
+/// on a free port, so the test can restart it.
+struct PrivateMosquitto {
+    child: std::process::Child,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+impl PrivateMosquitto {
+    fn start(port: u16, dir: Arc<tempfile::TempDir>) -> PrivateMosquitto {
+        let shipped = std::fs::read_to_string("deploy/mosquitto/mosquitto.conf").unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        // Started as root, Mosquitto would switch to its own user, which
+        // cannot write the test's private directory.
+        let config = shipped
+            .replace(
+                "listener 1883",
+                &format!("listener {port} 127.0.0.1\nuser root"),
+            )
+            .replace("/mosquitto/data/", &format!("{}/", data.display()));
+        let path = dir.path().join("mosquitto.conf");
+        std::fs::write(&path, config).unwrap();
+        let child = std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed");
+        PrivateMosquitto { child, _dir: dir }
+    }
+
+    /// SIGTERM: Mosquitto saves its sessions and queued messages first.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateMosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_stream_loses_nothing() {
+    const N: usize = 600;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let broker = PrivateMosquitto::start(port, dir.clone());
+    let address = format!("127.0.0.1:{port}");
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("ISOBAR__MQTT__MODE", "external"),
+            ("ISOBAR__MQTT__BROKER", &address),
+        ],
+    );
+    // The publisher keeps its session too, so what it sent unacknowledged
+    // is sent again after the restart.
+    let mut options =
+        MqttOptions::new(format!("restart-publisher-{}", unique()), "127.0.0.1", port);
+    options
+        .set_keep_alive(Duration::from_secs(5))
+        .set_clean_session(false);
+    let (client, mut eventloop) = AsyncClient::new(options, 2000);
+    tokio::spawn(async move {
+        loop {
+            if eventloop.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    let publisher = tokio::spawn(async move {
+        let start: DateTime<Utc> = "2025-01-13T00:00:00Z".parse().unwrap();
+        for i in 0..N {
+            let ts = (start + TimeDelta::seconds(i as i64)).to_rfc3339();
+            let topic = "weather/WS620/observations";
+            client
+                .publish(topic, QoS::AtLeastOnce, false, reading("WS620", &ts, 5.0))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    eventually(Duration::from_secs(30), "some readings stored", || async {
+        (stored(&daemon, "WS620").await >= 100).then_some(())
+    })
+    .await;
+    broker.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _broker = PrivateMosquitto::start(port, dir.clone());
+    publisher.await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = stored(&daemon, "WS620").await;
+        if n == N {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let logs: Vec<String> = daemon
+                .logs()
+                .into_iter()
+                .filter(|l| !l.contains("http request"))
+                .collect();
+            let tail = &logs[logs.len().saturating_sub(30)..];
+            panic!("{n} of {N} readings stored after the broker restart: {tail:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(daemon.terminate(), Some(0));
+}
