@@ -63,6 +63,9 @@ pub struct App {
     simulator: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
+/// HTTP uploads processed at once (each holds at most 64 KiB).
+const MAX_CONCURRENT_UPLOADS: usize = 256;
+
 /// This process among the instances that share a cache.
 fn instance_id() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_default();
@@ -193,6 +196,7 @@ impl App {
             stations: context.names.stations.clone(),
             health,
             archive,
+            upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS)),
             deliveries: context.clone(),
             client_queue: settings.web.client_queue,
             static_dir: settings.web.static_dir.clone(),

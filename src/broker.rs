@@ -53,7 +53,9 @@ impl EmbeddedBroker {
             router: RouterConfig {
                 max_connections: 10_010,
                 max_outgoing_packet_count: 1_000,
-                max_segment_size: 100 * 1024 * 1024,
+                // What the broker holds for a subscriber that is not taking
+                // messages (isobar's store down): 10 × 16 MiB at most.
+                max_segment_size: 16 * 1024 * 1024,
                 max_segment_count: 10,
                 ..RouterConfig::default()
             },

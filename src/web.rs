@@ -27,6 +27,9 @@ pub struct WebContext {
     pub stations: String,
     pub health: Arc<Health>,
     pub archive: Option<Arc<dyn crate::storage::archive::Archive>>,
+    /// Uploads being processed at once; beyond, new ones are refused (503)
+    /// so that waiting uploads cannot grow memory without bound.
+    pub upload_slots: Arc<tokio::sync::Semaphore>,
     /// For uploads: how deliveries reach the pipeline.
     pub deliveries: Arc<crate::delivery::DeliveryContext>,
     pub client_queue: usize,

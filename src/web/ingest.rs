@@ -101,6 +101,13 @@ async fn ingest(
     format: Format,
     ctx: Arc<WebContext>,
 ) -> Result<warp::reply::Response, Rejection> {
+    let Ok(_slot) = ctx.upload_slots.clone().try_acquire_owned() else {
+        return Err(warp::reject::custom(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "busy",
+            message: "too many uploads in progress; try again shortly".into(),
+        }));
+    };
     let source = format!("http:{}", format.name());
     let (tx, rx) = oneshot::channel();
     let station = StationId::parse(&raw_station);
