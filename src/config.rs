@@ -387,11 +387,18 @@ impl Settings {
                 )
             })?;
             // The parser's message never quotes the URL, which holds a password.
-            url.expose()
+            let parsed = url
+                .expose()
                 .parse::<tokio_postgres::Config>()
                 .map_err(|e| {
                     ConfigError::new("storage.postgres_url", format!("not a PostgreSQL URL: {e}"))
                 })?;
+            if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+                return Err(ConfigError::new(
+                    "storage.postgres_url",
+                    "sslmode=require is not supported yet; connect over a private network",
+                ));
+            }
         }
         if self.cache.backend == CacheBackend::Redis {
             let url = self.cache.redis_url.as_ref().ok_or_else(|| {
@@ -400,6 +407,12 @@ impl Settings {
                     "required with cache.backend = \"redis\" (set ISOBAR__CACHE__REDIS_URL)",
                 )
             })?;
+            if url.expose().starts_with("rediss://") {
+                return Err(ConfigError::new(
+                    "cache.redis_url",
+                    "TLS (rediss://) is not supported yet; connect over a private network",
+                ));
+            }
             fred::prelude::Config::from_url(url.expose()).map_err(|e| {
                 ConfigError::new(
                     "cache.redis_url",

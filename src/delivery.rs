@@ -371,10 +371,11 @@ impl DeliveryContext {
         self.send_or_wait(self.names.stations.clone(), StationsMsg::Route(delivery));
     }
 
-    /// Sends stored readings to the archiver, waiting for it likewise.
-    pub fn to_archiver(self: &Arc<Self>, readings: Arc<[crate::domain::Reading]>) {
+    /// Tells the archiver that the archive outbox has new entries. Only a
+    /// hint: it also polls.
+    pub fn nudge_archiver(&self) {
         use crate::actors::archiver::ArchiverMsg;
-        self.send_or_wait(self.names.archiver.clone(), ArchiverMsg::Append(readings));
+        let _ = try_send(&self.names.archiver, ArchiverMsg::Poll);
     }
 
     /// Sends to the persister, waiting for it likewise.

@@ -122,6 +122,8 @@ pub struct Station {
 pub struct WriteBatch {
     pub readings: Vec<Reading>,
     pub quarantine: Vec<QuarantineRecord>,
+    /// Also record new readings in the archive outbox (a data lake is on).
+    pub archive: bool,
 }
 
 /// What a batch write did: for each reading, whether it was new (false for a
@@ -167,6 +169,11 @@ pub trait Store: Send + Sync + 'static {
     async fn latest(&self, id: &StationId) -> Result<Option<Reading>, StoreError>;
     /// Readings in `[from, to)`, oldest first, at most `limit`.
     async fn readings(&self, query: HistoryQuery) -> Result<Vec<Reading>, StoreError>;
+    /// Stored readings not yet handed to the data lake, oldest first, with
+    /// their outbox sequence numbers.
+    async fn archive_pending(&self, limit: usize) -> Result<Vec<(i64, Reading)>, StoreError>;
+    /// Forgets the outbox entries up to and including `seq`.
+    async fn archive_done(&self, seq: i64) -> Result<(), StoreError>;
     /// Quarantined messages, newest first.
     async fn quarantine(
         &self,

@@ -130,28 +130,34 @@ pub fn routes(
 /// 200 when the daemon can take readings: the MQTT subscription is in place
 /// and the store answers; 503 with what is wrong otherwise.
 async fn ready(ctx: Arc<WebContext>) -> Result<warp::reply::Response, Infallible> {
+    // Each check answers within a second, all at once: probes have deadlines.
+    async fn check<F>(check: F) -> String
+    where
+        F: std::future::Future<Output = Result<(), String>>,
+    {
+        match tokio::time::timeout(std::time::Duration::from_secs(1), check).await {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(e)) => e,
+            Err(_) => "no answer within 1 s".to_owned(),
+        }
+    }
     let mqtt = if ctx.health.mqtt_subscribed() {
         "ok".to_owned()
     } else {
         "not subscribed".to_owned()
     };
-    let store = match ctx.store.ping().await {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => e.to_string(),
-    };
-    let cache = match ctx.cache.ping().await {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => e,
-    };
-    let archive = match &ctx.archive {
-        None => "off".to_owned(),
-        Some(a) => match a.ping().await {
-            Ok(()) => "ok".to_owned(),
-            Err(e) => e,
+    let (store, cache, archive) = tokio::join!(
+        check(async { ctx.store.ping().await.map_err(|e| e.to_string()) }),
+        check(ctx.cache.ping()),
+        async {
+            match &ctx.archive {
+                None => "off".to_owned(),
+                Some(a) => check(a.ping()).await,
+            }
         },
-    };
+    );
     // The cache and the archive can be down while readings are still taken
-    // and stored (the archive catches up from its spool): "degraded".
+    // and stored (the archive catches up from its outbox): "degraded".
     let ok = mqtt == "ok" && store == "ok";
     let status = match (
         ok,

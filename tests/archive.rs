@@ -67,15 +67,30 @@ async fn readings_land_in_the_local_archive_by_date_and_station() {
         .reading("WS700", "2025-01-13T10:00:00Z", 4.0)
         .await;
     let archive: PathBuf = daemon.data_dir.path().join("archive");
-    let found = eventually(
-        Duration::from_secs(30),
-        "three partitions archived",
-        || async {
-            let found = objects(&archive);
-            (lines(&found, "") == 15).then_some(found)
-        },
-    )
+    let spool = daemon.data_dir.path().join("spool");
+    // Everything is through once the spool is empty and 15 readings are out;
+    // then exactly those 15, each once.
+    let found = eventually(Duration::from_secs(30), "the lake complete", || async {
+        let found = objects(&archive);
+        let spool_empty = std::fs::read_dir(&spool).ok()?.count() == 0;
+        (spool_empty && lines(&found, "") >= 15).then_some(found)
+    })
     .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let found_later = objects(&archive);
+    assert_eq!(found_later, found, "nothing more arrives");
+    let mut keys: Vec<String> = found
+        .iter()
+        .flat_map(|(_, body)| gunzip(body).lines().map(str::to_owned).collect::<Vec<_>>())
+        .map(|line| {
+            let r: serde_json::Value = serde_json::from_str(&line).unwrap();
+            format!("{}@{}", r["station_id"], r["observed_at"])
+        })
+        .collect();
+    assert_eq!(keys.len(), 15);
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 15, "each reading once");
     for partition in [
         "readings/date=2025-01-13/station=WS700/",
         "readings/date=2025-01-14/station=WS700/",
@@ -86,12 +101,6 @@ async fn readings_land_in_the_local_archive_by_date_and_station() {
     let line = gunzip(&found[0].1).lines().next().unwrap().to_owned();
     let reading: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(reading["temperature_c"], 4.0);
-    // Uploaded segments leave the spool.
-    let spool = daemon.data_dir.path().join("spool");
-    eventually(Duration::from_secs(10), "an empty spool", || async {
-        (std::fs::read_dir(&spool).ok()?.count() == 0).then_some(())
-    })
-    .await;
 }
 
 /// moto's S3 server on a port of our own; it keeps everything in memory.

@@ -75,11 +75,12 @@ fn reading(station: &str, at: &str, t: f64) -> Reading {
 async fn the_store_is_idempotent_and_answers_history() {
     let schema = Schema::new().await;
     let store = PostgresStore::new(&schema.url(), 4).unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 1);
+    assert_eq!(store.migrate().await.unwrap(), 2);
     assert_eq!(store.migrate().await.unwrap(), 0, "migrations run once");
 
     let first = reading("WS001", "2025-01-13T10:00:00Z", 1.0);
     let batch = Arc::new(WriteBatch {
+        archive: true,
         readings: vec![
             first.clone(),
             reading("WS001", "2025-01-13T10:01:00Z", 2.0),
@@ -105,6 +106,7 @@ async fn the_store_is_idempotent_and_answers_history() {
     assert_eq!(
         store
             .write_batch(Arc::new(WriteBatch {
+                archive: false,
                 readings: batch.readings.clone(),
                 quarantine: vec![],
             }))
@@ -148,6 +150,7 @@ async fn the_store_is_idempotent_and_answers_history() {
     // A late reading lowers first_seen and leaves last_seen.
     store
         .write_batch(Arc::new(WriteBatch {
+            archive: false,
             readings: vec![reading("WS001", "2025-01-13T08:00:00Z", 0.5)],
             quarantine: vec![],
         }))
@@ -162,6 +165,13 @@ async fn the_store_is_idempotent_and_answers_history() {
         ws001.last_seen,
         "2025-01-13T10:01:00Z".parse::<DateTime<Utc>>().unwrap()
     );
+
+    // The first batch's new readings wait in the archive outbox.
+    let pending = store.archive_pending(10).await.unwrap();
+    assert_eq!(pending.len(), 3);
+    assert_eq!(pending[0].1, first);
+    store.archive_done(pending[2].0).await.unwrap();
+    assert!(store.archive_pending(10).await.unwrap().is_empty());
 
     let q = store.quarantine(10, None).await.unwrap();
     assert_eq!(q.len(), 1);
@@ -231,6 +241,6 @@ fn migrate_applies_the_postgres_schema() {
         String::from_utf8_lossy(&out.stderr)
     );
     let applied = runtime.block_on(count(&schema, "schema_migrations"));
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2);
     runtime.block_on(schema.drop());
 }

@@ -1,8 +1,11 @@
-//! The archiver: appends every stored reading to a spool on local disk and
-//! uploads closed spool segments to the archive (S3 or a local directory),
-//! one object per (date, station), deleting a segment once all its objects
-//! are written. The archive being down only makes segments wait on disk;
-//! they are uploaded when it is back, after a restart too.
+//! The archiver: moves stored readings from the store's archive outbox
+//! (written in the same transaction as the readings) to a spool on local
+//! disk, and uploads closed spool segments to the archive (S3 or a local
+//! directory), one object per (date, station), deleting a segment once all
+//! its objects are written. An outbox entry is removed only once its
+//! reading is synced into the spool; a segment only once it is uploaded.
+//! So a crash, a full disk or the archive being down delays the lake but
+//! never loses or duplicates a reading in it.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -13,12 +16,14 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 
 use crate::domain::Reading;
+use crate::storage::Store;
 use crate::storage::archive::{Archive, partition};
 use crate::supervisor::Backoff;
 
 pub enum ArchiverMsg {
-    /// Newly stored readings.
-    Append(Arc<[Reading]>),
+    /// Move what the outbox holds into the spool (periodic, or nudged by
+    /// the persister after a commit).
+    Poll,
     /// Periodic: close the open segment once it is old enough.
     Tick,
     /// Close the open segment now (shutdown); replies when closed.
@@ -28,6 +33,7 @@ pub enum ArchiverMsg {
 pub struct Archiver;
 
 pub struct ArchiverArgs {
+    pub store: Arc<dyn Store>,
     pub archive: Arc<dyn Archive>,
     pub spool_dir: PathBuf,
     /// Prefix of every object key.
@@ -39,6 +45,10 @@ pub struct ArchiverArgs {
 }
 
 pub struct ArchiverState {
+    store: Arc<dyn Store>,
+    /// After a failure (store or disk), no poll before this.
+    retry_at: Option<Instant>,
+    failures: u32,
     spool_dir: PathBuf,
     segment_age: Duration,
     segment_bytes: u64,
@@ -82,12 +92,16 @@ impl Actor for Archiver {
             std::fs::rename(&path, path.with_extension(CLOSED))?;
         }
         myself.send_interval(Duration::from_secs(1), || ArchiverMsg::Tick);
+        myself.send_interval(Duration::from_secs(1), || ArchiverMsg::Poll);
         let uploader = tokio::spawn(upload_forever(
             args.archive,
             args.spool_dir.clone(),
             args.prefix,
         ));
         Ok(ArchiverState {
+            store: args.store,
+            retry_at: None,
+            failures: 0,
             spool_dir: args.spool_dir,
             segment_age: args.segment_age,
             segment_bytes: args.segment_bytes,
@@ -103,18 +117,21 @@ impl Actor for Archiver {
         state: &mut ArchiverState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ArchiverMsg::Append(readings) => state.append(&readings)?,
+            ArchiverMsg::Poll => state.poll().await,
             ArchiverMsg::Tick => {
-                if state
+                let due = state
                     .open
                     .as_ref()
-                    .is_some_and(|s| s.opened.elapsed() >= state.segment_age)
-                {
-                    state.close()?;
+                    .is_some_and(|s| s.opened.elapsed() >= state.segment_age);
+                if due && let Err(e) = state.close() {
+                    state.failed("close a spool segment", &e);
                 }
             }
             ArchiverMsg::Close(reply) => {
-                state.close()?;
+                state.poll().await;
+                if let Err(e) = state.close() {
+                    state.failed("close a spool segment", &e);
+                }
                 let _ = reply.send(());
             }
         }
@@ -122,7 +139,67 @@ impl Actor for Archiver {
     }
 }
 
+/// Outbox entries moved per step.
+const POLL_BATCH: usize = 5_000;
+
+const SPOOL_RETRY: Backoff = Backoff {
+    initial: Duration::from_millis(500),
+    max: Duration::from_secs(30),
+    factor: 2.0,
+    jitter: 0.2,
+};
+
 impl ArchiverState {
+    /// Moves outbox entries into the spool until the outbox is empty. A
+    /// failure (store unreachable, disk full) is retried later: the entries
+    /// stay in the outbox meanwhile.
+    async fn poll(&mut self) {
+        if self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        loop {
+            let pending = match self.store.archive_pending(POLL_BATCH).await {
+                Ok(p) => p,
+                Err(e) => return self.failed("read the archive outbox", &e),
+            };
+            let Some(&(last, _)) = pending.last() else {
+                break;
+            };
+            let readings: Vec<Reading> = pending.into_iter().map(|(_, r)| r).collect();
+            // Synced before the outbox forgets them: after a crash they are
+            // either in the spool or still in the outbox (then spooled again,
+            // and the object of the same content overwrites).
+            if let Err(e) = self.append(&readings).and_then(|()| self.sync()) {
+                return self.failed("write the spool", &e);
+            }
+            if let Err(e) = self.store.archive_done(last).await {
+                return self.failed("clear the archive outbox", &e);
+            }
+            self.failures = 0;
+            self.retry_at = None;
+            if readings.len() < POLL_BATCH {
+                break;
+            }
+        }
+    }
+
+    fn failed(&mut self, what: &str, error: &dyn std::fmt::Display) {
+        let delay = SPOOL_RETRY.delay(self.failures, rand::random::<f64>());
+        self.failures = self.failures.saturating_add(1);
+        self.retry_at = Some(Instant::now() + delay);
+        metrics::counter!("isobar_archive_errors_total").increment(1);
+        tracing::warn!(error = %error, retry_ms = delay.as_millis() as u64,
+            "archiver could not {what}; the readings wait in the outbox");
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        if let Some(segment) = self.open.as_mut() {
+            segment.file.flush()?;
+            segment.file.get_ref().sync_data()?;
+        }
+        Ok(())
+    }
+
     fn append(&mut self, readings: &[Reading]) -> std::io::Result<()> {
         if self.open.is_none() {
             // Names sort by time, so segments go out in order.
@@ -150,7 +227,6 @@ impl ArchiverState {
             segment.file.write_all(b"\n")?;
             segment.bytes += line.len() as u64 + 1;
         }
-        // Into the page cache: the lines survive a crash of the process.
         segment.file.flush()?;
         if segment.bytes >= self.segment_bytes {
             self.close()?;

@@ -175,6 +175,7 @@ impl PersisterState {
         let batch = Arc::new(WriteBatch {
             readings: std::mem::take(&mut self.readings),
             quarantine: std::mem::take(&mut self.quarantine),
+            archive: self.args.archive,
         });
         let started = Instant::now();
         let result = self.args.store.write_batch(batch.clone()).await;
@@ -182,6 +183,7 @@ impl PersisterState {
         let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| WriteBatch {
             readings: shared.readings.clone(),
             quarantine: shared.quarantine.clone(),
+            archive: shared.archive,
         });
         match result {
             Ok(outcome) => {
@@ -210,9 +212,9 @@ impl PersisterState {
                     let for_cache = new.clone();
                     tokio::spawn(async move { cache.put_newer(&for_cache).await });
                     if self.args.archive {
-                        // Stored, so it must reach the lake too: wait for a
-                        // restarting archiver rather than skip it.
-                        self.args.context.to_archiver(new.clone());
+                        // The outbox has them; tell the archiver not to wait
+                        // for its next poll.
+                        self.args.context.nudge_archiver();
                     }
                     if let Some(hub) = ActorRef::<HubMsg>::where_is(self.args.hub.clone()) {
                         let _ = hub.cast(HubMsg::Publish(new));

@@ -174,6 +174,7 @@ impl RootState {
                     return Ok(());
                 };
                 let args = ArchiverArgs {
+                    store: a.store.clone(),
                     archive,
                     spool_dir: a.settings.storage.data_dir.join("spool"),
                     prefix: a.settings.archive.prefix.clone(),

@@ -9,6 +9,10 @@ use super::station_id::StationId;
 /// Largest payload accepted; larger ones are quarantined unparsed.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 
+/// The earliest observation time accepted: anything older is not a
+/// measurement, and would not fit every store's time type.
+pub const EARLIEST_OBSERVATION: &str = "1900-01-01T00:00:00Z";
+
 /// How far ahead of the receiving clock an observation time may be.
 pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
 
@@ -63,6 +67,8 @@ pub enum RejectReason {
         observed_at: DateTime<Utc>,
         max_skew_s: i64,
     },
+    #[error("timestamp {observed_at} is before {EARLIEST_OBSERVATION}")]
+    TimestampTooOld { observed_at: DateTime<Utc> },
     #[error("{field} = {value} is outside the possible range [{min}, {max}]")]
     OutOfRange {
         field: &'static str,
@@ -101,6 +107,7 @@ impl RejectReason {
             Self::MissingTimestamp => "missing_timestamp",
             Self::InvalidTimestamp { .. } => "invalid_timestamp",
             Self::TimestampInFuture { .. } => "timestamp_in_future",
+            Self::TimestampTooOld { .. } => "timestamp_too_old",
             Self::OutOfRange { .. } => "out_of_range",
             Self::NoMeasurements => "no_measurements",
             Self::InvalidValue { .. } => "invalid_value",
@@ -159,6 +166,12 @@ impl Observation {
     /// than [`MAX_CLOCK_SKEW`], physically possible values, and at least one
     /// measurement.
     pub fn validate(self, now: DateTime<Utc>) -> Result<Self, RejectReason> {
+        let earliest: DateTime<Utc> = EARLIEST_OBSERVATION.parse().expect("a valid constant");
+        if self.observed_at < earliest {
+            return Err(RejectReason::TimestampTooOld {
+                observed_at: self.observed_at,
+            });
+        }
         if self.observed_at > now + MAX_CLOCK_SKEW {
             return Err(RejectReason::TimestampInFuture {
                 observed_at: self.observed_at,

@@ -17,7 +17,13 @@ use super::{HistoryQuery, Station, Store, StoreError, StoredQuarantine, WriteBat
 use crate::domain::{Derived, QcFlag, QcReport, Reading, StationId};
 
 /// The migrations, in order; each runs once, recorded in `schema_migrations`.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_archive_outbox.sql"),
+    ),
+];
 
 /// Any constant: the advisory lock that serialises concurrent migrators
 /// (several instances starting together).
@@ -46,15 +52,25 @@ impl PostgresStore {
     /// (`postgres://user:password@host:port/database?options=…`). Nothing
     /// is connected until first use.
     pub fn new(url: &str, max_connections: usize) -> Result<Self, StoreError> {
-        let config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Open {
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Open {
             path: "storage.postgres_url".into(),
             reason: e.to_string(),
         })?;
+        // A server that vanishes without closing the connection (failover,
+        // partition) must fail calls in seconds, not after the kernel's
+        // retransmission limit, so the persister retries on a new one.
+        config
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .keepalives(true)
+            .keepalives_idle(std::time::Duration::from_secs(10))
+            .tcp_user_timeout(std::time::Duration::from_secs(20));
         let manager = Manager::from_config(
             config,
             NoTls,
+            // Check a connection before reusing it: after a server restart
+            // the pool would otherwise hand out dead ones.
             ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
+                recycling_method: RecyclingMethod::Verified,
             },
         );
         let pool = Pool::builder(manager)
@@ -264,6 +280,22 @@ impl Store for PostgresStore {
                 }
             }
             upsert_stations(&tx, &batch.readings, &inserted).await?;
+            if batch.archive {
+                let new = batch
+                    .readings
+                    .iter()
+                    .zip(&inserted)
+                    .filter(|(_, new)| **new);
+                let (ids, times): (Vec<&str>, Vec<DateTime<Utc>>) = new
+                    .map(|(r, _)| (r.station_id.as_str(), r.observed_at))
+                    .unzip();
+                tx.execute(
+                    "INSERT INTO archive_outbox (station_id, observed_at) \
+                     SELECT * FROM UNNEST($1::text[], $2::timestamptz[])",
+                    &[&ids, &times],
+                )
+                .await?;
+            }
         }
         if !batch.quarantine.is_empty() {
             let q = &batch.quarantine;
@@ -353,6 +385,38 @@ impl Store for PostgresStore {
             )
             .await?;
         rows.iter().map(reading_from_row).collect()
+    }
+
+    async fn archive_pending(&self, limit: usize) -> Result<Vec<(i64, Reading)>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let columns = READING_COLUMNS
+            .split(',')
+            .map(|c| format!("o.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {columns}, a.seq FROM archive_outbox a \
+                     JOIN observations o \
+                       ON o.station_id = a.station_id AND o.observed_at = a.observed_at \
+                     ORDER BY a.seq LIMIT $1"
+                ),
+                &[&limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(19)?, reading_from_row(row)?)))
+            .collect()
+    }
+
+    async fn archive_done(&self, seq: i64) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute("DELETE FROM archive_outbox WHERE seq <= $1", &[&seq])
+            .await?;
+        Ok(())
     }
 
     async fn quarantine(

@@ -152,6 +152,13 @@ fn builder(config: &Config) -> Builder {
         .with_connection_config(|c| {
             c.connection_timeout = Duration::from_secs(2);
             c.internal_command_timeout = Duration::from_secs(2);
+            // Commands waiting for a connection are bounded: beyond this
+            // they fail at once, so an outage cannot grow memory.
+            c.max_command_buffer_len = 64;
+            // A connection that stops answering (a failover without a
+            // reset) is closed and reconnected.
+            c.unresponsive.max_timeout = Some(Duration::from_secs(2));
+            c.unresponsive.interval = Duration::from_millis(500);
         })
         // Forever, from 100 ms doubling to 5 s.
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
@@ -161,6 +168,12 @@ fn builder(config: &Config) -> Builder {
 #[async_trait]
 impl LatestCache for RedisCache {
     async fn put_newer(&self, readings: &[Reading]) {
+        if !self.client.is_connected() {
+            // Readers fall back to the store; the next batch will bring the
+            // cache up to date once Redis is back.
+            metrics::counter!("isobar_cache_skipped_total").increment(1);
+            return;
+        }
         let mut args: Vec<String> = Vec::with_capacity(readings.len() * 3);
         for r in readings {
             args.push(r.station_id.to_string());

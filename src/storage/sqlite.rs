@@ -19,6 +19,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/sqlite/0002_more_measurements_and_qc.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_archive_outbox.sql"),
+    ),
 ];
 
 const READERS: usize = 4;
@@ -136,31 +140,36 @@ const READING_COLUMNS: &str = "station_id, observed_at, received_at, latitude, l
     sea_level_pressure_hpa, feels_like_c, qc_status, qc";
 
 fn reading_from_row(row: &Row<'_>) -> Result<Reading, rusqlite::Error> {
-    let id: String = row.get(0)?;
+    reading_from_row_at(row, 0)
+}
+
+/// A reading from the row's columns from `at` on, in `READING_COLUMNS` order.
+fn reading_from_row_at(row: &Row<'_>, at: usize) -> Result<Reading, rusqlite::Error> {
+    let id: String = row.get(at)?;
     let station_id = StationId::parse(&id).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, Box::new(e))
     })?;
     Ok(Reading {
         station_id,
-        observed_at: from_micros(row.get(1)?),
-        received_at: from_micros(row.get(2)?),
-        latitude: row.get(3)?,
-        longitude: row.get(4)?,
-        temperature_c: row.get(5)?,
-        humidity_pct: row.get(6)?,
-        pressure_hpa: row.get(7)?,
-        wind_speed_ms: row.get(8)?,
-        wind_direction_deg: row.get(9)?,
-        wind_gust_ms: row.get(13)?,
-        elevation_m: row.get(14)?,
+        observed_at: from_micros(row.get(at + 1)?),
+        received_at: from_micros(row.get(at + 2)?),
+        latitude: row.get(at + 3)?,
+        longitude: row.get(at + 4)?,
+        temperature_c: row.get(at + 5)?,
+        humidity_pct: row.get(at + 6)?,
+        pressure_hpa: row.get(at + 7)?,
+        wind_speed_ms: row.get(at + 8)?,
+        wind_direction_deg: row.get(at + 9)?,
+        wind_gust_ms: row.get(at + 13)?,
+        elevation_m: row.get(at + 14)?,
         derived: Derived {
-            dew_point_c: row.get(10)?,
-            heat_index_c: row.get(11)?,
-            wind_chill_c: row.get(12)?,
-            sea_level_pressure_hpa: row.get(15)?,
-            feels_like_c: row.get(16)?,
+            dew_point_c: row.get(at + 10)?,
+            heat_index_c: row.get(at + 11)?,
+            wind_chill_c: row.get(at + 12)?,
+            sea_level_pressure_hpa: row.get(at + 15)?,
+            feels_like_c: row.get(at + 16)?,
         },
-        qc: qc_from_columns(row.get(17)?, row.get(18)?),
+        qc: qc_from_columns(row.get(at + 17)?, row.get(at + 18)?),
     })
 }
 
@@ -197,6 +206,9 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
                      ?18, ?19)"
         ))?;
+        let mut outbox = tx.prepare_cached(
+            "INSERT INTO archive_outbox (station_id, observed_at) VALUES (?1, ?2)",
+        )?;
         let mut station = tx.prepare_cached(
             "INSERT INTO stations \
                (station_id, latitude, longitude, elevation_m, first_seen, last_seen) \
@@ -232,6 +244,9 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
                 serde_json::to_string(&r.qc).expect("a QC report always serialises"),
             ])?;
             inserted.push(n == 1);
+            if n == 1 && batch.archive {
+                outbox.execute(params![r.station_id.as_str(), observed])?;
+            }
             if n == 1 {
                 station.execute(params![
                     r.station_id.as_str(),
@@ -337,6 +352,40 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn archive_pending(&self, limit: usize) -> Result<Vec<(i64, Reading)>, StoreError> {
+        let columns = READING_COLUMNS
+            .split(',')
+            .map(|c| format!("o.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT a.seq, {columns} FROM archive_outbox a \
+                 JOIN observations o \
+                   ON o.station_id = a.station_id AND o.observed_at = a.observed_at \
+                 ORDER BY a.seq LIMIT ?1"
+            ))?;
+            stmt.query_map([limit as i64], |row| {
+                let seq: i64 = row.get(0)?;
+                Ok((seq, reading_from_row_at(row, 1)?))
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn archive_done(&self, seq: i64) -> Result<(), StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            conn.execute("DELETE FROM archive_outbox WHERE seq <= ?1", [seq])
+                .map(|_| ())
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(StoreError::from)
+    }
+
     async fn quarantine(
         &self,
         limit: usize,
@@ -391,6 +440,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("isobar.sqlite3")).unwrap();
         let first = Arc::new(WriteBatch {
+            archive: false,
             readings: vec![
                 reading("WS001", "2025-01-13T10:00:00Z", 1.0),
                 reading("WS001", "2025-01-13T10:01:00Z", 2.0),
@@ -445,6 +495,7 @@ mod tests {
         };
         store
             .write_batch(Arc::new(WriteBatch {
+                archive: false,
                 readings: vec![],
                 quarantine: vec![record],
             }))
@@ -455,6 +506,32 @@ mod tests {
         assert_eq!(rows[0].reason_code, "malformed_json");
         assert_eq!(rows[0].payload, "not js");
         assert!(rows[0].truncated);
+    }
+
+    #[tokio::test]
+    async fn new_readings_wait_in_the_archive_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("o.sqlite3")).unwrap();
+        let batch = || {
+            Arc::new(WriteBatch {
+                readings: vec![
+                    reading("WS001", "2025-01-13T10:00:00Z", 1.0),
+                    reading("WS002", "2025-01-13T10:00:00Z", 2.0),
+                ],
+                quarantine: vec![],
+                archive: true,
+            })
+        };
+        store.write_batch(batch()).await.unwrap();
+        // A redelivery adds nothing to the outbox.
+        store.write_batch(batch()).await.unwrap();
+        let pending = store.archive_pending(10).await.unwrap();
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending[0].1, reading("WS001", "2025-01-13T10:00:00Z", 1.0));
+        store.archive_done(pending[0].0).await.unwrap();
+        let rest = store.archive_pending(10).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].1.station_id.as_str(), "WS002");
     }
 
     #[tokio::test]
@@ -473,6 +550,7 @@ mod tests {
         let quarantine = (0..3).map(record).collect();
         store
             .write_batch(Arc::new(WriteBatch {
+                archive: false,
                 readings: vec![],
                 quarantine,
             }))
