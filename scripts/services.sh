@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure the real services the tests use (Mosquitto on 1883, PostgreSQL
-# on 5432 with trust auth for local connections) are running, installing and
+# on 5432 with trust auth for local connections, Redis on 6379) are running, installing and
 # starting any that is missing, and that moto's S3 server is installed.
 # Idempotent: does nothing when all are there.
 set -euo pipefail
@@ -61,5 +61,21 @@ fi
 # own on a free port.
 if ! command -v moto_server >/dev/null 2>&1; then
   echo "services: installing moto (local S3 server)"
-  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
+    # A system Python may refuse a global install (PEP 668); say so explicitly.
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
+      'moto[server]==5.2.5'
+fi
+
+if listening 6379; then
+  echo "services: redis is listening on 6379"
+else
+  if ! command -v redis-server >/dev/null 2>&1; then
+    echo "services: installing redis"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+  echo "services: starting redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  wait_for 6379 redis
 fi

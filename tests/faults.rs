@@ -81,8 +81,10 @@ async fn a_daemon_killed_mid_stream_loses_nothing() {
         1883,
         format!("{prefix}/WS600/observations"),
         "WS600",
-        N,
-        Duration::from_millis(2),
+                N,
+        // Slow enough that the broker's default queue (1000 messages for a
+        // disconnected session) outlasts the restart by seconds.
+        Duration::from_millis(3),
     );
     eventually(Duration::from_secs(30), "some readings stored", || async {
         (stored(&daemon, "WS600").await >= 200).then_some(())
