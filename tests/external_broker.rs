@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Daemon, eventually, reading};
+use common::{Daemon, eventually, reading, remove_session};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
 const MOSQUITTO: (&str, u16) = ("127.0.0.1", 1883);
@@ -62,21 +62,5 @@ async fn external_mode_ingests_from_mosquitto() {
     assert_eq!(daemon.terminate(), Some(0));
 
     // Remove isobar's persistent session from the shared broker.
-    let mut options = MqttOptions::new(client_id, MOSQUITTO.0, MOSQUITTO.1);
-    options.set_clean_session(true);
-    let (cleaner, mut eventloop) = AsyncClient::new(options, 10);
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Ok(event) = eventloop.poll().await {
-            if matches!(event, rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) {
-                let _ = cleaner.disconnect().await;
-            }
-            if matches!(
-                event,
-                rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)
-            ) {
-                break;
-            }
-        }
-    })
-    .await;
+    remove_session(&client_id, MOSQUITTO.0, MOSQUITTO.1).await;
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use common::{Daemon, eventually, reading};
+use common::{Daemon, eventually, reading, remove_session};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
 fn unique() -> String {
@@ -81,7 +81,7 @@ async fn a_daemon_killed_mid_stream_loses_nothing() {
         1883,
         format!("{prefix}/WS600/observations"),
         "WS600",
-                N,
+        N,
         // Slow enough that the broker's default queue (1000 messages for a
         // disconnected session) outlasts the restart by seconds.
         Duration::from_millis(3),
@@ -103,23 +103,7 @@ async fn a_daemon_killed_mid_stream_loses_nothing() {
     .await;
     assert_eq!(daemon.terminate(), Some(0));
     // Remove the session from the shared broker.
-    let mut options = MqttOptions::new(client_id, "127.0.0.1", 1883);
-    options.set_clean_session(true);
-    let (cleaner, mut eventloop) = AsyncClient::new(options, 10);
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Ok(event) = eventloop.poll().await {
-            if matches!(event, rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) {
-                let _ = cleaner.disconnect().await;
-            }
-            if matches!(
-                event,
-                rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)
-            ) {
-                break;
-            }
-        }
-    })
-    .await;
+    remove_session(&client_id, "127.0.0.1", 1883).await;
 }
 
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";

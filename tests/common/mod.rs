@@ -282,3 +282,25 @@ where
         .expect("a valid frame");
     serde_json::from_str(&frame.into_text().unwrap()).unwrap()
 }
+
+/// Removes a persistent MQTT session from a shared broker: connecting with
+/// the same client id and a clean session discards it.
+pub async fn remove_session(client_id: &str, host: &str, port: u16) {
+    let mut options = MqttOptions::new(client_id, host, port);
+    options.set_clean_session(true);
+    let (cleaner, mut eventloop) = AsyncClient::new(options, 10);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(event) = eventloop.poll().await {
+            if matches!(event, rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) {
+                let _ = cleaner.disconnect().await;
+            }
+            if matches!(
+                event,
+                rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)
+            ) {
+                break;
+            }
+        }
+    })
+    .await;
+}
