@@ -93,7 +93,8 @@ async fn the_store_is_idempotent_and_answers_history() {
             source: "weather/WS001/observations".into(),
             station_id: Some(StationId::parse("WS001").unwrap()),
             reason_code: "malformed_json",
-            reason: "payload is not valid reading JSON".into(),
+            // A NUL quoted from the payload cannot go into PostgreSQL text.
+            reason: "payload is not valid reading JSON: \0 at 1".into(),
             payload: b"{\"temp".to_vec(),
             payload_bytes: 6,
         }],

@@ -300,13 +300,15 @@ impl Store for PostgresStore {
         if !batch.quarantine.is_empty() {
             let q = &batch.quarantine;
             let received: Vec<DateTime<Utc>> = q.iter().map(|r| r.received_at).collect();
-            let source: Vec<&str> = q.iter().map(|r| r.source.as_str()).collect();
+            // PostgreSQL text cannot hold NUL, and a rejected payload's
+            // topic or reason may quote one: a batch must never fail on it.
+            let source: Vec<String> = q.iter().map(|r| without_nul(&r.source)).collect();
             let station: Vec<Option<&str>> = q
                 .iter()
                 .map(|r| r.station_id.as_ref().map(StationId::as_str))
                 .collect();
             let code: Vec<&str> = q.iter().map(|r| r.reason_code).collect();
-            let reason: Vec<&str> = q.iter().map(|r| r.reason.as_str()).collect();
+            let reason: Vec<String> = q.iter().map(|r| without_nul(&r.reason)).collect();
             let payload: Vec<&[u8]> = q.iter().map(|r| r.payload.as_slice()).collect();
             let bytes: Vec<i32> = q
                 .iter()
@@ -452,6 +454,10 @@ impl Store for PostgresStore {
             })
             .collect()
     }
+}
+
+fn without_nul(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
 }
 
 /// One upsert for the stations of the newly inserted readings, in id order
