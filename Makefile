@@ -1,5 +1,5 @@
 # isobar — the two commands: `make run` and `make test`.
-.PHONY: run test build frontend frontend-deps lint fuzz clean
+.PHONY: run test build frontend frontend-deps lint fuzz bench bench-ingest clean
 
 CARGO ?= cargo
 
@@ -29,6 +29,13 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parsers --sanitizer none -- -max_total_time=$(FUZZ_SECONDS)
+
+## Benchmarks (release build): `make bench`; BENCH_READINGS sets the size.
+bench: bench-ingest
+
+bench-ingest:
+	./scripts/services.sh
+	$(CARGO) bench --bench ingest
 
 lint:
 	$(CARGO) fmt --all -- --check
