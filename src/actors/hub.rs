@@ -105,7 +105,8 @@ impl HubState {
             return;
         }
         for reading in readings {
-            let json = LiveMessage::Reading { reading }.to_json();
+            // Serialised once, and only if some client wants it.
+            let mut json: Option<Arc<str>> = None;
             for client in self.clients.values() {
                 if client
                     .stations
@@ -114,6 +115,7 @@ impl HubState {
                 {
                     continue;
                 }
+                let json = json.get_or_insert_with(|| LiveMessage::Reading { reading }.to_json());
                 if let Err(mpsc::error::TrySendError::Full(_)) = client.queue.try_send(json.clone())
                 {
                     metrics::counter!("isobar_live_dropped_total").increment(1);
