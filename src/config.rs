@@ -53,8 +53,26 @@ pub struct MqttSettings {
     pub topic: String,
     #[serde(with = "humantime_serde")]
     pub keep_alive: Duration,
-    /// In-flight QoS 1 messages per connection on the embedded broker.
+    /// The broker's in-flight window for isobar's connection: how many QoS 1
+    /// messages it sends before waiting for acknowledgements. Set it on the
+    /// embedded broker (which caps it at 100); for an external broker, set it
+    /// to that broker's limit (`max_inflight_messages` in Mosquitto).
     pub max_inflight: u16,
+}
+
+/// rumqttd sends at most this many unacknowledged messages to a client,
+/// whatever it is configured with.
+pub const EMBEDDED_INFLIGHT_CAP: u16 = 100;
+
+impl MqttSettings {
+    /// The in-flight window the broker will actually use.
+    pub fn effective_inflight(&self) -> usize {
+        let window = match self.mode {
+            MqttMode::Embedded => self.max_inflight.min(EMBEDDED_INFLIGHT_CAP),
+            MqttMode::External => self.max_inflight,
+        };
+        usize::from(window)
+    }
 }
 
 impl Default for MqttSettings {

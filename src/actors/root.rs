@@ -157,7 +157,15 @@ impl RootState {
                     hub: names.hub.clone(),
                     archive: a.archive.is_some(),
                     context: a.context.clone(),
-                    batch_size: a.settings.persister.batch_size,
+                    // The broker sends no more than its in-flight window of
+                    // unacknowledged messages, so a batch that holds the whole
+                    // window is full: waiting for more would only wait out the
+                    // flush interval.
+                    batch_size: a
+                        .settings
+                        .persister
+                        .batch_size
+                        .min(a.settings.mqtt.effective_inflight()),
                     flush_interval: a.settings.persister.flush_interval,
                 };
                 Actor::spawn_linked(Some(names.persister.clone()), Persister, args, supervisor)
