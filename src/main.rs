@@ -181,17 +181,23 @@ async fn shutdown_signal() {
     }
 }
 
-async fn simulate(args: SimulateArgs) -> ExitCode {
+/// What the publishing commands (simulate, replay) share: logs to stderr,
+/// and the broker address, or exit 64 naming `--broker`.
+fn client_start(broker: &str) -> Result<(String, u16), ExitCode> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
         .with_writer(std::io::stderr)
         .try_init();
-    let (host, port) = match parse_host_port(&args.broker) {
+    parse_host_port(broker).map_err(|reason| {
+        eprintln!("isobar: invalid --broker: {reason}");
+        ExitCode::from(EXIT_BAD_CONFIG as u8)
+    })
+}
+
+async fn simulate(args: SimulateArgs) -> ExitCode {
+    let (host, port) = match client_start(&args.broker) {
         Ok(hp) => hp,
-        Err(reason) => {
-            eprintln!("isobar: invalid --broker: {reason}");
-            return ExitCode::from(EXIT_BAD_CONFIG as u8);
-        }
+        Err(code) => return code,
     };
     if args.stations == 0 || args.stations > 10_000 {
         eprintln!("isobar: invalid --stations: must be from 1 to 10000");
@@ -229,16 +235,9 @@ async fn simulate(args: SimulateArgs) -> ExitCode {
 const EXIT_BAD_DATA: u8 = 65;
 
 async fn replay(args: ReplayArgs) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_writer(std::io::stderr)
-        .try_init();
-    let (host, port) = match parse_host_port(&args.broker) {
+    let (host, port) = match client_start(&args.broker) {
         Ok(hp) => hp,
-        Err(reason) => {
-            eprintln!("isobar: invalid --broker: {reason}");
-            return ExitCode::from(EXIT_BAD_CONFIG as u8);
-        }
+        Err(code) => return code,
     };
     if args
         .rate
