@@ -44,22 +44,16 @@ pub fn parse(
     check_size(body)?;
     let mut date_utc = None;
     let mut measured = UsUnits::default();
+    let barometers = form::Barometers {
+        sea_level: "baromrelin",
+        station: "baromabsin",
+    };
     for (name, value) in form_urlencoded::parse(body) {
-        let slot = match name.as_ref() {
-            "dateutc" => {
-                date_utc = Some(value);
-                continue;
-            }
-            "tempf" => &mut measured.temperature_f,
-            "humidity" => &mut measured.humidity_pct,
-            "baromrelin" => &mut measured.sea_level_pressure_inhg,
-            "baromabsin" => &mut measured.pressure_inhg,
-            "windspeedmph" => &mut measured.wind_speed_mph,
-            "windgustmph" => &mut measured.wind_gust_mph,
-            "winddir" => &mut measured.wind_direction_deg,
-            _ => continue,
-        };
-        *slot = form::number(&name, &value)?;
+        if name == "dateutc" {
+            date_utc = Some(value);
+        } else {
+            measured.set(&name, &value, &barometers)?;
+        }
     }
     let observed_at = form::observed_at(date_utc.as_deref(), now)?;
     measured

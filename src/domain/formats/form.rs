@@ -25,7 +25,36 @@ pub(super) struct UsUnits {
     pub wind_direction_deg: Option<f64>,
 }
 
+/// The names a protocol gives its two barometers.
+pub(super) struct Barometers {
+    pub sea_level: &'static str,
+    pub station: &'static str,
+}
+
 impl UsUnits {
+    /// Records `name = value` if `name` is one of the measurements the
+    /// Weather Underground and Ecowitt uploads share (they differ only in
+    /// their barometers' names); other names are left to the caller.
+    pub fn set(
+        &mut self,
+        name: &str,
+        value: &str,
+        barometers: &Barometers,
+    ) -> Result<(), RejectReason> {
+        let slot = match name {
+            "tempf" => &mut self.temperature_f,
+            "humidity" => &mut self.humidity_pct,
+            "windspeedmph" => &mut self.wind_speed_mph,
+            "windgustmph" => &mut self.wind_gust_mph,
+            "winddir" => &mut self.wind_direction_deg,
+            n if n == barometers.sea_level => &mut self.sea_level_pressure_inhg,
+            n if n == barometers.station => &mut self.pressure_inhg,
+            _ => return Ok(()),
+        };
+        *slot = number(name, value)?;
+        Ok(())
+    }
+
     pub fn into_observation(self, station: StationId, observed_at: DateTime<Utc>) -> Observation {
         let mut obs = Observation::new(station, observed_at);
         obs.temperature_c = self.temperature_f.map(fahrenheit_to_celsius);

@@ -42,26 +42,16 @@ pub fn parse(query: &str, now: DateTime<Utc>) -> Result<Observation, RejectReaso
     let mut id = None;
     let mut date_utc = None;
     let mut measured = UsUnits::default();
+    let barometers = form::Barometers {
+        sea_level: "baromin",
+        station: "absbaromin",
+    };
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        let slot = match name.as_ref() {
-            "ID" => {
-                id = Some(value);
-                continue;
-            }
-            "dateutc" => {
-                date_utc = Some(value);
-                continue;
-            }
-            "tempf" => &mut measured.temperature_f,
-            "humidity" => &mut measured.humidity_pct,
-            "baromin" => &mut measured.sea_level_pressure_inhg,
-            "absbaromin" => &mut measured.pressure_inhg,
-            "windspeedmph" => &mut measured.wind_speed_mph,
-            "windgustmph" => &mut measured.wind_gust_mph,
-            "winddir" => &mut measured.wind_direction_deg,
-            _ => continue,
-        };
-        *slot = form::number(&name, &value)?;
+        match name.as_ref() {
+            "ID" => id = Some(value),
+            "dateutc" => date_utc = Some(value),
+            _ => measured.set(&name, &value, &barometers)?,
+        }
     }
     let station = station(id.as_deref())?;
     let observed_at = form::observed_at(date_utc.as_deref(), now)?;
