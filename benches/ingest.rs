@@ -3,16 +3,19 @@
 //! machine: the same broker with a bare subscriber, and a bare PostgreSQL
 //! COPY of the same rows.
 //!
-//! BENCH_READINGS (default 200,000) readings from 1,000 stations, sent by
-//! 4 publisher connections. Prints one JSON object per measurement, then a
-//! summary with isobar's rate as a fraction of each baseline. Latency is
-//! from publish to the reading reaching a live websocket client, which
-//! happens after its batch commits, sampled on 10 stations. The publishers
-//! send as fast as the broker takes them, so this is throughput at
-//! saturation and the latency includes queueing in the broker. The embedded
-//! broker holds at most 160 MiB for a subscriber that falls behind, which
-//! caps the run at a few hundred thousand readings; a million needs an
-//! external broker.
+//! Two brokers, each measured alone and then with isobar on SQLite and on
+//! PostgreSQL:
+//! - Mosquitto with the shipped configuration (`deploy/mosquitto`), as in
+//!   production: BENCH_READINGS readings (default 1,000,000);
+//! - the embedded broker: at most 200,000 readings, because it holds at most
+//!   160 MiB for a subscriber that falls behind and drops the oldest beyond.
+//!
+//! Readings come from 1,000 stations over 4 publisher connections, as fast
+//! as the broker takes them, so this is throughput at saturation and the
+//! latency includes queueing in the broker. Latency is from publish to the
+//! reading reaching a live websocket client, which happens after its batch
+//! commits, sampled on 10 stations. Prints one JSON object per measurement,
+//! then a summary with isobar's rate as a fraction of each baseline.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +25,7 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use isobar::App;
 use isobar::broker::EmbeddedBroker;
-use isobar::config::{ArchiveBackend, Settings, StoreBackend};
+use isobar::config::{ArchiveBackend, MqttMode, Settings, StoreBackend};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
 
@@ -30,6 +33,20 @@ const STATIONS: usize = 1_000;
 const PUBLISHERS: usize = 4;
 const SAMPLED: usize = 10;
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
+/// What the embedded broker can hold for a subscriber that falls behind.
+const EMBEDDED_MAX: usize = 200_000;
+
+#[path = "../tests/common/mosquitto.rs"]
+#[allow(dead_code)]
+mod mosquitto;
+
+/// The broker a measurement runs against.
+#[derive(Clone, Copy)]
+enum Broker {
+    Embedded,
+    /// Mosquitto on 127.0.0.1 at this port.
+    Mosquitto(u16),
+}
 
 fn readings() -> usize {
     std::env::var("BENCH_READINGS")
@@ -96,9 +113,15 @@ async fn publish(host: &str, port: u16, total: usize) {
 }
 
 /// The broker alone: a subscriber that acknowledges at once.
-async fn raw_broker(total: usize) -> f64 {
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap(), 1000).unwrap();
-    let (host, port) = (broker.addr().ip().to_string(), broker.addr().port());
+async fn raw_broker(broker: Broker, total: usize) -> f64 {
+    let embedded;
+    let (host, port) = match broker {
+        Broker::Embedded => {
+            embedded = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap(), 1000).unwrap();
+            (embedded.addr().ip().to_string(), embedded.addr().port())
+        }
+        Broker::Mosquitto(port) => ("127.0.0.1".to_owned(), port),
+    };
     let mut options = MqttOptions::new("bench-raw-sub", &host, port);
     options.set_keep_alive(Duration::from_secs(30));
     let (client, mut eventloop) = AsyncClient::new(options, 10_000);
@@ -140,8 +163,8 @@ struct Measured {
     p99_ms: f64,
 }
 
-/// The daemon, in process, on the embedded broker and the given store.
-async fn isobar(total: usize, postgres_url: Option<String>) -> Measured {
+/// The daemon, in process, on the given broker and store.
+async fn isobar(broker: Broker, total: usize, postgres_url: Option<String>) -> Measured {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::default();
     settings.web.listen = "127.0.0.1:0".parse().unwrap();
@@ -149,6 +172,13 @@ async fn isobar(total: usize, postgres_url: Option<String>) -> Measured {
     settings.storage.data_dir = dir.path().to_owned();
     settings.archive.backend = ArchiveBackend::Off;
     settings.web.client_queue = 1 << 20;
+    if let Broker::Mosquitto(port) = broker {
+        settings.mqtt.mode = MqttMode::External;
+        settings.mqtt.broker = format!("127.0.0.1:{port}");
+        settings.mqtt.client_id = format!("isobar-bench-{}", std::process::id());
+        // The shipped configuration's max_inflight_messages.
+        settings.mqtt.max_inflight = 1000;
+    }
     if let Some(url) = &postgres_url {
         settings.storage.backend = StoreBackend::Postgres;
         settings.storage.postgres_url = Some(isobar::config::Secret::new(url.clone()));
@@ -279,55 +309,143 @@ fn report(name: &str, rate: f64, latency: Option<&Measured>) {
     println!("{line}");
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let total = readings();
-    eprintln!("bench-ingest: {total} readings from {STATIONS} stations, {PUBLISHERS} publishers");
+struct Run {
+    broker: f64,
+    sqlite: Measured,
+    postgres: Option<Measured>,
+}
 
-    let broker = raw_broker(total).await;
-    report("raw_broker", broker, None);
-
-    let sqlite = isobar(total, None).await;
-    report("isobar_sqlite", sqlite.rate, Some(&sqlite));
-
-    let database = format!("isobar_bench_{}", std::process::id());
-    let postgres_up =
-        tokio_postgres::connect(&format!("{POSTGRES}/postgres"), tokio_postgres::NoTls)
-            .await
-            .is_ok();
-    let (copy, postgres) = if postgres_up {
-        admin("postgres", &format!("CREATE DATABASE {database}")).await;
-        let postgres = isobar(total, Some(format!("{POSTGRES}/{database}"))).await;
-        report("isobar_postgres", postgres.rate, Some(&postgres));
-        let copy = raw_copy(&database, total).await;
-        report("raw_postgres_copy", copy, None);
-        admin(
-            "postgres",
-            &format!("DROP DATABASE {database} WITH (FORCE)"),
-        )
-        .await;
-        (Some(copy), Some(postgres))
-    } else {
-        eprintln!("bench-ingest: PostgreSQL not reachable at {POSTGRES}; skipping it");
-        (None, None)
-    };
-
-    println!();
-    println!(
-        "isobar on SQLite:     {:>9.0} readings/s = {:.2} of the raw broker; p50 {:.1} ms, p99 {:.1} ms",
-        sqlite.rate,
-        sqlite.rate / broker,
-        sqlite.p50_ms,
-        sqlite.p99_ms
+/// The broker alone, then isobar on SQLite and on PostgreSQL against it.
+async fn run(name: &str, broker: Broker, total: usize, postgres: Option<&str>) -> Run {
+    eprintln!(
+        "bench-ingest: {name}: {total} readings from {STATIONS} stations, {PUBLISHERS} publishers"
     );
-    if let (Some(copy), Some(pg)) = (copy, postgres) {
+    let raw = raw_broker(broker, total).await;
+    report(&format!("{name}/raw_broker"), raw, None);
+    let sqlite = isobar(broker, total, None).await;
+    report(&format!("{name}/isobar_sqlite"), sqlite.rate, Some(&sqlite));
+    let postgres = match postgres {
+        Some(url) => {
+            let m = isobar(broker, total, Some(url.to_owned())).await;
+            report(&format!("{name}/isobar_postgres"), m.rate, Some(&m));
+            Some(m)
+        }
+        None => None,
+    };
+    Run {
+        broker: raw,
+        sqlite,
+        postgres,
+    }
+}
+
+fn summary(name: &str, run: &Run, copy: Option<f64>) {
+    println!(
+        "{name:<10} isobar on SQLite:     {:>7.0} readings/s = {:.2} of the raw broker; p50 {:.0} ms, p99 {:.0} ms",
+        run.sqlite.rate,
+        run.sqlite.rate / run.broker,
+        run.sqlite.p50_ms,
+        run.sqlite.p99_ms
+    );
+    if let (Some(pg), Some(copy)) = (&run.postgres, copy) {
         println!(
-            "isobar on PostgreSQL: {:>9.0} readings/s = {:.2} of the raw broker, {:.2} of raw COPY; p50 {:.1} ms, p99 {:.1} ms",
+            "{name:<10} isobar on PostgreSQL: {:>7.0} readings/s = {:.2} of the raw broker, {:.2} of raw COPY; p50 {:.0} ms, p99 {:.0} ms",
             pg.rate,
-            pg.rate / broker,
+            pg.rate / run.broker,
             pg.rate / copy,
             pg.p50_ms,
             pg.p99_ms
         );
     }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    // The daemon's own log, for looking into a run: BENCH_LOG=info.
+    if let Ok(filter) = std::env::var("BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let total = readings();
+    let postgres_up =
+        tokio_postgres::connect(&format!("{POSTGRES}/postgres"), tokio_postgres::NoTls)
+            .await
+            .is_ok();
+    if !postgres_up {
+        eprintln!("bench-ingest: PostgreSQL not reachable at {POSTGRES}; skipping it");
+    }
+    // A database per broker, so each run starts from empty tables.
+    let database = |name: &str| format!("isobar_bench_{}_{name}", std::process::id());
+    for name in ["mosquitto", "embedded"] {
+        if postgres_up {
+            admin("postgres", &format!("CREATE DATABASE {}", database(name))).await;
+        }
+    }
+    let url = |name: &str| postgres_up.then(|| format!("{POSTGRES}/{}", database(name)));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    // Queued messages bounded by memory only: the publishers outrun isobar
+    // by design here, and the shipped 256 MiB would drop the excess of a
+    // million readings.
+    let broker = mosquitto::PrivateMosquitto::start(
+        port,
+        dir,
+        &[("max_queued_bytes", "0"), ("persistence", "false")],
+    );
+    wait_for_port(port).await;
+    let on_mosquitto = run(
+        "mosquitto",
+        Broker::Mosquitto(port),
+        total,
+        url("mosquitto").as_deref(),
+    )
+    .await;
+    drop(broker);
+
+    let on_embedded = run(
+        "embedded",
+        Broker::Embedded,
+        total.min(EMBEDDED_MAX),
+        url("embedded").as_deref(),
+    )
+    .await;
+
+    let copy = if postgres_up {
+        // Into a table like the one isobar's migrations made.
+        let copy = raw_copy(&database("mosquitto"), total).await;
+        report("raw_postgres_copy", copy, None);
+        for name in ["mosquitto", "embedded"] {
+            admin(
+                "postgres",
+                &format!("DROP DATABASE {} WITH (FORCE)", database(name)),
+            )
+            .await;
+        }
+        Some(copy)
+    } else {
+        None
+    };
+    println!();
+    summary("mosquitto", &on_mosquitto, copy);
+    summary("embedded", &on_embedded, copy);
+}
+
+async fn wait_for_port(port: u16) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("mosquitto did not start on port {port}");
 }

@@ -257,6 +257,9 @@ pub struct PersisterSettings {
     pub flush_interval: Duration,
     /// Raw bytes kept of a quarantined payload.
     pub quarantine_max_bytes: usize,
+    /// Batches written at the same time, so one commits while the next is
+    /// sent. Each holds a store connection while it is written.
+    pub writers: usize,
 }
 
 impl Default for PersisterSettings {
@@ -265,6 +268,7 @@ impl Default for PersisterSettings {
             batch_size: 500,
             flush_interval: Duration::from_millis(100),
             quarantine_max_bytes: 64 * 1024,
+            writers: 2,
         }
     }
 }
@@ -462,6 +466,20 @@ impl Settings {
             return Err(ConfigError::new(
                 "persister.batch_size",
                 "must be between 1 and 100000",
+            ));
+        }
+        if !(1..=16).contains(&self.persister.writers) {
+            return Err(ConfigError::new(
+                "persister.writers",
+                "must be between 1 and 16",
+            ));
+        }
+        if self.storage.backend == StoreBackend::Postgres
+            && self.persister.writers >= self.storage.postgres_pool
+        {
+            return Err(ConfigError::new(
+                "persister.writers",
+                "must be below storage.postgres_pool, which also serves the API",
             ));
         }
         if self.persister.flush_interval.is_zero() {

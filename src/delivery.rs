@@ -178,6 +178,7 @@ impl AckSequencer {
             seq: s.next_seq,
         };
         s.next_seq += 1;
+        metrics::gauge!("isobar_mqtt_unacknowledged").set((s.next_seq - s.next_ack) as f64);
         Ack::Mqtt {
             acks: self.clone(),
             ticket,
@@ -204,11 +205,12 @@ impl AckSequencer {
             if let Err(e) = self.client.try_ack(&publish) {
                 // The connection is gone (the broker redelivers to the next
                 // session and the store ignores the duplicate), or the request
-                // queue is full, which its size (above any in-flight window)
-                // should make impossible.
+                // queue is full, which its size (the packet-id space) makes
+                // impossible.
                 tracing::warn!(pkid, error = %e, "acknowledgement not sent");
             }
         }
+        metrics::gauge!("isobar_mqtt_unacknowledged").set((s.next_seq - s.next_ack) as f64);
     }
 }
 
@@ -336,11 +338,29 @@ impl Delivery {
     }
 }
 
+thread_local! {
+    /// Set while a dropped delivery is being routed again on this thread.
+    static REROUTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl Drop for Delivery {
     fn drop(&mut self) {
         if self.ack.is_none() || self.context.is_stopping() {
             return;
         }
+        // Routing it again can drop it again at once: a task spawned on a
+        // runtime that is shutting down is dropped inside `spawn`. Then it
+        // is left to the broker to redeliver, instead of recursing.
+        if REROUTING.with(|r| r.replace(true)) {
+            return;
+        }
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                REROUTING.with(|r| r.set(false));
+            }
+        }
+        let _reset = Reset;
         // Dropped unacknowledged while running: the actor holding it died
         // with it in its mailbox or batch. Route it again from the start;
         // after MAX_ATTEMPTS, or without a station to route to, quarantine it.
@@ -421,5 +441,39 @@ fn try_send<M: ractor::Message>(name: &str, msg: M) -> Option<M> {
         Ok(()) => None,
         Err(ractor::MessagingErr::SendErr(msg)) => Some(msg),
         Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A delivery dropped while its runtime shuts down is left to the
+    /// broker: routing it again spawns a task that the runtime drops at
+    /// once, which would route it again, without end.
+    #[test]
+    fn a_delivery_dropped_during_shutdown_is_left_to_the_broker() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let context = DeliveryContext::new(PipelineNames::new("shutdown-test"), 1024);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        runtime.block_on(async {
+            let delivery = Delivery::new(
+                Some(StationId::parse("WS001").unwrap()),
+                "test".into(),
+                Bytes::from_static(b"{}"),
+                Format::Json,
+                Ack::Http(tx),
+                context.clone(),
+            );
+            // No station supervisor is running: it waits in a task.
+            drop(delivery);
+        });
+        drop(runtime);
+        // Never acknowledged, and the process is still here.
+        assert!(rx.blocking_recv().is_err());
     }
 }

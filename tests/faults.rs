@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use common::{Daemon, eventually, reading, remove_session};
+use common::mosquitto::PrivateMosquitto;
+use common::{Daemon, PrivateRedis, eventually, reading, remove_session};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
 fn unique() -> String {
@@ -106,6 +107,90 @@ async fn a_daemon_killed_mid_stream_loses_nothing() {
     remove_session(&client_id, "127.0.0.1", 1883).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_mid_stream_loses_nothing() {
+    const N: usize = 600;
+    let redis = PrivateRedis::start();
+    let port = redis.port;
+    let url = format!("redis://127.0.0.1:{port}");
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("ISOBAR__CACHE__BACKEND", "redis"),
+            ("ISOBAR__CACHE__REDIS_URL", &url),
+        ],
+    );
+    eventually(Duration::from_secs(10), "cache ready", || async {
+        let (_, ready) = daemon.get("/ready").await;
+        (ready["checks"]["cache"] == "ok").then_some(())
+    })
+    .await;
+    let publisher = publish_steadily(
+        &daemon.mqtt_host,
+        daemon.mqtt_port,
+        "weather/WS630/observations".into(),
+        "WS630",
+        N,
+        Duration::from_millis(10),
+    );
+    eventually(Duration::from_secs(30), "some readings stored", || async {
+        (stored(&daemon, "WS630").await >= 100).then_some(())
+    })
+    .await;
+    // Redis goes away while readings keep coming.
+    drop(redis);
+    let during = stored(&daemon, "WS630").await;
+    eventually(
+        Duration::from_secs(10),
+        "/ready to report the cache down",
+        || async {
+            let (status, ready) = daemon.get("/ready").await;
+            (status == 200 && ready["status"] == "degraded").then_some(())
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "readings stored with Redis down",
+        || async { (stored(&daemon, "WS630").await >= during + 100).then_some(()) },
+    )
+    .await;
+    let redis = PrivateRedis::start_on(port);
+    publisher.await.unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "every reading stored once",
+        || async { (stored(&daemon, "WS630").await == N).then_some(()) },
+    )
+    .await;
+    // The cache came back and holds the newest reading again: straight from
+    // Redis, not through the store fallback of the latest endpoint.
+    let last = (DateTime::parse_from_rfc3339("2025-01-13T00:00:00Z").unwrap()
+        + TimeDelta::seconds(N as i64 - 1))
+    .with_timezone(&Utc);
+    eventually(
+        Duration::from_secs(20),
+        "the newest reading in Redis",
+        || async {
+            let client =
+                fred::prelude::Builder::from_config(fred::prelude::Config::from_url(&url).unwrap())
+                    .build()
+                    .unwrap();
+            fred::prelude::ClientLike::init(&client).await.ok()?;
+            let json: Option<String> =
+                fred::prelude::HashesInterface::hget(&client, "isobar:latest", "WS630")
+                    .await
+                    .ok()?;
+            let value: serde_json::Value = serde_json::from_str(&json?).ok()?;
+            let at: DateTime<Utc> = value["observed_at"].as_str()?.parse().ok()?;
+            (at == last).then_some(())
+        },
+    )
+    .await;
+    drop(redis);
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 async fn admin(sql: &str) {
@@ -177,56 +262,6 @@ async fn postgres_down_for_30_seconds_loses_nothing() {
     admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
 }
 
-/// A Mosquitto of our own, with the shipped configuration (persistence on)
-/// on a free port, so the test can restart it.
-struct PrivateMosquitto {
-    child: std::process::Child,
-    _dir: Arc<tempfile::TempDir>,
-}
-
-impl PrivateMosquitto {
-    fn start(port: u16, dir: Arc<tempfile::TempDir>) -> PrivateMosquitto {
-        let shipped = std::fs::read_to_string("deploy/mosquitto/mosquitto.conf").unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        // Started as root, Mosquitto would switch to its own user, which
-        // cannot write the test's private directory.
-        let config = shipped
-            .replace(
-                "listener 1883",
-                &format!("listener {port} 127.0.0.1\nuser root"),
-            )
-            .replace("/mosquitto/data/", &format!("{}/", data.display()));
-        let path = dir.path().join("mosquitto.conf");
-        std::fs::write(&path, config).unwrap();
-        let child = std::process::Command::new("mosquitto")
-            .arg("-c")
-            .arg(&path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed");
-        PrivateMosquitto { child, _dir: dir }
-    }
-
-    /// SIGTERM: Mosquitto saves its sessions and queued messages first.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PrivateMosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_mid_stream_loses_nothing() {
     const N: usize = 600;
@@ -236,7 +271,7 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
         .unwrap()
         .port();
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let broker = PrivateMosquitto::start(port, dir.clone());
+    let broker = PrivateMosquitto::start(port, dir.clone(), &[]);
     let address = format!("127.0.0.1:{port}");
     let daemon = Daemon::start_with_env(
         &[],
@@ -278,7 +313,7 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
     .await;
     broker.stop();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let _broker = PrivateMosquitto::start(port, dir.clone());
+    let _broker = PrivateMosquitto::start(port, dir.clone(), &[]);
     publisher.await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {

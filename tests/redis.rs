@@ -4,12 +4,10 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
-use common::{Daemon, Publisher, eventually, next_json};
+use common::{Daemon, PrivateRedis, Publisher, eventually, next_json};
 use isobar::domain::{Observation, QcReport, Reading, StationId};
 use isobar::storage::{LatestCache, RedisCache};
 
@@ -106,48 +104,6 @@ async fn instances_sharing_redis_feed_each_others_live_clients() {
     assert_eq!(status, 200, "{latest}");
     let (_, ready) = a.get("/ready").await;
     assert_eq!(ready["checks"]["cache"], "ok");
-}
-
-/// A Redis of our own on a free port, so the test can stop it.
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    fn start() -> PrivateRedis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::start_on(port)
-    }
-
-    fn start_on(port: u16) -> PrivateRedis {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        PrivateRedis { child, port }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

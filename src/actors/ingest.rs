@@ -71,7 +71,12 @@ impl Actor for Ingest {
             // Larger than any accepted payload, so an oversized one reaches
             // quarantine instead of breaking the connection.
             .set_max_packet_size(1024 * 1024, 64 * 1024);
-        let (client, eventloop) = AsyncClient::new(options, 8192);
+        // Acknowledgements wait in this queue until the event loop writes
+        // them. Each is for a distinct message the broker holds in flight,
+        // and MQTT's 16-bit packet ids allow at most 65,535 of those, so it
+        // never fills, even with a broker that sends past its in-flight
+        // limit (Mosquitto 2.0.11 does, under load).
+        let (client, eventloop) = AsyncClient::new(options, usize::from(u16::MAX) + 1);
         let paused = Arc::new(AtomicBool::new(false));
         let route = Router::new(&args.topic, args.context.clone());
         let poller = tokio::spawn(poll(

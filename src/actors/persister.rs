@@ -3,24 +3,34 @@
 //! deliveries, updates the latest-reading cache and tells the hub. A store
 //! failure keeps the batch and retries it with backoff; nothing is acked that
 //! is not stored, so the broker holds the rest (backpressure).
+//!
+//! Up to `writers` batches are written at once, so one batch commits while
+//! the next is sent, and the store's commits overlap. Batches are finished
+//! (acknowledged, cached, published) strictly in the order they were cut,
+//! whatever order their transactions end in.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::task::JoinHandle;
 
 use crate::actors::hub::HubMsg;
 use crate::delivery::{Delivery, Verdict};
 use crate::domain::Reading;
-use crate::storage::{LatestCache, QuarantineRecord, Store, WriteBatch};
+use crate::storage::{LatestCache, QuarantineRecord, Store, StoreError, WriteBatch, WriteOutcome};
 use crate::supervisor::Backoff;
 
 pub enum PersisterMsg {
     /// What one delivery produced: readings, quarantine records, or both
     /// (a batch with some bad elements). Acknowledged once all are stored.
     Write(Box<Outcome>, Delivery),
-    /// Periodic: write a batch whose oldest item has waited long enough.
+    /// Periodic: write a batch whose oldest item has waited long enough,
+    /// retry a failed one whose backoff has passed.
     Tick,
+    /// A batch write ended; finish what can be finished.
+    Written,
     /// Write everything held now; reply when it is stored (or the store
     /// refused it).
     Flush(RpcReplyPort<Result<(), String>>),
@@ -66,14 +76,40 @@ pub struct PersisterArgs {
     pub context: Arc<crate::delivery::DeliveryContext>,
     pub batch_size: usize,
     pub flush_interval: Duration,
+    /// Batches written at the same time.
+    pub writers: usize,
+}
+
+/// A batch cut from what was held, with the deliveries it acknowledges.
+struct Batch {
+    batch: Arc<WriteBatch>,
+    deliveries: Vec<(Delivery, Verdict)>,
+    /// The write under way; `None` while it waits to be retried.
+    write: Option<JoinHandle<Result<WriteOutcome, StoreError>>>,
+    started: Instant,
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // A persister that dies takes its batches' deliveries with it, and
+        // they are routed again; a write still running would only store
+        // what the redelivery stores again (writes are idempotent), but
+        // there is no reason to let it.
+        if let Some(write) = &self.write {
+            write.abort();
+        }
+    }
 }
 
 pub struct PersisterState {
     args: PersisterArgs,
+    myself: ActorRef<PersisterMsg>,
     readings: Vec<Reading>,
     quarantine: Vec<QuarantineRecord>,
     deliveries: Vec<(Delivery, Verdict)>,
     oldest: Option<Instant>,
+    /// Batches being written, oldest first.
+    writing: VecDeque<Batch>,
     failures: u32,
     retry_at: Option<Instant>,
 }
@@ -103,8 +139,10 @@ impl Actor for Persister {
             quarantine: Vec::new(),
             deliveries: Vec::with_capacity(args.batch_size),
             oldest: None,
+            writing: VecDeque::with_capacity(args.writers),
             failures: 0,
             retry_at: None,
+            myself,
             args,
         })
     }
@@ -135,16 +173,16 @@ impl Actor for Persister {
                 state.quarantine.extend(quarantine);
                 state.hold(delivery, verdict);
             }
-            PersisterMsg::Tick => {}
+            PersisterMsg::Tick => state.retry(),
+            PersisterMsg::Written => state.finish_ready().await,
             PersisterMsg::Flush(reply) => {
-                let result = state.write().await;
+                let result = state.flush().await;
                 let _ = reply.send(result);
                 return Ok(());
             }
         }
-        if state.due() {
-            // A failure is logged and retried; it never stops the actor.
-            let _ = state.write().await;
+        while state.due() {
+            state.cut();
         }
         Ok(())
     }
@@ -156,83 +194,380 @@ impl PersisterState {
         self.deliveries.push((delivery, verdict));
     }
 
+    /// Whether to cut a batch from what is held now.
     fn due(&self) -> bool {
         let Some(oldest) = self.oldest else {
             return false;
         };
-        if self.retry_at.is_some_and(|at| Instant::now() < at) {
+        // While the store fails, only the failed batch is tried.
+        if self.failures > 0 || self.writing.len() >= self.args.writers {
             return false;
         }
         self.deliveries.len() >= self.args.batch_size
             || oldest.elapsed() >= self.args.flush_interval
-            || self.retry_at.is_some()
     }
 
-    async fn write(&mut self) -> Result<(), String> {
-        if self.deliveries.is_empty() {
-            return Ok(());
-        }
+    /// Starts writing what is held as one batch.
+    fn cut(&mut self) {
+        self.oldest = None;
         let batch = Arc::new(WriteBatch {
             readings: std::mem::take(&mut self.readings),
             quarantine: std::mem::take(&mut self.quarantine),
             archive: self.args.archive,
         });
-        let started = Instant::now();
-        let result = self.args.store.write_batch(batch.clone()).await;
-        metrics::histogram!("isobar_store_write_seconds").record(started.elapsed().as_secs_f64());
-        let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| WriteBatch {
-            readings: shared.readings.clone(),
-            quarantine: shared.quarantine.clone(),
-            archive: shared.archive,
-        });
+        let mut batch = Batch {
+            batch,
+            deliveries: std::mem::take(&mut self.deliveries),
+            write: None,
+            started: Instant::now(),
+        };
+        self.start(&mut batch);
+        self.writing.push_back(batch);
+    }
+
+    fn start(&self, batch: &mut Batch) {
+        let store = self.args.store.clone();
+        let data = batch.batch.clone();
+        let myself = self.myself.clone();
+        batch.started = Instant::now();
+        batch.write = Some(tokio::spawn(async move {
+            let result = store.write_batch(data).await;
+            let _ = myself.cast(PersisterMsg::Written);
+            result
+        }));
+    }
+
+    /// Starts the failed batch again once its backoff has passed.
+    fn retry(&mut self) {
+        if self.retry_at.is_none_or(|at| Instant::now() < at) {
+            return;
+        }
+        self.retry_at = None;
+        if let Some(mut front) = self.writing.pop_front() {
+            if front.write.is_none() {
+                self.start(&mut front);
+            }
+            self.writing.push_front(front);
+        }
+    }
+
+    /// Finishes the batches at the front whose writes have ended, in order.
+    async fn finish_ready(&mut self) {
+        while self
+            .writing
+            .front()
+            .is_some_and(|b| b.write.as_ref().is_some_and(JoinHandle::is_finished))
+        {
+            if self.finish_front().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits for the oldest batch's write and finishes it: acknowledged and
+    /// passed on if it was stored; kept to be retried if not.
+    async fn finish_front(&mut self) -> Result<(), String> {
+        let Some(mut batch) = self.writing.pop_front() else {
+            return Ok(());
+        };
+        let Some(write) = batch.write.take() else {
+            // Waiting for its retry.
+            self.writing.push_front(batch);
+            return Err("waiting to retry a failed batch write".into());
+        };
+        let result = match write.await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("batch write task ended: {e}")),
+        };
+        metrics::histogram!("isobar_store_write_seconds")
+            .record(batch.started.elapsed().as_secs_f64());
         match result {
             Ok(outcome) => {
                 self.failures = 0;
-                self.retry_at = None;
-                self.oldest = None;
-                metrics::histogram!("isobar_batch_size").record(self.deliveries.len() as f64);
-                metrics::counter!("isobar_quarantined_total")
-                    .increment(batch.quarantine.len() as u64);
-                let new: Vec<Reading> = batch
-                    .readings
-                    .into_iter()
-                    .zip(outcome.inserted)
-                    .filter_map(|(r, inserted)| inserted.then_some(r))
-                    .collect();
-                metrics::counter!("isobar_readings_stored_total").increment(new.len() as u64);
-                let deliveries = std::mem::take(&mut self.deliveries);
-                for (delivery, verdict) in deliveries {
-                    delivery.acknowledge(verdict);
-                }
-                if !new.is_empty() {
-                    let new: Arc<[Reading]> = new.into();
-                    // In the background: a slow or absent cache (Redis down)
-                    // never holds up ingestion; it only ever keeps newer.
-                    let cache = self.args.cache.clone();
-                    let for_cache = new.clone();
-                    tokio::spawn(async move { cache.put_newer(&for_cache).await });
-                    if self.args.archive {
-                        // The outbox has them; tell the archiver not to wait
-                        // for its next poll.
-                        self.args.context.nudge_archiver();
-                    }
-                    if let Some(hub) = ActorRef::<HubMsg>::where_is(self.args.hub.clone()) {
-                        let _ = hub.cast(HubMsg::Publish(new));
-                    }
-                }
+                self.done(batch, outcome);
                 Ok(())
             }
             Err(e) => {
-                self.readings = batch.readings;
-                self.quarantine = batch.quarantine;
                 let delay = STORE_RETRY.delay(self.failures, rand::random::<f64>());
                 self.failures = self.failures.saturating_add(1);
                 self.retry_at = Some(Instant::now() + delay);
                 metrics::counter!("isobar_store_errors_total").increment(1);
-                tracing::error!(error = %e, held = self.deliveries.len(),
+                tracing::error!(error = %e, held = batch.deliveries.len(),
                     retry_ms = delay.as_millis() as u64, "batch write failed; will retry");
-                Err(e.to_string())
+                self.writing.push_front(batch);
+                Err(e)
             }
         }
+    }
+
+    /// A stored batch: acknowledge its deliveries, then update the cache,
+    /// the archiver and the hub with the readings that were new.
+    fn done(&self, mut batch: Batch, outcome: WriteOutcome) {
+        metrics::histogram!("isobar_batch_size").record(batch.deliveries.len() as f64);
+        metrics::counter!("isobar_quarantined_total")
+            .increment(batch.batch.quarantine.len() as u64);
+        // The write has ended, so the batch is no longer shared.
+        let data = std::mem::take(&mut batch.batch);
+        let readings =
+            Arc::try_unwrap(data).map_or_else(|shared| shared.readings.clone(), |b| b.readings);
+        let new: Vec<Reading> = readings
+            .into_iter()
+            .zip(outcome.inserted)
+            .filter_map(|(r, inserted)| inserted.then_some(r))
+            .collect();
+        metrics::counter!("isobar_readings_stored_total").increment(new.len() as u64);
+        for (delivery, verdict) in std::mem::take(&mut batch.deliveries) {
+            delivery.acknowledge(verdict);
+        }
+        if new.is_empty() {
+            return;
+        }
+        let new: Arc<[Reading]> = new.into();
+        // In the background: a slow or absent cache (Redis down) never
+        // holds up ingestion; it only ever keeps newer.
+        let cache = self.args.cache.clone();
+        let for_cache = new.clone();
+        tokio::spawn(async move { cache.put_newer(&for_cache).await });
+        if self.args.archive {
+            // The outbox has them; tell the archiver not to wait for its
+            // next poll.
+            self.args.context.nudge_archiver();
+        }
+        if let Some(hub) = ActorRef::<HubMsg>::where_is(self.args.hub.clone()) {
+            let _ = hub.cast(HubMsg::Publish(new));
+        }
+    }
+
+    /// Writes everything held and waits for every write under way. Gives up
+    /// at the first failure (the batch stays held, to be retried).
+    async fn flush(&mut self) -> Result<(), String> {
+        if !self.deliveries.is_empty() {
+            self.cut();
+        }
+        while let Some(front) = self.writing.front_mut() {
+            if front.write.is_none() {
+                let mut batch = self.writing.pop_front().expect("front exists");
+                self.start(&mut batch);
+                self.writing.push_front(batch);
+            }
+            self.finish_front().await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use chrono::{DateTime, Utc};
+    use tokio::sync::{Notify, oneshot};
+
+    use super::*;
+    use crate::delivery::{Ack, DeliveryContext, Format, PipelineNames};
+    use crate::domain::{Observation, QcReport, StationId};
+    use crate::storage::{HistoryQuery, MemoryCache, SqliteStore, Station, StoredQuarantine};
+
+    /// The real SQLite store, with control over when its writes run: a
+    /// write holding `hold`'s reading waits until released, and the first
+    /// write holding `fail`'s reading fails.
+    struct Gated {
+        inner: SqliteStore,
+        hold: &'static str,
+        fail: Mutex<Option<&'static str>>,
+        release: Notify,
+        log: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Store for Gated {
+        async fn write_batch(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome, StoreError> {
+            let ids: Vec<String> = batch
+                .readings
+                .iter()
+                .map(|r| r.station_id.to_string())
+                .collect();
+            if ids.iter().any(|id| id == self.hold) {
+                self.release.notified().await;
+            }
+            let fail = {
+                let mut fail = self.fail.lock().unwrap();
+                let now = fail.is_some_and(|f| ids.iter().any(|id| id == f));
+                if now {
+                    *fail = None;
+                }
+                now
+            };
+            if fail {
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("failed {}", ids.join(",")));
+                return Err(StoreError::Task("store unavailable".into()));
+            }
+            let outcome = self.inner.write_batch(batch).await?;
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("stored {}", ids.join(",")));
+            Ok(outcome)
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            self.inner.ping().await
+        }
+        async fn stations(&self) -> Result<Vec<Station>, StoreError> {
+            self.inner.stations().await
+        }
+        async fn station(&self, id: &StationId) -> Result<Option<Station>, StoreError> {
+            self.inner.station(id).await
+        }
+        async fn latest(&self, id: &StationId) -> Result<Option<Reading>, StoreError> {
+            self.inner.latest(id).await
+        }
+        async fn readings(&self, query: HistoryQuery) -> Result<Vec<Reading>, StoreError> {
+            self.inner.readings(query).await
+        }
+        async fn archive_pending(&self, limit: usize) -> Result<Vec<(i64, Reading)>, StoreError> {
+            self.inner.archive_pending(limit).await
+        }
+        async fn archive_done(&self, seq: i64) -> Result<(), StoreError> {
+            self.inner.archive_done(seq).await
+        }
+        async fn quarantine(
+            &self,
+            limit: usize,
+            before_id: Option<i64>,
+        ) -> Result<Vec<StoredQuarantine>, StoreError> {
+            self.inner.quarantine(limit, before_id).await
+        }
+    }
+
+    fn reading(station: &str) -> Reading {
+        let at: DateTime<Utc> = "2025-01-13T10:00:00Z".parse().unwrap();
+        let mut obs = Observation::new(StationId::parse(station).unwrap(), at);
+        obs.temperature_c = Some(10.0);
+        Reading::new(obs, at, QcReport::default())
+    }
+
+    async fn persister(
+        store: Arc<Gated>,
+        writers: usize,
+    ) -> (ActorRef<PersisterMsg>, Arc<DeliveryContext>) {
+        let context = DeliveryContext::new(PipelineNames::new("persister-test"), 1024);
+        let args = PersisterArgs {
+            store,
+            cache: Arc::new(MemoryCache::default()),
+            hub: "persister-test.no-hub".into(),
+            archive: false,
+            context: context.clone(),
+            batch_size: 1,
+            flush_interval: Duration::from_millis(10),
+            writers,
+        };
+        let (actor, _) = Actor::spawn(None, Persister, args).await.unwrap();
+        (actor, context)
+    }
+
+    /// Sends one reading as an upload would, returning where its verdict
+    /// arrives.
+    fn send(
+        actor: &ActorRef<PersisterMsg>,
+        context: &Arc<DeliveryContext>,
+        station: &str,
+    ) -> oneshot::Receiver<Verdict> {
+        let (tx, rx) = oneshot::channel();
+        let delivery = Delivery::new(
+            Some(StationId::parse(station).unwrap()),
+            "test".into(),
+            bytes::Bytes::new(),
+            Format::Json,
+            Ack::Http(tx),
+            context.clone(),
+        );
+        actor
+            .cast(PersisterMsg::store(reading(station), delivery))
+            .unwrap();
+        rx
+    }
+
+    fn gated(hold: &'static str, fail: Option<&'static str>) -> (Arc<Gated>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = SqliteStore::open(&dir.path().join("t.sqlite3")).unwrap();
+        let store = Arc::new(Gated {
+            inner,
+            hold,
+            fail: Mutex::new(fail),
+            release: Notify::new(),
+            log: Mutex::new(Vec::new()),
+        });
+        (store, dir)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_later_batch_that_commits_first_waits_for_the_earlier_one() {
+        let (store, _dir) = gated("WS001", None);
+        let (actor, context) = persister(store.clone(), 2).await;
+        let mut first = send(&actor, &context, "WS001");
+        let mut second = send(&actor, &context, "WS002");
+        // Both are being written at once: the second commits while the
+        // first is held, and is not acknowledged before the first.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while store.log.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the second batch is written while the first waits");
+        assert_eq!(*store.log.lock().unwrap(), vec!["stored WS002"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(first.try_recv().is_err(), "the first is not stored yet");
+        assert!(
+            second.try_recv().is_err(),
+            "the second is held back behind the first"
+        );
+        store.release.notify_one();
+        let stored = Verdict::Stored {
+            readings: 1,
+            rejected: 0,
+        };
+        assert_eq!(first.await.unwrap(), stored);
+        assert_eq!(second.await.unwrap(), stored);
+        assert_eq!(
+            *store.log.lock().unwrap(),
+            vec!["stored WS002", "stored WS001"]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_batch_is_retried_and_nothing_is_acknowledged_before_it() {
+        let (store, _dir) = gated("none", Some("WS011"));
+        let (actor, context) = persister(store.clone(), 2).await;
+        let first = send(&actor, &context, "WS011");
+        let second = send(&actor, &context, "WS012");
+        let stored = Verdict::Stored {
+            readings: 1,
+            rejected: 0,
+        };
+        let both = tokio::time::timeout(Duration::from_secs(5), async {
+            (first.await.unwrap(), second.await.unwrap())
+        })
+        .await
+        .expect("both stored after the retry");
+        assert_eq!(both, (stored.clone(), stored));
+        let log = store.log.lock().unwrap().clone();
+        assert_eq!(
+            log.first().map(String::as_str),
+            Some("failed WS011"),
+            "{log:?}"
+        );
+        assert!(log.contains(&"stored WS011".to_owned()), "{log:?}");
+        assert!(log.contains(&"stored WS012".to_owned()), "{log:?}");
+        // Flushing finds nothing left.
+        let flushed = actor
+            .call(PersisterMsg::Flush, Some(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert!(matches!(flushed, ractor::rpc::CallResult::Success(Ok(()))));
     }
 }

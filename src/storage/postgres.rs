@@ -230,10 +230,11 @@ impl Store for PostgresStore {
         if !batch.readings.is_empty() {
             let c = Columns::of(&batch.readings);
             let v = &c.values;
-            let rows = tx
-                .query(
-                    &format!(
-                        "INSERT INTO observations ({READING_COLUMNS}) \
+            // Prepared once per connection: the batch is then one round
+            // trip instead of a parse and an execute.
+            let insert = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO observations ({READING_COLUMNS}) \
                          SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], \
                            $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::float8[], \
                            $9::float8[], $10::float8[], $11::float8[], $12::float8[], \
@@ -241,7 +242,11 @@ impl Store for PostgresStore {
                            $17::float8[], $18::text[], $19::jsonb[]) \
                          ON CONFLICT (station_id, observed_at) DO NOTHING \
                          RETURNING station_id, observed_at"
-                    ),
+                ))
+                .await?;
+            let rows = tx
+                .query(
+                    &insert,
                     &[
                         &c.station_id,
                         &c.observed_at,
@@ -289,12 +294,13 @@ impl Store for PostgresStore {
                 let (ids, times): (Vec<&str>, Vec<DateTime<Utc>>) = new
                     .map(|(r, _)| (r.station_id.as_str(), r.observed_at))
                     .unzip();
-                tx.execute(
-                    "INSERT INTO archive_outbox (station_id, observed_at) \
-                     SELECT * FROM UNNEST($1::text[], $2::timestamptz[])",
-                    &[&ids, &times],
-                )
-                .await?;
+                let outbox = tx
+                    .prepare_cached(
+                        "INSERT INTO archive_outbox (station_id, observed_at) \
+                         SELECT * FROM UNNEST($1::text[], $2::timestamptz[])",
+                    )
+                    .await?;
+                tx.execute(&outbox, &[&ids, &times]).await?;
             }
         }
         if !batch.quarantine.is_empty() {
@@ -314,11 +320,16 @@ impl Store for PostgresStore {
                 .iter()
                 .map(|r| i32::try_from(r.payload_bytes).unwrap_or(i32::MAX))
                 .collect();
-            tx.execute(
-                "INSERT INTO quarantine \
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO quarantine \
                    (received_at, source, station_id, reason_code, reason, payload, payload_bytes) \
                  SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], \
                    $5::text[], $6::bytea[], $7::int4[])",
+                )
+                .await?;
+            tx.execute(
+                &insert,
                 &[
                     &received, &source, &station, &code, &reason, &payload, &bytes,
                 ],
@@ -500,7 +511,8 @@ async fn upsert_stations(
     let elevation: Vec<Option<f64>> = updates.values().map(|u| u.elevation_m).collect();
     let first: Vec<DateTime<Utc>> = updates.values().map(|u| u.first).collect();
     let last: Vec<DateTime<Utc>> = updates.values().map(|u| u.last).collect();
-    tx.execute(
+    let upsert = tx
+        .prepare_cached(
         "INSERT INTO stations (station_id, latitude, longitude, elevation_m, first_seen, last_seen) \
          SELECT * FROM UNNEST($1::text[], $2::float8[], $3::float8[], $4::float8[], \
            $5::timestamptz[], $6::timestamptz[]) \
@@ -510,8 +522,8 @@ async fn upsert_stations(
            elevation_m = coalesce(EXCLUDED.elevation_m, stations.elevation_m), \
            first_seen = least(stations.first_seen, EXCLUDED.first_seen), \
            last_seen = greatest(stations.last_seen, EXCLUDED.last_seen)",
-        &[&ids, &lat, &lon, &elevation, &first, &last],
-    )
-    .await?;
+    ).await?;
+    tx.execute(&upsert, &[&ids, &lat, &lon, &elevation, &first, &last])
+        .await?;
     Ok(())
 }
