@@ -6,7 +6,8 @@
 //! Two brokers, each measured alone and then with isobar on SQLite and on
 //! PostgreSQL:
 //! - Mosquitto with the shipped configuration (`deploy/mosquitto`), as in
-//!   production: BENCH_READINGS readings (default 1,000,000);
+//!   production but with an unbounded queue and no persistence:
+//!   BENCH_READINGS readings (default 1,000,000);
 //! - the embedded broker: at most 200,000 readings, because it holds at most
 //!   160 MiB for a subscriber that falls behind and drops the oldest beyond.
 //!
@@ -393,7 +394,7 @@ async fn main() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     // Queued messages bounded by memory only: the publishers outrun isobar
     // by design here, and the shipped 256 MiB would drop the excess of a
-    // million readings.
+    // million readings; and no snapshots of that queue every 5 seconds.
     let broker = mosquitto::PrivateMosquitto::start(
         port,
         dir,
@@ -421,6 +422,9 @@ async fn main() {
         // Into a table like the one isobar's migrations made.
         let copy = raw_copy(&database("mosquitto"), total).await;
         report("raw_postgres_copy", copy, None);
+        let (unnest, staged) = batch_methods(&database("embedded"), total.min(EMBEDDED_MAX)).await;
+        report("batches_of_333/unnest_insert", unnest, None);
+        report("batches_of_333/binary_copy_staging_insert", staged, None);
         for name in ["mosquitto", "embedded"] {
             admin(
                 "postgres",
@@ -435,6 +439,146 @@ async fn main() {
     println!();
     summary("mosquitto", &on_mosquitto, copy);
     summary("embedded", &on_embedded, copy);
+}
+
+/// The two ways the store could write a batch, on the same rows in batches
+/// of the size isobar uses against Mosquitto (333), each batch one
+/// transaction with the duplicate check: a prepared `INSERT … SELECT FROM
+/// UNNEST(…) ON CONFLICT DO NOTHING` (what isobar does), and binary COPY
+/// into a temporary staging table followed by `INSERT … SELECT … ON
+/// CONFLICT DO NOTHING`. Returns rows per second for each.
+async fn batch_methods(database: &str, total: usize) -> (f64, f64) {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    const BATCH: usize = 333;
+    let (mut client, connection) =
+        tokio_postgres::connect(&format!("{POSTGRES}/{database}"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE TABLE unnest_target (LIKE observations INCLUDING ALL);
+             CREATE TABLE copy_staged (LIKE observations INCLUDING ALL);",
+        )
+        .await
+        .unwrap();
+    let base = Utc::now();
+    let rows: Vec<(String, chrono::DateTime<Utc>)> = (0..total)
+        .map(|i| {
+            (
+                station(i % STATIONS),
+                base + chrono::TimeDelta::microseconds(i as i64),
+            )
+        })
+        .collect();
+    let qc = serde_json::json!({});
+
+    let insert = client
+        .prepare(
+            "INSERT INTO unnest_target (station_id, observed_at, received_at, temperature_c, \
+               humidity_pct, pressure_hpa, wind_speed_ms, wind_direction_deg, dew_point_c, \
+               qc_status, qc) \
+             SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], \
+               $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::float8[], \
+               $9::float8[], $10::text[], $11::jsonb[]) \
+             ON CONFLICT (station_id, observed_at) DO NOTHING",
+        )
+        .await
+        .unwrap();
+    let start = Instant::now();
+    for chunk in rows.chunks(BATCH) {
+        let n = chunk.len();
+        let ids: Vec<&str> = chunk.iter().map(|(s, _)| s.as_str()).collect();
+        let at: Vec<chrono::DateTime<Utc>> = chunk.iter().map(|(_, t)| *t).collect();
+        let f = |v: f64| vec![v; n];
+        let tx = client.transaction().await.unwrap();
+        tx.execute(
+            &insert,
+            &[
+                &ids,
+                &at,
+                &at,
+                &f(21.5),
+                &f(60.0),
+                &f(1012.0),
+                &f(3.2),
+                &f(180.0),
+                &f(13.6),
+                &vec!["pass"; n],
+                &vec![&qc; n],
+            ],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let unnest = total as f64 / start.elapsed().as_secs_f64();
+
+    let types = [
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::TEXT,
+        Type::JSONB,
+    ];
+    let columns = "station_id, observed_at, received_at, temperature_c, humidity_pct, \
+                   pressure_hpa, wind_speed_ms, wind_direction_deg, dew_point_c, qc_status, qc";
+    let start = Instant::now();
+    for chunk in rows.chunks(BATCH) {
+        let tx = client.transaction().await.unwrap();
+        tx.batch_execute(
+            "CREATE TEMP TABLE staging (LIKE observations INCLUDING DEFAULTS) ON COMMIT DROP",
+        )
+        .await
+        .unwrap();
+        let sink = tx
+            .copy_in(&format!(
+                "COPY staging ({columns}) FROM STDIN (FORMAT binary)"
+            ))
+            .await
+            .unwrap();
+        let writer = BinaryCopyInWriter::new(sink, &types);
+        let mut writer = std::pin::pin!(writer);
+        for (id, at) in chunk {
+            writer
+                .as_mut()
+                .write(&[
+                    id,
+                    at,
+                    at,
+                    &21.5_f64,
+                    &60.0_f64,
+                    &1012.0_f64,
+                    &3.2_f64,
+                    &180.0_f64,
+                    &13.6_f64,
+                    &"pass",
+                    &qc,
+                ])
+                .await
+                .unwrap();
+        }
+        writer.finish().await.unwrap();
+        tx.execute(
+            &format!(
+                "INSERT INTO copy_staged ({columns}) SELECT {columns} FROM staging \
+                 ON CONFLICT (station_id, observed_at) DO NOTHING"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let copy = total as f64 / start.elapsed().as_secs_f64();
+    (unnest, copy)
 }
 
 async fn wait_for_port(port: u16) {

@@ -136,6 +136,8 @@ pub struct Ticket {
 pub struct AckSequencer {
     client: AsyncClient,
     state: Mutex<SequencerState>,
+    /// Signalled whenever acknowledgements go out.
+    acked: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -154,7 +156,19 @@ impl AckSequencer {
         Arc::new(Self {
             client,
             state: Mutex::new(SequencerState::default()),
+            acked: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Messages of this connection received and not yet acknowledged.
+    pub fn open(&self) -> u64 {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.next_seq - s.next_ack
+    }
+
+    /// Waits until some acknowledgement has gone out since the last wait.
+    pub async fn acknowledged(&self) {
+        self.acked.notified().await;
     }
 
     /// A new connection: forget the old one's order.
@@ -211,6 +225,7 @@ impl AckSequencer {
             }
         }
         metrics::gauge!("isobar_mqtt_unacknowledged").set((s.next_seq - s.next_ack) as f64);
+        self.acked.notify_one();
     }
 }
 

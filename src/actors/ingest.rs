@@ -26,12 +26,22 @@ pub enum IngestMsg {
 
 pub struct Ingest;
 
+/// Acknowledgements wait in the client's request queue until the event loop
+/// writes them, one per turn, while a turn of reading takes up to ten
+/// messages; so under a broker that sends past its window they can outpace
+/// the writes for a while. About 40 bytes each: 1 Mi of them is 40 MiB at
+/// most, and a full queue costs a redelivery, not a reading.
+const ACK_QUEUE: usize = 1 << 20;
+
 pub struct IngestArgs {
     pub host: String,
     pub port: u16,
     pub client_id: String,
     pub topic: String,
     pub keep_alive: Duration,
+    /// Received messages held unacknowledged before ingest stops reading
+    /// from the broker until some are acknowledged.
+    pub max_open: usize,
     pub context: Arc<DeliveryContext>,
     pub health: Arc<Health>,
 }
@@ -71,17 +81,16 @@ impl Actor for Ingest {
             // Larger than any accepted payload, so an oversized one reaches
             // quarantine instead of breaking the connection.
             .set_max_packet_size(1024 * 1024, 64 * 1024);
-        // Acknowledgements wait in this queue until the event loop writes
-        // them. Each is for a distinct message the broker holds in flight,
-        // and MQTT's 16-bit packet ids allow at most 65,535 of those, so it
-        // never fills, even with a broker that sends past its in-flight
-        // limit (Mosquitto 2.0.11 does, under load).
-        let (client, eventloop) = AsyncClient::new(options, usize::from(u16::MAX) + 1);
+        let (client, eventloop) = AsyncClient::new(options, ACK_QUEUE);
         let paused = Arc::new(AtomicBool::new(false));
         let route = Router::new(&args.topic, args.context.clone());
         let poller = tokio::spawn(poll(
             eventloop,
             client.clone(),
+            Limits {
+                max_open: args.max_open as u64,
+                keep_alive: args.keep_alive,
+            },
             args.topic,
             route,
             paused.clone(),
@@ -186,9 +195,16 @@ impl Router {
     }
 }
 
+/// How far ingest reads ahead of what is stored.
+struct Limits {
+    max_open: u64,
+    keep_alive: Duration,
+}
+
 async fn poll(
     mut eventloop: EventLoop,
     client: AsyncClient,
+    limits: Limits,
     topic: String,
     router: Router,
     paused: Arc<AtomicBool>,
@@ -197,6 +213,22 @@ async fn poll(
     let mut failures: u32 = 0;
     let acks = AckSequencer::new(client.clone());
     loop {
+        // A broker keeps at most its in-flight window unacknowledged, but
+        // not every broker keeps to it (Mosquitto 2.0.11 does not under
+        // load). Past `max_open`, stop reading: the socket fills and the
+        // broker holds the rest. Reading resumes as acknowledgements go
+        // out, and at least once per half keep-alive, so that the
+        // connection's pings and queued acknowledgements still flow while
+        // the store is down.
+        if acks.open() >= limits.max_open {
+            metrics::counter!("isobar_ingest_paused_total").increment(1);
+            let _ = tokio::time::timeout(limits.keep_alive / 2, async {
+                while acks.open() >= limits.max_open {
+                    acks.acknowledged().await;
+                }
+            })
+            .await;
+        }
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 failures = 0;

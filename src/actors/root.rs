@@ -219,6 +219,9 @@ impl RootState {
                     client_id: mqtt.client_id.clone(),
                     topic: mqtt.topic.clone(),
                     keep_alive: mqtt.keep_alive,
+                    // Twice the window: never reached under a broker that
+                    // keeps to it.
+                    max_open: 2 * a.settings.mqtt.effective_inflight(),
                     context: a.context.clone(),
                     health: a.health.clone(),
                 };
