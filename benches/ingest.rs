@@ -386,11 +386,7 @@ async fn main() {
     }
     let url = |name: &str| postgres_up.then(|| format!("{POSTGRES}/{}", database(name)));
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = mosquitto::free_port();
     let dir = Arc::new(tempfile::tempdir().unwrap());
     // Queued messages bounded by memory only: the publishers outrun isobar
     // by design here, and the shipped 256 MiB would drop the excess of a

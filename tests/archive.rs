@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -170,11 +169,7 @@ async fn s3_objects(client: &aws_sdk_s3::Client) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_down_then_back_loses_nothing() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::mosquitto::free_port();
     let moto = Moto::start_on(port);
     let client = s3_client(&moto.endpoint()).await;
     create_bucket(&client).await;

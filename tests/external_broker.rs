@@ -81,11 +81,7 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 async fn ingest_stops_reading_at_its_bound_and_loses_nothing() {
     const N: usize = 600;
     const WINDOW: usize = 4;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::mosquitto::free_port();
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let _broker = common::mosquitto::PrivateMosquitto::start(port, dir, &[]);
     let address = format!("127.0.0.1:{port}");

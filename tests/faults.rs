@@ -113,18 +113,7 @@ async fn redis_stopped_mid_stream_loses_nothing() {
     let redis = PrivateRedis::start();
     let port = redis.port;
     let url = format!("redis://127.0.0.1:{port}");
-    let daemon = Daemon::start_with_env(
-        &[],
-        &[
-            ("ISOBAR__CACHE__BACKEND", "redis"),
-            ("ISOBAR__CACHE__REDIS_URL", &url),
-        ],
-    );
-    eventually(Duration::from_secs(10), "cache ready", || async {
-        let (_, ready) = daemon.get("/ready").await;
-        (ready["checks"]["cache"] == "ok").then_some(())
-    })
-    .await;
+    let daemon = common::daemon_with_redis(&url).await;
     let publisher = publish_steadily(
         &daemon.mqtt_host,
         daemon.mqtt_port,
@@ -265,11 +254,7 @@ async fn postgres_down_for_30_seconds_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_mid_stream_loses_nothing() {
     const N: usize = 600;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::mosquitto::free_port();
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let broker = PrivateMosquitto::start(port, dir.clone(), &[]);
     let address = format!("127.0.0.1:{port}");

@@ -110,18 +110,7 @@ async fn instances_sharing_redis_feed_each_others_live_clients() {
 async fn the_daemon_carries_on_without_redis() {
     let redis = PrivateRedis::start();
     let url = format!("redis://127.0.0.1:{}", redis.port);
-    let daemon = Daemon::start_with_env(
-        &[],
-        &[
-            ("ISOBAR__CACHE__BACKEND", "redis"),
-            ("ISOBAR__CACHE__REDIS_URL", &url),
-        ],
-    );
-    eventually(Duration::from_secs(10), "cache ready", || async {
-        let (_, ready) = daemon.get("/ready").await;
-        (ready["checks"]["cache"] == "ok").then_some(())
-    })
-    .await;
+    let daemon = common::daemon_with_redis(&url).await;
     let port = redis.port;
     drop(redis);
 

@@ -315,11 +315,7 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     pub fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = mosquitto::free_port();
         Self::start_on(port)
     }
 
@@ -347,4 +343,21 @@ impl Drop for PrivateRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A daemon whose cache is the Redis at `url`, once the cache answers.
+pub async fn daemon_with_redis(url: &str) -> Daemon {
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("ISOBAR__CACHE__BACKEND", "redis"),
+            ("ISOBAR__CACHE__REDIS_URL", url),
+        ],
+    );
+    eventually(Duration::from_secs(10), "cache ready", || async {
+        let (_, ready) = daemon.get("/ready").await;
+        (ready["checks"]["cache"] == "ok").then_some(())
+    })
+    .await;
+    daemon
 }

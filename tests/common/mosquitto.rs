@@ -6,6 +6,15 @@
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub struct PrivateMosquitto {
     child: Child,
     _dir: Arc<tempfile::TempDir>,
