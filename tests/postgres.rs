@@ -148,11 +148,14 @@ async fn the_store_is_idempotent_and_answers_history() {
         "2025-01-13T10:01:00Z".parse::<DateTime<Utc>>().unwrap()
     );
     assert_eq!(stations[0].elevation_m, Some(34.0));
-    // A late reading lowers first_seen and leaves last_seen.
+    // A late reading lowers first_seen and leaves last_seen, and the
+    // position it carries (from before the station moved) is not taken.
+    let mut late = reading("WS001", "2025-01-13T08:00:00Z", 0.5);
+    late.latitude = Some(48.1);
     store
         .write_batch(Arc::new(WriteBatch {
             archive: false,
-            readings: vec![reading("WS001", "2025-01-13T08:00:00Z", 0.5)],
+            readings: vec![late],
             quarantine: vec![],
         }))
         .await
@@ -166,6 +169,7 @@ async fn the_store_is_idempotent_and_answers_history() {
         ws001.last_seen,
         "2025-01-13T10:01:00Z".parse::<DateTime<Utc>>().unwrap()
     );
+    assert_eq!(ws001.latitude, Some(52.5));
 
     // The first batch's new readings wait in the archive outbox.
     let pending = store.archive_pending(10).await.unwrap();

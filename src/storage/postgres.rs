@@ -517,9 +517,15 @@ async fn upsert_stations(
          SELECT * FROM UNNEST($1::text[], $2::float8[], $3::float8[], $4::float8[], \
            $5::timestamptz[], $6::timestamptz[]) \
          ON CONFLICT (station_id) DO UPDATE SET \
-           latitude = coalesce(EXCLUDED.latitude, stations.latitude), \
-           longitude = coalesce(EXCLUDED.longitude, stations.longitude), \
-           elevation_m = coalesce(EXCLUDED.elevation_m, stations.elevation_m), \
+           latitude = CASE WHEN EXCLUDED.last_seen >= stations.last_seen \
+             THEN coalesce(EXCLUDED.latitude, stations.latitude) \
+             ELSE coalesce(stations.latitude, EXCLUDED.latitude) END, \
+           longitude = CASE WHEN EXCLUDED.last_seen >= stations.last_seen \
+             THEN coalesce(EXCLUDED.longitude, stations.longitude) \
+             ELSE coalesce(stations.longitude, EXCLUDED.longitude) END, \
+           elevation_m = CASE WHEN EXCLUDED.last_seen >= stations.last_seen \
+             THEN coalesce(EXCLUDED.elevation_m, stations.elevation_m) \
+             ELSE coalesce(stations.elevation_m, EXCLUDED.elevation_m) END, \
            first_seen = least(stations.first_seen, EXCLUDED.first_seen), \
            last_seen = greatest(stations.last_seen, EXCLUDED.last_seen)",
     ).await?;

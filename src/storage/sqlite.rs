@@ -214,9 +214,15 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
                (station_id, latitude, longitude, elevation_m, first_seen, last_seen) \
              VALUES (?1, ?2, ?3, ?5, ?4, ?4) \
              ON CONFLICT (station_id) DO UPDATE SET \
-               latitude = coalesce(excluded.latitude, stations.latitude), \
-               longitude = coalesce(excluded.longitude, stations.longitude), \
-               elevation_m = coalesce(excluded.elevation_m, stations.elevation_m), \
+               latitude = CASE WHEN excluded.last_seen >= stations.last_seen \
+                 THEN coalesce(excluded.latitude, stations.latitude) \
+                 ELSE coalesce(stations.latitude, excluded.latitude) END, \
+               longitude = CASE WHEN excluded.last_seen >= stations.last_seen \
+                 THEN coalesce(excluded.longitude, stations.longitude) \
+                 ELSE coalesce(stations.longitude, excluded.longitude) END, \
+               elevation_m = CASE WHEN excluded.last_seen >= stations.last_seen \
+                 THEN coalesce(excluded.elevation_m, stations.elevation_m) \
+                 ELSE coalesce(stations.elevation_m, excluded.elevation_m) END, \
                first_seen = min(stations.first_seen, excluded.first_seen), \
                last_seen = max(stations.last_seen, excluded.last_seen)",
         )?;
@@ -423,6 +429,7 @@ mod tests {
     use super::*;
     use crate::domain::Observation;
     use crate::storage::QuarantineRecord;
+    use chrono::Timelike;
 
     fn reading(station: &str, at: &str, t: f64) -> Reading {
         let mut obs = Observation::new(StationId::parse(station).unwrap(), at.parse().unwrap());
@@ -477,6 +484,29 @@ mod tests {
             station.last_seen,
             "2025-01-13T10:01:00Z".parse::<DateTime<Utc>>().unwrap()
         );
+        // A late reading's position (from before the station moved) is not
+        // taken; a newer one's is.
+        let mut late = reading("WS001", "2025-01-13T09:00:00Z", 0.5);
+        late.elevation_m = Some(120.0);
+        let mut newer = reading("WS001", "2025-01-13T10:02:00Z", 0.5);
+        newer.elevation_m = Some(510.0);
+        for r in [late, newer] {
+            store
+                .write_batch(Arc::new(WriteBatch {
+                    archive: false,
+                    readings: vec![r.clone()],
+                    quarantine: vec![],
+                }))
+                .await
+                .unwrap();
+            let station = store.station(&id).await.unwrap().unwrap();
+            let expected = if r.observed_at.hour() == 9 {
+                500.0
+            } else {
+                510.0
+            };
+            assert_eq!(station.elevation_m, Some(expected));
+        }
         assert_eq!(station.latitude, Some(52.5));
     }
 
