@@ -152,6 +152,29 @@ pub enum StoreError {
     Task(String),
     #[error("postgres: {0}")]
     Postgres(String),
+    /// The store refused the data itself (PostgreSQL SQLSTATE classes 22
+    /// and 23): writing the same again fails the same way.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+impl StoreError {
+    /// Whether writing the same data again cannot succeed, as opposed to a
+    /// store that is unreachable or busy for now.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Rejected(_) => true,
+            Self::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(
+                    rusqlite::ErrorCode::ConstraintViolation
+                        | rusqlite::ErrorCode::TooBig
+                        | rusqlite::ErrorCode::TypeMismatch
+                )
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// Durable history. Writes are idempotent on (station_id, observed_at).

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::actors::hub::HubMsg;
 use crate::delivery::{Delivery, Verdict};
-use crate::domain::Reading;
+use crate::domain::{Reading, RejectReason};
 use crate::storage::{LatestCache, QuarantineRecord, Store, StoreError, WriteBatch, WriteOutcome};
 use crate::supervisor::Backoff;
 
@@ -80,13 +80,29 @@ pub struct PersisterArgs {
     pub writers: usize,
 }
 
+/// A delivery waiting for its batch, with how many of the batch's readings
+/// and quarantine records are its own (they follow in delivery order).
+struct Held {
+    delivery: Delivery,
+    verdict: Verdict,
+    readings: usize,
+    quarantine: usize,
+}
+
 /// A batch cut from what was held, with the deliveries it acknowledges.
 struct Batch {
     batch: Arc<WriteBatch>,
-    deliveries: Vec<(Delivery, Verdict)>,
+    deliveries: Vec<Held>,
     /// The write under way; `None` while it waits to be retried.
     write: Option<JoinHandle<Result<WriteOutcome, StoreError>>>,
     started: Instant,
+}
+
+impl Batch {
+    /// Holds nothing but quarantine records: nothing left to set aside.
+    fn only_quarantine(&self) -> bool {
+        self.batch.readings.is_empty()
+    }
 }
 
 impl Drop for Batch {
@@ -106,7 +122,7 @@ pub struct PersisterState {
     myself: ActorRef<PersisterMsg>,
     readings: Vec<Reading>,
     quarantine: Vec<QuarantineRecord>,
-    deliveries: Vec<(Delivery, Verdict)>,
+    deliveries: Vec<Held>,
     oldest: Option<Instant>,
     /// Batches being written, oldest first.
     writing: VecDeque<Batch>,
@@ -169,9 +185,15 @@ impl Actor for Persister {
                         rejected: quarantine.len(),
                     },
                 };
+                let held = Held {
+                    delivery,
+                    verdict,
+                    readings: readings.len(),
+                    quarantine: quarantine.len(),
+                };
                 state.readings.extend(readings);
                 state.quarantine.extend(quarantine);
-                state.hold(delivery, verdict);
+                state.hold(held);
             }
             PersisterMsg::Tick => state.retry(),
             PersisterMsg::Written => state.finish_ready().await,
@@ -189,9 +211,9 @@ impl Actor for Persister {
 }
 
 impl PersisterState {
-    fn hold(&mut self, delivery: Delivery, verdict: Verdict) {
+    fn hold(&mut self, held: Held) {
         self.oldest.get_or_insert_with(Instant::now);
-        self.deliveries.push((delivery, verdict));
+        self.deliveries.push(held);
     }
 
     /// Whether to cut a batch from what is held now.
@@ -210,17 +232,10 @@ impl PersisterState {
     /// Starts writing what is held as one batch.
     fn cut(&mut self) {
         self.oldest = None;
-        let batch = Arc::new(WriteBatch {
-            readings: std::mem::take(&mut self.readings),
-            quarantine: std::mem::take(&mut self.quarantine),
-            archive: self.args.archive,
-        });
-        let mut batch = Batch {
-            batch,
-            deliveries: std::mem::take(&mut self.deliveries),
-            write: None,
-            started: Instant::now(),
-        };
+        let readings = std::mem::take(&mut self.readings);
+        let quarantine = std::mem::take(&mut self.quarantine);
+        let deliveries = std::mem::take(&mut self.deliveries);
+        let mut batch = self.batch_of(deliveries, readings, quarantine);
         self.start(&mut batch);
         self.writing.push_back(batch);
     }
@@ -276,8 +291,8 @@ impl PersisterState {
             return Err("waiting to retry a failed batch write".into());
         };
         let result = match write.await {
-            Ok(result) => result.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("batch write task ended: {e}")),
+            Ok(result) => result,
+            Err(e) => Err(StoreError::Task(format!("batch write task ended: {e}"))),
         };
         metrics::histogram!("isobar_store_write_seconds")
             .record(batch.started.elapsed().as_secs_f64());
@@ -285,6 +300,18 @@ impl PersisterState {
             Ok(outcome) => {
                 self.failures = 0;
                 self.done(batch, outcome);
+                Ok(())
+            }
+            Err(e) if e.is_permanent() && !batch.only_quarantine() => {
+                // Retrying the same cannot help: find the delivery at fault
+                // by halves, and quarantine it, so that it holds up nothing.
+                metrics::counter!("isobar_store_rejections_total").increment(1);
+                tracing::warn!(error = %e, held = batch.deliveries.len(),
+                    "the store refused a batch; writing it in parts");
+                for mut part in self.split(batch, &e).into_iter().rev() {
+                    self.start(&mut part);
+                    self.writing.push_front(part);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -295,8 +322,74 @@ impl PersisterState {
                 tracing::error!(error = %e, held = batch.deliveries.len(),
                     retry_ms = delay.as_millis() as u64, "batch write failed; will retry");
                 self.writing.push_front(batch);
-                Err(e)
+                Err(e.to_string())
             }
+        }
+    }
+
+    /// A batch the store refused, in parts to write instead: its halves, or,
+    /// for a single delivery, the delivery quarantined.
+    fn split(&self, mut batch: Batch, error: &StoreError) -> Vec<Batch> {
+        let data = std::mem::take(&mut batch.batch);
+        let data = Arc::try_unwrap(data).unwrap_or_else(|shared| WriteBatch {
+            readings: shared.readings.clone(),
+            quarantine: shared.quarantine.clone(),
+            archive: shared.archive,
+        });
+        let mut deliveries = std::mem::take(&mut batch.deliveries);
+        if deliveries.len() == 1 {
+            let held = deliveries.pop().expect("one delivery");
+            let reason = RejectReason::StoreRejected {
+                detail: error.to_string(),
+            };
+            tracing::error!(source = %held.delivery.source, station_id = ?held.delivery.station_id,
+                reason = reason.code(), error = %error, "quarantining a message the store refused");
+            let record = held.delivery.quarantine_record(&reason);
+            let verdict = Verdict::Rejected {
+                code: reason.code(),
+                message: reason.to_string(),
+            };
+            return vec![self.batch_of(
+                vec![Held {
+                    delivery: held.delivery,
+                    verdict,
+                    readings: 0,
+                    quarantine: 1,
+                }],
+                Vec::new(),
+                vec![record],
+            )];
+        }
+        let mut readings = data.readings.into_iter();
+        let mut quarantine = data.quarantine.into_iter();
+        let second = deliveries.split_off(deliveries.len() / 2);
+        [deliveries, second]
+            .into_iter()
+            .map(|part| {
+                let r = part.iter().map(|h| h.readings).sum();
+                let q = part.iter().map(|h| h.quarantine).sum();
+                let part_readings = readings.by_ref().take(r).collect();
+                let part_quarantine = quarantine.by_ref().take(q).collect();
+                self.batch_of(part, part_readings, part_quarantine)
+            })
+            .collect()
+    }
+
+    fn batch_of(
+        &self,
+        deliveries: Vec<Held>,
+        readings: Vec<Reading>,
+        quarantine: Vec<QuarantineRecord>,
+    ) -> Batch {
+        Batch {
+            batch: Arc::new(WriteBatch {
+                readings,
+                quarantine,
+                archive: self.args.archive,
+            }),
+            deliveries,
+            write: None,
+            started: Instant::now(),
         }
     }
 
@@ -316,8 +409,8 @@ impl PersisterState {
             .filter_map(|(r, inserted)| inserted.then_some(r))
             .collect();
         metrics::counter!("isobar_readings_stored_total").increment(new.len() as u64);
-        for (delivery, verdict) in std::mem::take(&mut batch.deliveries) {
-            delivery.acknowledge(verdict);
+        for held in std::mem::take(&mut batch.deliveries) {
+            held.delivery.acknowledge(held.verdict);
         }
         if new.is_empty() {
             return;
@@ -376,6 +469,8 @@ mod tests {
         inner: SqliteStore,
         hold: &'static str,
         fail: Mutex<Option<&'static str>>,
+        /// Every write holding this station's reading is refused.
+        poison: Option<&'static str>,
         release: Notify,
         log: Mutex<Vec<String>>,
     }
@@ -388,6 +483,15 @@ mod tests {
                 .iter()
                 .map(|r| r.station_id.to_string())
                 .collect();
+            if let Some(poison) = self.poison
+                && ids.iter().any(|id| id == poison)
+            {
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("refused {}", ids.join(",")));
+                return Err(StoreError::Rejected(format!("{poison} cannot be stored")));
+            }
             if ids.iter().any(|id| id == self.hold) {
                 self.release.notified().await;
             }
@@ -453,6 +557,7 @@ mod tests {
     async fn persister(
         store: Arc<Gated>,
         writers: usize,
+        batch_size: usize,
     ) -> (ActorRef<PersisterMsg>, Arc<DeliveryContext>) {
         let context = DeliveryContext::new(PipelineNames::new("persister-test"), 1024);
         let args = PersisterArgs {
@@ -461,7 +566,7 @@ mod tests {
             hub: "persister-test.no-hub".into(),
             archive: false,
             context: context.clone(),
-            batch_size: 1,
+            batch_size,
             flush_interval: Duration::from_millis(10),
             writers,
         };
@@ -498,6 +603,7 @@ mod tests {
             inner,
             hold,
             fail: Mutex::new(fail),
+            poison: None,
             release: Notify::new(),
             log: Mutex::new(Vec::new()),
         });
@@ -507,7 +613,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_later_batch_that_commits_first_waits_for_the_earlier_one() {
         let (store, _dir) = gated("WS001", None);
-        let (actor, context) = persister(store.clone(), 2).await;
+        let (actor, context) = persister(store.clone(), 2, 1).await;
         let mut first = send(&actor, &context, "WS001");
         let mut second = send(&actor, &context, "WS002");
         // Both are being written at once: the second commits while the
@@ -542,7 +648,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_batch_is_retried_and_nothing_is_acknowledged_before_it() {
         let (store, _dir) = gated("none", Some("WS011"));
-        let (actor, context) = persister(store.clone(), 2).await;
+        let (actor, context) = persister(store.clone(), 2, 1).await;
         let first = send(&actor, &context, "WS011");
         let second = send(&actor, &context, "WS012");
         let stored = Verdict::Stored {
@@ -569,5 +675,48 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(flushed, ractor::rpc::CallResult::Success(Ok(()))));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delivery_the_store_refuses_is_quarantined_and_holds_up_nothing() {
+        let (store, _dir) = gated("none", None);
+        let mut store = Arc::into_inner(store).unwrap();
+        store.poison = Some("WS023");
+        let store = Arc::new(store);
+        let (actor, context) = persister(store.clone(), 2, 4).await;
+        let verdicts = ["WS021", "WS022", "WS023", "WS024"].map(|s| send(&actor, &context, s));
+        let mut got = Vec::new();
+        for v in verdicts {
+            got.push(
+                tokio::time::timeout(Duration::from_secs(5), v)
+                    .await
+                    .expect("every delivery answered")
+                    .unwrap(),
+            );
+        }
+        let stored = Verdict::Stored {
+            readings: 1,
+            rejected: 0,
+        };
+        assert_eq!(got[0], stored);
+        assert_eq!(got[1], stored);
+        assert_eq!(got[3], stored);
+        assert!(
+            matches!(&got[2], Verdict::Rejected { code: "store_rejected", message }
+                if message.contains("WS023 cannot be stored")),
+            "{:?}",
+            got[2]
+        );
+        // Found by halves: the whole batch, then the half holding it, then
+        // the delivery alone.
+        let log = store.log.lock().unwrap().clone();
+        assert_eq!(log[0], "refused WS021,WS022,WS023,WS024", "{log:?}");
+        assert!(log.contains(&"refused WS023,WS024".to_owned()), "{log:?}");
+        assert!(log.contains(&"refused WS023".to_owned()), "{log:?}");
+        let quarantined = store.quarantine(10, None).await.unwrap();
+        assert_eq!(quarantined.len(), 1);
+        assert_eq!(quarantined[0].reason_code, "store_rejected");
+        let station = StationId::parse("WS024").unwrap();
+        assert!(store.latest(&station).await.unwrap().is_some());
     }
 }

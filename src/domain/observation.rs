@@ -94,6 +94,8 @@ pub enum RejectReason {
     ProcessingPanicked { detail: String },
     #[error("the message could not be processed: its actor stopped with it {attempts} times")]
     ProcessingFailed { attempts: u32 },
+    #[error("the store refused what this message holds: {detail}")]
+    StoreRejected { detail: String },
 }
 
 impl RejectReason {
@@ -116,6 +118,7 @@ impl RejectReason {
             Self::EmptyBatch => "empty_batch",
             Self::ProcessingPanicked { .. } => "processing_panicked",
             Self::ProcessingFailed { .. } => "processing_failed",
+            Self::StoreRejected { .. } => "store_rejected",
         }
     }
 }

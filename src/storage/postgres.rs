@@ -41,6 +41,11 @@ impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         // The source carries the server's message; Display alone says "db error".
         match e.as_db_error() {
+            // Data exceptions and integrity violations: the data, not the
+            // store, is at fault.
+            Some(db) if ["22", "23"].contains(&&db.code().code()[..2]) => {
+                StoreError::Rejected(format!("postgres: {}: {}", db.code().code(), db.message()))
+            }
             Some(db) => StoreError::Postgres(format!("{}: {}", db.code().code(), db.message())),
             None => StoreError::Postgres(e.to_string()),
         }
