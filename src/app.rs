@@ -25,7 +25,6 @@ use crate::delivery::{DeliveryContext, PipelineNames};
 use crate::health::Health;
 use crate::storage::archive::{Archive, LocalArchive, S3Archive};
 use crate::storage::{LatestCache, MemoryCache, RedisCache, StoreError};
-use crate::supervisor::RestartPolicy;
 use crate::web::{self, WebContext};
 
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +179,6 @@ impl App {
                 cache: cache.clone(),
                 context: context.clone(),
                 broker: mqtt_addr.clone(),
-                policy: RestartPolicy::default(),
                 health: health.clone(),
                 archive: archive.clone(),
                 fatal: fatal_tx,

@@ -10,7 +10,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::QcConfig;
+use crate::domain::{QcConfig, StationId};
+use crate::supervisor::{Backoff, Restart, RestartPolicy, Strategy};
 
 /// Exit status for bad configuration (EX_CONFIG would be 78; isobar follows
 /// EX_USAGE, 64, as its documentation promises).
@@ -27,6 +28,7 @@ pub struct Settings {
     pub web: WebSettings,
     pub simulator: SimulatorSettings,
     pub qc: QcConfig,
+    pub supervision: SupervisionSettings,
     pub log: LogSettings,
 }
 
@@ -506,8 +508,163 @@ impl Settings {
         self.qc
             .validate()
             .map_err(|(key, reason)| ConfigError::new(key, reason))?;
+        self.supervision.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("log.level", e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// How isobar restarts its actors: `[supervision.pipeline]` for the
+/// pipeline's actors (archiver, persister, hub, stations supervisor and
+/// ingest, in that start order), `[supervision.stations]` for each station's
+/// actor, and `[supervision.station_overrides.<id>]` for single stations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisionSettings {
+    pub pipeline: PolicySettings,
+    pub stations: PolicySettings,
+    /// Per station: only the keys given replace the stations policy's.
+    pub station_overrides: std::collections::BTreeMap<String, PolicyOverride>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicySettings {
+    pub strategy: Strategy,
+    pub restart: Restart,
+    pub max_restarts: u32,
+    #[serde(with = "humantime_serde")]
+    pub within: Duration,
+    pub backoff: BackoffSettings,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self::from(&RestartPolicy::default())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackoffSettings {
+    #[serde(with = "humantime_serde")]
+    pub initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max: Duration,
+    pub factor: f64,
+    pub jitter: f64,
+}
+
+impl Default for BackoffSettings {
+    fn default() -> Self {
+        let b = Backoff::default();
+        Self {
+            initial: b.initial,
+            max: b.max,
+            factor: b.factor,
+            jitter: b.jitter,
+        }
+    }
+}
+
+/// A station's own policy: what it gives replaces the stations policy's.
+/// A station's actor has no siblings to take down, so there is no strategy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyOverride {
+    pub restart: Option<Restart>,
+    pub max_restarts: Option<u32>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub within: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffSettings>,
+}
+
+impl From<&RestartPolicy> for PolicySettings {
+    fn from(p: &RestartPolicy) -> Self {
+        Self {
+            strategy: p.strategy,
+            restart: p.restart,
+            max_restarts: p.max_restarts,
+            within: p.within,
+            backoff: BackoffSettings {
+                initial: p.backoff.initial,
+                max: p.backoff.max,
+                factor: p.backoff.factor,
+                jitter: p.backoff.jitter,
+            },
+        }
+    }
+}
+
+impl PolicySettings {
+    pub fn policy(&self) -> RestartPolicy {
+        RestartPolicy {
+            strategy: self.strategy,
+            restart: self.restart,
+            max_restarts: self.max_restarts,
+            within: self.within,
+            backoff: Backoff {
+                initial: self.backoff.initial,
+                max: self.backoff.max,
+                factor: self.backoff.factor,
+                jitter: self.backoff.jitter,
+            },
+        }
+    }
+}
+
+impl SupervisionSettings {
+    /// The policy of one station's actor: the stations policy, with the
+    /// station's overrides.
+    pub fn station_policy(&self, id: &str) -> RestartPolicy {
+        let mut policy = self.stations.policy();
+        if let Some(o) = self.station_overrides.get(id) {
+            if let Some(restart) = o.restart {
+                policy.restart = restart;
+            }
+            if let Some(max) = o.max_restarts {
+                policy.max_restarts = max;
+            }
+            if let Some(within) = o.within {
+                policy.within = within;
+            }
+            if let Some(b) = &o.backoff {
+                policy.backoff = Backoff {
+                    initial: b.initial,
+                    max: b.max,
+                    factor: b.factor,
+                    jitter: b.jitter,
+                };
+            }
+        }
+        policy
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let checked = |group: &str, policy: RestartPolicy| {
+            policy.check().map_err(|(key, reason)| {
+                ConfigError::new(format!("supervision.{group}.{key}"), reason)
+            })
+        };
+        checked("pipeline", self.pipeline.policy())?;
+        checked("stations", self.stations.policy())?;
+        if self.stations.strategy != Strategy::OneForOne {
+            return Err(ConfigError::new(
+                "supervision.stations.strategy",
+                "stations are independent of one another: only one_for_one applies",
+            ));
+        }
+        for id in self.station_overrides.keys() {
+            StationId::parse(id).map_err(|e| {
+                ConfigError::new(
+                    format!("supervision.station_overrides.{id}"),
+                    format!("not a station id: {e}"),
+                )
+            })?;
+            checked(&format!("station_overrides.{id}"), self.station_policy(id))?;
+        }
         Ok(())
     }
 }
@@ -651,5 +808,80 @@ mod tests {
         assert_eq!(parse_host_port("[::1]:1883"), Ok(("::1".into(), 1883)));
         assert!(parse_host_port("broker").is_err());
         assert!(parse_host_port(":1883").is_err());
+    }
+
+    #[test]
+    fn restart_policies_come_from_the_config_with_station_overrides() {
+        let settings = load_toml(
+            r#"
+[supervision.pipeline]
+strategy = "rest_for_one"
+restart = "transient"
+max_restarts = 3
+within = "10s"
+backoff = { initial = "50ms", max = "2s", factor = 3.0, jitter = 0.0 }
+
+[supervision.stations]
+max_restarts = 7
+
+[supervision.station_overrides.WS001]
+max_restarts = 20
+within = "5m"
+"#,
+        )
+        .unwrap();
+        let pipeline = settings.supervision.pipeline.policy();
+        assert_eq!(pipeline.strategy, Strategy::RestForOne);
+        assert_eq!(pipeline.restart, Restart::Transient);
+        assert_eq!(pipeline.max_restarts, 3);
+        assert_eq!(pipeline.within, Duration::from_secs(10));
+        assert_eq!(pipeline.backoff.initial, Duration::from_millis(50));
+        assert_eq!(pipeline.backoff.factor, 3.0);
+        let ws001 = settings.supervision.station_policy("WS001");
+        assert_eq!(
+            (ws001.max_restarts, ws001.within),
+            (20, Duration::from_secs(300))
+        );
+        // What the override leaves out comes from the stations policy.
+        assert_eq!(ws001.backoff, Backoff::default());
+        let other = settings.supervision.station_policy("WS002");
+        assert_eq!(
+            (other.max_restarts, other.within),
+            (7, Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn a_bad_restart_policy_names_its_key() {
+        let cases = [
+            (
+                "[supervision.pipeline.backoff]\ninitial = \"1s\"\nmax = \"100ms\"\n",
+                "supervision.pipeline.backoff.max",
+            ),
+            (
+                "[supervision.stations]\nstrategy = \"one_for_all\"\n",
+                "supervision.stations.strategy",
+            ),
+            (
+                "[supervision.pipeline]\nstrategy = \"all_at_once\"\n",
+                "supervision.pipeline.strategy",
+            ),
+            (
+                "[supervision.station_overrides.WS001]\nbackoff = { initial = \"1s\", max = \"1s\", factor = 0.5, jitter = 0.1 }\n",
+                "supervision.station_overrides.WS001.backoff.factor",
+            ),
+            (
+                "[supervision.station_overrides.\"not a station\"]\nmax_restarts = 1\n",
+                "supervision.station_overrides.not a station",
+            ),
+            (
+                "[supervision.station_overrides.WS001]\nstrategy = \"one_for_one\"\n",
+                "supervision.station_overrides.WS001",
+            ),
+        ];
+        for (toml, key) in cases {
+            let err = load_toml(toml).unwrap_err();
+            assert!(err.key.starts_with(key), "{toml}: {err:?}");
+        }
     }
 }

@@ -316,6 +316,11 @@ impl Delivery {
         }
     }
 
+    /// Times it was routed again after being dropped unprocessed.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
     pub fn context(&self) -> &Arc<DeliveryContext> {
         &self.context
     }

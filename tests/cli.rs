@@ -16,6 +16,14 @@ fn bad_config_exits_64_naming_the_key() {
         ("[web]\nlisten = \"not an address\"\n", "web.listen"),
         ("[persister]\nbatch_size = -1\n", "persister.batch_size"),
         ("[persister]\nbatch_size = 0\n", "persister.batch_size"),
+        (
+            "[supervision.pipeline]\nstrategy = \"one_for_most\"\n",
+            "supervision.pipeline.strategy",
+        ),
+        (
+            "[supervision.stations.backoff]\nfactor = 0.5\n",
+            "supervision.stations.backoff.factor",
+        ),
     ] {
         std::fs::write(&path, toml).unwrap();
         let out = isobar()

@@ -30,6 +30,24 @@ async fn history_len(daemon: &Daemon, station: &str) -> Option<usize> {
     Some(body["readings"].as_array()?.len())
 }
 
+/// A log line without its terminal colours.
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 async fn quarantined(daemon: &Daemon) -> Vec<Value> {
     let (_, body) = daemon.get("/api/v1/quarantine").await;
     body["items"].as_array().cloned().unwrap_or_default()
@@ -155,4 +173,63 @@ async fn a_station_failing_past_its_intensity_escalates_and_service_resumes() {
     assert_eq!(quarantined(&daemon).await.len(), 6);
     drop(publisher);
     assert_eq!(daemon.interrupt(), Some(0));
+}
+
+/// The persister fails once (a test-only fault) under each pipeline
+/// strategy: the siblings the strategy names are stopped and started again
+/// with it, in start order, and no reading is lost across the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_strategy_decides_which_siblings_restart_with_the_persister() {
+    let cases = [
+        ("one_for_one", "[]"),
+        ("rest_for_one", r#"["hub", "stations", "ingest"]"#),
+        (
+            "one_for_all",
+            r#"["archiver", "hub", "stations", "ingest"]"#,
+        ),
+    ];
+    for (strategy, siblings) in cases {
+        let daemon = Daemon::start_with_env(
+            &[],
+            &[("ISOBAR__SUPERVISION__PIPELINE__STRATEGY", strategy)],
+        );
+        let publisher = Publisher::connect(&daemon, &format!("strategy-{strategy}")).await;
+        publisher
+            .reading("WS700", "2025-01-13T10:00:00Z", 1.0)
+            .await;
+        eventually(Duration::from_secs(20), "the first reading", || async {
+            (history_len(&daemon, "WS700").await? == 1).then_some(())
+        })
+        .await;
+        publisher
+            .publish(
+                "weather/WS700/observations",
+                r#"{"temperature": 2.0, "timestamp": "2025-01-13T10:01:00Z", "isobar_fault": "persister"}"#,
+            )
+            .await;
+        for minute in 2..=4 {
+            publisher
+                .reading("WS700", &format!("2025-01-13T10:0{minute}:00Z"), 3.0)
+                .await;
+        }
+        // The faulty message is stored on its second attempt, and nothing
+        // around it is lost.
+        eventually(Duration::from_secs(30), "all five readings", || async {
+            (history_len(&daemon, "WS700").await? == 5).then_some(())
+        })
+        .await;
+        let logs: Vec<String> = daemon.logs().iter().map(|l| plain(l)).collect();
+        let restart = logs
+            .iter()
+            .find(|l| l.contains("pipeline actor failed; restarting"))
+            .unwrap_or_else(|| panic!("{strategy}: no restart logged: {logs:#?}"));
+        assert!(restart.contains(r#"child="persister""#), "{restart}");
+        assert!(
+            restart.contains(&format!("with={siblings}")),
+            "{strategy}: {restart}"
+        );
+        assert!(quarantined(&daemon).await.is_empty());
+        drop(publisher);
+        assert_eq!(daemon.terminate(), Some(0), "{strategy}");
+    }
 }

@@ -43,6 +43,9 @@ pub struct Persister;
 pub struct Outcome {
     pub readings: Vec<Reading>,
     pub quarantine: Vec<QuarantineRecord>,
+    /// Test-only: fail the persister (once per process).
+    #[cfg(feature = "fault-injection")]
+    pub fail_persister: bool,
 }
 
 impl PersisterMsg {
@@ -50,7 +53,7 @@ impl PersisterMsg {
         Self::Write(
             Box::new(Outcome {
                 readings: vec![reading],
-                quarantine: vec![],
+                ..Outcome::default()
             }),
             delivery,
         )
@@ -59,8 +62,8 @@ impl PersisterMsg {
     pub fn quarantine(record: QuarantineRecord, delivery: Delivery) -> Self {
         Self::Write(
             Box::new(Outcome {
-                readings: vec![],
                 quarantine: vec![record],
+                ..Outcome::default()
             }),
             delivery,
         )
@@ -171,9 +174,23 @@ impl Actor for Persister {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             PersisterMsg::Write(outcome, delivery) => {
+                // Once per process: the message comes back after the
+                // restart (routed again, or redelivered by the broker to a
+                // restarted ingest) and is stored then.
+                #[cfg(feature = "fault-injection")]
+                {
+                    static FAILED: std::sync::atomic::AtomicBool =
+                        std::sync::atomic::AtomicBool::new(false);
+                    if outcome.fail_persister
+                        && !FAILED.swap(true, std::sync::atomic::Ordering::SeqCst)
+                    {
+                        panic!("fault injected into the persister");
+                    }
+                }
                 let Outcome {
                     readings,
                     quarantine,
+                    ..
                 } = *outcome;
                 let verdict = match quarantine.first() {
                     Some(first) if readings.is_empty() => Verdict::Rejected {

@@ -1,11 +1,14 @@
-//! The root supervisor: starts the pipeline (persister, hub, station
-//! supervisor, ingest) and restarts a child that fails, one_for_one, with a
-//! restart policy. When a child fails more often than its policy allows, the
-//! root gives up: it reports the reason and the daemon exits non-zero.
+//! The root supervisor: starts the pipeline (archiver, persister, hub,
+//! station supervisor, ingest, in that order) and restarts a child that
+//! fails by the pipeline's policy (`[supervision.pipeline]`): its strategy
+//! says which siblings go down and come back with it, its restart type
+//! whether it comes back at all, and its intensity and backoff how often and
+//! when. When a child fails more often than the policy allows, the root
+//! gives up: it reports the reason and the daemon exits non-zero.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc;
@@ -20,10 +23,11 @@ use crate::delivery::DeliveryContext;
 use crate::health::Health;
 use crate::storage::archive::Archive;
 use crate::storage::{LatestCache, Store};
-use crate::supervisor::{Decision, RestartIntensity, RestartPolicy};
+use crate::supervisor::{Decision, RestartIntensity};
 
 pub enum RootMsg {
-    Restart(ChildKind),
+    /// Start these children again, in start order.
+    Restart(Vec<ChildKind>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,6 +49,13 @@ impl ChildKind {
         Self::Ingest,
     ];
 
+    fn position(self) -> usize {
+        Self::ALL
+            .iter()
+            .position(|k| *k == self)
+            .expect("every kind is in ALL")
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::Persister => "persister",
@@ -64,7 +75,6 @@ pub struct RootArgs {
     pub context: Arc<DeliveryContext>,
     /// Where ingest connects: the embedded broker or the external one.
     pub broker: (String, u16),
-    pub policy: RestartPolicy,
     pub health: Arc<Health>,
     /// The data lake, when one is configured.
     pub archive: Option<Arc<dyn Archive>>,
@@ -77,6 +87,7 @@ pub struct Root;
 pub struct RootState {
     args: RootArgs,
     children: HashMap<ActorId, ChildKind>,
+    running: HashMap<ChildKind, ActorCell>,
     intensity: HashMap<ChildKind, RestartIntensity>,
 }
 
@@ -93,6 +104,7 @@ impl Actor for Root {
         let mut state = RootState {
             args,
             children: HashMap::new(),
+            running: HashMap::new(),
             intensity: HashMap::new(),
         };
         for kind in ChildKind::ALL {
@@ -108,9 +120,16 @@ impl Actor for Root {
         state: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RootMsg::Restart(kind) => {
-                if let Err(e) = state.spawn(&myself, kind).await {
-                    state.give_up(format!("{} could not be restarted: {e}", kind.name()));
+            RootMsg::Restart(mut kinds) => {
+                kinds.sort_by_key(|k| k.position());
+                for kind in kinds {
+                    if state.running.contains_key(&kind) {
+                        continue;
+                    }
+                    if let Err(e) = state.spawn(&myself, kind).await {
+                        state.give_up(format!("{} could not be restarted: {e}", kind.name()));
+                        break;
+                    }
                 }
             }
         }
@@ -123,19 +142,26 @@ impl Actor for Root {
         event: SupervisionEvent,
         state: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, reason) = match event {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
+        let (cell, reason, failed) = match event {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string(), true),
             SupervisionEvent::ActorTerminated(cell, _, reason)
                 if !state.args.context.is_stopping() =>
             {
-                (cell, format!("stopped: {}", reason.unwrap_or_default()))
+                (
+                    cell,
+                    format!("stopped: {}", reason.unwrap_or_default()),
+                    false,
+                )
             }
             _ => return Ok(()),
         };
+        // Children the root stopped itself (siblings taken down by the
+        // strategy) are no longer listed, so their ends are not failures.
         let Some(kind) = state.children.remove(&cell.get_id()) else {
             return Ok(());
         };
-        state.on_failure(&myself, kind, cell, reason).await;
+        state.running.remove(&kind);
+        state.on_failure(&myself, kind, cell, reason, failed).await;
         Ok(())
     }
 }
@@ -198,7 +224,7 @@ impl RootState {
             ChildKind::Stations => {
                 let args = StationsArgs {
                     context: a.context.clone(),
-                    policy: a.policy.clone(),
+                    supervision: a.settings.supervision.clone(),
                     qc: Arc::new(a.settings.qc.clone()),
                 };
                 Actor::spawn_linked(
@@ -232,6 +258,7 @@ impl RootState {
             }
         };
         self.children.insert(cell.get_id(), kind);
+        self.running.insert(kind, cell);
         Ok(())
     }
 
@@ -241,29 +268,64 @@ impl RootState {
         kind: ChildKind,
         cell: ActorCell,
         reason: String,
+        failed: bool,
     ) {
-        metrics::counter!("isobar_actor_restarts_total", "group" => kind.name()).increment(1);
         // A failed actor's own children outlive it in ractor; stop them so the
         // restarted one starts clean (and can take their names).
-        cell.stop_children_and_wait(None, Some(std::time::Duration::from_secs(5)))
+        cell.stop_children_and_wait(None, Some(Duration::from_secs(5)))
             .await;
+        let policy = self.args.settings.supervision.pipeline.policy();
+        if !policy.restart.restarts(failed) {
+            tracing::warn!(child = kind.name(), restart = ?policy.restart, reason = %reason,
+                "pipeline actor ended; its restart type keeps it stopped");
+            return;
+        }
+        metrics::counter!("isobar_actor_restarts_total", "group" => kind.name()).increment(1);
         let decision = self.intensity.entry(kind).or_default().on_failure(
-            &self.args.policy,
+            &policy,
             Instant::now(),
             rand::random::<f64>(),
         );
-        match decision {
-            Decision::Restart { after, attempt } => {
-                tracing::warn!(child = kind.name(), attempt, delay_ms = after.as_millis() as u64,
-                    reason = %reason, "pipeline actor failed; restarting");
-                myself.send_after(after, move || RootMsg::Restart(kind));
+        let (after, attempt) = match decision {
+            Decision::Restart { after, attempt } => (after, attempt),
+            Decision::GiveUp { restarts } => {
+                return self.give_up(format!(
+                    "{} failed {restarts} times within {:?}; last failure: {reason}",
+                    kind.name(),
+                    policy.within
+                ));
             }
-            Decision::GiveUp { restarts } => self.give_up(format!(
-                "{} failed {restarts} times within {:?}; last failure: {reason}",
-                kind.name(),
-                self.args.policy.within
-            )),
+        };
+        // The siblings the strategy takes down with it: stopped now, and
+        // started again with it, in start order.
+        let affected: Vec<ChildKind> = ChildKind::ALL[policy
+            .strategy
+            .affected(ChildKind::ALL.len(), kind.position())]
+        .to_vec();
+        let siblings: Vec<&str> = affected
+            .iter()
+            .filter(|k| **k != kind)
+            .map(|k| k.name())
+            .collect();
+        tracing::warn!(child = kind.name(), attempt, delay_ms = after.as_millis() as u64,
+            strategy = ?policy.strategy, with = ?siblings, reason = %reason,
+            "pipeline actor failed; restarting");
+        for sibling in affected.iter().rev().filter(|k| **k != kind) {
+            if let Some(cell) = self.running.remove(sibling) {
+                self.children.remove(&cell.get_id());
+                metrics::counter!("isobar_actor_restarts_total", "group" => sibling.name())
+                    .increment(1);
+                cell.stop_children_and_wait(None, Some(Duration::from_secs(5)))
+                    .await;
+                let _ = cell
+                    .stop_and_wait(
+                        Some(format!("restarting with {}", kind.name())),
+                        Some(Duration::from_secs(5)),
+                    )
+                    .await;
+            }
         }
+        myself.send_after(after, move || RootMsg::Restart(affected));
     }
 
     fn give_up(&self, why: String) {

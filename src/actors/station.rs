@@ -130,6 +130,10 @@ impl StationState {
             if observation.fault.as_deref() == Some("panic") {
                 panic!("fault injected into station {}", self.station_id);
             }
+            #[cfg(feature = "fault-injection")]
+            if observation.fault.as_deref() == Some("persister") {
+                outcome.fail_persister = true;
+            }
             let qc = self
                 .qc
                 .check(&observation, delivery.received_at, &self.qc_config);

@@ -15,6 +15,7 @@ use ractor::{
 use serde::Serialize;
 
 use crate::actors::station::{StationActor, StationArgs, StationMsg};
+use crate::config::SupervisionSettings;
 use crate::delivery::{Delivery, DeliveryContext};
 use crate::domain::{QcConfig, StationId};
 use crate::supervisor::{Decision, RestartIntensity, RestartPolicy};
@@ -42,13 +43,14 @@ pub struct StationsSupervisor;
 
 pub struct StationsArgs {
     pub context: Arc<DeliveryContext>,
-    pub policy: RestartPolicy,
+    /// The stations policy and its per-station overrides.
+    pub supervision: SupervisionSettings,
     pub qc: Arc<QcConfig>,
 }
 
 pub struct StationsState {
     context: Arc<DeliveryContext>,
-    policy: RestartPolicy,
+    supervision: SupervisionSettings,
     qc: Arc<QcConfig>,
     children: HashMap<StationId, Child>,
     by_actor: HashMap<ActorId, StationId>,
@@ -75,7 +77,7 @@ impl Actor for StationsSupervisor {
     ) -> Result<StationsState, ActorProcessingErr> {
         Ok(StationsState {
             context: args.context,
-            policy: args.policy,
+            supervision: args.supervision,
             qc: args.qc,
             children: HashMap::new(),
             by_actor: HashMap::new(),
@@ -145,7 +147,7 @@ impl Actor for StationsSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
-                state.on_failure(&myself, cell, err.to_string())
+                state.on_failure(&myself, cell, err.to_string(), true)
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 // A station actor only stops on shutdown; treat anything else
@@ -154,7 +156,7 @@ impl Actor for StationsSupervisor {
                     && !state.context.is_stopping()
                 {
                     tracing::warn!(station_id = %id, ?reason, "station actor stopped unexpectedly");
-                    state.on_failure(&myself, cell, format!("stopped: {reason:?}"))?;
+                    state.on_failure(&myself, cell, format!("stopped: {reason:?}"), false)?;
                 }
                 Ok(())
             }
@@ -217,7 +219,16 @@ impl StationsState {
         };
         let actor = match Actor::spawn_linked(None, StationActor, args, myself.get_cell()).await {
             Ok((actor, _)) => actor,
-            Err(e) => return self.handle_failure(myself, id.clone(), format!("start failed: {e}")),
+            Err(e) => {
+                // Whatever the restart type: its readings wait for it.
+                let policy = self.supervision.station_policy(id.as_str());
+                return self.restart_later(
+                    myself,
+                    id.clone(),
+                    format!("start failed: {e}"),
+                    &policy,
+                );
+            }
         };
         self.by_actor.insert(actor.get_id(), id.clone());
         let child = self
@@ -254,11 +265,12 @@ impl StationsState {
         myself: &ActorRef<StationsMsg>,
         cell: ActorCell,
         reason: String,
+        failed: bool,
     ) -> Result<(), ActorProcessingErr> {
         let Some(id) = self.by_actor.remove(&cell.get_id()) else {
             return Ok(());
         };
-        self.handle_failure(myself, id, reason)
+        self.handle_failure(myself, id, reason, failed)
     }
 
     /// Records a failure of the station's actor and restarts it after its
@@ -268,6 +280,33 @@ impl StationsState {
         myself: &ActorRef<StationsMsg>,
         id: StationId,
         reason: String,
+        failed: bool,
+    ) -> Result<(), ActorProcessingErr> {
+        let policy = self.supervision.station_policy(id.as_str());
+        if !policy.restart.restarts(failed) {
+            // Not restarted: the station is forgotten, and its next reading
+            // starts a new actor. Readings already waiting for it are
+            // routed again now, so they start it at once.
+            tracing::warn!(station_id = %id, restart = ?policy.restart, reason = %reason,
+                "station actor ended; its restart type keeps it stopped");
+            if let Some(child) = self.children.remove(&id) {
+                for delivery in child.pending {
+                    self.context.to_stations(delivery);
+                }
+            }
+            return Ok(());
+        }
+        self.restart_later(myself, id, reason, &policy)
+    }
+
+    /// Restarts the station's actor after its backoff, or escalates past
+    /// the policy's intensity.
+    fn restart_later(
+        &mut self,
+        myself: &ActorRef<StationsMsg>,
+        id: StationId,
+        reason: String,
+        policy: &RestartPolicy,
     ) -> Result<(), ActorProcessingErr> {
         let Some(child) = self.children.get_mut(&id) else {
             return Ok(());
@@ -277,7 +316,7 @@ impl StationsState {
         metrics::counter!("isobar_actor_restarts_total", "group" => "stations").increment(1);
         match child
             .intensity
-            .on_failure(&self.policy, Instant::now(), rand::random::<f64>())
+            .on_failure(policy, Instant::now(), rand::random::<f64>())
         {
             Decision::Restart { after, attempt } => {
                 child.restarts += 1;
@@ -291,7 +330,7 @@ impl StationsState {
                     "station actor exceeded its restart intensity; escalating");
                 Err(format!(
                     "station {id} failed {restarts} times within {:?}: {reason}",
-                    self.policy.within
+                    policy.within
                 )
                 .into())
             }

@@ -55,6 +55,8 @@ mod tests {
 
     fn policy() -> RestartPolicy {
         RestartPolicy {
+            strategy: Default::default(),
+            restart: Default::default(),
             max_restarts: 3,
             within: Duration::from_secs(10),
             backoff: Backoff {
