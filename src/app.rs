@@ -20,7 +20,7 @@ use crate::actors::root::{Root, RootArgs, RootMsg};
 use crate::actors::stations::StationsMsg;
 use crate::broker::{BrokerError, EmbeddedBroker};
 use crate::config::{ArchiveBackend, CacheBackend};
-use crate::config::{MqttMode, Settings, parse_host_port};
+use crate::config::{MqttMode, Settings, SharedSupervision, SupervisionSettings, parse_host_port};
 use crate::delivery::{DeliveryContext, PipelineNames};
 use crate::health::Health;
 use crate::storage::archive::{Archive, LocalArchive, S3Archive};
@@ -52,6 +52,7 @@ pub enum RunError {
 
 pub struct App {
     settings: Settings,
+    supervision: SharedSupervision,
     web_addr: SocketAddr,
     mqtt_addr: (String, u16),
     root: ActorRef<RootMsg>,
@@ -168,6 +169,8 @@ impl App {
                 ))
             }
         };
+        let supervision: SharedSupervision =
+            Arc::new(std::sync::RwLock::new(settings.supervision.clone()));
         let (fatal_tx, fatal) = mpsc::unbounded_channel();
         let health = Arc::new(Health::default());
         let (root, _) = Actor::spawn(
@@ -175,6 +178,7 @@ impl App {
             Root,
             RootArgs {
                 settings: settings.clone(),
+                supervision: supervision.clone(),
                 store: store.clone(),
                 cache: cache.clone(),
                 context: context.clone(),
@@ -224,6 +228,7 @@ impl App {
         });
         Ok(Self {
             settings,
+            supervision,
             web_addr,
             mqtt_addr,
             root,
@@ -237,6 +242,16 @@ impl App {
 
     pub fn web_addr(&self) -> SocketAddr {
         self.web_addr
+    }
+
+    /// Puts new restart policies in force. The supervisors read them at
+    /// each failure, so they apply from the next one; nothing is restarted
+    /// for it.
+    pub fn supervision(&self) -> impl Fn(SupervisionSettings) + Send + Sync + 'static {
+        let shared = self.supervision.clone();
+        move |new| {
+            *shared.write().unwrap_or_else(|e| e.into_inner()) = new;
+        }
     }
 
     /// `host:port` of the broker ingest uses (embedded or external).

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use figment::Figment;
@@ -514,6 +515,11 @@ impl Settings {
         Ok(())
     }
 }
+
+/// The supervision settings in force, shared by the supervisors, which read
+/// them at each failure; replaced as a whole when the configuration is
+/// reloaded (SIGHUP).
+pub type SharedSupervision = Arc<std::sync::RwLock<SupervisionSettings>>;
 
 /// How isobar restarts its actors: `[supervision.pipeline]` for the
 /// pipeline's actors (archiver, persister, hub, stations supervisor and

@@ -148,7 +148,7 @@ async fn run(args: RunArgs) -> ExitCode {
     if let Some(dir) = &args.data_dir {
         overrides = overrides.merge(Serialized::default("storage.data_dir", dir));
     }
-    let settings = match load(&args.config, overrides) {
+    let settings = match load(&args.config, overrides.clone()) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -161,6 +161,31 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // SIGHUP: read the configuration again; the restart policies take
+    // effect at once, everything else at the next start.
+    let reload = app.supervision();
+    let config = args.config.config.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            match Settings::load(config.as_deref(), overrides.clone()) {
+                Ok(new) => {
+                    tracing::info!(
+                        pipeline = ?new.supervision.pipeline.policy(),
+                        stations = ?new.supervision.stations.policy(),
+                        overrides = new.supervision.station_overrides.len(),
+                        "configuration reloaded: restart policies in force from the next failure"
+                    );
+                    reload(new.supervision);
+                }
+                Err(e) => tracing::error!(key = %e.key, reason = %e.reason,
+                    "configuration reload refused; the running policies stay"),
+            }
+        }
+    });
     println!("isobar: dashboard and API on http://{}", app.web_addr());
     println!("isobar: MQTT broker at {}", app.mqtt_addr());
     match app.run(shutdown_signal()).await {

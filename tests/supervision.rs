@@ -233,3 +233,85 @@ async fn the_pipeline_strategy_decides_which_siblings_restart_with_the_persister
         assert_eq!(daemon.terminate(), Some(0), "{strategy}");
     }
 }
+
+/// Restart policies come from the config file, and a SIGHUP puts a changed
+/// one in force from the next failure, without restarting the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_changed_in_the_config_applies_after_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("isobar.toml");
+    let policy = |max: u32| {
+        format!(
+            "[supervision.stations]\nmax_restarts = {max}\nwithin = \"10m\"\nbackoff = {{ initial = \"10ms\", max = \"20ms\", factor = 2.0, jitter = 0.0 }}\n"
+        )
+    };
+    std::fs::write(&config, policy(1)).unwrap();
+    let daemon = Daemon::start(&["--config", config.to_str().unwrap()]);
+    let publisher = Publisher::connect(&daemon, "reload-publisher").await;
+    let escalations = |daemon: &Daemon| {
+        daemon
+            .logs()
+            .iter()
+            .filter(|l| l.contains("exceeded its restart intensity"))
+            .count()
+    };
+
+    // One restart allowed: the second panic escalates.
+    for _ in 0..2 {
+        publisher
+            .publish("weather/WS040/observations", POISON)
+            .await;
+    }
+    eventually(Duration::from_secs(20), "WS040 escalates", || async {
+        (escalations(&daemon) == 1).then_some(())
+    })
+    .await;
+
+    // Five allowed from now on.
+    std::fs::write(&config, policy(5)).unwrap();
+    daemon.hangup();
+    eventually(Duration::from_secs(10), "the reload logged", || async {
+        daemon
+            .logs()
+            .iter()
+            .any(|l| l.contains("configuration reloaded"))
+            .then_some(())
+    })
+    .await;
+    for _ in 0..3 {
+        publisher
+            .publish("weather/WS041/observations", POISON)
+            .await;
+    }
+    eventually(
+        Duration::from_secs(20),
+        "three poisons quarantined",
+        || async { (quarantined(&daemon).await.len() == 5).then_some(()) },
+    )
+    .await;
+    let status = eventually(
+        Duration::from_secs(10),
+        "WS041 restarted thrice",
+        || async {
+            let (_, body) = daemon.get("/api/v1/supervision").await;
+            let c = child(&body, "WS041")?;
+            (c["restarts"] == 3).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(escalations(&daemon), 1, "{status}");
+
+    // A bad policy is refused and the running one stays.
+    std::fs::write(&config, "[supervision.stations]\nmax_restarts = -1\n").unwrap();
+    daemon.hangup();
+    eventually(Duration::from_secs(10), "the refusal logged", || async {
+        daemon
+            .logs()
+            .iter()
+            .any(|l| l.contains("configuration reload refused") && l.contains("max_restarts"))
+            .then_some(())
+    })
+    .await;
+    drop(publisher);
+    assert_eq!(daemon.terminate(), Some(0));
+}

@@ -18,7 +18,7 @@ use crate::actors::hub::Hub;
 use crate::actors::ingest::{Ingest, IngestArgs};
 use crate::actors::persister::{Persister, PersisterArgs};
 use crate::actors::stations::{StationsArgs, StationsSupervisor};
-use crate::config::Settings;
+use crate::config::{Settings, SharedSupervision};
 use crate::delivery::DeliveryContext;
 use crate::health::Health;
 use crate::storage::archive::Archive;
@@ -70,6 +70,8 @@ impl ChildKind {
 /// Everything needed to (re)start any child.
 pub struct RootArgs {
     pub settings: Settings,
+    /// The restart policies in force (reloadable).
+    pub supervision: SharedSupervision,
     pub store: Arc<dyn Store>,
     pub cache: Arc<dyn LatestCache>,
     pub context: Arc<DeliveryContext>,
@@ -224,7 +226,7 @@ impl RootState {
             ChildKind::Stations => {
                 let args = StationsArgs {
                     context: a.context.clone(),
-                    supervision: a.settings.supervision.clone(),
+                    supervision: a.supervision.clone(),
                     qc: Arc::new(a.settings.qc.clone()),
                 };
                 Actor::spawn_linked(
@@ -274,7 +276,13 @@ impl RootState {
         // restarted one starts clean (and can take their names).
         cell.stop_children_and_wait(None, Some(Duration::from_secs(5)))
             .await;
-        let policy = self.args.settings.supervision.pipeline.policy();
+        let policy = self
+            .args
+            .supervision
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .pipeline
+            .policy();
         if !policy.restart.restarts(failed) {
             tracing::warn!(child = kind.name(), restart = ?policy.restart, reason = %reason,
                 "pipeline actor ended; its restart type keeps it stopped");

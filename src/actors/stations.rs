@@ -15,7 +15,7 @@ use ractor::{
 use serde::Serialize;
 
 use crate::actors::station::{StationActor, StationArgs, StationMsg};
-use crate::config::SupervisionSettings;
+use crate::config::SharedSupervision;
 use crate::delivery::{Delivery, DeliveryContext};
 use crate::domain::{QcConfig, StationId};
 use crate::supervisor::{Decision, RestartIntensity, RestartPolicy};
@@ -43,14 +43,14 @@ pub struct StationsSupervisor;
 
 pub struct StationsArgs {
     pub context: Arc<DeliveryContext>,
-    /// The stations policy and its per-station overrides.
-    pub supervision: SupervisionSettings,
+    /// The stations policy and its per-station overrides (reloadable).
+    pub supervision: SharedSupervision,
     pub qc: Arc<QcConfig>,
 }
 
 pub struct StationsState {
     context: Arc<DeliveryContext>,
-    supervision: SupervisionSettings,
+    supervision: SharedSupervision,
     qc: Arc<QcConfig>,
     children: HashMap<StationId, Child>,
     by_actor: HashMap<ActorId, StationId>,
@@ -221,7 +221,11 @@ impl StationsState {
             Ok((actor, _)) => actor,
             Err(e) => {
                 // Whatever the restart type: its readings wait for it.
-                let policy = self.supervision.station_policy(id.as_str());
+                let policy = self
+                    .supervision
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .station_policy(id.as_str());
                 return self.restart_later(
                     myself,
                     id.clone(),
@@ -282,7 +286,11 @@ impl StationsState {
         reason: String,
         failed: bool,
     ) -> Result<(), ActorProcessingErr> {
-        let policy = self.supervision.station_policy(id.as_str());
+        let policy = self
+            .supervision
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .station_policy(id.as_str());
         if !policy.restart.restarts(failed) {
             // Not restarted: the station is forgotten, and its next reading
             // starts a new actor. Readings already waiting for it are

@@ -127,6 +127,14 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGHUP: the daemon reads its configuration again.
+    pub fn hangup(&self) {
+        Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+
     /// Sends SIGTERM and returns the exit code.
     pub fn terminate(self) -> Option<i32> {
         self.stop_with("TERM")
