@@ -196,6 +196,8 @@ impl App {
             cache,
             hub: context.names.hub.clone(),
             stations: context.names.stations.clone(),
+            root: format!("{instance}.root"),
+            supervision: supervision.clone(),
             health,
             archive,
             upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS)),

@@ -25,6 +25,10 @@ pub struct WebContext {
     pub cache: Arc<dyn LatestCache>,
     pub hub: String,
     pub stations: String,
+    /// The root supervisor's name, for the pipeline's status.
+    pub root: String,
+    /// The restart policies in force.
+    pub supervision: crate::config::SharedSupervision,
     pub health: Arc<Health>,
     pub archive: Option<Arc<dyn crate::storage::archive::Archive>>,
     /// Uploads being processed at once; beyond, new ones are refused (503)

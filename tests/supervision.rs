@@ -180,15 +180,21 @@ async fn a_station_failing_past_its_intensity_escalates_and_service_resumes() {
 /// with it, in start order, and no reading is lost across the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_strategy_decides_which_siblings_restart_with_the_persister() {
+    // Restarts of archiver, persister, hub, stations, ingest.
     let cases = [
-        ("one_for_one", "[]"),
-        ("rest_for_one", r#"["hub", "stations", "ingest"]"#),
+        ("one_for_one", "[]", [0, 1, 0, 0, 0]),
+        (
+            "rest_for_one",
+            r#"["hub", "stations", "ingest"]"#,
+            [0, 1, 1, 1, 1],
+        ),
         (
             "one_for_all",
             r#"["archiver", "hub", "stations", "ingest"]"#,
+            [1, 1, 1, 1, 1],
         ),
     ];
-    for (strategy, siblings) in cases {
+    for (strategy, siblings, restarts) in cases {
         let daemon = Daemon::start_with_env(
             &[],
             &[("ISOBAR__SUPERVISION__PIPELINE__STRATEGY", strategy)],
@@ -229,6 +235,32 @@ async fn the_pipeline_strategy_decides_which_siblings_restart_with_the_persister
             "{strategy}: {restart}"
         );
         assert!(quarantined(&daemon).await.is_empty());
+
+        // The tree as the API shows it.
+        let (_, tree) = daemon.get("/api/v1/supervision").await;
+        assert_eq!(tree["pipeline"]["policy"]["strategy"], strategy, "{tree}");
+        let children = tree["pipeline"]["children"].as_array().unwrap();
+        let names: Vec<&str> = children
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["archiver", "persister", "hub", "stations", "ingest"]
+        );
+        for (child, expected) in children.iter().zip(restarts) {
+            assert_eq!(child["restarts"], expected, "{strategy}: {child}");
+            assert_eq!(child["state"], "running", "{strategy}: {child}");
+            assert_eq!(child["group"], "pipeline");
+        }
+        assert!(
+            children[1]["last_failure"]
+                .as_str()
+                .unwrap()
+                .contains("fault injected into the persister"),
+            "{tree}"
+        );
+        assert!(children[1]["last_failure_at"].is_string());
         drop(publisher);
         assert_eq!(daemon.terminate(), Some(0), "{strategy}");
     }

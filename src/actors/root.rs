@@ -28,6 +28,28 @@ use crate::supervisor::{Decision, RestartIntensity};
 pub enum RootMsg {
     /// Start these children again, in start order.
     Restart(Vec<ChildKind>),
+    /// The pipeline's children, in start order, for the API.
+    Status(ractor::RpcReplyPort<Vec<PipelineChild>>),
+}
+
+/// One of the pipeline's actors as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PipelineChild {
+    pub name: &'static str,
+    /// `running`, `restarting` (waiting out its backoff, or stopped with a
+    /// sibling that failed), or `stopped` (its restart type keeps it so).
+    pub state: &'static str,
+    pub restarts: u32,
+    pub last_failure: Option<String>,
+    pub last_failure_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What the root remembers of a child across its restarts.
+#[derive(Debug, Default)]
+struct History {
+    restarts: u32,
+    last_failure: Option<(String, chrono::DateTime<chrono::Utc>)>,
+    stopped_for_good: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,6 +113,7 @@ pub struct RootState {
     children: HashMap<ActorId, ChildKind>,
     running: HashMap<ChildKind, ActorCell>,
     intensity: HashMap<ChildKind, RestartIntensity>,
+    history: HashMap<ChildKind, History>,
 }
 
 impl Actor for Root {
@@ -108,6 +131,7 @@ impl Actor for Root {
             children: HashMap::new(),
             running: HashMap::new(),
             intensity: HashMap::new(),
+            history: HashMap::new(),
         };
         for kind in ChildKind::ALL {
             state.spawn(&myself, kind).await?;
@@ -122,6 +146,29 @@ impl Actor for Root {
         state: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            RootMsg::Status(reply) => {
+                let children = ChildKind::ALL
+                    .iter()
+                    .map(|kind| {
+                        let h = state.history.get(kind);
+                        PipelineChild {
+                            name: kind.name(),
+                            state: if state.running.contains_key(kind) {
+                                "running"
+                            } else if h.is_some_and(|h| h.stopped_for_good) {
+                                "stopped"
+                            } else {
+                                "restarting"
+                            },
+                            restarts: h.map_or(0, |h| h.restarts),
+                            last_failure: h
+                                .and_then(|h| h.last_failure.as_ref().map(|f| f.0.clone())),
+                            last_failure_at: h.and_then(|h| h.last_failure.as_ref().map(|f| f.1)),
+                        }
+                    })
+                    .collect();
+                let _ = reply.send(children);
+            }
             RootMsg::Restart(mut kinds) => {
                 kinds.sort_by_key(|k| k.position());
                 for kind in kinds {
@@ -283,11 +330,15 @@ impl RootState {
             .unwrap_or_else(|e| e.into_inner())
             .pipeline
             .policy();
+        let history = self.history.entry(kind).or_default();
+        history.last_failure = Some((reason.clone(), chrono::Utc::now()));
         if !policy.restart.restarts(failed) {
+            history.stopped_for_good = true;
             tracing::warn!(child = kind.name(), restart = ?policy.restart, reason = %reason,
                 "pipeline actor ended; its restart type keeps it stopped");
             return;
         }
+        history.restarts += 1;
         metrics::counter!("isobar_actor_restarts_total", "group" => kind.name()).increment(1);
         let decision = self.intensity.entry(kind).or_default().on_failure(
             &policy,
@@ -323,6 +374,7 @@ impl RootState {
                 self.children.remove(&cell.get_id());
                 metrics::counter!("isobar_actor_restarts_total", "group" => sibling.name())
                     .increment(1);
+                self.history.entry(*sibling).or_default().restarts += 1;
                 cell.stop_children_and_wait(None, Some(Duration::from_secs(5)))
                     .await;
                 let _ = cell

@@ -240,27 +240,66 @@ async fn quarantine(
     ))
 }
 
-/// The station actors under the station supervisor, with their restarts.
+/// Every supervised actor: the pipeline's under the root, and the station
+/// actors under the station supervisor, with their state, restarts, last
+/// failure and the policy in force.
 async fn supervision(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
+    use crate::actors::root::RootMsg;
     use crate::actors::stations::StationsMsg;
-    let unavailable = || {
+    let timeout = Some(std::time::Duration::from_secs(5));
+    let unavailable = |what: &str| {
         reject(ApiError {
             status: warp::http::StatusCode::SERVICE_UNAVAILABLE,
             code: "unavailable",
-            message: "the station supervisor is restarting; try again".into(),
+            message: format!("the {what} is restarting; try again"),
         })
     };
-    let stations =
-        ractor::ActorRef::<StationsMsg>::where_is(ctx.stations.clone()).ok_or_else(unavailable)?;
-    match stations
-        .call(StationsMsg::Status, Some(std::time::Duration::from_secs(5)))
-        .await
-    {
-        Ok(ractor::rpc::CallResult::Success(children)) => Ok(warp::reply::json(
-            &serde_json::json!({ "stations": { "strategy": "one_for_one", "children": children } }),
-        )),
-        _ => Err(unavailable()),
-    }
+    let root = ractor::ActorRef::<RootMsg>::where_is(ctx.root.clone())
+        .ok_or_else(|| unavailable("root supervisor"))?;
+    let pipeline = match root.call(RootMsg::Status, timeout).await {
+        Ok(ractor::rpc::CallResult::Success(children)) => children,
+        _ => return Err(unavailable("root supervisor")),
+    };
+    // While the station supervisor restarts, its children are unknown; the
+    // pipeline's status says it is restarting.
+    let stations = match ractor::ActorRef::<StationsMsg>::where_is(ctx.stations.clone()) {
+        Some(stations) => match stations.call(StationsMsg::Status, timeout).await {
+            Ok(ractor::rpc::CallResult::Success(children)) => children,
+            _ => Vec::new(),
+        },
+        None => Vec::new(),
+    };
+    let policies = ctx
+        .supervision
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let stations: Vec<serde_json::Value> = stations
+        .into_iter()
+        .map(|c| {
+            let mut v = serde_json::to_value(&c).unwrap_or_default();
+            v["group"] = "stations".into();
+            v["state"] = if c.running { "running" } else { "restarting" }.into();
+            v
+        })
+        .collect();
+    let pipeline: Vec<serde_json::Value> = pipeline
+        .into_iter()
+        .map(|c| {
+            let mut v = serde_json::to_value(&c).unwrap_or_default();
+            v["group"] = "pipeline".into();
+            v
+        })
+        .collect();
+    Ok(warp::reply::json(&serde_json::json!({
+        "pipeline": { "policy": policies.pipeline, "children": pipeline },
+        "stations": {
+            "strategy": "one_for_one",
+            "policy": policies.stations,
+            "overrides": policies.station_overrides,
+            "children": stations,
+        },
+    })))
 }
 
 #[cfg(test)]
