@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Daemon, Publisher, eventually};
+use common::{Daemon, Publisher, eventually, next_json};
 use serde_json::Value;
 
 const POISON: &str =
@@ -68,6 +68,13 @@ async fn a_panicking_station_is_restarted_and_others_are_unaffected() {
     })
     .await;
 
+    // A live client following WS010 hears of its restart.
+    let (mut live, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/v1/live?stations=WS010", daemon.web))
+            .await
+            .unwrap();
+    assert_eq!(next_json(&mut live).await["type"], "snapshot");
+
     // The poison message, with good readings right behind it in the same
     // station's mailbox.
     publisher
@@ -97,6 +104,22 @@ async fn a_panicking_station_is_restarted_and_others_are_unaffected() {
         "{failed}"
     );
     assert_eq!(child(&status, "WS011").unwrap()["restarts"], 0);
+    let event = loop {
+        let msg = next_json(&mut live).await;
+        if msg["type"] == "supervision" {
+            break msg["event"].clone();
+        }
+    };
+    assert_eq!(
+        (
+            event["group"].as_str(),
+            event["child"].as_str(),
+            event["attempt"].as_u64()
+        ),
+        (Some("stations"), Some("WS010"), Some(1)),
+        "{event}"
+    );
+    assert!(event["reason"].as_str().unwrap().contains("fault injected"));
 
     // Every good reading is stored, those queued behind the poison included.
     eventually(Duration::from_secs(10), "WS010's four readings", || async {

@@ -17,6 +17,8 @@ use crate::domain::{Reading, StationId};
 pub enum HubMsg {
     Subscribe(LiveClient),
     Publish(Arc<[Reading]>),
+    /// A supervised actor is being restarted.
+    Restart(RestartEvent),
     ClientCount(RpcReplyPort<usize>),
 }
 
@@ -28,6 +30,31 @@ pub struct LiveClient {
     pub queue: mpsc::Sender<Arc<str>>,
     /// Messages dropped since the client last caught up.
     pub dropped: Arc<AtomicU64>,
+}
+
+/// A restart, as live clients see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestartEvent {
+    /// `pipeline` or `stations`.
+    pub group: &'static str,
+    /// The actor: a pipeline child's name, or a station id.
+    pub child: String,
+    pub reason: String,
+    /// Restarts of this child within its policy's window, this one included.
+    pub attempt: u32,
+    pub delay_ms: u64,
+    /// Siblings restarted along with it (its strategy's doing).
+    pub with: Vec<&'static str>,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+impl RestartEvent {
+    /// Tells the hub registered as `hub`, if it is running.
+    pub fn announce(self, hub: &str) {
+        if let Some(hub) = ActorRef::<HubMsg>::where_is(hub.to_owned()) {
+            let _ = hub.cast(HubMsg::Restart(self));
+        }
+    }
 }
 
 /// Messages the server sends on `/api/v1/live`.
@@ -42,6 +69,9 @@ pub enum LiveMessage<'a> {
     },
     Overflow {
         dropped: u64,
+    },
+    Supervision {
+        event: &'a RestartEvent,
     },
 }
 
@@ -85,6 +115,7 @@ impl Actor for Hub {
                 metrics::gauge!("isobar_live_clients").set(state.clients.len() as f64);
             }
             HubMsg::Publish(readings) => state.publish(&readings),
+            HubMsg::Restart(event) => state.announce(&event),
             HubMsg::ClientCount(reply) => {
                 let _ = reply.send(state.clients.len());
             }
@@ -94,6 +125,21 @@ impl Actor for Hub {
 }
 
 impl HubState {
+    /// To every client: a station's restart only to those that follow it.
+    fn announce(&mut self, event: &RestartEvent) {
+        let json = LiveMessage::Supervision { event }.to_json();
+        for client in self.clients.values() {
+            let follows = match (&client.stations, event.group) {
+                (Some(stations), "stations") => stations.iter().any(|s| s.as_str() == event.child),
+                _ => true,
+            };
+            if follows && client.queue.try_send(json.clone()).is_err() {
+                metrics::counter!("isobar_live_dropped_total").increment(1);
+                client.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     fn publish(&mut self, readings: &[Reading]) {
         // Forget clients that went away, whatever stations they asked for.
         let before = self.clients.len();

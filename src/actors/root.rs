@@ -369,6 +369,16 @@ impl RootState {
         tracing::warn!(child = kind.name(), attempt, delay_ms = after.as_millis() as u64,
             strategy = ?policy.strategy, with = ?siblings, reason = %reason,
             "pipeline actor failed; restarting");
+        crate::actors::hub::RestartEvent {
+            group: "pipeline",
+            child: kind.name().to_owned(),
+            reason: reason.clone(),
+            attempt,
+            delay_ms: after.as_millis() as u64,
+            with: siblings.clone(),
+            at: chrono::Utc::now(),
+        }
+        .announce(&self.args.context.names.hub);
         for sibling in affected.iter().rev().filter(|k| **k != kind) {
             if let Some(cell) = self.running.remove(sibling) {
                 self.children.remove(&cell.get_id());

@@ -330,6 +330,16 @@ impl StationsState {
                 child.restarts += 1;
                 tracing::warn!(station_id = %id, attempt, delay_ms = after.as_millis() as u64,
                     reason = %reason, "station actor failed; restarting");
+                crate::actors::hub::RestartEvent {
+                    group: "stations",
+                    child: id.to_string(),
+                    reason: reason.clone(),
+                    attempt,
+                    delay_ms: after.as_millis() as u64,
+                    with: Vec::new(),
+                    at: Utc::now(),
+                }
+                .announce(&self.context.names.hub);
                 myself.send_after(after, move || StationsMsg::Restart(id));
                 Ok(())
             }
