@@ -51,7 +51,7 @@ pub struct RestartEvent {
 impl RestartEvent {
     /// Tells the hub registered as `hub`, if it is running.
     pub fn announce(self, hub: &str) {
-        if let Some(hub) = ActorRef::<HubMsg>::where_is(hub.to_owned()) {
+        if let Some(hub) = ActorRef::<HubMsg>::where_is(hub) {
             let _ = hub.cast(HubMsg::Restart(self));
         }
     }
