@@ -7,6 +7,7 @@ pub mod formats;
 mod observation;
 pub mod qc;
 mod reading;
+pub mod rollup;
 mod station_id;
 pub mod units;
 
@@ -16,4 +17,5 @@ pub use formats::{Parsed, Rejected, parse_mqtt};
 pub use observation::{MAX_CLOCK_SKEW, MAX_PAYLOAD_BYTES, Observation, RejectReason};
 pub use qc::{QcConfig, QcFlag, QcReport, StationQc, Variable};
 pub use reading::{Derived, DerivedInputs, Reading};
+pub use rollup::{Resolution, Rollup};
 pub use station_id::{StationId, StationIdError};

@@ -21,7 +21,8 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use crate::config::{StorageSettings, StoreBackend};
-use crate::domain::{Reading, StationId};
+use crate::domain::rollup::{Stats, Summary};
+use crate::domain::{Reading, Resolution, Rollup, StationId};
 
 /// Opens the configured store, applying migrations when `migrate` is set
 /// (SQLite always migrates: it is the daemon's own file). PostgreSQL may
@@ -142,6 +143,34 @@ pub struct HistoryQuery {
     pub limit: usize,
 }
 
+/// Which rollups to read.
+#[derive(Debug, Clone)]
+pub struct RollupQuery {
+    pub station_id: StationId,
+    pub resolution: Resolution,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub limit: usize,
+}
+
+/// Rows of (bucket, variable, stats), ordered by bucket, as periods.
+pub fn rollups_from_rows(
+    rows: impl IntoIterator<Item = (DateTime<Utc>, String, Stats)>,
+) -> Vec<Rollup> {
+    let mut out: Vec<Rollup> = Vec::new();
+    for (bucket, variable, stats) in rows {
+        if out.last().is_none_or(|r| r.bucket != bucket) {
+            out.push(Rollup {
+                bucket,
+                variables: Default::default(),
+            });
+        }
+        let last = out.last_mut().expect("just pushed");
+        last.variables.insert(variable, Summary::from(&stats));
+    }
+    out
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("sqlite error: {0}")]
@@ -192,6 +221,9 @@ pub trait Store: Send + Sync + 'static {
     async fn latest(&self, id: &StationId) -> Result<Option<Reading>, StoreError>;
     /// Readings in `[from, to)`, oldest first, at most `limit`.
     async fn readings(&self, query: HistoryQuery) -> Result<Vec<Reading>, StoreError>;
+    /// A station's rollups at one resolution with periods starting in
+    /// `[from, to)`, oldest first, at most `limit` periods.
+    async fn rollups(&self, query: RollupQuery) -> Result<Vec<Rollup>, StoreError>;
     /// Stored readings not yet handed to the data lake, oldest first, with
     /// their outbox sequence numbers.
     async fn archive_pending(&self, limit: usize) -> Result<Vec<(i64, Reading)>, StoreError>;

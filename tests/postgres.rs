@@ -8,8 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 use common::{Daemon, Publisher, eventually};
-use isobar::domain::{Observation, QcConfig, Reading, StationId, StationQc};
-use isobar::storage::{HistoryQuery, PostgresStore, QuarantineRecord, Store, WriteBatch};
+use isobar::domain::{Observation, QcConfig, Reading, Resolution, StationId, StationQc};
+use isobar::storage::{
+    HistoryQuery, PostgresStore, QuarantineRecord, RollupQuery, Store, WriteBatch,
+};
 
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -75,7 +77,7 @@ fn reading(station: &str, at: &str, t: f64) -> Reading {
 async fn the_store_is_idempotent_and_answers_history() {
     let schema = Schema::new().await;
     let store = PostgresStore::new(&schema.url(), 4).unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 2);
+    assert_eq!(store.migrate().await.unwrap(), 3);
     assert_eq!(store.migrate().await.unwrap(), 0, "migrations run once");
 
     let first = reading("WS001", "2025-01-13T10:00:00Z", 1.0);
@@ -117,6 +119,36 @@ async fn the_store_is_idempotent_and_answers_history() {
         [false, false, false, false]
     );
     assert_eq!(count(&schema, "observations").await, 3);
+
+    // Rollups: the new readings only, once each.
+    let hour = store
+        .rollups(RollupQuery {
+            station_id: StationId::parse("WS001").unwrap(),
+            resolution: Resolution::Hour,
+            from: "2025-01-13T00:00:00Z".parse().unwrap(),
+            to: "2025-01-14T00:00:00Z".parse().unwrap(),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(hour.len(), 1);
+    let t = hour[0].variables["temperature_c"];
+    assert_eq!(
+        (t.count, t.min, t.max, t.mean, t.last),
+        (2, 1.0, 2.0, 1.5, 2.0)
+    );
+    let minutes = store
+        .rollups(RollupQuery {
+            station_id: StationId::parse("WS001").unwrap(),
+            resolution: Resolution::Minute,
+            from: "2025-01-13T00:00:00Z".parse().unwrap(),
+            to: "2025-01-14T00:00:00Z".parse().unwrap(),
+            limit: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(minutes.len(), 1, "limit counts periods");
+    assert_eq!(minutes[0].variables["temperature_c"].count, 1);
 
     let id = StationId::parse("WS001").unwrap();
     let history = store
@@ -246,6 +278,6 @@ fn migrate_applies_the_postgres_schema() {
         String::from_utf8_lossy(&out.stderr)
     );
     let applied = runtime.block_on(count(&schema, "schema_migrations"));
-    assert_eq!(applied, 2);
+    assert_eq!(applied, 3);
     runtime.block_on(schema.drop());
 }

@@ -549,6 +549,12 @@ mod tests {
         async fn readings(&self, query: HistoryQuery) -> Result<Vec<Reading>, StoreError> {
             self.inner.readings(query).await
         }
+        async fn rollups(
+            &self,
+            query: crate::storage::RollupQuery,
+        ) -> Result<Vec<crate::domain::Rollup>, StoreError> {
+            self.inner.rollups(query).await
+        }
         async fn archive_pending(&self, limit: usize) -> Result<Vec<(i64, Reading)>, StoreError> {
             self.inner.archive_pending(limit).await
         }

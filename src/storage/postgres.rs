@@ -13,8 +13,12 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{NoTls, Row};
 
-use super::{HistoryQuery, Station, Store, StoreError, StoredQuarantine, WriteBatch, WriteOutcome};
-use crate::domain::{Derived, QcFlag, QcReport, Reading, StationId};
+use super::{
+    HistoryQuery, RollupQuery, Station, Store, StoreError, StoredQuarantine, WriteBatch,
+    WriteOutcome, rollups_from_rows,
+};
+use crate::domain::rollup::{self, Stats};
+use crate::domain::{Derived, QcFlag, QcReport, Reading, Rollup, StationId};
 
 /// The migrations, in order; each runs once, recorded in `schema_migrations`.
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -22,6 +26,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (
         2,
         include_str!("../../migrations/postgres/0002_archive_outbox.sql"),
+    ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_rollups.sql"),
     ),
 ];
 
@@ -308,6 +316,10 @@ impl Store for PostgresStore {
                 tx.execute(&outbox, &[&ids, &times]).await?;
             }
         }
+        let deltas = rollup::deltas(&batch.readings, &inserted);
+        if !deltas.is_empty() {
+            write_rollups(&tx, &deltas).await?;
+        }
         if !batch.quarantine.is_empty() {
             let q = &batch.quarantine;
             let received: Vec<DateTime<Utc>> = q.iter().map(|r| r.received_at).collect();
@@ -405,6 +417,46 @@ impl Store for PostgresStore {
         rows.iter().map(reading_from_row).collect()
     }
 
+    async fn rollups(&self, q: RollupQuery) -> Result<Vec<Rollup>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT bucket, variable, count, min, max, sum, last, last_at FROM rollups \
+                 WHERE station_id = $1 AND resolution = $2 AND bucket >= $3 AND bucket <= \
+                   (SELECT max(bucket) FROM (SELECT DISTINCT bucket FROM rollups \
+                    WHERE station_id = $1 AND resolution = $2 AND bucket >= $3 AND bucket < $4 \
+                    ORDER BY bucket LIMIT $5) first) \
+                 ORDER BY bucket, variable",
+                &[
+                    &q.station_id.as_str(),
+                    &q.resolution.as_str(),
+                    &q.from,
+                    &q.to,
+                    &limit,
+                ],
+            )
+            .await?;
+        let rows = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    row.try_get::<_, String>(1)?,
+                    Stats {
+                        count: row.try_get(2)?,
+                        min: row.try_get(3)?,
+                        max: row.try_get(4)?,
+                        sum: row.try_get(5)?,
+                        last: row.try_get(6)?,
+                        last_at: row.try_get(7)?,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(rollups_from_rows(rows))
+    }
+
     async fn archive_pending(&self, limit: usize) -> Result<Vec<(i64, Reading)>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let columns = READING_COLUMNS
@@ -478,6 +530,57 @@ fn without_nul(text: &str) -> String {
 
 /// One upsert for the stations of the newly inserted readings, in id order
 /// so that concurrent writers take row locks in the same order.
+/// Adds a batch's partial rollups to those stored.
+async fn write_rollups(
+    tx: &deadpool_postgres::Transaction<'_>,
+    deltas: &[rollup::RollupDelta],
+) -> Result<(), StoreError> {
+    let ids: Vec<&str> = deltas.iter().map(|d| d.station_id.as_str()).collect();
+    let resolution: Vec<&str> = deltas.iter().map(|d| d.resolution.as_str()).collect();
+    let bucket: Vec<DateTime<Utc>> = deltas.iter().map(|d| d.bucket).collect();
+    let variable: Vec<&str> = deltas.iter().map(|d| d.variable).collect();
+    let count: Vec<i64> = deltas.iter().map(|d| d.stats.count).collect();
+    let min: Vec<f64> = deltas.iter().map(|d| d.stats.min).collect();
+    let max: Vec<f64> = deltas.iter().map(|d| d.stats.max).collect();
+    let sum: Vec<f64> = deltas.iter().map(|d| d.stats.sum).collect();
+    let last: Vec<f64> = deltas.iter().map(|d| d.stats.last).collect();
+    let last_at: Vec<DateTime<Utc>> = deltas.iter().map(|d| d.stats.last_at).collect();
+    let upsert = tx
+        .prepare_cached(
+            "INSERT INTO rollups \
+               (station_id, resolution, bucket, variable, count, min, max, sum, last, last_at) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], \
+               $5::int8[], $6::float8[], $7::float8[], $8::float8[], $9::float8[], \
+               $10::timestamptz[]) \
+             ON CONFLICT (station_id, resolution, bucket, variable) DO UPDATE SET \
+               count = rollups.count + EXCLUDED.count, \
+               min = least(rollups.min, EXCLUDED.min), \
+               max = greatest(rollups.max, EXCLUDED.max), \
+               sum = rollups.sum + EXCLUDED.sum, \
+               last = CASE WHEN EXCLUDED.last_at >= rollups.last_at \
+                 THEN EXCLUDED.last ELSE rollups.last END, \
+               last_at = greatest(rollups.last_at, EXCLUDED.last_at)",
+        )
+        .await?;
+    tx.execute(
+        &upsert,
+        &[
+            &ids,
+            &resolution,
+            &bucket,
+            &variable,
+            &count,
+            &min,
+            &max,
+            &sum,
+            &last,
+            &last_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 async fn upsert_stations(
     tx: &deadpool_postgres::Transaction<'_>,
     readings: &[Reading],

@@ -9,8 +9,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
-use super::{HistoryQuery, Station, Store, StoreError, StoredQuarantine, WriteBatch, WriteOutcome};
-use crate::domain::{Derived, QcFlag, QcReport, Reading, StationId};
+use super::{
+    HistoryQuery, RollupQuery, Station, Store, StoreError, StoredQuarantine, WriteBatch,
+    WriteOutcome, rollups_from_rows,
+};
+use crate::domain::rollup::{self, Stats};
+use crate::domain::{Derived, QcFlag, QcReport, Reading, Rollup, StationId};
 
 /// The migrations, in order; each runs once, recorded in `schema_migrations`.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -23,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/sqlite/0003_archive_outbox.sql"),
     ),
+    (4, include_str!("../../migrations/sqlite/0004_rollups.sql")),
 ];
 
 const READERS: usize = 4;
@@ -263,6 +268,33 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
                 ])?;
             }
         }
+        let mut rollup = tx.prepare_cached(
+            "INSERT INTO rollups \
+               (station_id, resolution, bucket, variable, count, min, max, sum, last, last_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT (station_id, resolution, bucket, variable) DO UPDATE SET \
+               count = rollups.count + excluded.count, \
+               min = min(rollups.min, excluded.min), \
+               max = max(rollups.max, excluded.max), \
+               sum = rollups.sum + excluded.sum, \
+               last = CASE WHEN excluded.last_at >= rollups.last_at \
+                 THEN excluded.last ELSE rollups.last END, \
+               last_at = max(rollups.last_at, excluded.last_at)",
+        )?;
+        for d in rollup::deltas(&batch.readings, &inserted) {
+            rollup.execute(params![
+                d.station_id.as_str(),
+                d.resolution.as_str(),
+                micros(d.bucket),
+                d.variable,
+                d.stats.count,
+                d.stats.min,
+                d.stats.max,
+                d.stats.sum,
+                d.stats.last,
+                micros(d.stats.last_at),
+            ])?;
+        }
         let mut quarantine = tx.prepare_cached(
             "INSERT INTO quarantine \
              (received_at, source, station_id, reason_code, reason, payload, payload_bytes) \
@@ -354,6 +386,62 @@ impl Store for SqliteStore {
                 reading_from_row,
             )?
             .collect()
+        })
+        .await
+    }
+
+    async fn rollups(&self, q: RollupQuery) -> Result<Vec<Rollup>, StoreError> {
+        self.read(move |c| {
+            // The last of the first `limit` periods, so no period is cut.
+            let last: Option<i64> = c
+                .prepare_cached(
+                    "SELECT max(bucket) FROM (SELECT DISTINCT bucket FROM rollups \
+                     WHERE station_id = ?1 AND resolution = ?2 AND bucket >= ?3 AND bucket < ?4 \
+                     ORDER BY bucket LIMIT ?5)",
+                )?
+                .query_row(
+                    params![
+                        q.station_id.as_str(),
+                        q.resolution.as_str(),
+                        micros(q.from),
+                        micros(q.to),
+                        q.limit as i64
+                    ],
+                    |row| row.get(0),
+                )?;
+            let Some(last) = last else {
+                return Ok(Vec::new());
+            };
+            let mut stmt = c.prepare_cached(
+                "SELECT bucket, variable, count, min, max, sum, last, last_at FROM rollups \
+                 WHERE station_id = ?1 AND resolution = ?2 AND bucket >= ?3 AND bucket <= ?4 \
+                 ORDER BY bucket, variable",
+            )?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        q.station_id.as_str(),
+                        q.resolution.as_str(),
+                        micros(q.from),
+                        last
+                    ],
+                    |row| {
+                        Ok((
+                            from_micros(row.get(0)?),
+                            row.get::<_, String>(1)?,
+                            Stats {
+                                count: row.get(2)?,
+                                min: row.get(3)?,
+                                max: row.get(4)?,
+                                sum: row.get(5)?,
+                                last: row.get(6)?,
+                                last_at: from_micros(row.get(7)?),
+                            },
+                        ))
+                    },
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rollups_from_rows(rows))
         })
         .await
     }

@@ -7,8 +7,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use warp::{Filter, Rejection, Reply};
 
 use super::{ApiError, StationView, WebContext, with};
-use crate::domain::StationId;
-use crate::storage::HistoryQuery;
+use crate::domain::{Resolution, StationId};
+use crate::storage::{HistoryQuery, RollupQuery};
 
 /// Readings returned when `limit` is not given, and the most allowed.
 pub const DEFAULT_LIMIT: usize = 1_000;
@@ -32,6 +32,11 @@ pub fn routes(
         .and(warp::query::<HashMap<String, String>>())
         .and(with(ctx.clone()))
         .and_then(readings);
+    let rollups = warp::path!("stations" / String / "rollups")
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with(ctx.clone()))
+        .and_then(rollups);
     let quarantine = warp::path!("quarantine")
         .and(warp::get())
         .and(warp::query::<HashMap<String, String>>())
@@ -44,6 +49,7 @@ pub fn routes(
     stations
         .or(latest)
         .or(readings)
+        .or(rollups)
         .or(quarantine)
         .or(supervision)
 }
@@ -118,12 +124,19 @@ fn parse_history(
     params: &HashMap<String, String>,
     now: DateTime<Utc>,
 ) -> Result<HistoryParams, ApiError> {
-    if let Some(unknown) = params
-        .keys()
-        .find(|k| !["from", "to", "limit"].contains(&k.as_str()))
-    {
+    parse_range(params, now, &["from", "to", "limit"])
+}
+
+/// `from`, `to` and `limit`, with `allowed` the parameters the route takes.
+fn parse_range(
+    params: &HashMap<String, String>,
+    now: DateTime<Utc>,
+    allowed: &[&str],
+) -> Result<HistoryParams, ApiError> {
+    if let Some(unknown) = params.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!(
-            "unknown parameter {unknown:?}; expected from, to, limit"
+            "unknown parameter {unknown:?}; expected {}",
+            allowed.join(", ")
         )));
     }
     let time = |name: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
@@ -192,6 +205,52 @@ async fn readings(
         "from": p.from,
         "to": p.to,
         "readings": readings,
+    })))
+}
+
+/// A station's 1-minute or 1-hour rollups over a range.
+async fn rollups(
+    raw_id: String,
+    params: HashMap<String, String>,
+    ctx: Arc<WebContext>,
+) -> Result<impl Reply, Rejection> {
+    let id = station_id(&raw_id)?;
+    let p =
+        parse_range(&params, Utc::now(), &["resolution", "from", "to", "limit"]).map_err(reject)?;
+    let resolution = match params.get("resolution").map(String::as_str) {
+        None => Resolution::Minute,
+        Some(raw) => Resolution::parse(raw).ok_or_else(|| {
+            reject(ApiError::bad_request(format!(
+                "resolution: {raw:?} is not 1m or 1h"
+            )))
+        })?,
+    };
+    if ctx
+        .store
+        .station(&id)
+        .await
+        .map_err(|e| reject(ApiError::internal(e)))?
+        .is_none()
+    {
+        return Err(reject(ApiError::not_found(format!("no station {id}"))));
+    }
+    let rollups = ctx
+        .store
+        .rollups(RollupQuery {
+            station_id: id.clone(),
+            resolution,
+            from: p.from,
+            to: p.to,
+            limit: p.limit,
+        })
+        .await
+        .map_err(|e| reject(ApiError::internal(e)))?;
+    Ok(warp::reply::json(&serde_json::json!({
+        "station_id": id,
+        "resolution": resolution,
+        "from": p.from,
+        "to": p.to,
+        "rollups": rollups,
     })))
 }
 

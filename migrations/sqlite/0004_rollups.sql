@@ -1,0 +1,18 @@
+-- Per station, per minute ('1m') and per hour ('1h'): count, minimum,
+-- maximum, sum and last value of each variable, from values that passed
+-- quality control. Updated in the same transaction as the readings, so a
+-- late reading lands in the period it belongs to. Times are Unix
+-- microseconds (UTC).
+CREATE TABLE rollups (
+    station_id  TEXT    NOT NULL,
+    resolution  TEXT    NOT NULL,
+    bucket      INTEGER NOT NULL,
+    variable    TEXT    NOT NULL,
+    count       INTEGER NOT NULL,
+    min         REAL    NOT NULL,
+    max         REAL    NOT NULL,
+    sum         REAL    NOT NULL,
+    last        REAL    NOT NULL,
+    last_at     INTEGER NOT NULL,
+    PRIMARY KEY (station_id, resolution, bucket, variable)
+) WITHOUT ROWID;

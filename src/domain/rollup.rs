@@ -1,0 +1,340 @@
+//! Rollups: per station, per minute and per hour, the count, minimum,
+//! maximum, sum (for the mean) and last value of each variable, from the
+//! values that passed quality control. A batch of new readings becomes a set
+//! of partial rollups (`RollupDelta`) that the store adds to what it holds,
+//! in the same transaction as the readings; so a late reading updates the
+//! rollup it belongs to, and a redelivered one (not new) adds nothing.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{QcFlag, Reading, StationId, Variable};
+
+/// The rollup periods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Resolution {
+    #[serde(rename = "1m")]
+    Minute,
+    #[serde(rename = "1h")]
+    Hour,
+}
+
+impl Resolution {
+    pub const ALL: [Resolution; 2] = [Self::Minute, Self::Hour];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Minute => "1m",
+            Self::Hour => "1h",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "1m" => Some(Self::Minute),
+            "1h" => Some(Self::Hour),
+            _ => None,
+        }
+    }
+
+    pub fn period(self) -> TimeDelta {
+        match self {
+            Self::Minute => TimeDelta::minutes(1),
+            Self::Hour => TimeDelta::hours(1),
+        }
+    }
+
+    /// The start of the period holding `at`.
+    pub fn bucket(self, at: DateTime<Utc>) -> DateTime<Utc> {
+        at.duration_trunc(self.period())
+            .expect("minutes and hours truncate any time isobar accepts")
+    }
+}
+
+/// The variables rolled up, by their names in readings. Wind direction is
+/// left out: the mean of angles is meaningless (359° and 1° average to 180°).
+pub const ROLLED_UP: [&str; 9] = [
+    "temperature_c",
+    "humidity_pct",
+    "pressure_hpa",
+    "sea_level_pressure_hpa",
+    "wind_speed_ms",
+    "wind_gust_ms",
+    "dew_point_c",
+    "feels_like_c",
+    "heat_index_c",
+];
+
+/// Count, minimum, maximum, sum and last value of one variable over a set of
+/// readings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub count: i64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+    pub last: f64,
+    pub last_at: DateTime<Utc>,
+}
+
+impl Stats {
+    fn of(value: f64, at: DateTime<Utc>) -> Self {
+        Self {
+            count: 1,
+            min: value,
+            max: value,
+            sum: value,
+            last: value,
+            last_at: at,
+        }
+    }
+
+    /// Both together; `last` is the value observed latest.
+    pub fn merge(&mut self, other: &Stats) {
+        self.count += other.count;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+        if other.last_at >= self.last_at {
+            self.last = other.last;
+            self.last_at = other.last_at;
+        }
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.sum / self.count as f64
+    }
+}
+
+/// What one batch adds to one rollup.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollupDelta {
+    pub station_id: StationId,
+    pub resolution: Resolution,
+    pub bucket: DateTime<Utc>,
+    pub variable: &'static str,
+    pub stats: Stats,
+}
+
+/// The values of a reading that count: each measured variable only if its
+/// quality control passed, and each derived one only if what it is derived
+/// from passed.
+fn values(r: &Reading) -> impl Iterator<Item = (&'static str, f64)> + '_ {
+    let passed = |v: Variable| {
+        r.qc.variables
+            .get(&v)
+            .is_none_or(|q| q.flag == QcFlag::Pass)
+    };
+    let t = passed(Variable::Temperature);
+    let h = passed(Variable::Humidity);
+    let w = passed(Variable::WindSpeed);
+    let p = passed(Variable::Pressure);
+    [
+        ("temperature_c", r.temperature_c.filter(|_| t)),
+        ("humidity_pct", r.humidity_pct.filter(|_| h)),
+        ("pressure_hpa", r.pressure_hpa.filter(|_| p)),
+        (
+            "sea_level_pressure_hpa",
+            r.derived
+                .sea_level_pressure_hpa
+                .filter(|_| passed(Variable::SeaLevelPressure) && p),
+        ),
+        ("wind_speed_ms", r.wind_speed_ms.filter(|_| w)),
+        (
+            "wind_gust_ms",
+            r.wind_gust_ms.filter(|_| passed(Variable::WindGust)),
+        ),
+        ("dew_point_c", r.derived.dew_point_c.filter(|_| t && h)),
+        (
+            "feels_like_c",
+            r.derived.feels_like_c.filter(|_| t && h && w),
+        ),
+        ("heat_index_c", r.derived.heat_index_c.filter(|_| t && h)),
+    ]
+    .into_iter()
+    .filter_map(|(name, v)| Some((name, v?)))
+    .filter(|(_, v)| v.is_finite())
+}
+
+/// The partial rollups of the readings marked new in `inserted`, for both
+/// resolutions, in key order.
+pub fn deltas(readings: &[Reading], inserted: &[bool]) -> Vec<RollupDelta> {
+    let mut acc: BTreeMap<(StationId, Resolution, DateTime<Utc>, &'static str), Stats> =
+        BTreeMap::new();
+    for r in readings
+        .iter()
+        .zip(inserted)
+        .filter(|(_, new)| **new)
+        .map(|(r, _)| r)
+    {
+        for (variable, value) in values(r) {
+            let stats = Stats::of(value, r.observed_at);
+            for resolution in Resolution::ALL {
+                let key = (
+                    r.station_id.clone(),
+                    resolution,
+                    resolution.bucket(r.observed_at),
+                    variable,
+                );
+                acc.entry(key)
+                    .and_modify(|s| s.merge(&stats))
+                    .or_insert(stats);
+            }
+        }
+    }
+    acc.into_iter()
+        .map(
+            |((station_id, resolution, bucket, variable), stats)| RollupDelta {
+                station_id,
+                resolution,
+                bucket,
+                variable,
+                stats,
+            },
+        )
+        .collect()
+}
+
+/// One period of one station, as the API serves it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rollup {
+    pub bucket: DateTime<Utc>,
+    pub variables: BTreeMap<String, Summary>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Summary {
+    pub count: i64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub last: f64,
+}
+
+impl From<&Stats> for Summary {
+    fn from(s: &Stats) -> Self {
+        Self {
+            count: s.count,
+            min: s.min,
+            max: s.max,
+            mean: s.mean(),
+            last: s.last,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Observation, QcConfig, StationQc};
+
+    fn reading(at: &str, t: f64, h: f64) -> Reading {
+        let at: DateTime<Utc> = at.parse().unwrap();
+        let mut obs = Observation::new(StationId::parse("WS001").unwrap(), at);
+        obs.temperature_c = Some(t);
+        obs.humidity_pct = Some(h);
+        let qc = StationQc::default().check(&obs, at, &QcConfig::default());
+        Reading::new(obs, at, qc)
+    }
+
+    fn find<'a>(d: &'a [RollupDelta], res: Resolution, bucket: &str, var: &str) -> &'a Stats {
+        let bucket: DateTime<Utc> = bucket.parse().unwrap();
+        &d.iter()
+            .find(|d| d.resolution == res && d.bucket == bucket && d.variable == var)
+            .unwrap_or_else(|| panic!("no {var} rollup at {bucket}"))
+            .stats
+    }
+
+    #[test]
+    fn readings_roll_up_by_minute_and_hour() {
+        let readings = [
+            reading("2025-01-13T10:00:10Z", 10.0, 50.0),
+            reading("2025-01-13T10:00:50Z", 12.0, 52.0),
+            reading("2025-01-13T10:01:30Z", 11.0, 51.0),
+            // A redelivered duplicate: not new, not counted.
+            reading("2025-01-13T10:01:40Z", 99.0, 51.0),
+        ];
+        let d = deltas(&readings, &[true, true, true, false]);
+        let m0 = find(
+            &d,
+            Resolution::Minute,
+            "2025-01-13T10:00:00Z",
+            "temperature_c",
+        );
+        assert_eq!((m0.count, m0.min, m0.max, m0.last), (2, 10.0, 12.0, 12.0));
+        assert_eq!(m0.mean(), 11.0);
+        let m1 = find(
+            &d,
+            Resolution::Minute,
+            "2025-01-13T10:01:00Z",
+            "temperature_c",
+        );
+        assert_eq!((m1.count, m1.last), (1, 11.0));
+        let h = find(
+            &d,
+            Resolution::Hour,
+            "2025-01-13T10:00:00Z",
+            "temperature_c",
+        );
+        assert_eq!(
+            (h.count, h.min, h.max, h.sum, h.last),
+            (3, 10.0, 12.0, 33.0, 11.0)
+        );
+        // Dew point comes along, derived from values that passed.
+        assert_eq!(
+            find(&d, Resolution::Hour, "2025-01-13T10:00:00Z", "dew_point_c").count,
+            3
+        );
+        // Nothing the readings do not have.
+        assert!(d.iter().all(|d| d.variable != "pressure_hpa"));
+    }
+
+    #[test]
+    fn a_late_reading_joins_its_own_period_and_last_stays_the_latest() {
+        let mut held = *find(
+            &deltas(&[reading("2025-01-13T10:30:00Z", 5.0, 50.0)], &[true]),
+            Resolution::Hour,
+            "2025-01-13T10:00:00Z",
+            "temperature_c",
+        );
+        let late = deltas(&[reading("2025-01-13T10:05:00Z", 2.0, 50.0)], &[true]);
+        held.merge(find(
+            &late,
+            Resolution::Hour,
+            "2025-01-13T10:00:00Z",
+            "temperature_c",
+        ));
+        assert_eq!((held.count, held.min, held.last), (2, 2.0, 5.0));
+    }
+
+    #[test]
+    fn values_that_failed_quality_control_are_left_out() {
+        let mut r = reading("2025-01-13T10:00:00Z", 10.0, 50.0);
+        r.qc.variables
+            .entry(Variable::Temperature)
+            .or_default()
+            .flag = QcFlag::Fail;
+        let d = deltas(&[r], &[true]);
+        assert!(d.iter().all(|d| d.variable != "temperature_c"));
+        assert!(d.iter().all(|d| d.variable != "dew_point_c"));
+        assert!(d.iter().any(|d| d.variable == "humidity_pct"));
+    }
+
+    #[test]
+    fn resolutions_parse_and_truncate() {
+        assert_eq!(Resolution::parse("1m"), Some(Resolution::Minute));
+        assert_eq!(Resolution::parse("1h"), Some(Resolution::Hour));
+        assert_eq!(Resolution::parse("5m"), None);
+        let at: DateTime<Utc> = "2025-01-13T10:42:17.5Z".parse().unwrap();
+        assert_eq!(
+            Resolution::Hour.bucket(at),
+            "2025-01-13T10:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(
+            Resolution::Minute.bucket(at),
+            "2025-01-13T10:42:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! Rollups end to end: readings published over MQTT become 1-minute and
+//! 1-hour rollups of the values that passed quality control, a late reading
+//! updates the period it belongs to, and the API serves them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, Publisher, eventually};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_become_rollups_served_by_the_api() {
+    let daemon = Daemon::start(&[]);
+    let publisher = Publisher::connect(&daemon, "rollup-publisher").await;
+    for (at, t) in [
+        ("2025-01-13T10:00:10Z", 10.0),
+        ("2025-01-13T10:00:40Z", 12.0),
+        ("2025-01-13T10:01:20Z", 11.0),
+        ("2025-01-13T10:02:30Z", 11.5),
+    ] {
+        publisher.reading("WS800", at, t).await;
+    }
+    let path = "/api/v1/stations/WS800/rollups?resolution=1m&from=2025-01-13T10:00:00Z&to=2025-01-13T11:00:00Z";
+    let body = eventually(
+        Duration::from_secs(20),
+        "three minutes rolled up",
+        || async {
+            let (status, body) = daemon.get(path).await;
+            (status == 200 && body["rollups"].as_array()?.len() == 3).then_some(body)
+        },
+    )
+    .await;
+    let first = &body["rollups"][0];
+    assert_eq!(first["bucket"], "2025-01-13T10:00:00Z");
+    let t = &first["variables"]["temperature_c"];
+    assert_eq!(
+        (&t["count"], &t["min"], &t["max"], &t["mean"], &t["last"]),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(10.0),
+            &serde_json::json!(12.0),
+            &serde_json::json!(11.0),
+            &serde_json::json!(12.0)
+        ),
+        "{first}"
+    );
+    assert!(first["variables"]["dew_point_c"]["count"] == 2, "{first}");
+
+    // A late reading for the first minute: counted there; `last` stays the
+    // latest observed.
+    publisher
+        .reading("WS800", "2025-01-13T10:00:05Z", 8.0)
+        .await;
+    let hour = "/api/v1/stations/WS800/rollups?resolution=1h&from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z";
+    let body = eventually(
+        Duration::from_secs(20),
+        "the late reading counted",
+        || async {
+            let (_, body) = daemon.get(hour).await;
+            (body["rollups"][0]["variables"]["temperature_c"]["count"] == 5).then_some(body)
+        },
+    )
+    .await;
+    let t = &body["rollups"][0]["variables"]["temperature_c"];
+    assert_eq!(
+        (t["min"].as_f64(), t["last"].as_f64()),
+        (Some(8.0), Some(11.5))
+    );
+    assert_eq!(body["resolution"], "1h");
+
+    // A redelivered reading adds nothing.
+    publisher
+        .reading("WS800", "2025-01-13T10:00:05Z", 8.0)
+        .await;
+    publisher
+        .reading("WS800", "2025-01-13T10:03:00Z", 9.0)
+        .await;
+    eventually(
+        Duration::from_secs(20),
+        "the next reading counted",
+        || async {
+            let (_, body) = daemon.get(hour).await;
+            (body["rollups"][0]["variables"]["temperature_c"]["count"] == 6).then_some(())
+        },
+    )
+    .await;
+
+    // Paged by period, and bad requests are 4xx with a reason.
+    let (_, paged) = daemon.get(&format!("{path}&limit=2")).await;
+    assert_eq!(paged["rollups"].as_array().unwrap().len(), 2);
+    let (status, err) = daemon
+        .get("/api/v1/stations/WS800/rollups?resolution=5m")
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("resolution"),
+        "{err}"
+    );
+    let (status, _) = daemon.get("/api/v1/stations/WS801/rollups").await;
+    assert_eq!(status, 404);
+    drop(publisher);
+    assert_eq!(daemon.terminate(), Some(0));
+}
