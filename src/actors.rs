@@ -2,6 +2,7 @@
 //! the top. Failures that are expected (a bad reading, the store down) are
 //! handled inside an actor; a panic is a bug, and its supervisor's job.
 
+pub mod aggregator;
 pub mod archiver;
 pub mod hub;
 pub mod ingest;

@@ -315,6 +315,15 @@ async fn drain(context: &DeliveryContext) {
             }
         }
     }
+    if let Some(aggregator) = ActorRef::<crate::actors::aggregator::AggregatorMsg>::where_is(
+        context.names.aggregator.clone(),
+    ) {
+        // Rollups caught up with what was stored (what is left waits in
+        // the outbox for the next start anyway).
+        let _ = aggregator
+            .call(crate::actors::aggregator::AggregatorMsg::Flush, timeout)
+            .await;
+    }
     if let Some(archiver) =
         ActorRef::<crate::actors::archiver::ArchiverMsg>::where_is(context.names.archiver.clone())
     {

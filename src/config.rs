@@ -522,7 +522,7 @@ impl Settings {
 pub type SharedSupervision = Arc<std::sync::RwLock<SupervisionSettings>>;
 
 /// How isobar restarts its actors: `[supervision.pipeline]` for the
-/// pipeline's actors (archiver, persister, hub, stations supervisor and
+/// pipeline's actors (archiver, aggregator, persister, hub, stations supervisor and
 /// ingest, in that start order), `[supervision.stations]` for each station's
 /// actor, and `[supervision.station_overrides.<id>]` for single stations.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

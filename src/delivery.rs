@@ -34,6 +34,7 @@ pub struct PipelineNames {
     pub persister: String,
     pub hub: String,
     pub archiver: String,
+    pub aggregator: String,
 }
 
 impl PipelineNames {
@@ -44,6 +45,7 @@ impl PipelineNames {
             persister: format!("{instance}.persister"),
             hub: format!("{instance}.hub"),
             archiver: format!("{instance}.archiver"),
+            aggregator: format!("{instance}.aggregator"),
         }
     }
 }

@@ -221,6 +221,10 @@ pub trait Store: Send + Sync + 'static {
     async fn latest(&self, id: &StationId) -> Result<Option<Reading>, StoreError>;
     /// Readings in `[from, to)`, oldest first, at most `limit`.
     async fn readings(&self, query: HistoryQuery) -> Result<Vec<Reading>, StoreError>;
+    /// Adds up to `limit` new readings from the rollup outbox to the
+    /// rollups and removes them from the outbox, in one transaction.
+    /// Returns how many it took; fewer than `limit` means none are left.
+    async fn roll_up(&self, limit: usize) -> Result<usize, StoreError>;
     /// A station's rollups at one resolution with periods starting in
     /// `[from, to)`, oldest first, at most `limit` periods.
     async fn rollups(&self, query: RollupQuery) -> Result<Vec<Rollup>, StoreError>;

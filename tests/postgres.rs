@@ -120,7 +120,13 @@ async fn the_store_is_idempotent_and_answers_history() {
     );
     assert_eq!(count(&schema, "observations").await, 3);
 
-    // Rollups: the new readings only, once each.
+    // Rollups: the new readings only, once each, once rolled up.
+    assert_eq!(store.roll_up(1000).await.unwrap(), 3);
+    assert_eq!(
+        store.roll_up(1000).await.unwrap(),
+        0,
+        "the outbox is cleared"
+    );
     let hour = store
         .rollups(RollupQuery {
             station_id: StationId::parse("WS001").unwrap(),

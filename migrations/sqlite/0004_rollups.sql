@@ -1,7 +1,6 @@
 -- Per station, per minute ('1m') and per hour ('1h'): count, minimum,
 -- maximum, sum and last value of each variable, from values that passed
--- quality control. Updated in the same transaction as the readings, so a
--- late reading lands in the period it belongs to. Times are Unix
+-- quality control. Times are Unix
 -- microseconds (UTC).
 CREATE TABLE rollups (
     station_id  TEXT    NOT NULL,
@@ -16,3 +15,13 @@ CREATE TABLE rollups (
     last_at     INTEGER NOT NULL,
     PRIMARY KEY (station_id, resolution, bucket, variable)
 ) WITHOUT ROWID;
+
+-- New readings not yet rolled up. Written in the same transaction as the
+-- reading; the aggregator adds a set of them to the rollups and deletes
+-- them in one transaction, so each reading counts exactly once, a late one
+-- in the period it belongs to.
+CREATE TABLE rollup_outbox (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    station_id   TEXT    NOT NULL,
+    observed_at  INTEGER NOT NULL
+);

@@ -549,6 +549,9 @@ mod tests {
         async fn readings(&self, query: HistoryQuery) -> Result<Vec<Reading>, StoreError> {
             self.inner.readings(query).await
         }
+        async fn roll_up(&self, limit: usize) -> Result<usize, StoreError> {
+            self.inner.roll_up(limit).await
+        }
         async fn rollups(
             &self,
             query: crate::storage::RollupQuery,

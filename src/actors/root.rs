@@ -1,5 +1,5 @@
-//! The root supervisor: starts the pipeline (archiver, persister, hub,
-//! station supervisor, ingest, in that order) and restarts a child that
+//! The root supervisor: starts the pipeline (archiver, aggregator,
+//! persister, hub, station supervisor, ingest, in that order) and restarts a child that
 //! fails by the pipeline's policy (`[supervision.pipeline]`): its strategy
 //! says which siblings go down and come back with it, its restart type
 //! whether it comes back at all, and its intensity and backoff how often and
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc;
 
+use crate::actors::aggregator::{Aggregator, AggregatorArgs};
 use crate::actors::archiver::{Archiver, ArchiverArgs};
 use crate::actors::hub::Hub;
 use crate::actors::ingest::{Ingest, IngestArgs};
@@ -54,6 +55,7 @@ struct History {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChildKind {
+    Aggregator,
     Persister,
     Hub,
     Archiver,
@@ -63,8 +65,9 @@ pub enum ChildKind {
 
 impl ChildKind {
     /// Start order: sinks before the sources that feed them.
-    pub const ALL: [ChildKind; 5] = [
+    pub const ALL: [ChildKind; 6] = [
         Self::Archiver,
+        Self::Aggregator,
         Self::Persister,
         Self::Hub,
         Self::Stations,
@@ -80,6 +83,7 @@ impl ChildKind {
 
     fn name(self) -> &'static str {
         match self {
+            Self::Aggregator => "aggregator",
             Self::Persister => "persister",
             Self::Hub => "hub",
             Self::Archiver => "archiver",
@@ -249,6 +253,18 @@ impl RootState {
                     .0
                     .get_cell()
             }
+            ChildKind::Aggregator => Actor::spawn_linked(
+                Some(names.aggregator.clone()),
+                Aggregator,
+                AggregatorArgs {
+                    store: a.store.clone(),
+                    interval: std::time::Duration::from_secs(1),
+                },
+                supervisor,
+            )
+            .await?
+            .0
+            .get_cell(),
             ChildKind::Hub => Actor::spawn_linked(Some(names.hub.clone()), Hub, (), supervisor)
                 .await?
                 .0

@@ -316,9 +316,21 @@ impl Store for PostgresStore {
                 tx.execute(&outbox, &[&ids, &times]).await?;
             }
         }
-        let deltas = rollup::deltas(&batch.readings, &inserted);
-        if !deltas.is_empty() {
-            write_rollups(&tx, &deltas).await?;
+        if inserted.iter().any(|new| *new) {
+            let (ids, times): (Vec<&str>, Vec<DateTime<Utc>>) = batch
+                .readings
+                .iter()
+                .zip(&inserted)
+                .filter(|(_, new)| **new)
+                .map(|(r, _)| (r.station_id.as_str(), r.observed_at))
+                .unzip();
+            let to_roll_up = tx
+                .prepare_cached(
+                    "INSERT INTO rollup_outbox (station_id, observed_at) \
+                     SELECT * FROM UNNEST($1::text[], $2::timestamptz[])",
+                )
+                .await?;
+            tx.execute(&to_roll_up, &[&ids, &times]).await?;
         }
         if !batch.quarantine.is_empty() {
             let q = &batch.quarantine;
@@ -415,6 +427,47 @@ impl Store for PostgresStore {
             )
             .await?;
         rows.iter().map(reading_from_row).collect()
+    }
+
+    async fn roll_up(&self, limit: usize) -> Result<usize, StoreError> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await?;
+        let columns = READING_COLUMNS
+            .split(',')
+            .map(|c| format!("o.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // Rows another instance is rolling up are skipped, not counted twice.
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT {columns}, r.seq FROM rollup_outbox r \
+                     JOIN observations o \
+                       ON o.station_id = r.station_id AND o.observed_at = r.observed_at \
+                     ORDER BY r.seq LIMIT $1 FOR UPDATE OF r SKIP LOCKED"
+                ),
+                &[&limit],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut seqs = Vec::with_capacity(rows.len());
+        let mut readings = Vec::with_capacity(rows.len());
+        for row in &rows {
+            seqs.push(row.try_get::<_, i64>(19)?);
+            readings.push(reading_from_row(row)?);
+        }
+        let deltas = rollup::deltas(&readings, &vec![true; readings.len()]);
+        if !deltas.is_empty() {
+            write_rollups(&tx, &deltas).await?;
+        }
+        // By the rows taken: concurrent writers commit out of sequence order.
+        tx.execute("DELETE FROM rollup_outbox WHERE seq = ANY($1)", &[&seqs])
+            .await?;
+        tx.commit().await?;
+        Ok(seqs.len())
     }
 
     async fn rollups(&self, q: RollupQuery) -> Result<Vec<Rollup>, StoreError> {

@@ -214,6 +214,9 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
         let mut outbox = tx.prepare_cached(
             "INSERT INTO archive_outbox (station_id, observed_at) VALUES (?1, ?2)",
         )?;
+        let mut to_roll_up = tx.prepare_cached(
+            "INSERT INTO rollup_outbox (station_id, observed_at) VALUES (?1, ?2)",
+        )?;
         let mut station = tx.prepare_cached(
             "INSERT INTO stations \
                (station_id, latitude, longitude, elevation_m, first_seen, last_seen) \
@@ -259,6 +262,9 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
                 outbox.execute(params![r.station_id.as_str(), observed])?;
             }
             if n == 1 {
+                to_roll_up.execute(params![r.station_id.as_str(), observed])?;
+            }
+            if n == 1 {
                 station.execute(params![
                     r.station_id.as_str(),
                     r.latitude,
@@ -267,33 +273,6 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
                     r.elevation_m,
                 ])?;
             }
-        }
-        let mut rollup = tx.prepare_cached(
-            "INSERT INTO rollups \
-               (station_id, resolution, bucket, variable, count, min, max, sum, last, last_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-             ON CONFLICT (station_id, resolution, bucket, variable) DO UPDATE SET \
-               count = rollups.count + excluded.count, \
-               min = min(rollups.min, excluded.min), \
-               max = max(rollups.max, excluded.max), \
-               sum = rollups.sum + excluded.sum, \
-               last = CASE WHEN excluded.last_at >= rollups.last_at \
-                 THEN excluded.last ELSE rollups.last END, \
-               last_at = max(rollups.last_at, excluded.last_at)",
-        )?;
-        for d in rollup::deltas(&batch.readings, &inserted) {
-            rollup.execute(params![
-                d.station_id.as_str(),
-                d.resolution.as_str(),
-                micros(d.bucket),
-                d.variable,
-                d.stats.count,
-                d.stats.min,
-                d.stats.max,
-                d.stats.sum,
-                d.stats.last,
-                micros(d.stats.last_at),
-            ])?;
         }
         let mut quarantine = tx.prepare_cached(
             "INSERT INTO quarantine \
@@ -388,6 +367,72 @@ impl Store for SqliteStore {
             .collect()
         })
         .await
+    }
+
+    async fn roll_up(&self, limit: usize) -> Result<usize, StoreError> {
+        let inner = self.inner.clone();
+        let columns = READING_COLUMNS
+            .split(',')
+            .map(|c| format!("o.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let tx = conn.transaction()?;
+            let (seqs, readings): (Vec<i64>, Vec<Reading>) = {
+                let mut pending = tx.prepare_cached(&format!(
+                    "SELECT r.seq, {columns} FROM rollup_outbox r \
+                     JOIN observations o \
+                       ON o.station_id = r.station_id AND o.observed_at = r.observed_at \
+                     ORDER BY r.seq LIMIT ?1"
+                ))?;
+                pending
+                    .query_map([limit as i64], |row| {
+                        Ok((row.get::<_, i64>(0)?, reading_from_row_at(row, 1)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .unzip()
+            };
+            let Some(&last) = seqs.last() else {
+                return Ok(0);
+            };
+            let all = vec![true; readings.len()];
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO rollups \
+                   (station_id, resolution, bucket, variable, count, min, max, sum, last, last_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                 ON CONFLICT (station_id, resolution, bucket, variable) DO UPDATE SET \
+                   count = rollups.count + excluded.count, \
+                   min = min(rollups.min, excluded.min), \
+                   max = max(rollups.max, excluded.max), \
+                   sum = rollups.sum + excluded.sum, \
+                   last = CASE WHEN excluded.last_at >= rollups.last_at \
+                     THEN excluded.last ELSE rollups.last END, \
+                   last_at = max(rollups.last_at, excluded.last_at)",
+            )?;
+            for d in rollup::deltas(&readings, &all) {
+                upsert.execute(params![
+                    d.station_id.as_str(),
+                    d.resolution.as_str(),
+                    micros(d.bucket),
+                    d.variable,
+                    d.stats.count,
+                    d.stats.min,
+                    d.stats.max,
+                    d.stats.sum,
+                    d.stats.last,
+                    micros(d.stats.last_at),
+                ])?;
+            }
+            drop(upsert);
+            // One writer: nothing can enter the outbox below `last` unseen.
+            tx.execute("DELETE FROM rollup_outbox WHERE seq <= ?1", [last])?;
+            tx.commit()?;
+            Ok(seqs.len())
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     async fn rollups(&self, q: RollupQuery) -> Result<Vec<Rollup>, StoreError> {
