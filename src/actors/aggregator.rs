@@ -1,9 +1,9 @@
 //! The aggregator: rolls new readings up into 1-minute and 1-hour rollups.
 //! The persister leaves each new reading in the store's rollup outbox, in
-//! the reading's own transaction; every second the aggregator takes what is
+//! the reading's own transaction; every few seconds the aggregator takes what is
 //! there, adds it to the rollups and clears it, in one transaction. So
 //! rollups are off the ingest path, exact under redelivery and crashes, and
-//! at most about a second behind the readings.
+//! at most a few seconds behind the readings (5 s, the interval the root gives it).
 
 use std::sync::Arc;
 use std::time::Duration;

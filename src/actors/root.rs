@@ -258,7 +258,7 @@ impl RootState {
                 Aggregator,
                 AggregatorArgs {
                     store: a.store.clone(),
-                    interval: std::time::Duration::from_secs(1),
+                    interval: std::time::Duration::from_secs(5),
                 },
                 supervisor,
             )
