@@ -13,7 +13,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use crate::storage::Store;
 
 /// Readings rolled up per transaction.
-const CHUNK: usize = 5_000;
+const CHUNK: usize = 50_000;
 
 pub enum AggregatorMsg {
     /// Roll up what is waiting.
