@@ -143,6 +143,15 @@ pub struct HistoryQuery {
     pub limit: usize,
 }
 
+/// `columns` (a comma-separated list) with each name qualified by `table`.
+pub(crate) fn qualified(table: &str, columns: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("{table}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Which rollups to read.
 #[derive(Debug, Clone)]
 pub struct RollupQuery {

@@ -432,11 +432,7 @@ impl Store for PostgresStore {
     async fn roll_up(&self, limit: usize) -> Result<usize, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await?;
-        let columns = READING_COLUMNS
-            .split(',')
-            .map(|c| format!("o.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = super::qualified("o", READING_COLUMNS);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         // Rows another instance is rolling up are skipped, not counted twice.
         let rows = tx
@@ -512,11 +508,7 @@ impl Store for PostgresStore {
 
     async fn archive_pending(&self, limit: usize) -> Result<Vec<(i64, Reading)>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let columns = READING_COLUMNS
-            .split(',')
-            .map(|c| format!("o.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = super::qualified("o", READING_COLUMNS);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = client
             .query(

@@ -371,11 +371,7 @@ impl Store for SqliteStore {
 
     async fn roll_up(&self, limit: usize) -> Result<usize, StoreError> {
         let inner = self.inner.clone();
-        let columns = READING_COLUMNS
-            .split(',')
-            .map(|c| format!("o.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = super::qualified("o", READING_COLUMNS);
         tokio::task::spawn_blocking(move || {
             let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
             let tx = conn.transaction()?;
@@ -492,11 +488,7 @@ impl Store for SqliteStore {
     }
 
     async fn archive_pending(&self, limit: usize) -> Result<Vec<(i64, Reading)>, StoreError> {
-        let columns = READING_COLUMNS
-            .split(',')
-            .map(|c| format!("o.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = super::qualified("o", READING_COLUMNS);
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT a.seq, {columns} FROM archive_outbox a \

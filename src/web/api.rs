@@ -59,6 +59,15 @@ fn station_id(raw: &str) -> Result<StationId, Rejection> {
         .map_err(|e| warp::reject::custom(ApiError::bad_request(format!("station id: {e}"))))
 }
 
+/// 404 unless the store knows the station.
+async fn known_station(ctx: &WebContext, id: &StationId) -> Result<(), Rejection> {
+    match ctx.store.station(id).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(reject(ApiError::not_found(format!("no station {id}")))),
+        Err(e) => Err(reject(ApiError::internal(e))),
+    }
+}
+
 fn reject(e: ApiError) -> Rejection {
     warp::reject::custom(e)
 }
@@ -181,15 +190,7 @@ async fn readings(
 ) -> Result<impl Reply, Rejection> {
     let id = station_id(&raw_id)?;
     let p = parse_history(&params, Utc::now()).map_err(reject)?;
-    if ctx
-        .store
-        .station(&id)
-        .await
-        .map_err(|e| reject(ApiError::internal(e)))?
-        .is_none()
-    {
-        return Err(reject(ApiError::not_found(format!("no station {id}"))));
-    }
+    known_station(&ctx, &id).await?;
     let readings = ctx
         .store
         .readings(HistoryQuery {
@@ -225,15 +226,7 @@ async fn rollups(
             )))
         })?,
     };
-    if ctx
-        .store
-        .station(&id)
-        .await
-        .map_err(|e| reject(ApiError::internal(e)))?
-        .is_none()
-    {
-        return Err(reject(ApiError::not_found(format!("no station {id}"))));
-    }
+    known_station(&ctx, &id).await?;
     let rollups = ctx
         .store
         .rollups(RollupQuery {
