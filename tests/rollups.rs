@@ -101,3 +101,41 @@ async fn readings_become_rollups_served_by_the_api() {
     drop(publisher);
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_network_summary_counts_stations_and_spreads_latest_values() {
+    let daemon = Daemon::start(&[]);
+    let publisher = Publisher::connect(&daemon, "summary-publisher").await;
+    let now = chrono::Utc::now();
+    let ts = |ago: i64| {
+        (now - chrono::TimeDelta::seconds(ago)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    publisher.reading("WS810", &ts(30), 10.0).await;
+    publisher.reading("WS811", &ts(20), 14.0).await;
+    // Heard from, but not within the last 10 minutes.
+    publisher.reading("WS812", &ts(3600), 30.0).await;
+    let body = eventually(Duration::from_secs(20), "three stations", || async {
+        let (status, body) = daemon.get("/api/v1/summary").await;
+        (status == 200 && body["stations"] == 3).then_some(body)
+    })
+    .await;
+    assert_eq!(
+        (&body["reporting"], &body["silent"]),
+        (&serde_json::json!(2), &serde_json::json!(1)),
+        "{body}"
+    );
+    let t = &body["latest"]["temperature_c"];
+    assert_eq!(
+        (
+            t["count"].as_i64(),
+            t["min"].as_f64(),
+            t["max"].as_f64(),
+            t["mean"].as_f64()
+        ),
+        (Some(2), Some(10.0), Some(14.0), Some(12.0)),
+        "{body}"
+    );
+    assert_eq!(body["qc"]["pass"], 2, "{body}");
+    drop(publisher);
+    assert_eq!(daemon.terminate(), Some(0));
+}

@@ -225,6 +225,54 @@ impl From<&Stats> for Summary {
     }
 }
 
+/// The network at a glance, for the overview: how many stations report,
+/// and the spread of the latest values that passed QC across those that do.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NetworkSummary {
+    pub at: DateTime<Utc>,
+    pub stations: usize,
+    /// Stations heard from within `window` before `at`.
+    pub reporting: usize,
+    pub silent: usize,
+    /// Latest readings of the reporting stations, by QC status.
+    pub qc: BTreeMap<&'static str, usize>,
+    /// Per variable, over the latest readings of the reporting stations.
+    pub latest: BTreeMap<&'static str, Summary>,
+}
+
+impl NetworkSummary {
+    /// From every station's last-seen time and the latest readings.
+    pub fn of(
+        last_seen: &[DateTime<Utc>],
+        latest: &[Reading],
+        at: DateTime<Utc>,
+        window: TimeDelta,
+    ) -> Self {
+        let recent = |t: DateTime<Utc>| t > at - window;
+        let reporting = last_seen.iter().filter(|t| recent(**t)).count();
+        let mut qc = BTreeMap::new();
+        let mut stats: BTreeMap<&'static str, Stats> = BTreeMap::new();
+        for r in latest.iter().filter(|r| recent(r.observed_at)) {
+            *qc.entry(r.qc.status.as_str()).or_insert(0) += 1;
+            for (variable, value) in values(r) {
+                let s = Stats::of(value, r.observed_at);
+                stats
+                    .entry(variable)
+                    .and_modify(|held| held.merge(&s))
+                    .or_insert(s);
+            }
+        }
+        Self {
+            at,
+            stations: last_seen.len(),
+            reporting,
+            silent: last_seen.len() - reporting,
+            qc,
+            latest: stats.iter().map(|(v, s)| (*v, Summary::from(s))).collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,5 +384,29 @@ mod tests {
             Resolution::Minute.bucket(at),
             "2025-01-13T10:42:00Z".parse::<DateTime<Utc>>().unwrap()
         );
+    }
+
+    #[test]
+    fn the_network_summary_counts_reporting_stations_and_spreads_their_values() {
+        let at: DateTime<Utc> = "2025-01-13T10:10:00Z".parse().unwrap();
+        let seen: Vec<DateTime<Utc>> = [
+            "2025-01-13T10:09:00Z",
+            "2025-01-13T10:05:00Z",
+            "2025-01-13T08:00:00Z",
+        ]
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect();
+        let mut b = reading("2025-01-13T10:05:00Z", 20.0, 40.0);
+        b.station_id = StationId::parse("WS002").unwrap();
+        let mut silent = reading("2025-01-13T08:00:00Z", 99.0, 40.0);
+        silent.station_id = StationId::parse("WS003").unwrap();
+        let latest = [reading("2025-01-13T10:09:00Z", 10.0, 60.0), b, silent];
+        let s = NetworkSummary::of(&seen, &latest, at, TimeDelta::minutes(10));
+        assert_eq!((s.stations, s.reporting, s.silent), (3, 2, 1));
+        assert_eq!(s.qc.get("pass"), Some(&2));
+        let t = s.latest["temperature_c"];
+        assert_eq!((t.count, t.min, t.max, t.mean), (2, 10.0, 20.0, 15.0));
+        assert_eq!(t.last, 10.0, "the value observed latest");
     }
 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use warp::{Filter, Rejection, Reply};
 
 use super::{ApiError, StationView, WebContext, with};
+use crate::domain::rollup::NetworkSummary;
 use crate::domain::{Resolution, StationId};
 use crate::storage::{HistoryQuery, RollupQuery};
 
@@ -37,6 +38,10 @@ pub fn routes(
         .and(warp::query::<HashMap<String, String>>())
         .and(with(ctx.clone()))
         .and_then(rollups);
+    let summary = warp::path!("summary")
+        .and(warp::get())
+        .and(with(ctx.clone()))
+        .and_then(summary);
     let quarantine = warp::path!("quarantine")
         .and(warp::get())
         .and(warp::query::<HashMap<String, String>>())
@@ -50,6 +55,7 @@ pub fn routes(
         .or(latest)
         .or(readings)
         .or(rollups)
+        .or(summary)
         .or(quarantine)
         .or(supervision)
 }
@@ -207,6 +213,27 @@ async fn readings(
         "to": p.to,
         "readings": readings,
     })))
+}
+
+/// Stations heard from within this long count as reporting.
+const REPORTING_WINDOW: TimeDelta = TimeDelta::minutes(10);
+
+/// The network at a glance: stations reporting or silent, QC of their
+/// latest readings, and the spread of their latest values.
+async fn summary(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
+    let stations = ctx
+        .store
+        .stations()
+        .await
+        .map_err(|e| reject(ApiError::internal(e)))?;
+    let last_seen: Vec<DateTime<Utc>> = stations.iter().map(|s| s.last_seen).collect();
+    let latest = ctx.cache.all().await;
+    Ok(warp::reply::json(&NetworkSummary::of(
+        &last_seen,
+        &latest,
+        Utc::now(),
+        REPORTING_WINDOW,
+    )))
 }
 
 /// A station's 1-minute or 1-hour rollups over a range.
