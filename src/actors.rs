@@ -3,6 +3,7 @@
 //! handled inside an actor; a panic is a bug, and its supervisor's job.
 
 pub mod aggregator;
+pub mod alerter;
 pub mod archiver;
 pub mod hub;
 pub mod ingest;

@@ -11,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::alerts::ThresholdRule;
 use crate::domain::{QcConfig, StationId};
 use crate::supervisor::{Backoff, Restart, RestartPolicy, Strategy};
 
@@ -30,6 +31,7 @@ pub struct Settings {
     pub simulator: SimulatorSettings,
     pub qc: QcConfig,
     pub supervision: SupervisionSettings,
+    pub alerts: AlertSettings,
     pub log: LogSettings,
 }
 
@@ -510,8 +512,93 @@ impl Settings {
             .validate()
             .map_err(|(key, reason)| ConfigError::new(key, reason))?;
         self.supervision.validate()?;
+        self.alerts.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("log.level", e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Alert rules: thresholds held for a duration, and silent stations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertSettings {
+    /// A station not heard from for this long raises `station_silent`.
+    #[serde(with = "humantime_serde")]
+    pub silent_after: Duration,
+    /// How often silence is checked.
+    #[serde(with = "humantime_serde")]
+    pub check_every: Duration,
+    pub thresholds: Vec<ThresholdRule>,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        Self {
+            silent_after: Duration::from_secs(2 * 3600),
+            check_every: Duration::from_secs(30),
+            thresholds: vec![
+                ThresholdRule {
+                    name: "heat".into(),
+                    variable: "temperature_c".into(),
+                    above: Some(35.0),
+                    below: None,
+                    for_: Duration::from_secs(600),
+                    hysteresis: 1.0,
+                },
+                ThresholdRule {
+                    name: "gusts".into(),
+                    variable: "wind_gust_ms".into(),
+                    above: Some(25.0),
+                    below: None,
+                    for_: Duration::ZERO,
+                    hysteresis: 3.0,
+                },
+            ],
+        }
+    }
+}
+
+impl AlertSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.silent_after.is_zero() || self.check_every.is_zero() {
+            return Err(ConfigError::new(
+                "alerts.silent_after",
+                "silent_after and check_every must be longer than zero",
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, rule) in self.thresholds.iter().enumerate() {
+            let key = |field: &str| format!("alerts.thresholds[{i}].{field}");
+            if rule.name.is_empty() || rule.name == crate::domain::alerts::SILENT {
+                return Err(ConfigError::new(
+                    key("name"),
+                    "must be set, and not station_silent",
+                ));
+            }
+            if !names.insert(rule.name.as_str()) {
+                return Err(ConfigError::new(
+                    key("name"),
+                    format!("{:?} is used twice", rule.name),
+                ));
+            }
+            if !crate::domain::rollup::ROLLED_UP.contains(&rule.variable.as_str()) {
+                return Err(ConfigError::new(
+                    key("variable"),
+                    format!(
+                        "{:?} is not one of {}",
+                        rule.variable,
+                        crate::domain::rollup::ROLLED_UP.join(", ")
+                    ),
+                ));
+            }
+            if rule.above.is_none() && rule.below.is_none() {
+                return Err(ConfigError::new(key("above"), "give above, below or both"));
+            }
+            if !(rule.hysteresis.is_finite() && rule.hysteresis >= 0.0) {
+                return Err(ConfigError::new(key("hysteresis"), "must be zero or more"));
+            }
+        }
         Ok(())
     }
 }
@@ -522,7 +609,7 @@ impl Settings {
 pub type SharedSupervision = Arc<std::sync::RwLock<SupervisionSettings>>;
 
 /// How isobar restarts its actors: `[supervision.pipeline]` for the
-/// pipeline's actors (archiver, aggregator, persister, hub, stations supervisor and
+/// pipeline's actors (archiver, aggregator, alerter, persister, hub, stations supervisor and
 /// ingest, in that start order), `[supervision.stations]` for each station's
 /// actor, and `[supervision.station_overrides.<id>]` for single stations.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

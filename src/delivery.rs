@@ -35,6 +35,7 @@ pub struct PipelineNames {
     pub hub: String,
     pub archiver: String,
     pub aggregator: String,
+    pub alerter: String,
 }
 
 impl PipelineNames {
@@ -46,6 +47,7 @@ impl PipelineNames {
             hub: format!("{instance}.hub"),
             archiver: format!("{instance}.archiver"),
             aggregator: format!("{instance}.aggregator"),
+            alerter: format!("{instance}.alerter"),
         }
     }
 }

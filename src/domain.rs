@@ -2,6 +2,7 @@
 //! metrics derived from them. Pure: no I/O, no actors, no clocks except the
 //! ones passed in.
 
+pub mod alerts;
 mod derived;
 pub mod formats;
 mod observation;

@@ -152,6 +152,57 @@ pub(crate) fn qualified(table: &str, columns: &str) -> String {
         .join(", ")
 }
 
+/// An alert to record.
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    pub rule: String,
+    pub station_id: StationId,
+    pub value: Option<f64>,
+    pub message: String,
+    pub fired_at: DateTime<Utc>,
+}
+
+/// An alert as stored and served.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRecord {
+    pub id: i64,
+    pub rule: String,
+    pub station_id: String,
+    /// `firing` or `resolved`.
+    pub state: &'static str,
+    pub value: Option<f64>,
+    pub message: String,
+    pub fired_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl AlertRecord {
+    pub fn new(
+        id: i64,
+        rule: String,
+        station_id: String,
+        value: Option<f64>,
+        message: String,
+        fired_at: DateTime<Utc>,
+        resolved_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            id,
+            rule,
+            station_id,
+            state: if resolved_at.is_some() {
+                "resolved"
+            } else {
+                "firing"
+            },
+            value,
+            message,
+            fired_at,
+            resolved_at,
+        }
+    }
+}
+
 /// Which rollups to read.
 #[derive(Debug, Clone)]
 pub struct RollupQuery {
@@ -230,6 +281,23 @@ pub trait Store: Send + Sync + 'static {
     async fn latest(&self, id: &StationId) -> Result<Option<Reading>, StoreError>;
     /// Readings in `[from, to)`, oldest first, at most `limit`.
     async fn readings(&self, query: HistoryQuery) -> Result<Vec<Reading>, StoreError>;
+    /// Records an alert that fired; a rule already firing for the station
+    /// is left as it is. Returns the alert.
+    async fn fire_alert(&self, alert: NewAlert) -> Result<AlertRecord, StoreError>;
+    /// Marks the rule's firing alert for the station resolved, if any.
+    async fn resolve_alert(
+        &self,
+        rule: &str,
+        station: &StationId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<AlertRecord>, StoreError>;
+    /// Alerts, newest first: all, only firing (`Some(true)`) or only
+    /// resolved (`Some(false)`).
+    async fn alerts(
+        &self,
+        firing: Option<bool>,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>, StoreError>;
     /// Adds up to `limit` new readings from the rollup outbox to the
     /// rollups and removes them from the outbox, in one transaction.
     /// Returns how many it took; fewer than `limit` means none are left.

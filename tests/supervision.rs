@@ -203,18 +203,19 @@ async fn a_station_failing_past_its_intensity_escalates_and_service_resumes() {
 /// with it, in start order, and no reading is lost across the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_strategy_decides_which_siblings_restart_with_the_persister() {
-    // Restarts of archiver, aggregator, persister, hub, stations, ingest.
+    // Restarts of archiver, aggregator, alerter, persister, hub, stations,
+    // ingest.
     let cases = [
-        ("one_for_one", "[]", [0, 0, 1, 0, 0, 0]),
+        ("one_for_one", "[]", [0, 0, 0, 1, 0, 0, 0]),
         (
             "rest_for_one",
             r#"["hub", "stations", "ingest"]"#,
-            [0, 0, 1, 1, 1, 1],
+            [0, 0, 0, 1, 1, 1, 1],
         ),
         (
             "one_for_all",
-            r#"["archiver", "aggregator", "hub", "stations", "ingest"]"#,
-            [1, 1, 1, 1, 1, 1],
+            r#"["archiver", "aggregator", "alerter", "hub", "stations", "ingest"]"#,
+            [1, 1, 1, 1, 1, 1, 1],
         ),
     ];
     for (strategy, siblings, restarts) in cases {
@@ -272,6 +273,7 @@ async fn the_pipeline_strategy_decides_which_siblings_restart_with_the_persister
             [
                 "archiver",
                 "aggregator",
+                "alerter",
                 "persister",
                 "hub",
                 "stations",
@@ -284,13 +286,13 @@ async fn the_pipeline_strategy_decides_which_siblings_restart_with_the_persister
             assert_eq!(child["group"], "pipeline");
         }
         assert!(
-            children[2]["last_failure"]
+            children[3]["last_failure"]
                 .as_str()
                 .unwrap()
                 .contains("fault injected into the persister"),
             "{tree}"
         );
-        assert!(children[2]["last_failure_at"].is_string());
+        assert!(children[3]["last_failure_at"].is_string());
         drop(publisher);
         assert_eq!(daemon.terminate(), Some(0), "{strategy}");
     }

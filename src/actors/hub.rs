@@ -19,6 +19,8 @@ pub enum HubMsg {
     Publish(Arc<[Reading]>),
     /// A supervised actor is being restarted.
     Restart(RestartEvent),
+    /// An alert fired or resolved.
+    Alert(crate::storage::AlertRecord),
     ClientCount(RpcReplyPort<usize>),
 }
 
@@ -73,6 +75,9 @@ pub enum LiveMessage<'a> {
     Supervision {
         event: &'a RestartEvent,
     },
+    Alert {
+        alert: &'a crate::storage::AlertRecord,
+    },
 }
 
 impl LiveMessage<'_> {
@@ -116,6 +121,10 @@ impl Actor for Hub {
             }
             HubMsg::Publish(readings) => state.publish(&readings),
             HubMsg::Restart(event) => state.announce(&event),
+            HubMsg::Alert(alert) => {
+                let json = LiveMessage::Alert { alert: &alert }.to_json();
+                state.send_to_followers(&alert.station_id, &json);
+            }
             HubMsg::ClientCount(reply) => {
                 let _ = reply.send(state.clients.len());
             }
@@ -128,11 +137,21 @@ impl HubState {
     /// To every client: a station's restart only to those that follow it.
     fn announce(&mut self, event: &RestartEvent) {
         let json = LiveMessage::Supervision { event }.to_json();
+        if event.group == "stations" {
+            self.send_to_followers(&event.child, &json);
+        } else {
+            self.send_to_followers("", &json);
+        }
+    }
+
+    /// To the clients that follow `station` (all clients for "").
+    fn send_to_followers(&self, station: &str, json: &Arc<str>) {
         for client in self.clients.values() {
-            let follows = match (&client.stations, event.group) {
-                (Some(stations), "stations") => stations.iter().any(|s| s.as_str() == event.child),
-                _ => true,
-            };
+            let follows = station.is_empty()
+                || client
+                    .stations
+                    .as_ref()
+                    .is_none_or(|s| s.iter().any(|s| s.as_str() == station));
             if follows && client.queue.try_send(json.clone()).is_err() {
                 metrics::counter!("isobar_live_dropped_total").increment(1);
                 client.dropped.fetch_add(1, Ordering::Relaxed);

@@ -443,6 +443,11 @@ impl PersisterState {
             // next poll.
             self.args.context.nudge_archiver();
         }
+        if let Some(alerter) = ActorRef::<crate::actors::alerter::AlerterMsg>::where_is(
+            self.args.context.names.alerter.clone(),
+        ) {
+            let _ = alerter.cast(crate::actors::alerter::AlerterMsg::Readings(new.clone()));
+        }
         if let Some(hub) = ActorRef::<HubMsg>::where_is(self.args.hub.clone()) {
             let _ = hub.cast(HubMsg::Publish(new));
         }
@@ -548,6 +553,27 @@ mod tests {
         }
         async fn readings(&self, query: HistoryQuery) -> Result<Vec<Reading>, StoreError> {
             self.inner.readings(query).await
+        }
+        async fn fire_alert(
+            &self,
+            alert: crate::storage::NewAlert,
+        ) -> Result<crate::storage::AlertRecord, StoreError> {
+            self.inner.fire_alert(alert).await
+        }
+        async fn resolve_alert(
+            &self,
+            rule: &str,
+            station: &StationId,
+            at: DateTime<Utc>,
+        ) -> Result<Option<crate::storage::AlertRecord>, StoreError> {
+            self.inner.resolve_alert(rule, station, at).await
+        }
+        async fn alerts(
+            &self,
+            firing: Option<bool>,
+            limit: usize,
+        ) -> Result<Vec<crate::storage::AlertRecord>, StoreError> {
+            self.inner.alerts(firing, limit).await
         }
         async fn roll_up(&self, limit: usize) -> Result<usize, StoreError> {
             self.inner.roll_up(limit).await

@@ -1,4 +1,4 @@
-//! The root supervisor: starts the pipeline (archiver, aggregator,
+//! The root supervisor: starts the pipeline (archiver, aggregator, alerter,
 //! persister, hub, station supervisor, ingest, in that order) and restarts a child that
 //! fails by the pipeline's policy (`[supervision.pipeline]`): its strategy
 //! says which siblings go down and come back with it, its restart type
@@ -14,6 +14,7 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, Supervisio
 use tokio::sync::mpsc;
 
 use crate::actors::aggregator::{Aggregator, AggregatorArgs};
+use crate::actors::alerter::{Alerter, AlerterArgs};
 use crate::actors::archiver::{Archiver, ArchiverArgs};
 use crate::actors::hub::Hub;
 use crate::actors::ingest::{Ingest, IngestArgs};
@@ -56,6 +57,7 @@ struct History {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChildKind {
     Aggregator,
+    Alerter,
     Persister,
     Hub,
     Archiver,
@@ -65,9 +67,10 @@ pub enum ChildKind {
 
 impl ChildKind {
     /// Start order: sinks before the sources that feed them.
-    pub const ALL: [ChildKind; 6] = [
+    pub const ALL: [ChildKind; 7] = [
         Self::Archiver,
         Self::Aggregator,
+        Self::Alerter,
         Self::Persister,
         Self::Hub,
         Self::Stations,
@@ -84,6 +87,7 @@ impl ChildKind {
     fn name(self) -> &'static str {
         match self {
             Self::Aggregator => "aggregator",
+            Self::Alerter => "alerter",
             Self::Persister => "persister",
             Self::Hub => "hub",
             Self::Archiver => "archiver",
@@ -259,6 +263,19 @@ impl RootState {
                 AggregatorArgs {
                     store: a.store.clone(),
                     interval: std::time::Duration::from_secs(5),
+                },
+                supervisor,
+            )
+            .await?
+            .0
+            .get_cell(),
+            ChildKind::Alerter => Actor::spawn_linked(
+                Some(names.alerter.clone()),
+                Alerter,
+                AlerterArgs {
+                    store: a.store.clone(),
+                    settings: a.settings.alerts.clone(),
+                    hub: names.hub.clone(),
                 },
                 supervisor,
             )

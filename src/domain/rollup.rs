@@ -121,7 +121,7 @@ pub struct RollupDelta {
 /// The values of a reading that count: each measured variable only if its
 /// quality control passed, and each derived one only if what it is derived
 /// from passed.
-fn values(r: &Reading) -> impl Iterator<Item = (&'static str, f64)> + '_ {
+pub fn passed_values(r: &Reading) -> impl Iterator<Item = (&'static str, f64)> + '_ {
     let passed = |v: Variable| {
         r.qc.variables
             .get(&v)
@@ -169,7 +169,7 @@ pub fn deltas(readings: &[Reading], inserted: &[bool]) -> Vec<RollupDelta> {
         .filter(|(_, new)| **new)
         .map(|(r, _)| r)
     {
-        for (variable, value) in values(r) {
+        for (variable, value) in passed_values(r) {
             let stats = Stats::of(value, r.observed_at);
             for resolution in Resolution::ALL {
                 let key = (
@@ -254,7 +254,7 @@ impl NetworkSummary {
         let mut stats: BTreeMap<&'static str, Stats> = BTreeMap::new();
         for r in latest.iter().filter(|r| recent(r.observed_at)) {
             *qc.entry(r.qc.status.as_str()).or_insert(0) += 1;
-            for (variable, value) in values(r) {
+            for (variable, value) in passed_values(r) {
                 let s = Stats::of(value, r.observed_at);
                 stats
                     .entry(variable)

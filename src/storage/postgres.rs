@@ -14,8 +14,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    HistoryQuery, RollupQuery, Station, Store, StoreError, StoredQuarantine, WriteBatch,
-    WriteOutcome, rollups_from_rows,
+    AlertRecord, HistoryQuery, NewAlert, RollupQuery, Station, Store, StoreError, StoredQuarantine,
+    WriteBatch, WriteOutcome, rollups_from_rows,
 };
 use crate::domain::rollup::{self, Stats};
 use crate::domain::{Derived, QcFlag, QcReport, Reading, Rollup, StationId};
@@ -429,6 +429,78 @@ impl Store for PostgresStore {
         rows.iter().map(reading_from_row).collect()
     }
 
+    async fn fire_alert(&self, a: NewAlert) -> Result<AlertRecord, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(
+                "INSERT INTO alerts (rule, station_id, value, message, fired_at) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (rule, station_id) WHERE resolved_at IS NULL DO NOTHING",
+                &[
+                    &a.rule,
+                    &a.station_id.as_str(),
+                    &a.value,
+                    &a.message,
+                    &a.fired_at,
+                ],
+            )
+            .await?;
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT {ALERT_COLUMNS} FROM alerts \
+                     WHERE rule = $1 AND station_id = $2 AND resolved_at IS NULL"
+                ),
+                &[&a.rule, &a.station_id.as_str()],
+            )
+            .await?;
+        alert_from_row(&row)
+    }
+
+    async fn resolve_alert(
+        &self,
+        rule: &str,
+        station: &StationId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<AlertRecord>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "UPDATE alerts SET resolved_at = $3 \
+                     WHERE rule = $1 AND station_id = $2 AND resolved_at IS NULL \
+                     RETURNING {ALERT_COLUMNS}"
+                ),
+                &[&rule, &station.as_str(), &at],
+            )
+            .await?;
+        row.as_ref().map(alert_from_row).transpose()
+    }
+
+    async fn alerts(
+        &self,
+        firing: Option<bool>,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let filter = match firing {
+            None => "",
+            Some(true) => "WHERE resolved_at IS NULL",
+            Some(false) => "WHERE resolved_at IS NOT NULL",
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {ALERT_COLUMNS} FROM alerts {filter} \
+                     ORDER BY fired_at DESC, id DESC LIMIT $1"
+                ),
+                &[&limit],
+            )
+            .await?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
     async fn roll_up(&self, limit: usize) -> Result<usize, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await?;
@@ -575,6 +647,20 @@ fn without_nul(text: &str) -> String {
 
 /// One upsert for the stations of the newly inserted readings, in id order
 /// so that concurrent writers take row locks in the same order.
+const ALERT_COLUMNS: &str = "id, rule, station_id, value, message, fired_at, resolved_at";
+
+fn alert_from_row(row: &tokio_postgres::Row) -> Result<AlertRecord, StoreError> {
+    Ok(AlertRecord::new(
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+        row.try_get(5)?,
+        row.try_get(6)?,
+    ))
+}
+
 /// Adds a batch's partial rollups to those stored.
 async fn write_rollups(
     tx: &deadpool_postgres::Transaction<'_>,

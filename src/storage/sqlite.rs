@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use super::{
-    HistoryQuery, RollupQuery, Station, Store, StoreError, StoredQuarantine, WriteBatch,
-    WriteOutcome, rollups_from_rows,
+    AlertRecord, HistoryQuery, NewAlert, RollupQuery, Station, Store, StoreError, StoredQuarantine,
+    WriteBatch, WriteOutcome, rollups_from_rows,
 };
 use crate::domain::rollup::{self, Stats};
 use crate::domain::{Derived, QcFlag, QcReport, Reading, Rollup, StationId};
@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0003_archive_outbox.sql"),
     ),
     (4, include_str!("../../migrations/sqlite/0004_rollups.sql")),
+    (5, include_str!("../../migrations/sqlite/0005_alerts.sql")),
 ];
 
 const READERS: usize = 4;
@@ -202,6 +203,20 @@ fn station_from_row(row: &Row<'_>) -> Result<Station, rusqlite::Error> {
     })
 }
 
+const ALERT_COLUMNS: &str = "id, rule, station_id, value, message, fired_at, resolved_at";
+
+fn alert_from_row(row: &rusqlite::Row<'_>) -> Result<AlertRecord, rusqlite::Error> {
+    Ok(AlertRecord::new(
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        from_micros(row.get(5)?),
+        row.get::<_, Option<i64>>(6)?.map(from_micros),
+    ))
+}
+
 fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusqlite::Error> {
     let tx = conn.transaction()?;
     let mut inserted = Vec::with_capacity(batch.readings.len());
@@ -365,6 +380,81 @@ impl Store for SqliteStore {
                 reading_from_row,
             )?
             .collect()
+        })
+        .await
+    }
+
+    async fn fire_alert(&self, a: NewAlert) -> Result<AlertRecord, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            conn.execute(
+                "INSERT INTO alerts (rule, station_id, value, message, fired_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (rule, station_id) WHERE resolved_at IS NULL DO NOTHING",
+                params![
+                    a.rule,
+                    a.station_id.as_str(),
+                    a.value,
+                    a.message,
+                    micros(a.fired_at)
+                ],
+            )?;
+            conn.query_row(
+                &format!(
+                    "SELECT {ALERT_COLUMNS} FROM alerts \
+                     WHERE rule = ?1 AND station_id = ?2 AND resolved_at IS NULL"
+                ),
+                params![a.rule, a.station_id.as_str()],
+                alert_from_row,
+            )
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(StoreError::from)
+    }
+
+    async fn resolve_alert(
+        &self,
+        rule: &str,
+        station: &StationId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<AlertRecord>, StoreError> {
+        let inner = self.inner.clone();
+        let (rule, station) = (rule.to_owned(), station.to_string());
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            conn.query_row(
+                &format!(
+                    "UPDATE alerts SET resolved_at = ?3 \
+                     WHERE rule = ?1 AND station_id = ?2 AND resolved_at IS NULL \
+                     RETURNING {ALERT_COLUMNS}"
+                ),
+                params![rule, station, micros(at)],
+                alert_from_row,
+            )
+            .optional()
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(StoreError::from)
+    }
+
+    async fn alerts(
+        &self,
+        firing: Option<bool>,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        self.read(move |c| {
+            let filter = match firing {
+                None => "",
+                Some(true) => "WHERE resolved_at IS NULL",
+                Some(false) => "WHERE resolved_at IS NOT NULL",
+            };
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts {filter} ORDER BY fired_at DESC, id DESC LIMIT ?1"
+            ))?;
+            stmt.query_map([limit as i64], alert_from_row)?.collect()
         })
         .await
     }

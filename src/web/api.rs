@@ -38,6 +38,11 @@ pub fn routes(
         .and(warp::query::<HashMap<String, String>>())
         .and(with(ctx.clone()))
         .and_then(rollups);
+    let alerts = warp::path!("alerts")
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with(ctx.clone()))
+        .and_then(alerts);
     let summary = warp::path!("summary")
         .and(warp::get())
         .and(with(ctx.clone()))
@@ -56,6 +61,7 @@ pub fn routes(
         .or(readings)
         .or(rollups)
         .or(summary)
+        .or(alerts)
         .or(quarantine)
         .or(supervision)
 }
@@ -213,6 +219,52 @@ async fn readings(
         "to": p.to,
         "readings": readings,
     })))
+}
+
+/// Alerts per page, by default and at most.
+const DEFAULT_ALERTS: usize = 100;
+const MAX_ALERTS: usize = 1_000;
+
+/// Alerts, newest first: `state=firing|resolved` (default both), `limit`.
+async fn alerts(
+    params: HashMap<String, String>,
+    ctx: Arc<WebContext>,
+) -> Result<impl Reply, Rejection> {
+    if let Some(unknown) = params
+        .keys()
+        .find(|k| !["state", "limit"].contains(&k.as_str()))
+    {
+        return Err(reject(ApiError::bad_request(format!(
+            "unknown parameter {unknown:?}; expected state, limit"
+        ))));
+    }
+    let firing = match params.get("state").map(String::as_str) {
+        None => None,
+        Some("firing") => Some(true),
+        Some("resolved") => Some(false),
+        Some(other) => {
+            return Err(reject(ApiError::bad_request(format!(
+                "state: {other:?} is not firing or resolved"
+            ))));
+        }
+    };
+    let limit = match params.get("limit") {
+        None => DEFAULT_ALERTS,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_ALERTS).contains(&n) => n,
+            _ => {
+                return Err(reject(ApiError::bad_request(format!(
+                    "limit: {v:?} is not a whole number from 1 to {MAX_ALERTS}"
+                ))));
+            }
+        },
+    };
+    let alerts = ctx
+        .store
+        .alerts(firing, limit)
+        .await
+        .map_err(|e| reject(ApiError::internal(e)))?;
+    Ok(warp::reply::json(&serde_json::json!({ "alerts": alerts })))
 }
 
 /// Stations heard from within this long count as reporting.
