@@ -529,6 +529,9 @@ pub struct AlertSettings {
     /// How often silence is checked.
     #[serde(with = "humantime_serde")]
     pub check_every: Duration,
+    /// Each alert that fires or resolves is POSTed here as JSON, in order,
+    /// retried with backoff. May hold a token, so it is kept secret.
+    pub webhook_url: Option<Secret>,
     pub thresholds: Vec<ThresholdRule>,
 }
 
@@ -537,6 +540,7 @@ impl Default for AlertSettings {
         Self {
             silent_after: Duration::from_secs(2 * 3600),
             check_every: Duration::from_secs(30),
+            webhook_url: None,
             thresholds: vec![
                 ThresholdRule {
                     name: "heat".into(),
@@ -565,6 +569,14 @@ impl AlertSettings {
             return Err(ConfigError::new(
                 "alerts.silent_after",
                 "silent_after and check_every must be longer than zero",
+            ));
+        }
+        if let Some(url) = &self.webhook_url
+            && !(url.expose().starts_with("http://") || url.expose().starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                "alerts.webhook_url",
+                "must be an http:// or https:// URL",
             ));
         }
         let mut names = std::collections::HashSet::new();

@@ -24,6 +24,14 @@ fn bad_config_exits_64_naming_the_key() {
             "[supervision.stations.backoff]\nfactor = 0.5\n",
             "supervision.stations.backoff.factor",
         ),
+        (
+            "[alerts]\nwebhook_url = \"ftp://x\"\n",
+            "alerts.webhook_url",
+        ),
+        (
+            "[[alerts.thresholds]]\nname = \"x\"\nvariable = \"wind_direction_deg\"\nabove = 1.0\n",
+            "alerts.thresholds[0].variable",
+        ),
     ] {
         std::fs::write(&path, toml).unwrap();
         let out = isobar()

@@ -13,7 +13,7 @@ use crate::actors::hub::HubMsg;
 use crate::config::AlertSettings;
 use crate::domain::Reading;
 use crate::domain::alerts::{AlertEngine, Change};
-use crate::storage::{NewAlert, Store};
+use crate::storage::{AlertRecord, NewAlert, Store};
 
 pub enum AlerterMsg {
     /// Readings just stored (new ones only).
@@ -34,6 +34,58 @@ pub struct AlerterState {
     store: Arc<dyn Store>,
     engine: AlertEngine,
     hub: String,
+    webhook: Option<tokio::sync::mpsc::Sender<AlertRecord>>,
+}
+
+/// Alerts waiting for the webhook; beyond, new ones are dropped and
+/// counted (the alerts table has them all).
+const WEBHOOK_QUEUE: usize = 1_000;
+/// Attempts per alert, 1 s apart and doubling.
+const WEBHOOK_ATTEMPTS: u32 = 5;
+
+/// Posts alerts to `url` one at a time, in order, retrying each with
+/// backoff. Ends when the alerter goes.
+fn webhook(url: String) -> tokio::sync::mpsc::Sender<AlertRecord> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<AlertRecord>(WEBHOOK_QUEUE);
+    tokio::spawn(async move {
+        let client = match reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "alert webhook client could not be built");
+                return;
+            }
+        };
+        while let Some(alert) = rx.recv().await {
+            let body = serde_json::json!({ "alert": alert });
+            let mut delay = std::time::Duration::from_secs(1);
+            for attempt in 1..=WEBHOOK_ATTEMPTS {
+                let outcome = client.post(&url).json(&body).send().await;
+                match outcome {
+                    Ok(r) if r.status().is_success() => break,
+                    // Not the URL: it may carry a token.
+                    Ok(r) => tracing::warn!(
+                        status = r.status().as_u16(),
+                        attempt,
+                        alert = alert.id,
+                        "alert webhook refused the alert"
+                    ),
+                    Err(e) => tracing::warn!(error = %e.without_url(), attempt,
+                        alert = alert.id, "alert webhook unreachable"),
+                }
+                if attempt == WEBHOOK_ATTEMPTS {
+                    metrics::counter!("isobar_webhook_failures_total").increment(1);
+                    tracing::error!(alert = alert.id, "alert webhook gave up on the alert");
+                } else {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+    });
+    tx
 }
 
 /// Firing alerts loaded at start, at most.
@@ -66,6 +118,10 @@ impl Actor for Alerter {
             store: args.store,
             engine,
             hub: args.hub,
+            webhook: args
+                .settings
+                .webhook_url
+                .map(|url| webhook(url.expose().to_owned())),
         })
     }
 
@@ -133,6 +189,12 @@ impl AlerterState {
                     .increment(1);
                 tracing::warn!(rule = %alert.rule, station_id = %alert.station_id,
                     state = alert.state, message = %alert.message, "alert");
+                if let Some(webhook) = &self.webhook
+                    && webhook.try_send(alert.clone()).is_err()
+                {
+                    metrics::counter!("isobar_webhook_failures_total").increment(1);
+                    tracing::error!(alert = alert.id, "alert webhook queue full; alert not sent");
+                }
                 if let Some(hub) = ActorRef::<HubMsg>::where_is(self.hub.clone()) {
                     let _ = hub.cast(HubMsg::Alert(alert));
                 }
