@@ -224,6 +224,11 @@ async fn the_pipeline_strategy_decides_which_siblings_restart_with_the_persister
             &[("ISOBAR__SUPERVISION__PIPELINE__STRATEGY", strategy)],
         );
         let publisher = Publisher::connect(&daemon, &format!("strategy-{strategy}")).await;
+        let (mut live, _) =
+            tokio_tungstenite::connect_async(format!("ws://{}/api/v1/live", daemon.web))
+                .await
+                .unwrap();
+        assert_eq!(next_json(&mut live).await["type"], "snapshot");
         publisher
             .reading("WS700", "2025-01-13T10:00:00Z", 1.0)
             .await;
@@ -259,6 +264,23 @@ async fn the_pipeline_strategy_decides_which_siblings_restart_with_the_persister
             "{strategy}: {restart}"
         );
         assert!(quarantined(&daemon).await.is_empty());
+
+        // Live clients hear of it, unless the strategy restarts the hub
+        // too, which closes their connections.
+        if strategy == "one_for_one" {
+            let event = loop {
+                let msg = next_json(&mut live).await;
+                if msg["type"] == "supervision" {
+                    break msg["event"].clone();
+                }
+            };
+            assert_eq!(
+                (event["group"].as_str(), event["child"].as_str()),
+                (Some("pipeline"), Some("persister")),
+                "{event}"
+            );
+            assert_eq!(event["with"], serde_json::json!([]), "{event}");
+        }
 
         // The tree as the API shows it.
         let (_, tree) = daemon.get("/api/v1/supervision").await;
