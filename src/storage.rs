@@ -143,14 +143,34 @@ pub struct HistoryQuery {
     pub limit: usize,
 }
 
-/// `columns` (a comma-separated list) with each name qualified by `table`.
-pub(crate) fn qualified(table: &str, columns: &str) -> String {
-    columns
+/// The readings waiting in an outbox table (`archive_outbox`,
+/// `rollup_outbox`), oldest first: `columns` (a store's reading columns),
+/// then the outbox sequence number. The caller adds the limit.
+pub(crate) fn outbox_readings(outbox: &str, columns: &str) -> String {
+    let columns = columns
         .split(',')
-        .map(|c| format!("{table}.{}", c.trim()))
+        .map(|c| format!("o.{}", c.trim()))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    format!(
+        "SELECT {columns}, x.seq FROM {outbox} x \
+         JOIN observations o ON o.station_id = x.station_id AND o.observed_at = x.observed_at \
+         ORDER BY x.seq"
+    )
 }
+
+/// Upsert `SET` clauses, for both stores, that take a station's position
+/// from its newest reading: a late reading only fills in what is missing.
+pub(crate) const POSITION_FROM_NEWEST: &str = "\
+    latitude = CASE WHEN excluded.last_seen >= stations.last_seen \
+      THEN coalesce(excluded.latitude, stations.latitude) \
+      ELSE coalesce(stations.latitude, excluded.latitude) END, \
+    longitude = CASE WHEN excluded.last_seen >= stations.last_seen \
+      THEN coalesce(excluded.longitude, stations.longitude) \
+      ELSE coalesce(stations.longitude, excluded.longitude) END, \
+    elevation_m = CASE WHEN excluded.last_seen >= stations.last_seen \
+      THEN coalesce(excluded.elevation_m, stations.elevation_m) \
+      ELSE coalesce(stations.elevation_m, excluded.elevation_m) END";
 
 /// An alert to record.
 #[derive(Debug, Clone)]

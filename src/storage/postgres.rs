@@ -14,8 +14,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    AlertRecord, HistoryQuery, NewAlert, RollupQuery, Station, Store, StoreError, StoredQuarantine,
-    WriteBatch, WriteOutcome, rollups_from_rows,
+    AlertRecord, HistoryQuery, NewAlert, POSITION_FROM_NEWEST, RollupQuery, Station, Store,
+    StoreError, StoredQuarantine, WriteBatch, WriteOutcome, rollups_from_rows,
 };
 use crate::domain::rollup::{self, Stats};
 use crate::domain::{Derived, QcFlag, QcReport, Reading, Rollup, StationId};
@@ -504,16 +504,13 @@ impl Store for PostgresStore {
     async fn roll_up(&self, limit: usize) -> Result<usize, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await?;
-        let columns = super::qualified("o", READING_COLUMNS);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         // Rows another instance is rolling up are skipped, not counted twice.
         let rows = tx
             .query(
                 &format!(
-                    "SELECT {columns}, r.seq FROM rollup_outbox r \
-                     JOIN observations o \
-                       ON o.station_id = r.station_id AND o.observed_at = r.observed_at \
-                     ORDER BY r.seq LIMIT $1 FOR UPDATE OF r SKIP LOCKED"
+                    "{} LIMIT $1 FOR UPDATE OF x SKIP LOCKED",
+                    super::outbox_readings("rollup_outbox", READING_COLUMNS)
                 ),
                 &[&limit],
             )
@@ -580,15 +577,12 @@ impl Store for PostgresStore {
 
     async fn archive_pending(&self, limit: usize) -> Result<Vec<(i64, Reading)>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let columns = super::qualified("o", READING_COLUMNS);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = client
             .query(
                 &format!(
-                    "SELECT {columns}, a.seq FROM archive_outbox a \
-                     JOIN observations o \
-                       ON o.station_id = a.station_id AND o.observed_at = a.observed_at \
-                     ORDER BY a.seq LIMIT $1"
+                    "{} LIMIT $1",
+                    super::outbox_readings("archive_outbox", READING_COLUMNS)
                 ),
                 &[&limit],
             )
@@ -751,23 +745,14 @@ async fn upsert_stations(
     let first: Vec<DateTime<Utc>> = updates.values().map(|u| u.first).collect();
     let last: Vec<DateTime<Utc>> = updates.values().map(|u| u.last).collect();
     let upsert = tx
-        .prepare_cached(
+        .prepare_cached(&format!(
         "INSERT INTO stations (station_id, latitude, longitude, elevation_m, first_seen, last_seen) \
          SELECT * FROM UNNEST($1::text[], $2::float8[], $3::float8[], $4::float8[], \
            $5::timestamptz[], $6::timestamptz[]) \
-         ON CONFLICT (station_id) DO UPDATE SET \
-           latitude = CASE WHEN EXCLUDED.last_seen >= stations.last_seen \
-             THEN coalesce(EXCLUDED.latitude, stations.latitude) \
-             ELSE coalesce(stations.latitude, EXCLUDED.latitude) END, \
-           longitude = CASE WHEN EXCLUDED.last_seen >= stations.last_seen \
-             THEN coalesce(EXCLUDED.longitude, stations.longitude) \
-             ELSE coalesce(stations.longitude, EXCLUDED.longitude) END, \
-           elevation_m = CASE WHEN EXCLUDED.last_seen >= stations.last_seen \
-             THEN coalesce(EXCLUDED.elevation_m, stations.elevation_m) \
-             ELSE coalesce(stations.elevation_m, EXCLUDED.elevation_m) END, \
+         ON CONFLICT (station_id) DO UPDATE SET {POSITION_FROM_NEWEST}, \
            first_seen = least(stations.first_seen, EXCLUDED.first_seen), \
            last_seen = greatest(stations.last_seen, EXCLUDED.last_seen)",
-    ).await?;
+    )).await?;
     tx.execute(&upsert, &[&ids, &lat, &lon, &elevation, &first, &last])
         .await?;
     Ok(())

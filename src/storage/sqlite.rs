@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use super::{
-    AlertRecord, HistoryQuery, NewAlert, RollupQuery, Station, Store, StoreError, StoredQuarantine,
-    WriteBatch, WriteOutcome, rollups_from_rows,
+    AlertRecord, HistoryQuery, NewAlert, POSITION_FROM_NEWEST, RollupQuery, Station, Store,
+    StoreError, StoredQuarantine, WriteBatch, WriteOutcome, rollups_from_rows,
 };
 use crate::domain::rollup::{self, Stats};
 use crate::domain::{Derived, QcFlag, QcReport, Reading, Rollup, StationId};
@@ -145,6 +145,12 @@ const READING_COLUMNS: &str = "station_id, observed_at, received_at, latitude, l
     dew_point_c, heat_index_c, wind_chill_c, wind_gust_ms, elevation_m, \
     sea_level_pressure_hpa, feels_like_c, qc_status, qc";
 
+/// A row of `outbox_readings`: the reading, then its sequence number.
+fn outbox_row(row: &Row<'_>) -> Result<(i64, Reading), rusqlite::Error> {
+    let reading = reading_from_row(row)?;
+    Ok((row.get(READING_COLUMNS.split(',').count())?, reading))
+}
+
 fn reading_from_row(row: &Row<'_>) -> Result<Reading, rusqlite::Error> {
     reading_from_row_at(row, 0)
 }
@@ -232,23 +238,14 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
         let mut to_roll_up = tx.prepare_cached(
             "INSERT INTO rollup_outbox (station_id, observed_at) VALUES (?1, ?2)",
         )?;
-        let mut station = tx.prepare_cached(
+        let mut station = tx.prepare_cached(&format!(
             "INSERT INTO stations \
                (station_id, latitude, longitude, elevation_m, first_seen, last_seen) \
              VALUES (?1, ?2, ?3, ?5, ?4, ?4) \
-             ON CONFLICT (station_id) DO UPDATE SET \
-               latitude = CASE WHEN excluded.last_seen >= stations.last_seen \
-                 THEN coalesce(excluded.latitude, stations.latitude) \
-                 ELSE coalesce(stations.latitude, excluded.latitude) END, \
-               longitude = CASE WHEN excluded.last_seen >= stations.last_seen \
-                 THEN coalesce(excluded.longitude, stations.longitude) \
-                 ELSE coalesce(stations.longitude, excluded.longitude) END, \
-               elevation_m = CASE WHEN excluded.last_seen >= stations.last_seen \
-                 THEN coalesce(excluded.elevation_m, stations.elevation_m) \
-                 ELSE coalesce(stations.elevation_m, excluded.elevation_m) END, \
+             ON CONFLICT (station_id) DO UPDATE SET {POSITION_FROM_NEWEST}, \
                first_seen = min(stations.first_seen, excluded.first_seen), \
                last_seen = max(stations.last_seen, excluded.last_seen)",
-        )?;
+        ))?;
         for r in &batch.readings {
             let observed = micros(r.observed_at);
             let n = insert.execute(params![
@@ -461,21 +458,16 @@ impl Store for SqliteStore {
 
     async fn roll_up(&self, limit: usize) -> Result<usize, StoreError> {
         let inner = self.inner.clone();
-        let columns = super::qualified("o", READING_COLUMNS);
         tokio::task::spawn_blocking(move || {
             let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
             let tx = conn.transaction()?;
             let (seqs, readings): (Vec<i64>, Vec<Reading>) = {
                 let mut pending = tx.prepare_cached(&format!(
-                    "SELECT r.seq, {columns} FROM rollup_outbox r \
-                     JOIN observations o \
-                       ON o.station_id = r.station_id AND o.observed_at = r.observed_at \
-                     ORDER BY r.seq LIMIT ?1"
+                    "{} LIMIT ?1",
+                    super::outbox_readings("rollup_outbox", READING_COLUMNS)
                 ))?;
                 pending
-                    .query_map([limit as i64], |row| {
-                        Ok((row.get::<_, i64>(0)?, reading_from_row_at(row, 1)?))
-                    })?
+                    .query_map([limit as i64], outbox_row)?
                     .collect::<Result<Vec<_>, _>>()?
                     .into_iter()
                     .unzip()
@@ -578,19 +570,12 @@ impl Store for SqliteStore {
     }
 
     async fn archive_pending(&self, limit: usize) -> Result<Vec<(i64, Reading)>, StoreError> {
-        let columns = super::qualified("o", READING_COLUMNS);
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT a.seq, {columns} FROM archive_outbox a \
-                 JOIN observations o \
-                   ON o.station_id = a.station_id AND o.observed_at = a.observed_at \
-                 ORDER BY a.seq LIMIT ?1"
+                "{} LIMIT ?1",
+                super::outbox_readings("archive_outbox", READING_COLUMNS)
             ))?;
-            stmt.query_map([limit as i64], |row| {
-                let seq: i64 = row.get(0)?;
-                Ok((seq, reading_from_row_at(row, 1)?))
-            })?
-            .collect()
+            stmt.query_map([limit as i64], outbox_row)?.collect()
         })
         .await
     }

@@ -148,18 +148,37 @@ fn parse_history(
     parse_range(params, now, &["from", "to", "limit"])
 }
 
+/// 400 for a parameter the route does not take.
+fn only(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    match params.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(unknown) => Err(ApiError::bad_request(format!(
+            "unknown parameter {unknown:?}; expected {}",
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `limit`: `default` when absent, 1 to `max` when given.
+fn limit(params: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match params.get("limit") {
+        None => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(format!(
+                "limit: {v:?} is not a whole number from 1 to {max}"
+            ))),
+        },
+    }
+}
+
 /// `from`, `to` and `limit`, with `allowed` the parameters the route takes.
 fn parse_range(
     params: &HashMap<String, String>,
     now: DateTime<Utc>,
     allowed: &[&str],
 ) -> Result<HistoryParams, ApiError> {
-    if let Some(unknown) = params.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(ApiError::bad_request(format!(
-            "unknown parameter {unknown:?}; expected {}",
-            allowed.join(", ")
-        )));
-    }
+    only(params, allowed)?;
     let time = |name: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
         params
             .get(name)
@@ -181,17 +200,7 @@ fn parse_range(
             "from ({from}) must be before to ({to})"
         )));
     }
-    let limit = match params.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "limit: {v:?} is not a whole number from 1 to {MAX_LIMIT}"
-                )));
-            }
-        },
-    };
+    let limit = limit(params, DEFAULT_LIMIT, MAX_LIMIT)?;
     Ok(HistoryParams { from, to, limit })
 }
 
@@ -230,14 +239,7 @@ async fn alerts(
     params: HashMap<String, String>,
     ctx: Arc<WebContext>,
 ) -> Result<impl Reply, Rejection> {
-    if let Some(unknown) = params
-        .keys()
-        .find(|k| !["state", "limit"].contains(&k.as_str()))
-    {
-        return Err(reject(ApiError::bad_request(format!(
-            "unknown parameter {unknown:?}; expected state, limit"
-        ))));
-    }
+    only(&params, &["state", "limit"]).map_err(reject)?;
     let firing = match params.get("state").map(String::as_str) {
         None => None,
         Some("firing") => Some(true),
@@ -248,17 +250,7 @@ async fn alerts(
             ))));
         }
     };
-    let limit = match params.get("limit") {
-        None => DEFAULT_ALERTS,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_ALERTS).contains(&n) => n,
-            _ => {
-                return Err(reject(ApiError::bad_request(format!(
-                    "limit: {v:?} is not a whole number from 1 to {MAX_ALERTS}"
-                ))));
-            }
-        },
-    };
+    let limit = limit(&params, DEFAULT_ALERTS, MAX_ALERTS).map_err(reject)?;
     let alerts = ctx
         .store
         .alerts(firing, limit)
@@ -330,23 +322,8 @@ async fn quarantine(
     params: HashMap<String, String>,
     ctx: Arc<WebContext>,
 ) -> Result<impl Reply, Rejection> {
-    if let Some(unknown) = params
-        .keys()
-        .find(|k| !["limit", "before"].contains(&k.as_str()))
-    {
-        return Err(reject(ApiError::bad_request(format!(
-            "unknown parameter {unknown:?}; expected limit, before"
-        ))));
-    }
-    let limit = match params.get("limit").map(|v| v.parse::<usize>()) {
-        None => 100,
-        Some(Ok(n)) if (1..=MAX_QUARANTINE_PAGE).contains(&n) => n,
-        Some(_) => {
-            return Err(reject(ApiError::bad_request(format!(
-                "limit must be a whole number from 1 to {MAX_QUARANTINE_PAGE}"
-            ))));
-        }
-    };
+    only(&params, &["limit", "before"]).map_err(reject)?;
+    let limit = limit(&params, 100, MAX_QUARANTINE_PAGE).map_err(reject)?;
     let before = match params.get("before").map(|v| v.parse::<i64>()) {
         None => None,
         Some(Ok(id)) => Some(id),
