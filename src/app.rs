@@ -9,14 +9,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use ractor::{Actor, ActorRef};
-use tokio::sync::{mpsc, oneshot};
+use ractor::ActorRef;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::actors::hub::HubMsg;
 use crate::actors::ingest::IngestMsg;
 use crate::actors::persister::PersisterMsg;
-use crate::actors::root::{Root, RootArgs, RootMsg};
+use crate::actors::root::{RootArgs, TreeRecords};
 use crate::actors::stations::StationsMsg;
 use crate::broker::{BrokerError, EmbeddedBroker};
 use crate::config::{ArchiveBackend, CacheBackend};
@@ -25,7 +25,8 @@ use crate::delivery::{DeliveryContext, PipelineNames};
 use crate::health::Health;
 use crate::storage::archive::{Archive, LocalArchive, S3Archive};
 use crate::storage::{LatestCache, MemoryCache, RedisCache, StoreError};
-use crate::web::{self, WebContext};
+use crate::supervisor::tree::SupervisorMsg;
+use crate::web::WebContext;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -55,11 +56,9 @@ pub struct App {
     supervision: SharedSupervision,
     web_addr: SocketAddr,
     mqtt_addr: (String, u16),
-    root: ActorRef<RootMsg>,
+    root: ActorRef<SupervisorMsg>,
     context: Arc<DeliveryContext>,
     fatal: mpsc::UnboundedReceiver<String>,
-    listener: tokio::net::TcpListener,
-    web: Arc<WebContext>,
     simulator: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
@@ -81,8 +80,9 @@ fn metrics_handle() -> Option<PrometheusHandle> {
 }
 
 impl App {
-    /// Builds everything and binds every port; nothing is accepted until
-    /// [`App::run`].
+    /// Builds everything, binds every port and starts the supervision tree:
+    /// from here on the daemon takes readings and serves HTTP. [`App::run`]
+    /// waits for the end and stops it in order.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         static INSTANCES: AtomicU64 = AtomicU64::new(0);
         let instance = format!("isobar{}", INSTANCES.fetch_add(1, Ordering::Relaxed));
@@ -142,6 +142,10 @@ impl App {
             addr: settings.web.listen,
             reason: e.to_string(),
         })?;
+        let listener = Arc::new(listener.into_std().map_err(|e| StartupError::WebBind {
+            addr: settings.web.listen,
+            reason: e.to_string(),
+        })?);
 
         let context = DeliveryContext::new(
             PipelineNames::new(&instance),
@@ -173,39 +177,42 @@ impl App {
             Arc::new(std::sync::RwLock::new(settings.supervision.clone()));
         let (fatal_tx, fatal) = mpsc::unbounded_channel();
         let health = Arc::new(Health::default());
-        let (root, _) = Actor::spawn(
-            Some(format!("{instance}.root")),
-            Root,
-            RootArgs {
-                settings: settings.clone(),
-                supervision: supervision.clone(),
-                store: store.clone(),
-                cache: cache.clone(),
-                context: context.clone(),
-                broker: mqtt_addr.clone(),
-                health: health.clone(),
-                archive: archive.clone(),
-                fatal: fatal_tx,
-            },
-        )
-        .await
-        .map_err(|e| StartupError::Actors(e.to_string()))?;
-
+        let records = Arc::new(TreeRecords::default());
         let web = Arc::new(WebContext {
-            store,
-            cache,
+            store: store.clone(),
+            cache: cache.clone(),
             hub: context.names.hub.clone(),
             stations: context.names.stations.clone(),
-            root: format!("{instance}.root"),
+            tree: records.clone(),
             supervision: supervision.clone(),
-            health,
-            archive,
+            health: health.clone(),
+            archive: archive.clone(),
             upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS)),
             deliveries: context.clone(),
             client_queue: settings.web.client_queue,
             static_dir: settings.web.static_dir.clone(),
             metrics,
         });
+        let root = crate::actors::root::start(
+            context.names.root.clone(),
+            RootArgs {
+                settings: settings.clone(),
+                supervision: supervision.clone(),
+                store,
+                cache,
+                context: context.clone(),
+                broker: mqtt_addr.clone(),
+                health,
+                archive,
+                listener,
+                web,
+                records,
+                fatal: fatal_tx,
+            },
+        )
+        .await
+        .map_err(StartupError::Actors)?;
+
         let simulator = (settings.simulator.stations > 0).then(|| {
             let stop = CancellationToken::new();
             let sim = settings.simulator.clone();
@@ -236,8 +243,6 @@ impl App {
             root,
             context,
             fatal,
-            listener,
-            web,
             simulator,
         })
     }
@@ -264,13 +269,6 @@ impl App {
     /// Serves until `shutdown` resolves (then stops gracefully and returns
     /// Ok) or the root supervisor gives up (then returns the reason).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-        let (web_stop, web_stopped) = oneshot::channel::<()>();
-        let server = warp::serve(web::routes(self.web.clone()))
-            .incoming(self.listener)
-            .graceful(async {
-                let _ = web_stopped.await;
-            });
-        let server = tokio::spawn(server.run());
         tracing::info!(web = %self.web_addr, mqtt = %format!("{}:{}", self.mqtt_addr.0, self.mqtt_addr.1),
             mode = ?self.settings.mqtt.mode, "isobar running");
 
@@ -285,12 +283,12 @@ impl App {
         }
         drain(&self.context).await;
         self.context.stop();
-        let _ = web_stop.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-        self.root
-            .stop_children_and_wait(None, Some(Duration::from_secs(5)))
+        // The root stops its children last started first (the web server,
+        // ingest, the stations, then the pipeline), each group likewise.
+        let _ = self
+            .root
+            .stop_and_wait(None, Some(Duration::from_secs(30)))
             .await;
-        self.root.stop(None);
         tracing::info!("stopped");
         outcome
     }

@@ -620,13 +620,16 @@ impl AlertSettings {
 /// reloaded (SIGHUP).
 pub type SharedSupervision = Arc<std::sync::RwLock<SupervisionSettings>>;
 
-/// How isobar restarts its actors: `[supervision.pipeline]` for the
-/// pipeline's actors (archiver, aggregator, alerter, persister, hub, stations supervisor and
-/// ingest, in that start order), `[supervision.stations]` for each station's
-/// actor, and `[supervision.station_overrides.<id>]` for single stations.
+/// How isobar restarts its actors: `[supervision.root]` for the root's
+/// children (the pipeline, the stations supervisor, ingest and the web
+/// server, in that start order), `[supervision.pipeline]` for the
+/// pipeline's actors (archiver, aggregator, alerter, persister, hub),
+/// `[supervision.stations]` for each station's actor, and
+/// `[supervision.station_overrides.<id>]` for single stations.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SupervisionSettings {
+    pub root: PolicySettings,
     pub pipeline: PolicySettings,
     pub stations: PolicySettings,
     /// Per station: only the keys given replace the stations policy's.
@@ -753,6 +756,7 @@ impl SupervisionSettings {
                 ConfigError::new(format!("supervision.{group}.{key}"), reason)
             })
         };
+        checked("root", self.root.policy())?;
         checked("pipeline", self.pipeline.policy())?;
         checked("stations", self.stations.policy())?;
         if self.stations.strategy != Strategy::OneForOne {
@@ -926,6 +930,9 @@ max_restarts = 3
 within = "10s"
 backoff = { initial = "50ms", max = "2s", factor = 3.0, jitter = 0.0 }
 
+[supervision.root]
+strategy = "one_for_all"
+
 [supervision.stations]
 max_restarts = 7
 
@@ -942,6 +949,9 @@ within = "5m"
         assert_eq!(pipeline.within, Duration::from_secs(10));
         assert_eq!(pipeline.backoff.initial, Duration::from_millis(50));
         assert_eq!(pipeline.backoff.factor, 3.0);
+        let root = settings.supervision.root.policy();
+        assert_eq!(root.strategy, Strategy::OneForAll);
+        assert_eq!(root.max_restarts, RestartPolicy::default().max_restarts);
         let ws001 = settings.supervision.station_policy("WS001");
         assert_eq!(
             (ws001.max_restarts, ws001.within),
@@ -966,6 +976,10 @@ within = "5m"
             (
                 "[supervision.stations]\nstrategy = \"one_for_all\"\n",
                 "supervision.stations.strategy",
+            ),
+            (
+                "[supervision.root]\nmax_restarts = 2\nwithin = \"0s\"\n",
+                "supervision.root.within",
             ),
             (
                 "[supervision.pipeline]\nstrategy = \"all_at_once\"\n",

@@ -29,6 +29,9 @@ pub const MAX_ATTEMPTS: u32 = 10;
 /// in one process (tests) without clashing in ractor's registry.
 #[derive(Debug)]
 pub struct PipelineNames {
+    pub root: String,
+    pub pipeline: String,
+    pub http: String,
     pub ingest: String,
     pub stations: String,
     pub persister: String,
@@ -41,6 +44,9 @@ pub struct PipelineNames {
 impl PipelineNames {
     pub fn new(instance: &str) -> Self {
         Self {
+            root: format!("{instance}.root"),
+            pipeline: format!("{instance}.pipeline"),
+            http: format!("{instance}.web"),
             ingest: format!("{instance}.ingest"),
             stations: format!("{instance}.stations"),
             persister: format!("{instance}.persister"),

@@ -7,6 +7,7 @@
 
 mod backoff;
 mod intensity;
+pub mod tree;
 
 pub use backoff::Backoff;
 pub use intensity::{Decision, RestartIntensity};

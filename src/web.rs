@@ -25,8 +25,8 @@ pub struct WebContext {
     pub cache: Arc<dyn LatestCache>,
     pub hub: String,
     pub stations: String,
-    /// The root supervisor's name, for the pipeline's status.
-    pub root: String,
+    /// What the static supervisors know of their children.
+    pub tree: Arc<crate::actors::root::TreeRecords>,
     /// The restart policies in force.
     pub supervision: crate::config::SharedSupervision,
     pub health: Arc<Health>,
@@ -123,12 +123,39 @@ pub fn routes(
         .or(metrics)
         .or(ingest::routes(ctx.clone()))
         .or(api)
+        .or(faults(ctx.clone()))
         .or(dashboard(ctx))
         .recover(recover)
         .with(warp::log::custom(|info| {
             tracing::debug!(method = %info.method(), path = info.path(),
                 status = info.status().as_u16(), "http request");
         }))
+}
+
+/// `POST /faults/web`, only in builds with the test-only `fault-injection`
+/// feature: makes the web server fail, so its supervisor restarts it.
+#[cfg(feature = "fault-injection")]
+fn faults(
+    ctx: Arc<WebContext>,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone + Send + Sync + 'static {
+    warp::path!("faults" / "web")
+        .and(warp::post())
+        .map(move || {
+            if let Some(server) = ractor::ActorRef::<crate::actors::http::HttpMsg>::where_is(
+                ctx.deliveries.names.http.clone(),
+            ) {
+                let _ = server.cast(crate::actors::http::HttpMsg::Fail);
+            }
+            warp::reply::with_status("", warp::http::StatusCode::ACCEPTED)
+        })
+}
+
+/// Production builds have no fault routes.
+#[cfg(not(feature = "fault-injection"))]
+fn faults(
+    _ctx: Arc<WebContext>,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone + Send + Sync + 'static {
+    warp::any().and_then(|| async { Err::<String, _>(warp::reject::not_found()) })
 }
 
 /// 200 when the daemon can take readings: the MQTT subscription is in place

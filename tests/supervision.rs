@@ -174,7 +174,10 @@ async fn a_station_failing_past_its_intensity_escalates_and_service_resumes() {
     .await;
     assert!(
         logs.iter()
-            .any(|l| l.contains("pipeline actor failed; restarting")),
+            .map(|l| plain(l))
+            .any(|l| l.contains("supervised actor failed; restarting")
+                && l.contains(r#"group="root""#)
+                && l.contains(r#"child="stations""#)),
         "{logs:#?}"
     );
 
@@ -203,19 +206,14 @@ async fn a_station_failing_past_its_intensity_escalates_and_service_resumes() {
 /// with it, in start order, and no reading is lost across the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_strategy_decides_which_siblings_restart_with_the_persister() {
-    // Restarts of archiver, aggregator, alerter, persister, hub, stations,
-    // ingest.
+    // Restarts of archiver, aggregator, alerter, persister, hub.
     let cases = [
-        ("one_for_one", "[]", [0, 0, 0, 1, 0, 0, 0]),
-        (
-            "rest_for_one",
-            r#"["hub", "stations", "ingest"]"#,
-            [0, 0, 0, 1, 1, 1, 1],
-        ),
+        ("one_for_one", "[]", [0, 0, 0, 1, 0]),
+        ("rest_for_one", r#"["hub"]"#, [0, 0, 0, 1, 1]),
         (
             "one_for_all",
-            r#"["archiver", "aggregator", "alerter", "hub", "stations", "ingest"]"#,
-            [1, 1, 1, 1, 1, 1, 1],
+            r#"["archiver", "aggregator", "alerter", "hub"]"#,
+            [1, 1, 1, 1, 1],
         ),
     ];
     for (strategy, siblings, restarts) in cases {
@@ -256,8 +254,9 @@ async fn the_pipeline_strategy_decides_which_siblings_restart_with_the_persister
         let logs: Vec<String> = daemon.logs().iter().map(|l| plain(l)).collect();
         let restart = logs
             .iter()
-            .find(|l| l.contains("pipeline actor failed; restarting"))
+            .find(|l| l.contains("supervised actor failed; restarting"))
             .unwrap_or_else(|| panic!("{strategy}: no restart logged: {logs:#?}"));
+        assert!(restart.contains(r#"group="pipeline""#), "{restart}");
         assert!(restart.contains(r#"child="persister""#), "{restart}");
         assert!(
             restart.contains(&format!("with={siblings}")),
@@ -292,15 +291,7 @@ async fn the_pipeline_strategy_decides_which_siblings_restart_with_the_persister
             .collect();
         assert_eq!(
             names,
-            [
-                "archiver",
-                "aggregator",
-                "alerter",
-                "persister",
-                "hub",
-                "stations",
-                "ingest"
-            ]
+            ["archiver", "aggregator", "alerter", "persister", "hub"]
         );
         for (child, expected) in children.iter().zip(restarts) {
             assert_eq!(child["restarts"], expected, "{strategy}: {child}");
@@ -315,6 +306,17 @@ async fn the_pipeline_strategy_decides_which_siblings_restart_with_the_persister
             "{tree}"
         );
         assert!(children[3]["last_failure_at"].is_string());
+        // The pipeline handled it: nothing reached the root.
+        let root = tree["root"]["children"].as_array().unwrap();
+        let names: Vec<&str> = root.iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["pipeline", "stations", "ingest", "web"]);
+        for child in root {
+            assert_eq!(
+                (&child["restarts"], &child["state"]),
+                (&0.into(), &"running".into()),
+                "{child}"
+            );
+        }
         drop(publisher);
         assert_eq!(daemon.terminate(), Some(0), "{strategy}");
     }
@@ -399,5 +401,131 @@ async fn a_policy_changed_in_the_config_applies_after_sighup() {
     })
     .await;
     drop(publisher);
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+fn group_child<'a>(tree: &'a Value, group: &str, name: &str) -> &'a Value {
+    tree[group]["children"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no {group}.{name} in {tree}"))
+}
+
+/// Restarts quickly, so the escalations below take milliseconds.
+const FAST: [(&str, &str); 2] = [
+    ("ISOBAR__SUPERVISION__PIPELINE__MAX_RESTARTS", "1"),
+    ("ISOBAR__SUPERVISION__PIPELINE__BACKOFF__INITIAL", "10ms"),
+];
+
+/// The persister fails twice: the pipeline restarts it once, then, past
+/// its intensity, fails itself; the root restarts the whole pipeline, and
+/// the reading is stored once it is back. Each group's history shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_past_its_intensity_escalates_to_the_root() {
+    let daemon = Daemon::start_with_env(&[], &FAST);
+    let publisher = Publisher::connect(&daemon, "pipeline-escalation").await;
+    publisher
+        .publish(
+            "weather/WS710/observations",
+            r#"{"temperature": 2.0, "timestamp": "2025-01-13T10:00:00Z", "isobar_fault": "persister:2"}"#,
+        )
+        .await;
+    publisher
+        .reading("WS710", "2025-01-13T10:01:00Z", 3.0)
+        .await;
+    eventually(Duration::from_secs(30), "both readings", || async {
+        (history_len(&daemon, "WS710").await? == 2).then_some(())
+    })
+    .await;
+    let tree = eventually(Duration::from_secs(10), "the pipeline back", || async {
+        let (_, tree) = daemon.get("/api/v1/supervision").await;
+        (group_child(&tree, "root", "pipeline")["state"] == "running").then_some(tree)
+    })
+    .await;
+    let pipeline = group_child(&tree, "root", "pipeline");
+    assert_eq!(pipeline["restarts"], 1, "{tree}");
+    let failure = pipeline["last_failure"].as_str().unwrap();
+    assert!(
+        failure.contains("pipeline: persister failed 2 times"),
+        "{failure}"
+    );
+    // The pipeline's own history outlived its supervisor's restart.
+    assert_eq!(
+        group_child(&tree, "pipeline", "persister")["restarts"],
+        1,
+        "{tree}"
+    );
+    for other in ["stations", "ingest", "web"] {
+        assert_eq!(group_child(&tree, "root", other)["restarts"], 0, "{tree}");
+    }
+    assert!(quarantined(&daemon).await.is_empty());
+    let logs: Vec<String> = daemon.logs().iter().map(|l| plain(l)).collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("exceeded its restart intensity")
+                && l.contains(r#"group="pipeline""#)),
+        "{logs:#?}"
+    );
+    drop(publisher);
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+/// The pipeline escalates twice within the root's window of one restart:
+/// the root gives up, says why, and the daemon exits non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_root_giving_up_ends_the_daemon_with_a_clear_reason() {
+    let mut env = FAST.to_vec();
+    env.push(("ISOBAR__SUPERVISION__ROOT__MAX_RESTARTS", "1"));
+    env.push(("ISOBAR__SUPERVISION__ROOT__BACKOFF__INITIAL", "10ms"));
+    let daemon = Daemon::start_with_env(&[], &env);
+    let publisher = Publisher::connect(&daemon, "root-gives-up").await;
+    publisher
+        .publish(
+            "weather/WS720/observations",
+            r#"{"temperature": 2.0, "timestamp": "2025-01-13T10:00:00Z", "isobar_fault": "persister:4"}"#,
+        )
+        .await;
+    let (code, logs) = daemon.exit_within(Duration::from_secs(30));
+    let logs: Vec<String> = logs.iter().map(|l| plain(l)).collect();
+    assert_eq!(code, Some(70), "{logs:#?}");
+    let last = logs
+        .iter()
+        .find(|l| l.contains("root supervisor gave up"))
+        .unwrap_or_else(|| panic!("{logs:#?}"));
+    assert!(
+        last.contains("root: pipeline failed 2 times") && last.contains("fault injected"),
+        "{last}"
+    );
+}
+
+/// The web server fails (a test-only fault): the root starts it again on
+/// the same address, and the API and the probes answer as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_web_server_is_restarted_on_the_same_address() {
+    let daemon = Daemon::start(&[]);
+    let _ = reqwest::Client::new()
+        .post(daemon.url("/faults/web"))
+        .send()
+        .await;
+    let tree = eventually(Duration::from_secs(20), "the web server back", || async {
+        let response = reqwest::get(daemon.url("/api/v1/supervision")).await.ok()?;
+        let tree: Value = response.json().await.ok()?;
+        let web = group_child(&tree, "root", "web");
+        (web["restarts"] == 1 && web["state"] == "running").then_some(tree)
+    })
+    .await;
+    let web = group_child(&tree, "root", "web");
+    assert!(
+        web["last_failure"]
+            .as_str()
+            .unwrap()
+            .contains("fault injected into the web server"),
+        "{tree}"
+    );
+    for other in ["pipeline", "stations", "ingest"] {
+        assert_eq!(group_child(&tree, "root", other)["restarts"], 0, "{tree}");
+    }
+    assert_eq!(daemon.get("/health").await.0, 200);
+    assert_eq!(daemon.get("/ready").await.0, 200);
     assert_eq!(daemon.terminate(), Some(0));
 }

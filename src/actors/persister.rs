@@ -43,9 +43,10 @@ pub struct Persister;
 pub struct Outcome {
     pub readings: Vec<Reading>,
     pub quarantine: Vec<QuarantineRecord>,
-    /// Test-only: fail the persister (once per process).
+    /// Test-only: fail the persister on this delivery, until it has failed
+    /// this many times in the process (`isobar_fault: "persister:N"`).
     #[cfg(feature = "fault-injection")]
-    pub fail_persister: bool,
+    pub fail_persister: u32,
 }
 
 impl PersisterMsg {
@@ -174,15 +175,16 @@ impl Actor for Persister {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             PersisterMsg::Write(outcome, delivery) => {
-                // Once per process: the message comes back after the
+                // N times per process: the message comes back after each
                 // restart (routed again, or redelivered by the broker to a
-                // restarted ingest) and is stored then.
+                // restarted ingest) and is stored once the faults are spent.
                 #[cfg(feature = "fault-injection")]
                 {
-                    static FAILED: std::sync::atomic::AtomicBool =
-                        std::sync::atomic::AtomicBool::new(false);
-                    if outcome.fail_persister
-                        && !FAILED.swap(true, std::sync::atomic::Ordering::SeqCst)
+                    static FAILED: std::sync::atomic::AtomicU32 =
+                        std::sync::atomic::AtomicU32::new(0);
+                    if outcome.fail_persister > 0
+                        && FAILED.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                            < outcome.fail_persister
                     {
                         panic!("fault injected into the persister");
                     }

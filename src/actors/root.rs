@@ -1,22 +1,28 @@
-//! The root supervisor: starts the pipeline (archiver, aggregator, alerter,
-//! persister, hub, station supervisor, ingest, in that order) and restarts a child that
-//! fails by the pipeline's policy (`[supervision.pipeline]`): its strategy
-//! says which siblings go down and come back with it, its restart type
-//! whether it comes back at all, and its intensity and backoff how often and
-//! when. When a child fails more often than the policy allows, the root
-//! gives up: it reports the reason and the daemon exits non-zero.
+//! The supervision tree of the daemon, built from the generic
+//! [`Supervisor`](crate::supervisor::tree::Supervisor):
+//!
+//! ```text
+//! root      [supervision.root]      pipeline, stations, ingest, web
+//! pipeline  [supervision.pipeline]  archiver, aggregator, alerter, persister, hub
+//! stations  [supervision.stations]  one actor per station (its own supervisor)
+//! ```
+//!
+//! Children start in the order listed: sinks before the sources that feed
+//! them. A group whose children fail past its intensity fails itself, and
+//! the root's policy decides; the root giving up ends the daemon with a
+//! non-zero exit. Restarts are logged, counted and announced to live
+//! clients.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc;
 
 use crate::actors::aggregator::{Aggregator, AggregatorArgs};
 use crate::actors::alerter::{Alerter, AlerterArgs};
 use crate::actors::archiver::{Archiver, ArchiverArgs};
-use crate::actors::hub::Hub;
+use crate::actors::http::{HttpArgs, HttpServer};
+use crate::actors::hub::{Hub, RestartEvent};
 use crate::actors::ingest::{Ingest, IngestArgs};
 use crate::actors::persister::{Persister, PersisterArgs};
 use crate::actors::stations::{StationsArgs, StationsSupervisor};
@@ -25,79 +31,13 @@ use crate::delivery::DeliveryContext;
 use crate::health::Health;
 use crate::storage::archive::Archive;
 use crate::storage::{LatestCache, Store};
-use crate::supervisor::{Decision, RestartIntensity};
+use crate::supervisor::RestartPolicy;
+use crate::supervisor::tree::{
+    ChildSpec, GroupRecord, Observer, RestartNotice, Supervisor, SupervisorArgs, SupervisorMsg,
+};
+use crate::web::WebContext;
 
-pub enum RootMsg {
-    /// Start these children again, in start order.
-    Restart(Vec<ChildKind>),
-    /// The pipeline's children, in start order, for the API.
-    Status(ractor::RpcReplyPort<Vec<PipelineChild>>),
-}
-
-/// One of the pipeline's actors as the API shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PipelineChild {
-    pub name: &'static str,
-    /// `running`, `restarting` (waiting out its backoff, or stopped with a
-    /// sibling that failed), or `stopped` (its restart type keeps it so).
-    pub state: &'static str,
-    pub restarts: u32,
-    pub last_failure: Option<String>,
-    pub last_failure_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// What the root remembers of a child across its restarts.
-#[derive(Debug, Default)]
-struct History {
-    restarts: u32,
-    last_failure: Option<(String, chrono::DateTime<chrono::Utc>)>,
-    stopped_for_good: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChildKind {
-    Aggregator,
-    Alerter,
-    Persister,
-    Hub,
-    Archiver,
-    Stations,
-    Ingest,
-}
-
-impl ChildKind {
-    /// Start order: sinks before the sources that feed them.
-    pub const ALL: [ChildKind; 7] = [
-        Self::Archiver,
-        Self::Aggregator,
-        Self::Alerter,
-        Self::Persister,
-        Self::Hub,
-        Self::Stations,
-        Self::Ingest,
-    ];
-
-    fn position(self) -> usize {
-        Self::ALL
-            .iter()
-            .position(|k| *k == self)
-            .expect("every kind is in ALL")
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Aggregator => "aggregator",
-            Self::Alerter => "alerter",
-            Self::Persister => "persister",
-            Self::Hub => "hub",
-            Self::Archiver => "archiver",
-            Self::Stations => "stations",
-            Self::Ingest => "ingest",
-        }
-    }
-}
-
-/// Everything needed to (re)start any child.
+/// Everything needed to (re)start any part of the tree.
 pub struct RootArgs {
     pub settings: Settings,
     /// The restart policies in force (reloadable).
@@ -110,130 +50,173 @@ pub struct RootArgs {
     pub health: Arc<Health>,
     /// The data lake, when one is configured.
     pub archive: Option<Arc<dyn Archive>>,
+    /// The HTTP listener, bound before the tree starts.
+    pub listener: Arc<std::net::TcpListener>,
+    pub web: Arc<WebContext>,
+    /// The tree as the API shows it.
+    pub records: Arc<TreeRecords>,
     /// Told why, when the root gives up.
     pub fatal: mpsc::UnboundedSender<String>,
 }
 
-pub struct Root;
-
-pub struct RootState {
-    args: RootArgs,
-    children: HashMap<ActorId, ChildKind>,
-    running: HashMap<ChildKind, ActorCell>,
-    intensity: HashMap<ChildKind, RestartIntensity>,
-    history: HashMap<ChildKind, History>,
+/// What each static supervisor knows of its children, kept across its
+/// restarts. The stations supervisor keeps its own.
+#[derive(Debug)]
+pub struct TreeRecords {
+    pub root: Arc<GroupRecord>,
+    pub pipeline: Arc<GroupRecord>,
 }
 
-impl Actor for Root {
-    type Msg = RootMsg;
-    type State = RootState;
-    type Arguments = RootArgs;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        args: RootArgs,
-    ) -> Result<RootState, ActorProcessingErr> {
-        let mut state = RootState {
-            args,
-            children: HashMap::new(),
-            running: HashMap::new(),
-            intensity: HashMap::new(),
-            history: HashMap::new(),
-        };
-        for kind in ChildKind::ALL {
-            state.spawn(&myself, kind).await?;
+impl Default for TreeRecords {
+    fn default() -> Self {
+        Self {
+            root: GroupRecord::new("root", ROOT.iter().map(|p| p.name())),
+            pipeline: GroupRecord::new("pipeline", PIPELINE.iter().map(|p| p.name())),
         }
-        Ok(state)
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        msg: RootMsg,
-        state: &mut RootState,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            RootMsg::Status(reply) => {
-                let children = ChildKind::ALL
-                    .iter()
-                    .map(|kind| {
-                        let h = state.history.get(kind);
-                        PipelineChild {
-                            name: kind.name(),
-                            state: if state.running.contains_key(kind) {
-                                "running"
-                            } else if h.is_some_and(|h| h.stopped_for_good) {
-                                "stopped"
-                            } else {
-                                "restarting"
-                            },
-                            restarts: h.map_or(0, |h| h.restarts),
-                            last_failure: h
-                                .and_then(|h| h.last_failure.as_ref().map(|f| f.0.clone())),
-                            last_failure_at: h.and_then(|h| h.last_failure.as_ref().map(|f| f.1)),
-                        }
-                    })
-                    .collect();
-                let _ = reply.send(children);
-            }
-            RootMsg::Restart(mut kinds) => {
-                kinds.sort_by_key(|k| k.position());
-                for kind in kinds {
-                    if state.running.contains_key(&kind) {
-                        continue;
-                    }
-                    if let Err(e) = state.spawn(&myself, kind).await {
-                        state.give_up(format!("{} could not be restarted: {e}", kind.name()));
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        event: SupervisionEvent,
-        state: &mut RootState,
-    ) -> Result<(), ActorProcessingErr> {
-        let (cell, reason, failed) = match event {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string(), true),
-            SupervisionEvent::ActorTerminated(cell, _, reason)
-                if !state.args.context.is_stopping() =>
-            {
-                (
-                    cell,
-                    format!("stopped: {}", reason.unwrap_or_default()),
-                    false,
-                )
-            }
-            _ => return Ok(()),
-        };
-        // Children the root stopped itself (siblings taken down by the
-        // strategy) are no longer listed, so their ends are not failures.
-        let Some(kind) = state.children.remove(&cell.get_id()) else {
-            return Ok(());
-        };
-        state.running.remove(&kind);
-        state.on_failure(&myself, kind, cell, reason, failed).await;
-        Ok(())
     }
 }
 
-impl RootState {
-    async fn spawn(
-        &mut self,
-        myself: &ActorRef<RootMsg>,
-        kind: ChildKind,
-    ) -> Result<(), ActorProcessingErr> {
-        let a = &self.args;
+/// One part of the daemon under a static supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Pipeline,
+    Stations,
+    Ingest,
+    Web,
+    Archiver,
+    Aggregator,
+    Alerter,
+    Persister,
+    Hub,
+}
+
+const ROOT: [Part; 4] = [Part::Pipeline, Part::Stations, Part::Ingest, Part::Web];
+const PIPELINE: [Part; 5] = [
+    Part::Archiver,
+    Part::Aggregator,
+    Part::Alerter,
+    Part::Persister,
+    Part::Hub,
+];
+
+impl Part {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Pipeline => "pipeline",
+            Self::Stations => "stations",
+            Self::Ingest => "ingest",
+            Self::Web => "web",
+            Self::Archiver => "archiver",
+            Self::Aggregator => "aggregator",
+            Self::Alerter => "alerter",
+            Self::Persister => "persister",
+            Self::Hub => "hub",
+        }
+    }
+}
+
+/// A part with what it needs to start.
+struct PartSpec {
+    part: Part,
+    args: Arc<RootArgs>,
+}
+
+/// Restarts as the rest of the daemon hears of them.
+struct TreeObserver {
+    context: Arc<DeliveryContext>,
+}
+
+impl Observer for TreeObserver {
+    fn restarting(&self, n: &RestartNotice<'_>) {
+        RestartEvent {
+            group: n.group,
+            child: n.child.to_owned(),
+            reason: n.reason.to_owned(),
+            attempt: n.attempt,
+            delay_ms: n.delay.as_millis() as u64,
+            with: n.with.to_vec(),
+            at: chrono::Utc::now(),
+        }
+        .announce(&self.context.names.hub);
+    }
+
+    fn stopping(&self) -> bool {
+        self.context.is_stopping()
+    }
+}
+
+/// The policy of a group, read from the settings in force at each failure.
+fn policy_of(
+    supervision: &SharedSupervision,
+    group: fn(&crate::config::SupervisionSettings) -> RestartPolicy,
+) -> Arc<dyn Fn() -> RestartPolicy + Send + Sync> {
+    let supervision = supervision.clone();
+    Arc::new(move || group(&supervision.read().unwrap_or_else(|e| e.into_inner())))
+}
+
+fn specs(parts: &[Part], args: &Arc<RootArgs>) -> Arc<[Arc<dyn ChildSpec>]> {
+    parts
+        .iter()
+        .map(|&part| {
+            Arc::new(PartSpec {
+                part,
+                args: args.clone(),
+            }) as Arc<dyn ChildSpec>
+        })
+        .collect()
+}
+
+/// Starts the whole tree under its root, registered as `name`.
+pub async fn start(name: String, args: RootArgs) -> Result<ActorRef<SupervisorMsg>, String> {
+    let args = Arc::new(args);
+    let (root, _) = Actor::spawn(
+        Some(name),
+        Supervisor,
+        SupervisorArgs {
+            group: "root",
+            children: specs(&ROOT, &args),
+            policy: policy_of(&args.supervision, |s| s.root.policy()),
+            observer: Arc::new(TreeObserver {
+                context: args.context.clone(),
+            }),
+            record: args.records.root.clone(),
+            give_up: Some(args.fatal.clone()),
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(root)
+}
+
+#[async_trait::async_trait]
+impl ChildSpec for PartSpec {
+    fn name(&self) -> &'static str {
+        self.part.name()
+    }
+
+    async fn start(&self, supervisor: ActorCell) -> Result<Option<ActorCell>, ActorProcessingErr> {
+        let a = &*self.args;
         let names = &a.context.names;
-        let supervisor = myself.get_cell();
-        let cell: ActorCell = match kind {
-            ChildKind::Persister => {
+        let cell = match self.part {
+            Part::Pipeline => Actor::spawn_linked(
+                Some(names.pipeline.clone()),
+                Supervisor,
+                SupervisorArgs {
+                    group: "pipeline",
+                    children: specs(&PIPELINE, &self.args),
+                    policy: policy_of(&a.supervision, |s| s.pipeline.policy()),
+                    observer: Arc::new(TreeObserver {
+                        context: a.context.clone(),
+                    }),
+                    record: a.records.pipeline.clone(),
+                    give_up: None,
+                },
+                supervisor,
+            )
+            .await?
+            .0
+            .get_cell(),
+            Part::Persister => {
                 let args = PersisterArgs {
                     store: a.store.clone(),
                     cache: a.cache.clone(),
@@ -257,7 +240,7 @@ impl RootState {
                     .0
                     .get_cell()
             }
-            ChildKind::Aggregator => Actor::spawn_linked(
+            Part::Aggregator => Actor::spawn_linked(
                 Some(names.aggregator.clone()),
                 Aggregator,
                 AggregatorArgs {
@@ -269,7 +252,7 @@ impl RootState {
             .await?
             .0
             .get_cell(),
-            ChildKind::Alerter => Actor::spawn_linked(
+            Part::Alerter => Actor::spawn_linked(
                 Some(names.alerter.clone()),
                 Alerter,
                 AlerterArgs {
@@ -282,13 +265,13 @@ impl RootState {
             .await?
             .0
             .get_cell(),
-            ChildKind::Hub => Actor::spawn_linked(Some(names.hub.clone()), Hub, (), supervisor)
+            Part::Hub => Actor::spawn_linked(Some(names.hub.clone()), Hub, (), supervisor)
                 .await?
                 .0
                 .get_cell(),
-            ChildKind::Archiver => {
+            Part::Archiver => {
                 let Some(archive) = a.archive.clone() else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 let args = ArchiverArgs {
                     store: a.store.clone(),
@@ -303,7 +286,7 @@ impl RootState {
                     .0
                     .get_cell()
             }
-            ChildKind::Stations => {
+            Part::Stations => {
                 let args = StationsArgs {
                     context: a.context.clone(),
                     supervision: a.supervision.clone(),
@@ -319,7 +302,7 @@ impl RootState {
                 .0
                 .get_cell()
             }
-            ChildKind::Ingest => {
+            Part::Ingest => {
                 let mqtt = &a.settings.mqtt;
                 let args = IngestArgs {
                     host: a.broker.0.clone(),
@@ -338,101 +321,19 @@ impl RootState {
                     .0
                     .get_cell()
             }
+            Part::Web => Actor::spawn_linked(
+                Some(names.http.clone()),
+                HttpServer,
+                HttpArgs {
+                    listener: a.listener.clone(),
+                    web: a.web.clone(),
+                },
+                supervisor,
+            )
+            .await?
+            .0
+            .get_cell(),
         };
-        self.children.insert(cell.get_id(), kind);
-        self.running.insert(kind, cell);
-        Ok(())
-    }
-
-    async fn on_failure(
-        &mut self,
-        myself: &ActorRef<RootMsg>,
-        kind: ChildKind,
-        cell: ActorCell,
-        reason: String,
-        failed: bool,
-    ) {
-        // A failed actor's own children outlive it in ractor; stop them so the
-        // restarted one starts clean (and can take their names).
-        cell.stop_children_and_wait(None, Some(Duration::from_secs(5)))
-            .await;
-        let policy = self
-            .args
-            .supervision
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .pipeline
-            .policy();
-        let history = self.history.entry(kind).or_default();
-        history.last_failure = Some((reason.clone(), chrono::Utc::now()));
-        if !policy.restart.restarts(failed) {
-            history.stopped_for_good = true;
-            tracing::warn!(child = kind.name(), restart = ?policy.restart, reason = %reason,
-                "pipeline actor ended; its restart type keeps it stopped");
-            return;
-        }
-        history.restarts += 1;
-        metrics::counter!("isobar_actor_restarts_total", "group" => kind.name()).increment(1);
-        let decision = self.intensity.entry(kind).or_default().on_failure(
-            &policy,
-            Instant::now(),
-            rand::random::<f64>(),
-        );
-        let (after, attempt) = match decision {
-            Decision::Restart { after, attempt } => (after, attempt),
-            Decision::GiveUp { restarts } => {
-                return self.give_up(format!(
-                    "{} failed {restarts} times within {:?}; last failure: {reason}",
-                    kind.name(),
-                    policy.within
-                ));
-            }
-        };
-        // The siblings the strategy takes down with it: stopped now, and
-        // started again with it, in start order.
-        let affected: Vec<ChildKind> = ChildKind::ALL[policy
-            .strategy
-            .affected(ChildKind::ALL.len(), kind.position())]
-        .to_vec();
-        let siblings: Vec<&str> = affected
-            .iter()
-            .filter(|k| **k != kind)
-            .map(|k| k.name())
-            .collect();
-        tracing::warn!(child = kind.name(), attempt, delay_ms = after.as_millis() as u64,
-            strategy = ?policy.strategy, with = ?siblings, reason = %reason,
-            "pipeline actor failed; restarting");
-        crate::actors::hub::RestartEvent {
-            group: "pipeline",
-            child: kind.name().to_owned(),
-            reason: reason.clone(),
-            attempt,
-            delay_ms: after.as_millis() as u64,
-            with: siblings.clone(),
-            at: chrono::Utc::now(),
-        }
-        .announce(&self.args.context.names.hub);
-        for sibling in affected.iter().rev().filter(|k| **k != kind) {
-            if let Some(cell) = self.running.remove(sibling) {
-                self.children.remove(&cell.get_id());
-                metrics::counter!("isobar_actor_restarts_total", "group" => sibling.name())
-                    .increment(1);
-                self.history.entry(*sibling).or_default().restarts += 1;
-                cell.stop_children_and_wait(None, Some(Duration::from_secs(5)))
-                    .await;
-                let _ = cell
-                    .stop_and_wait(
-                        Some(format!("restarting with {}", kind.name())),
-                        Some(Duration::from_secs(5)),
-                    )
-                    .await;
-            }
-        }
-        myself.send_after(after, move || RootMsg::Restart(affected));
-    }
-
-    fn give_up(&self, why: String) {
-        tracing::error!(reason = %why, "root supervisor gave up");
-        let _ = self.args.fatal.send(why);
+        Ok(Some(cell))
     }
 }

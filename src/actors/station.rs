@@ -131,8 +131,17 @@ impl StationState {
                 panic!("fault injected into station {}", self.station_id);
             }
             #[cfg(feature = "fault-injection")]
-            if observation.fault.as_deref() == Some("persister") {
-                outcome.fail_persister = true;
+            if let Some(times) =
+                observation
+                    .fault
+                    .as_deref()
+                    .and_then(|f| match f.strip_prefix("persister") {
+                        Some("") => Some(1),
+                        Some(n) => n.strip_prefix(':')?.parse().ok(),
+                        None => None,
+                    })
+            {
+                outcome.fail_persister = times;
             }
             let qc = self
                 .qc

@@ -348,28 +348,14 @@ async fn quarantine(
     ))
 }
 
-/// Every supervised actor: the pipeline's under the root, and the station
-/// actors under the station supervisor, with their state, restarts, last
-/// failure and the policy in force.
+/// Every supervised actor, group by group as the tree nests them (the
+/// root's children, the pipeline's, the stations'), with their state,
+/// restarts, last failure and the policy in force.
 async fn supervision(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
-    use crate::actors::root::RootMsg;
     use crate::actors::stations::StationsMsg;
     let timeout = Some(std::time::Duration::from_secs(5));
-    let unavailable = |what: &str| {
-        reject(ApiError {
-            status: warp::http::StatusCode::SERVICE_UNAVAILABLE,
-            code: "unavailable",
-            message: format!("the {what} is restarting; try again"),
-        })
-    };
-    let root = ractor::ActorRef::<RootMsg>::where_is(ctx.root.clone())
-        .ok_or_else(|| unavailable("root supervisor"))?;
-    let pipeline = match root.call(RootMsg::Status, timeout).await {
-        Ok(ractor::rpc::CallResult::Success(children)) => children,
-        _ => return Err(unavailable("root supervisor")),
-    };
     // While the station supervisor restarts, its children are unknown; the
-    // pipeline's status says it is restarting.
+    // root's record says it is restarting.
     let stations = match ractor::ActorRef::<StationsMsg>::where_is(ctx.stations.clone()) {
         Some(stations) => match stations.call(StationsMsg::Status, timeout).await {
             Ok(ractor::rpc::CallResult::Success(children)) => children,
@@ -391,16 +377,9 @@ async fn supervision(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
             v
         })
         .collect();
-    let pipeline: Vec<serde_json::Value> = pipeline
-        .into_iter()
-        .map(|c| {
-            let mut v = serde_json::to_value(&c).unwrap_or_default();
-            v["group"] = "pipeline".into();
-            v
-        })
-        .collect();
     Ok(warp::reply::json(&serde_json::json!({
-        "pipeline": { "policy": policies.pipeline, "children": pipeline },
+        "root": { "policy": policies.root, "children": ctx.tree.root.children() },
+        "pipeline": { "policy": policies.pipeline, "children": ctx.tree.pipeline.children() },
         "stations": {
             "strategy": "one_for_one",
             "policy": policies.stations,

@@ -135,6 +135,24 @@ impl Daemon {
             .unwrap();
     }
 
+    /// Waits for the process to end by itself and returns its exit code
+    /// and what it logged.
+    pub fn exit_within(mut self, within: Duration) -> (Option<i32>, Vec<String>) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // What it wrote last reaches the reader thread shortly after.
+                std::thread::sleep(Duration::from_millis(200));
+                return (status.code(), self.logs());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("isobar did not end within {within:?}: {:#?}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Sends SIGTERM and returns the exit code.
     pub fn terminate(self) -> Option<i32> {
         self.stop_with("TERM")
