@@ -11,7 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::alerts::ThresholdRule;
+use crate::domain::alerts::{PipelineRules, QcFailureRule, ThresholdRule};
 use crate::domain::{QcConfig, StationId};
 use crate::supervisor::{Backoff, Restart, RestartPolicy, Strategy};
 
@@ -519,7 +519,8 @@ impl Settings {
     }
 }
 
-/// Alert rules: thresholds held for a duration, and silent stations.
+/// Alert rules: thresholds held for a duration, silent stations, each
+/// station's QC failure rate, and the pipeline's own health.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertSettings {
@@ -533,6 +534,8 @@ pub struct AlertSettings {
     /// retried with backoff. May hold a token, so it is kept secret.
     pub webhook_url: Option<Secret>,
     pub thresholds: Vec<ThresholdRule>,
+    pub qc_failure_rate: QcFailureRule,
+    pub pipeline: PipelineRules,
 }
 
 impl Default for AlertSettings {
@@ -541,6 +544,8 @@ impl Default for AlertSettings {
             silent_after: Duration::from_secs(2 * 3600),
             check_every: Duration::from_secs(30),
             webhook_url: None,
+            qc_failure_rate: QcFailureRule::default(),
+            pipeline: PipelineRules::default(),
             thresholds: vec![
                 ThresholdRule {
                     name: "heat".into(),
@@ -582,10 +587,14 @@ impl AlertSettings {
         let mut names = std::collections::HashSet::new();
         for (i, rule) in self.thresholds.iter().enumerate() {
             let key = |field: &str| format!("alerts.thresholds[{i}].{field}");
-            if rule.name.is_empty() || rule.name == crate::domain::alerts::SILENT {
+            if rule.name.is_empty() || crate::domain::alerts::RESERVED.contains(&rule.name.as_str())
+            {
                 return Err(ConfigError::new(
                     key("name"),
-                    "must be set, and not station_silent",
+                    format!(
+                        "must be set, and not one of the built-in rules ({})",
+                        crate::domain::alerts::RESERVED.join(", ")
+                    ),
                 ));
             }
             if !names.insert(rule.name.as_str()) {
@@ -610,6 +619,65 @@ impl AlertSettings {
             if !(rule.hysteresis.is_finite() && rule.hysteresis >= 0.0) {
                 return Err(ConfigError::new(key("hysteresis"), "must be zero or more"));
             }
+        }
+        // A limit in percent and the hysteresis below it.
+        let percent = |(above_key, above): (&str, f64),
+                       (hysteresis_key, hysteresis): (&str, f64)| {
+            if !(above.is_finite() && (0.0..100.0).contains(&above)) {
+                return Err(ConfigError::new(
+                    format!("alerts.{above_key}"),
+                    format!("{above} is not a share in percent, from 0 to below 100"),
+                ));
+            }
+            if !(hysteresis.is_finite() && (0.0..=above).contains(&hysteresis)) {
+                return Err(ConfigError::new(
+                    format!("alerts.{hysteresis_key}"),
+                    format!("{hysteresis} must be from 0 to the limit ({above})"),
+                ));
+            }
+            Ok(())
+        };
+        let q = &self.qc_failure_rate;
+        percent(
+            ("qc_failure_rate.above_pct", q.above_pct),
+            ("qc_failure_rate.hysteresis_pct", q.hysteresis_pct),
+        )?;
+        if q.window.is_zero() {
+            return Err(ConfigError::new(
+                "alerts.qc_failure_rate.window",
+                "must be longer than zero",
+            ));
+        }
+        let p = &self.pipeline;
+        percent(
+            ("pipeline.error_rate_above_pct", p.error_rate_above_pct),
+            (
+                "pipeline.error_rate_hysteresis_pct",
+                p.error_rate_hysteresis_pct,
+            ),
+        )?;
+        for (key, d) in [
+            ("check_every", p.check_every),
+            ("store_unreachable_for", p.store_unreachable_for),
+            ("error_rate_window", p.error_rate_window),
+            ("lag_above", p.lag_above),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::new(
+                    format!("alerts.pipeline.{key}"),
+                    "must be longer than zero",
+                ));
+            }
+        }
+        if p.lag_resolve_below > p.lag_above {
+            return Err(ConfigError::new(
+                "alerts.pipeline.lag_resolve_below",
+                format!(
+                    "{} must be at most lag_above ({})",
+                    humantime::format_duration(p.lag_resolve_below),
+                    humantime::format_duration(p.lag_above)
+                ),
+            ));
         }
         Ok(())
     }
@@ -1002,5 +1070,52 @@ within = "5m"
             let err = load_toml(toml).unwrap_err();
             assert!(err.key.starts_with(key), "{toml}: {err:?}");
         }
+    }
+
+    #[test]
+    fn bad_health_alert_rules_name_their_key() {
+        let cases = [
+            (
+                "[alerts.qc_failure_rate]\nabove_pct = 120.0\n",
+                "alerts.qc_failure_rate.above_pct",
+            ),
+            (
+                "[alerts.qc_failure_rate]\nabove_pct = 5.0\nhysteresis_pct = 6.0\n",
+                "alerts.qc_failure_rate.hysteresis_pct",
+            ),
+            (
+                "[alerts.qc_failure_rate]\nwindow = \"0s\"\n",
+                "alerts.qc_failure_rate.window",
+            ),
+            (
+                "[alerts.pipeline]\nerror_rate_above_pct = -1.0\n",
+                "alerts.pipeline.error_rate_above_pct",
+            ),
+            (
+                "[alerts.pipeline]\ncheck_every = \"0s\"\n",
+                "alerts.pipeline.check_every",
+            ),
+            (
+                "[alerts.pipeline]\nlag_above = \"5s\"\nlag_resolve_below = \"10s\"\n",
+                "alerts.pipeline.lag_resolve_below",
+            ),
+            ("[alerts.pipeline]\nlag = \"5s\"\n", "alerts"),
+            (
+                "[[alerts.thresholds]]\nname = \"processing_lag\"\nvariable = \"temperature_c\"\nabove = 1.0\n",
+                "alerts.thresholds[0].name",
+            ),
+        ];
+        for (toml, key) in cases {
+            let err = load_toml(toml).unwrap_err();
+            assert!(err.key.starts_with(key), "{toml}: {err:?}");
+        }
+        let ok = load_toml(
+            "[alerts.pipeline]\nenabled = false\nlag_above = \"30s\"\n[alerts.qc_failure_rate]\nabove_pct = 10.0\n",
+        )
+        .unwrap();
+        assert!(!ok.alerts.pipeline.enabled);
+        assert_eq!(ok.alerts.pipeline.lag_above, Duration::from_secs(30));
+        assert_eq!(ok.alerts.qc_failure_rate.above_pct, 10.0);
+        assert_eq!(ok.alerts.qc_failure_rate.min_readings, 20);
     }
 }

@@ -6,8 +6,9 @@
 //! forgotten delivery would hold back every one after it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -63,7 +64,50 @@ impl PipelineNames {
 pub struct DeliveryContext {
     pub names: PipelineNames,
     pub quarantine_max_bytes: usize,
+    pub flow: Flow,
     stopping: AtomicBool,
+}
+
+/// How messages move through the pipeline, as its health alerts read it.
+#[derive(Debug, Default)]
+pub struct Flow {
+    processed: AtomicU64,
+    rejected: AtomicU64,
+    /// The current MQTT connection's acknowledgements.
+    acks: Mutex<Weak<AckSequencer>>,
+}
+
+impl Flow {
+    /// A message reached the persister, quarantined (whole or in part) or
+    /// not.
+    pub fn processed(&self, rejected: bool) {
+        self.processed.fetch_add(1, Ordering::Relaxed);
+        if rejected {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Messages processed, and of those rejected, since the start.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.processed.load(Ordering::Relaxed),
+            self.rejected.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn watch(&self, acks: &Arc<AckSequencer>) {
+        *self.acks.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(acks);
+    }
+
+    /// How long the oldest MQTT message not yet acknowledged (that is, not
+    /// yet stored) has waited; zero when none waits.
+    pub fn lag(&self) -> Duration {
+        self.acks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade()
+            .map_or(Duration::ZERO, |acks| acks.oldest_wait())
+    }
 }
 
 impl DeliveryContext {
@@ -71,6 +115,7 @@ impl DeliveryContext {
         Arc::new(Self {
             names,
             quarantine_max_bytes,
+            flow: Flow::default(),
             stopping: AtomicBool::new(false),
         })
     }
@@ -159,6 +204,8 @@ struct SequencerState {
     next_ack: u64,
     /// Completed, waiting for an earlier delivery to complete.
     done: BTreeMap<u64, (QoS, u16)>,
+    /// When each message not yet acknowledged came, oldest first.
+    received: VecDeque<std::time::Instant>,
 }
 
 impl AckSequencer {
@@ -174,6 +221,12 @@ impl AckSequencer {
     pub fn open(&self) -> u64 {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.next_seq - s.next_ack
+    }
+
+    /// How long the oldest message not yet acknowledged has waited.
+    pub fn oldest_wait(&self) -> Duration {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.received.front().map_or(Duration::ZERO, |t| t.elapsed())
     }
 
     /// Waits until some acknowledgement has gone out since the last wait.
@@ -202,6 +255,7 @@ impl AckSequencer {
             seq: s.next_seq,
         };
         s.next_seq += 1;
+        s.received.push_back(std::time::Instant::now());
         metrics::gauge!("isobar_mqtt_unacknowledged").set((s.next_seq - s.next_ack) as f64);
         Ack::Mqtt {
             acks: self.clone(),
@@ -223,6 +277,7 @@ impl AckSequencer {
                 break;
             };
             s.next_ack += 1;
+            s.received.pop_front();
             let mut publish = Publish::new("", qos, Vec::new());
             publish.pkid = pkid;
             // Sent while holding the lock so acknowledgements leave in order.

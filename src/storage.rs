@@ -176,18 +176,31 @@ pub(crate) const POSITION_FROM_NEWEST: &str = "\
 #[derive(Debug, Clone)]
 pub struct NewAlert {
     pub rule: String,
-    pub station_id: StationId,
+    /// `None` for the pipeline's own alerts.
+    pub station_id: Option<StationId>,
     pub value: Option<f64>,
     pub message: String,
     pub fired_at: DateTime<Utc>,
 }
 
+/// The `station_id` column of an alert: the station, or empty for the
+/// pipeline's own alerts (so the one-firing-per-rule index holds for them
+/// too).
+pub(crate) fn alert_subject(station: Option<&StationId>) -> &str {
+    station.map_or("", StationId::as_str)
+}
+
 /// An alert as stored and served.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlertRecord {
-    pub id: i64,
+    /// `None` while it could not be recorded (the store unreachable); it is
+    /// recorded once the store answers again.
+    pub id: Option<i64>,
     pub rule: String,
-    pub station_id: String,
+    /// `station` or `pipeline`.
+    pub scope: &'static str,
+    /// `None` for the pipeline's own alerts.
+    pub station_id: Option<String>,
     /// `firing` or `resolved`.
     pub state: &'static str,
     pub value: Option<f64>,
@@ -206,9 +219,15 @@ impl AlertRecord {
         fired_at: DateTime<Utc>,
         resolved_at: Option<DateTime<Utc>>,
     ) -> Self {
+        let station_id = (!station_id.is_empty()).then_some(station_id);
         Self {
-            id,
+            id: Some(id),
             rule,
+            scope: if station_id.is_some() {
+                "station"
+            } else {
+                "pipeline"
+            },
             station_id,
             state: if resolved_at.is_some() {
                 "resolved"
@@ -308,7 +327,7 @@ pub trait Store: Send + Sync + 'static {
     async fn resolve_alert(
         &self,
         rule: &str,
-        station: &StationId,
+        station: Option<&StationId>,
         at: DateTime<Utc>,
     ) -> Result<Option<AlertRecord>, StoreError>;
     /// Alerts, newest first: all, only firing (`Some(true)`) or only

@@ -212,3 +212,196 @@ async fn alerts_reach_the_webhook_with_retries() {
     drop(publisher);
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+/// The next live message of type `alert` whose rule is `rule`.
+async fn next_alert<S>(live: &mut S, rule: &str) -> Value
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    loop {
+        let msg = next_json(live).await;
+        if msg["type"] == "alert" && msg["alert"]["rule"] == rule {
+            return msg["alert"].clone();
+        }
+    }
+}
+
+/// A station whose readings fail quality control too often raises
+/// `qc_failure_rate`; messages quarantined too often raise the pipeline's
+/// `error_rate`, which belongs to no station and reaches every client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qc_failures_and_quarantined_messages_raise_their_rates() {
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("ISOBAR__ALERTS__QC_FAILURE_RATE__MIN_READINGS", "10"),
+            ("ISOBAR__ALERTS__PIPELINE__CHECK_EVERY", "200ms"),
+            ("ISOBAR__ALERTS__PIPELINE__ERROR_RATE_MIN_MESSAGES", "20"),
+        ],
+    );
+    // Following WS931 only: the pipeline's alerts still come.
+    let (mut live, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/v1/live?stations=WS931", daemon.web))
+            .await
+            .unwrap();
+    assert_eq!(next_json(&mut live).await["type"], "snapshot");
+    let publisher = Publisher::connect(&daemon, "rates-publisher").await;
+    let now = chrono::Utc::now() - chrono::TimeDelta::minutes(30);
+    let ts = |m: i64| {
+        (now + chrono::TimeDelta::minutes(m)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    // WS930: 2 of 10 outside the gross range (60 °C fails QC, and is kept).
+    for m in 0..10 {
+        let t = if m == 4 || m == 7 { 60.0 } else { 20.0 };
+        publisher.reading("WS930", &ts(m), t).await;
+    }
+    // WS931: clean readings, and as many malformed messages: half of all
+    // messages are quarantined.
+    for m in 0..10 {
+        publisher.reading("WS931", &ts(m), 20.0).await;
+        publisher
+            .publish("weather/WS931/observations", "{not json")
+            .await;
+    }
+    let rate = next_alert(&mut live, "error_rate").await;
+    assert_eq!(rate["scope"], "pipeline", "{rate}");
+    assert_eq!(rate["station_id"], Value::Null, "{rate}");
+    assert_eq!(rate["state"], "firing", "{rate}");
+    assert!(rate["value"].as_f64().unwrap() > 5.0, "{rate}");
+    assert!(
+        rate["message"]
+            .as_str()
+            .unwrap()
+            .contains("were quarantined"),
+        "{rate}"
+    );
+
+    let firing = eventually(Duration::from_secs(20), "both alerts listed", || async {
+        let a = alerts(&daemon, "?state=firing").await;
+        let qc = a.iter().find(|a| a["rule"] == "qc_failure_rate")?.clone();
+        let rate = a.iter().find(|a| a["rule"] == "error_rate")?.clone();
+        Some((qc, rate))
+    })
+    .await;
+    let (qc, rate) = firing;
+    assert_eq!(qc["station_id"], "WS930", "{qc}");
+    assert_eq!(qc["scope"], "station", "{qc}");
+    assert_eq!(qc["value"], 20.0, "{qc}");
+    assert!(
+        qc["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 of the last 10 readings"),
+        "{qc}"
+    );
+    assert!(rate["id"].is_i64(), "recorded: {rate}");
+    // Only WS930 fails QC.
+    let all = alerts(&daemon, "").await;
+    assert_eq!(
+        all.iter()
+            .filter(|a| a["rule"] == "qc_failure_rate")
+            .count(),
+        1,
+        "{all:?}"
+    );
+    drop(publisher);
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+async fn pg_admin(sql: &str) {
+    let (client, connection) = tokio_postgres::connect(PG_SERVER, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client.batch_execute(sql).await.unwrap();
+}
+
+/// PostgreSQL refuses isobar: `store_unreachable` fires while it is down,
+/// pushed live before the store can record it, and so does
+/// `processing_lag`, as a reading waits to be stored. Once the store
+/// answers, both are recorded, resolve, and the reading is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_and_the_lag_it_causes_raise_alerts() {
+    let db = format!(
+        "isobar_alerts_{}_{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    pg_admin(&format!("CREATE DATABASE {db}")).await;
+    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("ISOBAR__STORAGE__BACKEND", "postgres"),
+            ("ISOBAR__STORAGE__POSTGRES_URL", &url),
+            ("ISOBAR__ALERTS__PIPELINE__CHECK_EVERY", "200ms"),
+            ("ISOBAR__ALERTS__PIPELINE__STORE_UNREACHABLE_FOR", "1s"),
+            ("ISOBAR__ALERTS__PIPELINE__LAG_ABOVE", "2s"),
+            ("ISOBAR__ALERTS__PIPELINE__LAG_RESOLVE_BELOW", "1s"),
+        ],
+    );
+    let (mut live, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/v1/live", daemon.web))
+            .await
+            .unwrap();
+    assert_eq!(next_json(&mut live).await["type"], "snapshot");
+    let publisher = Publisher::connect(&daemon, "store-alert-publisher").await;
+    let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+
+    pg_admin(&format!(
+        "ALTER DATABASE {db} ALLOW_CONNECTIONS false;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}';"
+    ))
+    .await;
+    publisher.reading("WS940", &ts, 20.0).await;
+    let down = next_alert(&mut live, "store_unreachable").await;
+    assert_eq!(
+        (down["state"].as_str(), down["scope"].as_str()),
+        (Some("firing"), Some("pipeline")),
+        "{down}"
+    );
+    assert_eq!(down["id"], Value::Null, "not recorded yet: {down}");
+    let lag = next_alert(&mut live, "processing_lag").await;
+    assert_eq!(lag["state"], "firing", "{lag}");
+    assert!(lag["value"].as_f64().unwrap() > 2.0, "{lag}");
+
+    pg_admin(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true")).await;
+    let up = next_alert(&mut live, "store_unreachable").await;
+    assert_eq!(up["state"], "resolved", "{up}");
+    assert_eq!(up["fired_at"], down["fired_at"], "{up}");
+    let caught_up = next_alert(&mut live, "processing_lag").await;
+    assert_eq!(caught_up["state"], "resolved", "{caught_up}");
+
+    // Recorded once the store answers, each once, with the times they had.
+    let listed = eventually(Duration::from_secs(20), "both alerts recorded", || async {
+        let listed = alerts(&daemon, "?state=resolved").await;
+        (listed.len() == 2).then_some(listed)
+    })
+    .await;
+    let recorded = listed
+        .iter()
+        .find(|a| a["rule"] == "store_unreachable")
+        .unwrap_or_else(|| panic!("{listed:?}"));
+    assert!(recorded["id"].is_i64(), "{recorded}");
+    assert_eq!(recorded["fired_at"], down["fired_at"], "{recorded}");
+    assert_eq!(recorded["resolved_at"], up["resolved_at"], "{recorded}");
+    assert!(
+        listed.iter().any(|a| a["rule"] == "processing_lag"),
+        "{listed:?}"
+    );
+    eventually(Duration::from_secs(20), "the reading stored", || async {
+        let (_, body) = daemon.get("/api/v1/stations/WS940/latest").await;
+        (body["temperature_c"] == 20.0).then_some(())
+    })
+    .await;
+    drop(publisher);
+    assert_eq!(daemon.terminate(), Some(0));
+    pg_admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+}

@@ -1,25 +1,36 @@
-//! The alerter: runs the alert rules over every newly stored reading and,
-//! periodically, over every station's last-seen time; records each alert as
-//! it fires and resolves, and pushes it to the live clients. Alerts firing
-//! when it starts (after a restart of it or of the daemon) are loaded from
-//! the store, so they are not fired again.
+//! The alerter: runs the alert rules over every newly stored reading,
+//! periodically over every station's last-seen time, and every few seconds
+//! over the pipeline's health (the store answering, the share of messages
+//! quarantined, the oldest message waiting to be stored). Records each alert
+//! as it fires and resolves, and pushes it to the live clients and the
+//! webhook. Alerts firing when it starts (after a restart of it or of the
+//! daemon) are loaded from the store, so they are not fired again.
+//!
+//! An alert the store cannot take (the store unreachable is an alert
+//! itself) is pushed at once, without an id, and recorded, in order, once
+//! the store answers again.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, SubsecRound, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::actors::hub::HubMsg;
 use crate::config::AlertSettings;
+use crate::delivery::DeliveryContext;
 use crate::domain::Reading;
-use crate::domain::alerts::{AlertEngine, Change};
-use crate::storage::{AlertRecord, NewAlert, Store};
+use crate::domain::alerts::{AlertEngine, AlertRules, Change, PipelineSample};
+use crate::storage::{AlertRecord, NewAlert, Store, StoreError};
 
 pub enum AlerterMsg {
     /// Readings just stored (new ones only).
     Readings(Arc<[Reading]>),
     /// Time to look for silent stations.
     Check,
+    /// Time to check the pipeline's health.
+    CheckPipeline,
 }
 
 pub struct Alerter;
@@ -28,14 +39,31 @@ pub struct AlerterArgs {
     pub store: Arc<dyn Store>,
     pub settings: AlertSettings,
     pub hub: String,
+    /// Where the pipeline's flow is counted.
+    pub context: Arc<DeliveryContext>,
 }
 
 pub struct AlerterState {
     store: Arc<dyn Store>,
     engine: AlertEngine,
     hub: String,
+    context: Arc<DeliveryContext>,
     webhook: Option<tokio::sync::mpsc::Sender<AlertRecord>>,
+    /// Changes announced but not yet recorded, oldest first.
+    unrecorded: VecDeque<Change>,
 }
+
+/// The time, to the microsecond the stores keep, so that an alert pushed
+/// before it is recorded reads the same as the recorded one.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Changes kept while the store is unreachable; beyond, the oldest are
+/// dropped (they were announced) and counted.
+const MAX_UNRECORDED: usize = 10_000;
+/// How long the store has to answer a health check.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Alerts waiting for the webhook; beyond, new ones are dropped and
 /// counted (the alerts table has them all).
@@ -69,15 +97,15 @@ fn webhook(url: String) -> tokio::sync::mpsc::Sender<AlertRecord> {
                     Ok(r) => tracing::warn!(
                         status = r.status().as_u16(),
                         attempt,
-                        alert = alert.id,
+                        alert = ?alert.id,
                         "alert webhook refused the alert"
                     ),
                     Err(e) => tracing::warn!(error = %e.without_url(), attempt,
-                        alert = alert.id, "alert webhook unreachable"),
+                        alert = ?alert.id, "alert webhook unreachable"),
                 }
                 if attempt == WEBHOOK_ATTEMPTS {
                     metrics::counter!("isobar_webhook_failures_total").increment(1);
-                    tracing::error!(alert = alert.id, "alert webhook gave up on the alert");
+                    tracing::error!(alert = ?alert.id, "alert webhook gave up on the alert");
                 } else {
                     tokio::time::sleep(delay).await;
                     delay *= 2;
@@ -101,27 +129,49 @@ impl Actor for Alerter {
         myself: ActorRef<Self::Msg>,
         args: AlerterArgs,
     ) -> Result<AlerterState, ActorProcessingErr> {
-        let mut engine = AlertEngine::new(args.settings.thresholds, args.settings.silent_after);
+        let settings = args.settings;
+        let pipeline_every = settings
+            .pipeline
+            .enabled
+            .then_some(settings.pipeline.check_every);
+        let mut engine = AlertEngine::new(AlertRules {
+            thresholds: settings.thresholds,
+            silent_after: settings.silent_after,
+            qc_failure_rate: settings.qc_failure_rate,
+            pipeline: settings.pipeline,
+        });
         match args.store.alerts(Some(true), MAX_FIRING).await {
             Ok(firing) => {
                 for alert in firing {
-                    if let Ok(station) = crate::domain::StationId::parse(&alert.station_id) {
-                        engine.firing(&alert.rule, station);
-                    }
+                    let station = match &alert.station_id {
+                        None => None,
+                        Some(id) => match crate::domain::StationId::parse(id) {
+                            Ok(id) => Some(id),
+                            Err(_) => continue,
+                        },
+                    };
+                    engine.firing(&alert.rule, station, alert.fired_at);
                 }
             }
             // Started anyway: an alert firing already may be fired again.
             Err(e) => tracing::warn!(error = %e, "could not load firing alerts"),
         }
-        myself.send_interval(args.settings.check_every, || AlerterMsg::Check);
+        // Messages that came before the alerter started are not its to judge.
+        let (processed, rejected) = args.context.flow.counts();
+        engine.baseline(processed, rejected, now());
+        myself.send_interval(settings.check_every, || AlerterMsg::Check);
+        if let Some(every) = pipeline_every {
+            myself.send_interval(every, || AlerterMsg::CheckPipeline);
+        }
         Ok(AlerterState {
             store: args.store,
             engine,
             hub: args.hub,
-            webhook: args
-                .settings
+            context: args.context,
+            webhook: settings
                 .webhook_url
                 .map(|url| webhook(url.expose().to_owned())),
+            unrecorded: VecDeque::new(),
         })
     }
 
@@ -136,19 +186,41 @@ impl Actor for Alerter {
                 .iter()
                 .flat_map(|r| state.engine.observe(r))
                 .collect(),
-            AlerterMsg::Check => match state.store.stations().await {
-                Ok(stations) => {
-                    let seen: Vec<_> = stations
-                        .into_iter()
-                        .map(|s| (s.station_id, s.last_seen))
-                        .collect();
-                    state.engine.check_silence(&seen, Utc::now())
+            AlerterMsg::Check => {
+                state.record_waiting().await;
+                match state.store.stations().await {
+                    Ok(stations) => {
+                        let seen: Vec<_> = stations
+                            .into_iter()
+                            .map(|s| (s.station_id, s.last_seen))
+                            .collect();
+                        state.engine.check_silence(&seen, now())
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not check for silent stations");
+                        Vec::new()
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not check for silent stations");
-                    Vec::new()
+            }
+            AlerterMsg::CheckPipeline => {
+                let answered = matches!(
+                    tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await,
+                    Ok(Ok(()))
+                );
+                if answered {
+                    state.record_waiting().await;
                 }
-            },
+                let (processed, rejected) = state.context.flow.counts();
+                let sample = PipelineSample {
+                    store_answered: answered,
+                    processed,
+                    rejected,
+                    lag: state.context.flow.lag(),
+                };
+                metrics::gauge!("isobar_processing_lag_seconds").set(sample.lag.as_secs_f64());
+                tracing::debug!(?sample, "pipeline health");
+                state.engine.check_pipeline(sample, now())
+            }
         };
         for change in changes {
             state.apply(change).await;
@@ -158,8 +230,8 @@ impl Actor for Alerter {
 }
 
 impl AlerterState {
-    async fn apply(&self, change: Change) {
-        let result = match change {
+    async fn record(&self, change: &Change) -> Result<Option<AlertRecord>, StoreError> {
+        match change.clone() {
             Change::Fire {
                 rule,
                 station_id,
@@ -181,26 +253,102 @@ impl AlerterState {
                 rule,
                 station_id,
                 at,
-            } => self.store.resolve_alert(&rule, &station_id, at).await,
-        };
-        match result {
-            Ok(Some(alert)) => {
-                metrics::counter!("isobar_alerts_total", "rule" => alert.rule.clone(), "state" => alert.state)
-                    .increment(1);
-                tracing::warn!(rule = %alert.rule, station_id = %alert.station_id,
-                    state = alert.state, message = %alert.message, "alert");
-                if let Some(webhook) = &self.webhook
-                    && webhook.try_send(alert.clone()).is_err()
-                {
-                    metrics::counter!("isobar_webhook_failures_total").increment(1);
-                    tracing::error!(alert = alert.id, "alert webhook queue full; alert not sent");
-                }
-                if let Some(hub) = ActorRef::<HubMsg>::where_is(self.hub.clone()) {
-                    let _ = hub.cast(HubMsg::Alert(alert));
-                }
+                ..
+            } => {
+                self.store
+                    .resolve_alert(&rule, station_id.as_ref(), at)
+                    .await
             }
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "could not record an alert"),
         }
     }
+
+    /// Records a change and announces it; one the store cannot take yet is
+    /// announced without an id and kept to record later. Changes are
+    /// recorded in order: while older ones wait, so do newer ones.
+    async fn apply(&mut self, change: Change) {
+        if self.unrecorded.is_empty() {
+            match self.record(&change).await {
+                Ok(Some(alert)) => return self.announce(alert),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not record an alert; it is kept until the store answers");
+                }
+            }
+        }
+        self.announce(unrecorded(&change));
+        if self.unrecorded.len() == MAX_UNRECORDED {
+            self.unrecorded.pop_front();
+            metrics::counter!("isobar_alerts_unrecorded_dropped_total").increment(1);
+        }
+        self.unrecorded.push_back(change);
+    }
+
+    /// Records what waited for the store, oldest first, until it refuses.
+    async fn record_waiting(&mut self) {
+        while let Some(change) = self.unrecorded.front() {
+            match self.record(change).await {
+                Ok(_) => {
+                    self.unrecorded.pop_front();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, waiting = self.unrecorded.len(),
+                        "alerts still waiting for the store");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn announce(&self, alert: AlertRecord) {
+        metrics::counter!("isobar_alerts_total", "rule" => alert.rule.clone(), "state" => alert.state)
+            .increment(1);
+        tracing::warn!(rule = %alert.rule, station_id = alert.station_id.as_deref().unwrap_or(""),
+            state = alert.state, message = %alert.message, "alert");
+        if let Some(webhook) = &self.webhook
+            && webhook.try_send(alert.clone()).is_err()
+        {
+            metrics::counter!("isobar_webhook_failures_total").increment(1);
+            tracing::error!(rule = %alert.rule, "alert webhook queue full; alert not sent");
+        }
+        if let Some(hub) = ActorRef::<HubMsg>::where_is(self.hub.clone()) {
+            let _ = hub.cast(HubMsg::Alert(alert));
+        }
+    }
+}
+
+/// A change as clients see it before the store has it: no id yet.
+fn unrecorded(change: &Change) -> AlertRecord {
+    let (rule, station, value, message, fired_at, resolved_at) = match change {
+        Change::Fire {
+            rule,
+            station_id,
+            value,
+            at,
+            message,
+        } => (rule, station_id, *value, message.clone(), *at, None),
+        Change::Resolve {
+            rule,
+            station_id,
+            fired_at,
+            at,
+        } => (
+            rule,
+            station_id,
+            None,
+            "resolved".to_owned(),
+            *fired_at,
+            Some(*at),
+        ),
+    };
+    let mut alert = AlertRecord::new(
+        0,
+        rule.clone(),
+        station.as_ref().map_or(String::new(), |s| s.to_string()),
+        value,
+        message,
+        fired_at,
+        resolved_at,
+    );
+    alert.id = None;
+    alert
 }

@@ -123,7 +123,8 @@ impl Actor for Hub {
             HubMsg::Restart(event) => state.announce(&event),
             HubMsg::Alert(alert) => {
                 let json = LiveMessage::Alert { alert: &alert }.to_json();
-                state.send_to_followers(&alert.station_id, &json);
+                // The pipeline's own alerts go to every client.
+                state.send_to_followers(alert.station_id.as_deref().unwrap_or(""), &json);
             }
             HubMsg::ClientCount(reply) => {
                 let _ = reply.send(state.clients.len());

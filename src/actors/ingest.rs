@@ -212,6 +212,7 @@ async fn poll(
 ) {
     let mut failures: u32 = 0;
     let acks = AckSequencer::new(client.clone());
+    router.context.flow.watch(&acks);
     loop {
         // A broker keeps at most its in-flight window unacknowledged, but
         // not every broker keeps to it (Mosquitto 2.0.11 does not under

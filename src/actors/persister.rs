@@ -194,6 +194,7 @@ impl Actor for Persister {
                     quarantine,
                     ..
                 } = *outcome;
+                state.args.context.flow.processed(!quarantine.is_empty());
                 let verdict = match quarantine.first() {
                     Some(first) if readings.is_empty() => Verdict::Rejected {
                         code: first.reason_code,
@@ -565,7 +566,7 @@ mod tests {
         async fn resolve_alert(
             &self,
             rule: &str,
-            station: &StationId,
+            station: Option<&StationId>,
             at: DateTime<Utc>,
         ) -> Result<Option<crate::storage::AlertRecord>, StoreError> {
             self.inner.resolve_alert(rule, station, at).await

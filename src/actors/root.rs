@@ -259,6 +259,7 @@ impl ChildSpec for PartSpec {
                     store: a.store.clone(),
                     settings: a.settings.alerts.clone(),
                     hub: names.hub.clone(),
+                    context: a.context.clone(),
                 },
                 supervisor,
             )

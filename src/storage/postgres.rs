@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         3,
         include_str!("../../migrations/postgres/0003_rollups.sql"),
     ),
+    (4, include_str!("../../migrations/postgres/0004_alerts.sql")),
 ];
 
 /// Any constant: the advisory lock that serialises concurrent migrators
@@ -438,7 +439,7 @@ impl Store for PostgresStore {
                  ON CONFLICT (rule, station_id) WHERE resolved_at IS NULL DO NOTHING",
                 &[
                     &a.rule,
-                    &a.station_id.as_str(),
+                    &super::alert_subject(a.station_id.as_ref()),
                     &a.value,
                     &a.message,
                     &a.fired_at,
@@ -451,7 +452,7 @@ impl Store for PostgresStore {
                     "SELECT {ALERT_COLUMNS} FROM alerts \
                      WHERE rule = $1 AND station_id = $2 AND resolved_at IS NULL"
                 ),
-                &[&a.rule, &a.station_id.as_str()],
+                &[&a.rule, &super::alert_subject(a.station_id.as_ref())],
             )
             .await?;
         alert_from_row(&row)
@@ -460,7 +461,7 @@ impl Store for PostgresStore {
     async fn resolve_alert(
         &self,
         rule: &str,
-        station: &StationId,
+        station: Option<&StationId>,
         at: DateTime<Utc>,
     ) -> Result<Option<AlertRecord>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
@@ -471,7 +472,7 @@ impl Store for PostgresStore {
                      WHERE rule = $1 AND station_id = $2 AND resolved_at IS NULL \
                      RETURNING {ALERT_COLUMNS}"
                 ),
-                &[&rule, &station.as_str(), &at],
+                &[&rule, &super::alert_subject(station), &at],
             )
             .await?;
         row.as_ref().map(alert_from_row).transpose()
@@ -756,4 +757,18 @@ async fn upsert_stations(
     tx.execute(&upsert, &[&ids, &lat, &lon, &elevation, &first, &last])
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    #[test]
+    fn every_migration_file_is_applied() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
+        let files = std::fs::read_dir(dir).unwrap().count();
+        assert_eq!(files, MIGRATIONS.len());
+        let versions: Vec<i32> = MIGRATIONS.iter().map(|(v, _)| *v).collect();
+        assert_eq!(versions, (1..=files as i32).collect::<Vec<_>>());
+    }
 }

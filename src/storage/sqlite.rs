@@ -391,7 +391,7 @@ impl Store for SqliteStore {
                  ON CONFLICT (rule, station_id) WHERE resolved_at IS NULL DO NOTHING",
                 params![
                     a.rule,
-                    a.station_id.as_str(),
+                    super::alert_subject(a.station_id.as_ref()),
                     a.value,
                     a.message,
                     micros(a.fired_at)
@@ -402,7 +402,7 @@ impl Store for SqliteStore {
                     "SELECT {ALERT_COLUMNS} FROM alerts \
                      WHERE rule = ?1 AND station_id = ?2 AND resolved_at IS NULL"
                 ),
-                params![a.rule, a.station_id.as_str()],
+                params![a.rule, super::alert_subject(a.station_id.as_ref())],
                 alert_from_row,
             )
         })
@@ -414,11 +414,11 @@ impl Store for SqliteStore {
     async fn resolve_alert(
         &self,
         rule: &str,
-        station: &StationId,
+        station: Option<&StationId>,
         at: DateTime<Utc>,
     ) -> Result<Option<AlertRecord>, StoreError> {
         let inner = self.inner.clone();
-        let (rule, station) = (rule.to_owned(), station.to_string());
+        let (rule, station) = (rule.to_owned(), super::alert_subject(station).to_owned());
         tokio::task::spawn_blocking(move || {
             let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
             conn.query_row(
@@ -800,5 +800,11 @@ mod tests {
         let mut conn = Connection::open(dir.path().join("m.sqlite3")).unwrap();
         assert_eq!(migrate(&mut conn).unwrap(), MIGRATIONS.len());
         assert_eq!(migrate(&mut conn).unwrap(), 0);
+    }
+
+    #[test]
+    fn every_migration_file_is_applied() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+        assert_eq!(std::fs::read_dir(dir).unwrap().count(), MIGRATIONS.len());
     }
 }
