@@ -313,16 +313,6 @@ async fn qc_failures_and_quarantined_messages_raise_their_rates() {
     assert_eq!(daemon.terminate(), Some(0));
 }
 
-const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-async fn pg_admin(sql: &str) {
-    let (client, connection) = tokio_postgres::connect(PG_SERVER, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client.batch_execute(sql).await.unwrap();
-}
-
 /// PostgreSQL refuses isobar: `store_unreachable` fires while it is down,
 /// pushed live before the store can record it, and so does
 /// `processing_lag`, as a reading waits to be stored. Once the store
@@ -334,7 +324,7 @@ async fn an_unreachable_store_and_the_lag_it_causes_raise_alerts() {
         std::process::id(),
         chrono::Utc::now().timestamp_micros()
     );
-    pg_admin(&format!("CREATE DATABASE {db}")).await;
+    common::pg_admin(&format!("CREATE DATABASE {db}")).await;
     let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
     let daemon = Daemon::start_with_env(
         &[],
@@ -355,7 +345,7 @@ async fn an_unreachable_store_and_the_lag_it_causes_raise_alerts() {
     let publisher = Publisher::connect(&daemon, "store-alert-publisher").await;
     let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
 
-    pg_admin(&format!(
+    common::pg_admin(&format!(
         "ALTER DATABASE {db} ALLOW_CONNECTIONS false;
          SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}';"
     ))
@@ -372,7 +362,7 @@ async fn an_unreachable_store_and_the_lag_it_causes_raise_alerts() {
     assert_eq!(lag["state"], "firing", "{lag}");
     assert!(lag["value"].as_f64().unwrap() > 2.0, "{lag}");
 
-    pg_admin(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true")).await;
+    common::pg_admin(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true")).await;
     let up = next_alert(&mut live, "store_unreachable").await;
     assert_eq!(up["state"], "resolved", "{up}");
     assert_eq!(up["fired_at"], down["fired_at"], "{up}");
@@ -403,5 +393,5 @@ async fn an_unreachable_store_and_the_lag_it_causes_raise_alerts() {
     .await;
     drop(publisher);
     assert_eq!(daemon.terminate(), Some(0));
-    pg_admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+    common::pg_admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
 }

@@ -180,22 +180,12 @@ async fn redis_stopped_mid_stream_loses_nothing() {
     assert_eq!(daemon.terminate(), Some(0));
 }
 
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-async fn admin(sql: &str) {
-    let (client, connection) = tokio_postgres::connect(SERVER, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client.batch_execute(sql).await.unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_down_for_30_seconds_loses_nothing() {
     const N: usize = 400;
     // A database of its own, so its outage touches no other test.
     let db = format!("isobar_fault_{}", unique());
-    admin(&format!("CREATE DATABASE {db}")).await;
+    common::pg_admin(&format!("CREATE DATABASE {db}")).await;
     let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
     let daemon = Daemon::start_with_env(
         &[],
@@ -217,7 +207,7 @@ async fn postgres_down_for_30_seconds_loses_nothing() {
     })
     .await;
     // The outage: no new connections, and the open ones cut.
-    admin(&format!(
+    common::pg_admin(&format!(
         "ALTER DATABASE {db} ALLOW_CONNECTIONS false;
          SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}';"
     ))
@@ -232,7 +222,7 @@ async fn postgres_down_for_30_seconds_loses_nothing() {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(30)).await;
-    admin(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true")).await;
+    common::pg_admin(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true")).await;
 
     publisher.await.unwrap();
     eventually(
@@ -248,7 +238,7 @@ async fn postgres_down_for_30_seconds_loses_nothing() {
             .any(|l| l.contains("batch write failed; will retry"))
     );
     assert_eq!(daemon.terminate(), Some(0));
-    admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+    common::pg_admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

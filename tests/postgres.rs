@@ -77,7 +77,7 @@ fn reading(station: &str, at: &str, t: f64) -> Reading {
 async fn the_store_is_idempotent_and_answers_history() {
     let schema = Schema::new().await;
     let store = PostgresStore::new(&schema.url(), 4).unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 3);
+    assert_eq!(store.migrate().await.unwrap(), 4);
     assert_eq!(store.migrate().await.unwrap(), 0, "migrations run once");
 
     let first = reading("WS001", "2025-01-13T10:00:00Z", 1.0);
@@ -284,6 +284,11 @@ fn migrate_applies_the_postgres_schema() {
         String::from_utf8_lossy(&out.stderr)
     );
     let applied = runtime.block_on(count(&schema, "schema_migrations"));
-    assert_eq!(applied, 3);
+    assert_eq!(applied, 4);
+    assert_eq!(
+        runtime.block_on(count(&schema, "alerts")),
+        0,
+        "the alerts table exists"
+    );
     runtime.block_on(schema.drop());
 }

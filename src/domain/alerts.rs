@@ -224,6 +224,18 @@ pub struct AlertEngine {
     samples: VecDeque<(DateTime<Utc>, u64, u64)>,
 }
 
+/// An on/off rule's verdict on a value: on above `above`, off at or below
+/// `off_at`, and between the two, as it was (`None`).
+fn band<T: PartialOrd>(value: T, above: T, off_at: T) -> Option<bool> {
+    if value > above {
+        Some(true)
+    } else if value <= off_at {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 fn delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
@@ -397,13 +409,7 @@ impl AlertEngine {
         }
         let pct = 100.0 * f64::from(w.failed) / f64::from(w.total);
         let (failed, total) = (w.failed, w.total);
-        let on = if pct > rule.above_pct {
-            Some(true)
-        } else if pct <= rule.above_pct - rule.hysteresis_pct {
-            Some(false)
-        } else {
-            None
-        };
+        let on = band(pct, rule.above_pct, rule.above_pct - rule.hysteresis_pct);
         self.switch(
             changes,
             QC_FAILURE_RATE,
@@ -494,13 +500,11 @@ impl AlertEngine {
         let rejected = sample.rejected.saturating_sub(r0);
         if processed >= rules.error_rate_min_messages && processed > 0 {
             let pct = 100.0 * rejected as f64 / processed as f64;
-            let on = if pct > rules.error_rate_above_pct {
-                Some(true)
-            } else if pct <= rules.error_rate_above_pct - rules.error_rate_hysteresis_pct {
-                Some(false)
-            } else {
-                None
-            };
+            let on = band(
+                pct,
+                rules.error_rate_above_pct,
+                rules.error_rate_above_pct - rules.error_rate_hysteresis_pct,
+            );
             let window = humantime::format_duration(rules.error_rate_window);
             self.switch(&mut changes, ERROR_RATE, None, on, now, Some(pct), || {
                 format!(
@@ -511,13 +515,7 @@ impl AlertEngine {
         }
 
         // The lag.
-        let on = if sample.lag > rules.lag_above {
-            Some(true)
-        } else if sample.lag <= rules.lag_resolve_below {
-            Some(false)
-        } else {
-            None
-        };
+        let on = band(sample.lag, rules.lag_above, rules.lag_resolve_below);
         let lag = sample.lag.as_secs_f64();
         self.switch(
             &mut changes,

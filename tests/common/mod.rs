@@ -387,3 +387,16 @@ pub async fn daemon_with_redis(url: &str) -> Daemon {
     .await;
     daemon
 }
+
+/// Runs SQL as PostgreSQL's superuser on the machine's server: test
+/// databases are created, cut off and dropped with it.
+pub async fn pg_admin(sql: &str) {
+    let (client, connection) = tokio_postgres::connect(
+        "postgres://postgres@127.0.0.1:5432/postgres",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    client.batch_execute(sql).await.unwrap();
+}
