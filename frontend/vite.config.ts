@@ -1,5 +1,6 @@
 /// <reference types="vitest/config" />
 import { defineConfig } from 'vite';
+import { apiDocs } from './docs/plugin.ts';
 
 // The daemon listens here by default; `npm run dev` forwards API calls to it.
 const daemon = 'http://127.0.0.1:8080';
@@ -7,6 +8,8 @@ const daemon = 'http://127.0.0.1:8080';
 export default defineConfig({
   // Relative asset URLs: dist/ works when served from `/` (or any prefix).
   base: './',
+  // The API documentation page: dist/docs/, served by the daemon at /docs/.
+  plugins: [apiDocs()],
   oxc: {
     jsx: { runtime: 'automatic', importSource: 'react' },
   },

@@ -29,3 +29,6 @@ cargo test --all-features 2>&1 | tee "$log"
 # One closing line for the whole Rust suite.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "\nrust: %d passed, %d failed\n", p, f }' "$log"
+
+step "api: schemathesis against the live daemon and its OpenAPI document"
+./scripts/schemathesis.sh

@@ -704,13 +704,14 @@ pub struct SupervisionSettings {
     pub station_overrides: std::collections::BTreeMap<String, PolicyOverride>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicySettings {
     pub strategy: Strategy,
     pub restart: Restart,
     pub max_restarts: u32,
     #[serde(with = "humantime_serde")]
+    #[schema(value_type = String, example = "1m")]
     pub within: Duration,
     pub backoff: BackoffSettings,
 }
@@ -721,12 +722,14 @@ impl Default for PolicySettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackoffSettings {
     #[serde(with = "humantime_serde")]
+    #[schema(value_type = String, example = "100ms")]
     pub initial: Duration,
     #[serde(with = "humantime_serde")]
+    #[schema(value_type = String, example = "30s")]
     pub max: Duration,
     pub factor: f64,
     pub jitter: f64,
@@ -746,12 +749,13 @@ impl Default for BackoffSettings {
 
 /// A station's own policy: what it gives replaces the stations policy's.
 /// A station's actor has no siblings to take down, so there is no strategy.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyOverride {
     pub restart: Option<Restart>,
     pub max_restarts: Option<u32>,
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub within: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backoff: Option<BackoffSettings>,

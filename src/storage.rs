@@ -93,7 +93,7 @@ pub struct QuarantineRecord {
 }
 
 /// A quarantine record as stored, with its id.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StoredQuarantine {
     pub id: i64,
     pub received_at: DateTime<Utc>,
@@ -108,7 +108,7 @@ pub struct StoredQuarantine {
 }
 
 /// A station as the store knows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Station {
     pub station_id: StationId,
     pub latitude: Option<f64>,
@@ -191,7 +191,7 @@ pub(crate) fn alert_subject(station: Option<&StationId>) -> &str {
 }
 
 /// An alert as stored and served.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AlertRecord {
     /// `None` while it could not be recorded (the store unreachable); it is
     /// recorded once the store answers again.

@@ -5,6 +5,7 @@
 mod api;
 mod ingest;
 mod live;
+pub mod openapi;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -42,11 +43,21 @@ pub struct WebContext {
 }
 
 /// A station with its latest reading, as the API and the live snapshot show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StationView {
     #[serde(flatten)]
     pub station: Station,
     pub latest: Option<Reading>,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable code: `bad_request`, `not_found`, `payload_too_large`, …
+    #[schema(example = "bad_request")]
+    pub error: String,
+    /// What failed, and with which input.
+    pub message: String,
 }
 
 /// An error answered as JSON.
@@ -88,7 +99,10 @@ impl warp::reject::Reject for ApiError {}
 
 impl Reply for ApiError {
     fn into_response(self) -> warp::reply::Response {
-        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        let body = ErrorBody {
+            error: self.code.to_owned(),
+            message: self.message,
+        };
         warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
     }
 }
@@ -97,9 +111,7 @@ impl Reply for ApiError {
 pub fn routes(
     ctx: Arc<WebContext>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let health = warp::path!("health")
-        .and(warp::get())
-        .map(|| warp::reply::json(&serde_json::json!({ "status": "ok" })));
+    let health = warp::path!("health").and(warp::get()).map(health);
     let ready = warp::path!("ready")
         .and(warp::get())
         .and(with(ctx.clone()))
@@ -107,29 +119,43 @@ pub fn routes(
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with(ctx.clone()))
-        .map(|ctx: Arc<WebContext>| {
-            let body = ctx
-                .metrics
-                .as_ref()
-                .map(PrometheusHandle::render)
-                .unwrap_or_default();
-            warp::reply::with_header(body, "content-type", "text/plain; version=0.0.4")
-        });
-    let api = warp::path("api")
-        .and(warp::path("v1"))
-        .and(api::routes(ctx.clone()).or(live::route(ctx.clone())));
+        .map(metrics);
+    let api = warp::path("api").and(warp::path("v1")).and(
+        api::routes(ctx.clone())
+            .or(live::route(ctx.clone()))
+            .or(openapi::route()),
+    );
     health
         .or(ready)
         .or(metrics)
         .or(ingest::routes(ctx.clone()))
         .or(api)
         .or(faults(ctx.clone()))
+        .or(docs_page())
         .or(dashboard(ctx))
         .recover(recover)
         .with(warp::log::custom(|info| {
             tracing::debug!(method = %info.method(), path = info.path(),
                 status = info.status().as_u16(), "http request");
         }))
+}
+
+/// `/docs` is a directory of the dashboard's build (`dist/docs/`), whose
+/// page loads its assets by relative URLs: those resolve only under
+/// `/docs/`.
+/// (warp's path filters match `/docs/` too, so the path is compared whole.)
+fn docs_page() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::get()
+        .and(warp::path::full())
+        .and_then(|path: warp::path::FullPath| async move {
+            if path.as_str() == "/docs" {
+                Ok(warp::redirect::permanent(warp::http::Uri::from_static(
+                    "/docs/",
+                )))
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
 }
 
 /// `POST /faults/web`, only in builds with the test-only `fault-injection`
@@ -158,8 +184,51 @@ fn faults(
     warp::any().and_then(|| async { Err::<String, _>(warp::reject::not_found()) })
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Liveness {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(get, path = "/health", tag = "probes", responses((status = 200, body = Liveness)))]
+fn health() -> warp::reply::Json {
+    warp::reply::json(&Liveness { status: "ok" })
+}
+
+/// Prometheus metrics, in the text format.
+#[utoipa::path(get, path = "/metrics", tag = "probes",
+    responses((status = 200, content_type = "text/plain", body = String)))]
+fn metrics(ctx: Arc<WebContext>) -> impl Reply {
+    let body = ctx
+        .metrics
+        .as_ref()
+        .map(PrometheusHandle::render)
+        .unwrap_or_default();
+    warp::reply::with_header(body, "content-type", "text/plain; version=0.0.4")
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready`, `degraded` (the cache or the archive unreachable; readings
+    /// are still taken) or `not_ready`.
+    pub status: &'static str,
+    pub checks: ReadinessChecks,
+}
+
+/// Each dependency: `ok`, or what is wrong (the archive: `off` when none).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReadinessChecks {
+    pub mqtt: String,
+    pub store: String,
+    pub cache: String,
+    pub archive: String,
+}
+
 /// 200 when the daemon can take readings: the MQTT subscription is in place
 /// and the store answers; 503 with what is wrong otherwise.
+#[utoipa::path(get, path = "/ready", tag = "probes",
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn ready(ctx: Arc<WebContext>) -> Result<warp::reply::Response, Infallible> {
     // Each check answers within a second, all at once: probes have deadlines.
     async fn check<F>(check: F) -> String
@@ -198,10 +267,15 @@ async fn ready(ctx: Arc<WebContext>) -> Result<warp::reply::Response, Infallible
         (true, false) => "degraded",
         (true, true) => "ready",
     };
-    let body = serde_json::json!({
-        "status": status,
-        "checks": { "mqtt": mqtt, "store": store, "cache": cache, "archive": archive },
-    });
+    let body = Readiness {
+        status,
+        checks: ReadinessChecks {
+            mqtt,
+            store,
+            cache,
+            archive,
+        },
+    };
     let code = if ok {
         StatusCode::OK
     } else {

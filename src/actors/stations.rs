@@ -30,7 +30,7 @@ pub enum StationsMsg {
 }
 
 /// What the supervisor knows of one station actor.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChildStatus {
     pub station_id: StationId,
     pub running: bool,

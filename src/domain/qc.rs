@@ -35,7 +35,18 @@ use serde::{Deserialize, Serialize};
 use super::observation::Observation;
 
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum QcFlag {
@@ -65,7 +76,19 @@ impl QcFlag {
 }
 
 /// A measured variable, named as in the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum Variable {
     #[serde(rename = "temperature_c")]
     Temperature,
@@ -121,7 +144,7 @@ impl Variable {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
     Range,
@@ -132,14 +155,14 @@ pub enum Check {
 }
 
 /// One check's verdict on one value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Finding {
     pub check: Check,
     pub flag: QcFlag,
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VariableQc {
     pub flag: QcFlag,
     pub findings: Vec<Finding>,
@@ -147,7 +170,7 @@ pub struct VariableQc {
 
 /// The quality-control outcome of one reading. Variables that passed every
 /// check are not listed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QcReport {
     /// The worst flag of any variable.
     #[serde(default)]

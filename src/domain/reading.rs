@@ -8,7 +8,7 @@ use super::station_id::StationId;
 
 /// One accepted observation of one station, in canonical units, with the
 /// metrics isobar derives from it. Identified by `(station_id, observed_at)`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reading {
     pub station_id: StationId,
     pub observed_at: DateTime<Utc>,
@@ -29,7 +29,7 @@ pub struct Reading {
 }
 
 /// Metrics computed from the measured values; absent where undefined.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Derived {
     pub dew_point_c: Option<f64>,
     pub heat_index_c: Option<f64>,

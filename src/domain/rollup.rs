@@ -13,7 +13,19 @@ use serde::{Deserialize, Serialize};
 use super::{QcFlag, Reading, StationId, Variable};
 
 /// The rollup periods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum Resolution {
     #[serde(rename = "1m")]
     Minute,
@@ -198,13 +210,13 @@ pub fn deltas(readings: &[Reading], inserted: &[bool]) -> Vec<RollupDelta> {
 }
 
 /// One period of one station, as the API serves it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Rollup {
     pub bucket: DateTime<Utc>,
     pub variables: BTreeMap<String, Summary>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub count: i64,
     pub min: f64,
@@ -227,7 +239,7 @@ impl From<&Stats> for Summary {
 
 /// The network at a glance, for the overview: how many stations report,
 /// and the spread of the latest values that passed QC across those that do.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NetworkSummary {
     pub at: DateTime<Utc>,
     pub stations: usize,

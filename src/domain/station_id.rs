@@ -68,6 +68,21 @@ impl Serialize for StationId {
     }
 }
 
+/// In the OpenAPI document: a string of the allowed characters.
+impl utoipa::PartialSchema for StationId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(64))
+            .pattern(Some("^[A-Za-z0-9_-]{1,64}$"))
+            .examples(["WS001"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for StationId {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,7 +51,7 @@ pub trait Observer: Send + Sync + 'static {
 }
 
 /// A child as its supervisor last saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChildState {
     Running,
@@ -64,7 +64,7 @@ pub enum ChildState {
 }
 
 /// One child in a [`GroupRecord`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChildRecord {
     pub name: &'static str,
     pub group: &'static str,

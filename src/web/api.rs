@@ -6,7 +6,10 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use warp::{Filter, Rejection, Reply};
 
-use super::{ApiError, StationView, WebContext, with};
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiError, ErrorBody, StationView, WebContext, with};
 use crate::domain::rollup::NetworkSummary;
 use crate::domain::{Resolution, StationId};
 use crate::storage::{HistoryQuery, RollupQuery};
@@ -108,13 +111,35 @@ pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiErro
     Ok(views)
 }
 
-async fn list_stations(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
-    let stations = station_views(&ctx).await.map_err(reject)?;
-    Ok(warp::reply::json(
-        &serde_json::json!({ "stations": stations }),
-    ))
+#[derive(Serialize, ToSchema)]
+pub struct StationList {
+    pub stations: Vec<StationView>,
 }
 
+/// The path parameter of the per-station routes.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct StationPath {
+    /// 1 to 64 characters from `A-Z a-z 0-9 _ -`.
+    id: crate::domain::StationId,
+}
+
+/// Every station with its position, first and last seen, and its latest
+/// reading (from the cache).
+#[utoipa::path(get, path = "/api/v1/stations", tag = "stations",
+    responses((status = 200, body = StationList), (status = 500, body = ErrorBody)))]
+async fn list_stations(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
+    let stations = station_views(&ctx).await.map_err(reject)?;
+    Ok(warp::reply::json(&StationList { stations }))
+}
+
+/// The station's newest reading.
+#[utoipa::path(get, path = "/api/v1/stations/{id}/latest", tag = "stations", params(StationPath),
+    responses((status = 200, body = crate::domain::Reading),
+        (status = 400, description = "not a station id", body = ErrorBody),
+        (status = 404, description = "no reading from this station", body = ErrorBody),
+        (status = 500, body = ErrorBody)))]
 async fn latest(raw_id: String, ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
     let id = station_id(&raw_id)?;
     let reading = match ctx.cache.get(&id).await {
@@ -204,6 +229,36 @@ fn parse_range(
     Ok(HistoryParams { from, to, limit })
 }
 
+/// `from` and `to` of the history routes.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct RangeQuery {
+    /// Start, inclusive (RFC 3339); default 24 hours before `to`.
+    from: Option<DateTime<Utc>>,
+    /// End, exclusive (RFC 3339); default now.
+    to: Option<DateTime<Utc>>,
+    /// At most this many, from 1 to 10000; default 1000.
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<u32>,
+}
+
+/// A page of a station's readings, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct ReadingPage {
+    pub station_id: StationId,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub readings: Vec<crate::domain::Reading>,
+}
+
+/// A station's readings in `[from, to)`, oldest first.
+#[utoipa::path(get, path = "/api/v1/stations/{id}/readings", tag = "history",
+    params(StationPath, RangeQuery),
+    responses((status = 200, body = ReadingPage),
+        (status = 400, description = "a bad parameter, named in the message", body = ErrorBody),
+        (status = 404, description = "no such station", body = ErrorBody),
+        (status = 500, body = ErrorBody)))]
 async fn readings(
     raw_id: String,
     params: HashMap<String, String>,
@@ -222,19 +277,47 @@ async fn readings(
         })
         .await
         .map_err(|e| reject(ApiError::internal(e)))?;
-    Ok(warp::reply::json(&serde_json::json!({
-        "station_id": id,
-        "from": p.from,
-        "to": p.to,
-        "readings": readings,
-    })))
+    Ok(warp::reply::json(&ReadingPage {
+        station_id: id,
+        from: p.from,
+        to: p.to,
+        readings,
+    }))
 }
 
 /// Alerts per page, by default and at most.
 const DEFAULT_ALERTS: usize = 100;
 const MAX_ALERTS: usize = 1_000;
 
-/// Alerts, newest first: `state=firing|resolved` (default both), `limit`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct AlertQuery {
+    /// Only firing or only resolved alerts; default both.
+    state: Option<AlertState>,
+    /// At most this many, from 1 to 1000; default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum AlertState {
+    Firing,
+    Resolved,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AlertList {
+    pub alerts: Vec<crate::storage::AlertRecord>,
+}
+
+/// Alerts, newest first.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertQuery),
+    responses((status = 200, body = AlertList),
+        (status = 400, description = "a bad parameter", body = ErrorBody),
+        (status = 500, body = ErrorBody)))]
 async fn alerts(
     params: HashMap<String, String>,
     ctx: Arc<WebContext>,
@@ -256,7 +339,7 @@ async fn alerts(
         .alerts(firing, limit)
         .await
         .map_err(|e| reject(ApiError::internal(e)))?;
-    Ok(warp::reply::json(&serde_json::json!({ "alerts": alerts })))
+    Ok(warp::reply::json(&AlertList { alerts }))
 }
 
 /// Stations heard from within this long count as reporting.
@@ -264,6 +347,8 @@ const REPORTING_WINDOW: TimeDelta = TimeDelta::minutes(10);
 
 /// The network at a glance: stations reporting or silent, QC of their
 /// latest readings, and the spread of their latest values.
+#[utoipa::path(get, path = "/api/v1/summary", tag = "stations",
+    responses((status = 200, body = NetworkSummary), (status = 500, body = ErrorBody)))]
 async fn summary(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
     let stations = ctx
         .store
@@ -280,7 +365,32 @@ async fn summary(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
     )))
 }
 
-/// A station's 1-minute or 1-hour rollups over a range.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct ResolutionQuery {
+    /// One minute or one hour; default `1m`.
+    resolution: Option<Resolution>,
+}
+
+/// A station's rollups, oldest period first.
+#[derive(Serialize, ToSchema)]
+pub struct RollupPage {
+    pub station_id: StationId,
+    pub resolution: Resolution,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub rollups: Vec<crate::domain::Rollup>,
+}
+
+/// A station's 1-minute or 1-hour rollups over a range: count, min, max,
+/// mean and last of each variable, from values that passed QC.
+#[utoipa::path(get, path = "/api/v1/stations/{id}/rollups", tag = "history",
+    params(StationPath, ResolutionQuery, RangeQuery),
+    responses((status = 200, body = RollupPage),
+        (status = 400, description = "a bad parameter, named in the message", body = ErrorBody),
+        (status = 404, description = "no such station", body = ErrorBody),
+        (status = 500, body = ErrorBody)))]
 async fn rollups(
     raw_id: String,
     params: HashMap<String, String>,
@@ -309,15 +419,40 @@ async fn rollups(
         })
         .await
         .map_err(|e| reject(ApiError::internal(e)))?;
-    Ok(warp::reply::json(&serde_json::json!({
-        "station_id": id,
-        "resolution": resolution,
-        "from": p.from,
-        "to": p.to,
-        "rollups": rollups,
-    })))
+    Ok(warp::reply::json(&RollupPage {
+        station_id: id,
+        resolution,
+        from: p.from,
+        to: p.to,
+        rollups,
+    }))
 }
 
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct QuarantineQuery {
+    /// At most this many, from 1 to 500; default 100.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// Only records older than this id: the previous page's `next_before`.
+    before: Option<i64>,
+}
+
+/// A page of rejected messages, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct QuarantinePage {
+    pub items: Vec<crate::storage::StoredQuarantine>,
+    /// Pass as `before` for the next page; null on the last.
+    pub next_before: Option<i64>,
+}
+
+/// Messages rejected as readings, newest first, with the reason and the
+/// raw payload.
+#[utoipa::path(get, path = "/api/v1/quarantine", tag = "quarantine", params(QuarantineQuery),
+    responses((status = 200, body = QuarantinePage),
+        (status = 400, description = "a bad parameter", body = ErrorBody),
+        (status = 500, body = ErrorBody)))]
 async fn quarantine(
     params: HashMap<String, String>,
     ctx: Arc<WebContext>,
@@ -343,14 +478,51 @@ async fn quarantine(
     } else {
         None
     };
-    Ok(warp::reply::json(
-        &serde_json::json!({ "items": items, "next_before": next_before }),
-    ))
+    Ok(warp::reply::json(&QuarantinePage { items, next_before }))
 }
 
-/// Every supervised actor, group by group as the tree nests them (the
-/// root's children, the pipeline's, the stations'), with their state,
-/// restarts, last failure and the policy in force.
+/// A static supervisor's children and its policy.
+#[derive(Serialize, ToSchema)]
+pub struct SupervisedGroup {
+    pub policy: crate::config::PolicySettings,
+    pub children: Vec<crate::supervisor::tree::ChildRecord>,
+}
+
+/// A station actor under the stations supervisor.
+#[derive(Serialize, ToSchema)]
+pub struct SupervisedStation {
+    #[serde(flatten)]
+    pub status: crate::actors::stations::ChildStatus,
+    /// Always `stations`.
+    pub group: &'static str,
+    /// `running` or `restarting`.
+    pub state: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StationsGroup {
+    /// Always `one_for_one`: stations are independent.
+    pub strategy: crate::supervisor::Strategy,
+    pub policy: crate::config::PolicySettings,
+    /// Per station, the keys that replace the stations policy's.
+    pub overrides: std::collections::BTreeMap<String, crate::config::PolicyOverride>,
+    pub children: Vec<SupervisedStation>,
+}
+
+/// The supervision tree, group by group.
+#[derive(Serialize, ToSchema)]
+pub struct SupervisionTree {
+    /// The pipeline, the stations supervisor, ingest and the web server.
+    pub root: SupervisedGroup,
+    /// Archiver, aggregator, alerter, persister and hub.
+    pub pipeline: SupervisedGroup,
+    pub stations: StationsGroup,
+}
+
+/// Every supervised actor, group by group as the tree nests them, with
+/// its state, restarts, last failure and the policy in force.
+#[utoipa::path(get, path = "/api/v1/supervision", tag = "supervision",
+    responses((status = 200, body = SupervisionTree)))]
 async fn supervision(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
     use crate::actors::stations::StationsMsg;
     let timeout = Some(std::time::Duration::from_secs(5));
@@ -368,25 +540,34 @@ async fn supervision(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let stations: Vec<serde_json::Value> = stations
+    let children = stations
         .into_iter()
-        .map(|c| {
-            let mut v = serde_json::to_value(&c).unwrap_or_default();
-            v["group"] = "stations".into();
-            v["state"] = if c.running { "running" } else { "restarting" }.into();
-            v
+        .map(|status| SupervisedStation {
+            group: "stations",
+            state: if status.running {
+                "running"
+            } else {
+                "restarting"
+            },
+            status,
         })
         .collect();
-    Ok(warp::reply::json(&serde_json::json!({
-        "root": { "policy": policies.root, "children": ctx.tree.root.children() },
-        "pipeline": { "policy": policies.pipeline, "children": ctx.tree.pipeline.children() },
-        "stations": {
-            "strategy": "one_for_one",
-            "policy": policies.stations,
-            "overrides": policies.station_overrides,
-            "children": stations,
+    Ok(warp::reply::json(&SupervisionTree {
+        root: SupervisedGroup {
+            policy: policies.root,
+            children: ctx.tree.root.children(),
         },
-    })))
+        pipeline: SupervisedGroup {
+            policy: policies.pipeline,
+            children: ctx.tree.pipeline.children(),
+        },
+        stations: StationsGroup {
+            strategy: crate::supervisor::Strategy::OneForOne,
+            policy: policies.stations,
+            overrides: policies.station_overrides,
+            children,
+        },
+    }))
 }
 
 #[cfg(test)]

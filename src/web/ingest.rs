@@ -21,6 +21,56 @@ use super::{ApiError, WebContext, with};
 use crate::delivery::{Ack, Delivery, Format, Verdict};
 use crate::domain::{MAX_PAYLOAD_BYTES, RejectReason, StationId};
 
+/// An upload, once stored.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Stored {
+    /// Readings stored (a redelivered one counts, though stored once).
+    pub stored: usize,
+    /// Parts of the upload quarantined (in a JSON array, each element
+    /// stands alone).
+    pub quarantined: usize,
+}
+
+/// Uploads answer once stored; these are their documented forms (the
+/// routes below are closures).
+#[utoipa::path(post, path = "/api/v1/ingest/{id}", tag = "ingest",
+    params(("id" = String, Path, description = "the station id")),
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "a reading in the DESIGN JSON format, or an array of them"),
+    responses((status = 200, body = Stored),
+        (status = 400, description = "rejected and quarantined, with the reason", body = super::ErrorBody),
+        (status = 411, body = super::ErrorBody),
+        (status = 413, body = super::ErrorBody),
+        (status = 500, body = super::ErrorBody),
+        (status = 503, description = "busy, or not stored in time: sending again is safe", body = super::ErrorBody)))]
+#[allow(dead_code)]
+fn ingest_json() {}
+
+#[utoipa::path(post, path = "/api/v1/ingest/ecowitt/{id}", tag = "ingest",
+    params(("id" = String, Path, description = "the station id")),
+    request_body(content = std::collections::HashMap<String, String>,
+        content_type = "application/x-www-form-urlencoded",
+        description = "Ecowitt's customized upload form (its passkey is never stored)"),
+    responses((status = 200, body = Stored),
+        (status = 400, body = super::ErrorBody),
+        (status = 411, body = super::ErrorBody),
+        (status = 413, body = super::ErrorBody),
+        (status = 500, body = super::ErrorBody),
+        (status = 503, body = super::ErrorBody)))]
+#[allow(dead_code)]
+fn ingest_ecowitt() {}
+
+/// The Weather Underground upload protocol: `ID`, `PASSWORD` (never stored),
+/// `dateutc` and the measurements in imperial units, in the query.
+#[utoipa::path(get, path = "/weatherstation/updateweatherstation.php", tag = "ingest",
+    responses((status = 200, content_type = "text/plain", body = String, description = "`success`"),
+        (status = 400, body = super::ErrorBody),
+        (status = 413, body = super::ErrorBody),
+        (status = 500, body = super::ErrorBody),
+        (status = 503, body = super::ErrorBody)))]
+#[allow(dead_code)]
+fn ingest_wunderground() {}
+
 /// How long an upload waits to hear that it is stored.
 const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -145,7 +195,10 @@ async fn ingest(
     };
     let reply = match verdict {
         Verdict::Stored { readings, rejected } => warp::reply::with_status(
-            warp::reply::json(&serde_json::json!({ "stored": readings, "quarantined": rejected })),
+            warp::reply::json(&Stored {
+                stored: readings,
+                quarantined: rejected,
+            }),
             StatusCode::OK,
         )
         .into_response(),

@@ -33,6 +33,16 @@ async fn send(sink: &mut SplitSink<WebSocket, Message>, text: &str) -> bool {
     )
 }
 
+/// The websocket: a `snapshot` on connect, then `reading`, `alert`,
+/// `supervision` and `overflow` messages as JSON text frames.
+#[utoipa::path(get, path = "/api/v1/live", tag = "live",
+    params(("stations" = Option<String>, Query,
+        description = "only these stations, comma-separated")),
+    responses((status = 101, description = "switching to the websocket protocol"),
+        (status = 400, description = "not a websocket upgrade, or a bad parameter", body = super::ErrorBody)))]
+#[allow(dead_code)]
+fn live() {}
+
 pub fn route(
     ctx: Arc<WebContext>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
