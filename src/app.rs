@@ -43,6 +43,8 @@ pub enum StartupError {
     Cache(String),
     #[error("cannot start the actor tree: {0}")]
     Actors(String),
+    #[error("invalid configuration: {0}")]
+    Auth(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +179,11 @@ impl App {
             Arc::new(std::sync::RwLock::new(settings.supervision.clone()));
         let (fatal_tx, fatal) = mpsc::unbounded_channel();
         let health = Arc::new(Health::default());
+        let auth = crate::web::auth::Auth::from_settings(&settings.web.auth)
+            .map_err(|e| StartupError::Auth(format!("{}: {}", e.key, e.reason)))?;
+        if auth.is_open() {
+            tracing::warn!("HTTP uploads are open: no API key or token is configured (web.auth)");
+        }
         let records = Arc::new(TreeRecords::default());
         let web = Arc::new(WebContext {
             store: store.clone(),
@@ -192,6 +199,7 @@ impl App {
             client_queue: settings.web.client_queue,
             static_dir: settings.web.static_dir.clone(),
             metrics,
+            auth: Arc::new(auth),
         });
         let root = crate::actors::root::start(
             context.names.root.clone(),

@@ -286,6 +286,32 @@ pub struct WebSettings {
     pub static_dir: PathBuf,
     /// Messages queued per websocket client before its overflow policy applies.
     pub client_queue: usize,
+    pub auth: AuthSettings,
+}
+
+/// Credentials for the HTTP side. With none configured, uploads are open
+/// (the embedded default, and the daemon says so at start); with any,
+/// every upload needs one that may ingest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// API keys that may upload and read (16 characters or more).
+    pub api_keys: Vec<Secret>,
+    /// More of them, one per line (`#` starts a comment), e.g. a mounted
+    /// secret.
+    pub api_keys_file: Option<PathBuf>,
+    /// API keys that may only read.
+    pub read_keys: Vec<Secret>,
+    /// JWTs signed with HS256 and this secret (32 characters or more) ...
+    pub jwt_secret: Option<Secret>,
+    pub jwt_secret_file: Option<PathBuf>,
+    /// ... or with RS256 and the private half of this RSA public key (PEM).
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Required `iss` and `aud` claims, when set.
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    /// Reads (REST and the websocket) need a credential too.
+    pub protect_reads: bool,
 }
 
 impl Default for WebSettings {
@@ -294,6 +320,7 @@ impl Default for WebSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             static_dir: PathBuf::from("frontend/dist"),
             client_queue: 1024,
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -352,7 +379,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             key: key.into(),
             reason: reason.into(),
@@ -493,6 +520,7 @@ impl Settings {
                 "must be greater than zero",
             ));
         }
+        crate::web::auth::Auth::from_settings(&self.web.auth)?;
         if self.web.client_queue == 0 {
             return Err(ConfigError::new("web.client_queue", "must be at least 1"));
         }

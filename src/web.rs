@@ -3,6 +3,7 @@
 //! `{"error": code, "message": text}` with a 4xx or 5xx status.
 
 mod api;
+pub mod auth;
 mod ingest;
 mod live;
 pub mod openapi;
@@ -40,6 +41,8 @@ pub struct WebContext {
     pub client_queue: usize,
     pub static_dir: PathBuf,
     pub metrics: Option<PrometheusHandle>,
+    /// Who may upload and read.
+    pub auth: Arc<auth::Auth>,
 }
 
 /// A station with its latest reading, as the API and the live snapshot show it.
@@ -99,11 +102,20 @@ impl warp::reject::Reject for ApiError {}
 
 impl Reply for ApiError {
     fn into_response(self) -> warp::reply::Response {
+        let status = self.status;
         let body = ErrorBody {
             error: self.code.to_owned(),
             message: self.message,
         };
-        warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&body), status).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                "www-authenticate",
+                warp::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 
@@ -120,11 +132,10 @@ pub fn routes(
         .and(warp::get())
         .and(with(ctx.clone()))
         .map(metrics);
-    let api = warp::path("api").and(warp::path("v1")).and(
-        api::routes(ctx.clone())
-            .or(live::route(ctx.clone()))
-            .or(openapi::route()),
-    );
+    let reads = auth::require(ctx.auth.clone(), auth::Access::Read, None);
+    let api = warp::path("api")
+        .and(warp::path("v1"))
+        .and(openapi::route().or(reads.and(api::routes(ctx.clone()).or(live::route(ctx.clone())))));
     health
         .or(ready)
         .or(metrics)
@@ -302,7 +313,11 @@ fn dashboard(
             .and_then(move |path: warp::path::FullPath| {
                 let index = index.clone();
                 async move {
-                    if path.as_str().starts_with("/api/") {
+                    // Not a page: an API route's refusal (a 401, say) must
+                    // reach the client.
+                    if path.as_str().starts_with("/api/")
+                        || path.as_str().starts_with("/weatherstation/")
+                    {
                         return Err(warp::reject::not_found());
                     }
                     match tokio::fs::read(&index).await {

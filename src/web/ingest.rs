@@ -34,12 +34,15 @@ pub struct Stored {
 /// Uploads answer once stored; these are their documented forms (the
 /// routes below are closures).
 #[utoipa::path(post, path = "/api/v1/ingest/{id}", tag = "ingest",
+    security((), ("api_key" = []), ("bearer" = [])),
     params(("id" = String, Path, description = "the station id")),
     request_body(content = serde_json::Value, content_type = "application/json",
         description = "a reading in the DESIGN JSON format, or an array of them"),
     responses((status = 200, body = Stored),
         (status = 400, description = "rejected and quarantined, with the reason", body = super::ErrorBody),
         (status = 411, body = super::ErrorBody),
+        (status = 401, description = "no credential, or one not known", body = super::ErrorBody),
+        (status = 403, description = "a credential that may not ingest", body = super::ErrorBody),
         (status = 413, body = super::ErrorBody),
         (status = 500, body = super::ErrorBody),
         (status = 503, description = "busy, or not stored in time: sending again is safe", body = super::ErrorBody)))]
@@ -47,6 +50,7 @@ pub struct Stored {
 fn ingest_json() {}
 
 #[utoipa::path(post, path = "/api/v1/ingest/ecowitt/{id}", tag = "ingest",
+    security((), ("api_key" = []), ("bearer" = [])),
     params(("id" = String, Path, description = "the station id")),
     request_body(content = std::collections::HashMap<String, String>,
         content_type = "application/x-www-form-urlencoded",
@@ -54,6 +58,8 @@ fn ingest_json() {}
     responses((status = 200, body = Stored),
         (status = 400, body = super::ErrorBody),
         (status = 411, body = super::ErrorBody),
+        (status = 401, description = "no credential, or one not known", body = super::ErrorBody),
+        (status = 403, description = "a credential that may not ingest", body = super::ErrorBody),
         (status = 413, body = super::ErrorBody),
         (status = 500, body = super::ErrorBody),
         (status = 503, body = super::ErrorBody)))]
@@ -63,8 +69,11 @@ fn ingest_ecowitt() {}
 /// The Weather Underground upload protocol: `ID`, `PASSWORD` (never stored),
 /// `dateutc` and the measurements in imperial units, in the query.
 #[utoipa::path(get, path = "/weatherstation/updateweatherstation.php", tag = "ingest",
+    security((), ("api_key" = []), ("bearer" = [])),
     responses((status = 200, content_type = "text/plain", body = String, description = "`success`"),
         (status = 400, body = super::ErrorBody),
+        (status = 401, description = "no credential, or one not known", body = super::ErrorBody),
+        (status = 403, description = "a credential that may not ingest", body = super::ErrorBody),
         (status = 413, body = super::ErrorBody),
         (status = 500, body = super::ErrorBody),
         (status = 503, body = super::ErrorBody)))]
@@ -77,8 +86,11 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn routes(
     ctx: Arc<WebContext>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    use super::auth::{Access, require};
+    // Weather Underground stations can only send their password.
     let wunderground = warp::path!("weatherstation" / "updateweatherstation.php")
         .and(warp::get())
+        .and(require(ctx.auth.clone(), Access::Ingest, Some("PASSWORD")))
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(with(ctx.clone()))
         .and_then(wunderground);
@@ -86,6 +98,7 @@ pub fn routes(
         || warp::body::content_length_limit(MAX_PAYLOAD_BYTES as u64).and(warp::body::bytes());
     let ecowitt = warp::path!("api" / "v1" / "ingest" / "ecowitt" / String)
         .and(warp::post())
+        .and(require(ctx.auth.clone(), Access::Ingest, Some("api_key")))
         .and(body())
         .and(with(ctx.clone()))
         .and_then(|station: String, body: Bytes, ctx| {
@@ -95,6 +108,7 @@ pub fn routes(
         });
     let json = warp::path!("api" / "v1" / "ingest" / String)
         .and(warp::post())
+        .and(require(ctx.auth.clone(), Access::Ingest, Some("api_key")))
         .and(body())
         .and(with(ctx))
         .and_then(|station: String, body: Bytes, ctx| ingest(station, body, Format::Json, ctx));

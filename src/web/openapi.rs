@@ -4,7 +4,8 @@
 
 use std::sync::OnceLock;
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 use warp::{Filter, Rejection, Reply};
 
 #[derive(OpenApi)]
@@ -34,6 +35,7 @@ use warp::{Filter, Rejection, Reply};
     ),
     // Schemas that only parameters name; those of bodies come with them.
     components(schemas(super::api::AlertState, crate::domain::Resolution, crate::domain::StationId)),
+    modifiers(&Credentials),
     tags(
         (name = "stations", description = "Stations and their latest readings"),
         (name = "history", description = "Readings and rollups over a range"),
@@ -46,6 +48,30 @@ use warp::{Filter, Rejection, Reply};
     )
 )]
 pub struct ApiDoc;
+
+/// The credentials `web.auth` takes: an API key in `X-API-Key`, or a key or
+/// a JWT (HS256 or RS256) as a bearer token. Uploads need one once any is
+/// configured; reads need one with `web.auth.protect_reads`.
+struct Credentials;
+
+impl Modify for Credentials {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("API key or JWT")
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The document as JSON, built once.
 pub fn document() -> &'static str {

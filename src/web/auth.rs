@@ -1,0 +1,432 @@
+//! Who may call: API keys and JWTs (HS256 with a shared secret, or RS256
+//! with a public key; no other algorithm, so `alg: none` is refused).
+//! Uploads need a credential that may ingest once any credential is
+//! configured; reads need one that may read when `web.auth.protect_reads`
+//! is on. A credential comes in `Authorization: Bearer …` or `X-API-Key`,
+//! or, for devices that cannot set headers, as the upload's own password
+//! (`PASSWORD` of Weather Underground) or an `api_key` query parameter.
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection};
+
+use super::ApiError;
+use crate::config::{AuthSettings, ConfigError, Secret};
+
+/// What a request wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Ingest,
+    Read,
+}
+
+impl Access {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Read => "read",
+        }
+    }
+}
+
+/// The credentials in force.
+pub struct Auth {
+    /// May ingest and read.
+    ingest_keys: Vec<Secret>,
+    /// May read only.
+    read_keys: Vec<Secret>,
+    jwt: Option<(DecodingKey, Validation)>,
+    protect_reads: bool,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("ingest_keys", &self.ingest_keys.len())
+            .field("read_keys", &self.read_keys.len())
+            .field("jwt", &self.jwt.as_ref().map(|(_, v)| &v.algorithms))
+            .field("protect_reads", &self.protect_reads)
+            .finish()
+    }
+}
+
+/// A token's claims that isobar reads. `exp` is required and checked by
+/// the decoder.
+#[derive(Debug, Deserialize)]
+struct Claims {
+    /// Space-separated: `ingest`, `read`. Absent: both.
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// Shortest API key accepted: a key is a password that is never typed.
+const MIN_KEY_LEN: usize = 16;
+
+fn read_secret_file(key: &str, path: &std::path::Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))
+}
+
+impl Auth {
+    /// From the settings, reading the key files; a bad one names its key.
+    pub fn from_settings(s: &AuthSettings) -> Result<Self, ConfigError> {
+        let mut ingest_keys = s.api_keys.clone();
+        if let Some(path) = &s.api_keys_file {
+            let text = read_secret_file("web.auth.api_keys_file", path)?;
+            ingest_keys.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(Secret::new),
+            );
+        }
+        for (key, keys) in [
+            ("web.auth.api_keys", &ingest_keys),
+            ("web.auth.read_keys", &s.read_keys),
+        ] {
+            if keys.iter().any(|k| k.expose().len() < MIN_KEY_LEN) {
+                return Err(ConfigError::new(
+                    key,
+                    format!("every key must be at least {MIN_KEY_LEN} characters"),
+                ));
+            }
+        }
+        let secret = match (&s.jwt_secret, &s.jwt_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "web.auth.jwt_secret_file",
+                    "give jwt_secret or jwt_secret_file, not both",
+                ));
+            }
+            (Some(secret), None) => Some(secret.expose().to_owned()),
+            (None, Some(path)) => Some(
+                read_secret_file("web.auth.jwt_secret_file", path)?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        let key = match (secret, &s.jwt_public_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "web.auth.jwt_public_key_file",
+                    "HS256 (jwt_secret) or RS256 (jwt_public_key_file), not both",
+                ));
+            }
+            (Some(secret), None) => {
+                if secret.len() < 32 {
+                    return Err(ConfigError::new(
+                        "web.auth.jwt_secret",
+                        "an HS256 secret must be at least 32 characters",
+                    ));
+                }
+                let key = DecodingKey::from_secret(secret.as_bytes()).map_err(|e| {
+                    ConfigError::new("web.auth.jwt_secret", format!("not usable: {e}"))
+                })?;
+                Some((key, Algorithm::HS256))
+            }
+            (None, Some(path)) => {
+                let pem = read_secret_file("web.auth.jwt_public_key_file", path)?;
+                let key = DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
+                    ConfigError::new(
+                        "web.auth.jwt_public_key_file",
+                        format!("{} is not an RSA public key in PEM: {e}", path.display()),
+                    )
+                })?;
+                Some((key, Algorithm::RS256))
+            }
+            (None, None) => None,
+        };
+        let jwt = key.map(|(key, algorithm)| {
+            // One algorithm only: a token that names another, `none`
+            // included, is refused.
+            let mut validation = Validation::new(algorithm);
+            validation.set_required_spec_claims(&["exp"]);
+            if let Some(issuer) = &s.jwt_issuer {
+                validation.set_issuer(&[issuer]);
+            }
+            match &s.jwt_audience {
+                Some(audience) => validation.set_audience(&[audience]),
+                None => validation.validate_aud = false,
+            }
+            (key, validation)
+        });
+        Ok(Self {
+            ingest_keys,
+            read_keys: s.read_keys.clone(),
+            jwt,
+            protect_reads: s.protect_reads,
+        })
+    }
+
+    /// No credential configured: uploads are open (the embedded default).
+    pub fn is_open(&self) -> bool {
+        self.ingest_keys.is_empty() && self.jwt.is_none()
+    }
+
+    pub fn protects_reads(&self) -> bool {
+        self.protect_reads && !self.is_open()
+    }
+
+    /// Whether `credential` may do `access`; the error says why not.
+    pub fn check(&self, access: Access, credential: Option<&str>) -> Result<(), ApiError> {
+        let required = match access {
+            Access::Ingest => !self.is_open(),
+            Access::Read => self.protects_reads(),
+        };
+        if !required {
+            return Ok(());
+        }
+        let Some(credential) = credential.filter(|c| !c.is_empty()) else {
+            return Err(unauthorized(format!(
+                "{} needs an API key or a token (Authorization: Bearer …)",
+                access.name()
+            )));
+        };
+        if self
+            .ingest_keys
+            .iter()
+            .any(|k| same(k.expose(), credential))
+        {
+            return Ok(());
+        }
+        if self.read_keys.iter().any(|k| same(k.expose(), credential)) {
+            return match access {
+                Access::Read => Ok(()),
+                Access::Ingest => Err(forbidden("this API key may read, not ingest")),
+            };
+        }
+        let looks_like_jwt = credential.split('.').count() == 3;
+        let Some((key, validation)) = self.jwt.as_ref().filter(|_| looks_like_jwt) else {
+            return Err(unauthorized("the API key is not known".into()));
+        };
+        let claims = jsonwebtoken::decode::<Claims>(credential, key, validation)
+            .map_err(|e| unauthorized(format!("the token is refused: {e}")))?
+            .claims;
+        let allowed = match claims.scope.as_deref() {
+            None => true,
+            Some(scope) => scope
+                .split_whitespace()
+                .any(|s| s == access.name() || (access == Access::Read && s == "ingest")),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(forbidden(&format!(
+                "the token's scope does not include {}",
+                access.name()
+            )))
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken
+/// says nothing of how much of a key was guessed.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn unauthorized(message: String) -> ApiError {
+    ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        code: "unauthorized",
+        message,
+    }
+}
+
+fn forbidden(message: &str) -> ApiError {
+    ApiError {
+        status: StatusCode::FORBIDDEN,
+        code: "forbidden",
+        message: message.to_owned(),
+    }
+}
+
+/// The credential a request carries in its headers.
+fn from_headers(authorization: Option<String>, api_key: Option<String>) -> Option<String> {
+    authorization
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+                .map(|t| t.trim().to_owned())
+        })
+        .or(api_key)
+}
+
+/// Passes a request that may do `access`, rejecting it with 401 or 403
+/// otherwise. `query_key` names a query parameter that may carry the
+/// credential too (for devices that cannot set headers).
+pub fn require(
+    auth: Arc<Auth>,
+    access: Access,
+    query_key: Option<&'static str>,
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(warp::header::optional::<String>("x-api-key"))
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and_then(
+            move |authorization: Option<String>, api_key: Option<String>, query: String| {
+                let auth = auth.clone();
+                async move {
+                    let credential = from_headers(authorization, api_key).or_else(|| {
+                        let name = query_key?;
+                        form_urlencoded::parse(query.as_bytes())
+                            .find(|(k, _)| k == name)
+                            .map(|(_, v)| v.into_owned())
+                    });
+                    auth.check(access, credential.as_deref())
+                        .map_err(warp::reject::custom)
+                }
+            },
+        )
+        .untuple_one()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    const SECRET: &str = "an-hs256-secret-of-at-least-32-characters";
+
+    fn auth(protect_reads: bool) -> Auth {
+        Auth::from_settings(&AuthSettings {
+            api_keys: vec![Secret::new("ingest-key-0123456789")],
+            read_keys: vec![Secret::new("read-key-0123456789")],
+            jwt_secret: Some(Secret::new(SECRET)),
+            protect_reads,
+            ..AuthSettings::default()
+        })
+        .unwrap()
+    }
+
+    fn token(alg: Algorithm, scope: Option<&str>, exp_in: i64) -> String {
+        let mut claims = serde_json::json!({
+            "sub": "station-uploader",
+            "exp": chrono::Utc::now().timestamp() + exp_in,
+        });
+        if let Some(scope) = scope {
+            claims["scope"] = scope.into();
+        }
+        jsonwebtoken::encode(
+            &Header::new(alg),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn status(r: Result<(), ApiError>) -> u16 {
+        r.map_or_else(|e| e.status.as_u16(), |()| 200)
+    }
+
+    #[test]
+    fn keys_say_what_they_may_do() {
+        let a = auth(true);
+        assert_eq!(status(a.check(Access::Ingest, None)), 401);
+        assert_eq!(status(a.check(Access::Ingest, Some("nope"))), 401);
+        assert_eq!(
+            status(a.check(Access::Ingest, Some("read-key-0123456789"))),
+            403
+        );
+        assert_eq!(
+            status(a.check(Access::Read, Some("read-key-0123456789"))),
+            200
+        );
+        assert_eq!(
+            status(a.check(Access::Ingest, Some("ingest-key-0123456789"))),
+            200
+        );
+        assert_eq!(
+            status(a.check(Access::Read, Some("ingest-key-0123456789"))),
+            200
+        );
+        // Reads are open unless protected.
+        assert_eq!(status(auth(false).check(Access::Read, None)), 200);
+    }
+
+    #[test]
+    fn tokens_are_checked_for_algorithm_expiry_and_scope() {
+        let a = auth(true);
+        let ok = token(Algorithm::HS256, None, 60);
+        assert_eq!(status(a.check(Access::Ingest, Some(&ok))), 200);
+        let read = token(Algorithm::HS256, Some("read"), 60);
+        assert_eq!(status(a.check(Access::Read, Some(&read))), 200);
+        assert_eq!(status(a.check(Access::Ingest, Some(&read))), 403);
+        let expired = token(Algorithm::HS256, None, -3600);
+        assert_eq!(status(a.check(Access::Ingest, Some(&expired))), 401);
+        // Another HMAC than the one configured.
+        let hs512 = token(Algorithm::HS512, None, 60);
+        assert_eq!(status(a.check(Access::Ingest, Some(&hs512))), 401);
+    }
+
+    #[test]
+    fn an_unsigned_token_is_refused() {
+        use base64::Engine;
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let exp = chrono::Utc::now().timestamp() + 60;
+        let none = format!(
+            "{}.{}.",
+            b64(serde_json::json!({"alg": "none", "typ": "JWT"})),
+            b64(serde_json::json!({"sub": "x", "exp": exp}))
+        );
+        let err = auth(true).check(Access::Ingest, Some(&none)).unwrap_err();
+        assert_eq!(err.status.as_u16(), 401, "{}", err.message);
+    }
+
+    #[test]
+    fn no_credential_configured_leaves_uploads_open() {
+        let open = Auth::from_settings(&AuthSettings {
+            protect_reads: true,
+            ..AuthSettings::default()
+        })
+        .unwrap();
+        assert!(open.is_open());
+        assert_eq!(status(open.check(Access::Ingest, None)), 200);
+        assert_eq!(status(open.check(Access::Read, None)), 200);
+    }
+
+    #[test]
+    fn bad_settings_name_their_key() {
+        let short = AuthSettings {
+            api_keys: vec![Secret::new("short")],
+            ..AuthSettings::default()
+        };
+        assert_eq!(
+            Auth::from_settings(&short).unwrap_err().key,
+            "web.auth.api_keys"
+        );
+        let weak = AuthSettings {
+            jwt_secret: Some(Secret::new("too short")),
+            ..AuthSettings::default()
+        };
+        assert_eq!(
+            Auth::from_settings(&weak).unwrap_err().key,
+            "web.auth.jwt_secret"
+        );
+        let missing = AuthSettings {
+            jwt_public_key_file: Some("/nonexistent/key.pem".into()),
+            ..AuthSettings::default()
+        };
+        assert_eq!(
+            Auth::from_settings(&missing).unwrap_err().key,
+            "web.auth.jwt_public_key_file"
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_key() {
+        let shown = format!("{:?}", auth(true));
+        assert!(!shown.contains("0123456789"), "{shown}");
+        assert!(!shown.contains(SECRET), "{shown}");
+    }
+}

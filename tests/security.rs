@@ -1,0 +1,262 @@
+//! Credentials against the real daemon: uploads need a key or a token that
+//! may ingest, reads need one that may read when they are protected, and
+//! every refusal is a 401 or 403 with a JSON body.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, eventually};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::Value;
+
+const INGEST_KEY: &str = "ingest-key-for-tests-0001";
+const READ_KEY: &str = "read-key-for-tests-0001";
+
+/// An RSA key pair made for this run with openssl: (private PEM, public
+/// key file).
+fn rsa_pair(dir: &std::path::Path) -> (Vec<u8>, std::path::PathBuf) {
+    let private = dir.join("private.pem");
+    let public = dir.join("public.pem");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        private.to_str().unwrap(),
+    ]);
+    run(&[
+        "pkey",
+        "-in",
+        private.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        public.to_str().unwrap(),
+    ]);
+    (std::fs::read(&private).unwrap(), public)
+}
+
+fn token(alg: Algorithm, key: &EncodingKey, scope: Option<&str>) -> String {
+    let mut claims = serde_json::json!({
+        "sub": "uploader",
+        "exp": chrono::Utc::now().timestamp() + 300,
+    });
+    if let Some(scope) = scope {
+        claims["scope"] = scope.into();
+    }
+    jsonwebtoken::encode(&Header::new(alg), &claims, key).unwrap()
+}
+
+async fn upload(
+    daemon: &Daemon,
+    station: &str,
+    minute: u32,
+    auth: Option<(&str, &str)>,
+) -> (u16, Value) {
+    let body = format!(r#"{{"temperature": 12.5, "timestamp": "2025-01-13T10:{minute:02}:00Z"}}"#);
+    let mut request = reqwest::Client::new()
+        .post(daemon.url(&format!("/api/v1/ingest/{station}")))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some((name, value)) = auth {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    if status == 401 {
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    }
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(daemon: &Daemon, path: &str, auth: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().get(daemon.url(path));
+    if let Some(key) = auth {
+        request = request.header("x-api-key", key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_and_protected_reads_need_the_right_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = rsa_pair(dir.path());
+    let keys = dir.path().join("api-keys");
+    std::fs::write(&keys, format!("# uploaders\n{INGEST_KEY}\n")).unwrap();
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("ISOBAR__WEB__AUTH__API_KEYS_FILE", keys.to_str().unwrap()),
+            ("ISOBAR__WEB__AUTH__READ_KEYS", &format!("[\"{READ_KEY}\"]")),
+            (
+                "ISOBAR__WEB__AUTH__JWT_PUBLIC_KEY_FILE",
+                public.to_str().unwrap(),
+            ),
+            ("ISOBAR__WEB__AUTH__PROTECT_READS", "true"),
+        ],
+    );
+    let rsa = EncodingKey::from_rsa_pem(&private).unwrap();
+
+    // 401: nothing, an unknown key, an unsigned token, a token signed
+    // with another algorithm than the one configured.
+    let (status, body) = upload(&daemon, "WS950", 0, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
+    assert_eq!(
+        upload(
+            &daemon,
+            "WS950",
+            0,
+            Some(("x-api-key", "not-a-known-key-at-all"))
+        )
+        .await
+        .0,
+        401
+    );
+    use base64::Engine;
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let unsigned = format!(
+        "{}.{}.",
+        b64(serde_json::json!({"alg": "none", "typ": "JWT"})),
+        b64(serde_json::json!({"sub": "x", "exp": chrono::Utc::now().timestamp() + 300}))
+    );
+    let (status, body) = upload(
+        &daemon,
+        "WS950",
+        0,
+        Some(("authorization", &format!("Bearer {unsigned}"))),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    let hs = EncodingKey::from_secret(b"any secret an attacker might choose to sign with").unwrap();
+    let forged = token(Algorithm::HS256, &hs, None);
+    assert_eq!(
+        upload(
+            &daemon,
+            "WS950",
+            0,
+            Some(("authorization", &format!("Bearer {forged}")))
+        )
+        .await
+        .0,
+        401
+    );
+
+    // 403: a credential that may only read.
+    let (status, body) = upload(&daemon, "WS950", 0, Some(("x-api-key", READ_KEY))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let reader = token(Algorithm::RS256, &rsa, Some("read"));
+    assert_eq!(
+        upload(
+            &daemon,
+            "WS950",
+            0,
+            Some(("authorization", &format!("Bearer {reader}")))
+        )
+        .await
+        .0,
+        403
+    );
+
+    // Accepted: the ingest key, and an RS256 token that may ingest.
+    assert_eq!(
+        upload(&daemon, "WS950", 1, Some(("x-api-key", INGEST_KEY)))
+            .await
+            .0,
+        200
+    );
+    let uploader = token(Algorithm::RS256, &rsa, Some("ingest"));
+    assert_eq!(
+        upload(
+            &daemon,
+            "WS950",
+            2,
+            Some(("authorization", &format!("Bearer {uploader}")))
+        )
+        .await
+        .0,
+        200
+    );
+    // A Weather Underground station sends the key as its password.
+    let wu = |password: &str| {
+        daemon.url(&format!(
+            "/weatherstation/updateweatherstation.php?ID=WS951&PASSWORD={password}&dateutc=2025-01-13+10%3A03%3A00&tempf=55.4&action=updateraw"
+        ))
+    };
+    assert_eq!(
+        reqwest::get(wu("wrong-password-here"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    let ok = reqwest::get(wu(INGEST_KEY)).await.unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    assert_eq!(ok.text().await.unwrap(), "success\n");
+
+    // Reads: 401 without a credential, 200 with a read key or a read token.
+    assert_eq!(get(&daemon, "/api/v1/stations", None).await.0, 401);
+    let readings =
+        "/api/v1/stations/WS950/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z";
+    let (status, body) = eventually(Duration::from_secs(10), "two readings", || async {
+        let (status, body) = get(&daemon, readings, Some(READ_KEY)).await;
+        (body["readings"].as_array().map(Vec::len) == Some(2)).then_some((status, body))
+    })
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let response = reqwest::Client::new()
+        .get(daemon.url("/api/v1/alerts"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    // Probes, the document and the dashboard stay open.
+    assert_eq!(get(&daemon, "/health", None).await.0, 200);
+    assert_eq!(get(&daemon, "/api/v1/openapi.json", None).await.0, 200);
+
+    // No key, token or secret reaches the logs.
+    let logs = daemon.logs().join("\n");
+    for secret in [INGEST_KEY, READ_KEY, &uploader, &reader] {
+        assert!(!logs.contains(secret), "a credential was logged");
+    }
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_credentials_configured_uploads_are_open_and_the_daemon_says_so() {
+    let daemon = Daemon::start(&[]);
+    assert_eq!(upload(&daemon, "WS960", 0, None).await.0, 200);
+    assert!(
+        daemon
+            .logs()
+            .iter()
+            .any(|l| l.contains("HTTP uploads are open")),
+        "{:#?}",
+        daemon.logs()
+    );
+    assert_eq!(daemon.terminate(), Some(0));
+}
