@@ -200,6 +200,8 @@ impl App {
             static_dir: settings.web.static_dir.clone(),
             metrics,
             auth: Arc::new(auth),
+            limiter: Arc::new(crate::web::limits::Limiter::new(&settings.web.rate_limit)),
+            allowed_origins: settings.web.allowed_origins.clone(),
         });
         let root = crate::actors::root::start(
             context.names.root.clone(),

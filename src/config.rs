@@ -287,6 +287,28 @@ pub struct WebSettings {
     /// Messages queued per websocket client before its overflow policy applies.
     pub client_queue: usize,
     pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
+    /// Origins (`https://wx.example.net`) besides the daemon's own whose
+    /// pages may open the websocket.
+    pub allowed_origins: Vec<String>,
+}
+
+/// Requests per client address, beyond the probes: a sustained rate and a
+/// burst; past them, 429 with `Retry-After`. `per_second = 0` turns it off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            per_second: 200,
+            burst: 400,
+        }
+    }
 }
 
 /// Credentials for the HTTP side. With none configured, uploads are open
@@ -321,6 +343,8 @@ impl Default for WebSettings {
             static_dir: PathBuf::from("frontend/dist"),
             client_queue: 1024,
             auth: AuthSettings::default(),
+            rate_limit: RateLimitSettings::default(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -521,6 +545,25 @@ impl Settings {
             ));
         }
         crate::web::auth::Auth::from_settings(&self.web.auth)?;
+        if self.web.rate_limit.per_second > 0 && self.web.rate_limit.burst == 0 {
+            return Err(ConfigError::new(
+                "web.rate_limit.burst",
+                "must be at least 1 when per_second is set",
+            ));
+        }
+        for origin in &self.web.allowed_origins {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin
+                    .trim_end_matches('/')
+                    .contains(|c: char| c.is_whitespace())
+                && origin.splitn(4, '/').nth(3).is_none_or(str::is_empty);
+            if !ok {
+                return Err(ConfigError::new(
+                    "web.allowed_origins",
+                    format!("{origin:?} is not an origin (scheme://host[:port], no path)"),
+                ));
+            }
+        }
         if self.web.client_queue == 0 {
             return Err(ConfigError::new("web.client_queue", "must be at least 1"));
         }

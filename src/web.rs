@@ -5,6 +5,7 @@
 mod api;
 pub mod auth;
 mod ingest;
+pub mod limits;
 mod live;
 pub mod openapi;
 
@@ -43,6 +44,10 @@ pub struct WebContext {
     pub metrics: Option<PrometheusHandle>,
     /// Who may upload and read.
     pub auth: Arc<auth::Auth>,
+    /// Requests per client.
+    pub limiter: Arc<limits::Limiter>,
+    /// Origins besides the daemon's own that may open the websocket.
+    pub allowed_origins: Vec<String>,
 }
 
 /// A station with its latest reading, as the API and the live snapshot show it.
@@ -136,14 +141,18 @@ pub fn routes(
     let api = warp::path("api")
         .and(warp::path("v1"))
         .and(openapi::route().or(reads.and(api::routes(ctx.clone()).or(live::route(ctx.clone())))));
+    // Probes are never limited: an orchestrator must always get through.
+    let limited = limits::rate_limit(ctx.limiter.clone()).and(
+        ingest::routes(ctx.clone())
+            .or(api)
+            .or(faults(ctx.clone()))
+            .or(docs_page())
+            .or(dashboard(ctx)),
+    );
     health
         .or(ready)
         .or(metrics)
-        .or(ingest::routes(ctx.clone()))
-        .or(api)
-        .or(faults(ctx.clone()))
-        .or(docs_page())
-        .or(dashboard(ctx))
+        .or(limited)
         .recover(recover)
         .with(warp::log::custom(|info| {
             tracing::debug!(method = %info.method(), path = info.path(),
@@ -336,17 +345,37 @@ fn dashboard(
     files.or(fallback)
 }
 
-async fn recover(rejection: Rejection) -> Result<ApiError, Infallible> {
+async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
+    if let Some(limited) = rejection.find::<limits::RateLimited>() {
+        let mut response = ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "too_many_requests",
+            message: format!(
+                "too many requests from this client; retry in {} s",
+                limited.retry_after_s
+            ),
+        }
+        .into_response();
+        response.headers_mut().insert(
+            "retry-after",
+            warp::http::HeaderValue::from(limited.retry_after_s),
+        );
+        return Ok(response);
+    }
+    Ok(rejection_error(&rejection).into_response())
+}
+
+fn rejection_error(rejection: &Rejection) -> ApiError {
     if let Some(e) = rejection.find::<ApiError>() {
-        return Ok(ApiError {
+        return ApiError {
             status: e.status,
             code: e.code,
             message: e.message.clone(),
-        });
+        };
     }
     // A request rejected by several routes carries each route's reason;
     // the most specific one answers.
-    let error = if let Some(e) = rejection.find::<warp::reject::PayloadTooLarge>() {
+    if let Some(e) = rejection.find::<warp::reject::PayloadTooLarge>() {
         ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             code: "payload_too_large",
@@ -373,6 +402,5 @@ async fn recover(rejection: Rejection) -> Result<ApiError, Infallible> {
         ApiError::not_found("no such route")
     } else {
         ApiError::bad_request(format!("the request could not be handled: {rejection:?}"))
-    };
-    Ok(error)
+    }
 }

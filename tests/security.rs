@@ -260,3 +260,90 @@ async fn without_credentials_configured_uploads_are_open_and_the_daemon_says_so(
     );
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_past_its_rate_gets_429_and_the_probes_still_answer() {
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("ISOBAR__WEB__RATE_LIMIT__PER_SECOND", "1"),
+            ("ISOBAR__WEB__RATE_LIMIT__BURST", "5"),
+        ],
+    );
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    for _ in 0..8 {
+        let response = reqwest::get(daemon.url("/api/v1/stations")).await.unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status().as_u16() == 429 && refused.is_none() {
+            let retry: u64 = response.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            refused = Some((retry, response.json::<Value>().await.unwrap()));
+        }
+    }
+    // Startup's readiness probe used none of the budget: probes are exempt.
+    assert!(statuses[..4].iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let (retry, body) = refused.unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(body["error"], "too_many_requests", "{body}");
+    for probe in ["/health", "/ready", "/metrics"] {
+        let status = reqwest::get(daemon.url(probe))
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(status, 200, "{probe}");
+    }
+    let metrics = reqwest::get(daemon.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("isobar_http_rate_limited_total"),
+        "{metrics}"
+    );
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_refuses_pages_from_other_origins() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[(
+            "ISOBAR__WEB__ALLOWED_ORIGINS",
+            "[\"https://wx.example.net\"]",
+        )],
+    );
+    let open = |origin: Option<String>| {
+        let url = format!("ws://{}/api/v1/live", daemon.web);
+        async move {
+            let mut request = url.into_client_request().unwrap();
+            if let Some(origin) = origin {
+                request
+                    .headers_mut()
+                    .insert("origin", origin.parse().unwrap());
+            }
+            match tokio_tungstenite::connect_async(request).await {
+                Ok(_) => 101,
+                Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    assert_eq!(open(Some("https://evil.example.com".into())).await, 403);
+    assert_eq!(open(Some("https://wx.example.net".into())).await, 101);
+    assert_eq!(
+        open(Some(format!("http://{}", daemon.web))).await,
+        101,
+        "the dashboard's own"
+    );
+    assert_eq!(open(None).await, 101, "programs send no Origin");
+    assert_eq!(daemon.terminate(), Some(0));
+}

@@ -39,7 +39,8 @@ async fn send(sink: &mut SplitSink<WebSocket, Message>, text: &str) -> bool {
     params(("stations" = Option<String>, Query,
         description = "only these stations, comma-separated")),
     responses((status = 101, description = "switching to the websocket protocol"),
-        (status = 400, description = "not a websocket upgrade, or a bad parameter", body = super::ErrorBody)))]
+        (status = 400, description = "not a websocket upgrade, or a bad parameter", body = super::ErrorBody),
+        (status = 403, description = "a page from an origin not allowed", body = super::ErrorBody)))]
 #[allow(dead_code)]
 fn live() {}
 
@@ -48,10 +49,27 @@ pub fn route(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("live")
         .and(warp::query::<HashMap<String, String>>())
+        .and(warp::header::optional::<String>("origin"))
+        .and(warp::header::optional::<String>("host"))
         .and(warp::ws())
         .and(with(ctx))
         .and_then(
-            |params: HashMap<String, String>, ws: warp::ws::Ws, ctx: Arc<WebContext>| async move {
+            |params: HashMap<String, String>,
+             origin: Option<String>,
+             host: Option<String>,
+             ws: warp::ws::Ws,
+             ctx: Arc<WebContext>| async move {
+                if let Some(origin) = origin
+                    && !origin_allowed(&origin, host.as_deref(), &ctx.allowed_origins)
+                {
+                    return Err(warp::reject::custom(ApiError {
+                        status: warp::http::StatusCode::FORBIDDEN,
+                        code: "forbidden_origin",
+                        message: format!(
+                            "pages from {origin} may not open the websocket; add it to web.allowed_origins"
+                        ),
+                    }));
+                }
                 let stations = parse_filter(&params).map_err(warp::reject::custom)?;
                 let ws = ws
                     .max_message_size(MAX_CLIENT_MESSAGE)
@@ -59,6 +77,23 @@ pub fn route(
                 Ok::<_, Rejection>(ws.on_upgrade(move |socket| serve(socket, stations, ctx)))
             },
         )
+}
+
+/// A browser names the page's origin: the daemon's own (the dashboard), or
+/// one the operator allowed. Any other page could otherwise read the live
+/// stream with the visitor's network position (cross-site websocket
+/// hijacking); programs send no Origin and are not concerned.
+fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String]) -> bool {
+    let origin = origin.trim_end_matches('/');
+    let own = host.is_some_and(|host| {
+        origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            == Some(host)
+    });
+    own || allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
 }
 
 fn parse_filter(params: &HashMap<String, String>) -> Result<Option<HashSet<StationId>>, ApiError> {

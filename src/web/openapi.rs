@@ -61,6 +61,27 @@ impl Modify for Credentials {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         );
+        // Every route but the probes is rate-limited per client.
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if matches!(path.as_str(), "/health" | "/ready" | "/metrics") {
+                continue;
+            }
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                op.responses.responses.insert(
+                    "429".into(),
+                    utoipa::openapi::ResponseBuilder::new()
+                        .description("too many requests from this client; see Retry-After")
+                        .content(
+                            "application/json",
+                            utoipa::openapi::ContentBuilder::new()
+                                .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                                .build(),
+                        )
+                        .into(),
+                );
+            }
+        }
+        let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
