@@ -86,6 +86,12 @@ impl App {
     /// from here on the daemon takes readings and serves HTTP. [`App::run`]
     /// waits for the end and stops it in order.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        // rustls cannot choose between the crypto providers its dependents
+        // enable; without one installed, the first TLS connection panics.
+        static CRYPTO: std::sync::Once = std::sync::Once::new();
+        CRYPTO.call_once(|| {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        });
         static INSTANCES: AtomicU64 = AtomicU64::new(0);
         let instance = format!("isobar{}", INSTANCES.fetch_add(1, Ordering::Relaxed));
         let metrics = metrics_handle();

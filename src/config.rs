@@ -63,6 +63,19 @@ pub struct MqttSettings {
     /// embedded broker (which caps it at 100); for an external broker, set it
     /// to that broker's limit (`max_inflight_messages` in Mosquitto).
     pub max_inflight: u16,
+    /// For an external broker that asks for them.
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The password, from a file (a mounted secret); trailing space cut.
+    pub password_file: Option<PathBuf>,
+    /// TLS to the external broker (rustls): the broker's CA from `ca_file`
+    /// (PEM), or the system's roots without one.
+    pub tls: bool,
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key (PEM), for brokers that ask for one
+    /// (AWS IoT Core); they need `ca_file`.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// rumqttd sends at most this many unacknowledged messages to a client,
@@ -80,6 +93,99 @@ impl MqttSettings {
     }
 }
 
+/// A file's bytes, or why not, named by its setting.
+fn read_file(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path)
+        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))
+}
+
+/// The TLS files of an MQTT connection, read.
+#[derive(Debug, Clone, Default)]
+pub struct MqttTlsFiles {
+    pub ca: Option<Vec<u8>>,
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl MqttSettings {
+    /// The username and password to connect with, if any.
+    pub fn credentials(&self) -> Result<Option<(String, Secret)>, ConfigError> {
+        let password = match (&self.password, &self.password_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "mqtt.password_file",
+                    "give password or password_file, not both",
+                ));
+            }
+            (Some(p), None) => Some(p.clone()),
+            (None, Some(path)) => {
+                let bytes = read_file("mqtt.password_file", path)?;
+                Some(Secret::new(String::from_utf8_lossy(&bytes).trim_end()))
+            }
+            (None, None) => None,
+        };
+        match (&self.username, password) {
+            (Some(user), password) => Ok(Some((
+                user.clone(),
+                password.unwrap_or_else(|| Secret::new("")),
+            ))),
+            (None, Some(_)) => Err(ConfigError::new(
+                "mqtt.username",
+                "a password needs a username",
+            )),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The TLS files, read, when TLS is on; `None` when it is off.
+    pub fn tls_files(&self) -> Result<Option<MqttTlsFiles>, ConfigError> {
+        let given = self.ca_file.is_some()
+            || self.client_cert_file.is_some()
+            || self.client_key_file.is_some();
+        if !self.tls {
+            if given {
+                return Err(ConfigError::new(
+                    "mqtt.tls",
+                    "ca_file and client certificates need tls = true",
+                ));
+            }
+            return Ok(None);
+        }
+        if self.mode == MqttMode::Embedded {
+            return Err(ConfigError::new(
+                "mqtt.tls",
+                "TLS is for an external broker (mqtt.mode = \"external\")",
+            ));
+        }
+        let ca = self
+            .ca_file
+            .as_deref()
+            .map(|p| read_file("mqtt.ca_file", p))
+            .transpose()?;
+        let client = match (&self.client_cert_file, &self.client_key_file) {
+            (Some(cert), Some(key)) => {
+                if ca.is_none() {
+                    return Err(ConfigError::new(
+                        "mqtt.ca_file",
+                        "a client certificate needs the broker's CA in ca_file",
+                    ));
+                }
+                Some((
+                    read_file("mqtt.client_cert_file", cert)?,
+                    read_file("mqtt.client_key_file", key)?,
+                ))
+            }
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::new(
+                    "mqtt.client_key_file",
+                    "give client_cert_file and client_key_file together",
+                ));
+            }
+        };
+        Ok(Some(MqttTlsFiles { ca, client }))
+    }
+}
+
 impl Default for MqttSettings {
     fn default() -> Self {
         Self {
@@ -90,6 +196,13 @@ impl Default for MqttSettings {
             topic: "weather/+/observations".into(),
             keep_alive: Duration::from_secs(30),
             max_inflight: 1000,
+            username: None,
+            password: None,
+            password_file: None,
+            tls: false,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
         }
     }
 }
@@ -435,6 +548,8 @@ impl Settings {
 
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.mqtt.credentials()?;
+        self.mqtt.tls_files()?;
         let topic = &self.mqtt.topic;
         let levels: Vec<&str> = topic.split('/').collect();
         if levels.iter().filter(|l| **l == "+").count() != 1 || topic.contains('#') {
@@ -1192,5 +1307,47 @@ within = "5m"
         assert_eq!(ok.alerts.pipeline.lag_above, Duration::from_secs(30));
         assert_eq!(ok.alerts.qc_failure_rate.above_pct, 10.0);
         assert_eq!(ok.alerts.qc_failure_rate.min_readings, 20);
+    }
+
+    #[test]
+    fn bad_mqtt_credentials_and_tls_name_their_key() {
+        let cases = [
+            ("[mqtt]\npassword = \"secret\"\n", "mqtt.username"),
+            ("[mqtt]\ntls = true\n", "mqtt.tls"),
+            (
+                "[mqtt]\nmode = \"external\"\nca_file = \"/etc/ca.pem\"\n",
+                "mqtt.tls",
+            ),
+            (
+                "[mqtt]\nmode = \"external\"\ntls = true\nca_file = \"/nonexistent/ca.pem\"\n",
+                "mqtt.ca_file",
+            ),
+            (
+                "[mqtt]\nmode = \"external\"\ntls = true\nclient_cert_file = \"/etc/c.pem\"\n",
+                "mqtt.client_key_file",
+            ),
+            (
+                "[mqtt]\nusername = \"u\"\npassword = \"p\"\npassword_file = \"/etc/p\"\n",
+                "mqtt.password_file",
+            ),
+        ];
+        for (toml, key) in cases {
+            let err = load_toml(toml).unwrap_err();
+            assert_eq!(err.key, key, "{toml}: {err:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "from-a-file\n").unwrap();
+        let ok = load_toml(&format!(
+            "[mqtt]\nusername = \"isobar\"\npassword_file = {:?}\n",
+            file.display().to_string()
+        ))
+        .unwrap();
+        let (user, password) = ok.mqtt.credentials().unwrap().unwrap();
+        assert_eq!(
+            (user.as_str(), password.expose()),
+            ("isobar", "from-a-file")
+        );
+        assert!(!format!("{:?}", ok.mqtt).contains("from-a-file"));
     }
 }

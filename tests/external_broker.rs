@@ -151,3 +151,171 @@ async fn ingest_stops_reading_at_its_bound_and_loses_nothing() {
     poller.abort();
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+/// A Mosquitto that asks for a password, with a TLS listener for isobar
+/// (its certificate from a CA made for this run) and a plain one for the
+/// test's publisher: readings come through, and a wrong password is
+/// refused and said so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_with_tls_and_a_password_is_reached() {
+    use std::process::Command;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=isobar test CA",
+        "-keyout",
+        &path("ca.key"),
+        "-out",
+        &path("ca.pem"),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &path("server.key"),
+        "-out",
+        &path("server.csr"),
+    ]);
+    std::fs::write(
+        path("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("server.csr"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &path("san.ext"),
+        "-out",
+        &path("server.pem"),
+    ]);
+    let out = Command::new("mosquitto_passwd")
+        .args([
+            "-b",
+            "-c",
+            &path("passwords"),
+            "isobar",
+            "station-network-secret",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let plain = common::mosquitto::free_port();
+    let tls = common::mosquitto::free_port();
+    let listener = format!(
+        "{tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nlistener {plain} 127.0.0.1",
+        path("ca.pem"),
+        path("server.pem"),
+        path("server.key")
+    );
+    let _broker = common::mosquitto::PrivateMosquitto::start(
+        plain,
+        dir.clone(),
+        &[
+            ("user", "root"),
+            ("allow_anonymous", "false"),
+            ("password_file", &path("passwords")),
+            ("listener", &listener),
+        ],
+    );
+    // A wrong password: refused, and said so.
+    let refused = Daemon::start_unready(&[
+        ("ISOBAR__MQTT__MODE", "external"),
+        ("ISOBAR__MQTT__BROKER", &format!("localhost:{tls}")),
+        ("ISOBAR__MQTT__CLIENT_ID", "isobar-tls-refused"),
+        ("ISOBAR__MQTT__USERNAME", "isobar"),
+        ("ISOBAR__MQTT__PASSWORD", "not-the-password"),
+        ("ISOBAR__MQTT__TLS", "true"),
+        ("ISOBAR__MQTT__CA_FILE", &path("ca.pem")),
+    ]);
+    eventually(Duration::from_secs(20), "the refusal logged", || async {
+        refused
+            .logs()
+            .iter()
+            .any(|l| l.contains("NotAuthorized") || l.contains("BadUserNamePassword"))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        refused
+            .logs()
+            .iter()
+            .all(|l| !l.contains("not-the-password")),
+        "the password was logged"
+    );
+    drop(refused);
+
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("ISOBAR__MQTT__MODE", "external"),
+            ("ISOBAR__MQTT__BROKER", &format!("localhost:{tls}")),
+            ("ISOBAR__MQTT__CLIENT_ID", "isobar-tls"),
+            ("ISOBAR__MQTT__USERNAME", "isobar"),
+            ("ISOBAR__MQTT__PASSWORD", "station-network-secret"),
+            ("ISOBAR__MQTT__TLS", "true"),
+            ("ISOBAR__MQTT__CA_FILE", &path("ca.pem")),
+        ],
+    );
+    let mut options = rumqttc::MqttOptions::new("tls-test-publisher", "127.0.0.1", plain);
+    options.set_credentials("isobar", "station-network-secret");
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    let poller = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    client
+        .publish(
+            "weather/WS970/observations",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            common::reading("WS970", "2025-01-13T10:00:00Z", 8.5),
+        )
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the reading through TLS",
+        || async {
+            let (_, body) = daemon.get("/api/v1/stations/WS970/latest").await;
+            (body["temperature_c"] == 8.5).then_some(())
+        },
+    )
+    .await;
+    poller.abort();
+    assert_eq!(daemon.terminate(), Some(0));
+}

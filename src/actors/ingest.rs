@@ -44,6 +44,10 @@ pub struct IngestArgs {
     pub max_open: usize,
     pub context: Arc<DeliveryContext>,
     pub health: Arc<Health>,
+    /// Username and password, for a broker that asks.
+    pub credentials: Option<(String, crate::config::Secret)>,
+    /// TLS to the broker, when on.
+    pub tls: Option<crate::config::MqttTlsFiles>,
 }
 
 pub struct IngestState {
@@ -81,6 +85,21 @@ impl Actor for Ingest {
             // Larger than any accepted payload, so an oversized one reaches
             // quarantine instead of breaking the connection.
             .set_max_packet_size(1024 * 1024, 64 * 1024);
+        if let Some((user, password)) = &args.credentials {
+            options.set_credentials(user, password.expose());
+        }
+        if let Some(tls) = &args.tls {
+            let config = match &tls.ca {
+                Some(ca) => rumqttc::TlsConfiguration::Simple {
+                    ca: ca.clone(),
+                    alpn: None,
+                    client_auth: tls.client.clone(),
+                },
+                // The system's roots.
+                None => rumqttc::TlsConfiguration::default(),
+            };
+            options.set_transport(rumqttc::Transport::tls_with_config(config));
+        }
         let (client, eventloop) = AsyncClient::new(options, ACK_QUEUE);
         let paused = Arc::new(AtomicBool::new(false));
         let route = Router::new(&args.topic, args.context.clone());

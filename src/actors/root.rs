@@ -316,6 +316,10 @@ impl ChildSpec for PartSpec {
                     max_open: 2 * a.settings.mqtt.effective_inflight(),
                     context: a.context.clone(),
                     health: a.health.clone(),
+                    // Checked with the settings; read again at each start, so
+                    // a renewed certificate is taken up by a restart.
+                    credentials: mqtt.credentials()?,
+                    tls: mqtt.tls_files()?,
                 };
                 Actor::spawn_linked(Some(names.ingest.clone()), Ingest, args, supervisor)
                     .await?

@@ -36,11 +36,31 @@ impl Daemon {
         )
     }
 
+    /// Starts without waiting for readiness: for a daemon that cannot
+    /// become ready (a broker refusing it).
+    pub fn start_unready(env: &[(&str, &str)]) -> Daemon {
+        Self::launch(
+            std::sync::Arc::new(tempfile::tempdir().unwrap()),
+            &[],
+            env,
+            false,
+        )
+    }
+
     /// Starts on an existing data directory, as a restart would.
     pub fn start_in(
         data_dir: std::sync::Arc<tempfile::TempDir>,
         extra_args: &[&str],
         env: &[(&str, &str)],
+    ) -> Daemon {
+        Self::launch(data_dir, extra_args, env, true)
+    }
+
+    fn launch(
+        data_dir: std::sync::Arc<tempfile::TempDir>,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        ready: bool,
     ) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_isobar"))
             .args([
@@ -96,7 +116,9 @@ impl Daemon {
         let mqtt = mqtt.unwrap();
         let (host, port) = mqtt.rsplit_once(':').unwrap();
         let web = web.unwrap();
-        wait_until_ready(&web, &mut child, &logs);
+        if ready {
+            wait_until_ready(&web, &mut child, &logs);
+        }
         Daemon {
             child,
             web,
