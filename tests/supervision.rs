@@ -529,3 +529,48 @@ async fn a_failed_web_server_is_restarted_on_the_same_address() {
     assert_eq!(daemon.get("/ready").await.0, 200);
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+/// Ingest's poller panics (a test-only fault): the ingest actor fails with
+/// it rather than staying up without a connection, the root starts it
+/// again, and the broker's redelivery and later readings are taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_mqtt_poller_fails_ingest_and_ingest_is_restarted() {
+    let daemon = Daemon::start(&[]);
+    let publisher = Publisher::connect(&daemon, "poller-fault").await;
+    publisher
+        .publish("weather/WS730/observations", "isobar_fault:ingest")
+        .await;
+    let tree = eventually(Duration::from_secs(20), "ingest restarted", || async {
+        let (_, tree) = daemon.get("/api/v1/supervision").await;
+        let ingest = group_child(&tree, "root", "ingest");
+        (ingest["restarts"] == 1 && ingest["state"] == "running").then_some(tree)
+    })
+    .await;
+    let ingest = group_child(&tree, "root", "ingest");
+    assert!(
+        ingest["last_failure"]
+            .as_str()
+            .unwrap()
+            .contains("poller panicked: fault injected"),
+        "{tree}"
+    );
+    publisher
+        .reading("WS730", "2025-01-13T10:00:00Z", 4.0)
+        .await;
+    eventually(
+        Duration::from_secs(20),
+        "a reading after the restart",
+        || async { (history_len(&daemon, "WS730").await? == 1).then_some(()) },
+    )
+    .await;
+    // The message that panicked it came again, and is quarantined as what
+    // it is: not a reading.
+    eventually(
+        Duration::from_secs(20),
+        "the fault message quarantined",
+        || async { (quarantined(&daemon).await.len() == 1).then_some(()) },
+    )
+    .await;
+    drop(publisher);
+    assert_eq!(daemon.terminate(), Some(0));
+}

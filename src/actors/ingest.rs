@@ -22,6 +22,9 @@ pub enum IngestMsg {
     Pause(RpcReplyPort<()>),
     /// Disconnect cleanly; replies when the connection is closed.
     Disconnect(RpcReplyPort<()>),
+    /// The task polling the connection panicked: the actor fails with it,
+    /// so its supervisor starts a new connection.
+    PollerFailed(String),
 }
 
 pub struct Ingest;
@@ -74,7 +77,7 @@ impl Actor for Ingest {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: IngestArgs,
     ) -> Result<IngestState, ActorProcessingErr> {
         let mut options = MqttOptions::new(&args.client_id, &args.host, args.port);
@@ -103,7 +106,7 @@ impl Actor for Ingest {
         let (client, eventloop) = AsyncClient::new(options, ACK_QUEUE);
         let paused = Arc::new(AtomicBool::new(false));
         let route = Router::new(&args.topic, args.context.clone());
-        let poller = tokio::spawn(poll(
+        let polling = poll(
             eventloop,
             client.clone(),
             Limits {
@@ -114,7 +117,19 @@ impl Actor for Ingest {
             route,
             paused.clone(),
             args.health,
-        ));
+        );
+        let me = myself.clone();
+        let poller = tokio::spawn(async move {
+            use futures_util::FutureExt;
+            if let Err(panic) = std::panic::AssertUnwindSafe(polling).catch_unwind().await {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                let _ = me.cast(IngestMsg::PollerFailed(why));
+            }
+        });
         tracing::info!(broker = %format!("{}:{}", args.host, args.port),
             client_id = %args.client_id, "ingest connecting");
         Ok(IngestState {
@@ -143,6 +158,9 @@ impl Actor for Ingest {
                     let _ = tokio::time::timeout(Duration::from_secs(3), &mut poller.0).await;
                 }
                 let _ = reply.send(());
+            }
+            IngestMsg::PollerFailed(why) => {
+                return Err(format!("the MQTT connection's poller panicked: {why}").into());
             }
         }
         Ok(())
@@ -180,6 +198,18 @@ impl Router {
     }
 
     fn route(&self, acks: &Arc<AckSequencer>, publish: rumqttc::Publish) {
+        // Once per process: the broker redelivers the message to the new
+        // connection, which then takes it.
+        #[cfg(feature = "fault-injection")]
+        {
+            static FAILED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if publish.payload.as_ref() == b"isobar_fault:ingest"
+                && !FAILED.swap(true, Ordering::SeqCst)
+            {
+                panic!("fault injected into ingest's poller");
+            }
+        }
         metrics::counter!("isobar_messages_received_total").increment(1);
         let ack = acks.ticket(&publish);
         match self.station_of(&publish.topic) {
