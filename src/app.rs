@@ -208,6 +208,7 @@ impl App {
             auth: Arc::new(auth),
             limiter: Arc::new(crate::web::limits::Limiter::new(&settings.web.rate_limit)),
             allowed_origins: settings.web.allowed_origins.clone(),
+            cors_origins: settings.web.cors_origins.clone(),
         });
         let root = crate::actors::root::start(
             context.names.root.clone(),

@@ -404,6 +404,9 @@ pub struct WebSettings {
     /// Origins (`https://wx.example.net`) besides the daemon's own whose
     /// pages may open the websocket.
     pub allowed_origins: Vec<String>,
+    /// Origins whose pages may call the API from the browser (CORS): the
+    /// answers carry `Access-Control-Allow-Origin` for them only.
+    pub cors_origins: Vec<String>,
 }
 
 /// Requests per client address, beyond the probes: a sustained rate and a
@@ -458,6 +461,7 @@ impl Default for WebSettings {
             auth: AuthSettings::default(),
             rate_limit: RateLimitSettings::default(),
             allowed_origins: Vec::new(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -666,7 +670,18 @@ impl Settings {
                 "must be at least 1 when per_second is set",
             ));
         }
-        for origin in &self.web.allowed_origins {
+        for (key, origin) in self
+            .web
+            .allowed_origins
+            .iter()
+            .map(|o| ("web.allowed_origins", o))
+            .chain(
+                self.web
+                    .cors_origins
+                    .iter()
+                    .map(|o| ("web.cors_origins", o)),
+            )
+        {
             let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
                 && !origin
                     .trim_end_matches('/')
@@ -674,7 +689,7 @@ impl Settings {
                 && origin.splitn(4, '/').nth(3).is_none_or(str::is_empty);
             if !ok {
                 return Err(ConfigError::new(
-                    "web.allowed_origins",
+                    key,
                     format!("{origin:?} is not an origin (scheme://host[:port], no path)"),
                 ));
             }

@@ -48,6 +48,8 @@ pub struct WebContext {
     pub limiter: Arc<limits::Limiter>,
     /// Origins besides the daemon's own that may open the websocket.
     pub allowed_origins: Vec<String>,
+    /// Origins whose pages may call the API (CORS).
+    pub cors_origins: Vec<String>,
 }
 
 /// A station with its latest reading, as the API and the live snapshot show it.
@@ -147,17 +149,92 @@ pub fn routes(
             .or(api)
             .or(faults(ctx.clone()))
             .or(docs_page())
-            .or(dashboard(ctx)),
+            .or(dashboard(ctx.clone())),
     );
-    health
+    let cors = Arc::new(ctx.cors_origins.clone());
+    let preflight_origins = cors.clone();
+    let preflight = warp::options()
+        .and(warp::header::<String>("origin"))
+        .and(warp::header::<String>("access-control-request-method"))
+        .map(move |origin: String, _method: String| preflight(&origin, &preflight_origins));
+    let answered = preflight
+        .or(health)
         .or(ready)
         .or(metrics)
         .or(limited)
         .recover(recover)
+        .map(Reply::into_response);
+    warp::header::headers_cloned()
+        .and(answered)
+        .map(
+            move |headers: warp::http::HeaderMap, reply: warp::reply::Response| {
+                let origin = headers.get("origin").and_then(|o| o.to_str().ok());
+                allow_origin(reply, origin, &cors)
+            },
+        )
         .with(warp::log::custom(|info| {
             tracing::debug!(method = %info.method(), path = info.path(),
                 status = info.status().as_u16(), "http request");
         }))
+}
+
+/// Whether `origin` is one of `allowed` (scheme, host and port, exactly).
+fn cors_allowed(origin: &str, allowed: &[String]) -> bool {
+    let origin = origin.trim_end_matches('/');
+    allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+}
+
+/// A CORS preflight: 204 with what may be sent, for an allowed origin;
+/// 403 for any other.
+fn preflight(origin: &str, allowed: &[String]) -> warp::reply::Response {
+    if !cors_allowed(origin, allowed) {
+        return ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden_origin",
+            message: format!("{origin} is not in web.cors_origins"),
+        }
+        .into_response();
+    }
+    let mut response = warp::reply::with_status("", StatusCode::NO_CONTENT).into_response();
+    let h = response.headers_mut();
+    for (name, value) in [
+        ("access-control-allow-methods", "GET, POST"),
+        (
+            "access-control-allow-headers",
+            "authorization, content-type, x-api-key",
+        ),
+        ("access-control-max-age", "600"),
+        ("vary", "origin"),
+    ] {
+        h.insert(name, warp::http::HeaderValue::from_static(value));
+    }
+    if let Ok(origin) = warp::http::HeaderValue::from_str(origin) {
+        h.insert("access-control-allow-origin", origin);
+    }
+    response
+}
+
+/// Lets an allowed origin's page read the answer; for any other, the
+/// answer carries no CORS header and the browser keeps it from the page.
+fn allow_origin(
+    mut reply: warp::reply::Response,
+    origin: Option<&str>,
+    allowed: &[String],
+) -> warp::reply::Response {
+    let h = reply.headers_mut();
+    h.append("vary", warp::http::HeaderValue::from_static("origin"));
+    if let Some(origin) = origin.filter(|o| cors_allowed(o, allowed))
+        && let Ok(value) = warp::http::HeaderValue::from_str(origin)
+    {
+        h.insert("access-control-allow-origin", value);
+        h.insert(
+            "access-control-expose-headers",
+            warp::http::HeaderValue::from_static("retry-after"),
+        );
+    }
+    reply
 }
 
 /// `/docs` is a directory of the dashboard's build (`dist/docs/`), whose

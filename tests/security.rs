@@ -347,3 +347,69 @@ async fn the_websocket_refuses_pages_from_other_origins() {
     assert_eq!(open(None).await, 101, "programs send no Origin");
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_listed_origins_may_read_answers_from_the_browser() {
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[("ISOBAR__WEB__CORS_ORIGINS", "[\"https://wx.example.net\"]")],
+    );
+    let client = reqwest::Client::new();
+    let allow = |r: &reqwest::Response| {
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let listed = client
+        .get(daemon.url("/api/v1/stations"))
+        .header("origin", "https://wx.example.net")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status().as_u16(), 200);
+    assert_eq!(allow(&listed).as_deref(), Some("https://wx.example.net"));
+    // An error is readable by the listed page too.
+    let missing = client
+        .get(daemon.url("/api/v1/stations/NOPE/latest"))
+        .header("origin", "https://wx.example.net")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    assert_eq!(allow(&missing).as_deref(), Some("https://wx.example.net"));
+    // Another origin gets the answer without the header: its page cannot
+    // read it.
+    let other = client
+        .get(daemon.url("/api/v1/stations"))
+        .header("origin", "https://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allow(&other), None);
+
+    // Preflights: 204 with what may be sent for the listed origin, 403 for
+    // another.
+    let preflight = |origin: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, daemon.url("/api/v1/ingest/WS990"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let ok = preflight("https://wx.example.net").await.unwrap();
+    assert_eq!(ok.status().as_u16(), 204);
+    assert_eq!(allow(&ok).as_deref(), Some("https://wx.example.net"));
+    let methods = ok.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap();
+    assert!(methods.contains("POST"), "{methods}");
+    let refused = preflight("https://evil.example.com").await.unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "forbidden_origin", "{body}");
+    assert_eq!(daemon.terminate(), Some(0));
+}
