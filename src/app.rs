@@ -209,6 +209,7 @@ impl App {
             limiter: Arc::new(crate::web::limits::Limiter::new(&settings.web.rate_limit)),
             allowed_origins: settings.web.allowed_origins.clone(),
             cors_origins: settings.web.cors_origins.clone(),
+            heartbeat: settings.web.heartbeat,
         });
         let root = crate::actors::root::start(
             context.names.root.clone(),

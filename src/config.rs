@@ -407,6 +407,10 @@ pub struct WebSettings {
     /// Origins whose pages may call the API from the browser (CORS): the
     /// answers carry `Access-Control-Allow-Origin` for them only.
     pub cors_origins: Vec<String>,
+    /// The websocket pings each client this often, and closes the
+    /// connection of one silent for two of them.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
 }
 
 /// Requests per client address, beyond the probes: a sustained rate and a
@@ -462,6 +466,7 @@ impl Default for WebSettings {
             rate_limit: RateLimitSettings::default(),
             allowed_origins: Vec::new(),
             cors_origins: Vec::new(),
+            heartbeat: Duration::from_secs(20),
         }
     }
 }
@@ -664,6 +669,9 @@ impl Settings {
             ));
         }
         crate::web::auth::Auth::from_settings(&self.web.auth)?;
+        if self.web.heartbeat < Duration::from_millis(100) {
+            return Err(ConfigError::new("web.heartbeat", "must be at least 100ms"));
+        }
         if self.web.rate_limit.per_second > 0 && self.web.rate_limit.burst == 0 {
             return Err(ConfigError::new(
                 "web.rate_limit.burst",

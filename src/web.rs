@@ -50,6 +50,8 @@ pub struct WebContext {
     pub allowed_origins: Vec<String>,
     /// Origins whose pages may call the API (CORS).
     pub cors_origins: Vec<String>,
+    /// How often the websocket pings its clients.
+    pub heartbeat: std::time::Duration,
 }
 
 /// A station with its latest reading, as the API and the live snapshot show it.

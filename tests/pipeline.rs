@@ -426,3 +426,44 @@ async fn the_simulate_command_feeds_a_running_daemon() {
         .await;
     }
 }
+
+/// The websocket pings its clients every heartbeat; one that answers stays,
+/// one that stays silent for two heartbeats is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_clients_are_pinged_and_a_silent_one_is_closed() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let daemon = Daemon::start_with_env(&[], &[("ISOBAR__WEB__HEARTBEAT", "200ms")]);
+    let url = format!("ws://{}/api/v1/live", daemon.web);
+    let (mut answering, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut silent, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+
+    // Reading answers pings (the library sends the pongs): still open after
+    // many heartbeats.
+    let mut pings = 0;
+    let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while tokio::time::Instant::now() < until {
+        match tokio::time::timeout(Duration::from_millis(300), answering.next()).await {
+            Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => {
+                panic!("an answering client was closed")
+            }
+            _ => {}
+        }
+    }
+    assert!(pings >= 3, "{pings} pings in 1.5 s");
+
+    // The silent one, read only now: its connection was closed.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match silent.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return true,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true));
+    drop(answering);
+    assert_eq!(daemon.terminate(), Some(0));
+}

@@ -146,8 +146,25 @@ async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc
         return;
     }
     tracing::debug!(client = id, "live client connected");
+    // A ping every heartbeat; a client silent (no pong, no message) for
+    // two of them is gone, and its connection is closed.
+    let heartbeat = ctx.heartbeat;
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            _ = ticks.tick() => {
+                if heard.elapsed() > 2 * heartbeat {
+                    tracing::debug!(client = id, "live client missed its heartbeats; closing");
+                    metrics::counter!("isobar_live_heartbeat_timeouts_total").increment(1);
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::close())).await;
+                    break;
+                }
+                let ping = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::ping(b"isobar".to_vec())));
+                if !matches!(ping.await, Ok(Ok(()))) {
+                    break;
+                }
+            }
             next = queue.recv() => {
                 let Some(json) = next else { break };
                 let missed = dropped.swap(0, Ordering::Relaxed);
@@ -162,8 +179,9 @@ async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc
                 }
             }
             msg = incoming.next() => match msg {
-                // Pings are answered by the library; anything else is ignored.
-                Some(Ok(m)) if !m.is_close() => {}
+                // Pongs (and the client's own pings, which the library
+                // answers) show it is there; anything else is ignored.
+                Some(Ok(m)) if !m.is_close() => heard = tokio::time::Instant::now(),
                 _ => break,
             },
         }
