@@ -155,10 +155,25 @@ pub fn routes(
     );
     let cors = Arc::new(ctx.cors_origins.clone());
     let preflight_origins = cors.clone();
-    let preflight = warp::options()
-        .and(warp::header::<String>("origin"))
-        .and(warp::header::<String>("access-control-request-method"))
-        .map(move |origin: String, _method: String| preflight(&origin, &preflight_origins));
+    // Not `warp::options()`: its refusal of other methods would outrank a
+    // route's own 404 in warp's choice among rejections.
+    let preflight = warp::method().and(warp::header::headers_cloned()).and_then(
+        move |method: warp::http::Method, headers: warp::http::HeaderMap| {
+            let allowed = preflight_origins.clone();
+            async move {
+                let origin = headers.get("origin").and_then(|o| o.to_str().ok());
+                match origin {
+                    Some(origin)
+                        if method == warp::http::Method::OPTIONS
+                            && headers.contains_key("access-control-request-method") =>
+                    {
+                        Ok(preflight(origin, &allowed))
+                    }
+                    _ => Err(warp::reject::not_found()),
+                }
+            }
+        },
+    );
     let answered = preflight
         .or(health)
         .or(ready)
