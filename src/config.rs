@@ -94,7 +94,7 @@ impl MqttSettings {
 }
 
 /// A file's bytes, or why not, named by its setting.
-fn read_file(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+pub(crate) fn read_file(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path)
         .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))
 }

@@ -196,7 +196,7 @@ pub fn routes(
 }
 
 /// Whether `origin` is one of `allowed` (scheme, host and port, exactly).
-fn cors_allowed(origin: &str, allowed: &[String]) -> bool {
+fn origin_listed(origin: &str, allowed: &[String]) -> bool {
     let origin = origin.trim_end_matches('/');
     allowed
         .iter()
@@ -206,7 +206,7 @@ fn cors_allowed(origin: &str, allowed: &[String]) -> bool {
 /// A CORS preflight: 204 with what may be sent, for an allowed origin;
 /// 403 for any other.
 fn preflight(origin: &str, allowed: &[String]) -> warp::reply::Response {
-    if !cors_allowed(origin, allowed) {
+    if !origin_listed(origin, allowed) {
         return ApiError {
             status: StatusCode::FORBIDDEN,
             code: "forbidden_origin",
@@ -242,7 +242,7 @@ fn allow_origin(
 ) -> warp::reply::Response {
     let h = reply.headers_mut();
     h.append("vary", warp::http::HeaderValue::from_static("origin"));
-    if let Some(origin) = origin.filter(|o| cors_allowed(o, allowed))
+    if let Some(origin) = origin.filter(|o| origin_listed(o, allowed))
         && let Ok(value) = warp::http::HeaderValue::from_str(origin)
     {
         h.insert("access-control-allow-origin", value);
@@ -404,6 +404,10 @@ fn with<T: Clone + Send>(value: T) -> impl Filter<Extract = (T,), Error = Infall
 
 /// The built dashboard; unknown paths outside the API get `index.html`, so
 /// client-side routes survive a reload.
+/// Prefixes of the API's routes: never answered with the dashboard's page,
+/// so a route's refusal (a 401, say) reaches the client.
+const NOT_PAGES: [&str; 2] = ["/api/", "/weatherstation/"];
+
 fn dashboard(
     ctx: Arc<WebContext>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
@@ -416,11 +420,7 @@ fn dashboard(
             .and_then(move |path: warp::path::FullPath| {
                 let index = index.clone();
                 async move {
-                    // Not a page: an API route's refusal (a 401, say) must
-                    // reach the client.
-                    if path.as_str().starts_with("/api/")
-                        || path.as_str().starts_with("/weatherstation/")
-                    {
+                    if NOT_PAGES.iter().any(|p| path.as_str().starts_with(p)) {
                         return Err(warp::reject::not_found());
                     }
                     match tokio::fs::read(&index).await {

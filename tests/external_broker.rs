@@ -158,20 +158,9 @@ async fn ingest_stops_reading_at_its_bound_and_loses_nothing() {
 /// refused and said so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_with_tls_and_a_password_is_reached() {
-    use std::process::Command;
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let openssl = |args: &[&str]| common::run_tool("openssl", args);
     openssl(&[
         "req",
         "-x509",
@@ -221,20 +210,15 @@ async fn a_broker_with_tls_and_a_password_is_reached() {
         "-out",
         &path("server.pem"),
     ]);
-    let out = Command::new("mosquitto_passwd")
-        .args([
+    common::run_tool(
+        "mosquitto_passwd",
+        &[
             "-b",
             "-c",
             &path("passwords"),
             "isobar",
             "station-network-secret",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
 
     let plain = common::mosquitto::free_port();

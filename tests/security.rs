@@ -18,17 +18,7 @@ const READ_KEY: &str = "read-key-for-tests-0001";
 fn rsa_pair(dir: &std::path::Path) -> (Vec<u8>, std::path::PathBuf) {
     let private = dir.join("private.pem");
     let public = dir.join("public.pem");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let run = |args: &[&str]| common::run_tool("openssl", args);
     run(&[
         "genpkey",
         "-algorithm",

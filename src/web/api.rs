@@ -496,7 +496,7 @@ pub struct SupervisedStation {
     /// Always `stations`.
     pub group: &'static str,
     /// `running` or `restarting`.
-    pub state: &'static str,
+    pub state: crate::supervisor::tree::ChildState,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -545,9 +545,9 @@ async fn supervision(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
         .map(|status| SupervisedStation {
             group: "stations",
             state: if status.running {
-                "running"
+                crate::supervisor::tree::ChildState::Running
             } else {
-                "restarting"
+                crate::supervisor::tree::ChildState::Restarting
             },
             status,
         })

@@ -66,8 +66,7 @@ struct Claims {
 const MIN_KEY_LEN: usize = 16;
 
 fn read_secret_file(key: &str, path: &std::path::Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))
+    crate::config::read_file(key, path).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
 impl Auth {

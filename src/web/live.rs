@@ -91,9 +91,7 @@ fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String]) -> bool 
             .or_else(|| origin.strip_prefix("https://"))
             == Some(host)
     });
-    own || allowed
-        .iter()
-        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    own || super::origin_listed(origin, allowed)
 }
 
 fn parse_filter(params: &HashMap<String, String>) -> Result<Option<HashSet<StationId>>, ApiError> {

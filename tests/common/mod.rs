@@ -422,3 +422,17 @@ pub async fn pg_admin(sql: &str) {
     tokio::spawn(connection);
     client.batch_execute(sql).await.unwrap();
 }
+
+/// Runs a command-line tool the tests need (openssl, mosquitto_passwd) and
+/// fails the test with its error output if it fails.
+pub fn run_tool(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    assert!(
+        out.status.success(),
+        "{program}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
