@@ -20,7 +20,7 @@ use crate::actors::root::{RootArgs, TreeRecords};
 use crate::actors::stations::StationsMsg;
 use crate::broker::{BrokerError, EmbeddedBroker};
 use crate::config::{ArchiveBackend, CacheBackend};
-use crate::config::{MqttMode, Settings, SharedSupervision, SupervisionSettings, parse_host_port};
+use crate::config::{MqttMode, Settings, SharedSupervision, parse_host_port};
 use crate::delivery::{DeliveryContext, PipelineNames};
 use crate::health::Health;
 use crate::storage::archive::{Archive, LocalArchive, S3Archive};
@@ -56,6 +56,7 @@ pub enum RunError {
 pub struct App {
     settings: Settings,
     supervision: SharedSupervision,
+    station_meta: crate::config::SharedStations,
     web_addr: SocketAddr,
     mqtt_addr: (String, u16),
     root: ActorRef<SupervisorMsg>,
@@ -183,6 +184,8 @@ impl App {
         };
         let supervision: SharedSupervision =
             Arc::new(std::sync::RwLock::new(settings.supervision.clone()));
+        let station_meta: crate::config::SharedStations =
+            Arc::new(std::sync::RwLock::new(settings.stations.clone()));
         let (fatal_tx, fatal) = mpsc::unbounded_channel();
         let health = Arc::new(Health::default());
         let auth = crate::web::auth::Auth::from_settings(&settings.web.auth)
@@ -198,6 +201,7 @@ impl App {
             stations: context.names.stations.clone(),
             tree: records.clone(),
             supervision: supervision.clone(),
+            station_meta: station_meta.clone(),
             health: health.clone(),
             archive: archive.clone(),
             upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS)),
@@ -256,6 +260,7 @@ impl App {
         Ok(Self {
             settings,
             supervision,
+            station_meta,
             web_addr,
             mqtt_addr,
             root,
@@ -269,13 +274,16 @@ impl App {
         self.web_addr
     }
 
-    /// Puts new restart policies in force. The supervisors read them at
-    /// each failure, so they apply from the next one; nothing is restarted
-    /// for it.
-    pub fn supervision(&self) -> impl Fn(SupervisionSettings) + Send + Sync + 'static {
-        let shared = self.supervision.clone();
+    /// Puts what a reload may change in force: the restart policies (the
+    /// supervisors read them at each failure, so they apply from the next
+    /// one; nothing is restarted for it) and the station metadata (from
+    /// the next request).
+    pub fn reloader(&self) -> impl Fn(Settings) + Send + Sync + 'static {
+        let supervision = self.supervision.clone();
+        let stations = self.station_meta.clone();
         move |new| {
-            *shared.write().unwrap_or_else(|e| e.into_inner()) = new;
+            *supervision.write().unwrap_or_else(|e| e.into_inner()) = new.supervision;
+            *stations.write().unwrap_or_else(|e| e.into_inner()) = new.stations;
         }
     }
 

@@ -33,6 +33,62 @@ pub struct Settings {
     pub supervision: SupervisionSettings,
     pub alerts: AlertSettings,
     pub log: LogSettings,
+    /// `[stations.<id>]`: what the operator knows of each station.
+    pub stations: std::collections::BTreeMap<String, StationMeta>,
+}
+
+/// What the operator knows of a station: its name, and a surveyed
+/// position that replaces the one it reports. Reloaded on SIGHUP.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StationMeta {
+    pub name: Option<String>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub elevation_m: Option<f64>,
+}
+
+/// The station metadata in force, shared with the API.
+pub type SharedStations = Arc<std::sync::RwLock<std::collections::BTreeMap<String, StationMeta>>>;
+
+impl StationMeta {
+    fn validate(&self, id: &str) -> Result<(), ConfigError> {
+        let key = |field: &str| format!("stations.{id}.{field}");
+        StationId::parse(id).map_err(|e| {
+            ConfigError::new(format!("stations.{id}"), format!("not a station id: {e}"))
+        })?;
+        if let Some(name) = &self.name
+            && (name.trim().is_empty()
+                || name.chars().count() > 100
+                || name.chars().any(char::is_control))
+        {
+            return Err(ConfigError::new(
+                key("name"),
+                "must be 1 to 100 printable characters",
+            ));
+        }
+        let within = |field: &str, value: Option<f64>, lo: f64, hi: f64| match value {
+            Some(v) if !(lo..=hi).contains(&v) => Err(ConfigError::new(
+                key(field),
+                format!("{v} is outside {lo} to {hi}"),
+            )),
+            _ => Ok(()),
+        };
+        within("latitude", self.latitude, -90.0, 90.0)?;
+        within("longitude", self.longitude, -180.0, 180.0)?;
+        within("elevation_m", self.elevation_m, -500.0, 9000.0)?;
+        if self.latitude.is_some() != self.longitude.is_some() {
+            return Err(ConfigError::new(
+                key(if self.latitude.is_some() {
+                    "longitude"
+                } else {
+                    "latitude"
+                }),
+                "a position needs both latitude and longitude",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -722,6 +778,9 @@ impl Settings {
             .map_err(|(key, reason)| ConfigError::new(key, reason))?;
         self.supervision.validate()?;
         self.alerts.validate()?;
+        for (id, meta) in &self.stations {
+            meta.validate(id)?;
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("log.level", e.to_string()))?;
         Ok(())
@@ -1245,6 +1304,44 @@ within = "5m"
             (other.max_restarts, other.within),
             (7, Duration::from_secs(60))
         );
+    }
+
+    #[test]
+    fn station_metadata_comes_from_the_config_and_bad_values_name_their_key() {
+        let settings = load_toml(
+            "[stations.WS001]\nname = \"Central Park\"\nlatitude = 40.78\nlongitude = -73.97\nelevation_m = 42.0\n",
+        )
+        .unwrap();
+        let ws001 = &settings.stations["WS001"];
+        assert_eq!(ws001.name.as_deref(), Some("Central Park"));
+        assert_eq!(
+            (ws001.latitude, ws001.elevation_m),
+            (Some(40.78), Some(42.0))
+        );
+        let cases = [
+            (
+                "[stations.\"no spaces\"]\nname = \"x\"\n",
+                "stations.no spaces",
+            ),
+            ("[stations.WS001]\nname = \"  \"\n", "stations.WS001.name"),
+            (
+                "[stations.WS001]\nlatitude = 91.0\nlongitude = 0.0\n",
+                "stations.WS001.latitude",
+            ),
+            (
+                "[stations.WS001]\nlatitude = 10.0\n",
+                "stations.WS001.longitude",
+            ),
+            (
+                "[stations.WS001]\nelevation_m = 12000.0\n",
+                "stations.WS001.elevation_m",
+            ),
+            ("[stations.WS001]\nheight = 3.0\n", "stations.WS001.height"),
+        ];
+        for (toml, key) in cases {
+            let err = load_toml(toml).unwrap_err();
+            assert_eq!(err.key, key, "{toml}: {err:?}");
+        }
     }
 
     #[test]

@@ -161,9 +161,10 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // SIGHUP: read the configuration again; the restart policies take
-    // effect at once, everything else at the next start.
-    let reload = app.supervision();
+    // SIGHUP: read the configuration again; the restart policies and the
+    // station metadata take effect at once, everything else at the next
+    // start.
+    let reload = app.reloader();
     let config = args.config.config.clone();
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -177,9 +178,10 @@ async fn run(args: RunArgs) -> ExitCode {
                         pipeline = ?new.supervision.pipeline.policy(),
                         stations = ?new.supervision.stations.policy(),
                         overrides = new.supervision.station_overrides.len(),
-                        "configuration reloaded: restart policies in force from the next failure"
+                        stations = new.stations.len(),
+                        "configuration reloaded: restart policies in force from the next failure, station metadata at once"
                     );
-                    reload(new.supervision);
+                    reload(new);
                 }
                 Err(e) => tracing::error!(key = %e.key, reason = %e.reason,
                     "configuration reload refused; the running policies stay"),

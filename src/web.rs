@@ -4,6 +4,7 @@
 
 mod api;
 pub mod auth;
+mod export;
 mod ingest;
 pub mod limits;
 mod live;
@@ -32,6 +33,8 @@ pub struct WebContext {
     pub tree: Arc<crate::actors::root::TreeRecords>,
     /// The restart policies in force.
     pub supervision: crate::config::SharedSupervision,
+    /// `[stations.<id>]`: names and surveyed positions.
+    pub station_meta: crate::config::SharedStations,
     pub health: Arc<Health>,
     pub archive: Option<Arc<dyn crate::storage::archive::Archive>>,
     /// Uploads being processed at once; beyond, new ones are refused (503)
@@ -59,7 +62,35 @@ pub struct WebContext {
 pub struct StationView {
     #[serde(flatten)]
     pub station: Station,
+    /// The name given in `[stations.<id>]`, or null.
+    pub name: Option<String>,
+    /// `reporting` when heard from in the last 10 minutes, else `silent`.
+    pub status: StationStatus,
     pub latest: Option<Reading>,
+}
+
+/// Whether a station is heard from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StationStatus {
+    Reporting,
+    Silent,
+}
+
+impl StationStatus {
+    /// Stations heard from within this long count as reporting.
+    pub const WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+    pub fn of(
+        last_seen: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        if now - last_seen <= Self::WINDOW {
+            Self::Reporting
+        } else {
+            Self::Silent
+        }
+    }
 }
 
 /// The body of every error answer.

@@ -129,6 +129,19 @@ impl Variable {
         }
     }
 
+    /// The reading field it is: its name in JSON and CSV.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Temperature => "temperature_c",
+            Self::Humidity => "humidity_pct",
+            Self::Pressure => "pressure_hpa",
+            Self::SeaLevelPressure => "sea_level_pressure_hpa",
+            Self::WindSpeed => "wind_speed_ms",
+            Self::WindGust => "wind_gust_ms",
+            Self::WindDirection => "wind_direction_deg",
+        }
+    }
+
     fn unit(self) -> &'static str {
         match self {
             Self::Temperature => "°C",

@@ -27,6 +27,19 @@ pub fn routes(
         .and(warp::get())
         .and(with(ctx.clone()))
         .and_then(list_stations);
+    let station = warp::path!("stations" / String)
+        .and(warp::get())
+        .and(with(ctx.clone()))
+        .and_then(station);
+    let latest_all = warp::path!("latest")
+        .and(warp::get())
+        .and(with(ctx.clone()))
+        .and_then(latest_all);
+    let export = warp::path!("stations" / String / "readings.csv")
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with(ctx.clone()))
+        .and_then(super::export::readings_csv);
     let latest = warp::path!("stations" / String / "latest")
         .and(warp::get())
         .and(with(ctx.clone()))
@@ -60,8 +73,11 @@ pub fn routes(
         .and(with(ctx))
         .and_then(supervision);
     stations
+        .or(station)
+        .or(latest_all)
         .or(latest)
         .or(readings)
+        .or(export)
         .or(rollups)
         .or(summary)
         .or(alerts)
@@ -87,15 +103,18 @@ fn reject(e: ApiError) -> Rejection {
     warp::reject::custom(e)
 }
 
+/// Every station the store knows, with its metadata, status and latest
+/// reading (from the cache, else the store).
 pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiError> {
     let stations = ctx.store.stations().await.map_err(ApiError::internal)?;
-    let mut cached: std::collections::HashMap<StationId, crate::domain::Reading> = ctx
+    let mut cached: HashMap<StationId, crate::domain::Reading> = ctx
         .cache
         .all()
         .await
         .into_iter()
         .map(|r| (r.station_id.clone(), r))
         .collect();
+    let now = Utc::now();
     let mut views = Vec::with_capacity(stations.len());
     for station in stations {
         let latest = match cached.remove(&station.station_id) {
@@ -106,9 +125,35 @@ pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiErro
                 .await
                 .map_err(ApiError::internal)?,
         };
-        views.push(StationView { station, latest });
+        views.push(view(ctx, station, latest, now));
     }
     Ok(views)
+}
+
+/// A station as served: the operator's metadata over what it reported.
+fn view(
+    ctx: &WebContext,
+    mut station: crate::storage::Station,
+    latest: Option<crate::domain::Reading>,
+    now: DateTime<Utc>,
+) -> StationView {
+    let meta = ctx.station_meta.read().unwrap_or_else(|e| e.into_inner());
+    let meta = meta.get(station.station_id.as_str());
+    if let Some(m) = meta {
+        if let (Some(lat), Some(lon)) = (m.latitude, m.longitude) {
+            station.latitude = Some(lat);
+            station.longitude = Some(lon);
+        }
+        if m.elevation_m.is_some() {
+            station.elevation_m = m.elevation_m;
+        }
+    }
+    StationView {
+        name: meta.and_then(|m| m.name.clone()),
+        status: super::StationStatus::of(station.last_seen, now),
+        station,
+        latest,
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -132,6 +177,50 @@ struct StationPath {
 async fn list_stations(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
     let stations = station_views(&ctx).await.map_err(reject)?;
     Ok(warp::reply::json(&StationList { stations }))
+}
+
+/// One station: position, name, status, first and last seen, and its
+/// latest reading.
+#[utoipa::path(get, path = "/api/v1/stations/{id}", tag = "stations", params(StationPath),
+    responses((status = 200, body = StationView),
+        (status = 400, description = "not a station id", body = ErrorBody),
+        (status = 404, description = "no such station", body = ErrorBody),
+        (status = 500, body = ErrorBody)))]
+async fn station(raw_id: String, ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
+    let id = station_id(&raw_id)?;
+    let Some(station) = ctx
+        .store
+        .station(&id)
+        .await
+        .map_err(|e| reject(ApiError::internal(e)))?
+    else {
+        return Err(reject(ApiError::not_found(format!("no station {id}"))));
+    };
+    let latest = match ctx.cache.get(&id).await {
+        Some(r) => Some(r),
+        None => ctx
+            .store
+            .latest(&id)
+            .await
+            .map_err(|e| reject(ApiError::internal(e)))?,
+    };
+    Ok(warp::reply::json(&view(&ctx, station, latest, Utc::now())))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LatestReadings {
+    /// One per station, sorted by station id.
+    pub readings: Vec<crate::domain::Reading>,
+}
+
+/// The latest reading of every station, from the latest-reading cache
+/// (no store query): what a wall display polls.
+#[utoipa::path(get, path = "/api/v1/latest", tag = "stations",
+    responses((status = 200, body = LatestReadings)))]
+async fn latest_all(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
+    let mut readings = ctx.cache.all().await;
+    readings.sort_unstable_by(|a, b| a.station_id.cmp(&b.station_id));
+    Ok(warp::reply::json(&LatestReadings { readings }))
 }
 
 /// The station's newest reading.
@@ -160,21 +249,21 @@ async fn latest(raw_id: String, ctx: Arc<WebContext>) -> Result<impl Reply, Reje
 
 /// Parsed query of the history endpoint.
 #[derive(Debug, PartialEq)]
-struct HistoryParams {
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    limit: usize,
+pub(super) struct HistoryParams {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub limit: usize,
 }
 
 fn parse_history(
     params: &HashMap<String, String>,
     now: DateTime<Utc>,
 ) -> Result<HistoryParams, ApiError> {
-    parse_range(params, now, &["from", "to", "limit"])
+    parse_range(params, now, &["from", "to", "limit", "cursor"])
 }
 
 /// 400 for a parameter the route does not take.
-fn only(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+pub(super) fn only(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
     match params.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(unknown) => Err(ApiError::bad_request(format!(
             "unknown parameter {unknown:?}; expected {}",
@@ -197,13 +286,38 @@ fn limit(params: &HashMap<String, String>, default: usize, max: usize) -> Result
     }
 }
 
-/// `from`, `to` and `limit`, with `allowed` the parameters the route takes.
-fn parse_range(
+/// `from`, `to` and `limit`, or `cursor` and `limit`, with `allowed` the
+/// parameters the route takes.
+pub(super) fn parse_range(
     params: &HashMap<String, String>,
     now: DateTime<Utc>,
     allowed: &[&str],
 ) -> Result<HistoryParams, ApiError> {
     only(params, allowed)?;
+    let limit = limit(params, DEFAULT_LIMIT, MAX_LIMIT)?;
+    if let Some(raw) = params.get("cursor") {
+        if params.contains_key("from") || params.contains_key("to") {
+            return Err(ApiError::bad_request(
+                "cursor: it carries its own range; send it without from and to",
+            ));
+        }
+        let cursor = Cursor::decode(raw)?;
+        return Ok(HistoryParams {
+            from: cursor.after + TimeDelta::microseconds(1),
+            to: cursor.to,
+            limit,
+        });
+    }
+    let (from, to) = parse_times(params, now)?;
+    Ok(HistoryParams { from, to, limit })
+}
+
+/// `from` and `to`: `to` defaults to now (plus a second, so that what was
+/// just stored is in), `from` to a day before `to`.
+pub(super) fn parse_times(
+    params: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     let time = |name: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
         params
             .get(name)
@@ -225,8 +339,80 @@ fn parse_range(
             "from ({from}) must be before to ({to})"
         )));
     }
-    let limit = limit(params, DEFAULT_LIMIT, MAX_LIMIT)?;
-    Ok(HistoryParams { from, to, limit })
+    Ok((from, to))
+}
+
+/// Where the next page of a time-ordered listing starts: just after
+/// `after`, up to the original `to`. Clients pass it back as it came; its
+/// form is not part of the API.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Cursor {
+    pub after: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+            "v1:{}:{}",
+            self.after.timestamp_micros(),
+            self.to.timestamp_micros()
+        ))
+    }
+
+    pub fn decode(raw: &str) -> Result<Self, ApiError> {
+        use base64::Engine;
+        let bad = || {
+            ApiError::bad_request(
+                "cursor: not a cursor this API gave (pass next_cursor as it came)",
+            )
+        };
+        let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(raw)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(bad)?;
+        let mut parts = text.split(':');
+        let (Some("v1"), Some(after), Some(to), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let time = |v: &str| {
+            v.parse::<i64>()
+                .ok()
+                .and_then(DateTime::<Utc>::from_timestamp_micros)
+                .ok_or_else(bad)
+        };
+        let (after, to) = (time(after)?, time(to)?);
+        if after >= to {
+            return Err(bad());
+        }
+        Ok(Self { after, to })
+    }
+}
+
+/// Keeps the first `limit` of `rows` (the store was asked for one more)
+/// and gives the cursor of the next page when there is one.
+fn page<T>(
+    mut rows: Vec<T>,
+    limit: usize,
+    to: DateTime<Utc>,
+    at: impl Fn(&T) -> DateTime<Utc>,
+) -> (Vec<T>, Option<String>) {
+    if rows.len() <= limit {
+        return (rows, None);
+    }
+    rows.truncate(limit);
+    let next = rows.last().map(|last| {
+        Cursor {
+            after: at(last),
+            to,
+        }
+        .encode()
+    });
+    (rows, next)
 }
 
 /// `from` and `to` of the history routes.
@@ -241,6 +427,8 @@ struct RangeQuery {
     /// At most this many, from 1 to 10000; default 1000.
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
+    /// The previous page's `next_cursor`, instead of `from` and `to`.
+    cursor: Option<String>,
 }
 
 /// A page of a station's readings, oldest first.
@@ -250,6 +438,8 @@ pub struct ReadingPage {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub readings: Vec<crate::domain::Reading>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
 }
 
 /// A station's readings in `[from, to)`, oldest first.
@@ -267,21 +457,23 @@ async fn readings(
     let id = station_id(&raw_id)?;
     let p = parse_history(&params, Utc::now()).map_err(reject)?;
     known_station(&ctx, &id).await?;
-    let readings = ctx
+    let rows = ctx
         .store
         .readings(HistoryQuery {
             station_id: id.clone(),
             from: p.from,
             to: p.to,
-            limit: p.limit,
+            limit: p.limit + 1,
         })
         .await
         .map_err(|e| reject(ApiError::internal(e)))?;
+    let (readings, next_cursor) = page(rows, p.limit, p.to, |r| r.observed_at);
     Ok(warp::reply::json(&ReadingPage {
         station_id: id,
         from: p.from,
         to: p.to,
         readings,
+        next_cursor,
     }))
 }
 
@@ -342,9 +534,6 @@ async fn alerts(
     Ok(warp::reply::json(&AlertList { alerts }))
 }
 
-/// Stations heard from within this long count as reporting.
-const REPORTING_WINDOW: TimeDelta = TimeDelta::minutes(10);
-
 /// The network at a glance: stations reporting or silent, QC of their
 /// latest readings, and the spread of their latest values.
 #[utoipa::path(get, path = "/api/v1/summary", tag = "stations",
@@ -361,7 +550,7 @@ async fn summary(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
         &last_seen,
         &latest,
         Utc::now(),
-        REPORTING_WINDOW,
+        super::StationStatus::WINDOW,
     )))
 }
 
@@ -381,6 +570,8 @@ pub struct RollupPage {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub rollups: Vec<crate::domain::Rollup>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
 }
 
 /// A station's 1-minute or 1-hour rollups over a range: count, min, max,
@@ -397,8 +588,12 @@ async fn rollups(
     ctx: Arc<WebContext>,
 ) -> Result<impl Reply, Rejection> {
     let id = station_id(&raw_id)?;
-    let p =
-        parse_range(&params, Utc::now(), &["resolution", "from", "to", "limit"]).map_err(reject)?;
+    let p = parse_range(
+        &params,
+        Utc::now(),
+        &["resolution", "from", "to", "limit", "cursor"],
+    )
+    .map_err(reject)?;
     let resolution = match params.get("resolution").map(String::as_str) {
         None => Resolution::Minute,
         Some(raw) => Resolution::parse(raw).ok_or_else(|| {
@@ -408,23 +603,25 @@ async fn rollups(
         })?,
     };
     known_station(&ctx, &id).await?;
-    let rollups = ctx
+    let rows = ctx
         .store
         .rollups(RollupQuery {
             station_id: id.clone(),
             resolution,
             from: p.from,
             to: p.to,
-            limit: p.limit,
+            limit: p.limit + 1,
         })
         .await
         .map_err(|e| reject(ApiError::internal(e)))?;
+    let (rollups, next_cursor) = page(rows, p.limit, p.to, |r| r.bucket);
     Ok(warp::reply::json(&RollupPage {
         station_id: id,
         resolution,
         from: p.from,
         to: p.to,
         rollups,
+        next_cursor,
     }))
 }
 
