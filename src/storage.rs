@@ -252,6 +252,31 @@ pub struct RollupQuery {
     pub limit: usize,
 }
 
+/// What one roll-up transaction did.
+#[derive(Debug, Default, PartialEq)]
+pub struct RolledUp {
+    /// Readings taken from the outbox.
+    pub readings: usize,
+    /// The periods it changed, in (station, resolution, bucket) order.
+    pub periods: Vec<(StationId, Resolution, DateTime<Utc>)>,
+}
+
+impl RolledUp {
+    /// `readings` taken, whose partial rollups were `deltas` (in key order).
+    pub fn of(readings: usize, deltas: &[crate::domain::rollup::RollupDelta]) -> Self {
+        let mut periods: Vec<(StationId, Resolution, DateTime<Utc>)> = Vec::new();
+        for d in deltas {
+            if periods
+                .last()
+                .is_none_or(|(s, r, b)| (s, *r, *b) != (&d.station_id, d.resolution, d.bucket))
+            {
+                periods.push((d.station_id.clone(), d.resolution, d.bucket));
+            }
+        }
+        Self { readings, periods }
+    }
+}
+
 /// Rows of (bucket, variable, stats), ordered by bucket, as periods.
 pub fn rollups_from_rows(
     rows: impl IntoIterator<Item = (DateTime<Utc>, String, Stats)>,
@@ -340,7 +365,7 @@ pub trait Store: Send + Sync + 'static {
     /// Adds up to `limit` new readings from the rollup outbox to the
     /// rollups and removes them from the outbox, in one transaction.
     /// Returns how many it took; fewer than `limit` means none are left.
-    async fn roll_up(&self, limit: usize) -> Result<usize, StoreError>;
+    async fn roll_up(&self, limit: usize) -> Result<RolledUp, StoreError>;
     /// A station's rollups at one resolution with periods starting in
     /// `[from, to)`, oldest first, at most `limit` periods.
     async fn rollups(&self, query: RollupQuery) -> Result<Vec<Rollup>, StoreError>;

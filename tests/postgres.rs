@@ -121,9 +121,20 @@ async fn the_store_is_idempotent_and_answers_history() {
     assert_eq!(count(&schema, "observations").await, 3);
 
     // Rollups: the new readings only, once each, once rolled up.
-    assert_eq!(store.roll_up(1000).await.unwrap(), 3);
+    let rolled = store.roll_up(1000).await.unwrap();
+    assert_eq!(rolled.readings, 3);
+    // Each reading's minute and hour, once each, in order.
+    let periods: Vec<(String, Resolution, String)> = rolled
+        .periods
+        .iter()
+        .map(|(s, r, b)| (s.to_string(), *r, b.to_rfc3339()))
+        .collect();
+    assert!(
+        !periods.is_empty() && periods.windows(2).all(|w| w[0] < w[1]),
+        "{periods:?}"
+    );
     assert_eq!(
-        store.roll_up(1000).await.unwrap(),
+        store.roll_up(1000).await.unwrap().readings,
         0,
         "the outbox is cleared"
     );

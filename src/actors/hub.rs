@@ -1,8 +1,13 @@
-//! The websocket hub: fans each stored reading out to the connected live
-//! clients. Each reading is serialised once. Every client has a bounded
-//! queue; a client that falls behind loses the newest messages (counted,
-//! logged, and announced to it with an `overflow` message) and never slows
-//! ingestion.
+//! The websocket hub: fans each stored reading, each changed rollup, each
+//! alert, restart and change of a station's status out to the connected
+//! live clients. Each message is serialised once. Every client has a
+//! bounded queue; a client that falls behind loses the newest messages
+//! (counted, logged, and announced to it with an `overflow` message) and
+//! never slows ingestion.
+//!
+//! The hub also knows when each station was last heard, seeded from the
+//! store at start, and announces a station becoming `reporting` or
+//! `silent` (see [`crate::web::StationStatus`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -12,11 +17,23 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::{Reading, StationId};
+use crate::web::StationStatus;
+
+/// The version of the live protocol, in the snapshot and in the
+/// websocket subprotocol `isobar.v1`. Adding message types or fields keeps
+/// it; changing or removing one makes a new version.
+pub const PROTOCOL_VERSION: u32 = 1;
 
 pub enum HubMsg {
     Subscribe(LiveClient),
     Publish(Arc<[Reading]>),
+    /// Rollup periods that changed.
+    Rollups(Vec<StationRollup>),
+    /// Time to look for stations gone silent.
+    CheckStatus,
     /// A supervised actor is being restarted.
     Restart(RestartEvent),
     /// An alert fired or resolved.
@@ -59,11 +76,29 @@ impl RestartEvent {
     }
 }
 
+/// One station's rollup of one period, as live clients see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StationRollup {
+    pub station_id: StationId,
+    pub resolution: crate::domain::Resolution,
+    pub rollup: crate::domain::Rollup,
+}
+
+/// A station's status changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusChange {
+    pub station_id: StationId,
+    pub status: crate::web::StationStatus,
+    pub last_seen: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+}
+
 /// Messages the server sends on `/api/v1/live`.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveMessage<'a> {
     Snapshot {
+        protocol: u32,
         stations: &'a [crate::web::StationView],
     },
     Reading {
@@ -78,6 +113,14 @@ pub enum LiveMessage<'a> {
     Alert {
         alert: &'a crate::storage::AlertRecord,
     },
+    Rollup {
+        #[serde(flatten)]
+        rollup: &'a StationRollup,
+    },
+    StationStatus {
+        #[serde(flatten)]
+        change: &'a StatusChange,
+    },
 }
 
 impl LiveMessage<'_> {
@@ -90,22 +133,54 @@ impl LiveMessage<'_> {
 
 pub struct Hub;
 
+pub struct HubArgs {
+    /// Where the stations' last-seen times come from at start.
+    pub store: Arc<dyn crate::storage::Store>,
+    /// How often to look for stations gone silent.
+    pub check_every: std::time::Duration,
+}
+
 #[derive(Default)]
 pub struct HubState {
     clients: HashMap<u64, LiveClient>,
+    /// Each station's newest observation time, and its status as last
+    /// announced.
+    seen: HashMap<StationId, (DateTime<Utc>, StationStatus)>,
 }
 
 impl Actor for Hub {
     type Msg = HubMsg;
     type State = HubState;
-    type Arguments = ();
+    type Arguments = HubArgs;
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
-        _args: (),
+        myself: ActorRef<Self::Msg>,
+        args: HubArgs,
     ) -> Result<HubState, ActorProcessingErr> {
-        Ok(HubState::default())
+        let mut state = HubState::default();
+        // A store that does not answer leaves the hub to learn stations
+        // from their next readings; it is not worth failing the hub for.
+        match tokio::time::timeout(std::time::Duration::from_secs(2), args.store.stations()).await {
+            Ok(Ok(stations)) => {
+                let now = Utc::now();
+                state.seen = stations
+                    .into_iter()
+                    .map(|s| {
+                        let status = StationStatus::of(s.last_seen, now);
+                        (s.station_id, (s.last_seen, status))
+                    })
+                    .collect();
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "hub: station status unknown until readings arrive")
+            }
+            Err(_) => tracing::warn!(
+                "hub: the store did not answer; station status unknown until readings arrive"
+            ),
+        }
+        myself.send_interval(args.check_every, || HubMsg::CheckStatus);
+        Ok(state)
     }
 
     async fn handle(
@@ -119,7 +194,17 @@ impl Actor for Hub {
                 state.clients.insert(client.id, client);
                 metrics::gauge!("isobar_live_clients").set(state.clients.len() as f64);
             }
-            HubMsg::Publish(readings) => state.publish(&readings),
+            HubMsg::Publish(readings) => {
+                state.publish(&readings);
+                state.heard(&readings, Utc::now());
+            }
+            HubMsg::Rollups(rollups) => {
+                for rollup in &rollups {
+                    let json = LiveMessage::Rollup { rollup }.to_json();
+                    state.send_to_followers(rollup.station_id.as_str(), &json);
+                }
+            }
+            HubMsg::CheckStatus => state.check_silence(Utc::now()),
             HubMsg::Restart(event) => state.announce(&event),
             HubMsg::Alert(alert) => {
                 let json = LiveMessage::Alert { alert: &alert }.to_json();
@@ -135,6 +220,57 @@ impl Actor for Hub {
 }
 
 impl HubState {
+    /// Notes when stations were heard; one that was silent, or new, is
+    /// announced as reporting.
+    fn heard(&mut self, readings: &[Reading], now: DateTime<Utc>) {
+        for r in readings {
+            let entry = self
+                .seen
+                .entry(r.station_id.clone())
+                .or_insert((r.observed_at, StationStatus::Silent));
+            entry.0 = entry.0.max(r.observed_at);
+            let status = StationStatus::of(entry.0, now);
+            if status != entry.1 {
+                entry.1 = status;
+                let change = StatusChange {
+                    station_id: r.station_id.clone(),
+                    status,
+                    last_seen: entry.0,
+                    at: now,
+                };
+                self.announce_status(&change);
+            }
+        }
+    }
+
+    /// Announces the stations that have gone silent since the last check.
+    fn check_silence(&mut self, now: DateTime<Utc>) {
+        let mut changes = Vec::new();
+        for (id, (last_seen, status)) in &mut self.seen {
+            let current = StationStatus::of(*last_seen, now);
+            if current != *status {
+                *status = current;
+                changes.push(StatusChange {
+                    station_id: id.clone(),
+                    status: current,
+                    last_seen: *last_seen,
+                    at: now,
+                });
+            }
+        }
+        for change in &changes {
+            self.announce_status(change);
+        }
+    }
+
+    fn announce_status(&self, change: &StatusChange) {
+        metrics::counter!("isobar_station_status_changes_total",
+            "status" => match change.status { StationStatus::Reporting => "reporting", StationStatus::Silent => "silent" })
+        .increment(1);
+        let json = LiveMessage::StationStatus { change }.to_json();
+        self.send_to_followers(change.station_id.as_str(), &json);
+    }
+
     /// To every client: a station's restart only to those that follow it.
     fn announce(&mut self, event: &RestartEvent) {
         let json = LiveMessage::Supervision { event }.to_json();

@@ -578,7 +578,7 @@ mod tests {
         ) -> Result<Vec<crate::storage::AlertRecord>, StoreError> {
             self.inner.alerts(firing, limit).await
         }
-        async fn roll_up(&self, limit: usize) -> Result<usize, StoreError> {
+        async fn roll_up(&self, limit: usize) -> Result<crate::storage::RolledUp, StoreError> {
             self.inner.roll_up(limit).await
         }
         async fn rollups(

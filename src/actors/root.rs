@@ -22,7 +22,7 @@ use crate::actors::aggregator::{Aggregator, AggregatorArgs};
 use crate::actors::alerter::{Alerter, AlerterArgs};
 use crate::actors::archiver::{Archiver, ArchiverArgs};
 use crate::actors::http::{HttpArgs, HttpServer};
-use crate::actors::hub::{Hub, RestartEvent};
+use crate::actors::hub::{Hub, HubArgs, RestartEvent};
 use crate::actors::ingest::{Ingest, IngestArgs};
 use crate::actors::persister::{Persister, PersisterArgs};
 use crate::actors::stations::{StationsArgs, StationsSupervisor};
@@ -246,6 +246,7 @@ impl ChildSpec for PartSpec {
                 AggregatorArgs {
                     store: a.store.clone(),
                     interval: std::time::Duration::from_secs(5),
+                    hub: names.hub.clone(),
                 },
                 supervisor,
             )
@@ -266,10 +267,18 @@ impl ChildSpec for PartSpec {
             .await?
             .0
             .get_cell(),
-            Part::Hub => Actor::spawn_linked(Some(names.hub.clone()), Hub, (), supervisor)
-                .await?
-                .0
-                .get_cell(),
+            Part::Hub => Actor::spawn_linked(
+                Some(names.hub.clone()),
+                Hub,
+                HubArgs {
+                    store: a.store.clone(),
+                    check_every: std::time::Duration::from_secs(5),
+                },
+                supervisor,
+            )
+            .await?
+            .0
+            .get_cell(),
             Part::Archiver => {
                 let Some(archive) = a.archive.clone() else {
                     return Ok(None);

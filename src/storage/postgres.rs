@@ -502,7 +502,7 @@ impl Store for PostgresStore {
         rows.iter().map(alert_from_row).collect()
     }
 
-    async fn roll_up(&self, limit: usize) -> Result<usize, StoreError> {
+    async fn roll_up(&self, limit: usize) -> Result<super::RolledUp, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -517,7 +517,7 @@ impl Store for PostgresStore {
             )
             .await?;
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(super::RolledUp::default());
         }
         let mut seqs = Vec::with_capacity(rows.len());
         let mut readings = Vec::with_capacity(rows.len());
@@ -533,7 +533,7 @@ impl Store for PostgresStore {
         tx.execute("DELETE FROM rollup_outbox WHERE seq = ANY($1)", &[&seqs])
             .await?;
         tx.commit().await?;
-        Ok(seqs.len())
+        Ok(super::RolledUp::of(seqs.len(), &deltas))
     }
 
     async fn rollups(&self, q: RollupQuery) -> Result<Vec<Rollup>, StoreError> {

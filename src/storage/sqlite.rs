@@ -456,7 +456,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn roll_up(&self, limit: usize) -> Result<usize, StoreError> {
+    async fn roll_up(&self, limit: usize) -> Result<super::RolledUp, StoreError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -473,7 +473,7 @@ impl Store for SqliteStore {
                     .unzip()
             };
             let Some(&last) = seqs.last() else {
-                return Ok(0);
+                return Ok(super::RolledUp::default());
             };
             let all = vec![true; readings.len()];
             let mut upsert = tx.prepare_cached(
@@ -489,7 +489,8 @@ impl Store for SqliteStore {
                      THEN excluded.last ELSE rollups.last END, \
                    last_at = max(rollups.last_at, excluded.last_at)",
             )?;
-            for d in rollup::deltas(&readings, &all) {
+            let deltas = rollup::deltas(&readings, &all);
+            for d in &deltas {
                 upsert.execute(params![
                     d.station_id.as_str(),
                     d.resolution.as_str(),
@@ -507,7 +508,7 @@ impl Store for SqliteStore {
             // One writer: nothing can enter the outbox below `last` unseen.
             tx.execute("DELETE FROM rollup_outbox WHERE seq <= ?1", [last])?;
             tx.commit()?;
-            Ok(seqs.len())
+            Ok(super::RolledUp::of(seqs.len(), &deltas))
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?

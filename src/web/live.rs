@@ -1,6 +1,7 @@
-//! `/api/v1/live`: the websocket. A client gets a snapshot of every station
-//! on connect, then each new reading, optionally only for the stations it
-//! names (`?stations=WS001,WS002`).
+//! `/api/v1/live`: the websocket, protocol version 1 (`isobar.v1`). A
+//! client gets a snapshot of every station on connect, then each new
+//! reading, rollup, alert, restart and station status change, optionally
+//! only for the stations it names (`?stations=WS001,WS002`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -33,13 +34,19 @@ async fn send(sink: &mut SplitSink<WebSocket, Message>, text: &str) -> bool {
     )
 }
 
-/// The websocket: a `snapshot` on connect, then `reading`, `alert`,
-/// `supervision` and `overflow` messages as JSON text frames.
+/// The websocket subprotocol of this version of the live protocol.
+pub const SUBPROTOCOL: &str = "isobar.v1";
+
+/// The websocket, protocol version 1: a `snapshot` on connect, then
+/// `reading`, `rollup`, `alert`, `station_status`, `supervision` and
+/// `overflow` messages as JSON text frames (see docs/api.md).
 #[utoipa::path(get, path = "/api/v1/live", tag = "live",
     params(("stations" = Option<String>, Query,
-        description = "only these stations, comma-separated")),
+        description = "only these stations, comma-separated"),
+        ("Sec-WebSocket-Protocol" = Option<String>, Header,
+        description = "`isobar.v1`, or absent for version 1")),
     responses((status = 101, description = "switching to the websocket protocol"),
-        (status = 400, description = "not a websocket upgrade, or a bad parameter", body = super::ErrorBody),
+        (status = 400, description = "not a websocket upgrade, a bad parameter, or no protocol version the server speaks", body = super::ErrorBody),
         (status = 403, description = "a page from an origin not allowed", body = super::ErrorBody)))]
 #[allow(dead_code)]
 fn live() {}
@@ -51,12 +58,14 @@ pub fn route(
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::header::optional::<String>("origin"))
         .and(warp::header::optional::<String>("host"))
+        .and(warp::header::optional::<String>("sec-websocket-protocol"))
         .and(warp::ws())
         .and(with(ctx))
         .and_then(
             |params: HashMap<String, String>,
              origin: Option<String>,
              host: Option<String>,
+             protocols: Option<String>,
              ws: warp::ws::Ws,
              ctx: Arc<WebContext>| async move {
                 if let Some(origin) = origin
@@ -71,10 +80,20 @@ pub fn route(
                     }));
                 }
                 let stations = parse_filter(&params).map_err(warp::reject::custom)?;
+                let echo = negotiate(protocols.as_deref()).map_err(warp::reject::custom)?;
                 let ws = ws
                     .max_message_size(MAX_CLIENT_MESSAGE)
                     .max_frame_size(MAX_CLIENT_MESSAGE);
-                Ok::<_, Rejection>(ws.on_upgrade(move |socket| serve(socket, stations, ctx)))
+                let mut reply = ws
+                    .on_upgrade(move |socket| serve(socket, stations, ctx))
+                    .into_response();
+                if echo {
+                    reply.headers_mut().insert(
+                        "sec-websocket-protocol",
+                        warp::http::HeaderValue::from_static(SUBPROTOCOL),
+                    );
+                }
+                Ok::<_, Rejection>(reply)
             },
         )
 }
@@ -92,6 +111,21 @@ fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String]) -> bool 
             == Some(host)
     });
     own || super::origin_listed(origin, allowed)
+}
+
+/// Whether to answer with the subprotocol: a client that names none
+/// speaks version 1; one that names some must name `isobar.v1`.
+fn negotiate(offered: Option<&str>) -> Result<bool, ApiError> {
+    let Some(offered) = offered else {
+        return Ok(false);
+    };
+    if offered.split(',').any(|p| p.trim() == SUBPROTOCOL) {
+        Ok(true)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "Sec-WebSocket-Protocol: {offered:?} names no protocol this server speaks; it speaks {SUBPROTOCOL}"
+        )))
+    }
 }
 
 fn parse_filter(params: &HashMap<String, String>) -> Result<Option<HashSet<StationId>>, ApiError> {
@@ -133,7 +167,11 @@ async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc
             if let Some(filter) = &stations {
                 views.retain(|v| filter.contains(&v.station.station_id));
             }
-            LiveMessage::Snapshot { stations: &views }.to_json()
+            LiveMessage::Snapshot {
+                protocol: crate::actors::hub::PROTOCOL_VERSION,
+                stations: &views,
+            }
+            .to_json()
         }
         Err(e) => {
             tracing::warn!(client = id, error = e.message, "live snapshot failed");

@@ -1,0 +1,120 @@
+//! The live protocol, version 1, against the real daemon: the subprotocol
+//! handshake, the snapshot's version, and the `rollup` and
+//! `station_status` messages.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{SecondsFormat, TimeDelta, Utc};
+use common::{Daemon, Publisher, next_json};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// The next message of `kind`, skipping others, within `within`.
+async fn next_of<S>(live: &mut S, kind: &str, within: Duration) -> Value
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    tokio::time::timeout(within, async {
+        loop {
+            let msg = next_json(live).await;
+            if msg["type"] == kind {
+                return msg;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("a {kind} message within {within:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_protocol_is_versioned_and_sends_rollups_and_station_status() {
+    let daemon = Daemon::start(&[]);
+
+    // A client that names the protocol gets it back.
+    let mut request = format!("ws://{}/api/v1/live?stations=WS777", daemon.web)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "isobar.v1".parse().unwrap());
+    let (mut live, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "isobar.v1");
+    let snapshot = next_json(&mut live).await;
+    assert_eq!(
+        (snapshot["type"].as_str(), snapshot["protocol"].as_u64()),
+        (Some("snapshot"), Some(1))
+    );
+
+    // One that names only versions the server does not speak is refused.
+    let mut request = format!("ws://{}/api/v1/live", daemon.web)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "isobar.v9, chat".parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 400);
+        }
+        other => panic!("expected a 400 refusal, got {other:?}"),
+    }
+
+    // A new station heard from just under 10 minutes after its reading was
+    // taken: reporting at once, silent a few seconds later.
+    let publisher = Publisher::connect(&daemon, "live-protocol-publisher").await;
+    let observed = Utc::now() - TimeDelta::seconds(597);
+    let stamp = observed.to_rfc3339_opts(SecondsFormat::Secs, true);
+    publisher.reading("WS777", &stamp, 12.5).await;
+
+    let reading = next_of(&mut live, "reading", Duration::from_secs(10)).await;
+    assert_eq!(reading["reading"]["temperature_c"], 12.5);
+    let reporting = next_of(&mut live, "station_status", Duration::from_secs(10)).await;
+    assert_eq!(
+        (
+            reporting["station_id"].as_str(),
+            reporting["status"].as_str()
+        ),
+        (Some("WS777"), Some("reporting"))
+    );
+    assert_eq!(reporting["last_seen"], stamp);
+
+    // The aggregator's next roll-up (every 5 s) sends the changed periods.
+    let mut resolutions = Vec::new();
+    let mut silent = None;
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while resolutions.len() < 2 || silent.is_none() {
+            let msg = next_json(&mut live).await;
+            match msg["type"].as_str() {
+                Some("rollup") => {
+                    assert_eq!(msg["station_id"], "WS777");
+                    let t = &msg["rollup"]["variables"]["temperature_c"];
+                    assert_eq!(
+                        (t["count"].as_u64(), t["last"].as_f64()),
+                        (Some(1), Some(12.5))
+                    );
+                    resolutions.push(msg["resolution"].as_str().unwrap().to_owned());
+                }
+                Some("station_status") => silent = Some(msg),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("rollups and silence within 20 s: {resolutions:?} {silent:?}"));
+    resolutions.sort();
+    assert_eq!(resolutions, ["1h", "1m"]);
+    let silent = silent.unwrap();
+    assert_eq!(
+        (silent["station_id"].as_str(), silent["status"].as_str()),
+        (Some("WS777"), Some("silent"))
+    );
+    let (_, station) = daemon.get("/api/v1/stations/WS777").await;
+    assert_eq!(station["status"], "silent");
+}
