@@ -78,7 +78,23 @@ fn instance_id() -> String {
 fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .get_or_init(|| {
+            use metrics_exporter_prometheus::Matcher;
+            // Latencies as histograms (aggregatable across instances),
+            // from half a millisecond to ten seconds.
+            const SECONDS: [f64; 14] = [
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+            ];
+            const SIZES: [f64; 10] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full("isobar_batch_size".into()), &SIZES)
+                })
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
         .clone()
 }
 
@@ -119,7 +135,7 @@ impl App {
                 redis
                     .relay(move |readings| {
                         if let Some(hub) = ActorRef::<HubMsg>::where_is(hub.clone()) {
-                            let _ = hub.cast(HubMsg::Publish(readings.into()));
+                            let _ = hub.cast(HubMsg::Publish(readings.into(), Vec::new()));
                         }
                     })
                     .map_err(|e| StartupError::Cache(e.to_string()))?;

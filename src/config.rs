@@ -33,6 +33,7 @@ pub struct Settings {
     pub supervision: SupervisionSettings,
     pub alerts: AlertSettings,
     pub log: LogSettings,
+    pub telemetry: TelemetrySettings,
     /// `[stations.<id>]`: what the operator knows of each station.
     pub stations: std::collections::BTreeMap<String, StationMeta>,
 }
@@ -572,6 +573,66 @@ impl Default for LogSettings {
     }
 }
 
+/// `[telemetry]`: traces of each reading's path, exported over OTLP/HTTP
+/// when an endpoint is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// The collector's OTLP/HTTP base URL (`http://collector:4318`);
+    /// traces go to `<endpoint>/v1/traces`. None: no traces.
+    pub otlp_endpoint: Option<String>,
+    pub otlp_protocol: OtlpProtocol,
+    /// `service.name` of the traces.
+    pub service_name: String,
+    /// The share of readings traced, 0 to 1 (a parent's decision is kept).
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            otlp_protocol: OtlpProtocol::HttpProtobuf,
+            service_name: "isobar".into(),
+            sample_ratio: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OtlpProtocol {
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "http/json")]
+    HttpJson,
+}
+
+impl TelemetrySettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(endpoint) = &self.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                "telemetry.otlp_endpoint",
+                format!("{endpoint:?} is not an http:// or https:// URL"),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(ConfigError::new(
+                "telemetry.sample_ratio",
+                "must be from 0 to 1",
+            ));
+        }
+        if self.service_name.trim().is_empty() {
+            return Err(ConfigError::new(
+                "telemetry.service_name",
+                "must not be empty",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A configuration problem, naming the key and the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {key}: {reason}")]
@@ -781,6 +842,7 @@ impl Settings {
         for (id, meta) in &self.stations {
             meta.validate(id)?;
         }
+        self.telemetry.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("log.level", e.to_string()))?;
         Ok(())

@@ -347,6 +347,9 @@ pub struct Delivery {
     attempts: u32,
     ack: Option<Ack>,
     context: Arc<DeliveryContext>,
+    /// The trace of this message through the pipeline: each stage opens a
+    /// span beneath it (see [`crate::telemetry`]).
+    pub span: tracing::Span,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -369,6 +372,12 @@ impl Delivery {
         ack: Ack,
         context: Arc<DeliveryContext>,
     ) -> Self {
+        let span = tracing::info_span!(target: crate::telemetry::TRACE_TARGET, "reading",
+            otel.kind = "consumer",
+            messaging.source = %source,
+            format = format.name(),
+            station_id = station_id.as_ref().map_or("", StationId::as_str),
+            bytes = payload.len() as i64);
         Self {
             station_id,
             source,
@@ -378,6 +387,7 @@ impl Delivery {
             attempts: 0,
             ack: Some(ack),
             context,
+            span,
         }
     }
 
@@ -419,6 +429,7 @@ impl Delivery {
             attempts: self.attempts + 1,
             ack: Some(ack),
             context: self.context.clone(),
+            span: self.span.clone(),
         })
     }
 }

@@ -16,6 +16,7 @@ pub mod replay;
 pub mod simulator;
 pub mod storage;
 pub mod supervisor;
+pub mod telemetry;
 pub mod web;
 
 pub use app::App;

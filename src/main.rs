@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use figment::Figment;
 use figment::providers::Serialized;
-use isobar::config::{ConfigError, EXIT_BAD_CONFIG, LogFormat, Settings, parse_host_port};
+use isobar::config::{ConfigError, EXIT_BAD_CONFIG, Settings, parse_host_port};
 use isobar::{App, simulator};
 
 #[derive(Parser)]
@@ -117,23 +117,6 @@ fn load(args: &ConfigArgs, overrides: Figment) -> Result<Settings, ExitCode> {
     })
 }
 
-fn init_tracing(settings: &Settings) {
-    let mut filter = settings.log.level.clone();
-    // The embedded broker logs ordinary disconnects as errors; keep it quiet
-    // unless asked for (log.level = "info,rumqttd=warn").
-    if !filter.contains("rumqttd") {
-        filter.push_str(",rumqttd=off");
-    }
-    let filter = tracing_subscriber::EnvFilter::new(filter);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match settings.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 async fn run(args: RunArgs) -> ExitCode {
     let mut overrides = Figment::new();
     if let Some(n) = args.simulate {
@@ -152,7 +135,20 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    init_tracing(&settings);
+    let telemetry = match isobar::telemetry::init(&settings.log, &settings.telemetry) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("isobar: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
+    };
+    let code = serve(settings, overrides, args.config.config.clone()).await;
+    // The exporter's HTTP client may not be dropped on the runtime's threads.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    code
+}
+
+async fn serve(settings: Settings, overrides: Figment, config: Option<PathBuf>) -> ExitCode {
     let app = match App::build(settings).await {
         Ok(app) => app,
         Err(e) => {
@@ -165,7 +161,6 @@ async fn run(args: RunArgs) -> ExitCode {
     // station metadata take effect at once, everything else at the next
     // start.
     let reload = app.reloader();
-    let config = args.config.config.clone();
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut hangup) = signal(SignalKind::hangup()) else {

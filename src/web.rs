@@ -223,6 +223,12 @@ pub fn routes(
         .with(warp::log::custom(|info| {
             tracing::debug!(method = %info.method(), path = info.path(),
                 status = info.status().as_u16(), "http request");
+            let route = route_label(info.path());
+            metrics::counter!("isobar_http_requests_total",
+                "route" => route, "status" => info.status().as_u16().to_string())
+            .increment(1);
+            metrics::histogram!("isobar_http_request_seconds", "route" => route)
+                .record(info.elapsed().as_secs_f64());
         }))
 }
 
@@ -468,6 +474,36 @@ fn dashboard(
                 }
             });
     files.or(fallback)
+}
+
+/// The route a request path is for, with the station left out, so that
+/// the metrics have one series per route rather than per station.
+fn route_label(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["health"] => "/health",
+        ["ready"] => "/ready",
+        ["metrics"] => "/metrics",
+        ["weatherstation", ..] => "/weatherstation/updateweatherstation.php",
+        ["api", "v1", "stations"] => "/api/v1/stations",
+        ["api", "v1", "stations", _] => "/api/v1/stations/{id}",
+        ["api", "v1", "stations", _, "latest"] => "/api/v1/stations/{id}/latest",
+        ["api", "v1", "stations", _, "readings"] => "/api/v1/stations/{id}/readings",
+        ["api", "v1", "stations", _, "readings.csv"] => "/api/v1/stations/{id}/readings.csv",
+        ["api", "v1", "stations", _, "rollups"] => "/api/v1/stations/{id}/rollups",
+        ["api", "v1", "latest"] => "/api/v1/latest",
+        ["api", "v1", "summary"] => "/api/v1/summary",
+        ["api", "v1", "alerts"] => "/api/v1/alerts",
+        ["api", "v1", "quarantine"] => "/api/v1/quarantine",
+        ["api", "v1", "supervision"] => "/api/v1/supervision",
+        ["api", "v1", "live"] => "/api/v1/live",
+        ["api", "v1", "openapi.json"] => "/api/v1/openapi.json",
+        ["api", "v1", "ingest", "ecowitt", _] => "/api/v1/ingest/ecowitt/{id}",
+        ["api", "v1", "ingest", _] => "/api/v1/ingest/{id}",
+        ["api", ..] => "other api",
+        ["docs", ..] => "/docs/",
+        _ => "dashboard",
+    }
 }
 
 async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {

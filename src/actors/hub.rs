@@ -29,7 +29,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 pub enum HubMsg {
     Subscribe(LiveClient),
-    Publish(Arc<[Reading]>),
+    /// Newly stored readings, with the traces of the messages they came in.
+    Publish(Arc<[Reading]>, Vec<tracing::Span>),
     /// Rollup periods that changed.
     Rollups(Vec<StationRollup>),
     /// Time to look for stations gone silent.
@@ -194,9 +195,19 @@ impl Actor for Hub {
                 state.clients.insert(client.id, client);
                 metrics::gauge!("isobar_live_clients").set(state.clients.len() as f64);
             }
-            HubMsg::Publish(readings) => {
+            HubMsg::Publish(readings, traces) => {
+                let clients = state.clients.len();
+                let _hub: Vec<tracing::Span> = traces
+                    .iter()
+                    .map(|parent| {
+                        tracing::info_span!(target: crate::telemetry::TRACE_TARGET,
+                            parent: parent, "hub", clients = clients as i64, readings = readings.len() as i64)
+                    })
+                    .collect();
                 state.publish(&readings);
                 state.heard(&readings, Utc::now());
+                metrics::counter!("isobar_readings_published_total")
+                    .increment(readings.len() as u64);
             }
             HubMsg::Rollups(rollups) => {
                 for rollup in &rollups {
@@ -306,6 +317,13 @@ impl HubState {
         if self.clients.is_empty() {
             return;
         }
+        let deepest = self
+            .clients
+            .values()
+            .map(|c| c.queue.max_capacity() - c.queue.capacity())
+            .max()
+            .unwrap_or(0);
+        metrics::gauge!("isobar_queue_depth", "queue" => "live_client_max").set(deepest as f64);
         for reading in readings {
             // Serialised once, and only if some client wants it.
             let mut json: Option<Arc<str>> = None;

@@ -222,6 +222,9 @@ impl Router {
                     ack,
                     self.context.clone(),
                 );
+                let _ingest = tracing::info_span!(target: crate::telemetry::TRACE_TARGET,
+                    parent: &delivery.span, "ingest", topic = %delivery.source)
+                .entered();
                 // Waits in the background if the supervisor is restarting.
                 self.context.to_stations(delivery);
             }

@@ -91,6 +91,8 @@ struct Held {
     verdict: Verdict,
     readings: usize,
     quarantine: usize,
+    /// From when the persister took it to its acknowledgement.
+    span: tracing::Span,
 }
 
 /// A batch cut from what was held, with the deliveries it acknowledges.
@@ -205,11 +207,16 @@ impl Actor for Persister {
                         rejected: quarantine.len(),
                     },
                 };
+                let span = tracing::info_span!(target: crate::telemetry::TRACE_TARGET,
+                    parent: &delivery.span, "persist",
+                    readings = readings.len() as i64, quarantined = quarantine.len() as i64,
+                    batch = tracing::field::Empty);
                 let held = Held {
                     delivery,
                     verdict,
                     readings: readings.len(),
                     quarantine: quarantine.len(),
+                    span,
                 };
                 state.readings.extend(readings);
                 state.quarantine.extend(quarantine);
@@ -226,6 +233,9 @@ impl Actor for Persister {
         while state.due() {
             state.cut();
         }
+        let writing: usize = state.writing.iter().map(|b| b.deliveries.len()).sum();
+        metrics::gauge!("isobar_queue_depth", "queue" => "persister")
+            .set((state.deliveries.len() + writing) as f64);
         Ok(())
     }
 }
@@ -264,6 +274,9 @@ impl PersisterState {
         let store = self.args.store.clone();
         let data = batch.batch.clone();
         let myself = self.myself.clone();
+        for held in &batch.deliveries {
+            held.span.record("batch", batch.deliveries.len() as i64);
+        }
         batch.started = Instant::now();
         batch.write = Some(tokio::spawn(async move {
             let result = store.write_batch(data).await;
@@ -375,6 +388,7 @@ impl PersisterState {
                     verdict,
                     readings: 0,
                     quarantine: 1,
+                    span: held.span,
                 }],
                 Vec::new(),
                 vec![record],
@@ -417,8 +431,9 @@ impl PersisterState {
     /// the archiver and the hub with the readings that were new.
     fn done(&self, mut batch: Batch, outcome: WriteOutcome) {
         metrics::histogram!("isobar_batch_size").record(batch.deliveries.len() as f64);
-        metrics::counter!("isobar_quarantined_total")
-            .increment(batch.batch.quarantine.len() as u64);
+        for q in &batch.batch.quarantine {
+            metrics::counter!("isobar_quarantined_total", "reason" => q.reason_code).increment(1);
+        }
         // The write has ended, so the batch is no longer shared.
         let data = std::mem::take(&mut batch.batch);
         let readings =
@@ -429,7 +444,12 @@ impl PersisterState {
             .filter_map(|(r, inserted)| inserted.then_some(r))
             .collect();
         metrics::counter!("isobar_readings_stored_total").increment(new.len() as u64);
+        // The traces go on to the hub (when anything records them).
+        let mut traces = Vec::new();
         for held in std::mem::take(&mut batch.deliveries) {
+            if held.readings > 0 && !held.delivery.span.is_disabled() {
+                traces.push(held.delivery.span.clone());
+            }
             held.delivery.acknowledge(held.verdict);
         }
         if new.is_empty() {
@@ -452,7 +472,7 @@ impl PersisterState {
             let _ = alerter.cast(crate::actors::alerter::AlerterMsg::Readings(new.clone()));
         }
         if let Some(hub) = ActorRef::<HubMsg>::where_is(self.args.hub.clone()) {
-            let _ = hub.cast(HubMsg::Publish(new));
+            let _ = hub.cast(HubMsg::Publish(new, traces));
         }
     }
 

@@ -74,11 +74,17 @@ impl Actor for StationActor {
 
 impl StationState {
     fn observe(&mut self, delivery: Delivery) -> Result<(), ActorProcessingErr> {
+        let span = tracing::info_span!(target: crate::telemetry::TRACE_TARGET,
+            parent: &delivery.span, "station", station_id = %self.station_id,
+            readings = tracing::field::Empty, quarantined = tracing::field::Empty);
+        let _station = span.enter();
         // Catch a panic here rather than letting it unwind through the
         // actor: only this message is to blame for it, not the ones queued
         // behind it, which the restarted actor will process.
         match catch_unwind(AssertUnwindSafe(|| self.process(&delivery))) {
             Ok(outcome) => {
+                span.record("readings", outcome.readings.len() as i64);
+                span.record("quarantined", outcome.quarantine.len() as i64);
                 self.context
                     .to_persister(PersisterMsg::Write(Box::new(outcome), delivery));
                 Ok(())

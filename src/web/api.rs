@@ -103,10 +103,21 @@ fn reject(e: ApiError) -> Rejection {
     warp::reject::custom(e)
 }
 
+/// A store query, timed into `isobar_store_query_seconds{query}`.
+pub(super) async fn timed<T>(query: &'static str, f: impl std::future::Future<Output = T>) -> T {
+    let start = std::time::Instant::now();
+    let out = f.await;
+    metrics::histogram!("isobar_store_query_seconds", "query" => query)
+        .record(start.elapsed().as_secs_f64());
+    out
+}
+
 /// Every station the store knows, with its metadata, status and latest
 /// reading (from the cache, else the store).
 pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiError> {
-    let stations = ctx.store.stations().await.map_err(ApiError::internal)?;
+    let stations = timed("stations", ctx.store.stations())
+        .await
+        .map_err(ApiError::internal)?;
     let mut cached: HashMap<StationId, crate::domain::Reading> = ctx
         .cache
         .all()
@@ -457,16 +468,17 @@ async fn readings(
     let id = station_id(&raw_id)?;
     let p = parse_history(&params, Utc::now()).map_err(reject)?;
     known_station(&ctx, &id).await?;
-    let rows = ctx
-        .store
-        .readings(HistoryQuery {
+    let rows = timed(
+        "readings",
+        ctx.store.readings(HistoryQuery {
             station_id: id.clone(),
             from: p.from,
             to: p.to,
             limit: p.limit + 1,
-        })
-        .await
-        .map_err(|e| reject(ApiError::internal(e)))?;
+        }),
+    )
+    .await
+    .map_err(|e| reject(ApiError::internal(e)))?;
     let (readings, next_cursor) = page(rows, p.limit, p.to, |r| r.observed_at);
     Ok(warp::reply::json(&ReadingPage {
         station_id: id,
@@ -603,17 +615,18 @@ async fn rollups(
         })?,
     };
     known_station(&ctx, &id).await?;
-    let rows = ctx
-        .store
-        .rollups(RollupQuery {
+    let rows = timed(
+        "rollups",
+        ctx.store.rollups(RollupQuery {
             station_id: id.clone(),
             resolution,
             from: p.from,
             to: p.to,
             limit: p.limit + 1,
-        })
-        .await
-        .map_err(|e| reject(ApiError::internal(e)))?;
+        }),
+    )
+    .await
+    .map_err(|e| reject(ApiError::internal(e)))?;
     let (rollups, next_cursor) = page(rows, p.limit, p.to, |r| r.bucket);
     Ok(warp::reply::json(&RollupPage {
         station_id: id,

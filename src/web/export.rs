@@ -90,9 +90,7 @@ pub async fn readings_csv(
     }
     // The first page is read before answering, so that a failing store is
     // a 500 rather than a cut-off file.
-    let first = ctx
-        .store
-        .readings(query(&id, from, to))
+    let first = super::api::timed("export", ctx.store.readings(query(&id, from, to)))
         .await
         .map_err(|e| reject(ApiError::internal(e)))?;
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
@@ -119,7 +117,8 @@ pub async fn readings_csv(
             let (true, Some(next_from)) = (full, next_from) else {
                 return;
             };
-            rows = match store.readings(query(&station, next_from, to)).await {
+            let page = store.readings(query(&station, next_from, to));
+            rows = match super::api::timed("export", page).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     // The status is sent already: cut the body short, so

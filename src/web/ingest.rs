@@ -183,6 +183,9 @@ async fn ingest(
         Ack::Http(tx),
         ctx.deliveries.clone(),
     );
+    let ingest = tracing::info_span!(target: crate::telemetry::TRACE_TARGET,
+        parent: &delivery.span, "ingest", route = %delivery.source);
+    let routed = ingest.enter();
     match station {
         Ok(_) => ctx.deliveries.to_stations(delivery),
         Err(e) => {
@@ -197,6 +200,7 @@ async fn ingest(
                 ));
         }
     }
+    drop(routed);
     let verdict = match tokio::time::timeout(STORE_TIMEOUT, rx).await {
         Ok(Ok(verdict)) => verdict,
         _ => {
