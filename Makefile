@@ -1,5 +1,5 @@
 # isobar — the two commands: `make run` and `make test`.
-.PHONY: run test build frontend frontend-deps lint fuzz bench bench-ingest clean
+.PHONY: run test build frontend frontend-deps lint fuzz bench bench-ingest bench-api clean
 
 CARGO ?= cargo
 
@@ -31,11 +31,16 @@ fuzz:
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parsers --sanitizer none -- -max_total_time=$(FUZZ_SECONDS)
 
 ## Benchmarks (release build): `make bench`; BENCH_READINGS sets the size.
-bench: bench-ingest
+bench: bench-ingest bench-api
 
 bench-ingest:
 	./scripts/services.sh
 	$(CARGO) bench --bench ingest
+
+## The API under load with wrk: latest readings and history pages, on
+## SQLite and PostgreSQL (release build). BENCH_SECONDS sets each run's length.
+bench-api:
+	./scripts/bench-api.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

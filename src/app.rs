@@ -230,6 +230,7 @@ impl App {
             allowed_origins: settings.web.allowed_origins.clone(),
             cors_origins: settings.web.cors_origins.clone(),
             heartbeat: settings.web.heartbeat,
+            latest_body: std::sync::Mutex::new(None),
         });
         let root = crate::actors::root::start(
             context.names.root.clone(),

@@ -391,6 +391,12 @@ pub trait LatestCache: Send + Sync + 'static {
     async fn put_newer(&self, readings: &[Reading]);
     async fn get(&self, id: &StationId) -> Option<Reading>;
     async fn all(&self) -> Vec<Reading>;
+    /// A number that changes whenever what [`LatestCache::all`] returns
+    /// may have changed, so that an answer built from it can be reused
+    /// until then; `None` when the cache cannot tell (it is shared).
+    fn version(&self) -> Option<u64> {
+        None
+    }
     /// Whether the cache answers, for `/ready`.
     async fn ping(&self) -> Result<(), String> {
         Ok(())

@@ -55,6 +55,9 @@ pub struct WebContext {
     pub cors_origins: Vec<String>,
     /// How often the websocket pings its clients.
     pub heartbeat: std::time::Duration,
+    /// The last answer of `GET /api/v1/latest`, with the cache version it
+    /// was built from.
+    pub latest_body: std::sync::Mutex<Option<(u64, bytes::Bytes)>>,
 }
 
 /// A station with its latest reading, as the API and the live snapshot show it.

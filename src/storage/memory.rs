@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::LatestCache;
 use crate::domain::{Reading, StationId};
@@ -8,6 +9,8 @@ use crate::domain::{Reading, StationId};
 #[derive(Debug, Default)]
 pub struct MemoryCache {
     latest: RwLock<HashMap<StationId, Reading>>,
+    /// Bumped by every change.
+    version: AtomicU64,
 }
 
 #[async_trait::async_trait]
@@ -19,9 +22,14 @@ impl LatestCache for MemoryCache {
                 Some(held) if held.observed_at >= reading.observed_at => {}
                 _ => {
                     latest.insert(reading.station_id.clone(), reading.clone());
+                    self.version.fetch_add(1, Ordering::Release);
                 }
             }
         }
+    }
+
+    fn version(&self) -> Option<u64> {
+        Some(self.version.load(Ordering::Acquire))
     }
 
     async fn get(&self, id: &StationId) -> Option<Reading> {

@@ -140,11 +140,14 @@ fn reading_from_row(row: &Row) -> Result<Reading, StoreError> {
     let id: String = row.try_get(0)?;
     let station_id = StationId::parse(&id).map_err(|e| StoreError::Postgres(e.to_string()))?;
     let status: String = row.try_get(17)?;
-    let qc: serde_json::Value = row.try_get(18)?;
-    let qc = serde_json::from_value(qc).unwrap_or_else(|_| QcReport {
-        status: QcFlag::parse(&status).unwrap_or(QcFlag::Suspect),
-        ..QcReport::default()
-    });
+    // Straight from the column's bytes, not through a JSON value.
+    let qc = match row.try_get::<_, tokio_postgres::types::Json<QcReport>>(18) {
+        Ok(tokio_postgres::types::Json(qc)) => qc,
+        Err(_) => QcReport {
+            status: QcFlag::parse(&status).unwrap_or(QcFlag::Suspect),
+            ..QcReport::default()
+        },
+    };
     Ok(Reading {
         station_id,
         observed_at: row.try_get(1)?,
@@ -417,13 +420,17 @@ impl Store for PostgresStore {
     async fn readings(&self, q: HistoryQuery) -> Result<Vec<Reading>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+        // Prepared once per pooled connection.
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {READING_COLUMNS} FROM observations \
+                 WHERE station_id = $1 AND observed_at >= $2 AND observed_at < $3 \
+                 ORDER BY observed_at LIMIT $4"
+            ))
+            .await?;
         let rows = client
             .query(
-                &format!(
-                    "SELECT {READING_COLUMNS} FROM observations \
-                     WHERE station_id = $1 AND observed_at >= $2 AND observed_at < $3 \
-                     ORDER BY observed_at LIMIT $4"
-                ),
+                &statement,
                 &[&q.station_id.as_str(), &q.from, &q.to, &limit],
             )
             .await?;

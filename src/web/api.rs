@@ -229,9 +229,35 @@ pub struct LatestReadings {
 #[utoipa::path(get, path = "/api/v1/latest", tag = "stations",
     responses((status = 200, body = LatestReadings)))]
 async fn latest_all(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
-    let mut readings = ctx.cache.all().await;
-    readings.sort_unstable_by(|a, b| a.station_id.cmp(&b.station_id));
-    Ok(warp::reply::json(&LatestReadings { readings }))
+    // Read before the cache, so that a change made meanwhile makes the
+    // next request build the answer again.
+    let version = ctx.cache.version();
+    let held = ctx
+        .latest_body
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let body = match (version, held) {
+        (Some(v), Some((held_version, body))) if held_version == v => body,
+        _ => {
+            let mut readings = ctx.cache.all().await;
+            readings.sort_unstable_by(|a, b| a.station_id.cmp(&b.station_id));
+            let body = bytes::Bytes::from(
+                serde_json::to_vec(&LatestReadings { readings })
+                    .map_err(|e| reject(ApiError::internal(e)))?,
+            );
+            if let Some(v) = version {
+                *ctx.latest_body.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((v, body.clone()));
+            }
+            body
+        }
+    };
+    Ok(warp::reply::with_header(
+        warp::http::Response::new(body),
+        warp::http::header::CONTENT_TYPE,
+        "application/json",
+    ))
 }
 
 /// The station's newest reading.
@@ -467,7 +493,6 @@ async fn readings(
 ) -> Result<impl Reply, Rejection> {
     let id = station_id(&raw_id)?;
     let p = parse_history(&params, Utc::now()).map_err(reject)?;
-    known_station(&ctx, &id).await?;
     let rows = timed(
         "readings",
         ctx.store.readings(HistoryQuery {
@@ -479,6 +504,11 @@ async fn readings(
     )
     .await
     .map_err(|e| reject(ApiError::internal(e)))?;
+    // A page with readings shows the station exists; only an empty one
+    // needs asking (404 for an unknown station).
+    if rows.is_empty() {
+        known_station(&ctx, &id).await?;
+    }
     let (readings, next_cursor) = page(rows, p.limit, p.to, |r| r.observed_at);
     Ok(warp::reply::json(&ReadingPage {
         station_id: id,
@@ -614,7 +644,6 @@ async fn rollups(
             )))
         })?,
     };
-    known_station(&ctx, &id).await?;
     let rows = timed(
         "rollups",
         ctx.store.rollups(RollupQuery {
@@ -627,6 +656,9 @@ async fn rollups(
     )
     .await
     .map_err(|e| reject(ApiError::internal(e)))?;
+    if rows.is_empty() {
+        known_station(&ctx, &id).await?;
+    }
     let (rollups, next_cursor) = page(rows, p.limit, p.to, |r| r.bucket);
     Ok(warp::reply::json(&RollupPage {
         station_id: id,
