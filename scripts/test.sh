@@ -30,5 +30,5 @@ cargo test --all-features 2>&1 | tee "$log"
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "\nrust: %d passed, %d failed\n", p, f }' "$log"
 
-step "api: schemathesis against the live daemon and its OpenAPI document"
-./scripts/schemathesis.sh
+step "api: schemathesis and a generated client against the live daemon and its OpenAPI document"
+./scripts/api-conformance.sh

@@ -68,8 +68,40 @@ fn ingest_ecowitt() {}
 
 /// The Weather Underground upload protocol: `ID`, `PASSWORD` (never stored),
 /// `dateutc` and the measurements in imperial units, in the query.
+/// The Weather Underground upload's parameters, in imperial units. Others
+/// a console sends (`action`, `softwaretype`, indoor values, …) are
+/// accepted and ignored.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, non_snake_case)]
+struct WundergroundQuery {
+    /// The station id.
+    ID: String,
+    /// The station's key, when `web.auth` asks for one; never stored.
+    PASSWORD: Option<String>,
+    /// `YYYY-MM-DD HH:MM:SS` in UTC, or `now`.
+    dateutc: String,
+    /// Air temperature, °F.
+    tempf: Option<f64>,
+    /// Relative humidity, %.
+    humidity: Option<f64>,
+    /// Dew point, °F (isobar computes its own).
+    dewptf: Option<f64>,
+    /// Sea-level pressure, inHg.
+    baromin: Option<f64>,
+    /// Station pressure, inHg.
+    absbaromin: Option<f64>,
+    /// Wind speed, mph.
+    windspeedmph: Option<f64>,
+    /// Wind gust, mph.
+    windgustmph: Option<f64>,
+    /// Wind direction, degrees.
+    winddir: Option<f64>,
+}
+
 #[utoipa::path(get, path = "/weatherstation/updateweatherstation.php", tag = "ingest",
     security((), ("api_key" = []), ("bearer" = [])),
+    params(WundergroundQuery),
     responses((status = 200, content_type = "text/plain", body = String, description = "`success`"),
         (status = 400, body = super::ErrorBody),
         (status = 401, description = "no credential, or one not known", body = super::ErrorBody),

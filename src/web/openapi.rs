@@ -101,10 +101,36 @@ impl Modify for Credentials {
 pub fn document() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_pretty_json()
-            .expect("the document serialises")
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
+        plain_references(&mut doc);
+        serde_json::to_string_pretty(&doc).expect("the document serialises")
     })
+}
+
+/// utoipa writes a field of a type with a `Default` as `{"oneOf": [{"$ref"}],
+/// "default": …}`. The default of a config type says nothing about an
+/// answer, and client generators refuse a default on an object, so such a
+/// field becomes the plain reference (with its description).
+fn plain_references(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            let single_ref = map
+                .get("oneOf")
+                .and_then(|o| o.as_array())
+                .filter(|o| o.len() == 1 && o[0].get("$ref").is_some())
+                .map(|o| o[0].clone());
+            if let Some(reference) = single_ref {
+                map.remove("oneOf");
+                map.remove("default");
+                if let Some(r) = reference.get("$ref") {
+                    map.insert("$ref".into(), r.clone());
+                }
+            }
+            map.values_mut().for_each(plain_references);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(plain_references),
+        _ => {}
+    }
 }
 
 /// This document.
