@@ -223,12 +223,8 @@ where
             >,
         > + Unpin,
 {
-    loop {
-        let msg = next_json(live).await;
-        if msg["type"] == "alert" && msg["alert"]["rule"] == rule {
-            return msg["alert"].clone();
-        }
-    }
+    common::next_where(live, |m| m["type"] == "alert" && m["alert"]["rule"] == rule).await["alert"]
+        .clone()
 }
 
 /// A station whose readings fail quality control too often raises

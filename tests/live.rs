@@ -21,16 +21,9 @@ where
             >,
         > + Unpin,
 {
-    tokio::time::timeout(within, async {
-        loop {
-            let msg = next_json(live).await;
-            if msg["type"] == kind {
-                return msg;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("a {kind} message within {within:?}"))
+    tokio::time::timeout(within, common::next_where(live, |m| m["type"] == kind))
+        .await
+        .unwrap_or_else(|_| panic!("a {kind} message within {within:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -152,24 +152,15 @@ async fn readings_flow_from_mqtt_to_rest_and_websocket() {
     assert_eq!(seen.len(), 5);
     // No more readings arrive: the duplicate was not broadcast. (Rollups
     // of the periods may.)
-    let extra = tokio::time::timeout(Duration::from_millis(500), async {
-        loop {
-            let msg = common::next_json(&mut live).await;
-            if msg["type"] == "reading" {
-                return msg;
-            }
-        }
-    })
+    let extra = tokio::time::timeout(
+        Duration::from_millis(500),
+        common::next_where(&mut live, |m| m["type"] == "reading"),
+    )
     .await;
     assert!(extra.is_err(), "unexpected reading: {extra:?}");
 
     // Prometheus counts what happened.
-    let metrics = reqwest::get(daemon.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = daemon.metrics().await;
     assert!(
         metrics
             .lines()
@@ -362,12 +353,7 @@ async fn a_stalled_live_client_never_slows_ingestion() {
         "nothing was dropped: the client was not stalled"
     );
     assert_eq!(delivered + dropped, READINGS);
-    let metrics = reqwest::get(daemon.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = daemon.metrics().await;
     let counted: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("isobar_live_dropped_total "))

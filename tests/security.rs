@@ -288,12 +288,7 @@ async fn a_client_past_its_rate_gets_429_and_the_probes_still_answer() {
             .as_u16();
         assert_eq!(status, 200, "{probe}");
     }
-    let metrics = reqwest::get(daemon.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = daemon.metrics().await;
     assert!(
         metrics.contains("isobar_http_rate_limited_total"),
         "{metrics}"

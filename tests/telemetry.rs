@@ -138,12 +138,7 @@ async fn a_reading_is_traced_through_every_stage_and_counted_in_metrics() {
     }
 
     // Metrics: each stage counted, latencies as histograms.
-    let metrics = reqwest::get(daemon.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = daemon.metrics().await;
     for needle in [
         "isobar_messages_received_total 1",
         "isobar_readings_accepted_total{qc=\"pass\"} 1",

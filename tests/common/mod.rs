@@ -139,6 +139,16 @@ impl Daemon {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `/metrics`, as Prometheus text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }
@@ -331,6 +341,24 @@ where
         .expect("the websocket is open")
         .expect("a valid frame");
     serde_json::from_str(&frame.into_text().unwrap()).unwrap()
+}
+
+/// The next websocket message for which `wanted` holds, skipping others.
+pub async fn next_where<S>(socket: &mut S, wanted: impl Fn(&Value) -> bool) -> Value
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    loop {
+        let msg = next_json(socket).await;
+        if wanted(&msg) {
+            return msg;
+        }
+    }
 }
 
 /// Removes a persistent MQTT session from a shared broker: connecting with
