@@ -214,15 +214,7 @@ async fn alerts_reach_the_webhook_with_retries() {
 }
 
 /// The next live message of type `alert` whose rule is `rule`.
-async fn next_alert<S>(live: &mut S, rule: &str) -> Value
-where
-    S: futures_util::Stream<
-            Item = Result<
-                tokio_tungstenite::tungstenite::Message,
-                tokio_tungstenite::tungstenite::Error,
-            >,
-        > + Unpin,
-{
+async fn next_alert<S: common::LiveSocket>(live: &mut S, rule: &str) -> Value {
     common::next_where(live, |m| m["type"] == "alert" && m["alert"]["rule"] == rule).await["alert"]
         .clone()
 }

@@ -12,15 +12,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// The next message of `kind`, skipping others, within `within`.
-async fn next_of<S>(live: &mut S, kind: &str, within: Duration) -> Value
-where
-    S: futures_util::Stream<
-            Item = Result<
-                tokio_tungstenite::tungstenite::Message,
-                tokio_tungstenite::tungstenite::Error,
-            >,
-        > + Unpin,
-{
+async fn next_of<S: common::LiveSocket>(live: &mut S, kind: &str, within: Duration) -> Value {
     tokio::time::timeout(within, common::next_where(live, |m| m["type"] == kind))
         .await
         .unwrap_or_else(|_| panic!("a {kind} message within {within:?}"))

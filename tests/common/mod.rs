@@ -324,16 +324,29 @@ pub fn reading(station: &str, timestamp: &str, temperature: f64) -> String {
     .to_string()
 }
 
-/// The next websocket message as JSON, failing the test after 10 s.
-pub async fn next_json<S>(socket: &mut S) -> Value
-where
+/// A websocket client's stream of frames.
+pub trait LiveSocket:
+    futures_util::Stream<
+        Item = Result<
+            tokio_tungstenite::tungstenite::Message,
+            tokio_tungstenite::tungstenite::Error,
+        >,
+    > + Unpin
+{
+}
+
+impl<S> LiveSocket for S where
     S: futures_util::Stream<
             Item = Result<
                 tokio_tungstenite::tungstenite::Message,
                 tokio_tungstenite::tungstenite::Error,
             >,
-        > + Unpin,
+        > + Unpin
 {
+}
+
+/// The next websocket message as JSON, failing the test after 10 s.
+pub async fn next_json<S: LiveSocket>(socket: &mut S) -> Value {
     use futures_util::StreamExt;
     let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
         .await
@@ -344,15 +357,7 @@ where
 }
 
 /// The next websocket message for which `wanted` holds, skipping others.
-pub async fn next_where<S>(socket: &mut S, wanted: impl Fn(&Value) -> bool) -> Value
-where
-    S: futures_util::Stream<
-            Item = Result<
-                tokio_tungstenite::tungstenite::Message,
-                tokio_tungstenite::tungstenite::Error,
-            >,
-        > + Unpin,
-{
+pub async fn next_where<S: LiveSocket>(socket: &mut S, wanted: impl Fn(&Value) -> bool) -> Value {
     loop {
         let msg = next_json(socket).await;
         if wanted(&msg) {
