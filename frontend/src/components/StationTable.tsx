@@ -64,7 +64,7 @@ const StationRow = memo(function StationRow({ station, selected, onSelect, now }
   const r = station.latest;
   const feels = feelsLike(r);
   const lastSeenMs = station.last_seen === null ? Number.NaN : Date.parse(station.last_seen);
-  const stale = !Number.isNaN(lastSeenMs) && now - lastSeenMs > STALE_MS;
+  const stale = station.status === 'silent' || (!Number.isNaN(lastSeenMs) && now - lastSeenMs > STALE_MS);
   const dir = r?.wind_direction_deg ?? null;
   const classes = [selected ? 'selected' : '', stale ? 'stale' : ''].filter(Boolean).join(' ');
 
@@ -74,6 +74,8 @@ const StationRow = memo(function StationRow({ station, selected, onSelect, now }
         <button type="button" aria-pressed={selected} title={`Show ${station.station_id} on the chart`}>
           {station.station_id}
         </button>
+        {station.name !== null && <span className="station-name muted small">{station.name}</span>}
+        {station.status === 'silent' && <span className="badge silent" title="Not heard from for 10 minutes">silent</span>}
       </th>
       <td data-label="Temperature" className="num temp">{formatTemperature(r?.temperature_c)}</td>
       <td data-label="Humidity" className="num">{formatHumidity(r?.humidity_pct)}</td>

@@ -25,6 +25,8 @@ export function station(id: string, latest: Reading | null = null, overrides: Pa
     station_id: id,
     latitude: latest?.latitude ?? null,
     longitude: latest?.longitude ?? null,
+    name: null,
+    status: null,
     first_seen: '2025-01-13T09:00:00Z',
     last_seen: latest?.received_at ?? null,
     latest,

@@ -42,6 +42,26 @@ describe('parseServerMessage', () => {
     expect(msg.stations[1]?.last_seen).toBe('d');
   });
 
+  it('decodes station names, status and station_status messages', () => {
+    const msg = parseServerMessage(
+      JSON.stringify({
+        type: 'snapshot',
+        protocol: 1,
+        stations: [{ station_id: 'WS001', name: 'Central Park', status: 'silent', latest: null }],
+      }),
+    );
+    if (msg?.type !== 'snapshot') throw new Error('not a snapshot');
+    expect(msg.stations[0]?.name).toBe('Central Park');
+    expect(msg.stations[0]?.status).toBe('silent');
+    expect(
+      parseServerMessage('{"type":"station_status","station_id":"WS001","status":"reporting","last_seen":"2025-01-13T10:00:00Z","at":"x"}'),
+    ).toEqual({ type: 'station_status', station_id: 'WS001', status: 'reporting', last_seen: '2025-01-13T10:00:00Z' });
+    expect(parseServerMessage('{"type":"station_status","station_id":"WS001","status":"asleep","last_seen":"x"}')).toBeNull();
+    // A status the dashboard does not know is no status, not an error.
+    const odd = parseServerMessage(JSON.stringify({ type: 'snapshot', stations: [{ station_id: 'WS002', status: 'asleep' }] }));
+    expect(odd?.type === 'snapshot' && odd.stations[0]?.status).toBeNull();
+  });
+
   it('decodes overflow counts', () => {
     expect(parseServerMessage('{"type":"overflow","dropped":17}')).toEqual({ type: 'overflow', dropped: 17 });
     expect(parseServerMessage('{"type":"overflow","dropped":-1}')).toBeNull();

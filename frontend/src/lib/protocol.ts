@@ -1,4 +1,4 @@
-import type { Reading, ServerMessage, Station } from './types';
+import type { Reading, ServerMessage, Station, StationStatus } from './types';
 
 type Json = Record<string, unknown>;
 
@@ -42,6 +42,10 @@ export function normalizeReading(v: unknown): Reading | null {
   };
 }
 
+function stationStatus(v: unknown): StationStatus | null {
+  return v === 'reporting' || v === 'silent' ? v : null;
+}
+
 export function normalizeStation(v: unknown): Station | null {
   if (!isObject(v)) return null;
   const station_id = str(v.station_id);
@@ -50,6 +54,8 @@ export function normalizeStation(v: unknown): Station | null {
   if (latest !== null && latest.station_id !== station_id) latest = null;
   return {
     station_id,
+    name: str(v.name),
+    status: stationStatus(v.status),
     latitude: num(v.latitude) ?? latest?.latitude ?? null,
     longitude: num(v.longitude) ?? latest?.longitude ?? null,
     first_seen: str(v.first_seen),
@@ -104,6 +110,14 @@ export function parseServerMessage(text: string): ServerMessage | null {
     case 'reading': {
       const reading = normalizeReading(v.reading);
       return reading === null ? null : { type: 'reading', reading };
+    }
+    case 'station_status': {
+      const station_id = str(v.station_id);
+      const status = stationStatus(v.status);
+      const last_seen = str(v.last_seen);
+      return station_id === null || status === null || last_seen === null
+        ? null
+        : { type: 'station_status', station_id, status, last_seen };
     }
     case 'overflow': {
       const dropped = num(v.dropped);

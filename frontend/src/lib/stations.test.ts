@@ -42,12 +42,26 @@ describe('applyMessage / applyMessages', () => {
     const next = applyMessages(emptyState, [{ type: 'reading', reading: r }]);
     expect(next.stations.get('WS009')).toEqual({
       station_id: 'WS009',
+      name: null,
+      status: null,
       latitude: 1.5,
       longitude: 2.5,
       first_seen: r.received_at,
       last_seen: r.received_at,
       latest: r,
     });
+  });
+
+  it('a station_status message sets a known station\'s status and ignores an unknown one', () => {
+    const r = reading({ station_id: 'WS010' });
+    const known = applyMessages(emptyState, [{ type: 'reading', reading: r }]);
+    const next = applyMessages(known, [
+      { type: 'station_status', station_id: 'WS010', status: 'silent', last_seen: r.observed_at },
+      { type: 'station_status', station_id: 'WS404', status: 'reporting', last_seen: r.observed_at },
+    ]);
+    expect(next.stations.get('WS010')?.status).toBe('silent');
+    expect(next.stations.get('WS010')?.latest).toEqual(r);
+    expect(next.stations.has('WS404')).toBe(false);
   });
 
   it('an older reading arriving late does not replace latest, but last_seen moves on', () => {

@@ -58,6 +58,8 @@ export function stationWithReading(existing: Station | undefined, r: Reading): S
   if (existing === undefined) {
     return {
       station_id: r.station_id,
+      name: null,
+      status: null,
       latitude: r.latitude,
       longitude: r.longitude,
       first_seen: seen,
@@ -93,6 +95,12 @@ export function applyMessage(draft: StationsDraft, msg: ServerMessage): void {
     case 'overflow':
       draft.dropped += msg.dropped;
       break;
+    case 'station_status': {
+      // A station not known yet arrives with its reading.
+      const known = draft.stations.get(msg.station_id);
+      if (known !== undefined) draft.stations.set(msg.station_id, { ...known, status: msg.status });
+      break;
+    }
   }
 }
 

@@ -17,9 +17,16 @@ export interface Reading {
   wind_chill_c: number | null;
 }
 
+/** Whether the daemon hears from a station (within the last 10 minutes). */
+export type StationStatus = 'reporting' | 'silent';
+
 /** An item of `GET /api/v1/stations` and of the websocket snapshot. */
 export interface Station {
   station_id: string;
+  /** The operator's name for it (`[stations.<id>]`), if any. */
+  name: string | null;
+  /** As the daemon last said; null until it has. */
+  status: StationStatus | null;
   latitude: number | null;
   longitude: number | null;
   first_seen: string | null;
@@ -42,5 +49,13 @@ export interface OverflowMessage {
   dropped: number;
 }
 
+/** A station started or stopped reporting. */
+export interface StationStatusMessage {
+  type: 'station_status';
+  station_id: string;
+  status: StationStatus;
+  last_seen: string;
+}
+
 /** Websocket messages the dashboard understands; anything else is ignored. */
-export type ServerMessage = SnapshotMessage | ReadingMessage | OverflowMessage;
+export type ServerMessage = SnapshotMessage | ReadingMessage | OverflowMessage | StationStatusMessage;
