@@ -7,6 +7,7 @@ import { PointRing } from '../lib/ring';
 import { HISTORY_LIMIT, MAX_POINTS, historyRange, temperaturePoint } from '../lib/series';
 import type { StationStore } from '../lib/store';
 import type { Reading } from '../lib/types';
+import { csvPath } from '../lib/urls';
 
 interface Props {
   store: StationStore;
@@ -166,6 +167,11 @@ export function TemperatureChart({ store, stationId, latest }: Props) {
         <h2 id="chart-heading">{title}</h2>
         {latest !== null && latest.station_id === stationId && (
           <span className="chart-now">{formatTemperature(latest.temperature_c)}</span>
+        )}
+        {stationId !== null && (
+          <a className="csv-link" href={csvPath(stationId)} download aria-label={`Download the last day of ${stationId} as CSV`}>
+            CSV
+          </a>
         )}
       </div>
       <div

@@ -41,6 +41,22 @@ describe('StationTable', () => {
   });
 });
 
+describe('StationTable names and status', () => {
+  it('shows a station\'s name and marks it silent', () => {
+    const html = renderToStaticMarkup(
+      <StationTable
+        stations={[station('WS001', reading(), { name: 'Central Park', status: 'silent' })]}
+        selectedId={null}
+        onSelect={() => {}}
+        now={now}
+      />,
+    );
+    expect(html).toContain('<span class="station-name muted small">Central Park</span>');
+    expect(html).toContain('class="badge silent"');
+    expect(html).toMatch(/<tr class="stale"/);
+  });
+});
+
 describe('Header', () => {
   it('shows the connection state', () => {
     const live = renderToStaticMarkup(<Header status={{ state: 'live', attempt: 0, retryAt: null }} dropped={0} now={0} />);

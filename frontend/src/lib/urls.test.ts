@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { liveUrl, readingsPath } from './urls';
+import { csvPath, liveUrl, readingsPath } from './urls';
 
 describe('liveUrl', () => {
   it('uses ws: for pages served over http', () => {
@@ -29,5 +29,15 @@ describe('readingsPath', () => {
     expect(url.searchParams.get('from')).toBe('2025-01-13T09:45:00.000Z');
     expect(url.searchParams.get('to')).toBe('2025-01-13T10:00:00.000Z');
     expect(url.searchParams.get('limit')).toBe('10000');
+  });
+});
+
+describe('csvPath', () => {
+  it('names the station and, when given, the range', () => {
+    expect(csvPath('WS 1')).toBe('/api/v1/stations/WS%201/readings.csv');
+    const url = new URL(csvPath('WS1', new Date('2025-01-13T00:00:00Z'), new Date('2025-01-14T00:00:00Z')), 'http://h');
+    expect(url.pathname).toBe('/api/v1/stations/WS1/readings.csv');
+    expect(url.searchParams.get('from')).toBe('2025-01-13T00:00:00.000Z');
+    expect(url.searchParams.get('to')).toBe('2025-01-14T00:00:00.000Z');
   });
 });

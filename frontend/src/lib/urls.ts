@@ -33,3 +33,12 @@ export function readingsPath(stationId: string, from: Date, to: Date, limit: num
   });
   return `${STATIONS_PATH}/${encodeURIComponent(stationId)}/readings?${q.toString()}`;
 }
+
+/** `GET /api/v1/stations/{id}/readings.csv`: the last day by default, or `[from, to)`. */
+export function csvPath(stationId: string, from?: Date, to?: Date): string {
+  const q = new URLSearchParams();
+  if (from !== undefined) q.set('from', from.toISOString());
+  if (to !== undefined) q.set('to', to.toISOString());
+  const query = q.toString();
+  return `${STATIONS_PATH}/${encodeURIComponent(stationId)}/readings.csv${query ? `?${query}` : ''}`;
+}
