@@ -84,6 +84,13 @@ impl StationStatus {
     /// Stations heard from within this long count as reporting.
     pub const WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reporting => "reporting",
+            Self::Silent => "silent",
+        }
+    }
+
     pub fn of(
         last_seen: chrono::DateTime<chrono::Utc>,
         now: chrono::DateTime<chrono::Utc>,

@@ -345,29 +345,23 @@ async fn only_listed_origins_may_read_answers_from_the_browser() {
             .get("access-control-allow-origin")
             .map(|v| v.to_str().unwrap().to_owned())
     };
-    let listed = client
-        .get(daemon.url("/api/v1/stations"))
-        .header("origin", "https://wx.example.net")
-        .send()
+    let from = |origin: &'static str, path: &str| {
+        client.get(daemon.url(path)).header("origin", origin).send()
+    };
+    let listed = from("https://wx.example.net", "/api/v1/stations")
         .await
         .unwrap();
     assert_eq!(listed.status().as_u16(), 200);
     assert_eq!(allow(&listed).as_deref(), Some("https://wx.example.net"));
     // An error is readable by the listed page too.
-    let missing = client
-        .get(daemon.url("/api/v1/stations/NOPE/latest"))
-        .header("origin", "https://wx.example.net")
-        .send()
+    let missing = from("https://wx.example.net", "/api/v1/stations/NOPE/latest")
         .await
         .unwrap();
     assert_eq!(missing.status().as_u16(), 404);
     assert_eq!(allow(&missing).as_deref(), Some("https://wx.example.net"));
     // Another origin gets the answer without the header: its page cannot
     // read it.
-    let other = client
-        .get(daemon.url("/api/v1/stations"))
-        .header("origin", "https://evil.example.com")
-        .send()
+    let other = from("https://evil.example.com", "/api/v1/stations")
         .await
         .unwrap();
     assert_eq!(allow(&other), None);

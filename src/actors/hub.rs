@@ -230,25 +230,41 @@ impl Actor for Hub {
     }
 }
 
+/// The station's status at `now`, as a change to announce if it differs
+/// from the one last announced (which it then becomes).
+fn transition(
+    id: &StationId,
+    (last_seen, announced): &mut (DateTime<Utc>, StationStatus),
+    now: DateTime<Utc>,
+) -> Option<StatusChange> {
+    let status = StationStatus::of(*last_seen, now);
+    (status != *announced).then(|| {
+        *announced = status;
+        StatusChange {
+            station_id: id.clone(),
+            status,
+            last_seen: *last_seen,
+            at: now,
+        }
+    })
+}
+
 impl HubState {
     /// Notes when stations were heard; one that was silent, or new, is
     /// announced as reporting.
     fn heard(&mut self, readings: &[Reading], now: DateTime<Utc>) {
         for r in readings {
-            let entry = self
-                .seen
-                .entry(r.station_id.clone())
-                .or_insert((r.observed_at, StationStatus::Silent));
+            // Most readings come from a station already known: no key to
+            // copy for them.
+            let entry = match self.seen.get_mut(&r.station_id) {
+                Some(entry) => entry,
+                None => self
+                    .seen
+                    .entry(r.station_id.clone())
+                    .or_insert((r.observed_at, StationStatus::Silent)),
+            };
             entry.0 = entry.0.max(r.observed_at);
-            let status = StationStatus::of(entry.0, now);
-            if status != entry.1 {
-                entry.1 = status;
-                let change = StatusChange {
-                    station_id: r.station_id.clone(),
-                    status,
-                    last_seen: entry.0,
-                    at: now,
-                };
+            if let Some(change) = transition(&r.station_id, entry, now) {
                 self.announce_status(&change);
             }
         }
@@ -256,28 +272,19 @@ impl HubState {
 
     /// Announces the stations that have gone silent since the last check.
     fn check_silence(&mut self, now: DateTime<Utc>) {
-        let mut changes = Vec::new();
-        for (id, (last_seen, status)) in &mut self.seen {
-            let current = StationStatus::of(*last_seen, now);
-            if current != *status {
-                *status = current;
-                changes.push(StatusChange {
-                    station_id: id.clone(),
-                    status: current,
-                    last_seen: *last_seen,
-                    at: now,
-                });
-            }
-        }
+        let changes: Vec<StatusChange> = self
+            .seen
+            .iter_mut()
+            .filter_map(|(id, entry)| transition(id, entry, now))
+            .collect();
         for change in &changes {
             self.announce_status(change);
         }
     }
 
     fn announce_status(&self, change: &StatusChange) {
-        metrics::counter!("isobar_station_status_changes_total",
-            "status" => match change.status { StationStatus::Reporting => "reporting", StationStatus::Silent => "silent" })
-        .increment(1);
+        metrics::counter!("isobar_station_status_changes_total", "status" => change.status.as_str())
+            .increment(1);
         let json = LiveMessage::StationStatus { change }.to_json();
         self.send_to_followers(change.station_id.as_str(), &json);
     }

@@ -85,13 +85,13 @@ pub fn routes(
         .or(supervision)
 }
 
-fn station_id(raw: &str) -> Result<StationId, Rejection> {
+pub(super) fn station_id(raw: &str) -> Result<StationId, Rejection> {
     StationId::parse(raw)
         .map_err(|e| warp::reject::custom(ApiError::bad_request(format!("station id: {e}"))))
 }
 
 /// 404 unless the store knows the station.
-async fn known_station(ctx: &WebContext, id: &StationId) -> Result<(), Rejection> {
+pub(super) async fn known_station(ctx: &WebContext, id: &StationId) -> Result<(), Rejection> {
     match ctx.store.station(id).await {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(reject(ApiError::not_found(format!("no station {id}")))),
@@ -101,6 +101,17 @@ async fn known_station(ctx: &WebContext, id: &StationId) -> Result<(), Rejection
 
 fn reject(e: ApiError) -> Rejection {
     warp::reject::custom(e)
+}
+
+/// A station's newest reading: from the latest-reading cache, else the store.
+async fn latest_of(
+    ctx: &WebContext,
+    id: &StationId,
+) -> Result<Option<crate::domain::Reading>, ApiError> {
+    match ctx.cache.get(id).await {
+        Some(r) => Ok(Some(r)),
+        None => ctx.store.latest(id).await.map_err(ApiError::internal),
+    }
 }
 
 /// A store query, timed into `isobar_store_query_seconds{query}`.
@@ -125,8 +136,7 @@ pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiErro
         .into_iter()
         .map(|r| (r.station_id.clone(), r))
         .collect();
-    let now = Utc::now();
-    let mut views = Vec::with_capacity(stations.len());
+    let mut with_latest = Vec::with_capacity(stations.len());
     for station in stations {
         let latest = match cached.remove(&station.station_id) {
             Some(r) => Some(r),
@@ -136,19 +146,24 @@ pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiErro
                 .await
                 .map_err(ApiError::internal)?,
         };
-        views.push(view(ctx, station, latest, now));
+        with_latest.push((station, latest));
     }
-    Ok(views)
+    let now = Utc::now();
+    let meta = ctx.station_meta.read().unwrap_or_else(|e| e.into_inner());
+    Ok(with_latest
+        .into_iter()
+        .map(|(station, latest)| view(&meta, station, latest, now))
+        .collect())
 }
 
-/// A station as served: the operator's metadata over what it reported.
+/// A station as served: the operator's metadata (`[stations.<id>]`) over
+/// what it reported.
 fn view(
-    ctx: &WebContext,
+    meta: &std::collections::BTreeMap<String, crate::config::StationMeta>,
     mut station: crate::storage::Station,
     latest: Option<crate::domain::Reading>,
     now: DateTime<Utc>,
 ) -> StationView {
-    let meta = ctx.station_meta.read().unwrap_or_else(|e| e.into_inner());
     let meta = meta.get(station.station_id.as_str());
     if let Some(m) = meta {
         if let (Some(lat), Some(lon)) = (m.latitude, m.longitude) {
@@ -207,15 +222,9 @@ async fn station(raw_id: String, ctx: Arc<WebContext>) -> Result<impl Reply, Rej
     else {
         return Err(reject(ApiError::not_found(format!("no station {id}"))));
     };
-    let latest = match ctx.cache.get(&id).await {
-        Some(r) => Some(r),
-        None => ctx
-            .store
-            .latest(&id)
-            .await
-            .map_err(|e| reject(ApiError::internal(e)))?,
-    };
-    Ok(warp::reply::json(&view(&ctx, station, latest, Utc::now())))
+    let latest = latest_of(&ctx, &id).await.map_err(reject)?;
+    let meta = ctx.station_meta.read().unwrap_or_else(|e| e.into_inner());
+    Ok(warp::reply::json(&view(&meta, station, latest, Utc::now())))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -268,15 +277,7 @@ async fn latest_all(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
         (status = 500, body = ErrorBody)))]
 async fn latest(raw_id: String, ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
     let id = station_id(&raw_id)?;
-    let reading = match ctx.cache.get(&id).await {
-        Some(r) => Some(r),
-        None => ctx
-            .store
-            .latest(&id)
-            .await
-            .map_err(|e| reject(ApiError::internal(e)))?,
-    };
-    match reading {
+    match latest_of(&ctx, &id).await.map_err(reject)? {
         Some(r) => Ok(warp::reply::json(&r)),
         None => Err(reject(ApiError::not_found(format!(
             "station {id} has no readings"
@@ -431,15 +432,22 @@ impl Cursor {
 }
 
 /// Keeps the first `limit` of `rows` (the store was asked for one more)
-/// and gives the cursor of the next page when there is one.
-fn page<T>(
+/// and gives the cursor of the next page when there is one. A page with
+/// rows shows the station exists; only an empty one needs asking (404 for
+/// an unknown station).
+async fn page<T>(
+    ctx: &WebContext,
+    id: &StationId,
     mut rows: Vec<T>,
     limit: usize,
     to: DateTime<Utc>,
     at: impl Fn(&T) -> DateTime<Utc>,
-) -> (Vec<T>, Option<String>) {
+) -> Result<(Vec<T>, Option<String>), Rejection> {
+    if rows.is_empty() {
+        known_station(ctx, id).await?;
+    }
     if rows.len() <= limit {
-        return (rows, None);
+        return Ok((rows, None));
     }
     rows.truncate(limit);
     let next = rows.last().map(|last| {
@@ -449,7 +457,7 @@ fn page<T>(
         }
         .encode()
     });
-    (rows, next)
+    Ok((rows, next))
 }
 
 /// `from` and `to` of the history routes.
@@ -504,12 +512,7 @@ async fn readings(
     )
     .await
     .map_err(|e| reject(ApiError::internal(e)))?;
-    // A page with readings shows the station exists; only an empty one
-    // needs asking (404 for an unknown station).
-    if rows.is_empty() {
-        known_station(&ctx, &id).await?;
-    }
-    let (readings, next_cursor) = page(rows, p.limit, p.to, |r| r.observed_at);
+    let (readings, next_cursor) = page(&ctx, &id, rows, p.limit, p.to, |r| r.observed_at).await?;
     Ok(warp::reply::json(&ReadingPage {
         station_id: id,
         from: p.from,
@@ -656,10 +659,7 @@ async fn rollups(
     )
     .await
     .map_err(|e| reject(ApiError::internal(e)))?;
-    if rows.is_empty() {
-        known_station(&ctx, &id).await?;
-    }
-    let (rollups, next_cursor) = page(rows, p.limit, p.to, |r| r.bucket);
+    let (rollups, next_cursor) = page(&ctx, &id, rows, p.limit, p.to, |r| r.bucket).await?;
     Ok(warp::reply::json(&RollupPage {
         station_id: id,
         resolution,

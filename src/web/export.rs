@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use warp::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use warp::{Rejection, Reply};
 
-use super::api::{only, parse_times};
+use super::api::{known_station, only, parse_times, station_id};
 use super::{ApiError, WebContext};
 use crate::domain::{Reading, StationId};
 use crate::storage::HistoryQuery;
@@ -72,8 +72,7 @@ pub async fn readings_csv(
     ctx: Arc<WebContext>,
 ) -> Result<impl Reply, Rejection> {
     let reject = |e: ApiError| warp::reject::custom(e);
-    let id = StationId::parse(&raw_id)
-        .map_err(|e| reject(ApiError::bad_request(format!("station id: {e}"))))?;
+    let id = station_id(&raw_id)?;
     only(&params, &["from", "to"]).map_err(reject)?;
     let (from, to) = parse_times(&params, Utc::now()).map_err(reject)?;
     if to - from > MAX_EXPORT_RANGE {
@@ -83,11 +82,7 @@ pub async fn readings_csv(
             MAX_EXPORT_RANGE.num_days()
         ))));
     }
-    match ctx.store.station(&id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return Err(reject(ApiError::not_found(format!("no station {id}")))),
-        Err(e) => return Err(reject(ApiError::internal(e))),
-    }
+    known_station(&ctx, &id).await?;
     // The first page is read before answering, so that a failing store is
     // a 500 rather than a cut-off file.
     let first = super::api::timed("export", ctx.store.readings(query(&id, from, to)))
