@@ -1,27 +1,54 @@
 import { useEffect, useMemo, useState, useSyncExternalStore } from 'react';
 import { Header } from './components/Header';
-import { StationTable } from './components/StationTable';
-import { TemperatureChart } from './components/TemperatureChart';
-import { useNow } from './hooks';
-import { fetchStations } from './lib/api';
+import { PrefsContext, useNow, useRoute } from './hooks';
+import { fetchAlerts, fetchStations } from './lib/api';
 import { LiveConnection, type ConnectionStatus } from './lib/live';
-import { sortedStations } from './lib/stations';
+import { loadPrefs, savePrefs, type Prefs } from './lib/prefs';
 import { StationStore } from './lib/store';
-import { liveUrl } from './lib/urls';
+import { apiLocation, liveUrl } from './lib/urls';
+import { AlertsView } from './views/AlertsView';
+import { Overview } from './views/Overview';
+import { StationPage } from './views/StationPage';
+import { SystemView } from './views/SystemView';
 
 const initialStatus: ConnectionStatus = { state: 'connecting', attempt: 0, retryAt: null };
+/** Past alerts loaded at start; live ones are added as they come. */
+const ALERT_HISTORY = 200;
 
-export function App() {
+function browserStorage(): Storage | null {
+  try {
+    return window.localStorage;
+  } catch {
+    return null;
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export function App({ configError = null }: { configError?: string | null }) {
   const [store] = useState(() => new StationStore());
   const state = useSyncExternalStore(store.subscribe, store.getSnapshot);
   const [status, setStatus] = useState<ConnectionStatus>(initialStatus);
   const [loading, setLoading] = useState(true);
   const [loadError, setLoadError] = useState<string | null>(null);
-  const [selected, setSelected] = useState<string | null>(null);
+  const [alertsError, setAlertsError] = useState<string | null>(null);
+  const [prefs, setPrefs] = useState<Prefs>(() =>
+    loadPrefs(browserStorage(), window.matchMedia?.('(prefers-color-scheme: light)').matches ?? false),
+  );
+  const route = useRoute();
   const now = useNow(1000);
 
   useEffect(() => {
+    document.documentElement.dataset.theme = prefs.theme;
+    document.querySelector('meta[name="color-scheme"]')?.setAttribute('content', prefs.theme);
+    savePrefs(browserStorage(), prefs);
+  }, [prefs]);
+
+  useEffect(() => {
     const ac = new AbortController();
+    // The first paint comes from REST; the websocket snapshot then takes over.
     fetchStations(ac.signal).then(
       (list) => {
         store.loadStations(list);
@@ -30,13 +57,28 @@ export function App() {
       },
       (err: unknown) => {
         if (ac.signal.aborted) return;
-        setLoadError(err instanceof Error ? err.message : String(err));
+        setLoadError(errorText(err));
         setLoading(false);
       },
     );
+    const loadAlerts = () =>
+      fetchAlerts(ALERT_HISTORY, ac.signal).then(
+        (list) => {
+          store.loadAlerts(list);
+          setAlertsError(null);
+        },
+        (err: unknown) => {
+          if (!ac.signal.aborted) setAlertsError(errorText(err));
+        },
+      );
+    void loadAlerts();
+    // After a reconnect, alerts that changed while the feed was down.
+    const offSnapshot = store.onSnapshot((count) => {
+      if (count > 1) void loadAlerts();
+    });
 
     const live = new LiveConnection({
-      url: () => liveUrl(window.location),
+      url: () => liveUrl(apiLocation(window.location)),
       onMessage: (msg) => store.ingest(msg),
       onStatus: setStatus,
     });
@@ -44,38 +86,66 @@ export function App() {
 
     return () => {
       ac.abort();
+      offSnapshot();
       live.stop();
     };
   }, [store]);
 
-  const stations = useMemo(() => sortedStations(state.stations), [state.stations]);
-  const selectedId =
-    selected !== null && state.stations.has(selected) ? selected : (stations[0]?.station_id ?? null);
-  const selectedStation = selectedId === null ? undefined : state.stations.get(selectedId);
+  const firing = useMemo(() => {
+    let n = 0;
+    for (const a of state.alerts.values()) if (a.state === 'firing') n++;
+    return n;
+  }, [state.alerts]);
   const waiting = loading && !state.hasSnapshot;
 
+  let view;
+  switch (route.view) {
+    case 'overview':
+      view = <Overview state={state} rate={store.readingRate(now)} now={now} waiting={waiting} />;
+      break;
+    case 'station':
+      view = (
+        <StationPage
+          key={route.stationId}
+          store={store}
+          stationId={route.stationId}
+          station={state.stations.get(route.stationId)}
+          now={now}
+        />
+      );
+      break;
+    case 'alerts':
+      view = <AlertsView state={state} now={now} loadError={alertsError} />;
+      break;
+    case 'system':
+      view = <SystemView state={state} now={now} />;
+      break;
+  }
+
   return (
-    <>
-      <Header status={status} dropped={state.dropped} now={now} />
+    <PrefsContext.Provider value={prefs}>
+      <Header
+        status={status}
+        dropped={state.dropped}
+        now={now}
+        route={route}
+        prefs={prefs}
+        onPrefs={setPrefs}
+        firing={firing}
+      />
       <main className="layout">
+        {configError !== null && (
+          <p className="banner" role="alert">
+            The dashboard's config.js is wrong: {configError}. Using the page's own origin for the API.
+          </p>
+        )}
         {loadError !== null && !state.hasSnapshot && (
           <p className="banner" role="alert">
             Could not load stations: {loadError}
           </p>
         )}
-        <TemperatureChart store={store} stationId={selectedId} latest={selectedStation?.latest ?? null} />
-        <section className="panel" aria-labelledby="stations-heading">
-          <div className="panel-head">
-            <h2 id="stations-heading">Stations</h2>
-            <span className="muted">{waiting ? 'Loading…' : `${stations.length} total`}</span>
-          </div>
-          {stations.length === 0 ? (
-            <p className="empty">{waiting ? 'Loading stations…' : 'No stations have reported yet.'}</p>
-          ) : (
-            <StationTable stations={stations} selectedId={selectedId} onSelect={setSelected} now={now} />
-          )}
-        </section>
+        {view}
       </main>
-    </>
+    </PrefsContext.Provider>
   );
 }

@@ -1,9 +1,15 @@
 import type { ConnectionStatus } from '../lib/live';
+import type { Prefs } from '../lib/prefs';
+import { routeHref, type Route } from '../lib/route';
 
 interface Props {
   status: ConnectionStatus;
   dropped: number;
   now: number;
+  route: Route;
+  prefs: Prefs;
+  onPrefs: (p: Prefs) => void;
+  firing: number;
 }
 
 const LABELS = {
@@ -18,11 +24,36 @@ function retryText(status: ConnectionStatus, now: number): string | null {
   return s > 0 ? `in ${s} s` : 'now';
 }
 
-export function Header({ status, dropped, now }: Props) {
+const NAV: readonly { route: Route; label: string }[] = [
+  { route: { view: 'overview' }, label: 'Overview' },
+  { route: { view: 'alerts' }, label: 'Alerts' },
+  { route: { view: 'system' }, label: 'System' },
+];
+
+export function Header({ status, dropped, now, route, prefs, onPrefs, firing }: Props) {
   const retry = retryText(status, now);
   return (
     <header className="app-header">
-      <h1 className="brand">isobar</h1>
+      <div className="brand-nav">
+        <h1 className="brand">
+          <a href="#/">isobar</a>
+        </h1>
+        <nav aria-label="Views">
+          {NAV.map((n) => {
+            const current = n.route.view === route.view || (n.route.view === 'overview' && route.view === 'station');
+            return (
+              <a key={n.label} href={routeHref(n.route)} aria-current={current ? 'page' : undefined}>
+                {n.label}
+                {n.route.view === 'alerts' && firing > 0 && (
+                  <span className="count" aria-label={`${firing} firing`}>
+                    {firing}
+                  </span>
+                )}
+              </a>
+            );
+          })}
+        </nav>
+      </div>
       <div className="header-status">
         {dropped > 0 && (
           <span
@@ -32,7 +63,25 @@ export function Header({ status, dropped, now }: Props) {
             {dropped.toLocaleString()} {dropped === 1 ? 'update' : 'updates'} skipped
           </span>
         )}
-        <span className={`conn conn-${status.state}`} role="status" aria-live="polite">
+        <button
+          type="button"
+          className="toggle"
+          onClick={() => onPrefs({ ...prefs, units: prefs.units === 'metric' ? 'imperial' : 'metric' })}
+          aria-label={`Units: ${prefs.units}. Switch to ${prefs.units === 'metric' ? 'imperial' : 'metric'}`}
+          data-testid="units-toggle"
+        >
+          {prefs.units === 'metric' ? '°C' : '°F'}
+        </button>
+        <button
+          type="button"
+          className="toggle"
+          onClick={() => onPrefs({ ...prefs, theme: prefs.theme === 'dark' ? 'light' : 'dark' })}
+          aria-label={`Theme: ${prefs.theme}. Switch to ${prefs.theme === 'dark' ? 'light' : 'dark'}`}
+          data-testid="theme-toggle"
+        >
+          {prefs.theme === 'dark' ? '☾' : '☀'}
+        </button>
+        <span className={`conn conn-${status.state}`} role="status" aria-live="polite" data-testid="connection">
           <span className="conn-dot" aria-hidden="true" />
           <span>{LABELS[status.state]}</span>
           {retry !== null && (

@@ -1,4 +1,5 @@
 import { memo } from 'react';
+import { usePrefs } from '../hooks';
 import {
   MISSING,
   feelsLike,
@@ -8,19 +9,20 @@ import {
   formatTemperature,
   formatWind,
 } from '../lib/format';
+import { stationHref } from '../lib/route';
 import type { Station } from '../lib/types';
+import type { Units } from '../lib/units';
 
 interface Props {
   stations: readonly Station[];
-  selectedId: string | null;
-  onSelect: (id: string) => void;
   now: number;
 }
 
 /** Rows older than this are dimmed. */
 const STALE_MS = 5 * 60 * 1000;
 
-export function StationTable({ stations, selectedId, onSelect, now }: Props) {
+export function StationTable({ stations, now }: Props) {
+  const { units } = usePrefs();
   return (
     <div className="table-wrap">
       <table className="stations">
@@ -39,13 +41,7 @@ export function StationTable({ stations, selectedId, onSelect, now }: Props) {
         </thead>
         <tbody>
           {stations.map((s) => (
-            <StationRow
-              key={s.station_id}
-              station={s}
-              selected={s.station_id === selectedId}
-              onSelect={onSelect}
-              now={now}
-            />
+            <StationRow key={s.station_id} station={s} now={now} units={units} />
           ))}
         </tbody>
       </table>
@@ -55,31 +51,29 @@ export function StationTable({ stations, selectedId, onSelect, now }: Props) {
 
 interface RowProps {
   station: Station;
-  selected: boolean;
-  onSelect: (id: string) => void;
   now: number;
+  units: Units;
 }
 
-const StationRow = memo(function StationRow({ station, selected, onSelect, now }: RowProps) {
+const StationRow = memo(function StationRow({ station, now, units }: RowProps) {
   const r = station.latest;
   const feels = feelsLike(r);
   const lastSeenMs = station.last_seen === null ? Number.NaN : Date.parse(station.last_seen);
   const stale = station.status === 'silent' || (!Number.isNaN(lastSeenMs) && now - lastSeenMs > STALE_MS);
   const dir = r?.wind_direction_deg ?? null;
-  const classes = [selected ? 'selected' : '', stale ? 'stale' : ''].filter(Boolean).join(' ');
+  const qc = r?.qc?.status ?? 'pass';
 
   return (
-    <tr className={classes || undefined} aria-current={selected ? 'true' : undefined} onClick={() => onSelect(station.station_id)}>
+    <tr className={stale ? 'stale' : undefined} data-station={station.station_id}>
       <th scope="row" className="station-id">
-        <button type="button" aria-pressed={selected} title={`Show ${station.station_id} on the chart`}>
-          {station.station_id}
-        </button>
+        <a href={stationHref(station.station_id)}>{station.station_id}</a>
         {station.name !== null && <span className="station-name muted small">{station.name}</span>}
         {station.status === 'silent' && <span className="badge silent" title="Not heard from for 10 minutes">silent</span>}
+        {qc !== 'pass' && <span className={`badge qc-${qc}`} title={`Latest reading: QC ${qc}`}>{qc}</span>}
       </th>
-      <td data-label="Temperature" className="num temp">{formatTemperature(r?.temperature_c)}</td>
+      <td data-label="Temperature" className="num temp">{formatTemperature(r?.temperature_c, units)}</td>
       <td data-label="Humidity" className="num">{formatHumidity(r?.humidity_pct)}</td>
-      <td data-label="Pressure" className="num">{formatPressure(r?.pressure_hpa)}</td>
+      <td data-label="Pressure" className="num">{formatPressure(r?.pressure_hpa, units)}</td>
       <td data-label="Wind" className="wind">
         <span>
           {dir !== null && (
@@ -92,16 +86,16 @@ const StationRow = memo(function StationRow({ station, selected, onSelect, now }
               ↑
             </span>
           )}
-          {formatWind(r?.wind_speed_ms, dir)}
+          {formatWind(r?.wind_speed_ms, dir, units)}
         </span>
       </td>
-      <td data-label="Dew point" className="num">{formatTemperature(r?.dew_point_c)}</td>
+      <td data-label="Dew point" className="num">{formatTemperature(r?.dew_point_c, units)}</td>
       <td data-label="Feels like" className="num">
         {feels === null ? (
           MISSING
         ) : (
           <span>
-            {formatTemperature(feels.celsius)} <span className="muted small">{feels.kind}</span>
+            {formatTemperature(feels.celsius, units)} <span className="muted small">{feels.kind}</span>
           </span>
         )}
       </td>

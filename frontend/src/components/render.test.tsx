@@ -15,11 +15,11 @@ describe('StationTable', () => {
       ['WS003', station('WS003', null)],
     ]),
   );
-  const html = renderToStaticMarkup(<StationTable stations={stations} selectedId="WS002" onSelect={() => {}} now={now} />);
+  const html = renderToStaticMarkup(<StationTable stations={stations} now={now} />);
 
   it('has column headers and one row per station in id order', () => {
     expect(html.match(/<th scope="col"/g)).toHaveLength(8);
-    const ids = [...html.matchAll(/aria-pressed="(?:true|false)"[^>]*>([^<]+)</g)].map((m) => m[1]);
+    const ids = [...html.matchAll(/<a href="#\/stations\/([^"]+)">/g)].map((m) => m[1]);
     expect(ids).toEqual(['WS001', 'WS002', 'WS003']);
   });
 
@@ -35,9 +35,8 @@ describe('StationTable', () => {
     expect(html).toContain('never');
   });
 
-  it('marks only the selected station', () => {
-    expect(html.match(/aria-pressed="true"/g)).toHaveLength(1);
-    expect(html).toMatch(/<tr class="selected" aria-current="true"><th scope="row" class="station-id"><button[^>]*aria-pressed="true"[^>]*>WS002</);
+  it('links each station to its page', () => {
+    expect(html).toContain('<a href="#/stations/WS002">WS002</a>');
   });
 });
 
@@ -46,8 +45,6 @@ describe('StationTable names and status', () => {
     const html = renderToStaticMarkup(
       <StationTable
         stations={[station('WS001', reading(), { name: 'Central Park', status: 'silent' })]}
-        selectedId={null}
-        onSelect={() => {}}
         now={now}
       />,
     );
@@ -57,9 +54,16 @@ describe('StationTable names and status', () => {
   });
 });
 
+const headerProps = {
+  route: { view: 'overview' } as const,
+  prefs: { units: 'metric', theme: 'dark' } as const,
+  onPrefs: () => {},
+  firing: 0,
+};
+
 describe('Header', () => {
   it('shows the connection state', () => {
-    const live = renderToStaticMarkup(<Header status={{ state: 'live', attempt: 0, retryAt: null }} dropped={0} now={0} />);
+    const live = renderToStaticMarkup(<Header status={{ state: 'live', attempt: 0, retryAt: null }} dropped={0} now={0} {...headerProps} />);
     expect(live).toContain('conn-live');
     expect(live).toContain('>Live<');
     expect(live).not.toContain('skipped');
@@ -67,7 +71,7 @@ describe('Header', () => {
 
   it('shows the retry countdown and the dropped-update counter', () => {
     const html = renderToStaticMarkup(
-      <Header status={{ state: 'reconnecting', attempt: 3, retryAt: 10_000 }} dropped={1234} now={5_500} />,
+      <Header status={{ state: 'reconnecting', attempt: 3, retryAt: 10_000 }} dropped={1234} now={5_500} {...headerProps} />,
     );
     expect(html).toContain('Reconnecting');
     expect(html).toContain('in 5 s');

@@ -1,6 +1,24 @@
-import { parseReadingsResponse, parseStationsResponse } from './protocol';
-import type { Reading, Station } from './types';
-import { STATIONS_PATH, readingsPath } from './urls';
+import {
+  nextCursor,
+  parseAlertsResponse,
+  parseQuarantineResponse,
+  parseReadingsResponse,
+  parseRollupsResponse,
+  parseStationsResponse,
+  parseSupervisionResponse,
+} from './protocol';
+import type { Alert, QuarantineItem, Reading, Resolution, Rollup, Station, SupervisionTree } from './types';
+import {
+  METRICS_PATH,
+  STATIONS_PATH,
+  SUPERVISION_PATH,
+  alertsPath,
+  apiUrl,
+  quarantinePath,
+  readingsPath,
+  rollupsPath,
+  withCursor,
+} from './urls';
 
 export class ApiError extends Error {
   constructor(
@@ -12,9 +30,9 @@ export class ApiError extends Error {
   }
 }
 
-async function getJson(path: string, signal?: AbortSignal): Promise<unknown> {
-  const res = await fetch(path, {
-    headers: { Accept: 'application/json' },
+async function get(path: string, accept: string, signal?: AbortSignal): Promise<Response> {
+  const res = await fetch(apiUrl(path), {
+    headers: { Accept: accept },
     ...(signal ? { signal } : {}),
   });
   if (!res.ok) {
@@ -29,7 +47,11 @@ async function getJson(path: string, signal?: AbortSignal): Promise<unknown> {
     }
     throw new ApiError(res.status, message);
   }
-  return res.json();
+  return res;
+}
+
+async function getJson(path: string, signal?: AbortSignal): Promise<unknown> {
+  return (await get(path, 'application/json', signal)).json();
 }
 
 export async function fetchStations(signal?: AbortSignal): Promise<Station[]> {
@@ -44,4 +66,75 @@ export async function fetchReadings(
   signal?: AbortSignal,
 ): Promise<Reading[]> {
   return parseReadingsResponse(await getJson(readingsPath(stationId, from, to, limit), signal));
+}
+
+/** A history query's result; `truncated` when more than `max` items matched. */
+export interface Paged<T> {
+  items: T[];
+  truncated: boolean;
+}
+
+/** Follows `next_cursor` until the range is read or `max` items are in. */
+async function allPages<T>(
+  first: string,
+  max: number,
+  parse: (body: unknown) => T[],
+  signal?: AbortSignal,
+): Promise<Paged<T>> {
+  const items: T[] = [];
+  let path: string | null = first;
+  while (path !== null) {
+    const body = await getJson(path, signal);
+    items.push(...parse(body));
+    const cursor = nextCursor(body);
+    if (cursor === null) return { items, truncated: false };
+    if (items.length >= max) return { items: items.slice(0, max), truncated: true };
+    path = withCursor(first, cursor);
+  }
+  return { items, truncated: false };
+}
+
+const PAGE = 10_000;
+
+export function fetchReadingHistory(
+  stationId: string,
+  from: Date,
+  to: Date,
+  max: number,
+  signal?: AbortSignal,
+): Promise<Paged<Reading>> {
+  return allPages(readingsPath(stationId, from, to, Math.min(PAGE, max)), max, parseReadingsResponse, signal);
+}
+
+export function fetchRollupHistory(
+  stationId: string,
+  resolution: Resolution,
+  from: Date,
+  to: Date,
+  max: number,
+  signal?: AbortSignal,
+): Promise<Paged<Rollup>> {
+  return allPages(
+    rollupsPath(stationId, resolution, from, to, Math.min(PAGE, max)),
+    max,
+    (b) => parseRollupsResponse(b).rollups,
+    signal,
+  );
+}
+
+export async function fetchAlerts(limit: number, signal?: AbortSignal): Promise<Alert[]> {
+  return parseAlertsResponse(await getJson(alertsPath(limit), signal));
+}
+
+export async function fetchSupervision(signal?: AbortSignal): Promise<SupervisionTree> {
+  return parseSupervisionResponse(await getJson(SUPERVISION_PATH, signal));
+}
+
+export async function fetchQuarantine(limit: number, signal?: AbortSignal): Promise<QuarantineItem[]> {
+  return parseQuarantineResponse(await getJson(quarantinePath(limit), signal));
+}
+
+/** The Prometheus text of `GET /metrics`. */
+export async function fetchMetrics(signal?: AbortSignal): Promise<string> {
+  return (await get(METRICS_PATH, 'text/plain', signal)).text();
 }

@@ -1,4 +1,5 @@
 import type { Reading } from './types';
+import { convert, unitDigits, unitSymbol, type Quantity, type Units } from './units';
 
 /** Shown where a measurement is missing. */
 export const MISSING = '—';
@@ -15,20 +16,26 @@ function withUnit(v: number | null | undefined, digits: number, unit: string): s
   return s === null ? MISSING : `${s} ${unit}`;
 }
 
-export function formatTemperature(c: number | null | undefined): string {
-  return withUnit(c, 1, '°C');
+/** An SI value shown in `units`: "71.6 °F"; the placeholder when missing. */
+export function formatQuantity(q: Quantity, si: number | null | undefined, units: Units = 'metric'): string {
+  if (si == null || !Number.isFinite(si)) return MISSING;
+  return withUnit(convert(q, si, units), unitDigits(q, units), unitSymbol(q, units));
+}
+
+export function formatTemperature(c: number | null | undefined, units: Units = 'metric'): string {
+  return formatQuantity('temperature', c, units);
 }
 
 export function formatHumidity(pct: number | null | undefined): string {
-  return withUnit(pct, 0, '%');
+  return formatQuantity('humidity', pct);
 }
 
-export function formatPressure(hpa: number | null | undefined): string {
-  return withUnit(hpa, 1, 'hPa');
+export function formatPressure(hpa: number | null | undefined, units: Units = 'metric'): string {
+  return formatQuantity('pressure', hpa, units);
 }
 
-export function formatWindSpeed(ms: number | null | undefined): string {
-  return withUnit(ms, 1, 'm/s');
+export function formatWindSpeed(ms: number | null | undefined, units: Units = 'metric'): string {
+  return formatQuantity('speed', ms, units);
 }
 
 const COMPASS = [
@@ -50,8 +57,12 @@ export function formatWindDirection(deg: number | null | undefined): string {
 }
 
 /** "12.3 m/s SW 225°"; either part may be missing. */
-export function formatWind(speedMs: number | null | undefined, deg: number | null | undefined): string {
-  const speed = formatWindSpeed(speedMs);
+export function formatWind(
+  speedMs: number | null | undefined,
+  deg: number | null | undefined,
+  units: Units = 'metric',
+): string {
+  const speed = formatWindSpeed(speedMs, units);
   const dir = formatWindDirection(deg);
   if (speed === MISSING) return dir === MISSING ? MISSING : dir;
   return dir === MISSING ? speed : `${speed} ${dir}`;

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { reading } from './fixtures';
-import { parseReadingsResponse, parseServerMessage, parseStationsResponse } from './protocol';
+import { alert, reading } from './fixtures';
+import {
+  parseAlertsResponse,
+  parseQuarantineResponse,
+  parseReadingsResponse,
+  parseRollupsResponse,
+  parseServerMessage,
+  parseStationsResponse,
+  parseSupervisionResponse,
+} from './protocol';
 
 const example = {
   station_id: 'WS001',
@@ -8,14 +16,19 @@ const example = {
   received_at: '2025-01-13T10:00:00.120Z',
   latitude: 40.7589,
   longitude: -73.9851,
+  elevation_m: 10.0,
   temperature_c: 22.5,
   humidity_pct: 65.2,
   pressure_hpa: 1013.8,
   wind_speed_ms: 12.3,
   wind_direction_deg: 225.0,
+  wind_gust_ms: null,
   dew_point_c: 15.8,
   heat_index_c: null,
   wind_chill_c: null,
+  feels_like_c: 22.5,
+  sea_level_pressure_hpa: 1015.0,
+  qc: { status: 'pass' },
 };
 
 describe('parseServerMessage', () => {
@@ -68,10 +81,80 @@ describe('parseServerMessage', () => {
     expect(parseServerMessage('{"type":"overflow"}')).toBeNull();
   });
 
-  it('ignores unknown message types so the protocol can grow', () => {
+  it('ignores unknown message types and malformed known ones', () => {
+    expect(parseServerMessage('{"type":"forecast","stations":[]}')).toBeNull();
     expect(parseServerMessage('{"type":"rollup","window":"1m","stations":[]}')).toBeNull();
     expect(parseServerMessage('{"type":"alert","level":"warn"}')).toBeNull();
+    expect(parseServerMessage('{"type":"supervision","event":{"group":"root"}}')).toBeNull();
     expect(parseServerMessage('{"reading":{}}')).toBeNull();
+  });
+
+  it('decodes the QC object with its findings and lateness', () => {
+    const qc = {
+      status: 'suspect',
+      variables: {
+        temperature_c: {
+          flag: 'suspect',
+          findings: [{ check: 'step', flag: 'suspect', detail: 'changed 9.4 °C in 60 s' }, { flag: 'odd' }],
+        },
+        humidity_pct: { flag: 'unknown' },
+      },
+      late: 'older than the newest',
+    };
+    const msg = parseServerMessage(JSON.stringify({ type: 'reading', reading: { ...example, qc } }));
+    if (msg?.type !== 'reading') throw new Error('not a reading');
+    expect(msg.reading.qc).toEqual({
+      status: 'suspect',
+      variables: {
+        temperature_c: { flag: 'suspect', findings: [{ check: 'step', flag: 'suspect', detail: 'changed 9.4 °C in 60 s' }] },
+      },
+      late: 'older than the newest',
+    });
+  });
+
+  it('decodes rollup messages as documented', () => {
+    const msg = parseServerMessage(
+      JSON.stringify({
+        type: 'rollup',
+        station_id: 'WS001',
+        resolution: '1m',
+        rollup: {
+          bucket: '2025-01-13T10:00:00Z',
+          variables: {
+            temperature_c: { count: 12, min: 21.9, max: 22.5, mean: 22.2, last: 22.5 },
+            humidity_pct: { count: 'x' },
+          },
+        },
+      }),
+    );
+    expect(msg).toEqual({
+      type: 'rollup',
+      station_id: 'WS001',
+      resolution: '1m',
+      rollup: {
+        bucket: '2025-01-13T10:00:00Z',
+        variables: { temperature_c: { count: 12, min: 21.9, max: 22.5, mean: 22.2, last: 22.5 } },
+      },
+    });
+    expect(
+      parseServerMessage('{"type":"rollup","station_id":"WS001","resolution":"1d","rollup":{"bucket":"2025-01-13T10:00:00Z"}}'),
+    ).toBeNull();
+  });
+
+  it('decodes alert and supervision messages', () => {
+    expect(parseServerMessage(JSON.stringify({ type: 'alert', alert: alert() }))).toEqual({ type: 'alert', alert: alert() });
+    const pipeline = alert({ id: null, rule: 'processing_lag', scope: 'pipeline', station_id: null, value: 6.4 });
+    expect(parseServerMessage(JSON.stringify({ type: 'alert', alert: pipeline }))).toEqual({ type: 'alert', alert: pipeline });
+    const event = {
+      group: 'pipeline',
+      child: 'persister',
+      reason: 'store failed',
+      attempt: 2,
+      delay_ms: 200,
+      with: ['hub'],
+      at: '2025-01-13T10:01:00Z',
+    };
+    expect(parseServerMessage(JSON.stringify({ type: 'supervision', event }))).toEqual({ type: 'supervision', event });
   });
 
   it('rejects frames that are not JSON objects', () => {
@@ -127,5 +210,68 @@ describe('REST bodies', () => {
       readings: [example, { ...example, observed_at: '2025-01-13T10:00:01Z', temperature_c: 22.6 }, {}],
     });
     expect(rs.map((r) => r.temperature_c)).toEqual([22.5, 22.6]);
+  });
+});
+
+describe('REST bodies of the other views', () => {
+  it('parses GET /api/v1/alerts, skipping items without a rule, state or time', () => {
+    const list = parseAlertsResponse({ alerts: [alert(), { rule: 'x', state: 'odd', fired_at: 'y' }, { state: 'firing' }] });
+    expect(list).toEqual([alert()]);
+  });
+
+  it('parses GET …/rollups with its cursor', () => {
+    const body = {
+      rollups: [{ bucket: '2025-01-13T10:00:00Z', variables: {} }, { bucket: 'nope' }],
+      next_cursor: 'abc',
+    };
+    expect(parseRollupsResponse(body)).toEqual({
+      rollups: [{ bucket: '2025-01-13T10:00:00Z', variables: {} }],
+      next_cursor: 'abc',
+    });
+  });
+
+  it('parses GET /api/v1/supervision, naming station children by id', () => {
+    const tree = parseSupervisionResponse({
+      root: {
+        policy: { strategy: 'one_for_one' },
+        children: [{ name: 'pipeline', state: 'running', restarts: 1, last_failure: 'boom', last_failure_at: 't' }],
+      },
+      pipeline: { children: [{ name: 'persister', state: 'restarting', restarts: 6 }] },
+      stations: { children: [{ station_id: 'WS001', state: 'running', restarts: 0 }, { state: 'running' }] },
+    });
+    expect(tree.root.policy).toEqual({ strategy: 'one_for_one' });
+    expect(tree.root.children[0]).toEqual({
+      name: 'pipeline',
+      state: 'running',
+      restarts: 1,
+      last_failure: 'boom',
+      last_failure_at: 't',
+    });
+    expect(tree.pipeline.children[0]?.state).toBe('restarting');
+    expect(tree.stations.children.map((c) => c.name)).toEqual(['WS001']);
+    expect(parseSupervisionResponse(null).root.children).toEqual([]);
+  });
+
+  it('parses GET /api/v1/quarantine', () => {
+    const items = parseQuarantineResponse({
+      items: [
+        {
+          id: 3,
+          received_at: '2025-01-13T10:00:00Z',
+          source: 'weather/WS001/observations',
+          station_id: 'WS001',
+          reason_code: 'malformed_json',
+          reason: 'expected value at line 1',
+          payload: '{oops',
+          payload_bytes: 5,
+          truncated: false,
+        },
+        { id: 'x' },
+      ],
+      next_before: null,
+    });
+    expect(items).toHaveLength(1);
+    expect(items[0]?.reason_code).toBe('malformed_json');
+    expect(items[0]?.station_id).toBe('WS001');
   });
 });

@@ -1,4 +1,21 @@
-import type { Reading, ServerMessage, Station, StationStatus } from './types';
+import type {
+  Alert,
+  QcFlag,
+  QcFinding,
+  Qc,
+  QuarantineItem,
+  Reading,
+  Resolution,
+  Rollup,
+  RollupStats,
+  ServerMessage,
+  Station,
+  StationStatus,
+  SupervisedChild,
+  SupervisionEvent,
+  SupervisionGroup,
+  SupervisionTree,
+} from './types';
 
 type Json = Record<string, unknown>;
 
@@ -31,15 +48,50 @@ export function normalizeReading(v: unknown): Reading | null {
     received_at: str(v.received_at),
     latitude: num(v.latitude),
     longitude: num(v.longitude),
+    elevation_m: num(v.elevation_m),
     temperature_c: num(v.temperature_c),
     humidity_pct: num(v.humidity_pct),
     pressure_hpa: num(v.pressure_hpa),
+    sea_level_pressure_hpa: num(v.sea_level_pressure_hpa),
     wind_speed_ms: num(v.wind_speed_ms),
+    wind_gust_ms: num(v.wind_gust_ms),
     wind_direction_deg: num(v.wind_direction_deg),
     dew_point_c: num(v.dew_point_c),
     heat_index_c: num(v.heat_index_c),
     wind_chill_c: num(v.wind_chill_c),
+    feels_like_c: num(v.feels_like_c),
+    qc: normalizeQc(v.qc),
   };
+}
+
+function qcFlag(v: unknown): QcFlag | null {
+  return v === 'pass' || v === 'suspect' || v === 'fail' ? v : null;
+}
+
+/** The `qc` object; unknown checks are kept, malformed entries dropped. */
+export function normalizeQc(v: unknown): Qc | null {
+  if (!isObject(v)) return null;
+  const status = qcFlag(v.status) ?? 'pass';
+  const variables: Record<string, { flag: QcFlag; findings: QcFinding[] }> = {};
+  if (isObject(v.variables)) {
+    for (const [name, entry] of Object.entries(v.variables)) {
+      if (!isObject(entry)) continue;
+      const flag = qcFlag(entry.flag);
+      if (flag === null) continue;
+      const findings: QcFinding[] = [];
+      if (Array.isArray(entry.findings)) {
+        for (const f of entry.findings) {
+          if (!isObject(f)) continue;
+          const ff = qcFlag(f.flag);
+          const check = str(f.check);
+          if (ff === null || check === null) continue;
+          findings.push({ check, flag: ff, detail: str(f.detail) ?? '' });
+        }
+      }
+      variables[name] = { flag, findings };
+    }
+  }
+  return { status, variables, late: str(v.late) };
 }
 
 function stationStatus(v: unknown): StationStatus | null {
@@ -58,6 +110,7 @@ export function normalizeStation(v: unknown): Station | null {
     status: stationStatus(v.status),
     latitude: num(v.latitude) ?? latest?.latitude ?? null,
     longitude: num(v.longitude) ?? latest?.longitude ?? null,
+    elevation_m: num(v.elevation_m) ?? latest?.elevation_m ?? null,
     first_seen: str(v.first_seen),
     last_seen: str(v.last_seen),
     latest,
@@ -119,6 +172,22 @@ export function parseServerMessage(text: string): ServerMessage | null {
         ? null
         : { type: 'station_status', station_id, status, last_seen };
     }
+    case 'rollup': {
+      const station_id = str(v.station_id);
+      const resolution = resolutionOf(v.resolution);
+      const rollup = normalizeRollup(v.rollup);
+      return station_id === null || resolution === null || rollup === null
+        ? null
+        : { type: 'rollup', station_id, resolution, rollup };
+    }
+    case 'alert': {
+      const alert = normalizeAlert(v.alert);
+      return alert === null ? null : { type: 'alert', alert };
+    }
+    case 'supervision': {
+      const event = normalizeSupervisionEvent(v.event);
+      return event === null ? null : { type: 'supervision', event };
+    }
     case 'overflow': {
       const dropped = num(v.dropped);
       return dropped === null || dropped < 0 ? null : { type: 'overflow', dropped: Math.floor(dropped) };
@@ -126,4 +195,156 @@ export function parseServerMessage(text: string): ServerMessage | null {
     default:
       return null;
   }
+}
+
+function resolutionOf(v: unknown): Resolution | null {
+  return v === '1m' || v === '1h' ? v : null;
+}
+
+function stats(v: unknown): RollupStats | null {
+  if (!isObject(v)) return null;
+  const count = num(v.count);
+  const min = num(v.min);
+  const max = num(v.max);
+  const mean = num(v.mean);
+  const last = num(v.last);
+  if (count === null || min === null || max === null || mean === null || last === null) return null;
+  return { count, min, max, mean, last };
+}
+
+export function normalizeRollup(v: unknown): Rollup | null {
+  if (!isObject(v)) return null;
+  const bucket = str(v.bucket);
+  if (bucket === null || Number.isNaN(Date.parse(bucket))) return null;
+  const variables: Record<string, RollupStats> = {};
+  if (isObject(v.variables)) {
+    for (const [name, value] of Object.entries(v.variables)) {
+      const s = stats(value);
+      if (s !== null) variables[name] = s;
+    }
+  }
+  return { bucket, variables };
+}
+
+/** Body of `GET /api/v1/stations/{id}/rollups`. */
+export function parseRollupsResponse(body: unknown): { rollups: Rollup[]; next_cursor: string | null } {
+  if (!isObject(body) || !Array.isArray(body.rollups)) return { rollups: [], next_cursor: null };
+  const rollups: Rollup[] = [];
+  for (const item of body.rollups) {
+    const r = normalizeRollup(item);
+    if (r !== null) rollups.push(r);
+  }
+  return { rollups, next_cursor: str(body.next_cursor) };
+}
+
+/** `next_cursor` of a readings page. */
+export function nextCursor(body: unknown): string | null {
+  return isObject(body) ? str(body.next_cursor) : null;
+}
+
+export function normalizeAlert(v: unknown): Alert | null {
+  if (!isObject(v)) return null;
+  const rule = str(v.rule);
+  const fired_at = str(v.fired_at);
+  const state = v.state === 'firing' || v.state === 'resolved' ? v.state : null;
+  if (rule === null || fired_at === null || state === null) return null;
+  return {
+    id: num(v.id),
+    rule,
+    scope: v.scope === 'pipeline' ? 'pipeline' : 'station',
+    station_id: str(v.station_id),
+    state,
+    value: num(v.value),
+    message: typeof v.message === 'string' ? v.message : '',
+    fired_at,
+    resolved_at: str(v.resolved_at),
+  };
+}
+
+/** Body of `GET /api/v1/alerts`. */
+export function parseAlertsResponse(body: unknown): Alert[] {
+  if (!isObject(body) || !Array.isArray(body.alerts)) return [];
+  const out: Alert[] = [];
+  for (const item of body.alerts) {
+    const a = normalizeAlert(item);
+    if (a !== null) out.push(a);
+  }
+  return out;
+}
+
+export function normalizeSupervisionEvent(v: unknown): SupervisionEvent | null {
+  if (!isObject(v)) return null;
+  const group = str(v.group);
+  const child = str(v.child);
+  const at = str(v.at);
+  if (group === null || child === null || at === null) return null;
+  return {
+    group,
+    child,
+    reason: typeof v.reason === 'string' ? v.reason : '',
+    attempt: num(v.attempt) ?? 0,
+    delay_ms: num(v.delay_ms) ?? 0,
+    with: Array.isArray(v.with) ? v.with.filter((w): w is string => typeof w === 'string') : [],
+    at,
+  };
+}
+
+function supervisedChild(v: unknown): SupervisedChild | null {
+  if (!isObject(v)) return null;
+  const name = str(v.name) ?? str(v.station_id);
+  if (name === null) return null;
+  return {
+    name,
+    state: str(v.state) ?? 'unknown',
+    restarts: num(v.restarts) ?? 0,
+    last_failure: str(v.last_failure),
+    last_failure_at: str(v.last_failure_at),
+  };
+}
+
+function supervisionGroup(v: unknown): SupervisionGroup {
+  if (!isObject(v)) return { policy: null, children: [] };
+  const children: SupervisedChild[] = [];
+  if (Array.isArray(v.children)) {
+    for (const c of v.children) {
+      const child = supervisedChild(c);
+      if (child !== null) children.push(child);
+    }
+  }
+  return { policy: isObject(v.policy) ? v.policy : null, children };
+}
+
+/** Body of `GET /api/v1/supervision`. */
+export function parseSupervisionResponse(body: unknown): SupervisionTree {
+  const b = isObject(body) ? body : {};
+  return {
+    root: supervisionGroup(b.root),
+    pipeline: supervisionGroup(b.pipeline),
+    stations: supervisionGroup(b.stations),
+  };
+}
+
+/** Body of `GET /api/v1/quarantine`. */
+export function parseQuarantineResponse(body: unknown): QuarantineItem[] {
+  if (!isObject(body) || !Array.isArray(body.items)) return [];
+  const out: QuarantineItem[] = [];
+  for (const v of body.items) {
+    if (!isObject(v)) continue;
+    const id = num(v.id);
+    const received_at = str(v.received_at);
+    const reason_code = str(v.reason_code);
+    if (id === null || received_at === null || reason_code === null) continue;
+    out.push({
+      id,
+      received_at,
+      source: typeof v.source === 'string' ? v.source : '',
+      station_id: str(v.station_id),
+      reason_code,
+      reason: typeof v.reason === 'string' ? v.reason : '',
+      payload: typeof v.payload === 'string' ? v.payload : '',
+      payload_bytes: num(v.payload_bytes) ?? 0,
+      truncated: v.truncated === true,
+    });
+  }
+  return out;
 }

@@ -2,14 +2,14 @@
 export type Point = readonly [x: number, y: number | null];
 
 /**
- * Fixed-capacity series of chart points kept sorted by x. Appending in order
- * is O(1); a point older than the newest is inserted in place; a point with
- * an x already present replaces its y. When full, the oldest point goes.
+ * Fixed-capacity series of values kept sorted by x. Appending in order is
+ * O(1); a value older than the newest is inserted in place; a value with
+ * an x already present replaces the old one. When full, the oldest goes.
  */
-export class PointRing {
+export class TimeRing<T> {
   readonly capacity: number;
   private readonly xs: Float64Array;
-  private readonly ys: (number | null)[];
+  private readonly vs: (T | undefined)[];
   private head = 0;
   private len = 0;
 
@@ -19,7 +19,7 @@ export class PointRing {
     }
     this.capacity = capacity;
     this.xs = new Float64Array(capacity);
-    this.ys = new Array<number | null>(capacity).fill(null);
+    this.vs = new Array<T | undefined>(capacity).fill(undefined);
   }
 
   get length(): number {
@@ -29,6 +29,7 @@ export class PointRing {
   clear(): void {
     this.head = 0;
     this.len = 0;
+    this.vs.fill(undefined);
   }
 
   private slot(i: number): number {
@@ -51,15 +52,14 @@ export class PointRing {
     return lo;
   }
 
-  push(x: number, y: number | null): void {
+  insert(x: number, v: T): void {
     if (!Number.isFinite(x)) return;
-    const yy = y !== null && Number.isFinite(y) ? y : null;
     const cap = this.capacity;
 
     if (this.len === 0 || x > this.xAt(this.len - 1)) {
       const s = this.slot(this.len);
       this.xs[s] = x;
-      this.ys[s] = yy;
+      this.vs[s] = v;
       if (this.len === cap) this.head = (this.head + 1) % cap;
       else this.len++;
       return;
@@ -67,7 +67,7 @@ export class PointRing {
 
     let pos = this.lowerBound(x);
     if (pos < this.len && this.xAt(pos) === x) {
-      this.ys[this.slot(pos)] = yy;
+      this.vs[this.slot(pos)] = v;
       return;
     }
     if (this.len === cap) {
@@ -81,12 +81,41 @@ export class PointRing {
       const to = this.slot(i);
       const from = this.slot(i - 1);
       this.xs[to] = this.xs[from] as number;
-      this.ys[to] = this.ys[from] ?? null;
+      this.vs[to] = this.vs[from];
     }
     const s = this.slot(pos);
     this.xs[s] = x;
-    this.ys[s] = yy;
+    this.vs[s] = v;
     this.len++;
+  }
+
+  /** The x column and one column per extractor, in the layout uPlot expects. */
+  columns<Y>(extract: readonly ((v: T) => Y)[]): [number[], ...Y[][]] {
+    const xs = new Array<number>(this.len);
+    const cols = extract.map(() => new Array<Y>(this.len));
+    for (let i = 0; i < this.len; i++) {
+      const s = this.slot(i);
+      xs[i] = this.xs[s] as number;
+      const v = this.vs[s] as T;
+      for (let k = 0; k < extract.length; k++) (cols[k] as Y[])[i] = (extract[k] as (v: T) => Y)(v);
+    }
+    return [xs, ...cols];
+  }
+
+  /** Newest x and value, if any. */
+  newest(): [number, T] | undefined {
+    if (this.len === 0) return undefined;
+    const s = this.slot(this.len - 1);
+    return [this.xs[s] as number, this.vs[s] as T];
+  }
+}
+
+const identity = (y: number | null): number | null => y;
+
+/** One chart series: a TimeRing of numbers where non-finite values are gaps. */
+export class PointRing extends TimeRing<number | null> {
+  push(x: number, y: number | null): void {
+    this.insert(x, y !== null && Number.isFinite(y) ? y : null);
   }
 
   pushMany(points: Iterable<Point>): void {
@@ -95,20 +124,12 @@ export class PointRing {
 
   /** Copies out the series in the column layout uPlot expects. */
   toData(): [number[], (number | null)[]] {
-    const xs = new Array<number>(this.len);
-    const ys = new Array<number | null>(this.len);
-    for (let i = 0; i < this.len; i++) {
-      const s = this.slot(i);
-      xs[i] = this.xs[s] as number;
-      ys[i] = this.ys[s] ?? null;
-    }
-    return [xs, ys];
+    const [xs, ys] = this.columns([identity]);
+    return [xs, ys as (number | null)[]];
   }
 
   /** Newest point, if any. */
   last(): Point | undefined {
-    if (this.len === 0) return undefined;
-    const s = this.slot(this.len - 1);
-    return [this.xs[s] as number, this.ys[s] ?? null];
+    return this.newest();
   }
 }

@@ -33,7 +33,8 @@ describe('applyMessage / applyMessages', () => {
     const next = applyMessages(s, [{ type: 'reading', reading: r }]);
     const ws1 = next.stations.get('WS001');
     expect(ws1?.latest?.temperature_c).toBe(23.1);
-    expect(ws1?.last_seen).toBe('2025-01-13T10:00:05.050Z');
+    // As the API: the newest observation time, not the time it arrived.
+    expect(ws1?.last_seen).toBe('2025-01-13T10:00:05Z');
     expect(ws1?.first_seen).toBe('2025-01-13T09:00:00Z');
   });
 
@@ -46,8 +47,9 @@ describe('applyMessage / applyMessages', () => {
       status: null,
       latitude: 1.5,
       longitude: 2.5,
-      first_seen: r.received_at,
-      last_seen: r.received_at,
+      elevation_m: 10,
+      first_seen: r.observed_at,
+      last_seen: r.observed_at,
       latest: r,
     });
   });
@@ -64,7 +66,7 @@ describe('applyMessage / applyMessages', () => {
     expect(next.stations.has('WS404')).toBe(false);
   });
 
-  it('an older reading arriving late does not replace latest, but last_seen moves on', () => {
+  it('an older reading arriving late replaces neither latest nor last_seen', () => {
     const newer = reading({ observed_at: '2025-01-13T10:00:10Z', received_at: '2025-01-13T10:00:10Z', temperature_c: 25 });
     const late = reading({ observed_at: '2025-01-13T10:00:02Z', received_at: '2025-01-13T10:00:11Z', temperature_c: 20 });
     const next = applyMessages(emptyState, [
@@ -73,7 +75,7 @@ describe('applyMessage / applyMessages', () => {
     ]);
     const s = next.stations.get('WS001');
     expect(s?.latest?.temperature_c).toBe(25);
-    expect(s?.last_seen).toBe('2025-01-13T10:00:11Z');
+    expect(s?.last_seen).toBe('2025-01-13T10:00:10Z');
   });
 
   it('compares times as instants, not as strings', () => {

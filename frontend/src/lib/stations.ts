@@ -1,4 +1,9 @@
-import type { Reading, ServerMessage, Station } from './types';
+import type { Alert, Reading, ServerMessage, Station, SupervisionEvent } from './types';
+
+/** Supervision events kept, newest first. */
+export const MAX_EVENTS = 100;
+/** Alerts kept (the firing ones are always kept). */
+export const MAX_ALERTS = 500;
 
 /** What the dashboard knows about the network. Treated as immutable once published. */
 export interface StationsState {
@@ -7,6 +12,10 @@ export interface StationsState {
   readonly dropped: number;
   /** True once a websocket snapshot has been applied. */
   readonly hasSnapshot: boolean;
+  /** Alerts by `alertKey`, from REST and the live stream. */
+  readonly alerts: ReadonlyMap<string, Alert>;
+  /** Restarts seen on the live stream, newest first. */
+  readonly events: readonly SupervisionEvent[];
 }
 
 /** A working copy that messages are applied to in place. */
@@ -14,12 +23,16 @@ export interface StationsDraft {
   stations: Map<string, Station>;
   dropped: number;
   hasSnapshot: boolean;
+  alerts: Map<string, Alert>;
+  events: SupervisionEvent[];
 }
 
 export const emptyState: StationsState = {
   stations: new Map(),
   dropped: 0,
   hasSnapshot: false,
+  alerts: new Map(),
+  events: [],
 };
 
 export function draftOf(state: StationsState): StationsDraft {
@@ -27,7 +40,52 @@ export function draftOf(state: StationsState): StationsDraft {
     stations: new Map(state.stations),
     dropped: state.dropped,
     hasSnapshot: state.hasSnapshot,
+    alerts: state.alerts as Map<string, Alert>,
+    events: state.events as SupervisionEvent[],
   };
+}
+
+/**
+ * Identifies an alert across its firing and its resolution, and across the
+ * store recording it (an alert the store could not record yet comes with a
+ * null id): at most one alert per rule and station fires at a time, and its
+ * resolution keeps its `fired_at`.
+ */
+export function alertKey(a: Alert): string {
+  return `${a.rule}\u0000${a.station_id ?? ''}\u0000${a.fired_at}`;
+}
+
+function withAlert(alerts: ReadonlyMap<string, Alert>, a: Alert): Map<string, Alert> {
+  const next = new Map(alerts);
+  const key = alertKey(a);
+  const known = next.get(key);
+  // A resolution is final: a late copy of the firing does not undo it.
+  if (known !== undefined && known.state === 'resolved' && a.state === 'firing') return next;
+  next.set(key, known !== undefined && a.id === null ? { ...a, id: known.id } : a);
+  if (next.size > MAX_ALERTS) {
+    for (const [k, v] of next) {
+      if (next.size <= MAX_ALERTS) break;
+      if (v.state === 'resolved') next.delete(k);
+    }
+  }
+  return next;
+}
+
+/** Adds alerts from `GET /api/v1/alerts`; what the live stream said wins. */
+export function applyAlertList(state: StationsState, list: readonly Alert[]): StationsState {
+  if (list.length === 0) return state;
+  let alerts = new Map(state.alerts);
+  for (const a of list) {
+    if (!alerts.has(alertKey(a))) alerts = withAlert(alerts, a);
+  }
+  return { ...state, alerts };
+}
+
+/** Alerts newest first (by the time they fired, then resolved). */
+export function sortedAlerts(alerts: ReadonlyMap<string, Alert>): Alert[] {
+  return [...alerts.values()].sort(
+    (a, b) => time(b.resolved_at ?? b.fired_at) - time(a.resolved_at ?? a.fired_at) || time(b.fired_at) - time(a.fired_at),
+  );
 }
 
 function time(iso: string | null | undefined): number {
@@ -54,7 +112,8 @@ function stationsFromList(list: readonly Station[]): Map<string, Station> {
  * order); `last_seen` always moves forward.
  */
 export function stationWithReading(existing: Station | undefined, r: Reading): Station {
-  const seen = r.received_at ?? r.observed_at;
+  // As the API: the newest observation time.
+  const seen = r.observed_at;
   if (existing === undefined) {
     return {
       station_id: r.station_id,
@@ -62,6 +121,7 @@ export function stationWithReading(existing: Station | undefined, r: Reading): S
       status: null,
       latitude: r.latitude,
       longitude: r.longitude,
+      elevation_m: r.elevation_m,
       first_seen: seen,
       last_seen: seen,
       latest: r,
@@ -72,6 +132,7 @@ export function stationWithReading(existing: Station | undefined, r: Reading): S
     ...existing,
     latitude: newer && r.latitude !== null ? r.latitude : existing.latitude,
     longitude: newer && r.longitude !== null ? r.longitude : existing.longitude,
+    elevation_m: newer && r.elevation_m !== null ? r.elevation_m : existing.elevation_m,
     first_seen: existing.first_seen ?? seen,
     last_seen: laterOf(existing.last_seen, seen),
     latest: newer ? r : existing.latest,
@@ -101,6 +162,15 @@ export function applyMessage(draft: StationsDraft, msg: ServerMessage): void {
       if (known !== undefined) draft.stations.set(msg.station_id, { ...known, status: msg.status });
       break;
     }
+    case 'alert':
+      draft.alerts = withAlert(draft.alerts, msg.alert);
+      break;
+    case 'supervision':
+      draft.events = [msg.event, ...draft.events].slice(0, MAX_EVENTS);
+      break;
+    case 'rollup':
+      // Rollups are for the charts showing them (StationStore.onRollup).
+      break;
   }
 }
 

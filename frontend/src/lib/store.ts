@@ -1,5 +1,6 @@
 import { FrameBatcher, animationFrame, type FrameScheduler } from './frame';
 import {
+  applyAlertList,
   applyMessage,
   applyStationList,
   draftOf,
@@ -7,11 +8,15 @@ import {
   type StationsDraft,
   type StationsState,
 } from './stations';
-import type { Reading, ServerMessage, Station } from './types';
+import type { Alert, Reading, RollupMessage, ServerMessage, Station } from './types';
 
 type Listener = () => void;
 type ReadingListener = (r: Reading) => void;
 type SnapshotListener = (count: number) => void;
+type RollupListener = (m: RollupMessage) => void;
+
+/** Seconds of history behind `readingRate`. */
+const RATE_WINDOW_S = 10;
 
 /**
  * Holds the station state outside React. Messages are applied at once to a
@@ -25,7 +30,11 @@ export class StationStore {
   private readonly listeners = new Set<Listener>();
   private readonly readingListeners = new Set<ReadingListener>();
   private readonly snapshotListeners = new Set<SnapshotListener>();
+  private readonly rollupListeners = new Set<RollupListener>();
   private snapshots = 0;
+  /** Readings received per whole second, over the last RATE_WINDOW_S seconds. */
+  private readonly perSecond = new Float64Array(RATE_WINDOW_S + 1);
+  private readonly secondOf = new Float64Array(RATE_WINDOW_S + 1).fill(-1);
   private readonly batcher: FrameBatcher;
 
   constructor(scheduler: FrameScheduler = animationFrame) {
@@ -50,6 +59,35 @@ export class StationStore {
     };
   }
 
+  /** Rollup messages, for a chart showing rollups. */
+  onRollup(listener: RollupListener): () => void {
+    this.rollupListeners.add(listener);
+    return () => {
+      this.rollupListeners.delete(listener);
+    };
+  }
+
+  /** Live readings per second over the last 10 s (whole seconds before `nowMs`). */
+  readingRate(nowMs: number): number {
+    const current = Math.floor(nowMs / 1000);
+    let total = 0;
+    for (let i = 0; i < this.perSecond.length; i++) {
+      const sec = this.secondOf[i] as number;
+      if (sec < current && sec >= current - RATE_WINDOW_S) total += this.perSecond[i] as number;
+    }
+    return total / RATE_WINDOW_S;
+  }
+
+  private countReading(nowMs: number): void {
+    const sec = Math.floor(nowMs / 1000);
+    const slot = sec % this.perSecond.length;
+    if (this.secondOf[slot] !== sec) {
+      this.secondOf[slot] = sec;
+      this.perSecond[slot] = 0;
+    }
+    this.perSecond[slot] = (this.perSecond[slot] as number) + 1;
+  }
+
   /**
    * Called for each websocket snapshot with the number received so far; a
    * count above 1 means the connection was re-established and live readings
@@ -62,12 +100,15 @@ export class StationStore {
     };
   }
 
-  ingest(msg: ServerMessage): void {
+  ingest(msg: ServerMessage, nowMs: number = Date.now()): void {
     this.draft ??= draftOf(this.state);
     applyMessage(this.draft, msg);
     this.batcher.schedule();
     if (msg.type === 'reading') {
+      this.countReading(nowMs);
       for (const l of this.readingListeners) l(msg.reading);
+    } else if (msg.type === 'rollup') {
+      for (const l of this.rollupListeners) l(msg);
     } else if (msg.type === 'snapshot') {
       this.snapshots++;
       for (const l of this.snapshotListeners) l(this.snapshots);
@@ -78,6 +119,15 @@ export class StationStore {
   loadStations(list: readonly Station[]): void {
     const base = this.draft ?? this.state;
     const next = applyStationList(base, list);
+    if (next === base) return;
+    this.draft = draftOf(next);
+    this.batcher.schedule();
+  }
+
+  /** Alerts from `GET /api/v1/alerts`, merged with the live ones. */
+  loadAlerts(list: readonly Alert[]): void {
+    const base = this.draft ?? this.state;
+    const next = applyAlertList(base, list);
     if (next === base) return;
     this.draft = draftOf(next);
     this.batcher.schedule();

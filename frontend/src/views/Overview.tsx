@@ -1,0 +1,100 @@
+import { useMemo, useState } from 'react';
+import { StationMap, type MapColouring } from '../components/StationMap';
+import { StationTable } from '../components/StationTable';
+import { usePrefs } from '../hooks';
+import { formatTemperature } from '../lib/format';
+import { networkTiles } from '../lib/overview';
+import { sortedStations, type StationsState } from '../lib/stations';
+
+interface Props {
+  state: StationsState;
+  rate: number;
+  now: number;
+  waiting: boolean;
+}
+
+/** The map of the network and its live tiles, above the station list. */
+export function Overview({ state, rate, now, waiting }: Props) {
+  const { units } = usePrefs();
+  const [colourBy, setColourBy] = useState<MapColouring>('temperature');
+  const stations = useMemo(() => sortedStations(state.stations), [state.stations]);
+  const tiles = useMemo(() => networkTiles(state.stations.values(), state.alerts.values()), [state.stations, state.alerts]);
+
+  return (
+    <div className="page">
+      <section className="tiles" aria-label="The network now">
+        <Tile label="Stations" value={tiles.stations.toLocaleString()} testId="tile-stations" />
+        <Tile
+          label="Reporting"
+          value={tiles.reporting.toLocaleString()}
+          detail={tiles.silent > 0 ? `${tiles.silent} silent` : 'none silent'}
+          tone={tiles.silent > 0 ? 'warn' : 'ok'}
+        />
+        <Tile label="Readings / s" value={rate.toFixed(rate < 10 ? 1 : 0)} detail="live, last 10 s" testId="tile-rate" />
+        <Tile
+          label="Alerts firing"
+          value={tiles.firing.toLocaleString()}
+          tone={tiles.firing > 0 ? 'bad' : 'ok'}
+          href="#/alerts"
+          testId="tile-alerts"
+        />
+        <Tile
+          label="Temperature"
+          value={tiles.temperature === null ? '—' : formatTemperature(tiles.temperature.mean, units)}
+          detail={
+            tiles.temperature === null
+              ? 'no readings'
+              : `mean · ${formatTemperature(tiles.temperature.min, units)} to ${formatTemperature(tiles.temperature.max, units)}`
+          }
+        />
+        <Tile
+          label="Latest QC"
+          value={`${tiles.qc.pass.toLocaleString()} pass`}
+          detail={`${tiles.qc.suspect} suspect · ${tiles.qc.fail} fail`}
+          tone={tiles.qc.fail > 0 ? 'bad' : tiles.qc.suspect > 0 ? 'warn' : 'ok'}
+        />
+      </section>
+      <StationMap stations={stations} colourBy={colourBy} onColourBy={setColourBy} />
+      <section className="panel" aria-labelledby="stations-heading">
+        <div className="panel-head">
+          <h2 id="stations-heading">Stations</h2>
+          <span className="muted">{waiting ? 'Loading…' : `${stations.length} total`}</span>
+        </div>
+        {stations.length === 0 ? (
+          <p className="empty">{waiting ? 'Loading stations…' : 'No stations have reported yet.'}</p>
+        ) : (
+          <StationTable stations={stations} now={now} />
+        )}
+      </section>
+    </div>
+  );
+}
+
+interface TileProps {
+  label: string;
+  value: string;
+  detail?: string;
+  tone?: 'ok' | 'warn' | 'bad';
+  href?: string;
+  testId?: string;
+}
+
+function Tile({ label, value, detail, tone, href, testId }: TileProps) {
+  const body = (
+    <>
+      <span className="tile-label">{label}</span>
+      <span className="tile-value">{value}</span>
+      {detail !== undefined && <span className="tile-detail muted small">{detail}</span>}
+    </>
+  );
+  const className = `tile${tone !== undefined ? ` tone-${tone}` : ''}`;
+  return href !== undefined ? (
+    <a className={className} href={href} data-testid={testId}>
+      {body}
+    </a>
+  ) : (
+    <div className={className} data-testid={testId}>
+      {body}
+    </div>
+  );
+}
