@@ -94,8 +94,11 @@ export function TimeChart({ quantity, series, ariaLabel, height = 220, data, liv
       legend: { live: true },
     };
     const empty: uPlot.AlignedData = [[], ...series.map(() => [])];
-    const plot = new uPlot(opts, dataRef.current ?? empty, host);
+    const initial = dataRef.current ?? empty;
+    const plot = new uPlot(opts, initial, host);
     plotRef.current = plot;
+    // How many points are drawn, for people and tests reading the page.
+    host.dataset.points = String(initial[0].length);
     let lastWidth = host.clientWidth;
     const ro = new ResizeObserver(() => {
       const w = Math.max(200, host.clientWidth);
@@ -104,7 +107,10 @@ export function TimeChart({ quantity, series, ariaLabel, height = 220, data, liv
       plot.setSize({ width: w, height: chartHeight(height) });
     });
     ro.observe(host);
-    const detach = live?.((d) => plot.setData(d));
+    const detach = live?.((d) => {
+      plot.setData(d);
+      host.dataset.points = String(d[0].length);
+    });
     return () => {
       detach?.();
       ro.disconnect();
@@ -116,7 +122,9 @@ export function TimeChart({ quantity, series, ariaLabel, height = 220, data, liv
   }, [theme, units, quantity, seriesKey, height, live, band?.[0], band?.[1], yRange?.[0], yRange?.[1]]);
 
   useEffect(() => {
-    if (data !== undefined) plotRef.current?.setData(data);
+    if (data === undefined || plotRef.current === null) return;
+    plotRef.current.setData(data);
+    if (hostRef.current !== null) hostRef.current.dataset.points = String(data[0].length);
   }, [data]);
 
   return <div className="chart" ref={hostRef} role="img" aria-label={ariaLabel} />;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { reading, station } from './fixtures';
+import { alert, reading, station } from './fixtures';
 import { StationStore } from './store';
 import { manualFrames } from './testing';
 import type { Reading } from './types';
@@ -90,5 +90,57 @@ describe('StationStore', () => {
     off();
     store.ingest({ type: 'snapshot', stations: [] });
     expect(counts).toEqual([1, 2]);
+  });
+
+  it('counts live readings per second over the last ten whole seconds', () => {
+    const frames = manualFrames();
+    const store = new StationStore(frames.scheduler);
+    const t0 = Date.UTC(2025, 0, 13, 10, 0, 0);
+    for (let sec = 0; sec < 5; sec++) {
+      for (let i = 0; i < 20; i++) store.ingest({ type: 'reading', reading: reading() }, t0 + sec * 1000 + i);
+    }
+    // The second still running does not count yet.
+    expect(store.readingRate(t0 + 4500)).toBe(8);
+    expect(store.readingRate(t0 + 5000)).toBe(10);
+    // Old seconds fall out of the window.
+    expect(store.readingRate(t0 + 14_000)).toBe(2);
+    expect(store.readingRate(t0 + 60_000)).toBe(0);
+  });
+
+  it('keeps one alert across firing, recording and resolving, live over REST', () => {
+    const frames = manualFrames();
+    const store = new StationStore(frames.scheduler);
+    const unrecorded = alert({ id: null });
+    store.ingest({ type: 'alert', alert: unrecorded });
+    store.loadAlerts([alert({ id: 7 }), alert({ id: 3, rule: 'gusts', state: 'resolved', resolved_at: '2025-01-13T09:00:00Z' })]);
+    frames.run();
+    let alerts = [...store.getSnapshot().alerts.values()];
+    expect(alerts).toHaveLength(2);
+    // What the stream said wins over the REST list it raced with.
+    expect(alerts.find((a) => a.rule === 'heat')?.id).toBeNull();
+    store.ingest({ type: 'alert', alert: alert({ id: null, state: 'resolved', resolved_at: '2025-01-13T10:30:00Z' }) });
+    // A stale copy of the firing does not undo the resolution.
+    store.ingest({ type: 'alert', alert: alert({ id: 7 }) });
+    frames.run();
+    alerts = [...store.getSnapshot().alerts.values()];
+    expect(alerts).toHaveLength(2);
+    expect(alerts.find((a) => a.rule === 'heat')?.state).toBe('resolved');
+  });
+
+  it('passes rollups to their listeners and keeps supervision events newest first', () => {
+    const frames = manualFrames();
+    const store = new StationStore(frames.scheduler);
+    const got: string[] = [];
+    const off = store.onRollup((m) => got.push(m.rollup.bucket));
+    const rollup = { type: 'rollup' as const, station_id: 'WS001', resolution: '1m' as const, rollup: { bucket: 'b1', variables: {} } };
+    store.ingest(rollup);
+    off();
+    store.ingest({ ...rollup, rollup: { bucket: 'b2', variables: {} } });
+    expect(got).toEqual(['b1']);
+    const event = (child: string) => ({ group: 'pipeline', child, reason: 'x', attempt: 1, delay_ms: 100, with: [], at: 't' });
+    store.ingest({ type: 'supervision', event: event('persister') });
+    store.ingest({ type: 'supervision', event: event('hub') });
+    frames.run();
+    expect(store.getSnapshot().events.map((e) => e.child)).toEqual(['hub', 'persister']);
   });
 });
