@@ -27,4 +27,4 @@ fi
 export ISOBAR_BIN=$bin
 
 cd frontend
-node --test --test-reporter=spec e2e/
+node --test --test-reporter=spec e2e/dashboard.e2e.mjs

@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useState } from 'react';
 import { usePrefs } from '../hooks';
-import { fetchReadingHistory, fetchRollupHistory } from '../lib/api';
+import { ApiError, fetchReadingHistory, fetchRollupHistory } from '../lib/api';
 import { formatQuantity } from '../lib/format';
 import { CHART_GROUPS, chartSeries, readingColumns, rollupColumns, upsertRollup, type ChartGroup } from '../lib/history';
 import type { StationStore } from '../lib/store';
@@ -90,7 +90,16 @@ export function HistoryPanel({ store, stationId }: { store: StationStore; statio
       },
       (err: unknown) => {
         if (ac.signal.aborted) return;
-        setError(err instanceof Error ? err.message : String(err));
+        if (err instanceof ApiError && err.status === 404) {
+          // A station that has not reported yet: no history, and live readings to come.
+          setLoaded(
+            source === 'readings'
+              ? { kind: 'readings', readings: [], truncated: false }
+              : { kind: 'rollups', resolution: source, rollups: [], truncated: false },
+          );
+        } else {
+          setError(err instanceof Error ? err.message : String(err));
+        }
         setLoading(false);
       },
     );
@@ -243,44 +252,47 @@ function ReadingsTable({ readings, group }: { readings: readonly Reading[]; grou
     .sort((a, b) => Date.parse(b.observed_at) - Date.parse(a.observed_at))
     .slice(0, TABLE_ROWS);
   return (
-    <div className="table-wrap">
-      <table className="readings">
-        <caption className="visually-hidden">The newest readings of the range, with their quality-control flags</caption>
-        <thead>
-          <tr>
-            <th scope="col">Observed</th>
-            {group.variables.map((v) => (
-              <th key={v} scope="col" className="num">
-                {VARIABLES[v].label}
-              </th>
-            ))}
-            <th scope="col">QC</th>
-          </tr>
-        </thead>
-        <tbody>
-          {rows.map((r) => (
-            <tr key={r.observed_at}>
-              <td>
-                <time dateTime={r.observed_at}>{new Date(r.observed_at).toLocaleString()}</time>
-              </td>
+    <details className="readings-details">
+      <summary>Newest {rows.length} readings of the range, with their QC flags</summary>
+      <div className="table-wrap">
+        <table className="readings">
+          <caption className="visually-hidden">The newest readings of the range, with their quality-control flags</caption>
+          <thead>
+            <tr>
+              <th scope="col">Observed</th>
               {group.variables.map((v) => (
-                <td key={v} className={`num qc-${r.qc?.variables[v]?.flag ?? 'pass'}`}>
-                  {formatQuantity(VARIABLES[v].quantity, r[v], units)}
-                </td>
+                <th key={v} scope="col" className="num">
+                  {VARIABLES[v].label}
+                </th>
               ))}
-              <td>
-                <span className={`badge qc-${r.qc?.status ?? 'pass'}`}>{r.qc?.status ?? 'pass'}</span>{' '}
-                <span className="muted small">
-                  {Object.entries(r.qc?.variables ?? {})
-                    .map(([v, q]) => `${v}=${q.flag}`)
-                    .join('; ')}
-                </span>
-                {r.qc?.late != null && <span className="badge suspect">late</span>}
-              </td>
+              <th scope="col">QC</th>
             </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+          </thead>
+          <tbody>
+            {rows.map((r) => (
+              <tr key={r.observed_at}>
+                <td>
+                  <time dateTime={r.observed_at}>{new Date(r.observed_at).toLocaleString()}</time>
+                </td>
+                {group.variables.map((v) => (
+                  <td key={v} className={`num qc-${r.qc?.variables[v]?.flag ?? 'pass'}`}>
+                    {formatQuantity(VARIABLES[v].quantity, r[v], units)}
+                  </td>
+                ))}
+                <td>
+                  <span className={`badge qc-${r.qc?.status ?? 'pass'}`}>{r.qc?.status ?? 'pass'}</span>{' '}
+                  <span className="muted small">
+                    {Object.entries(r.qc?.variables ?? {})
+                      .map(([v, q]) => `${v}=${q.flag}`)
+                      .join('; ')}
+                  </span>
+                  {r.qc?.late != null && <span className="badge suspect">late</span>}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </details>
   );
 }

@@ -81,7 +81,7 @@ export function TimeChart({ quantity, series, ariaLabel, height = 220, data, liv
             label: s.label,
             stroke,
             width: s.points === true ? 0 : 2,
-            points: s.points === true ? { show: true, size: 4, fill: stroke, stroke } : { show: false },
+            points: s.points === true ? { show: true, size: 6, fill: stroke, stroke } : { show: false },
             ...(s.dash !== undefined ? { dash: s.dash } : {}),
             spanGaps: false,
             value: (_u, v) => fmt(v),
@@ -89,7 +89,15 @@ export function TimeChart({ quantity, series, ariaLabel, height = 220, data, liv
         }),
       ],
       ...(band !== undefined ? { bands: [{ series: [band[0], band[1]], fill: `${colourOf('--series-band')}` }] } : {}),
-      axes: [axis, { ...axis, size: 64, values: (_u, ticks) => ticks.map((t) => `${t} ${symbol}`) }],
+      axes: [
+        axis,
+        {
+          ...axis,
+          values: (_u, ticks) => ticks.map((t) => `${t} ${symbol}`),
+          // Wide enough for the longest label ("1013.5 hPa").
+          size: (_u, values) => (values == null ? 50 : Math.max(...values.map((v) => String(v).length)) * 7 + 20),
+        },
+      ],
       cursor: { drag: { x: true, y: false } },
       legend: { live: true },
     };

@@ -13,11 +13,21 @@ describe('geo', () => {
     expect(land.length).toBeGreaterThan(10_000);
     expect(borders.length).toBeGreaterThan(1_000);
     expect(land.startsWith('M')).toBe(true);
-    // Every coordinate is on the map.
-    for (const m of land.matchAll(/[ML](-?[\d.]+),(-?[\d.]+)/g)) {
-      const x = Number(m[1]);
-      const y = Number(m[2]);
-      expect(x >= 0 && x <= 360 && y >= 0 && y <= 180).toBe(true);
+    // Every shape is closed, so filling never joins two far points.
+    expect(land.match(/M/g)?.length).toBe(land.match(/Z/g)?.length);
+    // No edge runs across the map: shapes crossing the antimeridian (Russia,
+    // Fiji) are unwrapped and drawn a world away too, not cut into pieces.
+    for (const d of [land, borders]) {
+      let px = 0;
+      let py = 0;
+      for (const m of d.matchAll(/([ML])(-?[\d.]+),(-?[\d.]+)/g)) {
+        const x = Number(m[2]);
+        const y = Number(m[3]);
+        if (m[1] === 'L') expect(Math.hypot(x - px, y - py)).toBeLessThan(10);
+        expect(y >= 0 && y <= 180).toBe(true);
+        px = x;
+        py = y;
+      }
     }
   });
 

@@ -15,28 +15,54 @@ export function project(lat: number, lon: number): [x: number, y: number] {
   return [lon + 180, 90 - lat];
 }
 
-function ringPath(ring: readonly Position[]): string {
+function pathOf(points: readonly (readonly [number, number])[], shift: number, close: boolean): string {
   let d = '';
-  let prevLon: number | null = null;
-  for (const p of ring) {
-    const lon = p[0] as number;
-    const lat = p[1] as number;
-    const [x, y] = project(lat, lon);
-    // A jump across the antimeridian starts a new piece rather than a line across the map.
-    const cmd = prevLon === null || Math.abs(lon - prevLon) > 180 ? 'M' : 'L';
-    d += `${cmd}${x.toFixed(2)},${y.toFixed(2)}`;
-    prevLon = lon;
+  for (let i = 0; i < points.length; i++) {
+    const [lon, lat] = points[i] as readonly [number, number];
+    const [x, y] = project(lat, lon + shift);
+    d += `${i === 0 ? 'M' : 'L'}${x.toFixed(2)},${y.toFixed(2)}`;
   }
+  return close ? `${d}Z` : d;
+}
+
+/**
+ * A ring or line as path data. One that crosses the antimeridian is
+ * unwrapped (each longitude within 180° of the one before), so it stays
+ * one shape reaching past the map's edge, and drawn a second time a world
+ * away for the part on the other side; the SVG clips both at the edges.
+ */
+function ringPath(ring: readonly Position[], close: boolean): string {
+  const points: [number, number][] = [];
+  let offset = 0;
+  let prev: number | null = null;
+  let min = Infinity;
+  let max = -Infinity;
+  for (const p of ring) {
+    const raw = p[0] as number;
+    if (prev !== null) {
+      const lon = raw + offset;
+      if (lon - prev > 180) offset -= 360;
+      else if (lon - prev < -180) offset += 360;
+    }
+    const lon = raw + offset;
+    points.push([lon, p[1] as number]);
+    prev = lon;
+    min = Math.min(min, lon);
+    max = Math.max(max, lon);
+  }
+  let d = pathOf(points, 0, close);
+  if (max > 180) d += pathOf(points, -360, close);
+  if (min < -180) d += pathOf(points, 360, close);
   return d;
 }
 
 function geometryPath(g: Geometry): string {
-  if (g.type === 'Polygon') return (g as Polygon).coordinates.map((r) => `${ringPath(r)}Z`).join('');
+  if (g.type === 'Polygon') return (g as Polygon).coordinates.map((r) => ringPath(r, true)).join('');
   if (g.type === 'MultiPolygon') {
-    return (g as MultiPolygon).coordinates.map((poly) => poly.map((r) => `${ringPath(r)}Z`).join('')).join('');
+    return (g as MultiPolygon).coordinates.map((poly) => poly.map((r) => ringPath(r, true)).join('')).join('');
   }
-  if (g.type === 'MultiLineString') return g.coordinates.map(ringPath).join('');
-  if (g.type === 'LineString') return ringPath(g.coordinates);
+  if (g.type === 'MultiLineString') return g.coordinates.map((l) => ringPath(l, false)).join('');
+  if (g.type === 'LineString') return ringPath(g.coordinates, false);
   return '';
 }
 

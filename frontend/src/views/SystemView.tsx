@@ -96,12 +96,14 @@ export function SystemView({ state, now }: Props) {
             <tbody>
               {PIPELINE.map((row) => {
                 const a = after === null ? null : sumOf(after.samples, row.metric, row.where);
+                // A counter appears with its first increment: none yet is zero.
+                const counter = (x: number | null) => (x === null && after !== null ? 0 : x);
                 const v =
                   row.kind === 'gauge'
                     ? a
                     : before === null
                       ? null
-                      : rate(sumOf(before.samples, row.metric, row.where), a, seconds);
+                      : rate(counter(sumOf(before.samples, row.metric, row.where)), counter(a), seconds);
                 return (
                   <tr key={row.metric}>
                     <th scope="row">{row.label}</th>
