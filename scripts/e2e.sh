@@ -4,6 +4,7 @@
 # ISOBAR_BIN) running its simulator, embedded broker and SQLite.
 # Installs chromium if it is missing; safe to run again. Screenshots of
 # every view land in frontend/e2e/screenshots/ (E2E_SCREENSHOTS overrides).
+# `e2e.sh bench` runs the dashboard benchmark instead (bench-dashboard.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,4 +28,8 @@ fi
 export ISOBAR_BIN=$bin
 
 cd frontend
-node --test --test-reporter=spec e2e/dashboard.e2e.mjs
+if [ "${1:-}" = bench ]; then
+  node e2e/bench.mjs
+else
+  node --test --test-reporter=spec e2e/dashboard.e2e.mjs
+fi

@@ -43,7 +43,7 @@ export async function eventually(what, check, timeoutMs = 20_000, everyMs = 200)
  * directory of its own. `restart()` keeps the ports and the data.
  */
 export class Daemon {
-  static async start({ stations = 12 } = {}) {
+  static async start({ stations = 12, interval = '1s' } = {}) {
     const d = new Daemon();
     d.dir = mkdtempSync(join(tmpdir(), 'isobar-e2e-'));
     d.webPort = await freePort();
@@ -64,7 +64,7 @@ export class Daemon {
         'backend = "off"',
         '[simulator]',
         `stations = ${stations}`,
-        'interval = "1s"',
+        `interval = "${interval}"`,
         'seed = 7',
         '',
       ].join('\n'),

@@ -2,6 +2,7 @@ import { useEffect, useMemo, useState, useSyncExternalStore } from 'react';
 import { Header } from './components/Header';
 import { PrefsContext, useNow, useRoute } from './hooks';
 import { fetchAlerts, fetchStations } from './lib/api';
+import { throttledFrames } from './lib/frame';
 import { LiveConnection, type ConnectionStatus } from './lib/live';
 import { loadPrefs, savePrefs, type Prefs } from './lib/prefs';
 import { StationStore } from './lib/store';
@@ -14,6 +15,11 @@ import { SystemView } from './views/SystemView';
 const initialStatus: ConnectionStatus = { state: 'connecting', attempt: 0, retryAt: null };
 /** Past alerts loaded at start; live ones are added as they come. */
 const ALERT_HISTORY = 200;
+/**
+ * The views follow the network at most this often; the station charts
+ * follow their own readings every frame.
+ */
+const VIEW_INTERVAL_MS = 250;
 
 function browserStorage(): Storage | null {
   try {
@@ -28,7 +34,7 @@ function errorText(err: unknown): string {
 }
 
 export function App({ configError = null }: { configError?: string | null }) {
-  const [store] = useState(() => new StationStore());
+  const [store] = useState(() => new StationStore(throttledFrames(VIEW_INTERVAL_MS)));
   const state = useSyncExternalStore(store.subscribe, store.getSnapshot);
   const [status, setStatus] = useState<ConnectionStatus>(initialStatus);
   const [loading, setLoading] = useState(true);

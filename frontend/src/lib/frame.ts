@@ -32,3 +32,28 @@ export class FrameBatcher {
     this.cancelled = true;
   }
 }
+
+/**
+ * A frame scheduler that runs at most once per `minIntervalMs`: a call
+ * sooner than that after the last run waits out the rest, then the next
+ * frame. With 1,000 stations reporting every second, the overview
+ * re-renders a few times a second rather than on every frame.
+ */
+export function throttledFrames(
+  minIntervalMs: number,
+  frame: FrameScheduler = animationFrame,
+  now: () => number = () => performance.now(),
+  delay: (cb: () => void, ms: number) => void = (cb, ms) => void setTimeout(cb, ms),
+): FrameScheduler {
+  let last = Number.NEGATIVE_INFINITY;
+  return (cb) => {
+    const run = () =>
+      frame(() => {
+        last = now();
+        cb();
+      });
+    const wait = last + minIntervalMs - now();
+    if (wait > 0) delay(run, wait);
+    else run();
+  };
+}

@@ -5,6 +5,7 @@ import { usePrefs } from '../hooks';
 import { formatTemperature } from '../lib/format';
 import { networkTiles } from '../lib/overview';
 import { sortedStations, type StationsState } from '../lib/stations';
+import type { Station } from '../lib/types';
 
 interface Props {
   state: StationsState;
@@ -17,7 +18,11 @@ interface Props {
 export function Overview({ state, rate, now, waiting }: Props) {
   const { units } = usePrefs();
   const [colourBy, setColourBy] = useState<MapColouring>('temperature');
+  const [filter, setFilter] = useState('');
+  const [showAll, setShowAll] = useState(false);
   const stations = useMemo(() => sortedStations(state.stations), [state.stations]);
+  const matching = useMemo(() => filterStations(stations, filter), [stations, filter]);
+  const shown = showAll ? matching : matching.slice(0, TABLE_ROWS);
   const tiles = useMemo(() => networkTiles(state.stations.values(), state.alerts.values()), [state.stations, state.alerts]);
 
   return (
@@ -58,16 +63,52 @@ export function Overview({ state, rate, now, waiting }: Props) {
       <section className="panel" aria-labelledby="stations-heading">
         <div className="panel-head">
           <h2 id="stations-heading">Stations</h2>
-          <span className="muted">{waiting ? 'Loading…' : `${stations.length} total`}</span>
+          <input
+            type="search"
+            className="filter"
+            placeholder="Find a station"
+            aria-label="Find a station by id or name"
+            value={filter}
+            onChange={(e) => setFilter(e.target.value)}
+          />
+          <span className="muted">
+            {waiting
+              ? 'Loading…'
+              : filter === ''
+                ? `${stations.length} total`
+                : `${matching.length} of ${stations.length}`}
+          </span>
         </div>
         {stations.length === 0 ? (
           <p className="empty">{waiting ? 'Loading stations…' : 'No stations have reported yet.'}</p>
+        ) : matching.length === 0 ? (
+          <p className="empty">No station matches “{filter}”.</p>
         ) : (
-          <StationTable stations={stations} now={now} />
+          <>
+            <StationTable stations={shown} now={now} />
+            {matching.length > TABLE_ROWS && (
+              <button type="button" className="more" onClick={() => setShowAll(!showAll)}>
+                {showAll ? `Show the first ${TABLE_ROWS}` : `Show all ${matching.length.toLocaleString()}`}
+              </button>
+            )}
+          </>
         )}
       </section>
     </div>
   );
+}
+
+/**
+ * Rows listed before "Show all": a network of a thousand stations keeps
+ * the page light, and the filter finds any of them.
+ */
+export const TABLE_ROWS = 100;
+
+/** Stations whose id or name contains `text` (case-insensitive). */
+export function filterStations(stations: readonly Station[], text: string): readonly Station[] {
+  const q = text.trim().toLowerCase();
+  if (q === '') return stations;
+  return stations.filter((s) => s.station_id.toLowerCase().includes(q) || (s.name?.toLowerCase().includes(q) ?? false));
 }
 
 interface TileProps {

@@ -5,7 +5,7 @@ import { PrefsContext } from '../hooks';
 import { alert, reading, station } from '../lib/fixtures';
 import { emptyState, type StationsState } from '../lib/stations';
 import { AlertsView } from './AlertsView';
-import { Overview } from './Overview';
+import { Overview, TABLE_ROWS, filterStations } from './Overview';
 
 const now = Date.parse('2025-01-13T10:05:00Z');
 
@@ -79,5 +79,30 @@ describe('AlertsView', () => {
     const html = renderToStaticMarkup(<AlertsView state={stateOf([], [])} now={now} loadError="503 down" />);
     expect(html).toContain('No alerts are firing.');
     expect(html).toContain('Could not load past alerts: 503 down');
+  });
+});
+
+describe('the station list of a large network', () => {
+  const many = Array.from({ length: 250 }, (_, i) =>
+    station(`WS${String(i + 1).padStart(3, '0')}`, null, {
+      name: i === 41 ? 'Harbour Pier' : null,
+      latitude: (i % 160) - 80,
+      longitude: i - 125,
+    }),
+  );
+
+  it('lists the first rows and offers the rest', () => {
+    const html = renderToStaticMarkup(<Overview state={stateOf(many, [])} rate={0} now={now} waiting={false} />);
+    expect(html.match(/<tr data-station=/g)).toHaveLength(TABLE_ROWS);
+    expect(html).toContain('Show all 250');
+    // The map still shows every station.
+    expect(html.match(/<a href="#\/stations\/[^"]+" aria-label/g)).toHaveLength(250);
+  });
+
+  it('finds stations by id or name, ignoring case', () => {
+    expect(filterStations(many, 'S24').map((s) => s.station_id)).toEqual(Array.from({ length: 10 }, (_, i) => `WS24${i}`));
+    expect(filterStations(many, '124').map((s) => s.station_id)).toEqual(['WS124']);
+    expect(filterStations(many, ' harbour ').map((s) => s.station_id)).toEqual(['WS042']);
+    expect(filterStations(many, '')).toBe(many);
   });
 });
