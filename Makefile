@@ -1,5 +1,5 @@
 # isobar — the two commands: `make run` and `make test`.
-.PHONY: run test build frontend frontend-deps lint fuzz bench bench-ingest bench-api clean
+.PHONY: run test build release frontend frontend-deps lint fuzz bench bench-ingest bench-api clean
 
 CARGO ?= cargo
 
@@ -11,9 +11,14 @@ run:
 test:
 	./scripts/test.sh
 
-## The daemon (debug build) and the dashboard.
+## The daemon (debug build) with the dashboard embedded: the dashboard is
+## built first, since the binary takes frontend/dist as it is at compile time.
 build: frontend
 	$(CARGO) build
+
+## The self-contained release binary, target/release/isobar.
+release: frontend
+	$(CARGO) build --release --bin isobar
 
 ## The dashboard's static files (frontend/dist), installing packages if needed.
 frontend: frontend-deps

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
+# First: the Rust build embeds frontend/dist, and the tests check it is there.
 step "dashboard: packages, type-check and build"
 ./scripts/frontend-deps.sh
 (cd frontend && npm run build)

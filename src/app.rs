@@ -209,6 +209,7 @@ impl App {
         if auth.is_open() {
             tracing::warn!("HTTP uploads are open: no API key or token is configured (web.auth)");
         }
+        crate::web::dashboard::log_source(settings.web.static_dir.as_deref());
         let records = Arc::new(TreeRecords::default());
         let web = Arc::new(WebContext {
             store: store.clone(),

@@ -452,8 +452,9 @@ impl Default for PersisterSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct WebSettings {
     pub listen: SocketAddr,
-    /// The built dashboard (`frontend/dist`).
-    pub static_dir: PathBuf,
+    /// A built dashboard on disk (`frontend/dist`), served instead of the
+    /// one embedded in the binary: for development with `vite build --watch`.
+    pub static_dir: Option<PathBuf>,
     /// Messages queued per websocket client before its overflow policy applies.
     pub client_queue: usize,
     pub auth: AuthSettings,
@@ -517,7 +518,7 @@ impl Default for WebSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            static_dir: PathBuf::from("frontend/dist"),
+            static_dir: None,
             client_queue: 1024,
             auth: AuthSettings::default(),
             rate_limit: RateLimitSettings::default(),
@@ -1261,6 +1262,13 @@ mod tests {
         let s = load_toml(example).unwrap();
         // The example documents the defaults, so it must equal them.
         assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn a_static_dir_replaces_the_embedded_dashboard_only_when_set() {
+        assert_eq!(Settings::default().web.static_dir, None);
+        let s = load_toml("[web]\nstatic_dir = \"frontend/dist\"\n").unwrap();
+        assert_eq!(s.web.static_dir, Some(PathBuf::from("frontend/dist")));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod api;
 pub mod auth;
+pub mod dashboard;
 mod export;
 mod ingest;
 pub mod limits;
@@ -43,7 +44,8 @@ pub struct WebContext {
     /// For uploads: how deliveries reach the pipeline.
     pub deliveries: Arc<crate::delivery::DeliveryContext>,
     pub client_queue: usize,
-    pub static_dir: PathBuf,
+    /// The dashboard's files on disk, instead of those in the binary.
+    pub static_dir: Option<PathBuf>,
     pub metrics: Option<PrometheusHandle>,
     /// Who may upload and read.
     pub auth: Arc<auth::Auth>,
@@ -192,7 +194,7 @@ pub fn routes(
             .or(api)
             .or(faults(ctx.clone()))
             .or(docs_page())
-            .or(dashboard(ctx.clone())),
+            .or(dashboard::route(ctx.static_dir.clone())),
     );
     let cors = Arc::new(ctx.cors_origins.clone());
     let preflight_origins = cors.clone();
@@ -447,43 +449,6 @@ async fn ready(ctx: Arc<WebContext>) -> Result<warp::reply::Response, Infallible
 
 fn with<T: Clone + Send>(value: T) -> impl Filter<Extract = (T,), Error = Infallible> + Clone {
     warp::any().map(move || value.clone())
-}
-
-/// The built dashboard; unknown paths outside the API get `index.html`, so
-/// client-side routes survive a reload.
-/// Prefixes of the API's routes: never answered with the dashboard's page,
-/// so a route's refusal (a 401, say) reaches the client.
-const NOT_PAGES: [&str; 2] = ["/api/", "/weatherstation/"];
-
-fn dashboard(
-    ctx: Arc<WebContext>,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let dir = ctx.static_dir.clone();
-    let index = dir.join("index.html");
-    let files = warp::get().and(warp::fs::dir(dir));
-    let fallback =
-        warp::get()
-            .and(warp::path::full())
-            .and_then(move |path: warp::path::FullPath| {
-                let index = index.clone();
-                async move {
-                    if NOT_PAGES.iter().any(|p| path.as_str().starts_with(p)) {
-                        return Err(warp::reject::not_found());
-                    }
-                    match tokio::fs::read(&index).await {
-                        Ok(html) => Ok(warp::reply::html(html).into_response()),
-                        Err(_) => Err(warp::reject::custom(ApiError {
-                            status: StatusCode::NOT_FOUND,
-                            code: "dashboard_not_built",
-                            message: format!(
-                                "the dashboard is not built ({} is missing); run `make frontend`",
-                                index.display()
-                            ),
-                        })),
-                    }
-                }
-            });
-    files.or(fallback)
 }
 
 /// The route a request path is for, with the station left out, so that

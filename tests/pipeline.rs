@@ -254,56 +254,6 @@ async fn a_live_client_can_ask_for_some_stations_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_is_served_from_its_static_dir() {
-    let site = tempfile::tempdir().unwrap();
-    std::fs::create_dir(site.path().join("assets")).unwrap();
-    std::fs::write(site.path().join("index.html"), "<div id=\"root\"></div>").unwrap();
-    std::fs::write(site.path().join("assets/app.js"), "console.log(1)").unwrap();
-    std::fs::create_dir(site.path().join("docs")).unwrap();
-    std::fs::write(
-        site.path().join("docs/index.html"),
-        "<title>isobar API</title>",
-    )
-    .unwrap();
-    let dir = site.path().to_str().unwrap();
-    let daemon = Daemon::start_with_env(&[], &[("ISOBAR__WEB__STATIC_DIR", dir)]);
-
-    for (path, body) in [
-        ("/", "<div id=\"root\"></div>"),
-        ("/assets/app.js", "console.log(1)"),
-        // Client-side routes get the page itself.
-        ("/stations/WS001", "<div id=\"root\"></div>"),
-        ("/docs/", "<title>isobar API</title>"),
-    ] {
-        let response = reqwest::get(daemon.url(path)).await.unwrap();
-        assert_eq!(response.status().as_u16(), 200, "{path}");
-        assert_eq!(response.text().await.unwrap(), body, "{path}");
-    }
-    // The docs page's relative asset URLs need the slash.
-    let plain = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let response = plain.get(daemon.url("/docs")).send().await.unwrap();
-    assert_eq!(response.status().as_u16(), 308);
-    assert_eq!(response.headers()["location"], "/docs/");
-    // The OpenAPI document it loads.
-    let (status, doc) = daemon.get("/api/v1/openapi.json").await;
-    assert_eq!(status, 200);
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
-    assert!(doc["paths"]["/api/v1/stations/{id}/readings"]["get"].is_object());
-
-    let (status, health) = daemon.get("/health").await;
-    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
-    let (status, ready) = daemon.get("/ready").await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        ready,
-        serde_json::json!({"status": "ready", "checks": {"mqtt": "ok", "store": "ok", "cache": "ok", "archive": "ok"}})
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_live_client_never_slows_ingestion() {
     const READINGS: u64 = 4_000;
     let daemon = Daemon::start_with_env(&[], &[("ISOBAR__WEB__CLIENT_QUEUE", "8")]);
