@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { csvPath, liveUrl, readingsPath } from './urls';
+import {
+  apiLocation,
+  apiUrl,
+  csvPath,
+  liveUrl,
+  parseApiOrigin,
+  readingsPath,
+  rollupsPath,
+  setApiOrigin,
+  withCursor,
+} from './urls';
 
 describe('liveUrl', () => {
   it('uses ws: for pages served over http', () => {
@@ -39,5 +49,42 @@ describe('csvPath', () => {
     expect(url.pathname).toBe('/api/v1/stations/WS1/readings.csv');
     expect(url.searchParams.get('from')).toBe('2025-01-13T00:00:00.000Z');
     expect(url.searchParams.get('to')).toBe('2025-01-14T00:00:00.000Z');
+  });
+});
+
+describe('the configured API origin', () => {
+  it('accepts an origin and normalises it', () => {
+    expect(parseApiOrigin(undefined)).toBe('');
+    expect(parseApiOrigin('')).toBe('');
+    expect(parseApiOrigin('https://API.example.net')).toBe('https://api.example.net');
+    expect(parseApiOrigin('http://127.0.0.1:8080/')).toBe('http://127.0.0.1:8080');
+  });
+
+  it('names what is wrong with anything else', () => {
+    expect(() => parseApiOrigin(42)).toThrow(/must be a string/);
+    expect(() => parseApiOrigin('api.example.net')).toThrow(/not a URL/);
+    expect(() => parseApiOrigin('ftp://example.net')).toThrow(/http: or https:/);
+    expect(() => parseApiOrigin('https://example.net/api')).toThrow(/origin only/);
+  });
+
+  it('sends REST calls and the websocket there when set', () => {
+    try {
+      setApiOrigin('https://api.example.net');
+      expect(apiUrl('/api/v1/stations')).toBe('https://api.example.net/api/v1/stations');
+      expect(csvPath('WS001')).toBe('https://api.example.net/api/v1/stations/WS001/readings.csv');
+      expect(liveUrl(apiLocation({ protocol: 'http:', host: 'dash.example.net' }))).toBe(
+        'wss://api.example.net/api/v1/live',
+      );
+    } finally {
+      setApiOrigin('');
+    }
+    expect(apiUrl('/api/v1/stations')).toBe('/api/v1/stations');
+    expect(apiLocation({ protocol: 'http:', host: 'h' })).toEqual({ protocol: 'http:', host: 'h' });
+  });
+
+  it('pages with a cursor in place of the range', () => {
+    const first = readingsPath('WS001', new Date('2025-01-13T00:00:00Z'), new Date('2025-01-14T00:00:00Z'), 500);
+    expect(withCursor(first, 'abc+/=')).toBe('/api/v1/stations/WS001/readings?limit=500&cursor=abc%2B%2F%3D');
+    expect(rollupsPath('WS001', '1h', new Date(0), new Date(1000), 10)).toContain('resolution=1h');
   });
 });
