@@ -1,5 +1,5 @@
 # isobar — the two commands: `make run` and `make test`.
-.PHONY: run test build release frontend frontend-deps lint fuzz bench bench-ingest bench-api clean
+.PHONY: run test e2e build release frontend frontend-deps lint fuzz bench bench-ingest bench-api bench-dashboard publish-dashboard clean
 
 CARGO ?= cargo
 
@@ -36,7 +36,7 @@ fuzz:
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parsers --sanitizer none -- -max_total_time=$(FUZZ_SECONDS)
 
 ## Benchmarks (release build): `make bench`; BENCH_READINGS sets the size.
-bench: bench-ingest bench-api
+bench: bench-ingest bench-api bench-dashboard
 
 bench-ingest:
 	./scripts/services.sh
@@ -46,6 +46,20 @@ bench-ingest:
 ## SQLite and PostgreSQL (release build). BENCH_SECONDS sets each run's length.
 bench-api:
 	./scripts/bench-api.sh
+
+## The dashboard in chromium with 1,000 simulated stations reporting every
+## second (release build): frame times, long tasks, heap.
+bench-dashboard:
+	./scripts/bench-dashboard.sh
+
+## The dashboard's end-to-end tests alone (chromium against the daemon).
+e2e:
+	./scripts/e2e.sh
+
+## The dashboard as static files on S3: API_ORIGIN, BUCKET, DISTRIBUTION;
+## DRY_RUN=1 shows what would be uploaded.
+publish-dashboard:
+	./scripts/publish-dashboard.sh --api-origin "$(API_ORIGIN)" $(if $(BUCKET),--bucket "$(BUCKET)") $(if $(DISTRIBUTION),--distribution "$(DISTRIBUTION)") $(if $(DRY_RUN),--dry-run)
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -2,7 +2,8 @@
 # The project's test command (`make test`, and what CI runs): the dashboard's
 # type-check, build and unit tests, then formatting, lints and the Rust unit
 # and integration tests (which start the real binary and use the machine's
-# Mosquitto). Installs and starts what it needs; safe to run again.
+# Mosquitto), the API conformance checks, and the dashboard's end-to-end
+# tests in chromium. Installs and starts what it needs; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,3 +34,6 @@ awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $
 
 step "api: schemathesis and a generated client against the live daemon and its OpenAPI document"
 ./scripts/api-conformance.sh
+
+step "dashboard: end-to-end in chromium against the daemon and its simulator"
+./scripts/e2e.sh
