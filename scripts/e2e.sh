@@ -18,7 +18,7 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 ./scripts/frontend-deps.sh
-bin=${ISOBAR_BIN:-target/debug/isobar}
+bin=${ISOBAR_BIN:-$PWD/target/debug/isobar}
 if [ -z "${ISOBAR_BIN:-}" ]; then
   # The binary embeds the dashboard: build it after frontend/dist. Cargo
   # does nothing when it is already up to date.

@@ -84,8 +84,13 @@ export class Daemon {
       stdio: ['ignore', log, log],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
     });
-    this.exited = new Promise((ok) => this.child.once('exit', (code, signal) => ok({ code, signal })));
-    const early = this.exited.then(({ code, signal }) => {
+    this.exited = new Promise((ok) => {
+      this.child.once('exit', (code, signal) => ok({ code, signal }));
+      // Not started at all (no such binary, say).
+      this.child.once('error', (error) => ok({ error }));
+    });
+    const early = this.exited.then(({ code, signal, error }) => {
+      if (error) throw new Error(`could not start ${this.bin}: ${error.message}`);
       throw new Error(`isobar exited (${code ?? signal}) before it was ready:\n${this.logs()}`);
     });
     await Promise.race([
@@ -103,7 +108,7 @@ export class Daemon {
   }
 
   async stop() {
-    if (this.child === undefined || this.child.exitCode !== null) return;
+    if (this.child === undefined || this.child.exitCode !== null || this.child.pid === undefined) return;
     this.child.kill('SIGTERM');
     const killer = setTimeout(() => this.child.kill('SIGKILL'), 20_000);
     await this.exited;
