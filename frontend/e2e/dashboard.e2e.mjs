@@ -4,6 +4,7 @@
 // frontend/e2e/screenshots/ (E2E_SCREENSHOTS overrides).
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';
@@ -19,8 +20,27 @@ let browser;
 let page;
 const pageErrors = [];
 
+const axePath = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+
+/**
+ * Screenshots the view, and checks it with axe-core against WCAG 2.1 A and
+ * AA (labels, roles, colour contrast, …): any violation fails the test.
+ */
 async function shot(name) {
   await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  await page.addScriptTag({ path: axePath });
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, {
+      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+    });
+    return result.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')),
+    }));
+  });
+  assert.deepEqual(violations, [], `accessibility of ${name}`);
 }
 
 async function connection() {

@@ -67,7 +67,10 @@ export function Header({ status, dropped, now, route, prefs, onPrefs, firing }: 
           type="button"
           className="toggle"
           onClick={() => onPrefs({ ...prefs, units: prefs.units === 'metric' ? 'imperial' : 'metric' })}
-          aria-label={`Units: ${prefs.units}. Switch to ${prefs.units === 'metric' ? 'imperial' : 'metric'}`}
+          // The visible symbol starts the name (WCAG 2.5.3, label in name).
+          aria-label={`${prefs.units === 'metric' ? '°C' : '°F'}: ${prefs.units} units. Switch to ${
+            prefs.units === 'metric' ? 'imperial' : 'metric'
+          }`}
           data-testid="units-toggle"
         >
           {prefs.units === 'metric' ? '°C' : '°F'}
