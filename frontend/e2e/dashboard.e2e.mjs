@@ -180,9 +180,17 @@ describe('dashboard against the real daemon', { concurrency: false }, () => {
     assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), 'light');
     await shot('overview-light');
     await page.setViewportSize({ width: 390, height: 844 });
+    await page.locator('[data-testid="station-map"] a[data-station]').first().waitFor();
+    await shot('phone-overview');
     await page.goto(`${daemon.url}/#/stations/WS002`);
     await page.locator('[data-chart="temperature"] .chart').waitFor();
-    // Nothing wider than the screen.
+    // Nothing wider than the screen, on either view.
+    for (const view of ['#/', '#/stations/WS002']) {
+      await page.goto(`${daemon.url}/${view}`);
+      await page.locator('main').waitFor();
+      const wider = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(wider <= 0, `${view} is ${wider}px wider than a phone`);
+    }
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `the page is ${overflow}px wider than a phone`);
     await shot('phone-station');

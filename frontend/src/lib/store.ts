@@ -117,17 +117,18 @@ export class StationStore {
 
   /** First paint from `GET /api/v1/stations`; ignored after a websocket snapshot. */
   loadStations(list: readonly Station[]): void {
-    const base = this.draft ?? this.state;
-    const next = applyStationList(base, list);
-    if (next === base) return;
-    this.draft = draftOf(next);
-    this.batcher.schedule();
+    this.load((base) => applyStationList(base, list));
   }
 
   /** Alerts from `GET /api/v1/alerts`, merged with the live ones. */
   loadAlerts(list: readonly Alert[]): void {
+    this.load((base) => applyAlertList(base, list));
+  }
+
+  /** Applies a REST answer to the working copy; nothing to publish if it changed nothing. */
+  private load(apply: (base: StationsState) => StationsState): void {
     const base = this.draft ?? this.state;
-    const next = applyAlertList(base, list);
+    const next = apply(base);
     if (next === base) return;
     this.draft = draftOf(next);
     this.batcher.schedule();
