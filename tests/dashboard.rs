@@ -44,11 +44,22 @@ async fn the_embedded_dashboard_is_served_without_a_static_dir() {
     let index = index.text().await.unwrap();
     assert!(index.contains("id=\"root\""), "{index}");
 
-    // A client-side route gets the same page.
-    let route = reqwest::get(daemon.url("/stations/WS001")).await.unwrap();
-    assert_eq!(route.status().as_u16(), 200);
-    assert_eq!(route.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
-    assert_eq!(route.text().await.unwrap(), index);
+    // A view's path is sent to the view's address, the fragment the page
+    // routes by; followed, it is the page.
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let route = plain
+        .get(daemon.url("/stations/WS%20001"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(route.status().as_u16(), 302);
+    assert_eq!(route.headers()["location"], "/#/stations/WS%20001");
+    let followed = reqwest::get(daemon.url("/alerts")).await.unwrap();
+    assert_eq!(followed.status().as_u16(), 200);
+    assert_eq!(followed.text().await.unwrap(), index);
 
     // The page's script, under its hashed name, may be kept for good.
     let script = script_sources(&index)
@@ -67,7 +78,43 @@ async fn the_embedded_dashboard_is_served_without_a_static_dir() {
     );
     assert_eq!(response.headers()[CACHE_CONTROL], IMMUTABLE);
     let etag = response.headers()[ETAG].clone();
-    assert!(!response.bytes().await.unwrap().is_empty());
+    assert!(response.headers().get("content-encoding").is_none());
+    let plain_script = response.bytes().await.unwrap();
+    assert!(!plain_script.is_empty());
+    // Sent gzipped to a client that takes it: the same bytes, a third of the size.
+    let gzipped = client
+        .get(daemon.url(&script))
+        .header("accept-encoding", "br, gzip;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.status().as_u16(), 200);
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    assert_eq!(gzipped.headers()["vary"], "accept-encoding");
+    let gz_etag = gzipped.headers()[ETAG].clone();
+    assert_ne!(gz_etag, etag, "another representation, another tag");
+    let compressed = gzipped.bytes().await.unwrap();
+    assert!(
+        compressed.len() * 2 < plain_script.len(),
+        "{} of {} bytes",
+        compressed.len(),
+        plain_script.len()
+    );
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&compressed[..]),
+        &mut unzipped,
+    )
+    .unwrap();
+    assert_eq!(unzipped, plain_script);
+    let response = client
+        .get(daemon.url(&script))
+        .header("accept-encoding", "gzip")
+        .header(IF_NONE_MATCH, gz_etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 304);
     // Revalidation by its ETag.
     let response = client
         .get(daemon.url(&script))
@@ -141,8 +188,6 @@ async fn a_static_dir_is_served_instead_of_the_embedded_dashboard() {
     for (path, body) in [
         ("/", "<div id=\"root\">from disk</div>"),
         ("/assets/app.js", "console.log(1)"),
-        // Client-side routes get the page itself.
-        ("/stations/WS001", "<div id=\"root\">from disk</div>"),
         ("/docs/", "<title>isobar API</title>"),
     ] {
         let response = reqwest::get(daemon.url(path)).await.unwrap();
@@ -153,11 +198,15 @@ async fn a_static_dir_is_served_instead_of_the_embedded_dashboard() {
     }
     let (status, body) = daemon.get("/api/v1/nope").await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
-    // The docs page's relative asset URLs need the slash.
     let plain = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    // A view's path goes to the view, as with the embedded files.
+    let response = plain.get(daemon.url("/system")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 302);
+    assert_eq!(response.headers()["location"], "/#/system");
+    // The docs page's relative asset URLs need the slash.
     let response = plain.get(daemon.url("/docs")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 308);
     assert_eq!(response.headers()["location"], "/docs/");

@@ -1,8 +1,9 @@
 //! The dashboard's files (`frontend/dist`): embedded in the binary when it
 //! was built (see `build.rs`), or read from `web.static_dir` on disk when
-//! that is set, for development with `vite build --watch`. Paths that name
-//! no file, outside the API and `assets/`, get `index.html`, so the
-//! dashboard's client-side routes survive a reload.
+//! that is set, for development with `vite build --watch`. The dashboard
+//! addresses its views by the URL fragment (`/#/stations/WS001`); a path
+//! that names no file, outside the API and `assets/`, is redirected to the
+//! same address as a fragment, so `/stations/WS001` opens that view.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,8 @@ pub(super) struct EmbeddedFile {
     /// A hash of the content, quoted.
     pub etag: &'static str,
     pub body: &'static [u8],
+    /// The same bytes gzipped, for a text file that shrinks.
+    pub gzip: Option<&'static [u8]>,
 }
 
 // `FILES`: every file of the build, sorted by path; empty when the binary
@@ -94,14 +97,36 @@ fn embedded() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
                 let file = match find(path.as_str()) {
                     Some(file) => file,
                     None if !is_page(path.as_str()) => return Err(warp::reject::not_found()),
-                    None => find("/").ok_or_else(not_embedded)?,
+                    None => {
+                        find("/").ok_or_else(not_embedded)?;
+                        return Ok(to_view(path.as_str()));
+                    }
                 };
                 let if_none_match = headers
                     .get(header::IF_NONE_MATCH)
                     .and_then(|v| v.to_str().ok());
-                Ok::<_, Rejection>(reply(file, if_none_match))
+                let gzip = headers
+                    .get(header::ACCEPT_ENCODING)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(accepts_gzip);
+                Ok::<_, Rejection>(reply(file, if_none_match, gzip))
             },
         )
+}
+
+/// The page's address for a path that names no file: the path becomes
+/// the fragment the dashboard routes by. (Serving the page itself there
+/// would break it: it loads its assets by relative URLs.)
+fn to_view(path: &str) -> Response {
+    let location = format!("/#{path}");
+    let mut response = StatusCode::FOUND.into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(REVALIDATE));
+    response
 }
 
 /// The embedded file a request path names; a directory's is its
@@ -121,15 +146,24 @@ fn find(path: &str) -> Option<&'static EmbeddedFile> {
         .map(|i| &FILES[i])
 }
 
-fn reply(file: &'static EmbeddedFile, if_none_match: Option<&str>) -> Response {
-    let mut response = if if_none_match.is_some_and(|tags| matches_etag(tags, file.etag)) {
+fn reply(file: &'static EmbeddedFile, if_none_match: Option<&str>, accepts_gzip: bool) -> Response {
+    // The gzip copy is another representation, with a tag of its own.
+    let (body, etag, encoded) = match file.gzip {
+        Some(gz) if accepts_gzip => (gz, gzip_etag(file.etag), true),
+        _ => (file.body, file.etag.to_owned(), false),
+    };
+    let mut response = if if_none_match.is_some_and(|tags| matches_etag(tags, &etag)) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut response = file.body.into_response();
-        response.headers_mut().insert(
+        let mut response = body.into_response();
+        let h = response.headers_mut();
+        h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(file.content_type),
         );
+        if encoded {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
         response
     };
     let cache = if file.path.starts_with(IMMUTABLE_DIR) {
@@ -139,8 +173,32 @@ fn reply(file: &'static EmbeddedFile, if_none_match: Option<&str>) -> Response {
     };
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    h.insert(header::ETAG, HeaderValue::from_static(file.etag));
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, value);
+    }
+    if file.gzip.is_some() {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
     response
+}
+
+/// `"abc"` → `"abc-gz"`.
+fn gzip_etag(etag: &str) -> String {
+    format!("{}-gz\"", etag.trim_end_matches('"'))
+}
+
+/// Whether `Accept-Encoding` takes gzip: listed (or `*`) without `q=0`.
+fn accepts_gzip(accept: &str) -> bool {
+    accept.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or_default();
+        let refused = parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q == 0.0)
+        });
+        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+    })
 }
 
 /// `If-None-Match`: `*`, or a list of tags, weak ones compared by their
@@ -178,14 +236,9 @@ async fn page_from_disk(index: PathBuf, path: warp::path::FullPath) -> Result<Re
     if !is_page(path.as_str()) {
         return Err(warp::reject::not_found());
     }
-    match tokio::fs::read(&index).await {
-        Ok(html) => Ok(warp::reply::with_header(
-            warp::reply::html(html),
-            header::CACHE_CONTROL,
-            REVALIDATE,
-        )
-        .into_response()),
-        Err(_) => Err(warp::reject::custom(ApiError {
+    match tokio::fs::metadata(&index).await {
+        Ok(meta) if meta.is_file() => Ok(to_view(path.as_str())),
+        _ => Err(warp::reject::custom(ApiError {
             status: StatusCode::NOT_FOUND,
             code: "dashboard_not_built",
             message: format!(
@@ -219,6 +272,17 @@ mod tests {
         assert!(matches_etag("*", etag));
         assert!(!matches_etag("\"abcd\"", etag));
         assert!(!matches_etag("abc", etag));
+    }
+
+    #[test]
+    fn accept_encoding_takes_gzip_unless_refused() {
+        assert!(accepts_gzip("gzip, deflate, br"));
+        assert!(accepts_gzip("br;q=1.0, GZIP;q=0.5"));
+        assert!(accepts_gzip("*"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("br, deflate"));
+        assert!(!accepts_gzip(""));
+        assert_eq!(gzip_etag("\"abc\""), "\"abc-gz\"");
     }
 
     #[test]
