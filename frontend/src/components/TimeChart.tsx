@@ -35,6 +35,21 @@ function colourOf(c: string): string {
   return c.startsWith('--') ? cssVar(c, '#4cc2ff') : c;
 }
 
+/**
+ * Sets the data; a lone reading (or a few seconds of them) would stretch
+ * the time axis over years, so those are shown within ten minutes.
+ */
+function show(plot: uPlot, host: HTMLElement, data: uPlot.AlignedData): void {
+  plot.setData(data);
+  const xs = data[0];
+  host.dataset.points = String(xs.length);
+  const first = xs[0];
+  const last = xs[xs.length - 1];
+  if (first !== undefined && last !== undefined && last - first < 60) {
+    plot.setScale('x', { min: last - 600, max: last + 30 });
+  }
+}
+
 function chartHeight(requested: number): number {
   return window.matchMedia('(max-width: 640px)').matches ? Math.min(requested, 200) : requested;
 }
@@ -81,7 +96,8 @@ export function TimeChart({ quantity, series, ariaLabel, height = 220, data, liv
             label: s.label,
             stroke,
             width: s.points === true ? 0 : 2,
-            points: s.points === true ? { show: true, size: 6, fill: stroke, stroke } : { show: false },
+            // Lines show their points when there is room for them (a few readings).
+            points: s.points === true ? { show: true, size: 6, fill: stroke, stroke } : { size: 6, fill: stroke, stroke },
             ...(s.dash !== undefined ? { dash: s.dash } : {}),
             spanGaps: false,
             value: (_u, v) => fmt(v),
@@ -103,10 +119,10 @@ export function TimeChart({ quantity, series, ariaLabel, height = 220, data, liv
     };
     const empty: uPlot.AlignedData = [[], ...series.map(() => [])];
     const initial = dataRef.current ?? empty;
-    const plot = new uPlot(opts, initial, host);
+    const plot = new uPlot(opts, empty, host);
     plotRef.current = plot;
-    // How many points are drawn, for people and tests reading the page.
-    host.dataset.points = String(initial[0].length);
+    // `data-points`: how many points are drawn, for people and tests reading the page.
+    show(plot, host, initial);
     let lastWidth = host.clientWidth;
     const ro = new ResizeObserver(() => {
       const w = Math.max(200, host.clientWidth);
@@ -115,10 +131,7 @@ export function TimeChart({ quantity, series, ariaLabel, height = 220, data, liv
       plot.setSize({ width: w, height: chartHeight(height) });
     });
     ro.observe(host);
-    const detach = live?.((d) => {
-      plot.setData(d);
-      host.dataset.points = String(d[0].length);
-    });
+    const detach = live?.((d) => show(plot, host, d));
     return () => {
       detach?.();
       ro.disconnect();
@@ -130,9 +143,8 @@ export function TimeChart({ quantity, series, ariaLabel, height = 220, data, liv
   }, [theme, units, quantity, seriesKey, height, live, band?.[0], band?.[1], yRange?.[0], yRange?.[1]]);
 
   useEffect(() => {
-    if (data === undefined || plotRef.current === null) return;
-    plotRef.current.setData(data);
-    if (hostRef.current !== null) hostRef.current.dataset.points = String(data[0].length);
+    if (data === undefined || plotRef.current === null || hostRef.current === null) return;
+    show(plotRef.current, hostRef.current, data);
   }, [data]);
 
   return <div className="chart" ref={hostRef} role="img" aria-label={ariaLabel} />;

@@ -3,7 +3,7 @@ import { Compass } from '../components/Compass';
 import { HistoryPanel } from '../components/HistoryPanel';
 import { TimeChart } from '../components/TimeChart';
 import { usePrefs } from '../hooks';
-import { fetchReadings } from '../lib/api';
+import { ApiError, fetchReadings } from '../lib/api';
 import { MISSING, formatQuantity, formatRelativeTime, formatWindDirection } from '../lib/format';
 import { CHART_GROUPS, LiveSeries, chartSeries, readingExtractors } from '../lib/history';
 import { HISTORY_LIMIT, historyRange } from '../lib/series';
@@ -47,7 +47,10 @@ export function StationPage({ store, stationId, station, now }: Props) {
           setHistoryError(null);
         },
         (err: unknown) => {
-          if (!current.signal.aborted) setHistoryError(err instanceof Error ? err.message : String(err));
+          if (current.signal.aborted) return;
+          // A station that has not reported yet has no history: not an error.
+          if (err instanceof ApiError && err.status === 404) setHistoryError(null);
+          else setHistoryError(err instanceof Error ? err.message : String(err));
         },
       );
     };
