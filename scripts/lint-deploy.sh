@@ -228,8 +228,11 @@ from pykustomize._ffi import check_error, ffi, get_library, string_from_c
 options = {"load_restrictions": 0, "reorder": "unspecified", "add_managedby_label": False,
            "enable_plugins": False, "enable_helm": False, "helm_command": ""}
 result = ffi.new("char**")
-check_error(get_library().pykustomize_build(
-    ffi.new("char[]", sys.argv[1].encode()), ffi.new("char[]", json.dumps(options).encode()), result))
+try:
+    check_error(get_library().pykustomize_build(
+        ffi.new("char[]", sys.argv[1].encode()), ffi.new("char[]", json.dumps(options).encode()), result))
+except Exception as e:
+    sys.exit(f"kustomize: {e}")
 sys.stdout.write(string_from_c(result[0]))
 EOF
 }
