@@ -26,6 +26,17 @@ const TABLE_ROWS = 50;
 /** The CSV export's longest range. */
 const CSV_MAX_MS = 31 * 24 * 3600_000;
 
+/**
+ * The readings observed at or after `since`, and at most `max` of them
+ * (the newest): a live range keeps its window and its size.
+ */
+export function withinWindow(readings: Reading[], since: number, max: number): Reading[] {
+  let start = 0;
+  while (start < readings.length && Date.parse((readings[start] as Reading).observed_at) < since) start++;
+  const kept = start === 0 ? readings : readings.slice(start);
+  return kept.length > max ? kept.slice(kept.length - max) : kept;
+}
+
 /** `<input type="datetime-local">` value of a time, in the browser's zone. */
 function localInput(ms: number): string {
   const d = new Date(ms);
@@ -36,12 +47,16 @@ function localInput(ms: number): string {
 interface Range {
   from: number;
   to: number;
-  /** Follows now: live rollups and readings are added. */
-  live: boolean;
+  /**
+   * Follows now: live rollups and readings are added, and what falls out
+   * of the window is dropped, so a page left open all day stays the same
+   * size. The window's length in ms; 0 for a fixed range.
+   */
+  live: number;
 }
 
 function presetRange(p: Exclude<Preset, 'custom'>, now: number): Range {
-  return { from: now - PRESETS[p].ms, to: now + 60_000, live: true };
+  return { from: now - PRESETS[p].ms, to: now + 60_000, live: PRESETS[p].ms };
 }
 
 type Loaded =
@@ -108,19 +123,23 @@ export function HistoryPanel({ store, stationId }: { store: StationStore; statio
 
   // A range ending now grows with the live stream.
   useEffect(() => {
-    if (!range.live) return;
+    const windowMs = range.live;
+    if (windowMs === 0) return;
+    const since = () => Date.now() - windowMs;
     const offRollup = store.onRollup((m) => {
       if (m.station_id !== stationId) return;
       setLoaded((l) =>
         l !== null && l.kind === 'rollups' && l.resolution === m.resolution
-          ? { ...l, rollups: upsertRollup(l.rollups, m.rollup) }
+          ? { ...l, rollups: upsertRollup(l.rollups, m.rollup).filter((b) => Date.parse(b.bucket) >= since()) }
           : l,
       );
     });
     const offReading = store.onReading((r) => {
       if (r.station_id !== stationId) return;
       setLoaded((l) =>
-        l !== null && l.kind === 'readings' && l.readings.length < MAX_ITEMS ? { ...l, readings: [...l.readings, r] } : l,
+        l !== null && l.kind === 'readings'
+          ? { ...l, readings: withinWindow([...l.readings, r], since(), MAX_ITEMS) }
+          : l,
       );
     });
     return () => {
@@ -155,7 +174,7 @@ export function HistoryPanel({ store, stationId }: { store: StationStore; statio
       setError('The end must be after the start.');
       return;
     }
-    setRange({ from, to, live: false });
+    setRange({ from, to, live: 0 });
   };
 
   const count = loaded === null ? 0 : loaded.kind === 'readings' ? loaded.readings.length : loaded.rollups.length;
