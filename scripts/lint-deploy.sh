@@ -43,7 +43,7 @@ pins=(
 unchecked_python_pins=(pykustomize==0.1.4)
 k8s_versions=(1.30.0 1.37.0)
 
-cache=${ISOBAR_LINT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/isobar-lint}
+cache=${ISOBAR_LINT_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/isobar-lint}
 venv=$cache/venv
 mkdir -p "$cache"
 want=$( (python3 --version; printf '%s\n' "${pins[@]}" "${unchecked_python_pins[@]}") | sha256sum | cut -c1-16)
