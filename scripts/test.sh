@@ -39,5 +39,8 @@ step "api: schemathesis and a generated client against the live daemon and its O
 step "dashboard: end-to-end in chromium against the daemon and its simulator"
 ./scripts/e2e.sh
 
+step "operator script: scripts/isobarctl against the daemon"
+./scripts/test-isobarctl.sh
+
 step "deploy: lint Dockerfile, compose, manifests, templates and scripts"
 ./scripts/lint-deploy.sh
