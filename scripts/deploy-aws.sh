@@ -43,7 +43,8 @@
 # Bad input exits 64 and says what is wrong; a missing tool exits 69.
 set -euo pipefail
 # Everything this script writes (keys, certificates, the secret's JSON) is
-# readable by you only.
+# readable by you only; the dashboard's build gets the caller's umask back.
+caller_umask=$(umask)
 umask 077
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -649,6 +650,7 @@ cmd_publish_dashboard() {
   output_into origin service ApiOrigin
   output_into bucket dashboard DashboardBucketName
   output_into distribution dashboard DistributionId
+  umask "$caller_umask"
   run "$root/scripts/publish-dashboard.sh" --api-origin "$origin" --bucket "$bucket" --distribution "$distribution"
 }
 

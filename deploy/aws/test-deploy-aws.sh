@@ -155,6 +155,12 @@ if run_case "$t" 0 "${p[@]}" --dry-run deploy --only observability,service &&
   pass "$t"
 fi
 
+t="dry-run deploy --only base needs no image, domain or certificate yet"
+if run_case "$t" 0 "${p[@]}" --set IMAGE_URI= --set API_DOMAIN= --set CERTIFICATE_ARN= --dry-run deploy --only base &&
+  [ "$(grep -c 'cloudformation deploy' "$out")" -eq 1 ] && has "$t" "isobar-test-base"; then
+  pass "$t"
+fi
+
 t="dry-run deploy --plan creates change sets only"
 if run_case "$t" 0 "${p[@]}" --dry-run deploy --plan &&
   [ "$(grep -c -- '--no-execute-changeset' "$out")" -eq 7 ]; then
