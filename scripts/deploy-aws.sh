@@ -54,9 +54,10 @@ stacks_in_order=(base network data iot dashboard service observability)
 # Amazon Root CA 1, which signs IoT Core's ATS endpoints.
 amazon_root_ca1_sha256=8E:CD:E6:88:4F:3D:87:B1:12:5B:A3:1A:C3:FC:B1:3D:70:16:DE:7F:57:CC:90:4F:E1:CB:97:C6:AE:98:19:6E
 
+# usage [STATUS]: the comment above; 64 (bad input) unless asked for.
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2
-  exit 64
+  exit "${1:-64}"
 }
 fail() {
   echo "deploy-aws: $*" >&2
@@ -764,7 +765,7 @@ while [ $# -gt 0 ]; do
     --params) params_file=${2:-}; [ -n "$params_file" ] || fail "--params needs a file"; shift 2 ;;
     --set) [[ ${2:-} == *=* ]] || fail "--set needs KEY=VALUE"; overrides+=("$2"); shift 2 ;;
     --dry-run) dry_run=1; shift ;;
-    -h | --help) usage ;;
+    -h | --help) usage 0 ;;
     *)
       if [ -z "$command" ]; then command=$1; else args+=("$1"); fi
       shift
