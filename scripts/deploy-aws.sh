@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Deploys isobar to AWS with the CloudFormation templates in deploy/aws/
-# (deploy/aws/README.md walks through it).
+# (docs/deploy.md, "AWS", walks through it).
 #
 #   scripts/deploy-aws.sh [--params FILE] [--set KEY=VALUE]... [--dry-run] COMMAND [ARGS]
 #
@@ -209,7 +209,7 @@ validate_deploy() {
   check ALARM_EMAIL '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$' "not an e-mail address"
   check MAX_TASKS '^[0-9]+$' "not a number"
   if [ -n "$(get MAX_TASKS)" ] && [ "$(get MAX_TASKS)" != 1 ]; then
-    fail "MAX_TASKS=$(get MAX_TASKS): the daemon runs as one task. Every task would connect to IoT Core with the same MQTT client id and take the session from the others; more than one needs a client id per task and shared subscriptions, which isobar does not have yet (deploy/aws/README.md, scaling)"
+    fail "MAX_TASKS=$(get MAX_TASKS): the daemon runs as one task. Every task would connect to IoT Core with the same MQTT client id and take the session from the others; more than one needs a client id per task and shared subscriptions, which isobar does not have yet (docs/deploy.md, AWS, Decisions)"
   fi
   check NAT_GATEWAYS '^[12]$' "1 or 2"
   check VPC_CIDR '^([0-9]{1,3}\.){3}[0-9]{1,3}/(1[6-9]|2[0-2])$' "an IPv4 CIDR block from /16 to /22"

@@ -42,5 +42,8 @@ step "dashboard: end-to-end in chromium against the daemon and its simulator"
 step "operator script: scripts/isobarctl against the daemon"
 ./scripts/test-isobarctl.sh
 
+step "deploy: the AWS deploy script's dry runs and input checks, without AWS"
+./deploy/aws/test-deploy-aws.sh
+
 step "deploy: lint Dockerfile, compose, manifests, templates and scripts"
 ./scripts/lint-deploy.sh

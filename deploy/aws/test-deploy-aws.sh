@@ -6,9 +6,22 @@
 #
 #   deploy/aws/test-deploy-aws.sh
 #
-# Needs bash, jq and openssl; prints one line per case and 'N passed, N failed'.
+# Needs bash, jq and openssl (installed from Debian when missing); prints one line per case and 'N passed, N failed'.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+
+# jq and openssl come from Debian; installed when missing.
+missing=()
+for tool in jq openssl; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test-deploy-aws: installing ${missing[*]} from Debian"
+  sudo_cmd=()
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
 script=scripts/deploy-aws.sh
 tmp=$(mktemp -d)
