@@ -9,8 +9,8 @@
 #               the stacks in order: base network data iot dashboard service
 #               observability; the daemon's IoT certificate is made before
 #               the service stack if it has none. --plan creates change sets
-#               and executes none (a stack that imports from one not yet
-#               deployed cannot be planned).
+#               and executes none, and makes no certificate (a stack that
+#               imports from one not yet deployed cannot be planned).
 #   init-daemon-cert [--rotate]
 #               makes the daemon's IoT Core certificate and stores it, with
 #               its key and AmazonRootCA1, in the iot stack's secret; with
@@ -238,7 +238,7 @@ validate_deploy() {
   check CPU_ARCHITECTURE '^(X86_64|ARM64)$' "X86_64 or ARM64"
   check CONTAINER_USER '^[0-9]+:[0-9]+$' "uid:gid, numbers"
   check LOG_LEVEL '^[a-z0-9_:=,]+$' "a tracing filter (info, isobar=debug,warn)"
-  check ARCHIVE_SEGMENT_AGE '^[0-9]+(s|m|h)$' "a duration like 15m"
+  check ARCHIVE_SEGMENT_AGE '^[1-9][0-9]*(s|m|h)$' "a duration above zero, like 15m (the daemon refuses 0)"
   check TRACE_SAMPLE_RATIO '^(0(\.[0-9]+)?|1(\.0+)?)$' "a share from 0 to 1"
   check SLOW_RESPONSE_SECONDS '^[0-9]+(\.[0-9]+)?$' "seconds"
 }
@@ -395,7 +395,7 @@ cmd_deploy() {
   fi
   for s in "${selected[@]}"; do
     if [ "$s" = service ]; then
-      ensure_daemon_cert
+      ensure_daemon_cert "$plan"
       if [ -n "$(get IOT_ENDPOINT)" ]; then
         iot_endpoint=$(get IOT_ENDPOINT)
       else
@@ -450,10 +450,15 @@ daemon_cert_id() {
 }
 
 ensure_daemon_cert() {
-  local secret id
+  local plan=$1 secret id
   output_into secret iot MqttClientSecretArn
   daemon_cert_id "$secret" id
   if [ "$id" = None ] || [ -z "$id" ]; then
+    # A plan changes nothing: the certificate is made by the deploy itself.
+    if [ "$plan" -eq 1 ]; then
+      say "the daemon has no IoT certificate yet: deploy without --plan (or init-daemon-cert) makes one"
+      return 0
+    fi
     if [ "$dry_run" -eq 1 ]; then
       say "when the daemon has no IoT certificate yet, one is made:"
     else
@@ -613,7 +618,7 @@ confirm() {
 # deregister ID POLICY: every certificate of the thing, then the thing.
 deregister() {
   local id=$1 policy=$2 principals p
-  read_into principals "<certificate arns of $id>" \
+  read_into principals "<certificate-arn-of-$id>" \
     aws_ iot list-thing-principals --thing-name "$id" --query principals --output text
   [ "$principals" = None ] && principals=""
   for p in $principals; do

@@ -163,21 +163,26 @@ if run_case "$t" 0 "${p[@]}" --set IOT_ENDPOINT=zz9-ats.iot.eu-west-1.amazonaws.
 fi
 
 t="dry-run deploy --only service,observability"
-if run_case "$t" 0 "${p[@]}" --dry-run deploy --only observability,service &&
-  [ "$(grep -c 'cloudformation deploy' "$out")" -eq 2 ] && lacks "$t" "isobar-test-base"; then
-  pass "$t"
+if run_case "$t" 0 "${p[@]}" --dry-run deploy --only observability,service && lacks "$t" "isobar-test-base"; then
+  n=$(grep -c 'cloudformation deploy' "$out")
+  if [ "$n" -eq 2 ]; then pass "$t"; else fail "$t" "$n stacks deployed, expected 2"; fi
 fi
 
 t="dry-run deploy --only base needs no image, domain or certificate yet"
 if run_case "$t" 0 "${p[@]}" --set IMAGE_URI= --set API_DOMAIN= --set CERTIFICATE_ARN= --dry-run deploy --only base &&
-  [ "$(grep -c 'cloudformation deploy' "$out")" -eq 1 ] && has "$t" "isobar-test-base"; then
-  pass "$t"
+  has "$t" "isobar-test-base"; then
+  n=$(grep -c 'cloudformation deploy' "$out")
+  if [ "$n" -eq 1 ]; then pass "$t"; else fail "$t" "$n stacks deployed, expected 1"; fi
 fi
 
 t="dry-run deploy --plan creates change sets only"
-if run_case "$t" 0 "${p[@]}" --dry-run deploy --plan &&
-  [ "$(grep -c -- '--no-execute-changeset' "$out")" -eq 7 ]; then
-  pass "$t"
+if run_case "$t" 0 "${p[@]}" --dry-run deploy --plan; then
+  n=$(grep -c -- '--no-execute-changeset' "$out")
+  if [ "$n" -eq 7 ] && lacks "$t" "create-keys-and-certificate"; then
+    pass "$t"
+  elif [ "$n" -ne 7 ]; then
+    fail "$t" "$n change sets, expected 7"
+  fi
 fi
 
 t="--set overrides the file"
@@ -247,6 +252,7 @@ refuse "dashboard certificate outside us-east-1" "not an ACM certificate in us-e
 refuse "more than one task" "same MQTT client id" "${p[@]}" --set MAX_TASKS=2 --dry-run deploy
 refuse "not a boolean" "DB_MULTI_AZ=yes: true or false" "${p[@]}" --set DB_MULTI_AZ=yes --dry-run deploy
 refuse "in-flight window above IoT Core's" "MQTT_MAX_INFLIGHT=500" "${p[@]}" --set MQTT_MAX_INFLIGHT=500 --dry-run deploy
+refuse "a segment age of zero, which the daemon refuses" "ARCHIVE_SEGMENT_AGE=0m" "${p[@]}" --set ARCHIVE_SEGMENT_AGE=0m --dry-run deploy
 refuse "retention CloudWatch does not offer" "LOG_RETENTION_DAYS=100" "${p[@]}" --set LOG_RETENTION_DAYS=100 --dry-run deploy
 refuse "unknown key" "unknown key NOT_A_KEY" "${p[@]}" --set NOT_A_KEY=1 --dry-run deploy
 refuse "bad station id" "station id 'bad/id'" "${p[@]}" --dry-run register-station bad/id
@@ -278,6 +284,25 @@ fi
 t="deregister-station asks, and refuses without a terminal"
 if run_case "$t" 64 "${p[@]}" deregister-station WS001 && has "$t" "refusing without --yes" && no_aws_calls "$t"; then
   pass "$t"
+fi
+
+t="deploy --plan makes no certificate, and executes no change set"
+if run_case "$t" 0 "${p[@]}" deploy --plan --only service &&
+  has "$t" "deploy without --plan (or init-daemon-cert) makes one"; then
+  if grep -q 'create-keys-and-certificate\|put-secret-value' "$FAKE_AWS_LOG"; then
+    fail "$t" "calls: $(cat "$FAKE_AWS_LOG")"
+  elif ! grep -q 'cloudformation deploy --stack-name isobar-test-service .*--no-execute-changeset' "$FAKE_AWS_LOG"; then
+    fail "$t" "no change set: $(cat "$FAKE_AWS_LOG")"
+  else
+    pass "$t"
+  fi
+fi
+
+t="dry-run deregister-station: each certificate's calls once"
+if run_case "$t" 0 "${p[@]}" --dry-run deregister-station WS001 --yes && no_aws_calls "$t" &&
+  has "$t" "iot delete-thing --thing-name WS001"; then
+  n=$(grep -c 'iot delete-certificate' "$out")
+  if [ "$n" -eq 1 ]; then pass "$t"; else fail "$t" "$n delete-certificate calls"; fi
 fi
 
 # --- against the stand-in: where the keys go ---------------------------------
