@@ -10,7 +10,9 @@
 #                                  kubernetes-validate --strict (Kubernetes 1.30
 #                                  and 1.37), checkov, and isobar's own rules
 #   deploy/aws                     cfn-lint and checkov on every CloudFormation
-#                                  template there (none yet: nothing to check)
+#                                  template there
+#   the daemon's uid:gid           one in the Dockerfile's USER, the k8s
+#                                  securityContext and the ECS ContainerUser
 #   shell scripts                  shellcheck: scripts/, .ci/, deploy/
 #   .github/workflows              actionlint, yamllint
 # Nothing is run in a container: these machines have no Docker engine.
@@ -335,6 +337,36 @@ else
   check "checkov deploy/aws (${#templates[@]} templates)" \
     checkov --quiet --compact --skip-download --framework cloudformation "${files[@]}"
 fi
+
+# --- one uid:gid for the daemon ----------------------------------------------
+
+# The image runs as its USER; the k8s securityContext and the ECS task's
+# ContainerUser (which the init container gives the secrets and data
+# volumes to) must name the same uid:gid, or the daemon cannot read its
+# certificates or write its data directory.
+same_user() {
+  "$py" - <<'EOF'
+import pathlib, re, sys, yaml
+
+found = {}
+m = re.search(r"^USER\s+(\S+)\s*$", pathlib.Path("deploy/docker/Dockerfile").read_text(), re.M)
+found["deploy/docker/Dockerfile USER"] = m.group(1) if m else None
+pod = yaml.safe_load(pathlib.Path("deploy/k8s/base/deployment.yaml").read_text())["spec"]["template"]["spec"]
+ctx = pod.get("securityContext", {})
+found["deploy/k8s/base/deployment.yaml runAsUser:runAsGroup"] = f"{ctx.get('runAsUser')}:{ctx.get('runAsGroup')}"
+found["deploy/k8s/base/deployment.yaml runAsUser:fsGroup"] = f"{ctx.get('runAsUser')}:{ctx.get('fsGroup')}"
+m = re.search(r"^  ContainerUser:\n(?:    .*\n)*?    Default: '([^']*)'", pathlib.Path("deploy/aws/service.yaml").read_text(), re.M)
+found["deploy/aws/service.yaml ContainerUser"] = m.group(1) if m else None
+m = re.search(r"^# CONTAINER_USER=(\S+)$", pathlib.Path("deploy/aws/params.example.env").read_text(), re.M)
+found["deploy/aws/params.example.env CONTAINER_USER"] = m.group(1) if m else None
+if len(set(found.values())) != 1 or None in found.values():
+    print("the daemon's uid:gid differs:")
+    for where, value in found.items():
+        print(f"  {where}: {value}")
+    sys.exit(1)
+EOF
+}
+check "the daemon's uid:gid: Dockerfile, k8s, ECS" same_user
 
 # --- shell scripts and workflows -------------------------------------------
 
