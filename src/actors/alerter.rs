@@ -303,7 +303,7 @@ impl AlerterState {
         metrics::counter!("isobar_alerts_total", "rule" => alert.rule.clone(), "state" => alert.state)
             .increment(1);
         tracing::warn!(rule = %alert.rule, station_id = alert.station_id.as_deref().unwrap_or(""),
-            state = alert.state, message = %alert.message, "alert");
+            state = alert.state, detail = %alert.message, "alert");
         if let Some(webhook) = &self.webhook
             && webhook.try_send(alert.clone()).is_err()
         {
