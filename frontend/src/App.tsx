@@ -4,6 +4,7 @@ import { PrefsContext, useNow, useRoute } from './hooks';
 import { fetchAlerts, fetchStations } from './lib/api';
 import { throttledFrames } from './lib/frame';
 import { LiveConnection, type ConnectionStatus } from './lib/live';
+import { firingCount } from './lib/overview';
 import { loadPrefs, savePrefs, type Prefs } from './lib/prefs';
 import { StationStore } from './lib/store';
 import { apiLocation, liveUrl } from './lib/urls';
@@ -97,11 +98,7 @@ export function App({ configError = null }: { configError?: string | null }) {
     };
   }, [store]);
 
-  const firing = useMemo(() => {
-    let n = 0;
-    for (const a of state.alerts.values()) if (a.state === 'firing') n++;
-    return n;
-  }, [state.alerts]);
+  const firing = useMemo(() => firingCount(state.alerts.values()), [state.alerts]);
   const waiting = loading && !state.hasSnapshot;
 
   let view;

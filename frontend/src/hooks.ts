@@ -64,7 +64,7 @@ export function usePolled<T>(
       ac.abort();
       clearTimeout(timer);
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // `load` may be a new function each render: `deps` say when it changed.
   }, [intervalMs, tick, ...deps]);
   return { value, error, reload: () => setTick((t) => t + 1) };
 }

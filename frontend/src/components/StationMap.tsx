@@ -1,4 +1,4 @@
-import { memo, useMemo } from 'react';
+import { memo } from 'react';
 import { usePrefs } from '../hooks';
 import { formatTemperature } from '../lib/format';
 import { LEGEND_STOPS, fitView, project, temperatureColour, worldPaths } from '../lib/geo';
@@ -27,10 +27,8 @@ export function StationMap({ stations, colourBy, onColourBy }: Props) {
   const paths = worldPaths();
   const placed = stations.filter(located);
   const unplaced = stations.length - placed.length;
-  // Refit only when the set of positions changes, not with every reading.
-  const positionsKey = placed.map((s) => `${s.latitude.toFixed(1)},${s.longitude.toFixed(1)}`).join(';');
-  // eslint-disable-next-line react-hooks/exhaustive-deps
-  const view = useMemo(() => fitView(placed.map((s) => [s.latitude, s.longitude] as const)), [positionsKey]);
+  // One pass over the positions: cheaper than any key to memoise it by.
+  const view = fitView(placed.map((s) => [s.latitude, s.longitude] as const));
   const r = Math.max(0.35, view.width / 180);
   const silent = placed.filter((s) => s.status === 'silent').length;
 

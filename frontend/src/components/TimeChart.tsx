@@ -138,8 +138,8 @@ export function TimeChart({ quantity, series, ariaLabel, height = 220, data, liv
       plot.destroy();
       plotRef.current = null;
     };
-    // `series` is described by its labels; `live` is rebuilt with the units.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // `series` is described by its labels (a new array each render);
+    // `live` is rebuilt with the units.
   }, [theme, units, quantity, seriesKey, height, live, band?.[0], band?.[1], yRange?.[0], yRange?.[1]]);
 
   useEffect(() => {

@@ -58,16 +58,6 @@ export async function fetchStations(signal?: AbortSignal): Promise<Station[]> {
   return parseStationsResponse(await getJson(STATIONS_PATH, signal));
 }
 
-export async function fetchReadings(
-  stationId: string,
-  from: Date,
-  to: Date,
-  limit: number,
-  signal?: AbortSignal,
-): Promise<Reading[]> {
-  return parseReadingsResponse(await getJson(readingsPath(stationId, from, to, limit), signal));
-}
-
 /** A history query's result; `truncated` when more than `max` items matched. */
 export interface Paged<T> {
   items: T[];

@@ -39,8 +39,7 @@ export function networkTiles(stations: Iterable<Station>, alerts: Iterable<Alert
       tCount++;
     }
   }
-  let firing = 0;
-  for (const a of alerts) if (a.state === 'firing') firing++;
+  const firing = firingCount(alerts);
   return {
     stations: count,
     reporting,
@@ -49,4 +48,11 @@ export function networkTiles(stations: Iterable<Station>, alerts: Iterable<Alert
     temperature: tCount === 0 ? null : { min: tMin, mean: tSum / tCount, max: tMax, count: tCount },
     qc,
   };
+}
+
+/** How many of `alerts` are firing. */
+export function firingCount(alerts: Iterable<Alert>): number {
+  let n = 0;
+  for (const a of alerts) if (a.state === 'firing') n++;
+  return n;
 }

@@ -27,6 +27,17 @@ function num(v: unknown): number | null {
   return typeof v === 'number' && Number.isFinite(v) ? v : null;
 }
 
+/** The items of `v` that `item` accepts; nothing when `v` is not an array. */
+function listOf<T>(v: unknown, item: (x: unknown) => T | null): T[] {
+  if (!Array.isArray(v)) return [];
+  const out: T[] = [];
+  for (const x of v) {
+    const t = item(x);
+    if (t !== null) out.push(t);
+  }
+  return out;
+}
+
 function str(v: unknown): string | null {
   return typeof v === 'string' && v.length > 0 ? v : null;
 }
@@ -78,16 +89,12 @@ export function normalizeQc(v: unknown): Qc | null {
       if (!isObject(entry)) continue;
       const flag = qcFlag(entry.flag);
       if (flag === null) continue;
-      const findings: QcFinding[] = [];
-      if (Array.isArray(entry.findings)) {
-        for (const f of entry.findings) {
-          if (!isObject(f)) continue;
-          const ff = qcFlag(f.flag);
-          const check = str(f.check);
-          if (ff === null || check === null) continue;
-          findings.push({ check, flag: ff, detail: str(f.detail) ?? '' });
-        }
-      }
+      const findings = listOf(entry.findings, (f): QcFinding | null => {
+        if (!isObject(f)) return null;
+        const ff = qcFlag(f.flag);
+        const check = str(f.check);
+        return ff === null || check === null ? null : { check, flag: ff, detail: str(f.detail) ?? '' };
+      });
       variables[name] = { flag, findings };
     }
   }
@@ -118,13 +125,7 @@ export function normalizeStation(v: unknown): Station | null {
 }
 
 export function normalizeStationList(v: unknown): Station[] {
-  if (!Array.isArray(v)) return [];
-  const out: Station[] = [];
-  for (const item of v) {
-    const s = normalizeStation(item);
-    if (s !== null) out.push(s);
-  }
-  return out;
+  return listOf(v, normalizeStation);
 }
 
 /** Body of `GET /api/v1/stations`. */
@@ -134,13 +135,7 @@ export function parseStationsResponse(body: unknown): Station[] {
 
 /** Body of `GET /api/v1/stations/{id}/readings`. */
 export function parseReadingsResponse(body: unknown): Reading[] {
-  if (!isObject(body) || !Array.isArray(body.readings)) return [];
-  const out: Reading[] = [];
-  for (const item of body.readings) {
-    const r = normalizeReading(item);
-    if (r !== null) out.push(r);
-  }
-  return out;
+  return isObject(body) ? listOf(body.readings, normalizeReading) : [];
 }
 
 /**
@@ -228,13 +223,8 @@ export function normalizeRollup(v: unknown): Rollup | null {
 
 /** Body of `GET /api/v1/stations/{id}/rollups`. */
 export function parseRollupsResponse(body: unknown): { rollups: Rollup[]; next_cursor: string | null } {
-  if (!isObject(body) || !Array.isArray(body.rollups)) return { rollups: [], next_cursor: null };
-  const rollups: Rollup[] = [];
-  for (const item of body.rollups) {
-    const r = normalizeRollup(item);
-    if (r !== null) rollups.push(r);
-  }
-  return { rollups, next_cursor: str(body.next_cursor) };
+  if (!isObject(body)) return { rollups: [], next_cursor: null };
+  return { rollups: listOf(body.rollups, normalizeRollup), next_cursor: str(body.next_cursor) };
 }
 
 /** `next_cursor` of a readings page. */
@@ -263,13 +253,7 @@ export function normalizeAlert(v: unknown): Alert | null {
 
 /** Body of `GET /api/v1/alerts`. */
 export function parseAlertsResponse(body: unknown): Alert[] {
-  if (!isObject(body) || !Array.isArray(body.alerts)) return [];
-  const out: Alert[] = [];
-  for (const item of body.alerts) {
-    const a = normalizeAlert(item);
-    if (a !== null) out.push(a);
-  }
-  return out;
+  return isObject(body) ? listOf(body.alerts, normalizeAlert) : [];
 }
 
 export function normalizeSupervisionEvent(v: unknown): SupervisionEvent | null {
@@ -284,7 +268,7 @@ export function normalizeSupervisionEvent(v: unknown): SupervisionEvent | null {
     reason: typeof v.reason === 'string' ? v.reason : '',
     attempt: num(v.attempt) ?? 0,
     delay_ms: num(v.delay_ms) ?? 0,
-    with: Array.isArray(v.with) ? v.with.filter((w): w is string => typeof w === 'string') : [],
+    with: listOf(v.with, str),
     at,
   };
 }
@@ -304,14 +288,7 @@ function supervisedChild(v: unknown): SupervisedChild | null {
 
 function supervisionGroup(v: unknown): SupervisionGroup {
   if (!isObject(v)) return { policy: null, children: [] };
-  const children: SupervisedChild[] = [];
-  if (Array.isArray(v.children)) {
-    for (const c of v.children) {
-      const child = supervisedChild(c);
-      if (child !== null) children.push(child);
-    }
-  }
-  return { policy: isObject(v.policy) ? v.policy : null, children };
+  return { policy: isObject(v.policy) ? v.policy : null, children: listOf(v.children, supervisedChild) };
 }
 
 /** Body of `GET /api/v1/supervision`. */
@@ -326,25 +303,24 @@ export function parseSupervisionResponse(body: unknown): SupervisionTree {
 
 /** Body of `GET /api/v1/quarantine`. */
 export function parseQuarantineResponse(body: unknown): QuarantineItem[] {
-  if (!isObject(body) || !Array.isArray(body.items)) return [];
-  const out: QuarantineItem[] = [];
-  for (const v of body.items) {
-    if (!isObject(v)) continue;
-    const id = num(v.id);
-    const received_at = str(v.received_at);
-    const reason_code = str(v.reason_code);
-    if (id === null || received_at === null || reason_code === null) continue;
-    out.push({
-      id,
-      received_at,
-      source: typeof v.source === 'string' ? v.source : '',
-      station_id: str(v.station_id),
-      reason_code,
-      reason: typeof v.reason === 'string' ? v.reason : '',
-      payload: typeof v.payload === 'string' ? v.payload : '',
-      payload_bytes: num(v.payload_bytes) ?? 0,
-      truncated: v.truncated === true,
-    });
-  }
-  return out;
+  return isObject(body) ? listOf(body.items, quarantineItem) : [];
+}
+
+function quarantineItem(v: unknown): QuarantineItem | null {
+  if (!isObject(v)) return null;
+  const id = num(v.id);
+  const received_at = str(v.received_at);
+  const reason_code = str(v.reason_code);
+  if (id === null || received_at === null || reason_code === null) return null;
+  return {
+    id,
+    received_at,
+    source: typeof v.source === 'string' ? v.source : '',
+    station_id: str(v.station_id),
+    reason_code,
+    reason: typeof v.reason === 'string' ? v.reason : '',
+    payload: typeof v.payload === 'string' ? v.payload : '',
+    payload_bytes: num(v.payload_bytes) ?? 0,
+    truncated: v.truncated === true,
+  };
 }

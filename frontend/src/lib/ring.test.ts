@@ -1,5 +1,27 @@
 import { describe, expect, it } from 'vitest';
-import { PointRing } from './ring';
+import { TimeRing } from './ring';
+
+type Point = readonly [x: number, y: number | null];
+
+/** One chart series over TimeRing: x in seconds, y a number or a gap. */
+class PointRing extends TimeRing<number | null> {
+  push(x: number, y: number | null): void {
+    this.insert(x, y !== null && Number.isFinite(y) ? y : null);
+  }
+
+  pushMany(points: Iterable<Point>): void {
+    for (const [x, y] of points) this.push(x, y);
+  }
+
+  toData(): [number[], (number | null)[]] {
+    const [xs, ys] = this.columns([(y: number | null) => y]);
+    return [xs, ys as (number | null)[]];
+  }
+
+  last(): Point | undefined {
+    return this.newest();
+  }
+}
 
 describe('PointRing', () => {
   it('rejects a non-positive capacity', () => {

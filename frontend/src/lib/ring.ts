@@ -1,6 +1,3 @@
-/** x is seconds since the Unix epoch (uPlot's time unit); y may be a gap. */
-export type Point = readonly [x: number, y: number | null];
-
 /**
  * Fixed-capacity series of values kept sorted by x. Appending in order is
  * O(1); a value older than the newest is inserted in place; a value with
@@ -107,29 +104,5 @@ export class TimeRing<T> {
     if (this.len === 0) return undefined;
     const s = this.slot(this.len - 1);
     return [this.xs[s] as number, this.vs[s] as T];
-  }
-}
-
-const identity = (y: number | null): number | null => y;
-
-/** One chart series: a TimeRing of numbers where non-finite values are gaps. */
-export class PointRing extends TimeRing<number | null> {
-  push(x: number, y: number | null): void {
-    this.insert(x, y !== null && Number.isFinite(y) ? y : null);
-  }
-
-  pushMany(points: Iterable<Point>): void {
-    for (const [x, y] of points) this.push(x, y);
-  }
-
-  /** Copies out the series in the column layout uPlot expects. */
-  toData(): [number[], (number | null)[]] {
-    const [xs, ys] = this.columns([identity]);
-    return [xs, ys as (number | null)[]];
-  }
-
-  /** Newest point, if any. */
-  last(): Point | undefined {
-    return this.newest();
   }
 }

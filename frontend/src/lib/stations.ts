@@ -55,28 +55,27 @@ export function alertKey(a: Alert): string {
   return `${a.rule}\u0000${a.station_id ?? ''}\u0000${a.fired_at}`;
 }
 
-function withAlert(alerts: ReadonlyMap<string, Alert>, a: Alert): Map<string, Alert> {
-  const next = new Map(alerts);
+/** Records an alert in `alerts` (a copy the caller owns), keeping at most MAX_ALERTS. */
+function putAlert(alerts: Map<string, Alert>, a: Alert): void {
   const key = alertKey(a);
-  const known = next.get(key);
+  const known = alerts.get(key);
   // A resolution is final: a late copy of the firing does not undo it.
-  if (known !== undefined && known.state === 'resolved' && a.state === 'firing') return next;
-  next.set(key, known !== undefined && a.id === null ? { ...a, id: known.id } : a);
-  if (next.size > MAX_ALERTS) {
-    for (const [k, v] of next) {
-      if (next.size <= MAX_ALERTS) break;
-      if (v.state === 'resolved') next.delete(k);
+  if (known !== undefined && known.state === 'resolved' && a.state === 'firing') return;
+  alerts.set(key, known !== undefined && a.id === null ? { ...a, id: known.id } : a);
+  if (alerts.size > MAX_ALERTS) {
+    for (const [k, v] of alerts) {
+      if (alerts.size <= MAX_ALERTS) break;
+      if (v.state === 'resolved') alerts.delete(k);
     }
   }
-  return next;
 }
 
 /** Adds alerts from `GET /api/v1/alerts`; what the live stream said wins. */
 export function applyAlertList(state: StationsState, list: readonly Alert[]): StationsState {
   if (list.length === 0) return state;
-  let alerts = new Map(state.alerts);
+  const alerts = new Map(state.alerts);
   for (const a of list) {
-    if (!alerts.has(alertKey(a))) alerts = withAlert(alerts, a);
+    if (!alerts.has(alertKey(a))) putAlert(alerts, a);
   }
   return { ...state, alerts };
 }
@@ -162,9 +161,13 @@ export function applyMessage(draft: StationsDraft, msg: ServerMessage): void {
       if (known !== undefined) draft.stations.set(msg.station_id, { ...known, status: msg.status });
       break;
     }
-    case 'alert':
-      draft.alerts = withAlert(draft.alerts, msg.alert);
+    case 'alert': {
+      // The draft shares the published map: alerts are rare, so copy.
+      const alerts = new Map(draft.alerts);
+      putAlert(alerts, msg.alert);
+      draft.alerts = alerts;
       break;
+    }
     case 'supervision':
       draft.events = [msg.event, ...draft.events].slice(0, MAX_EVENTS);
       break;

@@ -11,30 +11,32 @@ interface UnitDef {
   from: (si: number) => number;
 }
 
+const identity = (v: number): number => v;
+
+/** A quantity both systems show alike (humidity in %, bearings in °). */
+function same(symbol: string, digits: number): Record<Units, UnitDef> {
+  const def = { symbol, digits, from: identity };
+  return { metric: def, imperial: def };
+}
+
 const UNITS: Record<Quantity, Record<Units, UnitDef>> = {
   temperature: {
-    metric: { symbol: '°C', digits: 1, from: (c) => c },
+    metric: { symbol: '°C', digits: 1, from: identity },
     imperial: { symbol: '°F', digits: 1, from: (c) => (c * 9) / 5 + 32 },
   },
-  humidity: {
-    metric: { symbol: '%', digits: 0, from: (v) => v },
-    imperial: { symbol: '%', digits: 0, from: (v) => v },
-  },
+  humidity: same('%', 0),
   pressure: {
-    metric: { symbol: 'hPa', digits: 1, from: (v) => v },
+    metric: { symbol: 'hPa', digits: 1, from: identity },
     // 1 inHg = 33.8639 hPa (at 0 °C).
     imperial: { symbol: 'inHg', digits: 2, from: (hpa) => hpa / 33.8639 },
   },
   speed: {
-    metric: { symbol: 'm/s', digits: 1, from: (v) => v },
+    metric: { symbol: 'm/s', digits: 1, from: identity },
     imperial: { symbol: 'mph', digits: 1, from: (ms) => ms / 0.44704 },
   },
-  direction: {
-    metric: { symbol: '°', digits: 0, from: (v) => v },
-    imperial: { symbol: '°', digits: 0, from: (v) => v },
-  },
+  direction: same('°', 0),
   length: {
-    metric: { symbol: 'm', digits: 0, from: (v) => v },
+    metric: { symbol: 'm', digits: 0, from: identity },
     imperial: { symbol: 'ft', digits: 0, from: (m) => m / 0.3048 },
   },
 };

@@ -3,7 +3,7 @@ import { Compass } from '../components/Compass';
 import { HistoryPanel } from '../components/HistoryPanel';
 import { TimeChart } from '../components/TimeChart';
 import { usePrefs } from '../hooks';
-import { ApiError, fetchReadings } from '../lib/api';
+import { ApiError, fetchReadingHistory } from '../lib/api';
 import { MISSING, formatQuantity, formatRelativeTime, formatWindDirection } from '../lib/format';
 import { CHART_GROUPS, LiveSeries, chartSeries, readingExtractors } from '../lib/history';
 import { HISTORY_LIMIT, historyRange } from '../lib/series';
@@ -41,9 +41,9 @@ export function StationPage({ store, stationId, station, now }: Props) {
       const current = new AbortController();
       ac = current;
       const { from, to } = historyRange(Date.now());
-      fetchReadings(stationId, from, to, HISTORY_LIMIT, current.signal).then(
-        (readings) => {
-          for (const r of readings) if (r.station_id === stationId) live.add(r);
+      fetchReadingHistory(stationId, from, to, HISTORY_LIMIT, current.signal).then(
+        ({ items }) => {
+          for (const r of items) if (r.station_id === stationId) live.add(r);
           setHistoryError(null);
         },
         (err: unknown) => {

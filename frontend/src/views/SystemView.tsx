@@ -48,7 +48,8 @@ function fmt(v: number | null, unit: string): string {
 
 /** The supervision tree, the pipeline's rates and the quarantine. */
 export function SystemView({ state, now }: Props) {
-  const tree = usePolled(fetchSupervision, POLL_MS, [state.events.length]);
+  // Reloaded on each restart event too (the list is capped, so its identity, not its length).
+  const tree = usePolled(fetchSupervision, POLL_MS, [state.events]);
   const prev = useRef<Scrape | null>(null);
   const last = useRef<Scrape | null>(null);
   const metrics = usePolled(
