@@ -39,10 +39,6 @@ fn main() {
          pub(super) static FILES: &[EmbeddedFile] = &[\n",
     );
     for file in &files {
-        let source = file
-            .source
-            .to_str()
-            .expect("collect keeps UTF-8 paths only");
         let gzip = gzipped(file, &gz_dir).map_or_else(
             || "None".to_owned(),
             |gz| {
@@ -55,7 +51,7 @@ fn main() {
         writeln!(
             code,
             "    EmbeddedFile {{ path: {:?}, content_type: {:?}, etag: {:?}, body: include_bytes!({:?}), gzip: {gzip} }},",
-            file.url_path, file.content_type, file.etag, source
+            file.url_path, file.content_type, file.etag, file.source
         )
         .expect("writing to a String");
     }
@@ -74,13 +70,12 @@ fn gzipped(file: &DistFile, dir: &Path) -> Option<PathBuf> {
         || file.content_type.starts_with("application/xml")
         || file.content_type.starts_with("application/wasm")
         || file.content_type.starts_with("image/svg+xml");
-    if !compressible || file.len < 1024 {
+    let bytes = &file.bytes;
+    if !compressible || bytes.len() < 1024 {
         return None;
     }
-    let bytes = std::fs::read(&file.source)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.source.display()));
     let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
-    encoder.write_all(&bytes).expect("compressing in memory");
+    encoder.write_all(bytes).expect("compressing in memory");
     let gz = encoder.finish().expect("compressing in memory");
     if gz.len() * 10 > bytes.len() * 9 {
         return None;
@@ -93,11 +88,13 @@ fn gzipped(file: &DistFile, dir: &Path) -> Option<PathBuf> {
 struct DistFile {
     /// Relative to `dist`, `/`-separated: `assets/index-1a2b3c.js`.
     url_path: String,
-    source: PathBuf,
+    /// Checked to be UTF-8, for `include_bytes!`.
+    source: String,
     content_type: &'static str,
     /// A strong validator: a hash of the content, quoted.
     etag: String,
-    len: usize,
+    /// Read once, for the hash and the gzip copy.
+    bytes: Vec<u8>,
 }
 
 fn collect(dir: &Path, prefix: &str, files: &mut Vec<DistFile>) {
@@ -121,13 +118,13 @@ fn collect(dir: &Path, prefix: &str, files: &mut Vec<DistFile>) {
         if metadata.is_dir() {
             collect(&path, &format!("{url_path}/"), files);
         } else if metadata.is_file() {
-            if path.to_str().is_none() {
+            let Some(source) = path.to_str().map(str::to_owned) else {
                 println!(
                     "cargo:warning=not embedding {}: its path is not UTF-8",
                     path.display()
                 );
                 continue;
-            }
+            };
             let bytes = std::fs::read(&path)
                 .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
             let digest = Sha256::digest(&bytes);
@@ -139,9 +136,9 @@ fn collect(dir: &Path, prefix: &str, files: &mut Vec<DistFile>) {
             files.push(DistFile {
                 content_type: content_type(&name),
                 url_path,
-                source: path,
+                source,
                 etag,
-                len: bytes.len(),
+                bytes,
             });
         }
     }

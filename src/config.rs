@@ -611,7 +611,7 @@ pub enum OtlpProtocol {
 impl TelemetrySettings {
     fn validate(&self) -> Result<(), ConfigError> {
         if let Some(endpoint) = &self.otlp_endpoint
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            && !is_http_url(endpoint)
         {
             return Err(ConfigError::new(
                 "telemetry.otlp_endpoint",
@@ -808,7 +808,7 @@ impl Settings {
                     .map(|o| ("web.cors_origins", o)),
             )
         {
-            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+            let ok = is_http_url(origin)
                 && !origin
                     .trim_end_matches('/')
                     .contains(|c: char| c.is_whitespace())
@@ -908,7 +908,7 @@ impl AlertSettings {
             ));
         }
         if let Some(url) = &self.webhook_url
-            && !(url.expose().starts_with("http://") || url.expose().starts_with("https://"))
+            && !is_http_url(url.expose())
         {
             return Err(ConfigError::new(
                 "alerts.webhook_url",
@@ -1235,6 +1235,12 @@ fn from_figment(err: figment::Error) -> ConfigError {
         },
         reason,
     )
+}
+
+/// Whether a setting is an http: or https: URL (the rest is checked by
+/// whoever uses it).
+fn is_http_url(value: &str) -> bool {
+    value.starts_with("http://") || value.starts_with("https://")
 }
 
 #[cfg(test)]

@@ -193,7 +193,6 @@ pub fn routes(
         ingest::routes(ctx.clone())
             .or(api)
             .or(faults(ctx.clone()))
-            .or(docs_page())
             .or(dashboard::route(ctx.static_dir.clone())),
     );
     let cors = Arc::new(ctx.cors_origins.clone());
@@ -301,24 +300,6 @@ fn allow_origin(
         );
     }
     reply
-}
-
-/// `/docs` is a directory of the dashboard's build (`dist/docs/`), whose
-/// page loads its assets by relative URLs: those resolve only under
-/// `/docs/`.
-/// (warp's path filters match `/docs/` too, so the path is compared whole.)
-fn docs_page() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    warp::get()
-        .and(warp::path::full())
-        .and_then(|path: warp::path::FullPath| async move {
-            if path.as_str() == "/docs" {
-                Ok(warp::redirect::permanent(warp::http::Uri::from_static(
-                    "/docs/",
-                )))
-            } else {
-                Err(warp::reject::not_found())
-            }
-        })
 }
 
 /// `POST /faults/web`, only in builds with the test-only `fault-injection`
@@ -454,8 +435,15 @@ fn with<T: Clone + Send>(value: T) -> impl Filter<Extract = (T,), Error = Infall
 /// The route a request path is for, with the station left out, so that
 /// the metrics have one series per route rather than per station.
 fn route_label(path: &str) -> &'static str {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match segments.as_slice() {
+    // No allocation per request: the routes have at most 5 segments, so a
+    // sixth stands for "more" (only the `..` patterns take it).
+    let mut segments = [""; 6];
+    let mut n = 0;
+    for segment in path.trim_matches('/').split('/').take(segments.len()) {
+        segments[n] = segment;
+        n += 1;
+    }
+    match &segments[..n] {
         ["health"] => "/health",
         ["ready"] => "/ready",
         ["metrics"] => "/metrics",

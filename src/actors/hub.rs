@@ -316,20 +316,22 @@ impl HubState {
 
     fn publish(&mut self, readings: &[Reading]) {
         // Forget clients that went away, whatever stations they asked for.
+        // In the same pass, the deepest queue of those that stay.
         let before = self.clients.len();
-        self.clients.retain(|_, c| !c.queue.is_closed());
+        let mut deepest = 0;
+        self.clients.retain(|_, c| {
+            let open = !c.queue.is_closed();
+            if open {
+                deepest = deepest.max(c.queue.max_capacity() - c.queue.capacity());
+            }
+            open
+        });
         if self.clients.len() != before {
             metrics::gauge!("isobar_live_clients").set(self.clients.len() as f64);
         }
         if self.clients.is_empty() {
             return;
         }
-        let deepest = self
-            .clients
-            .values()
-            .map(|c| c.queue.max_capacity() - c.queue.capacity())
-            .max()
-            .unwrap_or(0);
         metrics::gauge!("isobar_queue_depth", "queue" => "live_client_max").set(deepest as f64);
         for reading in readings {
             // Serialised once, and only if some client wants it.

@@ -5,11 +5,12 @@
 //! that names no file, outside the API and `assets/`, is redirected to the
 //! same address as a fragment, so `/stations/WS001` opens that view.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use percent_encoding::percent_decode_str;
 use warp::filters::BoxedFilter;
-use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
@@ -67,10 +68,29 @@ pub fn log_source(static_dir: Option<&Path>) {
 /// GET and HEAD of the dashboard: from `static_dir` when set, else from the
 /// files embedded at build time.
 pub(super) fn route(static_dir: Option<PathBuf>) -> BoxedFilter<(Response,)> {
-    match static_dir {
+    let files = match static_dir {
         Some(dir) => from_dir(dir).boxed(),
         None => embedded().boxed(),
-    }
+    };
+    docs_directory().or(files).unify().boxed()
+}
+
+/// `/docs` is a directory of the build (`docs/`), whose page loads its
+/// assets by relative URLs: those resolve only under `/docs/`. (warp's
+/// path filters match `/docs/` too, so the path is compared whole.)
+fn docs_directory() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::get()
+        .and(warp::path::full())
+        .and_then(|path: warp::path::FullPath| async move {
+            if path.as_str() == "/docs" {
+                Ok(
+                    warp::redirect::permanent(warp::http::Uri::from_static("/docs/"))
+                        .into_response(),
+                )
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
 }
 
 fn get_or_head() -> impl Filter<Extract = (), Error = Rejection> + Clone {
@@ -91,25 +111,29 @@ fn is_page(path: &str) -> bool {
 fn embedded() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     get_or_head()
         .and(warp::path::full())
-        .and(warp::header::headers_cloned())
+        .and(warp::header::optional::<String>("if-none-match"))
+        .and(warp::header::optional::<String>("accept-encoding"))
         .and_then(
-            |path: warp::path::FullPath, headers: HeaderMap| async move {
-                let file = match find(path.as_str()) {
-                    Some(file) => file,
-                    None if !is_page(path.as_str()) => return Err(warp::reject::not_found()),
-                    None => {
-                        find("/").ok_or_else(not_embedded)?;
-                        return Ok(to_view(path.as_str()));
+            |path: warp::path::FullPath,
+             if_none_match: Option<String>,
+             accept_encoding: Option<String>| async move {
+                let Some(file) = find(path.as_str()) else {
+                    if !is_page(path.as_str()) {
+                        return Err(warp::reject::not_found());
                     }
+                    // build.rs embeds the files only with an index.html.
+                    if FILES.is_empty() {
+                        return Err(not_built(
+                            "this isobar binary was built without the dashboard; run `make \
+                             frontend` and build it again, or set web.static_dir to a built \
+                             dashboard"
+                                .into(),
+                        ));
+                    }
+                    return Ok(to_view(path.as_str()));
                 };
-                let if_none_match = headers
-                    .get(header::IF_NONE_MATCH)
-                    .and_then(|v| v.to_str().ok());
-                let gzip = headers
-                    .get(header::ACCEPT_ENCODING)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(accepts_gzip);
-                Ok::<_, Rejection>(reply(file, if_none_match, gzip))
+                let gzip = accept_encoding.as_deref().is_some_and(accepts_gzip);
+                Ok(reply(file, if_none_match.as_deref(), gzip))
             },
         )
 }
@@ -136,12 +160,12 @@ fn find(path: &str) -> Option<&'static EmbeddedFile> {
         .decode_utf8()
         .ok()?;
     let path = if path.is_empty() || path.ends_with('/') {
-        format!("{path}index.html")
+        Cow::Owned(format!("{path}index.html"))
     } else {
-        path.into_owned()
+        path
     };
     FILES
-        .binary_search_by(|f| f.path.cmp(path.as_str()))
+        .binary_search_by(|f| f.path.cmp(&path))
         .ok()
         .map(|i| &FILES[i])
 }
@@ -149,8 +173,8 @@ fn find(path: &str) -> Option<&'static EmbeddedFile> {
 fn reply(file: &'static EmbeddedFile, if_none_match: Option<&str>, accepts_gzip: bool) -> Response {
     // The gzip copy is another representation, with a tag of its own.
     let (body, etag, encoded) = match file.gzip {
-        Some(gz) if accepts_gzip => (gz, gzip_etag(file.etag), true),
-        _ => (file.body, file.etag.to_owned(), false),
+        Some(gz) if accepts_gzip => (gz, Cow::Owned(gzip_etag(file.etag)), true),
+        _ => (file.body, Cow::Borrowed(file.etag), false),
     };
     let mut response = if if_none_match.is_some_and(|tags| matches_etag(tags, &etag)) {
         StatusCode::NOT_MODIFIED.into_response()
@@ -173,7 +197,11 @@ fn reply(file: &'static EmbeddedFile, if_none_match: Option<&str>, accepts_gzip:
     };
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    if let Ok(value) = HeaderValue::from_str(&etag) {
+    let etag = match etag {
+        Cow::Borrowed(tag) => Ok(HeaderValue::from_static(tag)),
+        Cow::Owned(tag) => HeaderValue::try_from(tag),
+    };
+    if let Ok(value) = etag {
         h.insert(header::ETAG, value);
     }
     if file.gzip.is_some() {
@@ -210,13 +238,11 @@ fn matches_etag(if_none_match: &str, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
-fn not_embedded() -> Rejection {
+fn not_built(message: String) -> Rejection {
     warp::reject::custom(ApiError {
         status: StatusCode::NOT_FOUND,
         code: "dashboard_not_built",
-        message: "this isobar binary was built without the dashboard; run `make frontend` and \
-                  build it again, or set web.static_dir to a built dashboard"
-            .into(),
+        message,
     })
 }
 
@@ -238,14 +264,10 @@ async fn page_from_disk(index: PathBuf, path: warp::path::FullPath) -> Result<Re
     }
     match tokio::fs::metadata(&index).await {
         Ok(meta) if meta.is_file() => Ok(to_view(path.as_str())),
-        _ => Err(warp::reject::custom(ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "dashboard_not_built",
-            message: format!(
-                "the dashboard is not built ({} is missing); run `make frontend`",
-                index.display()
-            ),
-        })),
+        _ => Err(not_built(format!(
+            "the dashboard is not built ({} is missing); run `make frontend`",
+            index.display()
+        ))),
     }
 }
 

@@ -66,8 +66,6 @@ fn ingest_json() {}
 #[allow(dead_code)]
 fn ingest_ecowitt() {}
 
-/// The Weather Underground upload protocol: `ID`, `PASSWORD` (never stored),
-/// `dateutc` and the measurements in imperial units, in the query.
 /// The Weather Underground upload's parameters, in imperial units. Others
 /// a console sends (`action`, `softwaretype`, indoor values, …) are
 /// accepted and ignored.
@@ -99,6 +97,8 @@ struct WundergroundQuery {
     winddir: Option<f64>,
 }
 
+/// The Weather Underground upload protocol: `ID`, `PASSWORD` (never stored),
+/// `dateutc` and the measurements in imperial units, in the query.
 #[utoipa::path(get, path = "/weatherstation/updateweatherstation.php", tag = "ingest",
     security((), ("api_key" = []), ("bearer" = [])),
     params(WundergroundQuery),
