@@ -1,108 +1,267 @@
-//! `make bench-ingest`: how fast isobar takes QoS 1 readings from MQTT to the
-//! store, against raw baselines measured in the same run on the same
-//! machine: the same broker with a bare subscriber, and a bare PostgreSQL
-//! COPY of the same rows.
+//! `make bench-ingest`: what a reading costs isobar as users run it, against
+//! raw baselines measured in the same run on the same machine.
 //!
-//! Two brokers, each measured alone and then with isobar on SQLite and on
-//! PostgreSQL:
-//! - Mosquitto with the shipped configuration (`deploy/mosquitto`), as in
-//!   production but with an unbounded queue and no persistence:
-//!   BENCH_READINGS readings (default 1,000,000);
-//! - the embedded broker: at most 200,000 readings, because it holds at most
-//!   160 MiB for a subscriber that falls behind and drops the oldest beyond.
+//! isobar is the release binary (`isobar run`) with its default settings:
+//! quality control, alerts and the local archive on. Only the ports, the
+//! data directory and, where a run says so, the broker and the store are
+//! set. Readings come from many stations whose values vary from reading to
+//! reading, half of them a year old and half current:
+//! - `noisy`: every value drawn afresh for each reading (a broken or noisy
+//!   station), so quality control flags steps and outliers and writes its
+//!   findings: the costly paths;
+//! - `smooth`: values that follow a daily cycle with a little noise, as a
+//!   healthy station reports.
 //!
-//! Readings come from 1,000 stations over 4 publisher connections, as fast
-//! as the broker takes them, so this is throughput at saturation and the
-//! latency includes queueing in the broker. Latency is from publish to the
-//! reading reaching a live websocket client, which happens after its batch
-//! commits, sampled on 10 stations. Prints one JSON object per measurement,
-//! then a summary with isobar's rate as a fraction of each baseline.
+//! Each measurement prints one JSON line; a summary of ratios follows:
+//! 1. Throughput at saturation, Mosquitto → PostgreSQL: the broker alone (a
+//!    subscriber that acknowledges at once), a naive pipeline written here
+//!    (QoS 1 → serde_json → binary COPY of up to 1,000 rows → acknowledge
+//!    after commit), then isobar on the noisy and the smooth data.
+//! 2. Throughput at saturation, embedded broker → SQLite: raw SQLite inserts
+//!    of the same rows into isobar's own table with isobar's pragmas, in
+//!    transactions of 1,000; the embedded broker alone; then isobar.
+//! 3. Latency, Mosquitto → PostgreSQL → websocket, at 1,000 and 10,000
+//!    readings/s: publish to the reading reaching a live client that follows
+//!    every station, p50 and p99, and how many the client missed.
+//! 4. Memory: resident memory per station at 1,000 and at BENCH_STATIONS
+//!    stations (default 100,000), and how much of a BENCH_BURST-reading
+//!    burst (default 500,000) is still held a minute after it is stored.
+//!
+//! BENCH_READINGS (default 500,000) sets the size of the saturation runs;
+//! the embedded broker takes at most 200,000 (it holds at most 160 MiB for a
+//! subscriber that falls behind and drops the oldest beyond).
+//! BENCH_ONLY=throughput,latency,memory picks parts. BENCH_LOG=info keeps
+//! each daemon's log on stderr instead of in its temporary directory.
+//! BENCH_ISOBAR=PATH measures another build of the daemon (an earlier
+//! commit's, say) against the same baselines.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use bytes::Bytes;
+use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::StreamExt;
-use isobar::App;
 use isobar::broker::EmbeddedBroker;
-use isobar::config::{ArchiveBackend, MqttMode, Settings, StoreBackend};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
 
 const STATIONS: usize = 1_000;
 const PUBLISHERS: usize = 4;
-const SAMPLED: usize = 10;
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
 /// What the embedded broker can hold for a subscriber that falls behind.
 const EMBEDDED_MAX: usize = 200_000;
+/// Rows per transaction of the naive pipeline and the raw SQLite inserts.
+const RAW_BATCH: usize = 1_000;
 
 #[path = "../tests/common/mosquitto.rs"]
 #[allow(dead_code)]
 mod mosquitto;
 
-/// The broker a measurement runs against.
-#[derive(Clone, Copy)]
-enum Broker {
-    Embedded,
-    /// Mosquitto on 127.0.0.1 at this port.
-    Mosquitto(u16),
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
 }
 
-fn readings() -> usize {
-    std::env::var("BENCH_READINGS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000)
+fn wanted(part: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|p| p.trim() == part))
 }
 
 fn station(i: usize) -> String {
-    format!("BENCH{i:04}")
+    format!("BENCH{i:06}")
 }
 
-fn payload(station: &str) -> String {
+fn topic(station: &str) -> String {
+    format!("weather/{station}/observations")
+}
+
+// ---------------------------------------------------------------- the data
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Shape {
+    Noisy,
+    Smooth,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Noisy => "noisy",
+            Self::Smooth => "smooth",
+        }
+    }
+}
+
+/// One reading as a station sends it, and as the baselines store it.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Row {
+    station_id: String,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+    temperature: Option<f64>,
+    humidity: Option<f64>,
+    pressure: Option<f64>,
+    wind_speed: Option<f64>,
+    wind_direction: Option<f64>,
+    timestamp: DateTime<Utc>,
+}
+
+/// Where station `i` is, what its climate is, and when its readings are.
+struct StationPlan {
+    id: String,
+    latitude: f64,
+    longitude: f64,
+    mean_c: f64,
+    /// Its first reading's time and the step between readings: even
+    /// stations send a backlog from a year ago, odd ones end about now.
+    start: DateTime<Utc>,
+    step: TimeDelta,
+}
+
+fn plans(stations: usize, per_station: usize, now: DateTime<Utc>) -> Vec<StationPlan> {
+    let mut rng = SmallRng::seed_from_u64(7);
+    (0..stations)
+        .map(|i| {
+            let latitude = rng.random_range(-60.0..70.0);
+            let (start, step) = if i % 2 == 0 {
+                (
+                    now - TimeDelta::days(365) + TimeDelta::seconds(i as i64),
+                    TimeDelta::seconds(60),
+                )
+            } else {
+                let step = TimeDelta::seconds(5);
+                (now - step * (per_station as i32 + 1), step)
+            };
+            StationPlan {
+                id: station(i),
+                latitude,
+                longitude: rng.random_range(-180.0..180.0),
+                mean_c: 25.0 - f64::abs(latitude) * 0.4,
+                start,
+                step,
+            }
+        })
+        .collect()
+}
+
+/// Reading `k` of a station, as JSON.
+fn payload(
+    plan: &StationPlan,
+    k: usize,
+    at: DateTime<Utc>,
+    shape: Shape,
+    rng: &mut SmallRng,
+) -> Vec<u8> {
+    let (t, rh, p, ws, wd) = match shape {
+        Shape::Noisy => (
+            plan.mean_c + rng.random_range(-8.0..8.0),
+            rng.random_range(5.0..100.0),
+            rng.random_range(960.0..1045.0),
+            rng.random_range(0.0..25.0),
+            rng.random_range(0.0..360.0),
+        ),
+        Shape::Smooth => {
+            let day = (at.timestamp() % 86_400) as f64 / 86_400.0 * std::f64::consts::TAU;
+            let t = plan.mean_c + 5.0 * day.sin() + rng.random_range(-0.05..0.05);
+            (
+                t,
+                (70.0 - 15.0 * day.sin() + rng.random_range(-0.2..0.2)).clamp(1.0, 100.0),
+                1013.0 + 3.0 * (k as f64 / 500.0).sin() + rng.random_range(-0.05..0.05),
+                (4.0 + 2.0 * day.cos() + rng.random_range(-0.3..0.3)).max(0.0),
+                (200.0 + 30.0 * day.cos() + rng.random_range(-5.0..5.0)).rem_euclid(360.0),
+            )
+        }
+    };
+    let round = |v: f64, places: i32| {
+        let f = 10f64.powi(places);
+        (v * f).round() / f
+    };
     json!({
-        "station_id": station,
-        "temperature": 21.5, "humidity": 60.0, "pressure": 1012.0,
-        "wind_speed": 3.2, "wind_direction": 180.0,
-        "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "station_id": plan.id,
+        "latitude": round(plan.latitude, 4),
+        "longitude": round(plan.longitude, 4),
+        "temperature": round(t, 2),
+        "humidity": round(rh, 1),
+        "pressure": round(p, 2),
+        "wind_speed": round(ws, 2),
+        "wind_direction": round(wd, 0),
+        "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
     })
     .to_string()
+    .into_bytes()
 }
 
-/// Publishes `total` readings round-robin over the stations from
-/// PUBLISHERS connections; returns when all are acknowledged by the broker.
-async fn publish(host: &str, port: u16, total: usize) {
+/// `total` readings from `stations` stations, split among the publishers:
+/// publisher p sends for every PUBLISHERS-th station, each station's
+/// readings in time order.
+fn dataset(total: usize, stations: usize, shape: Shape) -> Vec<Vec<(String, Bytes)>> {
+    let per_station = total.div_ceil(stations);
+    let plans = plans(stations, per_station, Utc::now());
+    let mut rng = SmallRng::seed_from_u64(11);
+    let mut out: Vec<Vec<(String, Bytes)>> = (0..PUBLISHERS)
+        .map(|_| Vec::with_capacity(total / PUBLISHERS + 1))
+        .collect();
+    for n in 0..total {
+        let (k, i) = (n / stations, n % stations);
+        let plan = &plans[i];
+        let at = plan.start + plan.step * k as i32;
+        let body = payload(plan, k, at, shape, &mut rng);
+        out[i % PUBLISHERS].push((topic(&plan.id), Bytes::from(body)));
+    }
+    out
+}
+
+// ---------------------------------------------------------------- publishing
+
+/// Publishes every message of `data` (QoS 1, in-flight window 1,000 per
+/// connection) as fast as the broker takes them; returns once the broker
+/// acknowledged all.
+async fn publish(addr: SocketAddr, data: &[Vec<(String, Bytes)>]) {
     let mut tasks = Vec::new();
-    for p in 0..PUBLISHERS {
-        let host = host.to_owned();
+    for (p, messages) in data.iter().enumerate() {
+        let messages = messages.clone();
         tasks.push(tokio::spawn(async move {
-            let mut options = MqttOptions::new(format!("bench-pub-{p}"), host, port);
+            let mut options = MqttOptions::new(
+                format!("bench-pub-{}-{p}", std::process::id()),
+                addr.ip().to_string(),
+                addr.port(),
+            );
             options
                 .set_inflight(1000)
-                .set_keep_alive(Duration::from_secs(30));
+                .set_keep_alive(Duration::from_secs(30))
+                .set_max_packet_size(1 << 20, 1 << 20);
             let (client, mut eventloop) = AsyncClient::new(options, 10_000);
-            let share = total / PUBLISHERS + usize::from(p < total % PUBLISHERS);
             let acked = Arc::new(AtomicU64::new(0));
             let counter = acked.clone();
             let poller = tokio::spawn(async move {
-                while let Ok(event) = eventloop.poll().await {
-                    if let Event::Incoming(Packet::PubAck(_)) = event {
-                        counter.fetch_add(1, Ordering::Relaxed);
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Incoming(Packet::PubAck(_))) => {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            eprintln!("bench-ingest: publisher {p}: {e}; reconnecting");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
                     }
                 }
             });
-            for k in 0..share {
-                // Publisher p owns every PUBLISHERS-th station, so a station's
-                // readings come in order from one connection.
-                let s = station((k * PUBLISHERS + p) % STATIONS);
-                let topic = format!("weather/{s}/observations");
+            let n = messages.len() as u64;
+            for (topic, body) in messages {
                 client
-                    .publish(topic, QoS::AtLeastOnce, false, payload(&s))
+                    .publish_bytes(topic, QoS::AtLeastOnce, false, body)
                     .await
                     .unwrap();
             }
-            while acked.load(Ordering::Relaxed) < share as u64 {
+            while acked.load(Ordering::Relaxed) < n {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             poller.abort();
@@ -113,18 +272,58 @@ async fn publish(host: &str, port: u16, total: usize) {
     }
 }
 
-/// The broker alone: a subscriber that acknowledges at once.
-async fn raw_broker(broker: Broker, total: usize) -> f64 {
-    let embedded;
-    let (host, port) = match broker {
-        Broker::Embedded => {
-            embedded = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap(), 1000).unwrap();
-            (embedded.addr().ip().to_string(), embedded.addr().port())
+/// Publishes `rate` readings a second for `seconds` from STATIONS stations
+/// with the current time as each reading's time; returns how many.
+async fn publish_at_rate(addr: SocketAddr, rate: usize, seconds: u64) -> u64 {
+    let mut options = MqttOptions::new(
+        format!("bench-rate-{}", std::process::id()),
+        addr.ip().to_string(),
+        addr.port(),
+    );
+    options
+        .set_inflight(1000)
+        .set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(options, 100_000);
+    let poller = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let plans = plans(STATIONS, 1, Utc::now());
+    let mut rng = SmallRng::seed_from_u64(13);
+    let ticks_per_second = 100;
+    let per_tick = rate / ticks_per_second;
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / ticks_per_second as u64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = 0u64;
+    let mut next = 0usize;
+    for _ in 0..seconds * ticks_per_second as u64 {
+        tick.tick().await;
+        for _ in 0..per_tick {
+            let plan = &plans[next % STATIONS];
+            let body = payload(plan, next / STATIONS, Utc::now(), Shape::Smooth, &mut rng);
+            client
+                .publish(topic(&plan.id), QoS::AtLeastOnce, false, body)
+                .await
+                .unwrap();
+            next += 1;
+            sent += 1;
         }
-        Broker::Mosquitto(port) => ("127.0.0.1".to_owned(), port),
-    };
-    let mut options = MqttOptions::new("bench-raw-sub", &host, port);
-    options.set_keep_alive(Duration::from_secs(30));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    poller.abort();
+    sent
+}
+
+// ---------------------------------------------------------------- baselines
+
+/// The broker alone: a subscriber that acknowledges at once.
+async fn raw_broker(addr: SocketAddr, data: &[Vec<(String, Bytes)>]) -> f64 {
+    let total: usize = data.iter().map(Vec::len).sum();
+    let mut options = MqttOptions::new(
+        format!("bench-raw-sub-{}", std::process::id()),
+        addr.ip().to_string(),
+        addr.port(),
+    );
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut eventloop) = AsyncClient::new(options, 10_000);
     client
         .subscribe("weather/+/observations", QoS::AtLeastOnce)
@@ -134,7 +333,7 @@ async fn raw_broker(broker: Broker, total: usize) -> f64 {
     let counter = received.clone();
     let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
     let mut subscribed_tx = Some(subscribed_tx);
-    tokio::spawn(async move {
+    let poller = tokio::spawn(async move {
         while let Ok(event) = eventloop.poll().await {
             match event {
                 Event::Incoming(Packet::SubAck(_)) => {
@@ -151,103 +350,651 @@ async fn raw_broker(broker: Broker, total: usize) -> f64 {
     });
     subscribed.await.unwrap();
     let start = Instant::now();
-    publish(&host, port, total).await;
+    publish(addr, data).await;
     while received.load(Ordering::Relaxed) < total as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    total as f64 / start.elapsed().as_secs_f64()
+    let rate = total as f64 / start.elapsed().as_secs_f64();
+    let _ = client.disconnect().await;
+    poller.abort();
+    rate
 }
 
+/// What a naive MQTT-to-database pipeline does: QoS 1 with manual
+/// acknowledgements, each message parsed with serde_json, up to 1,000 rows
+/// written by binary COPY in one transaction, then acknowledged.
+async fn naive_pipeline(addr: SocketAddr, database: &str, data: &[Vec<(String, Bytes)>]) -> f64 {
+    use futures_util::pin_mut;
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::{ToSql, Type};
+    let total: usize = data.iter().map(Vec::len).sum();
+    let (mut db, connection) =
+        tokio_postgres::connect(&format!("{POSTGRES}/{database}"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    db.batch_execute(
+        "CREATE TABLE naive_observations (
+           station_id text NOT NULL, observed_at timestamptz NOT NULL,
+           latitude float8, longitude float8, temperature_c float8, humidity_pct float8,
+           pressure_hpa float8, wind_speed_ms float8, wind_direction_deg float8,
+           PRIMARY KEY (station_id, observed_at))",
+    )
+    .await
+    .unwrap();
+    let mut options = MqttOptions::new(
+        format!("bench-naive-{}", std::process::id()),
+        addr.ip().to_string(),
+        addr.port(),
+    );
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_manual_acks(true)
+        .set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = AsyncClient::new(options, 1 << 20);
+    client
+        .subscribe("weather/+/observations", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    loop {
+        if let Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await.unwrap() {
+            break;
+        }
+    }
+    // The connection is driven by a task of its own, so that no poll is
+    // ever cut short and acknowledgements always go out; publishes reach
+    // the consumer through a channel. Unbounded: Mosquitto does not keep
+    // to its in-flight window under load, and a bounded one would stop the
+    // poller, and with it the acknowledgements the consumer queues.
+    let (messages, mut inbox) = tokio::sync::mpsc::unbounded_channel::<rumqttc::Publish>();
+    let poller = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if messages.send(p).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => panic!("naive pipeline: {e}"),
+            }
+        }
+    });
+    let stored = Arc::new(AtomicU64::new(0));
+    let counter = stored.clone();
+    let consumer = tokio::spawn(async move {
+        let types = [
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+            Type::FLOAT8,
+            Type::FLOAT8,
+            Type::FLOAT8,
+            Type::FLOAT8,
+            Type::FLOAT8,
+            Type::FLOAT8,
+            Type::FLOAT8,
+        ];
+        let mut rows: Vec<Row> = Vec::with_capacity(RAW_BATCH);
+        let mut held = Vec::with_capacity(RAW_BATCH);
+        loop {
+            // Up to a batch, or what comes within 20 ms of the first.
+            let Some(first) = inbox.recv().await else {
+                return;
+            };
+            rows.push(serde_json::from_slice(&first.payload).unwrap());
+            held.push(first);
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
+            while rows.len() < RAW_BATCH {
+                match tokio::time::timeout_at(deadline, inbox.recv()).await {
+                    Ok(Some(p)) => {
+                        rows.push(serde_json::from_slice(&p.payload).unwrap());
+                        held.push(p);
+                    }
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            let tx = db.transaction().await.unwrap();
+            let sink = tx
+                .copy_in(
+                    "COPY naive_observations (station_id, observed_at, latitude, longitude, \
+                     temperature_c, humidity_pct, pressure_hpa, wind_speed_ms, wind_direction_deg) \
+                     FROM STDIN (FORMAT binary)",
+                )
+                .await
+                .unwrap();
+            let writer = BinaryCopyInWriter::new(sink, &types);
+            pin_mut!(writer);
+            for r in &rows {
+                let values: [&(dyn ToSql + Sync); 9] = [
+                    &r.station_id,
+                    &r.timestamp,
+                    &r.latitude,
+                    &r.longitude,
+                    &r.temperature,
+                    &r.humidity,
+                    &r.pressure,
+                    &r.wind_speed,
+                    &r.wind_direction,
+                ];
+                writer.as_mut().write(&values).await.unwrap();
+            }
+            writer.finish().await.unwrap();
+            tx.commit().await.unwrap();
+            for p in held.drain(..) {
+                client.ack(&p).await.unwrap();
+            }
+            counter.fetch_add(rows.len() as u64, Ordering::Relaxed);
+            rows.clear();
+        }
+    });
+    let start = Instant::now();
+    publish(addr, data).await;
+    while stored.load(Ordering::Relaxed) < total as u64 {
+        assert!(
+            !consumer.is_finished() && !poller.is_finished(),
+            "the naive pipeline stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = total as f64 / start.elapsed().as_secs_f64();
+    consumer.abort();
+    poller.abort();
+    rate
+}
+
+/// SQLite alone: the rows of `data`, parsed beforehand, inserted into
+/// isobar's own observations table with isobar's pragmas, 1,000 rows a
+/// transaction.
+fn raw_sqlite(dir: &Path, data: &[Vec<(String, Bytes)>]) -> f64 {
+    let path = dir.join("raw.sqlite3");
+    drop(isobar::storage::SqliteStore::open(&path).expect("isobar's schema"));
+    let rows: Vec<Row> = data
+        .iter()
+        .flatten()
+        .map(|(_, body)| serde_json::from_slice(body).unwrap())
+        .collect();
+    let mut conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    let start = Instant::now();
+    for chunk in rows.chunks(RAW_BATCH) {
+        let tx = conn.transaction().unwrap();
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO observations (station_id, observed_at, received_at, latitude, \
+                     longitude, temperature_c, humidity_pct, pressure_hpa, wind_speed_ms, \
+                     wind_direction_deg) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .unwrap();
+            let received = Utc::now().timestamp_micros();
+            for r in chunk {
+                insert
+                    .execute(rusqlite::params![
+                        r.station_id,
+                        r.timestamp.timestamp_micros(),
+                        received,
+                        r.latitude,
+                        r.longitude,
+                        r.temperature,
+                        r.humidity,
+                        r.pressure,
+                        r.wind_speed,
+                        r.wind_direction,
+                    ])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    rows.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+// ---------------------------------------------------------------- the daemon
+
+#[derive(Clone, Copy)]
+enum Broker {
+    Embedded,
+    /// Mosquitto on 127.0.0.1 at this port.
+    Mosquitto(u16),
+}
+
+/// `isobar run` as a child process, on its own ports and directory.
+struct Daemon {
+    child: Child,
+    web: SocketAddr,
+    mqtt: SocketAddr,
+    /// Its MQTT client id on Mosquitto, whose session outlives it.
+    session: Option<String>,
+    dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], mosquitto::free_port()))
+}
+
+impl Daemon {
+    async fn start(broker: Broker, postgres_url: Option<&str>) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let web = free_addr();
+        let session_id = format!("isobar-bench-{}-{}", std::process::id(), web.port());
+        let binary = std::env::var("BENCH_ISOBAR")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_isobar").to_owned());
+        let mut command = Command::new(binary);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("ISOBAR") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .arg("run")
+            .arg("--listen")
+            .arg(web.to_string())
+            .arg("--data-dir")
+            .arg(dir.path());
+        let mqtt = match broker {
+            Broker::Embedded => {
+                let mqtt = free_addr();
+                command.arg("--mqtt-listen").arg(mqtt.to_string());
+                mqtt
+            }
+            Broker::Mosquitto(port) => {
+                command
+                    .env("ISOBAR__MQTT__MODE", "external")
+                    .env("ISOBAR__MQTT__BROKER", format!("127.0.0.1:{port}"))
+                    .env("ISOBAR__MQTT__CLIENT_ID", &session_id)
+                    // The shipped Mosquitto configuration's max_inflight_messages.
+                    .env("ISOBAR__MQTT__MAX_INFLIGHT", "1000");
+                SocketAddr::from(([127, 0, 0, 1], port))
+            }
+        };
+        if let Some(url) = postgres_url {
+            command
+                .env("ISOBAR__STORAGE__BACKEND", "postgres")
+                .env("ISOBAR__STORAGE__POSTGRES_URL", url);
+        }
+        if std::env::var("BENCH_LOG").is_ok() {
+            command.stderr(Stdio::inherit());
+        } else {
+            let log = std::fs::File::create(dir.path().join("isobar.log")).unwrap();
+            command.stderr(log);
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the isobar binary");
+        let daemon = Daemon {
+            child,
+            web,
+            mqtt,
+            session: matches!(broker, Broker::Mosquitto(_)).then_some(session_id),
+            dir,
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let ready = daemon
+                .http
+                .get(format!("http://{web}/ready"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            if ready {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "isobar did not become ready; its log: {}",
+                daemon.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        daemon
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("isobar.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Readings stored and messages quarantined, from `/metrics`.
+    async fn counts(&self) -> (u64, u64) {
+        let Ok(response) = self
+            .http
+            .get(format!("http://{}/metrics", self.web))
+            .send()
+            .await
+        else {
+            return (0, 0);
+        };
+        let text = response.text().await.unwrap_or_default();
+        let sum = |name: &str| -> u64 {
+            text.lines()
+                .filter(|l| {
+                    l.strip_prefix(name)
+                        .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as u64
+        };
+        (
+            sum("isobar_readings_stored_total"),
+            sum("isobar_quarantined_total"),
+        )
+    }
+
+    /// Waits until `total` readings are stored or quarantined; fails when
+    /// nothing moves for two minutes.
+    async fn wait_for(&self, total: u64) -> (u64, u64) {
+        let mut last = (0, 0);
+        let mut moved = Instant::now();
+        loop {
+            let now = self.counts().await;
+            if now.0 + now.1 >= total {
+                return now;
+            }
+            if now != last {
+                last = now;
+                moved = Instant::now();
+            }
+            assert!(
+                moved.elapsed() < Duration::from_secs(120),
+                "isobar stopped at {now:?} of {total}; its log: {}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory, in KiB.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// CPU time used so far (user + system), in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // The fields after the command's name, which is in parentheses.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // USER_HZ is 100 on Linux.
+        ticks as f64 / 100.0
+    }
+
+    fn sqlite_path(&self) -> PathBuf {
+        self.dir.path().join("isobar.sqlite3")
+    }
+
+    async fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && self.child.try_wait().ok().flatten().is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if self.child.try_wait().ok().flatten().is_none() {
+            eprintln!("bench-ingest: isobar did not stop within 60 s; killed");
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        self.end_session().await;
+    }
+
+    /// Ends its persistent session, which would otherwise keep queueing
+    /// the next runs' readings in Mosquitto.
+    async fn end_session(&self) {
+        let Some(id) = &self.session else { return };
+        let mut options = MqttOptions::new(id, self.mqtt.ip().to_string(), self.mqtt.port());
+        options.set_clean_session(true);
+        let (client, mut eventloop) = AsyncClient::new(options, 10);
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Ok(event) = eventloop.poll().await {
+                if let Event::Incoming(Packet::ConnAck(_)) = event {
+                    let _ = client.disconnect().await;
+                }
+                if let Event::Outgoing(rumqttc::Outgoing::Disconnect) = event {
+                    let _ = eventloop.poll().await;
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A throughput run of isobar.
 struct Measured {
     rate: f64,
+    /// CPU seconds per 1,000 readings while storing them.
+    cpu_ms_per_reading: f64,
+    /// CPU seconds spent in the 10 s after the last reading was stored.
+    cpu_after: f64,
+    stored: u64,
+    quarantined: u64,
+    rss_mib: f64,
+}
+
+/// isobar on `broker` and `postgres_url` (SQLite without), fed `data` as
+/// fast as the broker takes it.
+async fn isobar(
+    broker: Broker,
+    postgres_url: Option<&str>,
+    data: &[Vec<(String, Bytes)>],
+) -> Measured {
+    let total: usize = data.iter().map(Vec::len).sum();
+    let daemon = Daemon::start(broker, postgres_url).await;
+    let cpu_before = daemon.cpu_seconds();
+    let start = Instant::now();
+    publish(daemon.mqtt, data).await;
+    let (stored, quarantined) = daemon.wait_for(total as u64).await;
+    let rate = total as f64 / start.elapsed().as_secs_f64();
+    let cpu_during = daemon.cpu_seconds() - cpu_before;
+    let rss_mib = daemon.rss_kib() as f64 / 1024.0;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let cpu_after = daemon.cpu_seconds() - cpu_before - cpu_during;
+    let sqlite = daemon.sqlite_path();
+    let mut daemon = daemon;
+    daemon.stop().await;
+    // Nothing lost: every reading is in the store.
+    let in_store = match postgres_url {
+        Some(url) => {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .query_one("SELECT count(*) FROM observations", &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0) as u64
+        }
+        None => rusqlite::Connection::open(&sqlite)
+            .unwrap()
+            .query_row("SELECT count(*) FROM observations", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap() as u64,
+    };
+    assert_eq!(
+        in_store + quarantined,
+        total as u64,
+        "every reading is stored or quarantined"
+    );
+    Measured {
+        rate,
+        cpu_ms_per_reading: cpu_during * 1000.0 / total as f64,
+        cpu_after,
+        stored,
+        quarantined,
+        rss_mib,
+    }
+}
+
+// ---------------------------------------------------------------- latency
+
+struct Latency {
+    published: u64,
+    received: u64,
+    missed: u64,
     p50_ms: f64,
     p99_ms: f64,
 }
 
-/// The daemon, in process, on the given broker and store.
-async fn isobar(broker: Broker, total: usize, postgres_url: Option<String>) -> Measured {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::default();
-    settings.web.listen = "127.0.0.1:0".parse().unwrap();
-    settings.mqtt.listen = "127.0.0.1:0".parse().unwrap();
-    settings.storage.data_dir = dir.path().to_owned();
-    settings.archive.backend = ArchiveBackend::Off;
-    settings.web.client_queue = 1 << 20;
-    if let Broker::Mosquitto(port) = broker {
-        settings.mqtt.mode = MqttMode::External;
-        settings.mqtt.broker = format!("127.0.0.1:{port}");
-        settings.mqtt.client_id = format!("isobar-bench-{}", std::process::id());
-        // The shipped configuration's max_inflight_messages.
-        settings.mqtt.max_inflight = 1000;
-    }
-    if let Some(url) = &postgres_url {
-        settings.storage.backend = StoreBackend::Postgres;
-        settings.storage.postgres_url = Some(isobar::config::Secret::new(url.clone()));
-    }
-    let app = App::build(settings).await.expect("isobar starts");
-    let web = app.web_addr();
-    let (host, port) = app
-        .mqtt_addr()
-        .rsplit_once(':')
-        .map(|(h, p)| (h.to_owned(), p.parse().unwrap()))
-        .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(app.run(async {
-        let _ = stopped.await;
-    }));
-    // Ready once subscribed.
-    let ready = format!("http://{web}/ready");
-    while reqwest::get(&ready)
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let sampled: Vec<String> = (0..SAMPLED).map(station).collect();
-    let (mut live, _) = tokio_tungstenite::connect_async(format!(
-        "ws://{web}/api/v1/live?stations={}",
-        sampled.join(",")
-    ))
-    .await
-    .unwrap();
+/// Publish → websocket at `rate` readings a second, for a client following
+/// every station.
+async fn latency(daemon: &Daemon, rate: usize, seconds: u64) -> Latency {
+    let (mut live, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/v1/live", daemon.web))
+            .await
+            .unwrap();
     let _snapshot = live.next().await;
-    let expected_samples = total / STATIONS * SAMPLED;
-    let latencies = tokio::spawn(async move {
-        let mut out = Vec::with_capacity(expected_samples);
-        while out.len() < expected_samples {
-            let Some(Ok(frame)) = live.next().await else {
-                break;
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stopped = stop.clone();
+    let reader = tokio::spawn(async move {
+        let mut latencies = Vec::new();
+        let mut missed = 0u64;
+        loop {
+            let frame = tokio::select! {
+                frame = live.next() => frame,
+                () = stopped.notified() => break,
             };
+            let Some(Ok(frame)) = frame else { break };
             let now = Utc::now();
-            let msg: serde_json::Value = serde_json::from_str(&frame.into_text().unwrap()).unwrap();
-            if msg["type"] == "reading" {
-                let at: chrono::DateTime<Utc> = msg["reading"]["observed_at"]
-                    .as_str()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                out.push((now - at).as_seconds_f64() * 1000.0);
+            // Pings and pongs carry no message.
+            let tokio_tungstenite::tungstenite::Message::Text(text) = frame else {
+                continue;
+            };
+            let msg: serde_json::Value = serde_json::from_str(&text).unwrap();
+            match msg["type"].as_str() {
+                Some("reading") => {
+                    let at: DateTime<Utc> = msg["reading"]["observed_at"]
+                        .as_str()
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    latencies.push((now - at).as_seconds_f64() * 1000.0);
+                }
+                Some("overflow") => missed += msg["dropped"].as_u64().unwrap_or(0),
+                _ => {}
             }
         }
-        out
+        (latencies, missed)
     });
-    let start = Instant::now();
-    publish(&host, port, total).await;
-    let mut latencies = tokio::time::timeout(Duration::from_secs(600), latencies)
-        .await
-        .expect("all sampled readings stored")
-        .unwrap();
-    let rate = total as f64 / start.elapsed().as_secs_f64();
-    let _ = stop.send(());
-    let _ = running.await;
+    let published = publish_at_rate(daemon.mqtt, rate, seconds).await;
+    // Until every reading arrived, or nothing more came for 5 s.
+    let (before, _) = daemon.counts().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (stored, _) = daemon.counts().await;
+        if stored >= before + published || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.notify_one();
+    let (mut latencies, missed) = reader.await.unwrap();
     latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    Measured {
-        rate,
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Latency {
+        published,
+        received: latencies.len() as u64,
+        missed,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
     }
+}
+
+// ---------------------------------------------------------------- memory
+
+/// One reading from each of the stations `from..to`, published and stored.
+async fn greet(daemon: &Daemon, from: usize, to: usize) {
+    let plans = plans(to, 1, Utc::now());
+    let mut rng = SmallRng::seed_from_u64(17);
+    let mut data: Vec<Vec<(String, Bytes)>> = vec![Vec::new(); PUBLISHERS];
+    for (i, plan) in plans.iter().enumerate().skip(from) {
+        let body = payload(plan, 0, Utc::now(), Shape::Smooth, &mut rng);
+        data[i % PUBLISHERS].push((topic(&plan.id), Bytes::from(body)));
+    }
+    let (stored, quarantined) = daemon.counts().await;
+    publish(daemon.mqtt, &data).await;
+    daemon
+        .wait_for(stored + quarantined + (to - from) as u64)
+        .await;
+}
+
+/// Resident memory once it has settled (two readings 2 s apart within 5 %).
+async fn settled_rss(daemon: &Daemon) -> u64 {
+    let mut last = daemon.rss_kib();
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = daemon.rss_kib();
+        if now.abs_diff(last) * 20 <= last {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
+// ---------------------------------------------------------------- reporting
+
+fn line(value: serde_json::Value) {
+    println!("{value}");
+}
+
+fn round(v: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (v * f).round() / f
+}
+
+fn report_isobar(name: &str, m: &Measured, baseline: Option<(&str, f64)>) {
+    let mut value = json!({
+        "measurement": name,
+        "readings_per_second": m.rate.round(),
+        "cpu_ms_per_1000_readings": round(m.cpu_ms_per_reading * 1000.0, 1),
+        "cpu_seconds_in_10s_after": round(m.cpu_after, 2),
+        "stored": m.stored,
+        "quarantined": m.quarantined,
+        "rss_mib": round(m.rss_mib, 1),
+    });
+    if let Some((of, rate)) = baseline {
+        value[format!("ratio_to_{of}")] = json!(round(m.rate / rate, 2));
+    }
+    line(value);
 }
 
 async fn admin(database: &str, sql: &str) {
@@ -259,322 +1006,224 @@ async fn admin(database: &str, sql: &str) {
     client.batch_execute(sql).await.unwrap();
 }
 
-/// PostgreSQL alone: COPY of the same number of rows into the same table.
-async fn raw_copy(database: &str, total: usize) -> f64 {
-    use futures_util::SinkExt;
-    let (client, connection) =
-        tokio_postgres::connect(&format!("{POSTGRES}/{database}"), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    client
-        .batch_execute("CREATE TABLE copy_target (LIKE observations INCLUDING ALL)")
-        .await
-        .unwrap();
-    let base = Utc::now();
-    let mut csv = String::with_capacity(total * 120);
-    for i in 0..total {
-        let at = base + chrono::TimeDelta::microseconds(i as i64);
-        csv.push_str(&format!(
-            "{},{},{},21.5,60.0,1012.0,3.2,180.0,13.6,pass,{{}}\n",
-            station(i % STATIONS),
-            at.to_rfc3339(),
-            at.to_rfc3339()
+/// A fresh database for one run; dropped at the end of the bench.
+struct Databases {
+    made: Vec<String>,
+}
+
+impl Databases {
+    async fn fresh(&mut self, name: &str) -> String {
+        let database = format!("isobar_bench_{}_{name}", std::process::id());
+        admin("postgres", &format!("CREATE DATABASE {database}")).await;
+        self.made.push(database.clone());
+        database
+    }
+
+    async fn drop_all(&mut self) {
+        for database in self.made.drain(..) {
+            admin(
+                "postgres",
+                &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
+            )
+            .await;
+        }
+    }
+}
+
+#[derive(Default)]
+struct Summary {
+    lines: Vec<String>,
+}
+
+impl Summary {
+    fn add(&mut self, text: String) {
+        self.lines.push(text);
+    }
+}
+
+async fn throughput(port: u16, total: usize, summary: &mut Summary, dbs: &mut Databases) {
+    let broker = SocketAddr::from(([127, 0, 0, 1], port));
+    eprintln!(
+        "bench-ingest: throughput: {total} readings from {STATIONS} stations, {PUBLISHERS} publishers"
+    );
+    let noisy = dataset(total, STATIONS, Shape::Noisy);
+    let smooth = dataset(total, STATIONS, Shape::Smooth);
+
+    // Mosquitto → PostgreSQL.
+    let raw = raw_broker(broker, &noisy).await;
+    line(json!({"measurement": "mosquitto/raw_broker", "readings_per_second": raw.round()}));
+    let naive_db = dbs.fresh("naive").await;
+    let naive = naive_pipeline(broker, &naive_db, &noisy).await;
+    line(
+        json!({"measurement": "mosquitto/naive_pipeline_postgres", "readings_per_second": naive.round()}),
+    );
+    for (shape, data) in [(Shape::Noisy, &noisy), (Shape::Smooth, &smooth)] {
+        let db = dbs.fresh(&format!("pg_{}", shape.name())).await;
+        let url = format!("{POSTGRES}/{db}");
+        let m = isobar(Broker::Mosquitto(port), Some(&url), data).await;
+        let name = format!("mosquitto/isobar_postgres/{}", shape.name());
+        report_isobar(&name, &m, Some(("naive_pipeline", naive)));
+        summary.add(format!(
+            "Mosquitto → PostgreSQL, {:<6}: isobar {:>7.0}/s, naive pipeline {:>7.0}/s: ratio {:.2} (raw broker {:.0}/s)",
+            shape.name(),
+            m.rate,
+            naive,
+            m.rate / naive,
+            raw
         ));
     }
-    let start = Instant::now();
-    let sink = client
-        .copy_in(
-            "COPY copy_target (station_id, observed_at, received_at, temperature_c, humidity_pct, \
-             pressure_hpa, wind_speed_ms, wind_direction_deg, dew_point_c, qc_status, qc) \
-             FROM STDIN (FORMAT csv)",
+
+    // Embedded broker → SQLite.
+    let embedded_total = total.min(EMBEDDED_MAX);
+    let (noisy, smooth) = if embedded_total < total {
+        (
+            dataset(embedded_total, STATIONS, Shape::Noisy),
+            dataset(embedded_total, STATIONS, Shape::Smooth),
         )
-        .await
-        .unwrap();
-    let mut sink = std::pin::pin!(sink);
-    for chunk in csv.as_bytes().chunks(1 << 20) {
-        sink.send(bytes::Bytes::copy_from_slice(chunk))
-            .await
-            .unwrap();
-    }
-    sink.as_mut().finish().await.unwrap();
-    total as f64 / start.elapsed().as_secs_f64()
-}
-
-fn report(name: &str, rate: f64, latency: Option<&Measured>) {
-    let mut line = json!({ "measurement": name, "readings_per_second": rate.round() });
-    if let Some(m) = latency {
-        line["p50_ms"] = json!((m.p50_ms * 10.0).round() / 10.0);
-        line["p99_ms"] = json!((m.p99_ms * 10.0).round() / 10.0);
-    }
-    println!("{line}");
-}
-
-struct Run {
-    broker: f64,
-    sqlite: Measured,
-    postgres: Option<Measured>,
-}
-
-/// The broker alone, then isobar on SQLite and on PostgreSQL against it.
-async fn run(name: &str, broker: Broker, total: usize, postgres: Option<&str>) -> Run {
-    eprintln!(
-        "bench-ingest: {name}: {total} readings from {STATIONS} stations, {PUBLISHERS} publishers"
-    );
-    let raw = raw_broker(broker, total).await;
-    report(&format!("{name}/raw_broker"), raw, None);
-    let sqlite = isobar(broker, total, None).await;
-    report(&format!("{name}/isobar_sqlite"), sqlite.rate, Some(&sqlite));
-    let postgres = match postgres {
-        Some(url) => {
-            let m = isobar(broker, total, Some(url.to_owned())).await;
-            report(&format!("{name}/isobar_postgres"), m.rate, Some(&m));
-            Some(m)
-        }
-        None => None,
+    } else {
+        (noisy, smooth)
     };
-    Run {
-        broker: raw,
-        sqlite,
-        postgres,
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = raw_sqlite(dir.path(), &noisy);
+    line(json!({"measurement": "raw_sqlite_inserts", "readings_per_second": sqlite.round()}));
+    let embedded = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap(), 1000).unwrap();
+    let raw = raw_broker(embedded.addr(), &noisy).await;
+    line(json!({"measurement": "embedded/raw_broker", "readings_per_second": raw.round()}));
+    for (shape, data) in [(Shape::Noisy, &noisy), (Shape::Smooth, &smooth)] {
+        let m = isobar(Broker::Embedded, None, data).await;
+        let name = format!("embedded/isobar_sqlite/{}", shape.name());
+        report_isobar(&name, &m, Some(("raw_sqlite_inserts", sqlite)));
+        summary.add(format!(
+            "embedded → SQLite,     {:<6}: isobar {:>7.0}/s, raw SQLite inserts {:>7.0}/s: ratio {:.2} (raw broker {:.0}/s)",
+            shape.name(),
+            m.rate,
+            sqlite,
+            m.rate / sqlite,
+            raw
+        ));
     }
 }
 
-fn summary(name: &str, run: &Run, copy: Option<f64>) {
-    println!(
-        "{name:<10} isobar on SQLite:     {:>7.0} readings/s = {:.2} of the raw broker; p50 {:.0} ms, p99 {:.0} ms",
-        run.sqlite.rate,
-        run.sqlite.rate / run.broker,
-        run.sqlite.p50_ms,
-        run.sqlite.p99_ms
-    );
-    if let (Some(pg), Some(copy)) = (&run.postgres, copy) {
-        println!(
-            "{name:<10} isobar on PostgreSQL: {:>7.0} readings/s = {:.2} of the raw broker, {:.2} of raw COPY; p50 {:.0} ms, p99 {:.0} ms",
-            pg.rate,
-            pg.rate / run.broker,
-            pg.rate / copy,
-            pg.p50_ms,
-            pg.p99_ms
-        );
+async fn latencies(port: u16, summary: &mut Summary, dbs: &mut Databases) {
+    let db = dbs.fresh("latency").await;
+    let url = format!("{POSTGRES}/{db}");
+    let mut daemon = Daemon::start(Broker::Mosquitto(port), Some(&url)).await;
+    for (rate, seconds) in [(1_000, 20), (10_000, 10)] {
+        eprintln!("bench-ingest: latency at {rate} readings/s for {seconds} s");
+        let l = latency(&daemon, rate, seconds).await;
+        line(json!({
+            "measurement": format!("latency/postgres/{rate}_per_second"),
+            "published": l.published,
+            "received_live": l.received,
+            "missed_live": l.missed,
+            "p50_ms": round(l.p50_ms, 1),
+            "p99_ms": round(l.p99_ms, 1),
+        }));
+        summary.add(format!(
+            "publish → websocket at {rate:>6}/s (PostgreSQL): p50 {:.1} ms, p99 {:.1} ms, {} of {} delivered",
+            l.p50_ms, l.p99_ms, l.received, l.published
+        ));
     }
+    daemon.stop().await;
+}
+
+async fn memory(port: u16, summary: &mut Summary) {
+    let many = env_usize("BENCH_STATIONS", 100_000).max(STATIONS);
+    let burst = env_usize("BENCH_BURST", 500_000);
+    eprintln!(
+        "bench-ingest: memory: {STATIONS} then {many} stations, then a {burst}-reading burst"
+    );
+    let mut daemon = Daemon::start(Broker::Mosquitto(port), None).await;
+    let idle = settled_rss(&daemon).await;
+    greet(&daemon, 0, STATIONS).await;
+    let at_few = settled_rss(&daemon).await;
+    greet(&daemon, STATIONS, many).await;
+    let at_many = settled_rss(&daemon).await;
+    let per = |rss: u64, n: usize| (rss.saturating_sub(idle)) as f64 * 1024.0 / n as f64;
+    line(json!({
+        "measurement": "memory/stations",
+        "idle_rss_mib": round(idle as f64 / 1024.0, 1),
+        format!("rss_mib_at_{STATIONS}"): round(at_few as f64 / 1024.0, 1),
+        format!("rss_mib_at_{many}"): round(at_many as f64 / 1024.0, 1),
+        format!("bytes_per_station_at_{STATIONS}"): per(at_few, STATIONS).round(),
+        format!("bytes_per_station_at_{many}"): per(at_many, many).round(),
+    }));
+    summary.add(format!(
+        "memory: idle {:.0} MiB; {} stations {:.0} MiB ({:.1} KB each); {} stations {:.0} MiB ({:.1} KB each)",
+        idle as f64 / 1024.0,
+        STATIONS,
+        at_few as f64 / 1024.0,
+        per(at_few, STATIONS) / 1000.0,
+        many,
+        at_many as f64 / 1024.0,
+        per(at_many, many) / 1000.0,
+    ));
+    if burst > 0 {
+        let data = dataset(burst, STATIONS, Shape::Noisy);
+        let (stored, quarantined) = daemon.counts().await;
+        publish(daemon.mqtt, &data).await;
+        daemon.wait_for(stored + quarantined + burst as u64).await;
+        let peak = daemon.rss_kib();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let after = daemon.rss_kib();
+        line(json!({
+            "measurement": "memory/burst",
+            "readings": burst,
+            "rss_mib_before": round(at_many as f64 / 1024.0, 1),
+            "rss_mib_when_stored": round(peak as f64 / 1024.0, 1),
+            "rss_mib_a_minute_after": round(after as f64 / 1024.0, 1),
+            "ratio_after_to_before": round(after as f64 / at_many as f64, 2),
+        }));
+        summary.add(format!(
+            "memory: a {burst}-reading burst: {:.0} MiB before, {:.0} MiB when stored, {:.0} MiB a minute after ({:.2} of before)",
+            at_many as f64 / 1024.0,
+            peak as f64 / 1024.0,
+            after as f64 / 1024.0,
+            after as f64 / at_many as f64
+        ));
+    }
+    daemon.stop().await;
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    // The daemon's own log, for looking into a run: BENCH_LOG=info.
-    if let Ok(filter) = std::env::var("BENCH_LOG") {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_writer(std::io::stderr)
-            .init();
-    }
-    let total = readings();
+    let total = env_usize("BENCH_READINGS", 500_000);
     let postgres_up =
         tokio_postgres::connect(&format!("{POSTGRES}/postgres"), tokio_postgres::NoTls)
             .await
             .is_ok();
-    if !postgres_up {
-        eprintln!("bench-ingest: PostgreSQL not reachable at {POSTGRES}; skipping it");
-    }
-    // A database per broker, so each run starts from empty tables.
-    let database = |name: &str| format!("isobar_bench_{}_{name}", std::process::id());
-    for name in ["mosquitto", "embedded"] {
-        if postgres_up {
-            admin("postgres", &format!("CREATE DATABASE {}", database(name))).await;
-        }
-    }
-    let url = |name: &str| postgres_up.then(|| format!("{POSTGRES}/{}", database(name)));
-
+    assert!(
+        postgres_up,
+        "PostgreSQL is not reachable at {POSTGRES}: run scripts/services.sh"
+    );
     let port = mosquitto::free_port();
     let dir = Arc::new(tempfile::tempdir().unwrap());
     // Queued messages bounded by memory only: the publishers outrun isobar
-    // by design here, and the shipped 256 MiB would drop the excess of a
-    // million readings; and no snapshots of that queue every 5 seconds.
+    // by design here, and the shipped 256 MiB would drop the excess; and no
+    // snapshots of that queue every 5 seconds.
     let broker = mosquitto::PrivateMosquitto::start(
         port,
         dir,
         &[("max_queued_bytes", "0"), ("persistence", "false")],
     );
     wait_for_port(port).await;
-    let on_mosquitto = run(
-        "mosquitto",
-        Broker::Mosquitto(port),
-        total,
-        url("mosquitto").as_deref(),
-    )
-    .await;
+    let mut dbs = Databases { made: Vec::new() };
+    let mut summary = Summary::default();
+    if wanted("throughput") {
+        throughput(port, total, &mut summary, &mut dbs).await;
+    }
+    if wanted("latency") {
+        latencies(port, &mut summary, &mut dbs).await;
+    }
+    if wanted("memory") {
+        memory(port, &mut summary).await;
+    }
+    dbs.drop_all().await;
     drop(broker);
-
-    let on_embedded = run(
-        "embedded",
-        Broker::Embedded,
-        total.min(EMBEDDED_MAX),
-        url("embedded").as_deref(),
-    )
-    .await;
-
-    let copy = if postgres_up {
-        // Into a table like the one isobar's migrations made.
-        let copy = raw_copy(&database("mosquitto"), total).await;
-        report("raw_postgres_copy", copy, None);
-        let (unnest, staged) = batch_methods(&database("embedded"), total.min(EMBEDDED_MAX)).await;
-        report("batches_of_333/unnest_insert", unnest, None);
-        report("batches_of_333/binary_copy_staging_insert", staged, None);
-        for name in ["mosquitto", "embedded"] {
-            admin(
-                "postgres",
-                &format!("DROP DATABASE {} WITH (FORCE)", database(name)),
-            )
-            .await;
-        }
-        Some(copy)
-    } else {
-        None
-    };
     println!();
-    summary("mosquitto", &on_mosquitto, copy);
-    summary("embedded", &on_embedded, copy);
-}
-
-/// The two ways the store could write a batch, on the same rows in batches
-/// of the size isobar uses against Mosquitto (333), each batch one
-/// transaction with the duplicate check: a prepared `INSERT … SELECT FROM
-/// UNNEST(…) ON CONFLICT DO NOTHING` (what isobar does), and binary COPY
-/// into a temporary staging table followed by `INSERT … SELECT … ON
-/// CONFLICT DO NOTHING`. Returns rows per second for each.
-async fn batch_methods(database: &str, total: usize) -> (f64, f64) {
-    use tokio_postgres::binary_copy::BinaryCopyInWriter;
-    use tokio_postgres::types::Type;
-    const BATCH: usize = 333;
-    let (mut client, connection) =
-        tokio_postgres::connect(&format!("{POSTGRES}/{database}"), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    client
-        .batch_execute(
-            "CREATE TABLE unnest_target (LIKE observations INCLUDING ALL);
-             CREATE TABLE copy_staged (LIKE observations INCLUDING ALL);",
-        )
-        .await
-        .unwrap();
-    let base = Utc::now();
-    let rows: Vec<(String, chrono::DateTime<Utc>)> = (0..total)
-        .map(|i| {
-            (
-                station(i % STATIONS),
-                base + chrono::TimeDelta::microseconds(i as i64),
-            )
-        })
-        .collect();
-    let qc = serde_json::json!({});
-
-    let insert = client
-        .prepare(
-            "INSERT INTO unnest_target (station_id, observed_at, received_at, temperature_c, \
-               humidity_pct, pressure_hpa, wind_speed_ms, wind_direction_deg, dew_point_c, \
-               qc_status, qc) \
-             SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], \
-               $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::float8[], \
-               $9::float8[], $10::text[], $11::jsonb[]) \
-             ON CONFLICT (station_id, observed_at) DO NOTHING",
-        )
-        .await
-        .unwrap();
-    let start = Instant::now();
-    for chunk in rows.chunks(BATCH) {
-        let n = chunk.len();
-        let ids: Vec<&str> = chunk.iter().map(|(s, _)| s.as_str()).collect();
-        let at: Vec<chrono::DateTime<Utc>> = chunk.iter().map(|(_, t)| *t).collect();
-        let f = |v: f64| vec![v; n];
-        let tx = client.transaction().await.unwrap();
-        tx.execute(
-            &insert,
-            &[
-                &ids,
-                &at,
-                &at,
-                &f(21.5),
-                &f(60.0),
-                &f(1012.0),
-                &f(3.2),
-                &f(180.0),
-                &f(13.6),
-                &vec!["pass"; n],
-                &vec![&qc; n],
-            ],
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
+    for text in summary.lines {
+        println!("{text}");
     }
-    let unnest = total as f64 / start.elapsed().as_secs_f64();
-
-    let types = [
-        Type::TEXT,
-        Type::TIMESTAMPTZ,
-        Type::TIMESTAMPTZ,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::TEXT,
-        Type::JSONB,
-    ];
-    let columns = "station_id, observed_at, received_at, temperature_c, humidity_pct, \
-                   pressure_hpa, wind_speed_ms, wind_direction_deg, dew_point_c, qc_status, qc";
-    let start = Instant::now();
-    for chunk in rows.chunks(BATCH) {
-        let tx = client.transaction().await.unwrap();
-        tx.batch_execute(
-            "CREATE TEMP TABLE staging (LIKE observations INCLUDING DEFAULTS) ON COMMIT DROP",
-        )
-        .await
-        .unwrap();
-        let sink = tx
-            .copy_in(&format!(
-                "COPY staging ({columns}) FROM STDIN (FORMAT binary)"
-            ))
-            .await
-            .unwrap();
-        let writer = BinaryCopyInWriter::new(sink, &types);
-        let mut writer = std::pin::pin!(writer);
-        for (id, at) in chunk {
-            writer
-                .as_mut()
-                .write(&[
-                    id,
-                    at,
-                    at,
-                    &21.5_f64,
-                    &60.0_f64,
-                    &1012.0_f64,
-                    &3.2_f64,
-                    &180.0_f64,
-                    &13.6_f64,
-                    &"pass",
-                    &qc,
-                ])
-                .await
-                .unwrap();
-        }
-        writer.finish().await.unwrap();
-        tx.execute(
-            &format!(
-                "INSERT INTO copy_staged ({columns}) SELECT {columns} FROM staging \
-                 ON CONFLICT (station_id, observed_at) DO NOTHING"
-            ),
-            &[],
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-    }
-    let copy = total as f64 / start.elapsed().as_secs_f64();
-    (unnest, copy)
 }
 
 async fn wait_for_port(port: u16) {

@@ -425,9 +425,12 @@ impl StorageSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PersisterSettings {
-    /// Write a batch when it holds this many readings ...
+    /// The most deliveries one batch holds.
     pub batch_size: usize,
-    /// ... or when its oldest reading has waited this long.
+    /// How long a batch may wait to fill while a writer is free. Zero (the
+    /// default) cuts a batch as soon as a writer is free: at low load a
+    /// reading waits for one commit, and under load batches grow by
+    /// themselves while the writers are busy (group commit).
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
     /// Raw bytes kept of a quarantined payload.
@@ -441,7 +444,7 @@ impl Default for PersisterSettings {
     fn default() -> Self {
         Self {
             batch_size: 500,
-            flush_interval: Duration::from_millis(100),
+            flush_interval: Duration::ZERO,
             quarantine_max_bytes: 64 * 1024,
             writers: 2,
         }
@@ -780,10 +783,10 @@ impl Settings {
                 "must be below storage.postgres_pool, which also serves the API",
             ));
         }
-        if self.persister.flush_interval.is_zero() {
+        if self.persister.flush_interval > Duration::from_secs(60) {
             return Err(ConfigError::new(
                 "persister.flush_interval",
-                "must be greater than zero",
+                "must be at most 60s",
             ));
         }
         crate::web::auth::Auth::from_settings(&self.web.auth)?;

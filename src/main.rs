@@ -12,6 +12,9 @@ use figment::providers::Serialized;
 use isobar::config::{ConfigError, EXIT_BAD_CONFIG, Settings, parse_host_port};
 use isobar::{App, simulator};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "isobar",

@@ -259,6 +259,8 @@ pub struct RolledUp {
     pub readings: usize,
     /// The periods it changed, in (station, resolution, bucket) order.
     pub periods: Vec<(StationId, Resolution, DateTime<Utc>)>,
+    /// When asked for: those periods as they now stand, in the same order.
+    pub changed: Vec<(StationId, Resolution, Rollup)>,
 }
 
 impl RolledUp {
@@ -273,8 +275,38 @@ impl RolledUp {
                 periods.push((d.station_id.clone(), d.resolution, d.bucket));
             }
         }
-        Self { readings, periods }
+        Self {
+            readings,
+            periods,
+            changed: Vec::new(),
+        }
     }
+}
+
+/// Rows of (station, resolution, bucket, variable, stats) as an upsert
+/// returns them, ordered by period, as the periods they make up.
+pub(crate) fn changed_from_rows(
+    rows: impl IntoIterator<Item = (StationId, Resolution, DateTime<Utc>, String, Stats)>,
+) -> Vec<(StationId, Resolution, Rollup)> {
+    let mut out: Vec<(StationId, Resolution, Rollup)> = Vec::new();
+    for (station, resolution, bucket, variable, stats) in rows {
+        let same = out
+            .last()
+            .is_some_and(|(s, r, p)| *s == station && *r == resolution && p.bucket == bucket);
+        if !same {
+            out.push((
+                station,
+                resolution,
+                Rollup {
+                    bucket,
+                    variables: Default::default(),
+                },
+            ));
+        }
+        let (_, _, last) = out.last_mut().expect("just pushed");
+        last.variables.insert(variable, Summary::from(&stats));
+    }
+    out
 }
 
 /// Rows of (bucket, variable, stats), ordered by bucket, as periods.
@@ -365,7 +397,9 @@ pub trait Store: Send + Sync + 'static {
     /// Adds up to `limit` new readings from the rollup outbox to the
     /// rollups and removes them from the outbox, in one transaction.
     /// Returns how many it took; fewer than `limit` means none are left.
-    async fn roll_up(&self, limit: usize) -> Result<RolledUp, StoreError>;
+    /// With `changes`, also the periods it changed as they now stand, read
+    /// from the upsert itself (for live clients).
+    async fn roll_up(&self, limit: usize, changes: bool) -> Result<RolledUp, StoreError>;
     /// A station's rollups at one resolution with periods starting in
     /// `[from, to)`, oldest first, at most `limit` periods.
     async fn rollups(&self, query: RollupQuery) -> Result<Vec<Rollup>, StoreError>;

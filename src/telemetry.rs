@@ -4,8 +4,10 @@
 //! are exported over OTLP/HTTP through tracing-opentelemetry.
 //!
 //! The reading-path spans have their own target, [`TRACE_TARGET`], which
-//! the log filter leaves out: without an endpoint nothing listens to them,
-//! and creating one costs a check of a cached flag.
+//! the log filter leaves out. Without an endpoint a global filter turns
+//! them off at their call sites: creating one then costs a check of a
+//! cached flag, and the span registry never sees them (a per-layer filter
+//! alone would still have it allocate and free every span).
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
@@ -65,16 +67,25 @@ pub fn init(log: &LogSettings, telemetry: &TelemetrySettings) -> Result<Telemetr
         None => None,
         Some(endpoint) => Some(provider(endpoint, telemetry)?),
     };
-    let traces = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("isobar"))
-            .with_filter(Targets::new().with_target(TRACE_TARGET, tracing::Level::INFO))
-    });
-    Registry::default()
-        .with(fmt)
-        .with(traces)
-        .try_init()
-        .map_err(|e| e.to_string())?;
+    let installed = match &provider {
+        Some(p) => Registry::default()
+            .with(fmt)
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(p.tracer("isobar"))
+                    .with_filter(Targets::new().with_target(TRACE_TARGET, tracing::Level::INFO)),
+            )
+            .try_init(),
+        // No layer in the stack wants the reading spans: say so once per
+        // call site, so they are never built.
+        None => Registry::default()
+            .with(fmt)
+            .with(tracing_subscriber::filter::filter_fn(|m| {
+                m.target() != TRACE_TARGET
+            }))
+            .try_init(),
+    };
+    installed.map_err(|e| e.to_string())?;
     if let Some(endpoint) = &telemetry.otlp_endpoint {
         tracing::info!(endpoint = %endpoint, ratio = telemetry.sample_ratio, "exporting traces over OTLP");
     }

@@ -73,6 +73,17 @@ fn reading(station: &str, at: &str, t: f64) -> Reading {
     Reading::new(obs, at, qc)
 }
 
+/// What a roll-up returns for live clients is each changed period as the
+/// store then holds it.
+#[tokio::test]
+async fn a_roll_up_returns_the_periods_it_changed_as_stored() {
+    let schema = Schema::new().await;
+    let store = PostgresStore::new(&schema.url(), 4).unwrap();
+    store.migrate().await.unwrap();
+    common::stores::a_roll_up_returns_the_periods_it_changed_as_stored(&store).await;
+    schema.drop().await;
+}
+
 #[tokio::test]
 async fn the_store_is_idempotent_and_answers_history() {
     let schema = Schema::new().await;
@@ -121,7 +132,7 @@ async fn the_store_is_idempotent_and_answers_history() {
     assert_eq!(count(&schema, "observations").await, 3);
 
     // Rollups: the new readings only, once each, once rolled up.
-    let rolled = store.roll_up(1000).await.unwrap();
+    let rolled = store.roll_up(1000, false).await.unwrap();
     assert_eq!(rolled.readings, 3);
     // Each reading's minute and hour, once each, in order.
     let periods: Vec<(String, Resolution, String)> = rolled
@@ -134,7 +145,7 @@ async fn the_store_is_idempotent_and_answers_history() {
         "{periods:?}"
     );
     assert_eq!(
-        store.roll_up(1000).await.unwrap().readings,
+        store.roll_up(1000, false).await.unwrap().readings,
         0,
         "the outbox is cleared"
     );

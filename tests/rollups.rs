@@ -8,6 +8,15 @@ use std::time::Duration;
 
 use common::{Daemon, Publisher, eventually};
 
+/// What a roll-up returns for live clients is each changed period as the
+/// SQLite store then holds it (tests/postgres.rs checks PostgreSQL).
+#[tokio::test]
+async fn a_roll_up_returns_the_periods_it_changed_as_stored_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = isobar::storage::SqliteStore::open(&dir.path().join("r.sqlite3")).unwrap();
+    common::stores::a_roll_up_returns_the_periods_it_changed_as_stored(&store).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_become_rollups_served_by_the_api() {
     let daemon = Daemon::start(&[]);

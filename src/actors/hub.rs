@@ -3,15 +3,18 @@
 //! live clients. Each message is serialised once. Every client has a
 //! bounded queue; a client that falls behind loses the newest messages
 //! (counted, logged, and announced to it with an `overflow` message) and
-//! never slows ingestion.
+//! never slows ingestion. Rollups go to a lane of their own beside the
+//! queue, holding the newest message of each period and sent when the queue
+//! is empty: a roll-up of thousands of periods every few seconds never
+//! crowds out a reading.
 //!
 //! The hub also knows when each station was last heard, seeded from the
 //! store at start, and announces a station becoming `reporting` or
 //! `silent` (see [`crate::web::StationStatus`]).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
@@ -50,6 +53,58 @@ pub struct LiveClient {
     pub queue: mpsc::Sender<Arc<str>>,
     /// Messages dropped since the client last caught up.
     pub dropped: Arc<AtomicU64>,
+    /// Rollup messages waiting to be sent, the newest of each period.
+    pub rollups: Arc<RollupLane>,
+}
+
+/// A period of a station's rollups: what a newer `rollup` message replaces.
+type PeriodKey = (StationId, crate::domain::Resolution, DateTime<Utc>);
+
+/// A client's rollup messages waiting to be sent, at most one per period
+/// (a newer one replaces it), and at most `capacity` periods.
+#[derive(Debug)]
+pub struct RollupLane {
+    pending: Mutex<BTreeMap<PeriodKey, Arc<str>>>,
+    capacity: usize,
+    /// Signalled when a message is added.
+    pub ready: tokio::sync::Notify,
+}
+
+impl RollupLane {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            pending: Mutex::new(BTreeMap::new()),
+            capacity: capacity.max(1),
+            ready: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Adds a period's message, replacing an older one of the same period.
+    /// False when the lane is full and the period is not in it.
+    fn offer(&self, key: PeriodKey, json: Arc<str>) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.len() >= self.capacity && !pending.contains_key(&key) {
+            return false;
+        }
+        pending.insert(key, json);
+        drop(pending);
+        self.ready.notify_one();
+        true
+    }
+
+    /// Takes up to `max` messages, oldest period first; `more` says whether
+    /// any are left.
+    pub fn take(&self, max: usize) -> (Vec<Arc<str>>, bool) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::with_capacity(max.min(pending.len()));
+        while out.len() < max {
+            let Some((_, json)) = pending.pop_first() else {
+                break;
+            };
+            out.push(json);
+        }
+        (out, !pending.is_empty())
+    }
 }
 
 /// A restart, as live clients see it.
@@ -209,12 +264,7 @@ impl Actor for Hub {
                 metrics::counter!("isobar_readings_published_total")
                     .increment(readings.len() as u64);
             }
-            HubMsg::Rollups(rollups) => {
-                for rollup in &rollups {
-                    let json = LiveMessage::Rollup { rollup }.to_json();
-                    state.send_to_followers(rollup.station_id.as_str(), &json);
-                }
-            }
+            HubMsg::Rollups(rollups) => state.offer_rollups(&rollups),
             HubMsg::CheckStatus => state.check_silence(Utc::now()),
             HubMsg::Restart(event) => state.announce(&event),
             HubMsg::Alert(alert) => {
@@ -299,6 +349,32 @@ impl HubState {
         }
     }
 
+    /// Each rollup into the lane of every client that follows its station.
+    fn offer_rollups(&self, rollups: &[StationRollup]) {
+        for rollup in rollups {
+            let mut json: Option<Arc<str>> = None;
+            for client in self.clients.values() {
+                if client
+                    .stations
+                    .as_ref()
+                    .is_some_and(|s| !s.contains(&rollup.station_id))
+                {
+                    continue;
+                }
+                let json = json.get_or_insert_with(|| LiveMessage::Rollup { rollup }.to_json());
+                let key = (
+                    rollup.station_id.clone(),
+                    rollup.resolution,
+                    rollup.rollup.bucket,
+                );
+                if !client.rollups.offer(key, json.clone()) {
+                    metrics::counter!("isobar_live_dropped_total").increment(1);
+                    client.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
     /// To the clients that follow `station` (all clients for "").
     fn send_to_followers(&self, station: &str, json: &Arc<str>) {
         for client in self.clients.values() {
@@ -357,5 +433,109 @@ impl HubState {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Observation, QcReport, Resolution, Rollup};
+
+    fn client(queue: usize, lane: usize) -> (LiveClient, mpsc::Receiver<Arc<str>>) {
+        let (tx, rx) = mpsc::channel(queue);
+        let client = LiveClient {
+            id: 1,
+            stations: None,
+            queue: tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+            rollups: Arc::new(RollupLane::new(lane)),
+        };
+        (client, rx)
+    }
+
+    fn rollup(station: &str, minute: u32, count: i64) -> StationRollup {
+        let bucket = format!("2025-01-13T10:{minute:02}:00Z").parse().unwrap();
+        let stats = crate::domain::rollup::Stats {
+            count,
+            min: 1.0,
+            max: 2.0,
+            sum: 1.5 * count as f64,
+            last: 2.0,
+            last_at: bucket,
+        };
+        StationRollup {
+            station_id: StationId::parse(station).unwrap(),
+            resolution: Resolution::Minute,
+            rollup: Rollup {
+                bucket,
+                variables: [("temperature_c".to_owned(), (&stats).into())].into(),
+            },
+        }
+    }
+
+    fn reading(station: &str) -> Reading {
+        let at = "2025-01-13T10:00:00Z".parse().unwrap();
+        let mut obs = Observation::new(StationId::parse(station).unwrap(), at);
+        obs.temperature_c = Some(1.0);
+        Reading::new(obs, at, QcReport::default())
+    }
+
+    /// A roll-up of more periods than the client's queue holds neither
+    /// fills the queue nor costs the client a reading.
+    #[test]
+    fn rollups_never_crowd_out_readings() {
+        let (client, mut queue) = client(2, 1000);
+        let lane = client.rollups.clone();
+        let dropped = client.dropped.clone();
+        let mut hub = HubState::default();
+        hub.clients.insert(client.id, client);
+        let rollups: Vec<StationRollup> = (0..50).map(|m| rollup("WS001", m, 1)).collect();
+        hub.offer_rollups(&rollups);
+        hub.publish(&[reading("WS001"), reading("WS002")]);
+        assert_eq!(dropped.load(Ordering::Relaxed), 0);
+        for station in ["WS001", "WS002"] {
+            let json = queue.try_recv().unwrap();
+            assert!(json.contains(r#""type":"reading""#), "{json}");
+            assert!(json.contains(station), "{json}");
+        }
+        let (waiting, more) = lane.take(100);
+        assert_eq!((waiting.len(), more), (50, false));
+        assert!(waiting.iter().all(|j| j.contains(r#""type":"rollup""#)));
+    }
+
+    /// A period waiting to be sent is replaced by its newer totals, and a
+    /// full lane still takes those while refusing new periods.
+    #[test]
+    fn the_lane_keeps_the_newest_message_of_each_period() {
+        let (client, _queue) = client(2, 2);
+        let lane = client.rollups.clone();
+        let dropped = client.dropped.clone();
+        let mut hub = HubState::default();
+        hub.clients.insert(client.id, client);
+        hub.offer_rollups(&[rollup("WS001", 0, 1), rollup("WS001", 1, 1)]);
+        hub.offer_rollups(&[rollup("WS001", 0, 5), rollup("WS001", 2, 1)]);
+        assert_eq!(dropped.load(Ordering::Relaxed), 1, "the third period");
+        let (waiting, more) = lane.take(1);
+        assert!(more);
+        assert!(waiting[0].contains(r#""count":5"#), "{}", waiting[0]);
+        assert!(waiting[0].contains("10:00:00"), "{}", waiting[0]);
+        let (rest, more) = lane.take(10);
+        assert!(!more);
+        assert_eq!(rest.len(), 1);
+        assert!(rest[0].contains("10:01:00"), "{}", rest[0]);
+    }
+
+    /// A client following some stations gets only their rollups.
+    #[test]
+    fn rollups_follow_the_station_filter() {
+        let (mut client, _queue) = client(2, 100);
+        client.stations = Some([StationId::parse("WS002").unwrap()].into());
+        let lane = client.rollups.clone();
+        let mut hub = HubState::default();
+        hub.clients.insert(client.id, client);
+        hub.offer_rollups(&[rollup("WS001", 0, 1), rollup("WS002", 0, 1)]);
+        let (waiting, _) = lane.take(10);
+        assert_eq!(waiting.len(), 1);
+        assert!(waiting[0].contains("WS002"));
     }
 }

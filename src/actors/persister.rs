@@ -4,8 +4,11 @@
 //! failure keeps the batch and retries it with backoff; nothing is acked that
 //! is not stored, so the broker holds the rest (backpressure).
 //!
-//! Up to `writers` batches are written at once, so one batch commits while
-//! the next is sent, and the store's commits overlap. Batches are finished
+//! A batch is cut as soon as a writer is free (group commit): at low load a
+//! reading waits for one commit, and under load what arrives while the
+//! writers are busy becomes the next batch, so batches grow with the load
+//! by themselves. Up to `writers` batches are written at once, so one batch
+//! commits while the next is sent, and the store's commits overlap. Batches are finished
 //! (acknowledged, cached, published) strictly in the order they were cut,
 //! whatever order their transactions end in.
 
@@ -79,6 +82,7 @@ pub struct PersisterArgs {
     pub archive: bool,
     pub context: Arc<crate::delivery::DeliveryContext>,
     pub batch_size: usize,
+    /// How long a batch may wait to fill while a writer is free.
     pub flush_interval: Duration,
     /// Batches written at the same time.
     pub writers: usize,
@@ -154,7 +158,10 @@ impl Actor for Persister {
         myself: ActorRef<Self::Msg>,
         args: PersisterArgs,
     ) -> Result<PersisterState, ActorProcessingErr> {
-        let tick = (args.flush_interval / 2).max(Duration::from_millis(5));
+        // Retries of a failed batch, and batches waiting out the flush
+        // interval, are looked at on each tick.
+        let tick =
+            (args.flush_interval / 2).clamp(Duration::from_millis(5), Duration::from_millis(50));
         myself.send_interval(tick, || PersisterMsg::Tick);
         Ok(PersisterState {
             readings: Vec::with_capacity(args.batch_size),
@@ -259,12 +266,20 @@ impl PersisterState {
             || oldest.elapsed() >= self.args.flush_interval
     }
 
-    /// Starts writing what is held as one batch.
+    /// Starts writing the oldest `batch_size` deliveries held as one batch.
     fn cut(&mut self) {
-        self.oldest = None;
-        let readings = std::mem::take(&mut self.readings);
-        let quarantine = std::mem::take(&mut self.quarantine);
-        let deliveries = std::mem::take(&mut self.deliveries);
+        let n = self.deliveries.len().min(self.args.batch_size);
+        let (r, q) = self.deliveries[..n]
+            .iter()
+            .fold((0, 0), |(r, q), h| (r + h.readings, q + h.quarantine));
+        let rest = self.deliveries.split_off(n);
+        let deliveries = std::mem::replace(&mut self.deliveries, rest);
+        let rest = self.readings.split_off(r);
+        let readings = std::mem::replace(&mut self.readings, rest);
+        let rest = self.quarantine.split_off(q);
+        let quarantine = std::mem::replace(&mut self.quarantine, rest);
+        // What is left waits for the next free writer, from now.
+        self.oldest = (!self.deliveries.is_empty()).then(Instant::now);
         let mut batch = self.batch_of(deliveries, readings, quarantine);
         self.start(&mut batch);
         self.writing.push_back(batch);
@@ -479,7 +494,7 @@ impl PersisterState {
     /// Writes everything held and waits for every write under way. Gives up
     /// at the first failure (the batch stays held, to be retried).
     async fn flush(&mut self) -> Result<(), String> {
-        if !self.deliveries.is_empty() {
+        while !self.deliveries.is_empty() {
             self.cut();
         }
         while let Some(front) = self.writing.front_mut() {
@@ -598,8 +613,12 @@ mod tests {
         ) -> Result<Vec<crate::storage::AlertRecord>, StoreError> {
             self.inner.alerts(firing, limit).await
         }
-        async fn roll_up(&self, limit: usize) -> Result<crate::storage::RolledUp, StoreError> {
-            self.inner.roll_up(limit).await
+        async fn roll_up(
+            &self,
+            limit: usize,
+            changes: bool,
+        ) -> Result<crate::storage::RolledUp, StoreError> {
+            self.inner.roll_up(limit, changes).await
         }
         async fn rollups(
             &self,
@@ -634,6 +653,15 @@ mod tests {
         writers: usize,
         batch_size: usize,
     ) -> (ActorRef<PersisterMsg>, Arc<DeliveryContext>) {
+        persister_lingering(store, writers, batch_size, Duration::from_millis(10)).await
+    }
+
+    async fn persister_lingering(
+        store: Arc<Gated>,
+        writers: usize,
+        batch_size: usize,
+        flush_interval: Duration,
+    ) -> (ActorRef<PersisterMsg>, Arc<DeliveryContext>) {
         let context = DeliveryContext::new(PipelineNames::new("persister-test"), 1024);
         let args = PersisterArgs {
             store,
@@ -642,7 +670,7 @@ mod tests {
             archive: false,
             context: context.clone(),
             batch_size,
-            flush_interval: Duration::from_millis(10),
+            flush_interval,
             writers,
         };
         let (actor, _) = Actor::spawn(None, Persister, args).await.unwrap();
@@ -793,5 +821,36 @@ mod tests {
         assert_eq!(quarantined[0].reason_code, "store_rejected");
         let station = StationId::parse("WS024").unwrap();
         assert!(store.latest(&station).await.unwrap().is_some());
+    }
+
+    /// Group commit: with no flush interval a batch is cut as soon as a
+    /// writer is free; what arrives while the writer is busy becomes the
+    /// next batch, of at most `batch_size` deliveries.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_are_cut_when_a_writer_is_free_and_grow_while_it_is_busy() {
+        let (store, _dir) = gated("WS031", None);
+        let (actor, context) = persister_lingering(store.clone(), 1, 2, Duration::ZERO).await;
+        let first = send(&actor, &context, "WS031");
+        // The one writer is busy with WS031 (held): these wait for it.
+        let rest = ["WS032", "WS033", "WS034"].map(|s| send(&actor, &context, s));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(store.log.lock().unwrap().is_empty(), "WS031 is held");
+        store.release.notify_one();
+        let stored = Verdict::Stored {
+            readings: 1,
+            rejected: 0,
+        };
+        assert_eq!(first.await.unwrap(), stored);
+        for verdict in rest {
+            let verdict = tokio::time::timeout(Duration::from_secs(5), verdict)
+                .await
+                .expect("stored without waiting for more")
+                .unwrap();
+            assert_eq!(verdict, stored);
+        }
+        assert_eq!(
+            *store.log.lock().unwrap(),
+            vec!["stored WS031", "stored WS032,WS033", "stored WS034"]
+        );
     }
 }

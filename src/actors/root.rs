@@ -223,15 +223,7 @@ impl ChildSpec for PartSpec {
                     hub: names.hub.clone(),
                     archive: a.archive.is_some(),
                     context: a.context.clone(),
-                    // The broker sends no more than its in-flight window of
-                    // unacknowledged messages, so the batches being written
-                    // and the one filling share it: a batch of that share is
-                    // full, and waiting for more would wait out the flush
-                    // interval.
-                    batch_size: a.settings.persister.batch_size.min(
-                        (a.settings.mqtt.effective_inflight() / (a.settings.persister.writers + 1))
-                            .max(1),
-                    ),
+                    batch_size: a.settings.persister.batch_size,
                     flush_interval: a.settings.persister.flush_interval,
                     writers: a.settings.persister.writers,
                 };

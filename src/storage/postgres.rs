@@ -18,7 +18,7 @@ use super::{
     StoreError, StoredQuarantine, WriteBatch, WriteOutcome, rollups_from_rows,
 };
 use crate::domain::rollup::{self, Stats};
-use crate::domain::{Derived, QcFlag, QcReport, Reading, Rollup, StationId};
+use crate::domain::{Derived, QcFlag, QcReport, Reading, Resolution, Rollup, StationId};
 
 /// The migrations, in order; each runs once, recorded in `schema_migrations`.
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -509,7 +509,7 @@ impl Store for PostgresStore {
         rows.iter().map(alert_from_row).collect()
     }
 
-    async fn roll_up(&self, limit: usize) -> Result<super::RolledUp, StoreError> {
+    async fn roll_up(&self, limit: usize, changes: bool) -> Result<super::RolledUp, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -533,14 +533,18 @@ impl Store for PostgresStore {
             readings.push(reading_from_row(row)?);
         }
         let deltas = rollup::deltas(&readings, &vec![true; readings.len()]);
-        if !deltas.is_empty() {
-            write_rollups(&tx, &deltas).await?;
-        }
+        let changed = if deltas.is_empty() {
+            Vec::new()
+        } else {
+            write_rollups(&tx, &deltas, changes).await?
+        };
         // By the rows taken: concurrent writers commit out of sequence order.
         tx.execute("DELETE FROM rollup_outbox WHERE seq = ANY($1)", &[&seqs])
             .await?;
         tx.commit().await?;
-        Ok(super::RolledUp::of(seqs.len(), &deltas))
+        let mut done = super::RolledUp::of(seqs.len(), &deltas);
+        done.changed = changed;
+        Ok(done)
     }
 
     async fn rollups(&self, q: RollupQuery) -> Result<Vec<Rollup>, StoreError> {
@@ -663,11 +667,13 @@ fn alert_from_row(row: &tokio_postgres::Row) -> Result<AlertRecord, StoreError> 
     ))
 }
 
-/// Adds a batch's partial rollups to those stored.
+/// Adds a batch's partial rollups to those stored; with `changes`, returns
+/// the periods as they now stand.
 async fn write_rollups(
     tx: &deadpool_postgres::Transaction<'_>,
     deltas: &[rollup::RollupDelta],
-) -> Result<(), StoreError> {
+    changes: bool,
+) -> Result<Vec<(StationId, Resolution, Rollup)>, StoreError> {
     let ids: Vec<&str> = deltas.iter().map(|d| d.station_id.as_str()).collect();
     let resolution: Vec<&str> = deltas.iter().map(|d| d.resolution.as_str()).collect();
     let bucket: Vec<DateTime<Utc>> = deltas.iter().map(|d| d.bucket).collect();
@@ -678,9 +684,8 @@ async fn write_rollups(
     let sum: Vec<f64> = deltas.iter().map(|d| d.stats.sum).collect();
     let last: Vec<f64> = deltas.iter().map(|d| d.stats.last).collect();
     let last_at: Vec<DateTime<Utc>> = deltas.iter().map(|d| d.stats.last_at).collect();
-    let upsert = tx
-        .prepare_cached(
-            "INSERT INTO rollups \
+    let statement = format!(
+        "INSERT INTO rollups \
                (station_id, resolution, bucket, variable, count, min, max, sum, last, last_at) \
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], \
                $5::int8[], $6::float8[], $7::float8[], $8::float8[], $9::float8[], \
@@ -692,26 +697,60 @@ async fn write_rollups(
                sum = rollups.sum + EXCLUDED.sum, \
                last = CASE WHEN EXCLUDED.last_at >= rollups.last_at \
                  THEN EXCLUDED.last ELSE rollups.last END, \
-               last_at = greatest(rollups.last_at, EXCLUDED.last_at)",
-        )
-        .await?;
-    tx.execute(
-        &upsert,
-        &[
-            &ids,
-            &resolution,
-            &bucket,
-            &variable,
-            &count,
-            &min,
-            &max,
-            &sum,
-            &last,
-            &last_at,
-        ],
-    )
-    .await?;
-    Ok(())
+               last_at = greatest(rollups.last_at, EXCLUDED.last_at){}",
+        if changes {
+            " RETURNING station_id, resolution, bucket, variable, count, min, max, sum, last, \
+               last_at"
+        } else {
+            ""
+        }
+    );
+    let upsert = tx.prepare_cached(&statement).await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+        &ids,
+        &resolution,
+        &bucket,
+        &variable,
+        &count,
+        &min,
+        &max,
+        &sum,
+        &last,
+        &last_at,
+    ];
+    if !changes {
+        tx.execute(&upsert, &params).await?;
+        return Ok(Vec::new());
+    }
+    let rows = tx.query(&upsert, &params).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    // RETURNING follows the input's order in practice; sorted below all the
+    // same, since SQL does not promise it.
+    for row in &rows {
+        let station: String = row.try_get(0)?;
+        let resolution: String = row.try_get(1)?;
+        let (Ok(station), Some(resolution)) =
+            (StationId::parse(&station), Resolution::parse(&resolution))
+        else {
+            continue;
+        };
+        out.push((
+            station,
+            resolution,
+            row.try_get(2)?,
+            row.try_get(3)?,
+            Stats {
+                count: row.try_get(4)?,
+                min: row.try_get(5)?,
+                max: row.try_get(6)?,
+                sum: row.try_get(7)?,
+                last: row.try_get(8)?,
+                last_at: row.try_get(9)?,
+            },
+        ));
+    }
+    out.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
+    Ok(super::changed_from_rows(out))
 }
 
 async fn upsert_stations(

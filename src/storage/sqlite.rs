@@ -456,7 +456,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn roll_up(&self, limit: usize) -> Result<super::RolledUp, StoreError> {
+    async fn roll_up(&self, limit: usize, changes: bool) -> Result<super::RolledUp, StoreError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -487,11 +487,13 @@ impl Store for SqliteStore {
                    sum = rollups.sum + excluded.sum, \
                    last = CASE WHEN excluded.last_at >= rollups.last_at \
                      THEN excluded.last ELSE rollups.last END, \
-                   last_at = max(rollups.last_at, excluded.last_at)",
+                   last_at = max(rollups.last_at, excluded.last_at) \
+                 RETURNING count, min, max, sum, last, last_at",
             )?;
             let deltas = rollup::deltas(&readings, &all);
+            let mut changed = Vec::new();
             for d in &deltas {
-                upsert.execute(params![
+                let mut rows = upsert.query(params![
                     d.station_id.as_str(),
                     d.resolution.as_str(),
                     micros(d.bucket),
@@ -503,12 +505,33 @@ impl Store for SqliteStore {
                     d.stats.last,
                     micros(d.stats.last_at),
                 ])?;
+                // The row as it now stands; read only when asked for.
+                if let Some(row) = rows.next()?
+                    && changes
+                {
+                    changed.push((
+                        d.station_id.clone(),
+                        d.resolution,
+                        d.bucket,
+                        d.variable.to_owned(),
+                        Stats {
+                            count: row.get(0)?,
+                            min: row.get(1)?,
+                            max: row.get(2)?,
+                            sum: row.get(3)?,
+                            last: row.get(4)?,
+                            last_at: from_micros(row.get(5)?),
+                        },
+                    ));
+                }
             }
             drop(upsert);
             // One writer: nothing can enter the outbox below `last` unseen.
             tx.execute("DELETE FROM rollup_outbox WHERE seq <= ?1", [last])?;
             tx.commit()?;
-            Ok(super::RolledUp::of(seqs.len(), &deltas))
+            let mut done = super::RolledUp::of(seqs.len(), &deltas);
+            done.changed = super::changed_from_rows(changed);
+            Ok(done)
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?

@@ -17,7 +17,7 @@ use warp::ws::{Message, WebSocket};
 use warp::{Filter, Rejection, Reply};
 
 use super::{ApiError, WebContext, api, with};
-use crate::actors::hub::{HubMsg, LiveClient, LiveMessage};
+use crate::actors::hub::{HubMsg, LiveClient, LiveMessage, RollupLane};
 use crate::domain::StationId;
 
 /// Largest message accepted from a client; clients only send pings.
@@ -26,6 +26,8 @@ const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
 /// A client that accepts nothing for this long is disconnected (a
 /// half-open connection would otherwise hold its task forever).
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Rollup messages sent in one turn of a client's loop.
+const ROLLUPS_PER_TURN: usize = 32;
 
 async fn send(sink: &mut SplitSink<WebSocket, Message>, text: &str) -> bool {
     matches!(
@@ -148,6 +150,9 @@ async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc
     let id = next_client_id();
     let (queue_tx, mut queue) = mpsc::channel::<Arc<str>>(ctx.client_queue);
     let dropped = Arc::new(AtomicU64::new(0));
+    // Room for the periods of one roll-up of many stations: each period
+    // holds only its newest message.
+    let rollups = Arc::new(RollupLane::new(ctx.client_queue.max(1024) * 4));
     // Subscribe before taking the snapshot so nothing falls between them.
     let Some(hub) = ActorRef::<HubMsg>::where_is(ctx.hub.clone()) else {
         return;
@@ -157,6 +162,7 @@ async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc
         stations: stations.clone(),
         queue: queue_tx,
         dropped: dropped.clone(),
+        rollups: rollups.clone(),
     };
     if hub.cast(HubMsg::Subscribe(client)).is_err() {
         return;
@@ -189,6 +195,8 @@ async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc
     let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            // Readings first; rollups when none wait.
+            biased;
             _ = ticks.tick() => {
                 if heard.elapsed() > 2 * heartbeat {
                     tracing::debug!(client = id, "live client missed its heartbeats; closing");
@@ -212,6 +220,24 @@ async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc
                 }
                 if !send(&mut sink, &json).await {
                     break;
+                }
+            }
+            () = rollups.ready.notified() => {
+                // A few at a time, so a reading that arrives meanwhile
+                // waits for at most these.
+                let (batch, more) = rollups.take(ROLLUPS_PER_TURN);
+                let mut sent = true;
+                for json in &batch {
+                    sent = send(&mut sink, json).await;
+                    if !sent {
+                        break;
+                    }
+                }
+                if !sent {
+                    break;
+                }
+                if more {
+                    rollups.ready.notify_one();
                 }
             }
             msg = incoming.next() => match msg {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mosquitto;
+pub mod stores;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
