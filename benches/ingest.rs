@@ -655,10 +655,22 @@ impl Daemon {
         daemon
     }
 
+    /// The end of its log, without the alerts a year-old backlog fires,
+    /// and where the whole log is kept.
     fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("isobar.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        let path = self.dir.path().join("isobar.log");
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains("station_silent"))
+            .collect();
+        let kept = std::env::temp_dir().join(format!("isobar-bench-{}.log", self.pid()));
+        let _ = std::fs::copy(&path, &kept);
+        format!(
+            "{}\n(the whole log: {})",
+            lines[lines.len().saturating_sub(30)..].join("\n"),
+            kept.display()
+        )
     }
 
     /// Readings stored and messages quarantined, from `/metrics`.
@@ -701,11 +713,31 @@ impl Daemon {
                 last = now;
                 moved = Instant::now();
             }
-            assert!(
-                moved.elapsed() < Duration::from_secs(120),
-                "isobar stopped at {now:?} of {total}; its log: {}",
-                self.log_tail()
-            );
+            if moved.elapsed() > Duration::from_secs(120) {
+                let metrics = self
+                    .http
+                    .get(format!("http://{}/metrics", self.web))
+                    .send()
+                    .await
+                    .ok();
+                let metrics = match metrics {
+                    Some(r) => r.text().await.unwrap_or_default(),
+                    None => String::new(),
+                };
+                let state: Vec<&str> = metrics
+                    .lines()
+                    .filter(|l| {
+                        ["isobar_mqtt", "isobar_queue_depth", "isobar_ingest_paused"]
+                            .iter()
+                            .any(|p| l.starts_with(p))
+                    })
+                    .collect();
+                panic!(
+                    "isobar stopped at {now:?} of {total}; its metrics:\n{}\nits log:\n{}",
+                    state.join("\n"),
+                    self.log_tail()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -359,6 +359,9 @@ pub struct ArchiveSettings {
     /// S3-compatible stores need.
     pub path_style: bool,
     /// A spool segment is uploaded at this age or size, whichever first.
+    /// Each segment becomes one object per (date, station) it holds, so
+    /// larger segments mean fewer, larger objects: cheaper to write, and
+    /// what the lake's query engines read best.
     #[serde(with = "humantime_serde")]
     pub segment_age: Duration,
     pub segment_bytes: u64,
@@ -374,8 +377,8 @@ impl Default for ArchiveSettings {
             region: None,
             endpoint_url: None,
             path_style: false,
-            segment_age: Duration::from_secs(60),
-            segment_bytes: 8 * 1024 * 1024,
+            segment_age: Duration::from_secs(300),
+            segment_bytes: 64 * 1024 * 1024,
         }
     }
 }

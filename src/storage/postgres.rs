@@ -184,22 +184,32 @@ fn station_from_row(row: &Row) -> Result<Station, StoreError> {
     })
 }
 
-/// The column arrays of a batch of readings, for one `UNNEST` insert.
+/// The column arrays of a batch of readings, for one `UNNEST` insert,
+/// borrowing from the readings. The QC report is written as jsonb straight
+/// from the report, with no JSON value in between.
 #[derive(Default)]
-struct Columns {
-    station_id: Vec<String>,
+struct Columns<'a> {
+    station_id: Vec<&'a str>,
     observed_at: Vec<DateTime<Utc>>,
     received_at: Vec<DateTime<Utc>>,
     values: [Vec<Option<f64>>; 14],
     qc_status: Vec<&'static str>,
-    qc: Vec<serde_json::Value>,
+    qc: Vec<tokio_postgres::types::Json<&'a QcReport>>,
 }
 
-impl Columns {
-    fn of(readings: &[Reading]) -> Self {
-        let mut c = Columns::default();
+impl<'a> Columns<'a> {
+    fn of(readings: &'a [Reading]) -> Self {
+        let n = readings.len();
+        let mut c = Columns {
+            station_id: Vec::with_capacity(n),
+            observed_at: Vec::with_capacity(n),
+            received_at: Vec::with_capacity(n),
+            values: std::array::from_fn(|_| Vec::with_capacity(n)),
+            qc_status: Vec::with_capacity(n),
+            qc: Vec::with_capacity(n),
+        };
         for r in readings {
-            c.station_id.push(r.station_id.to_string());
+            c.station_id.push(r.station_id.as_str());
             c.observed_at.push(r.observed_at);
             c.received_at.push(r.received_at);
             let d = &r.derived;
@@ -223,7 +233,7 @@ impl Columns {
                 column.push(value);
             }
             c.qc_status.push(r.qc.status.as_str());
-            c.qc.push(serde_json::to_value(&r.qc).expect("a QC report always serialises"));
+            c.qc.push(tokio_postgres::types::Json(&r.qc));
         }
         c
     }
@@ -289,12 +299,12 @@ impl Store for PostgresStore {
                 .await?;
             // Which readings were new: each returned key marks its first
             // occurrence in the batch (a batch may hold a key twice).
-            let mut new: HashMap<(String, DateTime<Utc>), usize> = HashMap::new();
+            let mut new: HashMap<(&str, DateTime<Utc>), usize> = HashMap::with_capacity(rows.len());
             for row in &rows {
                 *new.entry((row.try_get(0)?, row.try_get(1)?)).or_default() += 1;
             }
             for (i, r) in batch.readings.iter().enumerate() {
-                if let Some(n) = new.get_mut(&(r.station_id.to_string(), r.observed_at))
+                if let Some(n) = new.get_mut(&(r.station_id.as_str(), r.observed_at))
                     && *n > 0
                 {
                     *n -= 1;
