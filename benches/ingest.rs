@@ -940,9 +940,10 @@ async fn latency(daemon: &Daemon, rate: usize, seconds: u64) -> Latency {
         }
         (latencies, missed)
     });
-    let published = publish_at_rate(daemon.mqtt, rate, seconds).await;
-    // Until every reading arrived, or nothing more came for 5 s.
     let (before, _) = daemon.counts().await;
+    let published = publish_at_rate(daemon.mqtt, rate, seconds).await;
+    // Until every reading is stored (then 2 s for the last to arrive), or
+    // for 30 s at most.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (stored, _) = daemon.counts().await;

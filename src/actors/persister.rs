@@ -30,7 +30,7 @@ pub enum PersisterMsg {
     /// (a batch with some bad elements). Acknowledged once all are stored.
     Write(Box<Outcome>, Delivery),
     /// Periodic: write a batch whose oldest item has waited long enough,
-    /// retry a failed one whose backoff has passed.
+    /// retry a failed one whose backoff has passed, finish written ones.
     Tick,
     /// A batch write ended; finish what can be finished.
     Written,
@@ -229,7 +229,14 @@ impl Actor for Persister {
                 state.quarantine.extend(quarantine);
                 state.hold(held);
             }
-            PersisterMsg::Tick => state.retry(),
+            PersisterMsg::Tick => {
+                state.retry();
+                // A write task sends `Written` just before it ends, so the
+                // message can be handled while its task is still running;
+                // the batch would then wait for the next `Written`, which
+                // may never come. The tick finishes it.
+                state.finish_ready().await;
+            }
             PersisterMsg::Written => state.finish_ready().await,
             PersisterMsg::Flush(reply) => {
                 let result = state.flush().await;
