@@ -487,13 +487,6 @@ impl DeliveryContext {
         self.send_or_wait(self.names.stations.clone(), StationsMsg::Route(delivery));
     }
 
-    /// Tells the archiver that the archive outbox has new entries. Only a
-    /// hint: it also polls.
-    pub fn nudge_archiver(&self) {
-        use crate::actors::archiver::ArchiverMsg;
-        let _ = try_send(&self.names.archiver, ArchiverMsg::Poll);
-    }
-
     /// Sends to the persister, waiting for it likewise.
     pub fn to_persister(self: &Arc<Self>, msg: PersisterMsg) {
         self.send_or_wait(self.names.persister.clone(), msg);

@@ -21,8 +21,7 @@ use crate::storage::archive::{Archive, partition};
 use crate::supervisor::Backoff;
 
 pub enum ArchiverMsg {
-    /// Move what the outbox holds into the spool (periodic, or nudged by
-    /// the persister after a commit).
+    /// Move what the outbox holds into the spool (every second).
     Poll,
     /// Periodic: close the open segment once it is old enough.
     Tick,

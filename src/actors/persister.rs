@@ -483,11 +483,9 @@ impl PersisterState {
         let cache = self.args.cache.clone();
         let for_cache = new.clone();
         tokio::spawn(async move { cache.put_newer(&for_cache).await });
-        if self.args.archive {
-            // The outbox has them; tell the archiver not to wait for its
-            // next poll.
-            self.args.context.nudge_archiver();
-        }
+        // The archiver finds them in the outbox at its next poll (every
+        // second): the lake takes them a segment (minutes) at a time, so a
+        // poll after every commit would only make more, smaller reads.
         if let Some(alerter) = ActorRef::<crate::actors::alerter::AlerterMsg>::where_is(
             self.args.context.names.alerter.clone(),
         ) {
