@@ -23,14 +23,17 @@
 //! 3. Latency, Mosquitto → PostgreSQL → websocket, at 1,000 and 10,000
 //!    readings/s: publish to the reading reaching a live client that follows
 //!    every station, p50 and p99, and how many the client missed.
-//! 4. Memory: resident memory per station at 1,000 and at BENCH_STATIONS
-//!    stations (default 100,000), and how much of a BENCH_BURST-reading
-//!    burst (default 500,000) is still held a minute after it is stored.
+//! 4. Throughput with a large network: the noisy readings of (1) from
+//!    BENCH_STATIONS stations (default 100,000), a few each, against the
+//!    naive pipeline on the same data.
+//! 5. Memory: resident memory per station at 1,000 and at BENCH_STATIONS
+//!    stations, and how much of a BENCH_BURST-reading burst (default
+//!    500,000) is still held a minute after it is stored.
 //!
 //! BENCH_READINGS (default 500,000) sets the size of the saturation runs;
 //! the embedded broker takes at most 200,000 (it holds at most 160 MiB for a
 //! subscriber that falls behind and drops the oldest beyond).
-//! BENCH_ONLY=throughput,latency,memory picks parts. BENCH_LOG=info keeps
+//! BENCH_ONLY=throughput,latency,stations,memory picks parts. BENCH_LOG=info keeps
 //! each daemon's log on stderr instead of in its temporary directory.
 //! BENCH_ISOBAR=PATH measures another build of the daemon (an earlier
 //! commit's, say) against the same baselines.
@@ -1137,6 +1140,33 @@ async fn throughput(port: u16, total: usize, summary: &mut Summary, dbs: &mut Da
     }
 }
 
+/// Mosquitto → PostgreSQL with a large network: the same number of noisy
+/// readings from BENCH_STATIONS stations (a few each), so every station's
+/// actor starts during the run; against the naive pipeline on the same data.
+async fn many_stations(port: u16, total: usize, summary: &mut Summary, dbs: &mut Databases) {
+    let broker = SocketAddr::from(([127, 0, 0, 1], port));
+    let stations = env_usize("BENCH_STATIONS", 100_000).max(STATIONS);
+    eprintln!("bench-ingest: throughput: {total} readings from {stations} stations");
+    let data = dataset(total, stations, Shape::Noisy);
+    let naive_db = dbs.fresh("naive_many").await;
+    let naive = naive_pipeline(broker, &naive_db, &data).await;
+    line(json!({
+        "measurement": format!("mosquitto/naive_pipeline_postgres/{stations}_stations"),
+        "readings_per_second": naive.round(),
+    }));
+    let db = dbs.fresh("pg_many").await;
+    let url = format!("{POSTGRES}/{db}");
+    let m = isobar(Broker::Mosquitto(port), Some(&url), &data).await;
+    let name = format!("mosquitto/isobar_postgres/noisy/{stations}_stations");
+    report_isobar(&name, &m, Some(("naive_pipeline", naive)));
+    summary.add(format!(
+        "Mosquitto → PostgreSQL, noisy, {stations} stations: isobar {:>7.0}/s, naive pipeline {:>7.0}/s: ratio {:.2}",
+        m.rate,
+        naive,
+        m.rate / naive
+    ));
+}
+
 async fn latencies(port: u16, summary: &mut Summary, dbs: &mut Databases) {
     let db = dbs.fresh("latency").await;
     let url = format!("{POSTGRES}/{db}");
@@ -1247,6 +1277,9 @@ async fn main() {
     }
     if wanted("latency") {
         latencies(port, &mut summary, &mut dbs).await;
+    }
+    if wanted("stations") {
+        many_stations(port, total, &mut summary, &mut dbs).await;
     }
     if wanted("memory") {
         memory(port, &mut summary).await;
