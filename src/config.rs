@@ -1304,6 +1304,19 @@ mod tests {
         assert_eq!(err.key, "persister.flush_interval");
     }
 
+    /// Zero is group commit, the default; a batch may wait at most 60 s.
+    #[test]
+    fn the_flush_interval_is_zero_or_a_bounded_wait() {
+        assert_eq!(Settings::default().persister.flush_interval, Duration::ZERO);
+        let zero = load_toml("[persister]\nflush_interval = \"0s\"\n").unwrap();
+        assert_eq!(zero.persister.flush_interval, Duration::ZERO);
+        let wait = load_toml("[persister]\nflush_interval = \"250ms\"\n").unwrap();
+        assert_eq!(wait.persister.flush_interval, Duration::from_millis(250));
+        let err = load_toml("[persister]\nflush_interval = \"2m\"\n").unwrap_err();
+        assert_eq!(err.key, "persister.flush_interval");
+        assert_eq!(err.reason, "must be at most 60s");
+    }
+
     #[test]
     fn overrides_win_over_the_file() {
         let dir = tempfile::tempdir().unwrap();
