@@ -7,10 +7,10 @@
 //! A batch is cut as soon as a writer is free (group commit): at low load a
 //! reading waits for one commit, and under load what arrives while the
 //! writers are busy becomes the next batch, so batches grow with the load
-//! by themselves. Up to `writers` batches are written at once, so one batch
-//! commits while the next is sent, and the store's commits overlap. Batches are finished
-//! (acknowledged, cached, published) strictly in the order they were cut,
-//! whatever order their transactions end in.
+//! by themselves. Up to `writers` batches are written at once, so one
+//! batch commits while the next is sent, and the store's commits overlap.
+//! Batches are finished (acknowledged, cached, published) strictly in the
+//! order they were cut, whatever order their transactions end in.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
