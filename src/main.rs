@@ -211,6 +211,7 @@ async fn shutdown_signal() {
 fn client_start(broker: &str) -> Result<(String, u16), ExitCode> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
     parse_host_port(broker).map_err(|reason| {

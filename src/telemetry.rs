@@ -9,6 +9,8 @@
 //! cached flag, and the span registry never sees them (a per-layer filter
 //! alone would still have it allocate and free every span).
 
+use std::io::IsTerminal;
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
@@ -58,7 +60,9 @@ pub fn init(log: &LogSettings, telemetry: &TelemetrySettings) -> Result<Telemetr
             .json()
             .with_writer(std::io::stderr)
             .boxed(),
+        // Colours only for a terminal: a log file or pipe gets plain text.
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .boxed(),
     }

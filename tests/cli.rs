@@ -1,5 +1,8 @@
 //! The command line as an operator meets it: bad configuration and a taken
-//! port are clear errors with the right exit status.
+//! port are clear errors with the right exit status, and a log written to a
+//! file or pipe is plain text.
+
+mod common;
 
 use std::process::Command;
 
@@ -94,4 +97,17 @@ fn a_taken_broker_port_is_refused_with_the_fixes() {
         "{stderr}"
     );
     assert!(stderr.contains("mqtt.mode = \"external\""), "{stderr}");
+}
+
+/// Colour codes are for a terminal: a log that goes to a pipe (or a file,
+/// or a log collector) carries none.
+#[test]
+fn a_log_to_a_pipe_has_no_colour_codes() {
+    let daemon = common::Daemon::start(&[]);
+    let logs = daemon.logs();
+    assert!(
+        logs.iter().any(|l| l.contains("isobar running")),
+        "{logs:#?}"
+    );
+    assert!(logs.iter().all(|l| !l.contains('\u{1b}')), "{logs:#?}");
 }
