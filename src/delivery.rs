@@ -315,10 +315,10 @@ impl Ack {
 /// How a delivery's payload is to be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// An MQTT message: DESIGN §4 JSON (object or array) or WeeWX JSON,
+    /// An MQTT message: isobar JSON (object or array) or WeeWX JSON,
     /// told apart by content.
     Mqtt,
-    /// DESIGN §4 JSON uploaded over HTTP.
+    /// isobar JSON uploaded over HTTP.
     Json,
     /// A Weather Underground upload's query string.
     Wunderground,

@@ -46,7 +46,7 @@ pub enum ReplayError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
     pub station: String,
-    /// A DESIGN §4 payload, in canonical units.
+    /// An isobar JSON payload, in canonical units.
     pub payload: Value,
 }
 

@@ -1,4 +1,4 @@
-//! Every input format, end to end over its real transport: MQTT (DESIGN
+//! Every input format, end to end over its real transport: MQTT (isobar
 //! JSON, batches, WeeWX) and HTTP (Weather Underground, Ecowitt, JSON).
 //! Each converges to the same reading, in canonical units.
 
@@ -135,7 +135,7 @@ async fn http_uploads_are_answered_once_stored() {
     assert!(close(&r["temperature_c"], 20.0), "{r}");
     assert!(close(&r["pressure_hpa"], 998.98), "{r}");
 
-    // DESIGN JSON over HTTP.
+    // isobar JSON over HTTP.
     let json = http
         .post(daemon.url("/api/v1/ingest/WS812"))
         .body(r#"{"temperature":5.5,"timestamp":"2025-01-13T10:00:00Z"}"#)

@@ -4,7 +4,7 @@
 //! MQTT messages go through [`parse_mqtt`], which tells the formats apart by
 //! their content:
 //!
-//! - a JSON array is a batch of DESIGN §4 objects ([`json`]), each accepted
+//! - a JSON array is a batch of isobar JSON objects ([`json`]), each accepted
 //!   or rejected on its own, so a station catching up after an outage can
 //!   send its backlog in one message:
 //!
@@ -15,7 +15,7 @@
 //!
 //! - a JSON object with `dateTime` or `usUnits` is a WeeWX record
 //!   ([`weewx`]);
-//! - any other message is one DESIGN §4 object.
+//! - any other message is one isobar JSON object.
 //!
 //! The HTTP uploads have their own entry points: [`wunderground::parse`]
 //! and [`ecowitt::parse`].
@@ -99,7 +99,7 @@ fn parse_batch(
     Ok(parsed)
 }
 
-/// The keys that set a WeeWX record apart from a DESIGN §4 object; every
+/// The keys that set a WeeWX record apart from a isobar JSON object; every
 /// other value is skipped without being built.
 #[derive(Deserialize)]
 struct WeewxKeys {

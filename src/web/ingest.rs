@@ -3,7 +3,7 @@
 //!   `GET /weatherstation/updateweatherstation.php?ID=…&dateutc=now&tempf=…`;
 //! - Ecowitt's customized upload, `POST /api/v1/ingest/ecowitt/{station_id}`
 //!   (a form body);
-//! - DESIGN §4 JSON, one object or an array, `POST /api/v1/ingest/{station_id}`.
+//! - isobar JSON, one object or an array, `POST /api/v1/ingest/{station_id}`.
 //!
 //! An upload goes through the same station actor and persister as an MQTT
 //! message, and the answer waits until it is stored: 200 once stored, 400
@@ -37,7 +37,7 @@ pub struct Stored {
     security((), ("api_key" = []), ("bearer" = [])),
     params(("id" = String, Path, description = "the station id")),
     request_body(content = serde_json::Value, content_type = "application/json",
-        description = "a reading in the DESIGN JSON format, or an array of them"),
+        description = "a reading in the isobar JSON format, or an array of them"),
     responses((status = 200, body = Stored),
         (status = 400, description = "rejected and quarantined, with the reason", body = super::ErrorBody),
         (status = 411, body = super::ErrorBody),

@@ -308,7 +308,7 @@ where
     }
 }
 
-/// A reading payload in the DESIGN §4 format.
+/// A reading payload in the isobar JSON format.
 pub fn reading(station: &str, timestamp: &str, temperature: f64) -> String {
     serde_json::json!({
         "station_id": station,

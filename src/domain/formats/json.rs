@@ -1,4 +1,4 @@
-//! The JSON payload of DESIGN §4:
+//! The isobar JSON payload (docs/formats.md):
 //! `{"station_id", "latitude", "longitude", "temperature", "humidity",
 //! "pressure", "wind_speed", "wind_direction", "timestamp", "metadata"}` in
 //! °C, %, hPa, m/s and degrees. `metadata` (derived values) is ignored:
@@ -87,15 +87,15 @@ mod tests {
         "2025-01-13T12:00:00Z".parse().unwrap()
     }
 
-    const DESIGN_EXAMPLE: &str = r#"{"station_id":"WS001","latitude":40.7589,"longitude":-73.9851,
+    const DOCUMENTED_EXAMPLE: &str = r#"{"station_id":"WS001","latitude":40.7589,"longitude":-73.9851,
         "temperature":22.5,"humidity":65.2,"pressure":1013.8,
         "wind_speed":12.3,"wind_direction":225.0,
         "timestamp":"2025-01-13T10:00:00Z",
         "metadata":{"heat_index":24.1,"wind_chill":22.5,"dew_point":15.8}}"#;
 
     #[test]
-    fn parses_the_design_example() {
-        let obs = parse_observation(&ws001(), DESIGN_EXAMPLE.as_bytes(), now()).unwrap();
+    fn parses_the_documented_example() {
+        let obs = parse_observation(&ws001(), DOCUMENTED_EXAMPLE.as_bytes(), now()).unwrap();
         assert_eq!(obs.station_id, ws001());
         assert_eq!(
             obs.observed_at,
