@@ -223,6 +223,19 @@ fn dataset(total: usize, stations: usize, shape: Shape) -> Vec<Vec<(String, Byte
 
 // ---------------------------------------------------------------- publishing
 
+/// A bench client of `addr`, its id unique to this process.
+fn mqtt_options(role: &str, addr: SocketAddr) -> MqttOptions {
+    let mut options = MqttOptions::new(
+        format!("bench-{role}-{}", std::process::id()),
+        addr.ip().to_string(),
+        addr.port(),
+    );
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(1 << 20, 1 << 20);
+    options
+}
+
 /// Publishes every message of `data` (QoS 1, in-flight window 1,000 per
 /// connection) as fast as the broker takes them; returns once the broker
 /// acknowledged all.
@@ -231,15 +244,8 @@ async fn publish(addr: SocketAddr, data: &[Vec<(String, Bytes)>]) {
     for (p, messages) in data.iter().enumerate() {
         let messages = messages.clone();
         tasks.push(tokio::spawn(async move {
-            let mut options = MqttOptions::new(
-                format!("bench-pub-{}-{p}", std::process::id()),
-                addr.ip().to_string(),
-                addr.port(),
-            );
-            options
-                .set_inflight(1000)
-                .set_keep_alive(Duration::from_secs(30))
-                .set_max_packet_size(1 << 20, 1 << 20);
+            let mut options = mqtt_options(&format!("pub-{p}"), addr);
+            options.set_inflight(1000);
             let (client, mut eventloop) = AsyncClient::new(options, 10_000);
             let acked = Arc::new(AtomicU64::new(0));
             let counter = acked.clone();
@@ -278,14 +284,8 @@ async fn publish(addr: SocketAddr, data: &[Vec<(String, Bytes)>]) {
 /// Publishes `rate` readings a second for `seconds` from STATIONS stations
 /// with the current time as each reading's time; returns how many.
 async fn publish_at_rate(addr: SocketAddr, rate: usize, seconds: u64) -> u64 {
-    let mut options = MqttOptions::new(
-        format!("bench-rate-{}", std::process::id()),
-        addr.ip().to_string(),
-        addr.port(),
-    );
-    options
-        .set_inflight(1000)
-        .set_keep_alive(Duration::from_secs(30));
+    let mut options = mqtt_options("rate", addr);
+    options.set_inflight(1000);
     let (client, mut eventloop) = AsyncClient::new(options, 100_000);
     let poller = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     let plans = plans(STATIONS, 1, Utc::now());
@@ -319,15 +319,7 @@ async fn publish_at_rate(addr: SocketAddr, rate: usize, seconds: u64) -> u64 {
 /// The broker alone: a subscriber that acknowledges at once.
 async fn raw_broker(addr: SocketAddr, data: &[Vec<(String, Bytes)>]) -> f64 {
     let total: usize = data.iter().map(Vec::len).sum();
-    let mut options = MqttOptions::new(
-        format!("bench-raw-sub-{}", std::process::id()),
-        addr.ip().to_string(),
-        addr.port(),
-    );
-    options
-        .set_keep_alive(Duration::from_secs(30))
-        .set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+    let (client, mut eventloop) = AsyncClient::new(mqtt_options("raw-sub", addr), 10_000);
     client
         .subscribe("weather/+/observations", QoS::AtLeastOnce)
         .await
@@ -385,15 +377,8 @@ async fn naive_pipeline(addr: SocketAddr, database: &str, data: &[Vec<(String, B
     )
     .await
     .unwrap();
-    let mut options = MqttOptions::new(
-        format!("bench-naive-{}", std::process::id()),
-        addr.ip().to_string(),
-        addr.port(),
-    );
-    options
-        .set_keep_alive(Duration::from_secs(30))
-        .set_manual_acks(true)
-        .set_max_packet_size(1 << 20, 1 << 20);
+    let mut options = mqtt_options("naive", addr);
+    options.set_manual_acks(true);
     let (client, mut eventloop) = AsyncClient::new(options, 1 << 20);
     client
         .subscribe("weather/+/observations", QoS::AtLeastOnce)

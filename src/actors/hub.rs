@@ -57,6 +57,13 @@ pub struct LiveClient {
     pub rollups: Arc<RollupLane>,
 }
 
+impl LiveClient {
+    /// Whether the client asked for this station's messages.
+    fn follows(&self, station: &StationId) -> bool {
+        self.stations.as_ref().is_none_or(|s| s.contains(station))
+    }
+}
+
 /// A period of a station's rollups: what a newer `rollup` message replaces.
 type PeriodKey = (StationId, crate::domain::Resolution, DateTime<Utc>);
 
@@ -353,14 +360,11 @@ impl HubState {
     fn offer_rollups(&self, rollups: &[StationRollup]) {
         for rollup in rollups {
             let mut json: Option<Arc<str>> = None;
-            for client in self.clients.values() {
-                if client
-                    .stations
-                    .as_ref()
-                    .is_some_and(|s| !s.contains(&rollup.station_id))
-                {
-                    continue;
-                }
+            for client in self
+                .clients
+                .values()
+                .filter(|c| c.follows(&rollup.station_id))
+            {
                 let json = json.get_or_insert_with(|| LiveMessage::Rollup { rollup }.to_json());
                 let key = (
                     rollup.station_id.clone(),
@@ -412,14 +416,11 @@ impl HubState {
         for reading in readings {
             // Serialised once, and only if some client wants it.
             let mut json: Option<Arc<str>> = None;
-            for client in self.clients.values() {
-                if client
-                    .stations
-                    .as_ref()
-                    .is_some_and(|s| !s.contains(&reading.station_id))
-                {
-                    continue;
-                }
+            for client in self
+                .clients
+                .values()
+                .filter(|c| c.follows(&reading.station_id))
+            {
                 let json = json.get_or_insert_with(|| LiveMessage::Reading { reading }.to_json());
                 if let Err(mpsc::error::TrySendError::Full(_)) = client.queue.try_send(json.clone())
                 {

@@ -30,7 +30,7 @@ pub enum PersisterMsg {
     /// (a batch with some bad elements). Acknowledged once all are stored.
     Write(Box<Outcome>, Delivery),
     /// Periodic: write a batch whose oldest item has waited long enough,
-    /// retry a failed one whose backoff has passed, finish written ones.
+    /// retry a failed one whose backoff has passed.
     Tick,
     /// A batch write ended; finish what can be finished.
     Written,
@@ -104,8 +104,27 @@ struct Batch {
     batch: Arc<WriteBatch>,
     deliveries: Vec<Held>,
     /// The write under way; `None` while it waits to be retried.
-    write: Option<JoinHandle<Result<WriteOutcome, StoreError>>>,
+    write: Option<Write>,
     started: Instant,
+}
+
+/// A batch's write under way: its task, and where the task leaves its
+/// result before it sends `Written`. So when that message is handled the
+/// result is there, even if the task has not quite ended.
+struct Write {
+    task: JoinHandle<()>,
+    result: Arc<std::sync::Mutex<Option<WriteResult>>>,
+}
+
+type WriteResult = Result<WriteOutcome, StoreError>;
+
+impl Write {
+    fn ended(&self) -> bool {
+        self.result
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
 }
 
 impl Batch {
@@ -122,7 +141,7 @@ impl Drop for Batch {
         // what the redelivery stores again (writes are idempotent), but
         // there is no reason to let it.
         if let Some(write) = &self.write {
-            write.abort();
+            write.task.abort();
         }
     }
 }
@@ -229,14 +248,7 @@ impl Actor for Persister {
                 state.quarantine.extend(quarantine);
                 state.hold(held);
             }
-            PersisterMsg::Tick => {
-                state.retry();
-                // A write task sends `Written` just before it ends, so the
-                // message can be handled while its task is still running;
-                // the batch would then wait for the next `Written`, which
-                // may never come. The tick finishes it.
-                state.finish_ready().await;
-            }
+            PersisterMsg::Tick => state.retry(),
             PersisterMsg::Written => state.finish_ready().await,
             PersisterMsg::Flush(reply) => {
                 let result = state.flush().await;
@@ -300,11 +312,14 @@ impl PersisterState {
             held.span.record("batch", batch.deliveries.len() as i64);
         }
         batch.started = Instant::now();
-        batch.write = Some(tokio::spawn(async move {
-            let result = store.write_batch(data).await;
+        let result = Arc::new(std::sync::Mutex::new(None));
+        let slot = result.clone();
+        let task = tokio::spawn(async move {
+            let written = store.write_batch(data).await;
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(written);
             let _ = myself.cast(PersisterMsg::Written);
-            result
-        }));
+        });
+        batch.write = Some(Write { task, result });
     }
 
     /// Starts the failed batch again once its backoff has passed.
@@ -326,7 +341,7 @@ impl PersisterState {
         while self
             .writing
             .front()
-            .is_some_and(|b| b.write.as_ref().is_some_and(JoinHandle::is_finished))
+            .is_some_and(|b| b.write.as_ref().is_some_and(Write::ended))
         {
             if self.finish_front().await.is_err() {
                 return;
@@ -345,10 +360,19 @@ impl PersisterState {
             self.writing.push_front(batch);
             return Err("waiting to retry a failed batch write".into());
         };
-        let result = match write.await {
-            Ok(result) => result,
-            Err(e) => Err(StoreError::Task(format!("batch write task ended: {e}"))),
-        };
+        // Ended already, or (a flush) about to.
+        let ended = write.task.await;
+        let result = write
+            .result
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_else(|| {
+                Err(StoreError::Task(match ended {
+                    Err(e) => format!("batch write task ended: {e}"),
+                    Ok(()) => "batch write task ended without a result".into(),
+                }))
+            });
         metrics::histogram!("isobar_store_write_seconds")
             .record(batch.started.elapsed().as_secs_f64());
         match result {

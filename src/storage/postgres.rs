@@ -172,6 +172,18 @@ fn reading_from_row(row: &Row) -> Result<Reading, StoreError> {
     })
 }
 
+/// A rollup's count, min, max, sum, last and last_at, from column `first` on.
+fn stats_from_row(row: &Row, first: usize) -> Result<Stats, StoreError> {
+    Ok(Stats {
+        count: row.try_get(first)?,
+        min: row.try_get(first + 1)?,
+        max: row.try_get(first + 2)?,
+        sum: row.try_get(first + 3)?,
+        last: row.try_get(first + 4)?,
+        last_at: row.try_get(first + 5)?,
+    })
+}
+
 fn station_from_row(row: &Row) -> Result<Station, StoreError> {
     let id: String = row.try_get(0)?;
     Ok(Station {
@@ -583,14 +595,7 @@ impl Store for PostgresStore {
                 Ok((
                     row.try_get(0)?,
                     row.try_get::<_, String>(1)?,
-                    Stats {
-                        count: row.try_get(2)?,
-                        min: row.try_get(3)?,
-                        max: row.try_get(4)?,
-                        sum: row.try_get(5)?,
-                        last: row.try_get(6)?,
-                        last_at: row.try_get(7)?,
-                    },
+                    stats_from_row(row, 2)?,
                 ))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -749,14 +754,7 @@ async fn write_rollups(
             resolution,
             row.try_get(2)?,
             row.try_get(3)?,
-            Stats {
-                count: row.try_get(4)?,
-                min: row.try_get(5)?,
-                max: row.try_get(6)?,
-                sum: row.try_get(7)?,
-                last: row.try_get(8)?,
-                last_at: row.try_get(9)?,
-            },
+            stats_from_row(row, 4)?,
         ));
     }
     out.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));

@@ -136,6 +136,18 @@ fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
+/// A rollup's count, min, max, sum, last and last_at, from column `first` on.
+fn stats_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Stats> {
+    Ok(Stats {
+        count: row.get(first)?,
+        min: row.get(first + 1)?,
+        max: row.get(first + 2)?,
+        sum: row.get(first + 3)?,
+        last: row.get(first + 4)?,
+        last_at: from_micros(row.get(first + 5)?),
+    })
+}
+
 fn from_micros(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
 }
@@ -505,7 +517,9 @@ impl Store for SqliteStore {
                     d.stats.last,
                     micros(d.stats.last_at),
                 ])?;
-                // The row as it now stands; read only when asked for.
+                // Stepping the statement runs the upsert; the row it
+                // returns, the period as it now stands, is kept only when
+                // asked for.
                 if let Some(row) = rows.next()?
                     && changes
                 {
@@ -514,14 +528,7 @@ impl Store for SqliteStore {
                         d.resolution,
                         d.bucket,
                         d.variable.to_owned(),
-                        Stats {
-                            count: row.get(0)?,
-                            min: row.get(1)?,
-                            max: row.get(2)?,
-                            sum: row.get(3)?,
-                            last: row.get(4)?,
-                            last_at: from_micros(row.get(5)?),
-                        },
+                        stats_at(row, 0)?,
                     ));
                 }
             }
@@ -576,14 +583,7 @@ impl Store for SqliteStore {
                         Ok((
                             from_micros(row.get(0)?),
                             row.get::<_, String>(1)?,
-                            Stats {
-                                count: row.get(2)?,
-                                min: row.get(3)?,
-                                max: row.get(4)?,
-                                sum: row.get(5)?,
-                                last: row.get(6)?,
-                                last_at: from_micros(row.get(7)?),
-                            },
+                            stats_at(row, 2)?,
                         ))
                     },
                 )?
