@@ -21,7 +21,7 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use crate::config::{StorageSettings, StoreBackend};
-use crate::domain::rollup::{Stats, Summary};
+use crate::domain::rollup::{ROLLED_UP, Stats};
 use crate::domain::{Reading, Resolution, Rollup, StationId};
 
 /// Opens the configured store, applying migrations when `migrate` is set
@@ -132,6 +132,29 @@ pub struct WriteBatch {
 #[derive(Debug)]
 pub struct WriteOutcome {
     pub inserted: Vec<bool>,
+    /// The outbox entry of the batch's new readings (`None` when nothing
+    /// was new): the aggregator and the archiver delete it once they have
+    /// used the readings.
+    pub seq: Option<i64>,
+}
+
+/// A committed batch's new readings, handed in memory from the persister to
+/// the aggregator and the archiver, with the sequence number of the outbox
+/// entry that records them in the store until they are used.
+#[derive(Debug, Clone)]
+pub struct StoredBatch {
+    pub seq: i64,
+    pub readings: Arc<[Reading]>,
+}
+
+/// Which outbox entries to read back: those written more than `older_than`
+/// ago (a batch just committed is on its way in memory to the actors that
+/// use it, which delete its entry first), at most `limit` of them, oldest
+/// first. They are what a crash or a restart left.
+#[derive(Debug, Clone, Copy)]
+pub struct Leftovers {
+    pub older_than: std::time::Duration,
+    pub limit: usize,
 }
 
 /// A bounded time range query of one station's history.
@@ -143,20 +166,21 @@ pub struct HistoryQuery {
     pub limit: usize,
 }
 
-/// The readings waiting in an outbox table (`archive_outbox`,
-/// `rollup_outbox`), oldest first: `columns` (a store's reading columns),
-/// then the outbox sequence number. The caller adds the limit.
-pub(crate) fn outbox_readings(outbox: &str, columns: &str) -> String {
-    let columns = columns
-        .split(',')
-        .map(|c| format!("o.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "SELECT {columns}, x.seq FROM {outbox} x \
-         JOIN observations o ON o.station_id = x.station_id AND o.observed_at = x.observed_at \
-         ORDER BY x.seq"
-    )
+/// Readings read back for outbox entries, grouped by entry in the order of
+/// `seqs`; an entry whose readings are gone (deleted since) is kept, empty,
+/// so that it is cleared all the same.
+pub(crate) fn stored_batches(seqs: &[i64], readings: Vec<(i64, Reading)>) -> Vec<StoredBatch> {
+    let mut by_seq: std::collections::HashMap<i64, Vec<Reading>> =
+        seqs.iter().map(|s| (*s, Vec::new())).collect();
+    for (seq, reading) in readings {
+        by_seq.entry(seq).or_default().push(reading);
+    }
+    seqs.iter()
+        .map(|seq| StoredBatch {
+            seq: *seq,
+            readings: by_seq.remove(seq).unwrap_or_default().into(),
+        })
+        .collect()
 }
 
 /// Upsert `SET` clauses, for both stores, that take a station's position
@@ -255,8 +279,11 @@ pub struct RollupQuery {
 /// What one roll-up transaction did.
 #[derive(Debug, Default, PartialEq)]
 pub struct RolledUp {
-    /// Readings taken from the outbox.
+    /// Readings added to the rollups.
     pub readings: usize,
+    /// Outbox entries read back (left over); as many as asked for means
+    /// more may be waiting.
+    pub leftovers: usize,
     /// The periods it changed, in (station, resolution, bucket) order.
     pub periods: Vec<(StationId, Resolution, DateTime<Utc>)>,
     /// When asked for: those periods as they now stand, in the same order.
@@ -264,67 +291,74 @@ pub struct RolledUp {
 }
 
 impl RolledUp {
-    /// `readings` taken, whose partial rollups were `deltas` (in key order).
+    /// `readings` rolled up, whose partial rollups were `deltas` (in key
+    /// order).
     pub fn of(readings: usize, deltas: &[crate::domain::rollup::RollupDelta]) -> Self {
-        let mut periods: Vec<(StationId, Resolution, DateTime<Utc>)> = Vec::new();
-        for d in deltas {
-            if periods
-                .last()
-                .is_none_or(|(s, r, b)| (s, *r, *b) != (&d.station_id, d.resolution, d.bucket))
-            {
-                periods.push((d.station_id.clone(), d.resolution, d.bucket));
-            }
-        }
         Self {
             readings,
-            periods,
+            leftovers: 0,
+            periods: deltas
+                .iter()
+                .map(|d| (d.station_id.clone(), d.resolution, d.bucket))
+                .collect(),
             changed: Vec::new(),
         }
     }
 }
 
-/// Rows of (station, resolution, bucket, variable, stats) as an upsert
-/// returns them, ordered by period, as the periods they make up.
-pub(crate) fn changed_from_rows(
-    rows: impl IntoIterator<Item = (StationId, Resolution, DateTime<Utc>, String, Stats)>,
-) -> Vec<(StationId, Resolution, Rollup)> {
-    let mut out: Vec<(StationId, Resolution, Rollup)> = Vec::new();
-    for (station, resolution, bucket, variable, stats) in rows {
-        let same = out
-            .last()
-            .is_some_and(|(s, r, p)| *s == station && *r == resolution && p.bucket == bucket);
-        if !same {
-            out.push((
-                station,
-                resolution,
-                Rollup {
-                    bucket,
-                    variables: Default::default(),
-                },
-            ));
-        }
-        let (_, _, last) = out.last_mut().expect("just pushed");
-        last.variables.insert(variable, Summary::from(&stats));
-    }
-    out
+/// What each variable's rollup columns hold, in order: `<variable>_count`,
+/// `_min`, `_max`, `_sum`, `_last` and `_last_at` (count 0: no value).
+const STATS_COLUMNS: [&str; 6] = ["count", "min", "max", "sum", "last", "last_at"];
+
+/// The rollup columns of every variable, in `ROLLED_UP` order.
+pub(crate) fn rollup_columns() -> String {
+    ROLLED_UP
+        .iter()
+        .flat_map(|v| STATS_COLUMNS.iter().map(move |c| format!("{v}_{c}")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-/// Rows of (bucket, variable, stats), ordered by bucket, as periods.
-pub fn rollups_from_rows(
-    rows: impl IntoIterator<Item = (DateTime<Utc>, String, Stats)>,
-) -> Vec<Rollup> {
-    let mut out: Vec<Rollup> = Vec::new();
-    for (bucket, variable, stats) in rows {
-        if out.last().is_none_or(|r| r.bucket != bucket) {
-            out.push(Rollup {
-                bucket,
-                variables: Default::default(),
-            });
-        }
-        let last = out.last_mut().expect("just pushed");
-        last.variables.insert(variable, Summary::from(&stats));
-    }
-    out
+/// The upsert `SET` clauses that add a delta (`excluded`) to a stored
+/// period (`rollups`), given the store's two-argument minimum and maximum
+/// (a variable without values has NULL min, max, last and last_at).
+pub(crate) fn rollup_merge(min: &str, max: &str) -> String {
+    ROLLED_UP
+        .iter()
+        .map(|v| {
+            let (r, e) = ("rollups", "excluded");
+            format!(
+                "{v}_count = {r}.{v}_count + {e}.{v}_count, \
+                 {v}_min = coalesce({min}({r}.{v}_min, {e}.{v}_min), {r}.{v}_min, {e}.{v}_min), \
+                 {v}_max = coalesce({max}({r}.{v}_max, {e}.{v}_max), {r}.{v}_max, {e}.{v}_max), \
+                 {v}_sum = {r}.{v}_sum + {e}.{v}_sum, \
+                 {v}_last = CASE WHEN {e}.{v}_last_at IS NOT NULL AND ({r}.{v}_last_at IS NULL \
+                   OR {e}.{v}_last_at >= {r}.{v}_last_at) THEN {e}.{v}_last ELSE {r}.{v}_last END, \
+                 {v}_last_at = coalesce({max}({r}.{v}_last_at, {e}.{v}_last_at), \
+                   {r}.{v}_last_at, {e}.{v}_last_at)"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A variable's stats from its rollup columns, as a store reads them.
+pub(crate) fn stats_of(
+    count: i64,
+    min: Option<f64>,
+    max: Option<f64>,
+    sum: f64,
+    last: Option<f64>,
+    last_at: Option<DateTime<Utc>>,
+) -> Option<Stats> {
+    (count > 0).then(|| Stats {
+        count,
+        min: min.unwrap_or(f64::NAN),
+        max: max.unwrap_or(f64::NAN),
+        sum,
+        last: last.unwrap_or(f64::NAN),
+        last_at: last_at.unwrap_or_default(),
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -394,20 +428,27 @@ pub trait Store: Send + Sync + 'static {
         firing: Option<bool>,
         limit: usize,
     ) -> Result<Vec<AlertRecord>, StoreError>;
-    /// Adds up to `limit` new readings from the rollup outbox to the
-    /// rollups and removes them from the outbox, in one transaction.
-    /// Returns how many it took; fewer than `limit` means none are left.
-    /// With `changes`, also the periods it changed as they now stand, read
-    /// from the upsert itself (for live clients).
-    async fn roll_up(&self, limit: usize, changes: bool) -> Result<RolledUp, StoreError>;
+    /// Adds stored readings to the rollups, in one transaction: the `held`
+    /// batches (handed over in memory) and the `leftovers` (read back), each
+    /// counted only if its rollup outbox entry is still there, and the entry
+    /// deleted with it; so every reading counts exactly once, whoever else
+    /// holds it. With `changes`, also returns the periods it changed as they
+    /// now stand, read from the upsert itself (for live clients).
+    async fn roll_up(
+        &self,
+        held: &[StoredBatch],
+        leftovers: Leftovers,
+        changes: bool,
+    ) -> Result<RolledUp, StoreError>;
     /// A station's rollups at one resolution with periods starting in
     /// `[from, to)`, oldest first, at most `limit` periods.
     async fn rollups(&self, query: RollupQuery) -> Result<Vec<Rollup>, StoreError>;
-    /// Stored readings not yet handed to the data lake, oldest first, with
-    /// their outbox sequence numbers.
-    async fn archive_pending(&self, limit: usize) -> Result<Vec<(i64, Reading)>, StoreError>;
-    /// Forgets the outbox entries up to and including `seq`.
-    async fn archive_done(&self, seq: i64) -> Result<(), StoreError>;
+    /// Archive outbox entries nobody holds, with their readings read back.
+    async fn archive_leftovers(&self, leftovers: Leftovers)
+    -> Result<Vec<StoredBatch>, StoreError>;
+    /// Forgets the archive outbox entries `seqs` (their readings are in
+    /// the spool).
+    async fn archive_done(&self, seqs: &[i64]) -> Result<(), StoreError>;
     /// Quarantined messages, newest first.
     async fn quarantine(
         &self,

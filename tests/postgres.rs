@@ -84,11 +84,93 @@ async fn a_roll_up_returns_the_periods_it_changed_as_stored() {
     schema.drop().await;
 }
 
+/// What an older database's per-reading outboxes held is carried into
+/// batch entries, and read back from them; its rollups, one row per
+/// variable, become one row per period.
+#[tokio::test]
+async fn an_older_database_is_carried_over() {
+    let schema = Schema::new().await;
+    let (client, connection) = tokio_postgres::connect(&schema.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(concat!(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, \
+               applied_at timestamptz NOT NULL DEFAULT now());",
+            include_str!("../migrations/postgres/0001_init.sql"),
+            include_str!("../migrations/postgres/0002_archive_outbox.sql"),
+            include_str!("../migrations/postgres/0003_rollups.sql"),
+            include_str!("../migrations/postgres/0004_alerts.sql"),
+            "INSERT INTO schema_migrations (version) VALUES (1), (2), (3), (4);",
+            "INSERT INTO observations (station_id, observed_at, received_at, temperature_c) \
+               VALUES ('WS001', '2025-01-13T10:00:00Z', now(), 1.0), \
+                      ('WS001', '2025-01-13T10:01:00Z', now(), 2.0);",
+            "INSERT INTO archive_outbox (station_id, observed_at) \
+               SELECT station_id, observed_at FROM observations;",
+            "INSERT INTO rollup_outbox (station_id, observed_at) \
+               SELECT station_id, observed_at FROM observations;",
+            "INSERT INTO rollups VALUES \
+               ('WS009', '1h', '2025-01-13T10:00:00Z', 'temperature_c', 2, 1.0, 3.0, 4.0, 3.0, \
+                '2025-01-13T10:20:00Z'), \
+               ('WS009', '1h', '2025-01-13T10:00:00Z', 'humidity_pct', 1, 50.0, 50.0, 50.0, 50.0, \
+                '2025-01-13T10:10:00Z'), \
+               ('WS009', '1h', '2025-01-13T11:00:00Z', 'humidity_pct', 1, 60.0, 60.0, 60.0, 60.0, \
+                '2025-01-13T11:10:00Z');",
+        ))
+        .await
+        .unwrap();
+    let store = PostgresStore::new(&schema.url(), 2).unwrap();
+    assert_eq!(store.migrate().await.unwrap(), 2);
+    let periods = store
+        .rollups(RollupQuery {
+            station_id: StationId::parse("WS009").unwrap(),
+            resolution: Resolution::Hour,
+            from: "2025-01-13T00:00:00Z".parse().unwrap(),
+            to: "2025-01-14T00:00:00Z".parse().unwrap(),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(periods.len(), 2);
+    let t = periods[0].variables["temperature_c"];
+    assert_eq!(
+        (t.count, t.min, t.max, t.mean, t.last),
+        (2, 1.0, 3.0, 2.0, 3.0)
+    );
+    assert_eq!(periods[0].variables["humidity_pct"].count, 1);
+    let later: Vec<&String> = periods[1].variables.keys().collect();
+    assert_eq!(later, ["humidity_pct"]);
+    let archive = store
+        .archive_leftovers(common::stores::ALL_LEFT)
+        .await
+        .unwrap();
+    assert_eq!(archive.len(), 1);
+    let temperatures: Vec<Option<f64>> = archive[0]
+        .readings
+        .iter()
+        .map(|r| r.temperature_c)
+        .collect();
+    assert_eq!(temperatures, [Some(1.0), Some(2.0)]);
+    let rolled = common::stores::roll_up_all(&store, false).await;
+    assert_eq!((rolled.readings, rolled.leftovers), (2, 1));
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn each_stored_batch_counts_once() {
+    let schema = Schema::new().await;
+    let store = PostgresStore::new(&schema.url(), 4).unwrap();
+    store.migrate().await.unwrap();
+    common::stores::each_stored_batch_counts_once(&store).await;
+    schema.drop().await;
+}
+
 #[tokio::test]
 async fn the_store_is_idempotent_and_answers_history() {
     let schema = Schema::new().await;
     let store = PostgresStore::new(&schema.url(), 4).unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 4);
+    assert_eq!(store.migrate().await.unwrap(), 6);
     assert_eq!(store.migrate().await.unwrap(), 0, "migrations run once");
 
     let first = reading("WS001", "2025-01-13T10:00:00Z", 1.0);
@@ -132,7 +214,7 @@ async fn the_store_is_idempotent_and_answers_history() {
     assert_eq!(count(&schema, "observations").await, 3);
 
     // Rollups: the new readings only, once each, once rolled up.
-    let rolled = store.roll_up(1000, false).await.unwrap();
+    let rolled = common::stores::roll_up_all(&store, false).await;
     assert_eq!(rolled.readings, 3);
     // Each reading's minute and hour, once each, in order.
     let periods: Vec<(String, Resolution, String)> = rolled
@@ -145,7 +227,7 @@ async fn the_store_is_idempotent_and_answers_history() {
         "{periods:?}"
     );
     assert_eq!(
-        store.roll_up(1000, false).await.unwrap().readings,
+        common::stores::roll_up_all(&store, false).await.readings,
         0,
         "the outbox is cleared"
     );
@@ -232,11 +314,21 @@ async fn the_store_is_idempotent_and_answers_history() {
     assert_eq!(ws001.latitude, Some(52.5));
 
     // The first batch's new readings wait in the archive outbox.
-    let pending = store.archive_pending(10).await.unwrap();
-    assert_eq!(pending.len(), 3);
-    assert_eq!(pending[0].1, first);
-    store.archive_done(pending[2].0).await.unwrap();
-    assert!(store.archive_pending(10).await.unwrap().is_empty());
+    let pending = store
+        .archive_leftovers(common::stores::ALL_LEFT)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].readings.len(), 3);
+    assert_eq!(pending[0].readings[0], first);
+    store.archive_done(&[pending[0].seq]).await.unwrap();
+    assert!(
+        store
+            .archive_leftovers(common::stores::ALL_LEFT)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let q = store.quarantine(10, None).await.unwrap();
     assert_eq!(q.len(), 1);
@@ -306,7 +398,7 @@ fn migrate_applies_the_postgres_schema() {
         String::from_utf8_lossy(&out.stderr)
     );
     let applied = runtime.block_on(count(&schema, "schema_migrations"));
-    assert_eq!(applied, 4);
+    assert_eq!(applied, 6);
     assert_eq!(
         runtime.block_on(count(&schema, "alerts")),
         0,

@@ -17,6 +17,15 @@ async fn a_roll_up_returns_the_periods_it_changed_as_stored_in_sqlite() {
     common::stores::a_roll_up_returns_the_periods_it_changed_as_stored(&store).await;
 }
 
+/// Each stored batch counts once in the SQLite store's rollups and stays
+/// in its archive outbox until cleared (tests/postgres.rs: PostgreSQL).
+#[tokio::test]
+async fn each_stored_batch_counts_once_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = isobar::storage::SqliteStore::open(&dir.path().join("b.sqlite3")).unwrap();
+    common::stores::each_stored_batch_counts_once(&store).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_become_rollups_served_by_the_api() {
     let daemon = Daemon::start(&[]);

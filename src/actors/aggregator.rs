@@ -1,11 +1,16 @@
 //! The aggregator: rolls new readings up into 1-minute and 1-hour rollups.
-//! The persister leaves each new reading in the store's rollup outbox, in
-//! the reading's own transaction; every few seconds the aggregator takes what is
-//! there, adds it to the rollups and clears it, in one transaction. So
-//! rollups are off the ingest path, exact under redelivery and crashes, and
-//! at most a few seconds behind the readings (5 s, the interval the root gives it).
-//! When any live client is connected, the periods a roll-up changed, as
-//! the upsert returns them, go to the hub.
+//! Each stored batch leaves an entry in the store's rollup outbox, in its
+//! own transaction, and once it commits the persister hands its new
+//! readings to the aggregator in memory. Every few seconds (5 s, the
+//! interval the root gives it), or sooner when it holds many, the
+//! aggregator adds what it holds to the rollups and deletes their outbox
+//! entries, in one transaction; a batch whose entry is gone is not counted
+//! again. Entries nobody holds (a crash or a restart came between the
+//! commit and the roll-up) have their readings read back from the store.
+//! So rollups are off the ingest path, exact under redelivery and crashes,
+//! and read nothing back in normal running. When any live client is
+//! connected, the periods a roll-up changed, as the upsert returns them,
+//! go to the hub.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,13 +18,23 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::actors::hub::{HubMsg, StationRollup};
-use crate::storage::Store;
+use crate::storage::{Leftovers, Store, StoredBatch};
 
-/// Readings rolled up per transaction.
+/// Readings held before a roll-up starts without waiting for the tick.
 const CHUNK: usize = 50_000;
+/// Readings held at most while the store fails; beyond, the oldest batches
+/// are let go (their outbox entries bring them back once it answers).
+const MAX_HELD: usize = 4 * CHUNK;
+/// Outbox entries read back per transaction (a batch is at most a few
+/// thousand readings).
+const LEFTOVER_BATCHES: usize = 20;
+/// An entry younger than this may still be on its way here in memory.
+const IN_FLIGHT: Duration = Duration::from_secs(10);
 
 pub enum AggregatorMsg {
-    /// Roll up what is waiting.
+    /// A batch committed: its new readings.
+    Stored(StoredBatch),
+    /// Roll up what is held, and what was left over.
     Tick,
     /// Roll up everything waiting now; reply when done.
     Flush(RpcReplyPort<()>),
@@ -37,6 +52,11 @@ pub struct AggregatorArgs {
 pub struct AggregatorState {
     store: Arc<dyn Store>,
     hub: String,
+    held: Vec<StoredBatch>,
+    held_readings: usize,
+    /// The last roll-up failed: wait for the tick rather than try again
+    /// at every batch.
+    failing: bool,
 }
 
 impl Actor for Aggregator {
@@ -53,6 +73,9 @@ impl Actor for Aggregator {
         Ok(AggregatorState {
             store: args.store,
             hub: args.hub,
+            held: Vec::new(),
+            held_readings: 0,
+            failing: false,
         })
     }
 
@@ -63,9 +86,18 @@ impl Actor for Aggregator {
         state: &mut AggregatorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            AggregatorMsg::Tick => state.roll_up().await,
+            AggregatorMsg::Stored(batch) => {
+                state.held_readings += batch.readings.len();
+                state.held.push(batch);
+                if state.held_readings >= CHUNK && !state.failing {
+                    state.roll_up(IN_FLIGHT).await;
+                }
+                state.let_go();
+            }
+            AggregatorMsg::Tick => state.roll_up(IN_FLIGHT).await,
             AggregatorMsg::Flush(reply) => {
-                state.roll_up().await;
+                // Whatever was committed has been handed over by now.
+                state.roll_up(Duration::ZERO).await;
                 let _ = reply.send(());
             }
         }
@@ -74,9 +106,10 @@ impl Actor for Aggregator {
 }
 
 impl AggregatorState {
-    /// Until the outbox is empty, or the store fails (tried again at the
-    /// next tick; the outbox keeps everything meanwhile).
-    async fn roll_up(&self) {
+    /// Rolls up what is held, then what was left over until none is, or
+    /// the store fails (tried again at the next tick; the outbox keeps
+    /// everything meanwhile).
+    async fn roll_up(&mut self, in_flight: Duration) {
         // Live clients get the periods a roll-up changed, as the upsert
         // itself returns them: nothing is read back.
         let hub = ActorRef::<HubMsg>::where_is(self.hub.clone());
@@ -88,10 +121,17 @@ impl AggregatorState {
             None => false,
         };
         loop {
-            match self.store.roll_up(CHUNK, clients).await {
+            let leftovers = Leftovers {
+                older_than: in_flight,
+                limit: LEFTOVER_BATCHES,
+            };
+            match self.store.roll_up(&self.held, leftovers, clients).await {
                 Ok(done) => {
-                    let n = done.readings;
-                    metrics::counter!("isobar_readings_rolled_up_total").increment(n as u64);
+                    self.failing = false;
+                    self.held.clear();
+                    self.held_readings = 0;
+                    metrics::counter!("isobar_readings_rolled_up_total")
+                        .increment(done.readings as u64);
                     if let Some(hub) = &hub
                         && !done.changed.is_empty()
                     {
@@ -106,16 +146,26 @@ impl AggregatorState {
                             .collect();
                         let _ = hub.cast(HubMsg::Rollups(out));
                     }
-                    if n < CHUNK {
+                    if done.leftovers < LEFTOVER_BATCHES {
                         return;
                     }
                 }
                 Err(e) => {
+                    self.failing = true;
                     metrics::counter!("isobar_rollup_errors_total").increment(1);
                     tracing::warn!(error = %e, "rolling up failed; will retry");
                     return;
                 }
             }
+        }
+    }
+
+    /// Lets the oldest held batches go while the store fails, down to the
+    /// bound: their outbox entries bring them back.
+    fn let_go(&mut self) {
+        while self.held_readings > MAX_HELD && !self.held.is_empty() {
+            let batch = self.held.remove(0);
+            self.held_readings -= batch.readings.len();
         }
     }
 }

@@ -1,11 +1,14 @@
-//! The archiver: moves stored readings from the store's archive outbox
-//! (written in the same transaction as the readings) to a spool on local
-//! disk, and uploads closed spool segments to the archive (S3 or a local
-//! directory), one object per (date, station), deleting a segment once all
-//! its objects are written. An outbox entry is removed only once its
-//! reading is synced into the spool; a segment only once it is uploaded.
-//! So a crash, a full disk or the archive being down delays the lake but
-//! never loses or duplicates a reading in it.
+//! The archiver: moves stored readings to a spool on local disk, and
+//! uploads closed spool segments to the archive (S3 or a local directory),
+//! one object per (date, station), deleting a segment once all its objects
+//! are written. Each stored batch leaves an entry in the store's archive
+//! outbox in its own transaction, and once it commits the persister hands
+//! its new readings to the archiver in memory; every second the archiver
+//! appends what it holds to the spool, syncs it, and only then deletes the
+//! entries. Entries nobody holds (a crash or a restart came in between)
+//! have their readings read back from the store. A segment is removed only
+//! once it is uploaded. So a crash, a full disk or the archive being down
+//! delays the lake but never loses a reading in it.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -16,12 +19,15 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 
 use crate::domain::Reading;
-use crate::storage::Store;
 use crate::storage::archive::{Archive, partition};
+use crate::storage::{Leftovers, Store, StoredBatch};
 use crate::supervisor::Backoff;
 
 pub enum ArchiverMsg {
-    /// Move what the outbox holds into the spool (every second).
+    /// A batch committed: its new readings.
+    Stored(StoredBatch),
+    /// Move what is held, and what was left over, into the spool (every
+    /// second).
     Poll,
     /// Periodic: close the open segment once it is old enough.
     Tick,
@@ -45,6 +51,11 @@ pub struct ArchiverArgs {
 
 pub struct ArchiverState {
     store: Arc<dyn Store>,
+    /// Handed over, not yet in the spool.
+    held: Vec<StoredBatch>,
+    held_readings: usize,
+    /// In the spool, their outbox entries not yet deleted.
+    spooled: Vec<i64>,
     /// After a failure (store or disk), no poll before this.
     retry_at: Option<Instant>,
     failures: u32,
@@ -99,6 +110,9 @@ impl Actor for Archiver {
         ));
         Ok(ArchiverState {
             store: args.store,
+            held: Vec::new(),
+            held_readings: 0,
+            spooled: Vec::new(),
             retry_at: None,
             failures: 0,
             spool_dir: args.spool_dir,
@@ -116,7 +130,17 @@ impl Actor for Archiver {
         state: &mut ArchiverState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ArchiverMsg::Poll => state.poll().await,
+            ArchiverMsg::Stored(batch) => {
+                state.held_readings += batch.readings.len();
+                state.held.push(batch);
+                // While the spool cannot be written, the oldest are let go
+                // down to the bound: their outbox entries bring them back.
+                while state.held_readings > MAX_HELD && !state.held.is_empty() {
+                    let batch = state.held.remove(0);
+                    state.held_readings -= batch.readings.len();
+                }
+            }
+            ArchiverMsg::Poll => state.poll(IN_FLIGHT).await,
             ArchiverMsg::Tick => {
                 let due = state
                     .open
@@ -127,7 +151,8 @@ impl Actor for Archiver {
                 }
             }
             ArchiverMsg::Close(reply) => {
-                state.poll().await;
+                // Whatever was committed has been handed over by now.
+                state.poll(Duration::ZERO).await;
                 if let Err(e) = state.close() {
                     state.failed("close a spool segment", &e);
                 }
@@ -138,8 +163,13 @@ impl Actor for Archiver {
     }
 }
 
-/// Outbox entries moved per step.
-const POLL_BATCH: usize = 5_000;
+/// Readings held at most while the spool cannot be written.
+const MAX_HELD: usize = 200_000;
+/// Outbox entries read back per step (a batch is at most a few thousand
+/// readings).
+const LEFTOVER_BATCHES: usize = 20;
+/// An entry younger than this may still be on its way here in memory.
+const IN_FLIGHT: Duration = Duration::from_secs(10);
 
 const SPOOL_RETRY: Backoff = Backoff {
     initial: Duration::from_millis(500),
@@ -149,37 +179,59 @@ const SPOOL_RETRY: Backoff = Backoff {
 };
 
 impl ArchiverState {
-    /// Moves outbox entries into the spool until the outbox is empty. A
-    /// failure (store unreachable, disk full) is retried later: the entries
-    /// stay in the outbox meanwhile.
-    async fn poll(&mut self) {
+    /// Moves what is held, then what was left over, into the spool until
+    /// none is left. A failure (store unreachable, disk full) is retried
+    /// later: the outbox keeps the entries meanwhile.
+    async fn poll(&mut self, in_flight: Duration) {
         if self.retry_at.is_some_and(|at| Instant::now() < at) {
             return;
         }
-        loop {
-            let pending = match self.store.archive_pending(POLL_BATCH).await {
-                Ok(p) => p,
-                Err(e) => return self.failed("read the archive outbox", &e),
-            };
-            let Some(&(last, _)) = pending.last() else {
-                break;
-            };
-            let readings: Vec<Reading> = pending.into_iter().map(|(_, r)| r).collect();
+        if !self.held.is_empty() {
+            let held = std::mem::take(&mut self.held);
             // Synced before the outbox forgets them: after a crash they are
-            // either in the spool or still in the outbox (then spooled again,
-            // and the object of the same content overwrites).
-            if let Err(e) = self.append(&readings).and_then(|()| self.sync()) {
+            // either in the spool or still in the outbox (then spooled
+            // again, and the object of the same content overwrites).
+            if let Err(e) = self.spool(&held) {
+                self.held = held;
                 return self.failed("write the spool", &e);
             }
-            if let Err(e) = self.store.archive_done(last).await {
-                return self.failed("clear the archive outbox", &e);
+            self.held_readings = 0;
+        }
+        loop {
+            if !self.spooled.is_empty() {
+                if let Err(e) = self.store.archive_done(&self.spooled).await {
+                    return self.failed("clear the archive outbox", &e);
+                }
+                self.spooled.clear();
             }
-            self.failures = 0;
-            self.retry_at = None;
-            if readings.len() < POLL_BATCH {
+            let leftovers = Leftovers {
+                older_than: in_flight,
+                limit: LEFTOVER_BATCHES,
+            };
+            let left = match self.store.archive_leftovers(leftovers).await {
+                Ok(left) => left,
+                Err(e) => return self.failed("read the archive outbox", &e),
+            };
+            if left.is_empty() {
                 break;
             }
+            if let Err(e) = self.spool(&left) {
+                return self.failed("write the spool", &e);
+            }
         }
+        self.failures = 0;
+        self.retry_at = None;
+    }
+
+    /// Appends the batches' readings to the spool and syncs it; their
+    /// entries are then `spooled`.
+    fn spool(&mut self, batches: &[StoredBatch]) -> std::io::Result<()> {
+        for batch in batches {
+            self.append(&batch.readings)?;
+        }
+        self.sync()?;
+        self.spooled.extend(batches.iter().map(|b| b.seq));
+        Ok(())
     }
 
     fn failed(&mut self, what: &str, error: &dyn std::fmt::Display) {

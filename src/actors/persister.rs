@@ -22,7 +22,9 @@ use tokio::task::JoinHandle;
 use crate::actors::hub::HubMsg;
 use crate::delivery::{Delivery, Verdict};
 use crate::domain::{Reading, RejectReason};
-use crate::storage::{LatestCache, QuarantineRecord, Store, StoreError, WriteBatch, WriteOutcome};
+use crate::storage::{
+    LatestCache, QuarantineRecord, Store, StoreError, StoredBatch, WriteBatch, WriteOutcome,
+};
 use crate::supervisor::Backoff;
 
 pub enum PersisterMsg {
@@ -507,9 +509,29 @@ impl PersisterState {
         let cache = self.args.cache.clone();
         let for_cache = new.clone();
         tokio::spawn(async move { cache.put_newer(&for_cache).await });
-        // The archiver finds them in the outbox at its next poll (every
-        // second): the lake takes them a segment (minutes) at a time, so a
-        // poll after every commit would only make more, smaller reads.
+        // The batch's outbox entry keeps the readings for the aggregator
+        // and the archiver until they have used these.
+        if let Some(seq) = outcome.seq {
+            let stored = StoredBatch {
+                seq,
+                readings: new.clone(),
+            };
+            let names = &self.args.context.names;
+            if let Some(aggregator) = ActorRef::<crate::actors::aggregator::AggregatorMsg>::where_is(
+                names.aggregator.clone(),
+            ) {
+                let _ = aggregator.cast(crate::actors::aggregator::AggregatorMsg::Stored(
+                    stored.clone(),
+                ));
+            }
+            if self.args.archive
+                && let Some(archiver) = ActorRef::<crate::actors::archiver::ArchiverMsg>::where_is(
+                    names.archiver.clone(),
+                )
+            {
+                let _ = archiver.cast(crate::actors::archiver::ArchiverMsg::Stored(stored));
+            }
+        }
         if let Some(alerter) = ActorRef::<crate::actors::alerter::AlerterMsg>::where_is(
             self.args.context.names.alerter.clone(),
         ) {
@@ -644,10 +666,11 @@ mod tests {
         }
         async fn roll_up(
             &self,
-            limit: usize,
+            held: &[StoredBatch],
+            leftovers: crate::storage::Leftovers,
             changes: bool,
         ) -> Result<crate::storage::RolledUp, StoreError> {
-            self.inner.roll_up(limit, changes).await
+            self.inner.roll_up(held, leftovers, changes).await
         }
         async fn rollups(
             &self,
@@ -655,11 +678,14 @@ mod tests {
         ) -> Result<Vec<crate::domain::Rollup>, StoreError> {
             self.inner.rollups(query).await
         }
-        async fn archive_pending(&self, limit: usize) -> Result<Vec<(i64, Reading)>, StoreError> {
-            self.inner.archive_pending(limit).await
+        async fn archive_leftovers(
+            &self,
+            leftovers: crate::storage::Leftovers,
+        ) -> Result<Vec<StoredBatch>, StoreError> {
+            self.inner.archive_leftovers(leftovers).await
         }
-        async fn archive_done(&self, seq: i64) -> Result<(), StoreError> {
-            self.inner.archive_done(seq).await
+        async fn archive_done(&self, seqs: &[i64]) -> Result<(), StoreError> {
+            self.inner.archive_done(seqs).await
         }
         async fn quarantine(
             &self,

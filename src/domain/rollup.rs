@@ -120,20 +120,23 @@ impl Stats {
     }
 }
 
-/// What one batch adds to one rollup.
+/// What one batch adds to one period of one station: for each rolled-up
+/// variable (in `ROLLED_UP` order), its stats, if any of its values passed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RollupDelta {
     pub station_id: StationId,
     pub resolution: Resolution,
     pub bucket: DateTime<Utc>,
-    pub variable: &'static str,
-    pub stats: Stats,
+    pub variables: Variables,
 }
 
-/// The values of a reading that count: each measured variable only if its
-/// quality control passed, and each derived one only if what it is derived
-/// from passed.
-pub fn passed_values(r: &Reading) -> impl Iterator<Item = (&'static str, f64)> + '_ {
+/// Per rolled-up variable, in `ROLLED_UP` order: its stats, if any.
+pub type Variables = [Option<Stats>; ROLLED_UP.len()];
+
+/// The values of a reading that count, in `ROLLED_UP` order: each measured
+/// variable only if its quality control passed, each derived one only if
+/// what it is derived from passed, and only finite values.
+pub fn passed(r: &Reading) -> [Option<f64>; ROLLED_UP.len()] {
     let passed = |v: Variable| {
         r.qc.variables
             .get(&v)
@@ -144,69 +147,70 @@ pub fn passed_values(r: &Reading) -> impl Iterator<Item = (&'static str, f64)> +
     let w = passed(Variable::WindSpeed);
     let p = passed(Variable::Pressure);
     [
-        ("temperature_c", r.temperature_c.filter(|_| t)),
-        ("humidity_pct", r.humidity_pct.filter(|_| h)),
-        ("pressure_hpa", r.pressure_hpa.filter(|_| p)),
-        (
-            "sea_level_pressure_hpa",
-            r.derived
-                .sea_level_pressure_hpa
-                .filter(|_| passed(Variable::SeaLevelPressure) && p),
-        ),
-        ("wind_speed_ms", r.wind_speed_ms.filter(|_| w)),
-        (
-            "wind_gust_ms",
-            r.wind_gust_ms.filter(|_| passed(Variable::WindGust)),
-        ),
-        ("dew_point_c", r.derived.dew_point_c.filter(|_| t && h)),
-        (
-            "feels_like_c",
-            r.derived.feels_like_c.filter(|_| t && h && w),
-        ),
-        ("heat_index_c", r.derived.heat_index_c.filter(|_| t && h)),
+        r.temperature_c.filter(|_| t),
+        r.humidity_pct.filter(|_| h),
+        r.pressure_hpa.filter(|_| p),
+        r.derived
+            .sea_level_pressure_hpa
+            .filter(|_| passed(Variable::SeaLevelPressure) && p),
+        r.wind_speed_ms.filter(|_| w),
+        r.wind_gust_ms.filter(|_| passed(Variable::WindGust)),
+        r.derived.dew_point_c.filter(|_| t && h),
+        r.derived.feels_like_c.filter(|_| t && h && w),
+        r.derived.heat_index_c.filter(|_| t && h),
     ]
-    .into_iter()
-    .filter_map(|(name, v)| Some((name, v?)))
-    .filter(|(_, v)| v.is_finite())
+    .map(|v| v.filter(|v| v.is_finite()))
 }
 
-/// The partial rollups of the readings marked new in `inserted`, for both
-/// resolutions, in key order.
-pub fn deltas(readings: &[Reading], inserted: &[bool]) -> Vec<RollupDelta> {
-    let mut acc: BTreeMap<(StationId, Resolution, DateTime<Utc>, &'static str), Stats> =
-        BTreeMap::new();
-    for r in readings
-        .iter()
-        .zip(inserted)
-        .filter(|(_, new)| **new)
-        .map(|(r, _)| r)
-    {
-        for (variable, value) in passed_values(r) {
-            let stats = Stats::of(value, r.observed_at);
-            for resolution in Resolution::ALL {
-                let key = (
-                    r.station_id.clone(),
-                    resolution,
-                    resolution.bucket(r.observed_at),
-                    variable,
-                );
-                acc.entry(key)
-                    .and_modify(|s| s.merge(&stats))
-                    .or_insert(stats);
+/// The values of a reading that count (see [`passed`]), by name.
+pub fn passed_values(r: &Reading) -> impl Iterator<Item = (&'static str, f64)> + '_ {
+    ROLLED_UP
+        .into_iter()
+        .zip(passed(r))
+        .filter_map(|(name, v)| Some((name, v?)))
+}
+
+/// The partial rollups of `readings` (new ones: each counts once), for both
+/// resolutions, one per station and period, in key order.
+pub fn deltas<'a>(readings: impl IntoIterator<Item = &'a Reading>) -> Vec<RollupDelta> {
+    // Keyed by borrowed ids: a station id is cloned once per period, not
+    // once per reading.
+    let mut acc: std::collections::HashMap<(&'a StationId, Resolution, DateTime<Utc>), Variables> =
+        std::collections::HashMap::new();
+    for r in readings {
+        let values = passed(r);
+        if values.iter().all(Option::is_none) {
+            continue;
+        }
+        for resolution in Resolution::ALL {
+            let key = (&r.station_id, resolution, resolution.bucket(r.observed_at));
+            let period = acc.entry(key).or_insert([None; ROLLED_UP.len()]);
+            for (held, value) in period.iter_mut().zip(values) {
+                if let Some(value) = value {
+                    let stats = Stats::of(value, r.observed_at);
+                    match held {
+                        Some(held) => held.merge(&stats),
+                        None => *held = Some(stats),
+                    }
+                }
             }
         }
     }
-    acc.into_iter()
+    let mut out: Vec<RollupDelta> = acc
+        .into_iter()
         .map(
-            |((station_id, resolution, bucket, variable), stats)| RollupDelta {
-                station_id,
+            |((station_id, resolution, bucket), variables)| RollupDelta {
+                station_id: station_id.clone(),
                 resolution,
                 bucket,
-                variable,
-                stats,
+                variables,
             },
         )
-        .collect()
+        .collect();
+    out.sort_unstable_by(|a, b| {
+        (&a.station_id, a.resolution, a.bucket).cmp(&(&b.station_id, b.resolution, b.bucket))
+    });
+    out
 }
 
 /// One period of one station, as the API serves it.
@@ -214,6 +218,22 @@ pub fn deltas(readings: &[Reading], inserted: &[bool]) -> Vec<RollupDelta> {
 pub struct Rollup {
     pub bucket: DateTime<Utc>,
     pub variables: BTreeMap<String, Summary>,
+}
+
+impl Rollup {
+    /// The period starting at `bucket`, with the variables that have values.
+    pub fn of(bucket: DateTime<Utc>, variables: &Variables) -> Self {
+        Self {
+            bucket,
+            variables: ROLLED_UP
+                .iter()
+                .zip(variables)
+                .filter_map(|(name, stats)| {
+                    Some(((*name).to_owned(), Summary::from(stats.as_ref()?)))
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
@@ -301,10 +321,17 @@ mod tests {
 
     fn find<'a>(d: &'a [RollupDelta], res: Resolution, bucket: &str, var: &str) -> &'a Stats {
         let bucket: DateTime<Utc> = bucket.parse().unwrap();
-        &d.iter()
-            .find(|d| d.resolution == res && d.bucket == bucket && d.variable == var)
+        let i = ROLLED_UP.iter().position(|v| *v == var).unwrap();
+        d.iter()
+            .find(|d| d.resolution == res && d.bucket == bucket)
+            .and_then(|d| d.variables[i].as_ref())
             .unwrap_or_else(|| panic!("no {var} rollup at {bucket}"))
-            .stats
+    }
+
+    /// Whether any period has a value of `var`.
+    fn has(d: &[RollupDelta], var: &str) -> bool {
+        let i = ROLLED_UP.iter().position(|v| *v == var).unwrap();
+        d.iter().any(|d| d.variables[i].is_some())
     }
 
     #[test]
@@ -313,10 +340,8 @@ mod tests {
             reading("2025-01-13T10:00:10Z", 10.0, 50.0),
             reading("2025-01-13T10:00:50Z", 12.0, 52.0),
             reading("2025-01-13T10:01:30Z", 11.0, 51.0),
-            // A redelivered duplicate: not new, not counted.
-            reading("2025-01-13T10:01:40Z", 99.0, 51.0),
         ];
-        let d = deltas(&readings, &[true, true, true, false]);
+        let d = deltas(&readings);
         let m0 = find(
             &d,
             Resolution::Minute,
@@ -348,18 +373,20 @@ mod tests {
             3
         );
         // Nothing the readings do not have.
-        assert!(d.iter().all(|d| d.variable != "pressure_hpa"));
+        assert!(!has(&d, "pressure_hpa"));
+        // One delta per period: two minutes and their hour.
+        assert_eq!(d.len(), 3);
     }
 
     #[test]
     fn a_late_reading_joins_its_own_period_and_last_stays_the_latest() {
         let mut held = *find(
-            &deltas(&[reading("2025-01-13T10:30:00Z", 5.0, 50.0)], &[true]),
+            &deltas(&[reading("2025-01-13T10:30:00Z", 5.0, 50.0)]),
             Resolution::Hour,
             "2025-01-13T10:00:00Z",
             "temperature_c",
         );
-        let late = deltas(&[reading("2025-01-13T10:05:00Z", 2.0, 50.0)], &[true]);
+        let late = deltas(&[reading("2025-01-13T10:05:00Z", 2.0, 50.0)]);
         held.merge(find(
             &late,
             Resolution::Hour,
@@ -376,10 +403,10 @@ mod tests {
             .entry(Variable::Temperature)
             .or_default()
             .flag = QcFlag::Fail;
-        let d = deltas(&[r], &[true]);
-        assert!(d.iter().all(|d| d.variable != "temperature_c"));
-        assert!(d.iter().all(|d| d.variable != "dew_point_c"));
-        assert!(d.iter().any(|d| d.variable == "humidity_pct"));
+        let d = deltas(&[r]);
+        assert!(!has(&d, "temperature_c"));
+        assert!(!has(&d, "dew_point_c"));
+        assert!(has(&d, "humidity_pct"));
     }
 
     #[test]

@@ -14,10 +14,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    AlertRecord, HistoryQuery, NewAlert, POSITION_FROM_NEWEST, RollupQuery, Station, Store,
-    StoreError, StoredQuarantine, WriteBatch, WriteOutcome, rollups_from_rows,
+    AlertRecord, HistoryQuery, Leftovers, NewAlert, POSITION_FROM_NEWEST, RollupQuery, Station,
+    Store, StoreError, StoredBatch, StoredQuarantine, WriteBatch, WriteOutcome,
 };
-use crate::domain::rollup::{self, Stats};
+use crate::domain::rollup::{self, ROLLED_UP, Variables};
 use crate::domain::{Derived, QcFlag, QcReport, Reading, Resolution, Rollup, StationId};
 
 /// The migrations, in order; each runs once, recorded in `schema_migrations`.
@@ -32,6 +32,14 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../../migrations/postgres/0003_rollups.sql"),
     ),
     (4, include_str!("../../migrations/postgres/0004_alerts.sql")),
+    (
+        5,
+        include_str!("../../migrations/postgres/0005_batch_outboxes.sql"),
+    ),
+    (
+        6,
+        include_str!("../../migrations/postgres/0006_rollups_by_period.sql"),
+    ),
 ];
 
 /// Any constant: the advisory lock that serialises concurrent migrators
@@ -172,16 +180,21 @@ fn reading_from_row(row: &Row) -> Result<Reading, StoreError> {
     })
 }
 
-/// A rollup's count, min, max, sum, last and last_at, from column `first` on.
-fn stats_from_row(row: &Row, first: usize) -> Result<Stats, StoreError> {
-    Ok(Stats {
-        count: row.try_get(first)?,
-        min: row.try_get(first + 1)?,
-        max: row.try_get(first + 2)?,
-        sum: row.try_get(first + 3)?,
-        last: row.try_get(first + 4)?,
-        last_at: row.try_get(first + 5)?,
-    })
+/// Every variable's rollup stats, from column `first` on (`rollup_columns`).
+fn variables_from_row(row: &Row, first: usize) -> Result<Variables, StoreError> {
+    let mut out: Variables = [None; ROLLED_UP.len()];
+    for (i, stats) in out.iter_mut().enumerate() {
+        let at = first + 6 * i;
+        *stats = super::stats_of(
+            row.try_get(at)?,
+            row.try_get(at + 1)?,
+            row.try_get(at + 2)?,
+            row.try_get(at + 3)?,
+            row.try_get(at + 4)?,
+            row.try_get(at + 5)?,
+        );
+    }
+    Ok(out)
 }
 
 fn station_from_row(row: &Row) -> Result<Station, StoreError> {
@@ -324,24 +337,9 @@ impl Store for PostgresStore {
                 }
             }
             upsert_stations(&tx, &batch.readings, &inserted).await?;
-            if batch.archive {
-                let new = batch
-                    .readings
-                    .iter()
-                    .zip(&inserted)
-                    .filter(|(_, new)| **new);
-                let (ids, times): (Vec<&str>, Vec<DateTime<Utc>>) = new
-                    .map(|(r, _)| (r.station_id.as_str(), r.observed_at))
-                    .unzip();
-                let outbox = tx
-                    .prepare_cached(
-                        "INSERT INTO archive_outbox (station_id, observed_at) \
-                         SELECT * FROM UNNEST($1::text[], $2::timestamptz[])",
-                    )
-                    .await?;
-                tx.execute(&outbox, &[&ids, &times]).await?;
-            }
         }
+        // One outbox entry for the batch's new readings, in each outbox.
+        let mut seq = None;
         if inserted.iter().any(|new| *new) {
             let (ids, times): (Vec<&str>, Vec<DateTime<Utc>>) = batch
                 .readings
@@ -350,13 +348,20 @@ impl Store for PostgresStore {
                 .filter(|(_, new)| **new)
                 .map(|(r, _)| (r.station_id.as_str(), r.observed_at))
                 .unzip();
-            let to_roll_up = tx
+            let outbox = tx
                 .prepare_cached(
-                    "INSERT INTO rollup_outbox (station_id, observed_at) \
-                     SELECT * FROM UNNEST($1::text[], $2::timestamptz[])",
+                    "WITH s AS (SELECT nextval('stored_batch_seq') AS seq), \
+                       r AS (INSERT INTO rollup_batches (seq, station_ids, observed_ats) \
+                         SELECT seq, $1::text[], $2::timestamptz[] FROM s), \
+                       a AS (INSERT INTO archive_batches (seq, station_ids, observed_ats) \
+                         SELECT seq, $1::text[], $2::timestamptz[] FROM s WHERE $3::bool) \
+                     SELECT seq FROM s",
                 )
                 .await?;
-            tx.execute(&to_roll_up, &[&ids, &times]).await?;
+            let row = tx
+                .query_one(&outbox, &[&ids, &times, &batch.archive])
+                .await?;
+            seq = Some(row.try_get(0)?);
         }
         if !batch.quarantine.is_empty() {
             let q = &batch.quarantine;
@@ -392,7 +397,7 @@ impl Store for PostgresStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(WriteOutcome { inserted })
+        Ok(WriteOutcome { inserted, seq })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -531,40 +536,41 @@ impl Store for PostgresStore {
         rows.iter().map(alert_from_row).collect()
     }
 
-    async fn roll_up(&self, limit: usize, changes: bool) -> Result<super::RolledUp, StoreError> {
+    async fn roll_up(
+        &self,
+        held: &[StoredBatch],
+        leftovers: Leftovers,
+        changes: bool,
+    ) -> Result<super::RolledUp, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        // Rows another instance is rolling up are skipped, not counted twice.
-        let rows = tx
-            .query(
-                &format!(
-                    "{} LIMIT $1 FOR UPDATE OF x SKIP LOCKED",
-                    super::outbox_readings("rollup_outbox", READING_COLUMNS)
-                ),
-                &[&limit],
-            )
-            .await?;
-        if rows.is_empty() {
-            return Ok(super::RolledUp::default());
+        // The held batches whose entries are still there: the delete is
+        // the gate (a batch another transaction rolled up is not returned).
+        let mut batches: Vec<StoredBatch> = Vec::with_capacity(held.len());
+        if !held.is_empty() {
+            let seqs: Vec<i64> = held.iter().map(|b| b.seq).collect();
+            let taken = tx
+                .query(
+                    "DELETE FROM rollup_batches WHERE seq = ANY($1) RETURNING seq",
+                    &[&seqs],
+                )
+                .await?;
+            let taken: std::collections::HashSet<i64> = taken.iter().map(|r| r.get(0)).collect();
+            batches.extend(held.iter().filter(|b| taken.contains(&b.seq)).cloned());
         }
-        let mut seqs = Vec::with_capacity(rows.len());
-        let mut readings = Vec::with_capacity(rows.len());
-        for row in &rows {
-            seqs.push(row.try_get::<_, i64>(19)?);
-            readings.push(reading_from_row(row)?);
-        }
-        let deltas = rollup::deltas(&readings, &vec![true; readings.len()]);
+        let left = read_leftovers(&tx, "rollup_batches", leftovers, true).await?;
+        let left_over = left.len();
+        batches.extend(left);
+        let deltas = rollup::deltas(batches.iter().flat_map(|b| b.readings.iter()));
         let changed = if deltas.is_empty() {
             Vec::new()
         } else {
             write_rollups(&tx, &deltas, changes).await?
         };
-        // By the rows taken: concurrent writers commit out of sequence order.
-        tx.execute("DELETE FROM rollup_outbox WHERE seq = ANY($1)", &[&seqs])
-            .await?;
         tx.commit().await?;
-        let mut done = super::RolledUp::of(seqs.len(), &deltas);
+        let readings = batches.iter().map(|b| b.readings.len()).sum();
+        let mut done = super::RolledUp::of(readings, &deltas);
+        done.leftovers = left_over;
         done.changed = changed;
         Ok(done)
     }
@@ -574,12 +580,12 @@ impl Store for PostgresStore {
         let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
         let rows = client
             .query(
-                "SELECT bucket, variable, count, min, max, sum, last, last_at FROM rollups \
-                 WHERE station_id = $1 AND resolution = $2 AND bucket >= $3 AND bucket <= \
-                   (SELECT max(bucket) FROM (SELECT DISTINCT bucket FROM rollups \
-                    WHERE station_id = $1 AND resolution = $2 AND bucket >= $3 AND bucket < $4 \
-                    ORDER BY bucket LIMIT $5) first) \
-                 ORDER BY bucket, variable",
+                &format!(
+                    "SELECT bucket, {} FROM rollups \
+                     WHERE station_id = $1 AND resolution = $2 AND bucket >= $3 AND bucket < $4 \
+                     ORDER BY bucket LIMIT $5",
+                    super::rollup_columns()
+                ),
                 &[
                     &q.station_id.as_str(),
                     &q.resolution.as_str(),
@@ -589,40 +595,28 @@ impl Store for PostgresStore {
                 ],
             )
             .await?;
-        let rows = rows
-            .iter()
-            .map(|row| {
-                Ok((
-                    row.try_get(0)?,
-                    row.try_get::<_, String>(1)?,
-                    stats_from_row(row, 2)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(rollups_from_rows(rows))
-    }
-
-    async fn archive_pending(&self, limit: usize) -> Result<Vec<(i64, Reading)>, StoreError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = client
-            .query(
-                &format!(
-                    "{} LIMIT $1",
-                    super::outbox_readings("archive_outbox", READING_COLUMNS)
-                ),
-                &[&limit],
-            )
-            .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get(19)?, reading_from_row(row)?)))
+            .map(|row| Ok(Rollup::of(row.try_get(0)?, &variables_from_row(row, 1)?)))
             .collect()
     }
 
-    async fn archive_done(&self, seq: i64) -> Result<(), StoreError> {
+    async fn archive_leftovers(
+        &self,
+        leftovers: Leftovers,
+    ) -> Result<Vec<StoredBatch>, StoreError> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await?;
+        // Read, not taken: the archiver deletes the entries once the
+        // readings are in its spool.
+        let batches = read_leftovers(&tx, "archive_batches", leftovers, false).await?;
+        tx.commit().await?;
+        Ok(batches)
+    }
+
+    async fn archive_done(&self, seqs: &[i64]) -> Result<(), StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         client
-            .execute("DELETE FROM archive_outbox WHERE seq <= $1", &[&seq])
+            .execute("DELETE FROM archive_batches WHERE seq = ANY($1)", &[&seqs])
             .await?;
         Ok(())
     }
@@ -682,65 +676,161 @@ fn alert_from_row(row: &tokio_postgres::Row) -> Result<AlertRecord, StoreError> 
     ))
 }
 
-/// Adds a batch's partial rollups to those stored; with `changes`, returns
-/// the periods as they now stand.
+/// Outbox entries of `table` nobody holds, oldest first, with their
+/// readings read back; with `take`, deleted in the same transaction (rows
+/// another transaction has locked are skipped, not waited for).
+async fn read_leftovers(
+    tx: &deadpool_postgres::Transaction<'_>,
+    table: &str,
+    leftovers: Leftovers,
+    take: bool,
+) -> Result<Vec<StoredBatch>, StoreError> {
+    if leftovers.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let limit = i64::try_from(leftovers.limit).unwrap_or(i64::MAX);
+    let older_than = leftovers.older_than.as_secs_f64();
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT seq, station_ids, observed_ats FROM {table} \
+                 WHERE stored_at < now() - make_interval(secs => $1) \
+                 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED"
+            ),
+            &[&older_than, &limit],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut seqs = Vec::with_capacity(rows.len());
+    let (mut keys_seq, mut ids, mut times) = (Vec::new(), Vec::new(), Vec::new());
+    for row in &rows {
+        let seq: i64 = row.try_get(0)?;
+        let station_ids: Vec<String> = row.try_get(1)?;
+        let observed_ats: Vec<DateTime<Utc>> = row.try_get(2)?;
+        keys_seq.extend(std::iter::repeat_n(seq, station_ids.len()));
+        ids.extend(station_ids);
+        times.extend(observed_ats);
+        seqs.push(seq);
+    }
+    let columns = READING_COLUMNS
+        .split(',')
+        .map(|c| format!("o.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let readings = tx
+        .query(
+            &format!(
+                "SELECT {columns}, k.seq FROM UNNEST($1::int8[], $2::text[], $3::timestamptz[]) \
+                   WITH ORDINALITY AS k(seq, station_id, observed_at, n) \
+                 JOIN observations o \
+                   ON o.station_id = k.station_id AND o.observed_at = k.observed_at \
+                 ORDER BY k.n"
+            ),
+            &[&keys_seq, &ids, &times],
+        )
+        .await?;
+    let readings = readings
+        .iter()
+        .map(|row| Ok((row.try_get::<_, i64>(19)?, reading_from_row(row)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    if take {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE seq = ANY($1)"),
+            &[&seqs],
+        )
+        .await?;
+    }
+    Ok(super::stored_batches(&seqs, readings))
+}
+
+/// Adds a batch's partial rollups to those stored, one row per station and
+/// period; with `changes`, returns the periods as they now stand.
 async fn write_rollups(
     tx: &deadpool_postgres::Transaction<'_>,
     deltas: &[rollup::RollupDelta],
     changes: bool,
 ) -> Result<Vec<(StationId, Resolution, Rollup)>, StoreError> {
-    let ids: Vec<&str> = deltas.iter().map(|d| d.station_id.as_str()).collect();
-    let resolution: Vec<&str> = deltas.iter().map(|d| d.resolution.as_str()).collect();
-    let bucket: Vec<DateTime<Utc>> = deltas.iter().map(|d| d.bucket).collect();
-    let variable: Vec<&str> = deltas.iter().map(|d| d.variable).collect();
-    let count: Vec<i64> = deltas.iter().map(|d| d.stats.count).collect();
-    let min: Vec<f64> = deltas.iter().map(|d| d.stats.min).collect();
-    let max: Vec<f64> = deltas.iter().map(|d| d.stats.max).collect();
-    let sum: Vec<f64> = deltas.iter().map(|d| d.stats.sum).collect();
-    let last: Vec<f64> = deltas.iter().map(|d| d.stats.last).collect();
-    let last_at: Vec<DateTime<Utc>> = deltas.iter().map(|d| d.stats.last_at).collect();
+    use tokio_postgres::types::ToSql;
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![
+        Box::new(
+            deltas
+                .iter()
+                .map(|d| d.station_id.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Box::new(
+            deltas
+                .iter()
+                .map(|d| d.resolution.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Box::new(deltas.iter().map(|d| d.bucket).collect::<Vec<_>>()),
+    ];
+    let mut types = vec!["text[]", "text[]", "timestamptz[]"];
+    for i in 0..ROLLED_UP.len() {
+        let stats = || deltas.iter().map(move |d| d.variables[i].as_ref());
+        params.push(Box::new(
+            stats()
+                .map(|s| s.map_or(0, |s| s.count))
+                .collect::<Vec<i64>>(),
+        ));
+        params.push(Box::new(
+            stats().map(|s| s.map(|s| s.min)).collect::<Vec<_>>(),
+        ));
+        params.push(Box::new(
+            stats().map(|s| s.map(|s| s.max)).collect::<Vec<_>>(),
+        ));
+        params.push(Box::new(
+            stats()
+                .map(|s| s.map_or(0.0, |s| s.sum))
+                .collect::<Vec<f64>>(),
+        ));
+        params.push(Box::new(
+            stats().map(|s| s.map(|s| s.last)).collect::<Vec<_>>(),
+        ));
+        params.push(Box::new(
+            stats().map(|s| s.map(|s| s.last_at)).collect::<Vec<_>>(),
+        ));
+        types.extend([
+            "int8[]",
+            "float8[]",
+            "float8[]",
+            "float8[]",
+            "float8[]",
+            "timestamptz[]",
+        ]);
+    }
+    let unnest = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}", i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let columns = super::rollup_columns();
     let statement = format!(
-        "INSERT INTO rollups \
-               (station_id, resolution, bucket, variable, count, min, max, sum, last, last_at) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], \
-               $5::int8[], $6::float8[], $7::float8[], $8::float8[], $9::float8[], \
-               $10::timestamptz[]) \
-             ON CONFLICT (station_id, resolution, bucket, variable) DO UPDATE SET \
-               count = rollups.count + EXCLUDED.count, \
-               min = least(rollups.min, EXCLUDED.min), \
-               max = greatest(rollups.max, EXCLUDED.max), \
-               sum = rollups.sum + EXCLUDED.sum, \
-               last = CASE WHEN EXCLUDED.last_at >= rollups.last_at \
-                 THEN EXCLUDED.last ELSE rollups.last END, \
-               last_at = greatest(rollups.last_at, EXCLUDED.last_at){}",
+        "INSERT INTO rollups (station_id, resolution, bucket, {columns}) \
+         SELECT * FROM UNNEST({unnest}) \
+         ON CONFLICT (station_id, resolution, bucket) DO UPDATE SET {}{}",
+        super::rollup_merge("least", "greatest"),
         if changes {
-            " RETURNING station_id, resolution, bucket, variable, count, min, max, sum, last, \
-               last_at"
+            format!(" RETURNING station_id, resolution, bucket, {columns}")
         } else {
-            ""
+            String::new()
         }
     );
     let upsert = tx.prepare_cached(&statement).await?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
-        &ids,
-        &resolution,
-        &bucket,
-        &variable,
-        &count,
-        &min,
-        &max,
-        &sum,
-        &last,
-        &last_at,
-    ];
+    let params: Vec<&(dyn ToSql + Sync)> = params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect();
     if !changes {
         tx.execute(&upsert, &params).await?;
         return Ok(Vec::new());
     }
     let rows = tx.query(&upsert, &params).await?;
     let mut out = Vec::with_capacity(rows.len());
-    // RETURNING follows the input's order in practice; sorted below all the
-    // same, since SQL does not promise it.
     for row in &rows {
         let station: String = row.try_get(0)?;
         let resolution: String = row.try_get(1)?;
@@ -752,13 +842,13 @@ async fn write_rollups(
         out.push((
             station,
             resolution,
-            row.try_get(2)?,
-            row.try_get(3)?,
-            stats_from_row(row, 4)?,
+            Rollup::of(row.try_get(2)?, &variables_from_row(row, 3)?),
         ));
     }
-    out.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
-    Ok(super::changed_from_rows(out))
+    // RETURNING follows the input's order in practice; sorted all the same,
+    // since SQL does not promise it.
+    out.sort_by(|a, b| (&a.0, a.1, a.2.bucket).cmp(&(&b.0, b.1, b.2.bucket)));
+    Ok(out)
 }
 
 async fn upsert_stations(

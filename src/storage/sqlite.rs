@@ -10,10 +10,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use super::{
-    AlertRecord, HistoryQuery, NewAlert, POSITION_FROM_NEWEST, RollupQuery, Station, Store,
-    StoreError, StoredQuarantine, WriteBatch, WriteOutcome, rollups_from_rows,
+    AlertRecord, HistoryQuery, Leftovers, NewAlert, POSITION_FROM_NEWEST, RollupQuery, Station,
+    Store, StoreError, StoredBatch, StoredQuarantine, WriteBatch, WriteOutcome,
 };
-use crate::domain::rollup::{self, Stats};
+use crate::domain::rollup::{self, ROLLED_UP, Variables};
 use crate::domain::{Derived, QcFlag, QcReport, Reading, Rollup, StationId};
 
 /// The migrations, in order; each runs once, recorded in `schema_migrations`.
@@ -29,6 +29,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (4, include_str!("../../migrations/sqlite/0004_rollups.sql")),
     (5, include_str!("../../migrations/sqlite/0005_alerts.sql")),
+    (
+        6,
+        include_str!("../../migrations/sqlite/0006_batch_outboxes.sql"),
+    ),
+    (
+        7,
+        include_str!("../../migrations/sqlite/0007_rollups_by_period.sql"),
+    ),
 ];
 
 const READERS: usize = 4;
@@ -136,16 +144,21 @@ fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-/// A rollup's count, min, max, sum, last and last_at, from column `first` on.
-fn stats_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Stats> {
-    Ok(Stats {
-        count: row.get(first)?,
-        min: row.get(first + 1)?,
-        max: row.get(first + 2)?,
-        sum: row.get(first + 3)?,
-        last: row.get(first + 4)?,
-        last_at: from_micros(row.get(first + 5)?),
-    })
+/// Every variable's rollup stats, from column `first` on (`rollup_columns`).
+fn variables_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Variables> {
+    let mut out: Variables = [None; ROLLED_UP.len()];
+    for (i, stats) in out.iter_mut().enumerate() {
+        let at = first + 6 * i;
+        *stats = super::stats_of(
+            row.get(at)?,
+            row.get(at + 1)?,
+            row.get(at + 2)?,
+            row.get(at + 3)?,
+            row.get(at + 4)?,
+            row.get::<_, Option<i64>>(at + 5)?.map(from_micros),
+        );
+    }
+    Ok(out)
 }
 
 fn from_micros(us: i64) -> DateTime<Utc> {
@@ -157,10 +170,55 @@ const READING_COLUMNS: &str = "station_id, observed_at, received_at, latitude, l
     dew_point_c, heat_index_c, wind_chill_c, wind_gust_ms, elevation_m, \
     sea_level_pressure_hpa, feels_like_c, qc_status, qc";
 
-/// A row of `outbox_readings`: the reading, then its sequence number.
-fn outbox_row(row: &Row<'_>) -> Result<(i64, Reading), rusqlite::Error> {
-    let reading = reading_from_row(row)?;
-    Ok((row.get(READING_COLUMNS.split(',').count())?, reading))
+/// Outbox entries of `table` nobody holds, oldest first, with their
+/// readings read back; with `take`, deleted in the same transaction.
+fn read_leftovers(
+    tx: &Connection,
+    table: &str,
+    leftovers: Leftovers,
+    take: bool,
+) -> Result<Vec<StoredBatch>, rusqlite::Error> {
+    if leftovers.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let before =
+        micros(Utc::now()) - i64::try_from(leftovers.older_than.as_micros()).unwrap_or(i64::MAX);
+    let entries: Vec<(i64, String)> = tx
+        .prepare_cached(&format!(
+            "SELECT seq, keys FROM {table} \
+             WHERE stored_at < ?1 ORDER BY seq LIMIT ?2"
+        ))?
+        .query_map(params![before, leftovers.limit as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut one = tx.prepare_cached(&format!(
+        "SELECT {READING_COLUMNS} FROM observations WHERE station_id = ?1 AND observed_at = ?2"
+    ))?;
+    let mut seqs = Vec::with_capacity(entries.len());
+    let mut readings = Vec::new();
+    for (seq, keys) in entries {
+        seqs.push(seq);
+        // Written by `write` below; unreadable only if edited by hand, and
+        // then there is nothing to read back.
+        let keys: Vec<(String, i64)> = serde_json::from_str(&keys).unwrap_or_default();
+        for (station, observed) in keys {
+            if let Some(r) = one
+                .query_row(params![station, observed], reading_from_row)
+                .optional()?
+            {
+                readings.push((seq, r));
+            }
+        }
+    }
+    if take && !seqs.is_empty() {
+        let list = serde_json::to_string(&seqs).expect("numbers serialise");
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE seq IN (SELECT value FROM json_each(?1))"),
+            [list],
+        )?;
+    }
+    Ok(super::stored_batches(&seqs, readings))
 }
 
 fn reading_from_row(row: &Row<'_>) -> Result<Reading, rusqlite::Error> {
@@ -244,12 +302,6 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
                      ?18, ?19)"
         ))?;
-        let mut outbox = tx.prepare_cached(
-            "INSERT INTO archive_outbox (station_id, observed_at) VALUES (?1, ?2)",
-        )?;
-        let mut to_roll_up = tx.prepare_cached(
-            "INSERT INTO rollup_outbox (station_id, observed_at) VALUES (?1, ?2)",
-        )?;
         let mut station = tx.prepare_cached(&format!(
             "INSERT INTO stations \
                (station_id, latitude, longitude, elevation_m, first_seen, last_seen) \
@@ -282,12 +334,6 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
                 serde_json::to_string(&r.qc).expect("a QC report always serialises"),
             ])?;
             inserted.push(n == 1);
-            if n == 1 && batch.archive {
-                outbox.execute(params![r.station_id.as_str(), observed])?;
-            }
-            if n == 1 {
-                to_roll_up.execute(params![r.station_id.as_str(), observed])?;
-            }
             if n == 1 {
                 station.execute(params![
                     r.station_id.as_str(),
@@ -315,8 +361,33 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
             ])?;
         }
     }
+    // One outbox entry for the batch's new readings, in each outbox.
+    let mut seq = None;
+    if inserted.iter().any(|new| *new) {
+        let keys: Vec<(&str, i64)> = batch
+            .readings
+            .iter()
+            .zip(&inserted)
+            .filter(|(_, new)| **new)
+            .map(|(r, _)| (r.station_id.as_str(), micros(r.observed_at)))
+            .collect();
+        let keys = serde_json::to_string(&keys).expect("keys serialise");
+        let next: i64 = tx
+            .prepare_cached("UPDATE stored_batch_seq SET last = last + 1 RETURNING last")?
+            .query_row([], |row| row.get(0))?;
+        let now = micros(Utc::now());
+        tx.prepare_cached("INSERT INTO rollup_batches (seq, keys, stored_at) VALUES (?1, ?2, ?3)")?
+            .execute(params![next, keys, now])?;
+        if batch.archive {
+            tx.prepare_cached(
+                "INSERT INTO archive_batches (seq, keys, stored_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![next, keys, now])?;
+        }
+        seq = Some(next);
+    }
     tx.commit()?;
-    Ok(WriteOutcome { inserted })
+    Ok(WriteOutcome { inserted, seq })
 }
 
 #[async_trait]
@@ -468,55 +539,65 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn roll_up(&self, limit: usize, changes: bool) -> Result<super::RolledUp, StoreError> {
+    async fn roll_up(
+        &self,
+        held: &[StoredBatch],
+        leftovers: Leftovers,
+        changes: bool,
+    ) -> Result<super::RolledUp, StoreError> {
         let inner = self.inner.clone();
+        let held = held.to_vec();
         tokio::task::spawn_blocking(move || {
             let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
             let tx = conn.transaction()?;
-            let (seqs, readings): (Vec<i64>, Vec<Reading>) = {
-                let mut pending = tx.prepare_cached(&format!(
-                    "{} LIMIT ?1",
-                    super::outbox_readings("rollup_outbox", READING_COLUMNS)
-                ))?;
-                pending
-                    .query_map([limit as i64], outbox_row)?
-                    .collect::<Result<Vec<_>, _>>()?
-                    .into_iter()
-                    .unzip()
-            };
-            let Some(&last) = seqs.last() else {
-                return Ok(super::RolledUp::default());
-            };
-            let all = vec![true; readings.len()];
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO rollups \
-                   (station_id, resolution, bucket, variable, count, min, max, sum, last, last_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-                 ON CONFLICT (station_id, resolution, bucket, variable) DO UPDATE SET \
-                   count = rollups.count + excluded.count, \
-                   min = min(rollups.min, excluded.min), \
-                   max = max(rollups.max, excluded.max), \
-                   sum = rollups.sum + excluded.sum, \
-                   last = CASE WHEN excluded.last_at >= rollups.last_at \
-                     THEN excluded.last ELSE rollups.last END, \
-                   last_at = max(rollups.last_at, excluded.last_at) \
-                 RETURNING count, min, max, sum, last, last_at",
-            )?;
-            let deltas = rollup::deltas(&readings, &all);
+            // The held batches whose entries are still there: the delete
+            // is the gate (a batch rolled up already is not returned).
+            let mut batches: Vec<StoredBatch> = Vec::with_capacity(held.len());
+            {
+                let mut gate =
+                    tx.prepare_cached("DELETE FROM rollup_batches WHERE seq = ?1 RETURNING seq")?;
+                for b in held {
+                    if gate.query_row([b.seq], |_| Ok(())).optional()?.is_some() {
+                        batches.push(b);
+                    }
+                }
+            }
+            let left = read_leftovers(&tx, "rollup_batches", leftovers, true)?;
+            let left_over = left.len();
+            batches.extend(left);
+            let columns = super::rollup_columns();
+            let placeholders = (1..=3 + 6 * ROLLED_UP.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut upsert = tx.prepare_cached(&format!(
+                "INSERT INTO rollups (station_id, resolution, bucket, {columns}) \
+                 VALUES ({placeholders}) \
+                 ON CONFLICT (station_id, resolution, bucket) DO UPDATE SET {} \
+                 RETURNING {columns}",
+                super::rollup_merge("min", "max"),
+            ))?;
+            let deltas = rollup::deltas(batches.iter().flat_map(|b| b.readings.iter()));
             let mut changed = Vec::new();
             for d in &deltas {
-                let mut rows = upsert.query(params![
-                    d.station_id.as_str(),
-                    d.resolution.as_str(),
-                    micros(d.bucket),
-                    d.variable,
-                    d.stats.count,
-                    d.stats.min,
-                    d.stats.max,
-                    d.stats.sum,
-                    d.stats.last,
-                    micros(d.stats.last_at),
-                ])?;
+                use rusqlite::types::Value;
+                let mut values = vec![
+                    Value::Text(d.station_id.as_str().to_owned()),
+                    Value::Text(d.resolution.as_str().to_owned()),
+                    Value::Integer(micros(d.bucket)),
+                ];
+                for stats in &d.variables {
+                    let real = |v: Option<f64>| v.map_or(Value::Null, Value::Real);
+                    values.extend([
+                        Value::Integer(stats.map_or(0, |s| s.count)),
+                        real(stats.map(|s| s.min)),
+                        real(stats.map(|s| s.max)),
+                        Value::Real(stats.map_or(0.0, |s| s.sum)),
+                        real(stats.map(|s| s.last)),
+                        stats.map_or(Value::Null, |s| Value::Integer(micros(s.last_at))),
+                    ]);
+                }
+                let mut rows = upsert.query(rusqlite::params_from_iter(values))?;
                 // Stepping the statement runs the upsert; the row it
                 // returns, the period as it now stands, is kept only when
                 // asked for.
@@ -526,18 +607,16 @@ impl Store for SqliteStore {
                     changed.push((
                         d.station_id.clone(),
                         d.resolution,
-                        d.bucket,
-                        d.variable.to_owned(),
-                        stats_at(row, 0)?,
+                        Rollup::of(d.bucket, &variables_at(row, 0)?),
                     ));
                 }
             }
             drop(upsert);
-            // One writer: nothing can enter the outbox below `last` unseen.
-            tx.execute("DELETE FROM rollup_outbox WHERE seq <= ?1", [last])?;
             tx.commit()?;
-            let mut done = super::RolledUp::of(seqs.len(), &deltas);
-            done.changed = super::changed_from_rows(changed);
+            let readings = batches.iter().map(|b| b.readings.len()).sum();
+            let mut done = super::RolledUp::of(readings, &deltas);
+            done.leftovers = left_over;
+            done.changed = changed;
             Ok(done)
         })
         .await
@@ -546,70 +625,45 @@ impl Store for SqliteStore {
 
     async fn rollups(&self, q: RollupQuery) -> Result<Vec<Rollup>, StoreError> {
         self.read(move |c| {
-            // The last of the first `limit` periods, so no period is cut.
-            let last: Option<i64> = c
-                .prepare_cached(
-                    "SELECT max(bucket) FROM (SELECT DISTINCT bucket FROM rollups \
-                     WHERE station_id = ?1 AND resolution = ?2 AND bucket >= ?3 AND bucket < ?4 \
-                     ORDER BY bucket LIMIT ?5)",
-                )?
-                .query_row(
-                    params![
-                        q.station_id.as_str(),
-                        q.resolution.as_str(),
-                        micros(q.from),
-                        micros(q.to),
-                        q.limit as i64
-                    ],
-                    |row| row.get(0),
-                )?;
-            let Some(last) = last else {
-                return Ok(Vec::new());
-            };
-            let mut stmt = c.prepare_cached(
-                "SELECT bucket, variable, count, min, max, sum, last, last_at FROM rollups \
-                 WHERE station_id = ?1 AND resolution = ?2 AND bucket >= ?3 AND bucket <= ?4 \
-                 ORDER BY bucket, variable",
-            )?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        q.station_id.as_str(),
-                        q.resolution.as_str(),
-                        micros(q.from),
-                        last
-                    ],
-                    |row| {
-                        Ok((
-                            from_micros(row.get(0)?),
-                            row.get::<_, String>(1)?,
-                            stats_at(row, 2)?,
-                        ))
-                    },
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rollups_from_rows(rows))
-        })
-        .await
-    }
-
-    async fn archive_pending(&self, limit: usize) -> Result<Vec<(i64, Reading)>, StoreError> {
-        self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
-                "{} LIMIT ?1",
-                super::outbox_readings("archive_outbox", READING_COLUMNS)
+                "SELECT bucket, {} FROM rollups \
+                 WHERE station_id = ?1 AND resolution = ?2 AND bucket >= ?3 AND bucket < ?4 \
+                 ORDER BY bucket LIMIT ?5",
+                super::rollup_columns()
             ))?;
-            stmt.query_map([limit as i64], outbox_row)?.collect()
+            stmt.query_map(
+                params![
+                    q.station_id.as_str(),
+                    q.resolution.as_str(),
+                    micros(q.from),
+                    micros(q.to),
+                    q.limit as i64
+                ],
+                |row| Ok(Rollup::of(from_micros(row.get(0)?), &variables_at(row, 1)?)),
+            )?
+            .collect()
         })
         .await
     }
 
-    async fn archive_done(&self, seq: i64) -> Result<(), StoreError> {
+    async fn archive_leftovers(
+        &self,
+        leftovers: Leftovers,
+    ) -> Result<Vec<StoredBatch>, StoreError> {
+        self.read(move |c| read_leftovers(c, "archive_batches", leftovers, false))
+            .await
+    }
+
+    async fn archive_done(&self, seqs: &[i64]) -> Result<(), StoreError> {
         let inner = self.inner.clone();
+        let seqs = serde_json::to_string(seqs).expect("numbers serialise");
         tokio::task::spawn_blocking(move || {
             let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
-            conn.execute("DELETE FROM archive_outbox WHERE seq <= ?1", [seq])
-                .map(|_| ())
+            conn.execute(
+                "DELETE FROM archive_batches WHERE seq IN (SELECT value FROM json_each(?1))",
+                [seqs],
+            )
+            .map(|_| ())
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
@@ -779,13 +833,111 @@ mod tests {
         store.write_batch(batch()).await.unwrap();
         // A redelivery adds nothing to the outbox.
         store.write_batch(batch()).await.unwrap();
-        let pending = store.archive_pending(10).await.unwrap();
-        assert_eq!(pending.len(), 2);
-        assert_eq!(pending[0].1, reading("WS001", "2025-01-13T10:00:00Z", 1.0));
-        store.archive_done(pending[0].0).await.unwrap();
-        let rest = store.archive_pending(10).await.unwrap();
-        assert_eq!(rest.len(), 1);
-        assert_eq!(rest[0].1.station_id.as_str(), "WS002");
+        let all = crate::storage::Leftovers {
+            older_than: std::time::Duration::ZERO,
+            limit: 10,
+        };
+        let pending = store.archive_leftovers(all).await.unwrap();
+        assert_eq!(pending.len(), 1, "one entry for the batch");
+        assert_eq!(pending[0].readings.len(), 2);
+        assert_eq!(
+            pending[0].readings[0],
+            reading("WS001", "2025-01-13T10:00:00Z", 1.0)
+        );
+        assert_eq!(pending[0].readings[1].station_id.as_str(), "WS002");
+        store.archive_done(&[pending[0].seq]).await.unwrap();
+        assert!(store.archive_leftovers(all).await.unwrap().is_empty());
+    }
+
+    /// What an older database's per-reading outboxes held is carried into
+    /// batch entries, and read back from them; its rollups, one row per
+    /// variable, become one row per period.
+    #[tokio::test]
+    async fn an_older_database_is_carried_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (
+                     version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+            )
+            .unwrap();
+            let tx = conn.transaction().unwrap();
+            for (version, sql) in &MIGRATIONS[..5] {
+                tx.execute_batch(sql).unwrap();
+                tx.execute("INSERT INTO schema_migrations VALUES (?1, 0)", [version])
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+            let mut r = reading("WS001", "2025-01-13T10:00:00Z", 1.0);
+            let write = |r: &Reading| {
+                let at = micros(r.observed_at);
+                conn.execute(
+                    "INSERT INTO observations (station_id, observed_at, received_at, \
+                       temperature_c, qc_status, qc) VALUES (?1, ?2, ?2, ?3, 'pass', '{}')",
+                    params![r.station_id.as_str(), at, r.temperature_c],
+                )
+                .unwrap();
+                for outbox in ["archive_outbox", "rollup_outbox"] {
+                    conn.execute(
+                        &format!("INSERT INTO {outbox} (station_id, observed_at) VALUES (?1, ?2)"),
+                        params![r.station_id.as_str(), at],
+                    )
+                    .unwrap();
+                }
+            };
+            write(&r);
+            r.observed_at += chrono::TimeDelta::minutes(1);
+            write(&r);
+            let hour = micros("2025-01-13T10:00:00Z".parse().unwrap());
+            conn.execute_batch(&format!(
+                "INSERT INTO rollups VALUES \
+                   ('WS009', '1h', {hour}, 'temperature_c', 2, 1.0, 3.0, 4.0, 3.0, {hour}), \
+                   ('WS009', '1h', {hour}, 'humidity_pct', 1, 50.0, 50.0, 50.0, 50.0, {hour});"
+            ))
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let periods = store
+            .rollups(RollupQuery {
+                station_id: StationId::parse("WS009").unwrap(),
+                resolution: crate::domain::Resolution::Hour,
+                from: "2025-01-13T00:00:00Z".parse().unwrap(),
+                to: "2025-01-14T00:00:00Z".parse().unwrap(),
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(periods.len(), 1);
+        let t = periods[0].variables["temperature_c"];
+        assert_eq!(
+            (t.count, t.min, t.max, t.mean, t.last),
+            (2, 1.0, 3.0, 2.0, 3.0)
+        );
+        assert_eq!(periods[0].variables["humidity_pct"].count, 1);
+        assert_eq!(periods[0].variables.len(), 2);
+        let all = crate::storage::Leftovers {
+            older_than: std::time::Duration::ZERO,
+            limit: 10,
+        };
+        let archive = store.archive_leftovers(all).await.unwrap();
+        assert_eq!(archive.len(), 1);
+        assert_eq!(archive[0].readings.len(), 2);
+        let rolled = store.roll_up(&[], all, false).await.unwrap();
+        assert_eq!((rolled.readings, rolled.leftovers), (2, 1));
+        // New entries are numbered after the carried ones.
+        let seq = store
+            .write_batch(Arc::new(WriteBatch {
+                readings: vec![reading("WS003", "2025-01-13T10:00:00Z", 1.0)],
+                quarantine: vec![],
+                archive: true,
+            }))
+            .await
+            .unwrap()
+            .seq
+            .unwrap();
+        assert!(seq > archive[0].seq);
     }
 
     #[tokio::test]

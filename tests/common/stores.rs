@@ -5,7 +5,24 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use isobar::domain::{Observation, QcConfig, Reading, Resolution, StationId, StationQc};
-use isobar::storage::{RollupQuery, Store, WriteBatch};
+use isobar::storage::{Leftovers, RolledUp, RollupQuery, Store, StoredBatch, WriteBatch};
+
+/// Every outbox entry, whatever its age, read back from the store.
+pub const ALL_LEFT: Leftovers = Leftovers {
+    older_than: std::time::Duration::ZERO,
+    limit: 100,
+};
+
+/// None read back: only what is handed over counts.
+pub const NONE_LEFT: Leftovers = Leftovers {
+    older_than: std::time::Duration::from_secs(3600),
+    limit: 100,
+};
+
+/// Rolls up everything the outbox holds.
+pub async fn roll_up_all(store: &dyn Store, changes: bool) -> RolledUp {
+    store.roll_up(&[], ALL_LEFT, changes).await.unwrap()
+}
 
 fn reading(station: &str, at: &str, t: f64) -> Reading {
     let at: DateTime<Utc> = at.parse().unwrap();
@@ -29,14 +46,14 @@ pub async fn a_roll_up_returns_the_periods_it_changed_as_stored(store: &dyn Stor
     write(vec![reading("WS001", "2025-01-13T10:00:10Z", 1.0)])
         .await
         .unwrap();
-    assert!(store.roll_up(100, false).await.unwrap().changed.is_empty());
+    assert!(roll_up_all(store, false).await.changed.is_empty());
     write(vec![
         reading("WS001", "2025-01-13T10:00:40Z", 3.0),
         reading("WS002", "2025-01-13T11:30:00Z", 7.0),
     ])
     .await
     .unwrap();
-    let done = store.roll_up(100, true).await.unwrap();
+    let done = roll_up_all(store, true).await;
     assert_eq!(done.readings, 2);
     let keys: Vec<(String, Resolution, String)> = done
         .changed
@@ -69,4 +86,76 @@ pub async fn a_roll_up_returns_the_periods_it_changed_as_stored(store: &dyn Stor
     // Both readings of WS001's minute, the first rolled up before.
     let t = done.changed[0].2.variables["temperature_c"];
     assert_eq!((t.count, t.min, t.max, t.last), (2, 1.0, 3.0, 3.0));
+}
+
+/// A stored batch's readings, handed over in memory, count once in the
+/// rollups however often they are handed over; a batch nobody holds is read
+/// back from the store; the archive outbox keeps each batch until it is
+/// cleared.
+pub async fn each_stored_batch_counts_once(store: &dyn Store) {
+    let write = |readings: Vec<Reading>| {
+        store.write_batch(Arc::new(WriteBatch {
+            archive: true,
+            readings,
+            quarantine: vec![],
+        }))
+    };
+    let a_readings = vec![
+        reading("WS001", "2025-01-13T10:00:10Z", 1.0),
+        reading("WS001", "2025-01-13T10:00:20Z", 2.0),
+    ];
+    let b_readings = vec![reading("WS001", "2025-01-13T10:00:30Z", 4.0)];
+    let a = write(a_readings.clone())
+        .await
+        .unwrap()
+        .seq
+        .expect("new readings");
+    let b = write(b_readings.clone())
+        .await
+        .unwrap()
+        .seq
+        .expect("new readings");
+    assert_ne!(a, b);
+    // A redelivery has nothing new, and no entry.
+    assert_eq!(write(a_readings.clone()).await.unwrap().seq, None);
+    let held = |seq, readings: &[Reading]| StoredBatch {
+        seq,
+        readings: readings.to_vec().into(),
+    };
+
+    let done = store
+        .roll_up(&[held(a, &a_readings)], NONE_LEFT, false)
+        .await
+        .unwrap();
+    assert_eq!((done.readings, done.leftovers), (2, 0));
+    // Handed over again (a restarted actor): the entry is gone, so nothing.
+    let again = store
+        .roll_up(&[held(a, &a_readings)], NONE_LEFT, false)
+        .await
+        .unwrap();
+    assert_eq!(again.readings, 0);
+    // B was never handed over: read back, with its readings as stored.
+    let left = store.roll_up(&[], ALL_LEFT, true).await.unwrap();
+    assert_eq!((left.readings, left.leftovers), (1, 1));
+    let t = left.changed[0].2.variables["temperature_c"];
+    assert_eq!((t.count, t.min, t.max, t.last), (3, 1.0, 4.0, 4.0));
+    // And once it was, it is not counted again.
+    let late = store
+        .roll_up(&[held(b, &b_readings)], ALL_LEFT, false)
+        .await
+        .unwrap();
+    assert_eq!((late.readings, late.leftovers), (0, 0));
+
+    // The archive outbox: both batches, oldest first, until cleared.
+    let pending = store.archive_leftovers(ALL_LEFT).await.unwrap();
+    let seqs: Vec<i64> = pending.iter().map(|p| p.seq).collect();
+    assert_eq!(seqs, [a, b]);
+    assert_eq!(&*pending[0].readings, a_readings.as_slice());
+    assert_eq!(&*pending[1].readings, b_readings.as_slice());
+    assert!(store.archive_leftovers(NONE_LEFT).await.unwrap().is_empty());
+    store.archive_done(&[a]).await.unwrap();
+    let pending = store.archive_leftovers(ALL_LEFT).await.unwrap();
+    assert_eq!(pending.iter().map(|p| p.seq).collect::<Vec<_>>(), [b]);
+    store.archive_done(&[b]).await.unwrap();
+    assert!(store.archive_leftovers(ALL_LEFT).await.unwrap().is_empty());
 }
