@@ -183,6 +183,49 @@ pub(crate) fn stored_batches(seqs: &[i64], readings: Vec<(i64, Reading)>) -> Vec
         .collect()
 }
 
+/// Per station, what a set of new readings says about it: its position at
+/// its newest reading (each coordinate from the newest reading that has
+/// it), and its first and last observation times.
+pub(crate) struct StationUpdate {
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub elevation_m: Option<f64>,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+}
+
+/// The station updates of `readings`, in station id order (so concurrent
+/// writers lock rows in the same order and never deadlock).
+pub(crate) fn station_updates<'a>(
+    readings: impl IntoIterator<Item = &'a Reading>,
+) -> std::collections::BTreeMap<&'a str, StationUpdate> {
+    let mut updates: std::collections::BTreeMap<&str, StationUpdate> =
+        std::collections::BTreeMap::new();
+    for r in readings {
+        let u = updates
+            .entry(r.station_id.as_str())
+            .or_insert(StationUpdate {
+                latitude: None,
+                longitude: None,
+                elevation_m: None,
+                first: r.observed_at,
+                last: r.observed_at,
+            });
+        u.first = u.first.min(r.observed_at);
+        if r.observed_at >= u.last {
+            u.last = r.observed_at;
+            u.latitude = r.latitude.or(u.latitude);
+            u.longitude = r.longitude.or(u.longitude);
+            u.elevation_m = r.elevation_m.or(u.elevation_m);
+        } else {
+            u.latitude = u.latitude.or(r.latitude);
+            u.longitude = u.longitude.or(r.longitude);
+            u.elevation_m = u.elevation_m.or(r.elevation_m);
+        }
+    }
+    updates
+}
+
 /// Upsert `SET` clauses, for both stores, that take a station's position
 /// from its newest reading: a late reading only fills in what is missing.
 pub(crate) const POSITION_FROM_NEWEST: &str = "\

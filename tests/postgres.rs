@@ -302,6 +302,13 @@ async fn the_store_is_idempotent_and_answers_history() {
         }))
         .await
         .unwrap();
+    // The station's times and position move with the roll-up.
+    let ws001 = store.station(&id).await.unwrap().unwrap();
+    assert_eq!(
+        ws001.first_seen,
+        "2025-01-13T10:00:00Z".parse::<DateTime<Utc>>().unwrap()
+    );
+    common::stores::roll_up_all(&store, false).await;
     let ws001 = store.station(&id).await.unwrap().unwrap();
     assert_eq!(
         ws001.first_seen,

@@ -4,7 +4,7 @@
 //! fails the call; the pool reconnects on the next one, and the persister
 //! retries the batch with backoff, so the daemon keeps running.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -264,15 +264,6 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Per station, what the inserted readings say about it.
-struct StationUpdate {
-    latitude: Option<f64>,
-    longitude: Option<f64>,
-    elevation_m: Option<f64>,
-    first: DateTime<Utc>,
-    last: DateTime<Utc>,
-}
-
 #[async_trait]
 impl Store for PostgresStore {
     async fn write_batch(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome, StoreError> {
@@ -336,7 +327,16 @@ impl Store for PostgresStore {
                     inserted[i] = true;
                 }
             }
-            upsert_stations(&tx, &batch.readings, &inserted).await?;
+            // Only new stations here, so a station is listed as soon as
+            // its first reading is stored; their position and times
+            // follow with the roll-up, once per station and roll-up rather
+            // than once per station and batch.
+            let new = batch
+                .readings
+                .iter()
+                .zip(&inserted)
+                .filter(|(_, new)| **new);
+            write_stations(&tx, new.map(|(r, _)| r), false).await?;
         }
         // One outbox entry for the batch's new readings, in each outbox.
         let mut seq = None;
@@ -561,12 +561,14 @@ impl Store for PostgresStore {
         let left = read_leftovers(&tx, "rollup_batches", leftovers, true).await?;
         let left_over = left.len();
         batches.extend(left);
-        let deltas = rollup::deltas(batches.iter().flat_map(|b| b.readings.iter()));
+        let readings = || batches.iter().flat_map(|b| b.readings.iter());
+        let deltas = rollup::deltas(readings());
         let changed = if deltas.is_empty() {
             Vec::new()
         } else {
             write_rollups(&tx, &deltas, changes).await?
         };
+        write_stations(&tx, readings(), true).await?;
         tx.commit().await?;
         let readings = batches.iter().map(|b| b.readings.len()).sum();
         let mut done = super::RolledUp::of(readings, &deltas);
@@ -851,35 +853,15 @@ async fn write_rollups(
     Ok(out)
 }
 
-async fn upsert_stations(
+/// One statement for the stations of `readings`: with `update`, an upsert
+/// that moves each station's first and last times and position; without,
+/// only stations not stored yet are added.
+async fn write_stations<'a>(
     tx: &deadpool_postgres::Transaction<'_>,
-    readings: &[Reading],
-    inserted: &[bool],
+    readings: impl IntoIterator<Item = &'a Reading>,
+    update: bool,
 ) -> Result<(), StoreError> {
-    let mut updates: BTreeMap<&str, StationUpdate> = BTreeMap::new();
-    for r in readings
-        .iter()
-        .zip(inserted)
-        .filter(|(_, new)| **new)
-        .map(|(r, _)| r)
-    {
-        let u = updates
-            .entry(r.station_id.as_str())
-            .or_insert(StationUpdate {
-                latitude: None,
-                longitude: None,
-                elevation_m: None,
-                first: r.observed_at,
-                last: r.observed_at,
-            });
-        u.first = u.first.min(r.observed_at);
-        if r.observed_at >= u.last {
-            u.last = r.observed_at;
-            u.latitude = r.latitude.or(u.latitude);
-            u.longitude = r.longitude.or(u.longitude);
-            u.elevation_m = r.elevation_m.or(u.elevation_m);
-        }
-    }
+    let updates = super::station_updates(readings);
     if updates.is_empty() {
         return Ok(());
     }
@@ -889,15 +871,24 @@ async fn upsert_stations(
     let elevation: Vec<Option<f64>> = updates.values().map(|u| u.elevation_m).collect();
     let first: Vec<DateTime<Utc>> = updates.values().map(|u| u.first).collect();
     let last: Vec<DateTime<Utc>> = updates.values().map(|u| u.last).collect();
+    let on_conflict = if update {
+        format!(
+            "DO UPDATE SET {POSITION_FROM_NEWEST}, \
+               first_seen = least(stations.first_seen, EXCLUDED.first_seen), \
+               last_seen = greatest(stations.last_seen, EXCLUDED.last_seen)"
+        )
+    } else {
+        "DO NOTHING".to_owned()
+    };
     let upsert = tx
         .prepare_cached(&format!(
-        "INSERT INTO stations (station_id, latitude, longitude, elevation_m, first_seen, last_seen) \
-         SELECT * FROM UNNEST($1::text[], $2::float8[], $3::float8[], $4::float8[], \
-           $5::timestamptz[], $6::timestamptz[]) \
-         ON CONFLICT (station_id) DO UPDATE SET {POSITION_FROM_NEWEST}, \
-           first_seen = least(stations.first_seen, EXCLUDED.first_seen), \
-           last_seen = greatest(stations.last_seen, EXCLUDED.last_seen)",
-    )).await?;
+            "INSERT INTO stations \
+               (station_id, latitude, longitude, elevation_m, first_seen, last_seen) \
+             SELECT * FROM UNNEST($1::text[], $2::float8[], $3::float8[], $4::float8[], \
+               $5::timestamptz[], $6::timestamptz[]) \
+             ON CONFLICT (station_id) {on_conflict}",
+        ))
+        .await?;
     tx.execute(&upsert, &[&ids, &lat, &lon, &elevation, &first, &last])
         .await?;
     Ok(())

@@ -170,6 +170,33 @@ const READING_COLUMNS: &str = "station_id, observed_at, received_at, latitude, l
     dew_point_c, heat_index_c, wind_chill_c, wind_gust_ms, elevation_m, \
     sea_level_pressure_hpa, feels_like_c, qc_status, qc";
 
+/// Moves each station's first and last times and position by what
+/// `readings` say, one upsert per station.
+fn write_stations<'a>(
+    tx: &Connection,
+    readings: impl IntoIterator<Item = &'a Reading>,
+) -> Result<(), rusqlite::Error> {
+    let mut upsert = tx.prepare_cached(&format!(
+        "INSERT INTO stations \
+           (station_id, latitude, longitude, elevation_m, first_seen, last_seen) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT (station_id) DO UPDATE SET {POSITION_FROM_NEWEST}, \
+           first_seen = min(stations.first_seen, excluded.first_seen), \
+           last_seen = max(stations.last_seen, excluded.last_seen)",
+    ))?;
+    for (id, u) in super::station_updates(readings) {
+        upsert.execute(params![
+            id,
+            u.latitude,
+            u.longitude,
+            u.elevation_m,
+            micros(u.first),
+            micros(u.last)
+        ])?;
+    }
+    Ok(())
+}
+
 /// Outbox entries of `table` nobody holds, oldest first, with their
 /// readings read back; with `take`, deleted in the same transaction.
 fn read_leftovers(
@@ -302,14 +329,14 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
                      ?18, ?19)"
         ))?;
-        let mut station = tx.prepare_cached(&format!(
+        // Only new stations here, so a station is listed as soon as its
+        // first reading is stored; their position and times follow with
+        // the roll-up, once per station and roll-up.
+        let mut station = tx.prepare_cached(
             "INSERT INTO stations \
                (station_id, latitude, longitude, elevation_m, first_seen, last_seen) \
-             VALUES (?1, ?2, ?3, ?5, ?4, ?4) \
-             ON CONFLICT (station_id) DO UPDATE SET {POSITION_FROM_NEWEST}, \
-               first_seen = min(stations.first_seen, excluded.first_seen), \
-               last_seen = max(stations.last_seen, excluded.last_seen)",
-        ))?;
+             VALUES (?1, ?2, ?3, ?5, ?4, ?4) ON CONFLICT (station_id) DO NOTHING",
+        )?;
         for r in &batch.readings {
             let observed = micros(r.observed_at);
             let n = insert.execute(params![
@@ -612,6 +639,7 @@ impl Store for SqliteStore {
                 }
             }
             drop(upsert);
+            write_stations(&tx, batches.iter().flat_map(|b| b.readings.iter()))?;
             tx.commit()?;
             let readings = batches.iter().map(|b| b.readings.len()).sum();
             let mut done = super::RolledUp::of(readings, &deltas);
@@ -757,6 +785,15 @@ mod tests {
             store.latest(&id).await.unwrap().unwrap().temperature_c,
             Some(2.0)
         );
+        // Listed with its first batch; its times and position move with
+        // the roll-up.
+        let station = store.station(&id).await.unwrap().unwrap();
+        assert_eq!(station.first_seen, station.last_seen);
+        let all = crate::storage::Leftovers {
+            older_than: std::time::Duration::ZERO,
+            limit: 10,
+        };
+        store.roll_up(&[], all, false).await.unwrap();
         let station = store.station(&id).await.unwrap().unwrap();
         assert_eq!(
             station.last_seen,
@@ -777,6 +814,7 @@ mod tests {
                 }))
                 .await
                 .unwrap();
+            store.roll_up(&[], all, false).await.unwrap();
             let station = store.station(&id).await.unwrap().unwrap();
             let expected = if r.observed_at.hour() == 9 {
                 500.0
