@@ -19,7 +19,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 
 use crate::domain::Reading;
-use crate::storage::archive::{Archive, partition};
+use crate::storage::archive::{Archive, partition_spool, spool_line};
 use crate::storage::{Leftovers, Store, StoredBatch};
 use crate::supervisor::Backoff;
 
@@ -272,12 +272,12 @@ impl ArchiverState {
             });
         }
         let segment = self.open.as_mut().expect("opened above");
+        let mut lines = Vec::with_capacity(readings.len() * 640);
         for r in readings {
-            let line = serde_json::to_vec(r).expect("readings always serialise");
-            segment.file.write_all(&line)?;
-            segment.file.write_all(b"\n")?;
-            segment.bytes += line.len() as u64 + 1;
+            spool_line(r, &mut lines);
         }
+        segment.file.write_all(&lines)?;
+        segment.bytes += lines.len() as u64;
         segment.file.flush()?;
         if segment.bytes >= self.segment_bytes {
             self.close()?;
@@ -346,22 +346,38 @@ async fn upload_forever(archive: Arc<dyn Archive>, spool_dir: PathBuf, prefix: S
     }
 }
 
-/// Uploads one segment's objects; returns how many.
-async fn upload(archive: &dyn Archive, path: &Path, prefix: &str) -> Result<usize, String> {
-    let text = tokio::fs::read_to_string(path)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut readings = Vec::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        match serde_json::from_str::<Reading>(line) {
-            Ok(r) => readings.push(r),
-            // Only a line cut by a power loss can be unreadable.
-            Err(e) => {
-                tracing::warn!(segment = %path.display(), error = %e, "skipping a cut spool line")
+/// A spool segment in the current line format: one written by an older
+/// version holds only each reading's JSON, and gets the keys in front.
+fn with_keys(spool: Vec<u8>) -> Vec<u8> {
+    if !spool
+        .split(|b| *b == b'\n')
+        .any(|l| l.first() == Some(&b'{'))
+    {
+        return spool;
+    }
+    let mut out = Vec::with_capacity(spool.len() + spool.len() / 8);
+    for line in spool.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        match serde_json::from_slice::<Reading>(line) {
+            Ok(r) if line.first() == Some(&b'{') => spool_line(&r, &mut out),
+            // A current line, or one cut by a power loss (skipped later).
+            _ => {
+                out.extend_from_slice(line);
+                out.push(b'\n');
             }
         }
     }
-    let objects = partition(prefix, &readings);
+    out
+}
+
+/// Uploads one segment's objects; returns how many.
+async fn upload(archive: &dyn Archive, path: &Path, prefix: &str) -> Result<usize, String> {
+    let spool = tokio::fs::read(path).await.map_err(|e| e.to_string())?;
+    let spool = with_keys(spool);
+    let (objects, skipped) = partition_spool(prefix, &spool);
+    if skipped > 0 {
+        // Only a line cut by a power loss can be unreadable.
+        tracing::warn!(segment = %path.display(), lines = skipped, "skipping cut spool lines");
+    }
     let count = objects.len();
     for object in objects {
         archive
@@ -370,4 +386,36 @@ async fn upload(archive: &dyn Archive, path: &Path, prefix: &str) -> Result<usiz
             .map_err(|e| e.to_string())?;
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Observation, QcReport, StationId};
+
+    fn reading(at: &str) -> Reading {
+        let at = at.parse().unwrap();
+        let mut obs = Observation::new(StationId::parse("WS001").unwrap(), at);
+        obs.temperature_c = Some(1.5);
+        Reading::new(obs, at, QcReport::default())
+    }
+
+    /// A segment spooled by an older version (bare JSON lines) is uploaded
+    /// as if spooled now, mixed lines included.
+    #[test]
+    fn an_older_segment_gets_its_keys() {
+        let (old, new) = (
+            reading("2025-01-13T10:00:00Z"),
+            reading("2025-01-13T11:00:00Z"),
+        );
+        let mut spool = serde_json::to_vec(&old).unwrap();
+        spool.push(b'\n');
+        spool_line(&new, &mut spool);
+        let mut expected = Vec::new();
+        spool_line(&old, &mut expected);
+        spool_line(&new, &mut expected);
+        assert_eq!(with_keys(spool), expected);
+        // A current segment is left as it is.
+        assert_eq!(with_keys(expected.clone()), expected);
+    }
 }

@@ -174,9 +174,13 @@ pub fn passed_values(r: &Reading) -> impl Iterator<Item = (&'static str, f64)> +
 /// resolutions, one per station and period, in key order.
 pub fn deltas<'a>(readings: impl IntoIterator<Item = &'a Reading>) -> Vec<RollupDelta> {
     // Keyed by borrowed ids: a station id is cloned once per period, not
-    // once per reading.
-    let mut acc: std::collections::HashMap<(&'a StationId, Resolution, DateTime<Utc>), Variables> =
-        std::collections::HashMap::new();
+    // once per reading. foldhash (seeded per process) rather than SipHash:
+    // hashing was most of the cost.
+    let mut acc: std::collections::HashMap<
+        (&'a StationId, Resolution, DateTime<Utc>),
+        Variables,
+        foldhash::fast::RandomState,
+    > = std::collections::HashMap::default();
     for r in readings {
         let values = passed(r);
         if values.iter().all(Option::is_none) {

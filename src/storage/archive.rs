@@ -169,25 +169,69 @@ pub struct Object {
     pub body: Vec<u8>,
 }
 
-/// The objects for a set of readings: one per (UTC date, station), lines in
-/// time order, keyed by the hash of their content.
-pub fn partition(prefix: &str, readings: &[Reading]) -> Vec<Object> {
-    let mut groups: BTreeMap<(String, &str), Vec<&Reading>> = BTreeMap::new();
-    for r in readings {
-        let date = r.observed_at.format("%Y-%m-%d").to_string();
-        groups
-            .entry((date, r.station_id.as_str()))
-            .or_default()
-            .push(r);
+/// Appends a reading to a spool as one line: its partition (UTC date and
+/// station), its time in Unix microseconds, and its JSON, tab-separated.
+/// So the uploader groups and orders lines without parsing the JSON, which
+/// is written once, here.
+pub fn spool_line(r: &Reading, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    write!(
+        out,
+        "{}\t{}\t{}\t",
+        r.observed_at.date_naive(),
+        r.station_id.as_str(),
+        r.observed_at.timestamp_micros()
+    )
+    .expect("writing to memory");
+    serde_json::to_writer(&mut *out, r).expect("readings always serialise");
+    out.push(b'\n');
+}
+
+/// A spool line's parts.
+pub struct SpoolLine<'a> {
+    /// The partition: UTC date and station.
+    pub partition: (&'a [u8], &'a [u8]),
+    /// Unix microseconds.
+    pub at: i64,
+    pub json: &'a [u8],
+}
+
+/// A spool line's parts; `None` for a line that is not one (cut by a power
+/// loss).
+pub fn parse_spool_line(line: &[u8]) -> Option<SpoolLine<'_>> {
+    let mut parts = line.splitn(4, |b| *b == b'\t');
+    let date = parts.next()?;
+    let station = parts.next()?;
+    let at = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    let json = parts.next()?;
+    // A cut line ends before its JSON does.
+    (json.first() == Some(&b'{') && json.last() == Some(&b'}')).then_some(SpoolLine {
+        partition: (date, station),
+        at,
+        json,
+    })
+}
+
+/// The objects for a set of spool lines: one per (UTC date, station), lines
+/// in time order, one per time, keyed by the hash of their content. Lines
+/// that are not spool lines are skipped (and counted in the second value).
+pub fn partition_spool(prefix: &str, spool: &[u8]) -> (Vec<Object>, usize) {
+    let mut groups: BTreeMap<_, Vec<SpoolLine<'_>>> = BTreeMap::new();
+    let mut skipped = 0;
+    for line in spool.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        match parse_spool_line(line) {
+            Some(line) => groups.entry(line.partition).or_default().push(line),
+            None => skipped += 1,
+        }
     }
-    groups
+    let objects = groups
         .into_iter()
         .map(|((date, station), mut rows)| {
-            rows.sort_by_key(|r| r.observed_at);
-            rows.dedup_by_key(|r| r.observed_at);
-            let mut lines = Vec::new();
-            for r in rows {
-                serde_json::to_writer(&mut lines, r).expect("readings always serialise");
+            rows.sort_by_key(|row| row.at);
+            rows.dedup_by_key(|row| row.at);
+            let mut lines = Vec::with_capacity(rows.iter().map(|row| row.json.len() + 1).sum());
+            for row in rows {
+                lines.extend_from_slice(row.json);
                 lines.push(b'\n');
             }
             let hash = hex::encode(&Sha256::digest(&lines)[..16]);
@@ -196,11 +240,25 @@ pub fn partition(prefix: &str, readings: &[Reading]) -> Vec<Object> {
             let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
             gz.write_all(&lines).expect("writing to memory");
             Object {
-                key: format!("{prefix}readings/date={date}/station={station}/{hash}.jsonl.gz"),
+                key: format!(
+                    "{prefix}readings/date={}/station={}/{hash}.jsonl.gz",
+                    String::from_utf8_lossy(date),
+                    String::from_utf8_lossy(station)
+                ),
                 body: gz.finish().expect("writing to memory"),
             }
         })
-        .collect()
+        .collect();
+    (objects, skipped)
+}
+
+/// The objects for a set of readings (see [`partition_spool`]).
+pub fn partition(prefix: &str, readings: &[Reading]) -> Vec<Object> {
+    let mut spool = Vec::new();
+    for r in readings {
+        spool_line(r, &mut spool);
+    }
+    partition_spool(prefix, &spool).0
 }
 
 #[cfg(test)]
@@ -252,10 +310,27 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), 2, "one line per reading, duplicates once");
         assert!(lines[0].contains("2025-01-13T09:00:00Z") && lines[1].contains("10:00:00Z"));
+        assert_eq!(
+            serde_json::from_str::<Reading>(&lines[0]).unwrap(),
+            readings[3],
+            "each line is the reading as JSON"
+        );
         // The same content gives the same key, whatever the input order.
         let mut shuffled = readings.to_vec();
         shuffled.reverse();
         assert_eq!(partition("lake/", &shuffled), objects);
+    }
+
+    #[test]
+    fn a_cut_spool_line_is_skipped() {
+        let mut spool = Vec::new();
+        spool_line(&reading("WS001", "2025-01-13T10:00:00Z"), &mut spool);
+        spool_line(&reading("WS001", "2025-01-13T11:00:00Z"), &mut spool);
+        // Cut by a power loss in the middle of the last line.
+        spool.truncate(spool.len() - 10);
+        let (objects, skipped) = partition_spool("", &spool);
+        assert_eq!((objects.len(), skipped), (1, 1));
+        assert_eq!(gunzip(&objects[0].body).lines().count(), 1);
     }
 
     #[tokio::test]

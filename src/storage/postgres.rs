@@ -48,6 +48,8 @@ const MIGRATION_LOCK: i64 = 0x1503_a12b_0000_0001;
 
 pub struct PostgresStore {
     pool: Pool,
+    /// Stations this process has seen stored: a batch adds only the others.
+    known: std::sync::Mutex<std::collections::HashSet<StationId, foldhash::fast::RandomState>>,
 }
 
 fn pool_error(e: impl std::fmt::Display) -> StoreError {
@@ -102,7 +104,10 @@ impl PostgresStore {
             .wait_timeout(Some(std::time::Duration::from_secs(10)))
             .build()
             .map_err(pool_error)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            known: Default::default(),
+        })
     }
 
     /// Applies pending migrations; returns how many ran.
@@ -270,6 +275,7 @@ impl Store for PostgresStore {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await?;
         let mut inserted = vec![false; batch.readings.len()];
+        let mut added: Vec<StationId> = Vec::new();
         if !batch.readings.is_empty() {
             let c = Columns::of(&batch.readings);
             let v = &c.values;
@@ -331,12 +337,18 @@ impl Store for PostgresStore {
             // its first reading is stored; their position and times
             // follow with the roll-up, once per station and roll-up rather
             // than once per station and batch.
-            let new = batch
-                .readings
-                .iter()
-                .zip(&inserted)
-                .filter(|(_, new)| **new);
-            write_stations(&tx, new.map(|(r, _)| r), false).await?;
+            let unknown: Vec<&Reading> = {
+                let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+                batch
+                    .readings
+                    .iter()
+                    .zip(&inserted)
+                    .filter(|(r, new)| **new && !known.contains(&r.station_id))
+                    .map(|(r, _)| r)
+                    .collect()
+            };
+            write_stations(&tx, unknown.iter().copied(), false).await?;
+            added = unknown.iter().map(|r| r.station_id.clone()).collect();
         }
         // One outbox entry for the batch's new readings, in each outbox.
         let mut seq = None;
@@ -397,6 +409,12 @@ impl Store for PostgresStore {
             .await?;
         }
         tx.commit().await?;
+        if !added.is_empty() {
+            self.known
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(added);
+        }
         Ok(WriteOutcome { inserted, seq })
     }
 
