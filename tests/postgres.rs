@@ -60,6 +60,17 @@ async fn count(schema: &Schema, table: &str) -> i64 {
         .get(0)
 }
 
+/// A station's rollups on 2025-01-13, at most `limit` periods.
+fn day_of(station: &str, resolution: Resolution, limit: usize) -> RollupQuery {
+    RollupQuery {
+        station_id: StationId::parse(station).unwrap(),
+        resolution,
+        from: "2025-01-13T00:00:00Z".parse().unwrap(),
+        to: "2025-01-14T00:00:00Z".parse().unwrap(),
+        limit,
+    }
+}
+
 fn reading(station: &str, at: &str, t: f64) -> Reading {
     let at: DateTime<Utc> = at.parse().unwrap();
     let mut obs = Observation::new(StationId::parse(station).unwrap(), at);
@@ -123,13 +134,7 @@ async fn an_older_database_is_carried_over() {
     let store = PostgresStore::new(&schema.url(), 2).unwrap();
     assert_eq!(store.migrate().await.unwrap(), 2);
     let periods = store
-        .rollups(RollupQuery {
-            station_id: StationId::parse("WS009").unwrap(),
-            resolution: Resolution::Hour,
-            from: "2025-01-13T00:00:00Z".parse().unwrap(),
-            to: "2025-01-14T00:00:00Z".parse().unwrap(),
-            limit: 10,
-        })
+        .rollups(day_of("WS009", Resolution::Hour, 10))
         .await
         .unwrap();
     assert_eq!(periods.len(), 2);
@@ -232,13 +237,7 @@ async fn the_store_is_idempotent_and_answers_history() {
         "the outbox is cleared"
     );
     let hour = store
-        .rollups(RollupQuery {
-            station_id: StationId::parse("WS001").unwrap(),
-            resolution: Resolution::Hour,
-            from: "2025-01-13T00:00:00Z".parse().unwrap(),
-            to: "2025-01-14T00:00:00Z".parse().unwrap(),
-            limit: 10,
-        })
+        .rollups(day_of("WS001", Resolution::Hour, 10))
         .await
         .unwrap();
     assert_eq!(hour.len(), 1);
@@ -248,13 +247,7 @@ async fn the_store_is_idempotent_and_answers_history() {
         (2, 1.0, 2.0, 1.5, 2.0)
     );
     let minutes = store
-        .rollups(RollupQuery {
-            station_id: StationId::parse("WS001").unwrap(),
-            resolution: Resolution::Minute,
-            from: "2025-01-13T00:00:00Z".parse().unwrap(),
-            to: "2025-01-14T00:00:00Z".parse().unwrap(),
-            limit: 1,
-        })
+        .rollups(day_of("WS001", Resolution::Minute, 1))
         .await
         .unwrap();
     assert_eq!(minutes.len(), 1, "limit counts periods");
