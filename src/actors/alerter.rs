@@ -20,8 +20,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use crate::actors::hub::HubMsg;
 use crate::config::AlertSettings;
 use crate::delivery::DeliveryContext;
-use crate::domain::Reading;
 use crate::domain::alerts::{AlertEngine, AlertRules, Change, PipelineSample};
+use crate::domain::{Reading, StationId};
 use crate::storage::{AlertRecord, NewAlert, Store, StoreError};
 
 pub enum AlerterMsg {
@@ -51,6 +51,10 @@ pub struct AlerterState {
     webhook: Option<tokio::sync::mpsc::Sender<AlertRecord>>,
     /// Changes announced but not yet recorded, oldest first.
     unrecorded: VecDeque<Change>,
+    /// Each station's newest stored reading this process has seen: the
+    /// store's `last_seen` follows with the roll-up, seconds later, which
+    /// is too late for a short `silent_after`.
+    heard: std::collections::HashMap<StationId, DateTime<Utc>, foldhash::fast::RandomState>,
 }
 
 /// The time, to the microsecond the stores keep, so that an alert pushed
@@ -172,6 +176,7 @@ impl Actor for Alerter {
                 .webhook_url
                 .map(|url| webhook(url.expose().to_owned())),
             unrecorded: VecDeque::new(),
+            heard: Default::default(),
         })
     }
 
@@ -182,17 +187,30 @@ impl Actor for Alerter {
         state: &mut AlerterState,
     ) -> Result<(), ActorProcessingErr> {
         let changes = match msg {
-            AlerterMsg::Readings(readings) => readings
-                .iter()
-                .flat_map(|r| state.engine.observe(r))
-                .collect(),
+            AlerterMsg::Readings(readings) => {
+                for r in readings.iter() {
+                    let heard = state
+                        .heard
+                        .entry(r.station_id.clone())
+                        .or_insert(r.observed_at);
+                    *heard = (*heard).max(r.observed_at);
+                }
+                readings
+                    .iter()
+                    .flat_map(|r| state.engine.observe(r))
+                    .collect()
+            }
             AlerterMsg::Check => {
                 state.record_waiting().await;
                 match state.store.stations().await {
                     Ok(stations) => {
                         let seen: Vec<_> = stations
                             .into_iter()
-                            .map(|s| (s.station_id, s.last_seen))
+                            .map(|s| {
+                                let heard = state.heard.get(&s.station_id).copied();
+                                let seen = heard.map_or(s.last_seen, |h| h.max(s.last_seen));
+                                (s.station_id, seen)
+                            })
                             .collect();
                         state.engine.check_silence(&seen, now())
                     }
