@@ -302,9 +302,14 @@ impl AlertEngine {
     /// QC failure rate.
     pub fn observe(&mut self, r: &Reading) -> Vec<Change> {
         let mut changes = Vec::new();
-        let values: HashMap<&str, f64> = rollup::passed_values(r).collect();
+        let values = rollup::passed(r);
         for rule in &self.rules {
-            let Some(&v) = values.get(rule.variable.as_str()) else {
+            // A variable that is not rolled up is refused by the config.
+            let Some(v) = rollup::ROLLED_UP
+                .iter()
+                .position(|name| *name == rule.variable)
+                .and_then(|i| values[i])
+            else {
                 continue;
             };
             let key = (rule.name.clone(), Some(r.station_id.clone()));
