@@ -489,6 +489,9 @@ pub trait Store: Send + Sync + 'static {
     /// Archive outbox entries nobody holds, with their readings read back.
     async fn archive_leftovers(&self, leftovers: Leftovers)
     -> Result<Vec<StoredBatch>, StoreError>;
+    /// Which of the archive outbox entries `seqs` are still there (not
+    /// spooled already as leftovers).
+    async fn archive_present(&self, seqs: &[i64]) -> Result<Vec<i64>, StoreError>;
     /// Forgets the archive outbox entries `seqs` (their readings are in
     /// the spool).
     async fn archive_done(&self, seqs: &[i64]) -> Result<(), StoreError>;

@@ -187,7 +187,17 @@ impl ArchiverState {
             return;
         }
         if !self.held.is_empty() {
-            let held = std::mem::take(&mut self.held);
+            // Only batches whose entries are still there: one that waited
+            // here longer than `in_flight` may have been spooled as a
+            // leftover already.
+            let seqs: Vec<i64> = self.held.iter().map(|b| b.seq).collect();
+            let present = match self.store.archive_present(&seqs).await {
+                Ok(present) => present,
+                Err(e) => return self.failed("read the archive outbox", &e),
+            };
+            let mut held = std::mem::take(&mut self.held);
+            held.retain(|b| present.binary_search(&b.seq).is_ok());
+            self.held_readings = held.iter().map(|b| b.readings.len()).sum();
             // Synced before the outbox forgets them: after a crash they are
             // either in the spool or still in the outbox (then spooled
             // again, and the object of the same content overwrites).
@@ -398,6 +408,105 @@ mod tests {
         let mut obs = Observation::new(StationId::parse("WS001").unwrap(), at);
         obs.temperature_c = Some(1.5);
         Reading::new(obs, at, QcReport::default())
+    }
+
+    /// A batch spooled as a leftover (its hand-over came late) is not
+    /// spooled again when the hand-over arrives: the lake holds each
+    /// reading once.
+    #[tokio::test]
+    async fn a_batch_spooled_as_a_leftover_is_not_spooled_again() {
+        use crate::storage::archive::LocalArchive;
+        use crate::storage::{SqliteStore, WriteBatch};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("a.sqlite3")).unwrap());
+        let readings = vec![
+            reading("2025-01-13T10:00:00Z"),
+            reading("2025-01-13T10:01:00Z"),
+        ];
+        let seq = store
+            .write_batch(Arc::new(WriteBatch {
+                readings: readings.clone(),
+                quarantine: vec![],
+                archive: true,
+            }))
+            .await
+            .unwrap()
+            .seq
+            .unwrap();
+        let lake = dir.path().join("lake");
+        let (archiver, task) = Actor::spawn(
+            None,
+            Archiver,
+            ArchiverArgs {
+                store: store.clone(),
+                archive: Arc::new(LocalArchive::new(&lake)),
+                spool_dir: dir.path().join("spool"),
+                prefix: String::new(),
+                segment_age: Duration::from_secs(3600),
+                segment_bytes: 1 << 30,
+            },
+        )
+        .await
+        .unwrap();
+        // Closing takes every entry, however young: spooled as a leftover.
+        let close = || archiver.call(ArchiverMsg::Close, Some(Duration::from_secs(10)));
+        close().await.unwrap();
+        // Then its hand-over arrives, with a later batch's.
+        let later = vec![reading("2025-01-13T10:02:00Z")];
+        let later_seq = store
+            .write_batch(Arc::new(WriteBatch {
+                readings: later.clone(),
+                quarantine: vec![],
+                archive: true,
+            }))
+            .await
+            .unwrap()
+            .seq
+            .unwrap();
+        for (seq, readings) in [(seq, readings), (later_seq, later)] {
+            archiver
+                .cast(ArchiverMsg::Stored(crate::storage::StoredBatch {
+                    seq,
+                    readings: readings.into(),
+                }))
+                .unwrap();
+        }
+        close().await.unwrap();
+        // Both segments uploaded: each reading once in all.
+        let mut lines = 0;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if segments(&dir.path().join("spool"), CLOSED)
+                .unwrap()
+                .is_empty()
+            {
+                lines = objects_lines(&lake);
+                break;
+            }
+        }
+        assert_eq!(lines, 3);
+        archiver.stop(None);
+        task.await.unwrap();
+    }
+
+    /// Lines across every object under `dir`.
+    fn objects_lines(dir: &Path) -> usize {
+        let mut lines = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                lines += objects_lines(&path);
+            } else {
+                let mut text = String::new();
+                std::io::Read::read_to_string(
+                    &mut flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap()),
+                    &mut text,
+                )
+                .unwrap();
+                lines += text.lines().count();
+            }
+        }
+        lines
     }
 
     /// A segment spooled by an older version (bare JSON lines) is uploaded

@@ -684,6 +684,9 @@ mod tests {
         ) -> Result<Vec<StoredBatch>, StoreError> {
             self.inner.archive_leftovers(leftovers).await
         }
+        async fn archive_present(&self, seqs: &[i64]) -> Result<Vec<i64>, StoreError> {
+            self.inner.archive_present(seqs).await
+        }
         async fn archive_done(&self, seqs: &[i64]) -> Result<(), StoreError> {
             self.inner.archive_done(seqs).await
         }

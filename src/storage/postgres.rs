@@ -633,6 +633,17 @@ impl Store for PostgresStore {
         Ok(batches)
     }
 
+    async fn archive_present(&self, seqs: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(
+                "SELECT seq FROM archive_batches WHERE seq = ANY($1) ORDER BY seq",
+                &[&seqs],
+            )
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
     async fn archive_done(&self, seqs: &[i64]) -> Result<(), StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         client

@@ -712,6 +712,19 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn archive_present(&self, seqs: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let seqs = serde_json::to_string(seqs).expect("numbers serialise");
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT seq FROM archive_batches \
+                 WHERE seq IN (SELECT value FROM json_each(?1)) ORDER BY seq",
+            )?
+            .query_map([seqs], |row| row.get(0))?
+            .collect()
+        })
+        .await
+    }
+
     async fn archive_done(&self, seqs: &[i64]) -> Result<(), StoreError> {
         let inner = self.inner.clone();
         let seqs = serde_json::to_string(seqs).expect("numbers serialise");

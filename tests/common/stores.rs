@@ -153,7 +153,12 @@ pub async fn each_stored_batch_counts_once(store: &dyn Store) {
     assert_eq!(&*pending[0].readings, a_readings.as_slice());
     assert_eq!(&*pending[1].readings, b_readings.as_slice());
     assert!(store.archive_leftovers(NONE_LEFT).await.unwrap().is_empty());
+    assert_eq!(
+        store.archive_present(&[b, a, b + 100]).await.unwrap(),
+        [a, b]
+    );
     store.archive_done(&[a]).await.unwrap();
+    assert_eq!(store.archive_present(&[a, b]).await.unwrap(), [b]);
     let pending = store.archive_leftovers(ALL_LEFT).await.unwrap();
     assert_eq!(pending.iter().map(|p| p.seq).collect::<Vec<_>>(), [b]);
     store.archive_done(&[b]).await.unwrap();
