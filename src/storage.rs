@@ -157,6 +157,67 @@ pub struct Leftovers {
     pub limit: usize,
 }
 
+impl Leftovers {
+    /// How long a committed batch may take to reach the actors that use
+    /// it before its entry counts as left over.
+    pub const IN_FLIGHT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Entries older than `older_than`, 20 at a time (a batch is at most a
+    /// few thousand readings).
+    pub fn older_than(older_than: std::time::Duration) -> Self {
+        Self {
+            older_than,
+            limit: 20,
+        }
+    }
+}
+
+/// The committed batches an actor holds until it has used them, oldest
+/// first, at most `max` readings: beyond, the oldest are let go (while the
+/// store or the disk fails), and their outbox entries bring them back as
+/// leftovers.
+#[derive(Debug)]
+pub struct HeldBatches {
+    batches: Vec<StoredBatch>,
+    readings: usize,
+    max: usize,
+}
+
+impl HeldBatches {
+    pub fn new(max: usize) -> Self {
+        Self {
+            batches: Vec::new(),
+            readings: 0,
+            max,
+        }
+    }
+
+    pub fn push(&mut self, batch: StoredBatch) {
+        self.readings += batch.readings.len();
+        self.batches.push(batch);
+        let mut over = 0;
+        while self.readings > self.max && over < self.batches.len() {
+            self.readings -= self.batches[over].readings.len();
+            over += 1;
+        }
+        self.batches.drain(..over);
+    }
+
+    /// Readings held.
+    pub fn readings(&self) -> usize {
+        self.readings
+    }
+
+    pub fn batches(&self) -> &[StoredBatch] {
+        &self.batches
+    }
+
+    pub fn take(&mut self) -> Vec<StoredBatch> {
+        self.readings = 0;
+        std::mem::take(&mut self.batches)
+    }
+}
+
 /// A bounded time range query of one station's history.
 #[derive(Debug, Clone)]
 pub struct HistoryQuery {
@@ -521,5 +582,35 @@ pub trait LatestCache: Send + Sync + 'static {
     /// Whether the cache answers, for `/ready`.
     async fn ping(&self) -> Result<(), String> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Observation, QcReport};
+
+    fn batch(seq: i64, readings: usize) -> StoredBatch {
+        let at = "2025-01-13T10:00:00Z".parse().unwrap();
+        let obs = Observation::new(StationId::parse("WS001").unwrap(), at);
+        let reading = Reading::new(obs, at, QcReport::default());
+        StoredBatch {
+            seq,
+            readings: vec![reading; readings].into(),
+        }
+    }
+
+    /// Past its bound, the oldest batches are let go, whole.
+    #[test]
+    fn held_batches_let_the_oldest_go_past_their_bound() {
+        let mut held = HeldBatches::new(5);
+        held.push(batch(1, 2));
+        held.push(batch(2, 2));
+        assert_eq!(held.readings(), 4);
+        held.push(batch(3, 3));
+        let seqs: Vec<i64> = held.batches().iter().map(|b| b.seq).collect();
+        assert_eq!((seqs, held.readings()), (vec![2, 3], 5));
+        assert_eq!(held.take().len(), 2);
+        assert_eq!((held.batches().len(), held.readings()), (0, 0));
     }
 }

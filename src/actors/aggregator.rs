@@ -18,18 +18,12 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::actors::hub::{HubMsg, StationRollup};
-use crate::storage::{Leftovers, Store, StoredBatch};
+use crate::storage::{HeldBatches, Leftovers, Store, StoredBatch};
 
 /// Readings held before a roll-up starts without waiting for the tick.
 const CHUNK: usize = 50_000;
-/// Readings held at most while the store fails; beyond, the oldest batches
-/// are let go (their outbox entries bring them back once it answers).
+/// Readings held at most while the store fails.
 const MAX_HELD: usize = 4 * CHUNK;
-/// Outbox entries read back per transaction (a batch is at most a few
-/// thousand readings).
-const LEFTOVER_BATCHES: usize = 20;
-/// An entry younger than this may still be on its way here in memory.
-const IN_FLIGHT: Duration = Duration::from_secs(10);
 
 pub enum AggregatorMsg {
     /// A batch committed: its new readings.
@@ -52,8 +46,7 @@ pub struct AggregatorArgs {
 pub struct AggregatorState {
     store: Arc<dyn Store>,
     hub: String,
-    held: Vec<StoredBatch>,
-    held_readings: usize,
+    held: HeldBatches,
     /// The last roll-up failed: wait for the tick rather than try again
     /// at every batch.
     failing: bool,
@@ -73,8 +66,7 @@ impl Actor for Aggregator {
         Ok(AggregatorState {
             store: args.store,
             hub: args.hub,
-            held: Vec::new(),
-            held_readings: 0,
+            held: HeldBatches::new(MAX_HELD),
             failing: false,
         })
     }
@@ -87,14 +79,12 @@ impl Actor for Aggregator {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             AggregatorMsg::Stored(batch) => {
-                state.held_readings += batch.readings.len();
                 state.held.push(batch);
-                if state.held_readings >= CHUNK && !state.failing {
-                    state.roll_up(IN_FLIGHT).await;
+                if state.held.readings() >= CHUNK && !state.failing {
+                    state.roll_up(Leftovers::IN_FLIGHT).await;
                 }
-                state.let_go();
             }
-            AggregatorMsg::Tick => state.roll_up(IN_FLIGHT).await,
+            AggregatorMsg::Tick => state.roll_up(Leftovers::IN_FLIGHT).await,
             AggregatorMsg::Flush(reply) => {
                 // Whatever was committed has been handed over by now.
                 state.roll_up(Duration::ZERO).await;
@@ -121,15 +111,15 @@ impl AggregatorState {
             None => false,
         };
         loop {
-            let leftovers = Leftovers {
-                older_than: in_flight,
-                limit: LEFTOVER_BATCHES,
-            };
-            match self.store.roll_up(&self.held, leftovers, clients).await {
+            let leftovers = Leftovers::older_than(in_flight);
+            match self
+                .store
+                .roll_up(self.held.batches(), leftovers, clients)
+                .await
+            {
                 Ok(done) => {
                     self.failing = false;
-                    self.held.clear();
-                    self.held_readings = 0;
+                    self.held.take();
                     metrics::counter!("isobar_readings_rolled_up_total")
                         .increment(done.readings as u64);
                     if let Some(hub) = &hub
@@ -146,7 +136,7 @@ impl AggregatorState {
                             .collect();
                         let _ = hub.cast(HubMsg::Rollups(out));
                     }
-                    if done.leftovers < LEFTOVER_BATCHES {
+                    if done.leftovers < leftovers.limit {
                         return;
                     }
                 }
@@ -157,15 +147,6 @@ impl AggregatorState {
                     return;
                 }
             }
-        }
-    }
-
-    /// Lets the oldest held batches go while the store fails, down to the
-    /// bound: their outbox entries bring them back.
-    fn let_go(&mut self) {
-        while self.held_readings > MAX_HELD && !self.held.is_empty() {
-            let batch = self.held.remove(0);
-            self.held_readings -= batch.readings.len();
         }
     }
 }

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::domain::Reading;
 use crate::storage::archive::{Archive, partition_spool, spool_line};
-use crate::storage::{Leftovers, Store, StoredBatch};
+use crate::storage::{HeldBatches, Leftovers, Store, StoredBatch};
 use crate::supervisor::Backoff;
 
 pub enum ArchiverMsg {
@@ -52,8 +52,7 @@ pub struct ArchiverArgs {
 pub struct ArchiverState {
     store: Arc<dyn Store>,
     /// Handed over, not yet in the spool.
-    held: Vec<StoredBatch>,
-    held_readings: usize,
+    held: HeldBatches,
     /// In the spool, their outbox entries not yet deleted.
     spooled: Vec<i64>,
     /// After a failure (store or disk), no poll before this.
@@ -110,8 +109,7 @@ impl Actor for Archiver {
         ));
         Ok(ArchiverState {
             store: args.store,
-            held: Vec::new(),
-            held_readings: 0,
+            held: HeldBatches::new(MAX_HELD),
             spooled: Vec::new(),
             retry_at: None,
             failures: 0,
@@ -130,17 +128,8 @@ impl Actor for Archiver {
         state: &mut ArchiverState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ArchiverMsg::Stored(batch) => {
-                state.held_readings += batch.readings.len();
-                state.held.push(batch);
-                // While the spool cannot be written, the oldest are let go
-                // down to the bound: their outbox entries bring them back.
-                while state.held_readings > MAX_HELD && !state.held.is_empty() {
-                    let batch = state.held.remove(0);
-                    state.held_readings -= batch.readings.len();
-                }
-            }
-            ArchiverMsg::Poll => state.poll(IN_FLIGHT).await,
+            ArchiverMsg::Stored(batch) => state.held.push(batch),
+            ArchiverMsg::Poll => state.poll(Leftovers::IN_FLIGHT).await,
             ArchiverMsg::Tick => {
                 let due = state
                     .open
@@ -165,11 +154,6 @@ impl Actor for Archiver {
 
 /// Readings held at most while the spool cannot be written.
 const MAX_HELD: usize = 200_000;
-/// Outbox entries read back per step (a batch is at most a few thousand
-/// readings).
-const LEFTOVER_BATCHES: usize = 20;
-/// An entry younger than this may still be on its way here in memory.
-const IN_FLIGHT: Duration = Duration::from_secs(10);
 
 const SPOOL_RETRY: Backoff = Backoff {
     initial: Duration::from_millis(500),
@@ -186,26 +170,26 @@ impl ArchiverState {
         if self.retry_at.is_some_and(|at| Instant::now() < at) {
             return;
         }
-        if !self.held.is_empty() {
+        if !self.held.batches().is_empty() {
             // Only batches whose entries are still there: one that waited
             // here longer than `in_flight` may have been spooled as a
             // leftover already.
-            let seqs: Vec<i64> = self.held.iter().map(|b| b.seq).collect();
+            let seqs: Vec<i64> = self.held.batches().iter().map(|b| b.seq).collect();
             let present = match self.store.archive_present(&seqs).await {
                 Ok(present) => present,
                 Err(e) => return self.failed("read the archive outbox", &e),
             };
-            let mut held = std::mem::take(&mut self.held);
+            let mut held = self.held.take();
             held.retain(|b| present.binary_search(&b.seq).is_ok());
-            self.held_readings = held.iter().map(|b| b.readings.len()).sum();
             // Synced before the outbox forgets them: after a crash they are
             // either in the spool or still in the outbox (then spooled
             // again, and the object of the same content overwrites).
             if let Err(e) = self.spool(&held) {
-                self.held = held;
+                for batch in held {
+                    self.held.push(batch);
+                }
                 return self.failed("write the spool", &e);
             }
-            self.held_readings = 0;
         }
         loop {
             if !self.spooled.is_empty() {
@@ -214,11 +198,11 @@ impl ArchiverState {
                 }
                 self.spooled.clear();
             }
-            let leftovers = Leftovers {
-                older_than: in_flight,
-                limit: LEFTOVER_BATCHES,
-            };
-            let left = match self.store.archive_leftovers(leftovers).await {
+            let left = match self
+                .store
+                .archive_leftovers(Leftovers::older_than(in_flight))
+                .await
+            {
                 Ok(left) => left,
                 Err(e) => return self.failed("read the archive outbox", &e),
             };
@@ -419,20 +403,29 @@ mod tests {
         use crate::storage::{SqliteStore, WriteBatch};
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("a.sqlite3")).unwrap());
+        // Stored with an archive entry; its sequence number.
+        let write = |readings: &[Reading]| {
+            let store = store.clone();
+            let readings = readings.to_vec();
+            async move {
+                let batch = WriteBatch {
+                    readings,
+                    quarantine: vec![],
+                    archive: true,
+                };
+                store
+                    .write_batch(Arc::new(batch))
+                    .await
+                    .unwrap()
+                    .seq
+                    .unwrap()
+            }
+        };
         let readings = vec![
             reading("2025-01-13T10:00:00Z"),
             reading("2025-01-13T10:01:00Z"),
         ];
-        let seq = store
-            .write_batch(Arc::new(WriteBatch {
-                readings: readings.clone(),
-                quarantine: vec![],
-                archive: true,
-            }))
-            .await
-            .unwrap()
-            .seq
-            .unwrap();
+        let seq = write(&readings).await;
         let lake = dir.path().join("lake");
         let (archiver, task) = Actor::spawn(
             None,
@@ -453,16 +446,7 @@ mod tests {
         close().await.unwrap();
         // Then its hand-over arrives, with a later batch's.
         let later = vec![reading("2025-01-13T10:02:00Z")];
-        let later_seq = store
-            .write_batch(Arc::new(WriteBatch {
-                readings: later.clone(),
-                quarantine: vec![],
-                archive: true,
-            }))
-            .await
-            .unwrap()
-            .seq
-            .unwrap();
+        let later_seq = write(&later).await;
         for (seq, readings) in [(seq, readings), (later_seq, later)] {
             archiver
                 .cast(ArchiverMsg::Stored(crate::storage::StoredBatch {

@@ -784,55 +784,36 @@ async fn write_rollups(
     changes: bool,
 ) -> Result<Vec<(StationId, Resolution, Rollup)>, StoreError> {
     use tokio_postgres::types::ToSql;
-    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![
-        Box::new(
-            deltas
-                .iter()
-                .map(|d| d.station_id.as_str())
-                .collect::<Vec<_>>(),
-        ),
-        Box::new(
-            deltas
-                .iter()
-                .map(|d| d.resolution.as_str())
-                .collect::<Vec<_>>(),
-        ),
-        Box::new(deltas.iter().map(|d| d.bucket).collect::<Vec<_>>()),
+    /// One `UNNEST` array: `f` of every delta, and its SQL type.
+    fn column<'a, T>(
+        deltas: &'a [rollup::RollupDelta],
+        sql: &'static str,
+        f: impl Fn(&'a rollup::RollupDelta) -> T,
+    ) -> (Box<dyn ToSql + Sync + Send + 'a>, &'static str)
+    where
+        Vec<T>: ToSql + Sync + Send + 'a,
+    {
+        (Box::new(deltas.iter().map(f).collect::<Vec<T>>()), sql)
+    }
+    let mut arrays = vec![
+        column(deltas, "text[]", |d| d.station_id.as_str()),
+        column(deltas, "text[]", |d| d.resolution.as_str()),
+        column(deltas, "timestamptz[]", |d| d.bucket),
     ];
-    let mut types = vec!["text[]", "text[]", "timestamptz[]"];
     for i in 0..ROLLED_UP.len() {
-        let stats = || deltas.iter().map(move |d| d.variables[i].as_ref());
-        params.push(Box::new(
-            stats()
-                .map(|s| s.map_or(0, |s| s.count))
-                .collect::<Vec<i64>>(),
-        ));
-        params.push(Box::new(
-            stats().map(|s| s.map(|s| s.min)).collect::<Vec<_>>(),
-        ));
-        params.push(Box::new(
-            stats().map(|s| s.map(|s| s.max)).collect::<Vec<_>>(),
-        ));
-        params.push(Box::new(
-            stats()
-                .map(|s| s.map_or(0.0, |s| s.sum))
-                .collect::<Vec<f64>>(),
-        ));
-        params.push(Box::new(
-            stats().map(|s| s.map(|s| s.last)).collect::<Vec<_>>(),
-        ));
-        params.push(Box::new(
-            stats().map(|s| s.map(|s| s.last_at)).collect::<Vec<_>>(),
-        ));
-        types.extend([
-            "int8[]",
-            "float8[]",
-            "float8[]",
-            "float8[]",
-            "float8[]",
-            "timestamptz[]",
+        let stats = move |d: &rollup::RollupDelta| d.variables[i];
+        arrays.extend([
+            column(deltas, "int8[]", move |d| stats(d).map_or(0, |s| s.count)),
+            column(deltas, "float8[]", move |d| stats(d).map(|s| s.min)),
+            column(deltas, "float8[]", move |d| stats(d).map(|s| s.max)),
+            column(deltas, "float8[]", move |d| stats(d).map_or(0.0, |s| s.sum)),
+            column(deltas, "float8[]", move |d| stats(d).map(|s| s.last)),
+            column(deltas, "timestamptz[]", move |d| {
+                stats(d).map(|s| s.last_at)
+            }),
         ]);
     }
+    let (params, types): (Vec<_>, Vec<_>) = arrays.into_iter().unzip();
     let unnest = types
         .iter()
         .enumerate()
