@@ -355,3 +355,121 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
     }
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+/// Readings stored in the database at `url`.
+async fn count_stored(url: &str) -> i64 {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .query_one("SELECT count(*) FROM observations", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_behind_a_stalled_store_drains_without_a_broker_disconnect() {
+    const STATIONS: usize = 50;
+    const EACH: usize = 400;
+    // ISOBAR_TEST_STALL=600s ISOBAR_TEST_KEEP_ALIVE=30s runs the full
+    // 10-minute stall at the default keep-alive.
+    let setting =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    let stall = humantime::parse_duration(&setting("ISOBAR_TEST_STALL", "25s")).unwrap();
+    let keep_alive = setting("ISOBAR_TEST_KEEP_ALIVE", "2s");
+    let port = common::mosquitto::free_port();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let _broker = PrivateMosquitto::start(port, dir.clone(), &[]);
+    let db = format!("isobar_stall_{}", unique());
+    common::pg_admin(&format!("CREATE DATABASE {db}")).await;
+    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    let address = format!("127.0.0.1:{port}");
+    // A keep-alive of 2 s: the stall lasts a dozen of them, as a
+    // 10-minute one does at the default 30 s. isobar's window (100) is a
+    // tenth of the broker's (1000), as with a broker that sends past its
+    // window: the readings it sends beyond isobar's bound wait in the
+    // socket, in front of its answers to isobar's pings.
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("ISOBAR__MQTT__MODE", "external"),
+            ("ISOBAR__MQTT__BROKER", &address),
+            ("ISOBAR__MQTT__KEEP_ALIVE", &keep_alive),
+            ("ISOBAR__MQTT__MAX_INFLIGHT", "100"),
+            ("ISOBAR__STORAGE__BACKEND", "postgres"),
+            ("ISOBAR__STORAGE__POSTGRES_URL", &url),
+        ],
+    );
+    // The stall: every write waits on a lock held in an open transaction.
+    let (locker, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE observations IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let stalled = std::time::Instant::now();
+
+    let mut options = MqttOptions::new(format!("stall-publisher-{}", unique()), "127.0.0.1", port);
+    options
+        .set_keep_alive(Duration::from_secs(5))
+        .set_inflight(500);
+    let (client, mut eventloop) = AsyncClient::new(options, 1000);
+    let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = acked.clone();
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    let start: DateTime<Utc> = "2025-01-13T00:00:00Z".parse().unwrap();
+    for i in 0..EACH {
+        let ts = (start + TimeDelta::seconds(60 * i as i64)).to_rfc3339();
+        for s in 0..STATIONS {
+            let station = format!("WS7{s:02}");
+            let topic = format!("weather/{station}/observations");
+            let payload = reading(&station, &ts, 10.0 + (i % 7) as f64 * 0.3 + s as f64 * 0.01);
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
+        }
+    }
+    eventually(
+        Duration::from_secs(60),
+        "the broker to take every reading",
+        || async {
+            (acked.load(std::sync::atomic::Ordering::SeqCst) == STATIONS * EACH).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(stall.saturating_sub(stalled.elapsed())).await;
+    assert_eq!(
+        common::metric(&daemon.metrics().await, "isobar_ingest_paused_total").map(|v| v > 0.0),
+        Some(true),
+        "ingest held back while the store was stalled"
+    );
+    locker.batch_execute("COMMIT").await.unwrap();
+
+    eventually(Duration::from_secs(120), "every reading stored", || async {
+        (count_stored(&url).await == (STATIONS * EACH) as i64).then_some(())
+    })
+    .await;
+    let logs = daemon.logs();
+    let lost: Vec<_> = logs
+        .iter()
+        .filter(|l| l.contains("broker connection lost"))
+        .collect();
+    assert!(lost.is_empty(), "the connection was kept: {lost:?}");
+    assert_eq!(daemon.terminate(), Some(0));
+    common::pg_admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+}

@@ -42,8 +42,8 @@ pub struct IngestArgs {
     pub client_id: String,
     pub topic: String,
     pub keep_alive: Duration,
-    /// Received messages held unacknowledged before ingest stops reading
-    /// from the broker until some are acknowledged.
+    /// Received messages in the pipeline unacknowledged, past which ingest
+    /// holds what it reads until some are acknowledged.
     pub max_open: usize,
     pub context: Arc<DeliveryContext>,
     pub health: Arc<Health>,
@@ -247,6 +247,50 @@ impl Router {
     }
 }
 
+/// Held messages past which ingest stops reading from the broker: about
+/// 200,000 readings of a typical size.
+const MAX_HELD_BYTES: usize = 64 << 20;
+
+/// Messages read past the in-flight bound, waiting for room, oldest first.
+#[derive(Default)]
+struct Held {
+    messages: std::collections::VecDeque<rumqttc::Publish>,
+    bytes: usize,
+}
+
+impl Held {
+    fn size(publish: &rumqttc::Publish) -> usize {
+        publish.topic.len() + publish.payload.len() + std::mem::size_of::<rumqttc::Publish>()
+    }
+
+    fn push(&mut self, publish: rumqttc::Publish) {
+        if self.messages.is_empty() {
+            metrics::counter!("isobar_ingest_paused_total").increment(1);
+        }
+        self.bytes += Self::size(&publish);
+        self.messages.push_back(publish);
+        metrics::gauge!("isobar_ingest_held").set(self.messages.len() as f64);
+    }
+
+    fn pop(&mut self) -> Option<rumqttc::Publish> {
+        let publish = self.messages.pop_front()?;
+        self.bytes -= Self::size(&publish);
+        metrics::gauge!("isobar_ingest_held").set(self.messages.len() as f64);
+        Some(publish)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// The connection is gone: the broker redelivers these to the next.
+    fn clear(&mut self) {
+        self.messages.clear();
+        self.bytes = 0;
+        metrics::gauge!("isobar_ingest_held").set(0.0);
+    }
+}
+
 /// How far ingest reads ahead of what is stored.
 struct Limits {
     max_open: u64,
@@ -265,16 +309,29 @@ async fn poll(
     let mut failures: u32 = 0;
     let acks = AckSequencer::new(client.clone());
     router.context.flow.watch(&acks);
+    let mut held = Held::default();
     loop {
         // A broker keeps at most its in-flight window unacknowledged, but
-        // not every broker keeps to it (Mosquitto 2.0.11 does not under
-        // load). Past `max_open`, stop reading: the socket fills and the
-        // broker holds the rest. Reading resumes as acknowledgements go
-        // out, and at least once per half keep-alive, so that the
-        // connection's pings and queued acknowledgements still flow while
-        // the store is down.
-        if acks.open() >= limits.max_open {
-            metrics::counter!("isobar_ingest_paused_total").increment(1);
+        // not every broker keeps to it, nor is isobar's window always the
+        // broker's. Past `max_open`, messages read are held here, in order,
+        // unacknowledged, and handed on as acknowledgements make room. The
+        // socket keeps being read meanwhile, so the broker's answers to
+        // the keep-alive pings, queued behind the messages, still arrive and
+        // a backlog of any length never costs the connection.
+        if paused.load(Ordering::SeqCst) {
+            // Shutting down: what is held stays with the broker.
+            held.clear();
+        }
+        while acks.open() < limits.max_open
+            && let Some(publish) = held.pop()
+        {
+            router.route(&acks, publish);
+        }
+        // A broker that ignores every window could fill memory: past this
+        // bound, stop reading (the socket fills and the broker keeps the
+        // rest), and resume as acknowledgements go out, or at least once
+        // per half keep-alive.
+        if held.bytes >= MAX_HELD_BYTES {
             let _ = tokio::time::timeout(limits.keep_alive / 2, async {
                 while acks.open() >= limits.max_open {
                     acks.acknowledged().await;
@@ -286,6 +343,7 @@ async fn poll(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 failures = 0;
                 acks.reset();
+                held.clear();
                 metrics::gauge!("isobar_mqtt_connected").set(1.0);
                 tracing::info!(
                     session_present = ack.session_present,
@@ -315,8 +373,12 @@ async fn poll(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                if !paused.load(Ordering::SeqCst) {
+                if paused.load(Ordering::SeqCst) {
+                    // Left unacknowledged for the broker to redeliver.
+                } else if held.is_empty() && acks.open() < limits.max_open {
                     router.route(&acks, publish);
+                } else {
+                    held.push(publish);
                 }
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
@@ -332,6 +394,7 @@ async fn poll(
                 // redelivers its messages. Completions from now on must not
                 // reach the next connection, whose packet ids start over.
                 acks.reset();
+                held.clear();
                 if paused.load(Ordering::SeqCst) && failures > 0 {
                     return;
                 }
