@@ -27,8 +27,10 @@
 //!    BENCH_STATIONS stations (default 100,000), a few each, against the
 //!    naive pipeline on the same data.
 //! 5. Memory: resident memory per station at 1,000 and at BENCH_STATIONS
-//!    stations, and how much of a BENCH_BURST-reading burst (default
-//!    500,000) is still held a minute after it is stored.
+//!    stations with their actors running, then once they have all gone to
+//!    sleep (the default supervision.hibernate_after, 2 minutes), and how
+//!    much of a BENCH_BURST-reading burst (default 500,000) is still held a
+//!    minute after it is stored.
 //!
 //! BENCH_READINGS (default 500,000) sets the size of the saturation runs;
 //! the embedded broker takes at most 200,000 (it holds at most 160 MiB for a
@@ -662,6 +664,23 @@ impl Daemon {
     }
 
     /// Readings stored and messages quarantined, from `/metrics`.
+    /// A gauge or counter of the daemon's `/metrics`, 0 when absent.
+    async fn metric(&self, name: &str) -> f64 {
+        let Ok(response) = self
+            .http
+            .get(format!("http://{}/metrics", self.web))
+            .send()
+            .await
+        else {
+            return 0.0;
+        };
+        let text = response.text().await.unwrap_or_default();
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     async fn counts(&self) -> (u64, u64) {
         let Ok(response) = self
             .http
@@ -1187,17 +1206,31 @@ async fn memory(port: u16, summary: &mut Summary) {
     let at_few = settled_rss(&daemon).await;
     greet(&daemon, STATIONS, many).await;
     let at_many = settled_rss(&daemon).await;
+    // Then nothing more: every station's actor goes to sleep after the
+    // default supervision.hibernate_after.
+    let asleep_since = Instant::now();
+    while daemon.metric("isobar_stations_hibernating").await < many as f64 {
+        assert!(
+            asleep_since.elapsed() < Duration::from_secs(600),
+            "the stations' actors did not go to sleep"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let asleep = settled_rss(&daemon).await;
     let per = |rss: u64, n: usize| (rss.saturating_sub(idle)) as f64 * 1024.0 / n as f64;
     line(json!({
         "measurement": "memory/stations",
         "idle_rss_mib": round(idle as f64 / 1024.0, 1),
         format!("rss_mib_at_{STATIONS}"): round(at_few as f64 / 1024.0, 1),
         format!("rss_mib_at_{many}"): round(at_many as f64 / 1024.0, 1),
+        format!("rss_mib_at_{many}_asleep"): round(asleep as f64 / 1024.0, 1),
         format!("bytes_per_station_at_{STATIONS}"): per(at_few, STATIONS).round(),
         format!("bytes_per_station_at_{many}"): per(at_many, many).round(),
+        format!("bytes_per_station_at_{many}_asleep"): per(asleep, many).round(),
+        "seconds_until_asleep": asleep_since.elapsed().as_secs(),
     }));
     summary.add(format!(
-        "memory: idle {:.0} MiB; {} stations {:.0} MiB ({:.1} KB each); {} stations {:.0} MiB ({:.1} KB each)",
+        "memory: idle {:.0} MiB; {} stations {:.0} MiB ({:.1} KB each); {} stations {:.0} MiB ({:.1} KB each); asleep {:.0} MiB ({:.1} KB each)",
         idle as f64 / 1024.0,
         STATIONS,
         at_few as f64 / 1024.0,
@@ -1205,7 +1238,10 @@ async fn memory(port: u16, summary: &mut Summary) {
         many,
         at_many as f64 / 1024.0,
         per(at_many, many) / 1000.0,
+        asleep as f64 / 1024.0,
+        per(asleep, many) / 1000.0,
     ));
+    let at_many = asleep;
     if burst > 0 {
         let data = dataset(burst, STATIONS, Shape::Noisy);
         let (stored, quarantined) = daemon.counts().await;

@@ -1031,14 +1031,32 @@ pub type SharedSupervision = Arc<std::sync::RwLock<SupervisionSettings>>;
 /// pipeline's actors (archiver, aggregator, alerter, persister, hub),
 /// `[supervision.stations]` for each station's actor, and
 /// `[supervision.station_overrides.<id>]` for single stations.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SupervisionSettings {
+    /// A station's actor not sent a message for this long hibernates: it
+    /// stops, and its supervisor keeps only its quality-control memory,
+    /// from which its next message starts it again. Zero keeps every
+    /// station's actor running.
+    #[serde(with = "humantime_serde")]
+    pub hibernate_after: Duration,
     pub root: PolicySettings,
     pub pipeline: PolicySettings,
     pub stations: PolicySettings,
     /// Per station: only the keys given replace the stations policy's.
     pub station_overrides: std::collections::BTreeMap<String, PolicyOverride>,
+}
+
+impl Default for SupervisionSettings {
+    fn default() -> Self {
+        Self {
+            hibernate_after: Duration::from_secs(120),
+            root: PolicySettings::default(),
+            pipeline: PolicySettings::default(),
+            stations: PolicySettings::default(),
+            station_overrides: std::collections::BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -1165,6 +1183,12 @@ impl SupervisionSettings {
                 ConfigError::new(format!("supervision.{group}.{key}"), reason)
             })
         };
+        if !self.hibernate_after.is_zero() && self.hibernate_after < Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                "supervision.hibernate_after",
+                "must be at least 1s, or 0 to keep every station's actor running",
+            ));
+        }
         checked("root", self.root.policy())?;
         checked("pipeline", self.pipeline.policy())?;
         checked("stations", self.stations.policy())?;
@@ -1394,6 +1418,11 @@ within = "5m"
         );
         // What the override leaves out comes from the stations policy.
         assert_eq!(ws001.backoff, Backoff::default());
+        assert_eq!(
+            settings.supervision.hibernate_after,
+            Duration::from_secs(120),
+            "the default"
+        );
         let other = settings.supervision.station_policy("WS002");
         assert_eq!(
             (other.max_restarts, other.within),
@@ -1469,6 +1498,14 @@ within = "5m"
             (
                 "[supervision.station_overrides.WS001]\nstrategy = \"one_for_one\"\n",
                 "supervision.station_overrides.WS001",
+            ),
+            (
+                "[supervision]\nhibernate_after = \"500ms\"\n",
+                "supervision.hibernate_after",
+            ),
+            (
+                "[supervision]\nhibernate_after = \"soon\"\n",
+                "supervision.hibernate_after",
             ),
         ];
         for (toml, key) in cases {

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Daemon, Publisher, eventually, next_json};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const POISON: &str =
     r#"{"temperature": 6.0, "timestamp": "2025-01-13T10:01:00Z", "isobar_fault": "panic"}"#;
@@ -572,5 +572,76 @@ async fn a_panicking_mqtt_poller_fails_ingest_and_ingest_is_restarted() {
     )
     .await;
     drop(publisher);
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+/// A station not heard from for `supervision.hibernate_after` has its actor
+/// put to sleep; its next reading wakes it with its quality-control memory,
+/// so a spike after the sleep is still judged against the readings before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_station_sleeps_and_wakes_with_its_memory() {
+    let daemon = Daemon::start_with_env(&[], &[("ISOBAR__SUPERVISION__HIBERNATE_AFTER", "1s")]);
+    let publisher = Publisher::connect(&daemon, "hibernate-publisher").await;
+    let temps = [
+        20.0, 20.1, 20.0, 20.2, 20.1, 20.0, 20.1, 20.2, 20.1, 20.0, 20.1,
+    ];
+    for (minute, t) in temps.iter().enumerate() {
+        let ts = format!("2025-01-13T10:{minute:02}:00Z");
+        publisher.reading("WS830", &ts, *t).await;
+    }
+    eventually(Duration::from_secs(10), "WS830 asleep", || async {
+        let (_, body) = daemon.get("/api/v1/supervision").await;
+        let c = child(&body, "WS830")?;
+        (c["state"] == "hibernating").then_some(())
+    })
+    .await;
+    let (_, body) = daemon.get("/api/v1/supervision").await;
+    let asleep = child(&body, "WS830").unwrap();
+    assert_eq!(
+        (
+            &asleep["running"],
+            &asleep["hibernating"],
+            &asleep["restarts"]
+        ),
+        (&json!(false), &json!(true), &json!(0)),
+        "{asleep}"
+    );
+    let metrics = daemon.metrics().await;
+    assert_eq!(
+        common::metric(&metrics, "isobar_stations_hibernating"),
+        Some(1.0)
+    );
+
+    // The spike: suspect only if the memory of the eleven before survived.
+    publisher
+        .reading("WS830", "2025-01-13T10:11:00Z", 29.5)
+        .await;
+    let readings = eventually(Duration::from_secs(10), "the spike stored", || async {
+        let (_, body) = daemon
+            .get(
+                "/api/v1/stations/WS830/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z",
+            )
+            .await;
+        let list = body["readings"].as_array()?.clone();
+        (list.len() == temps.len() + 1).then_some(list)
+    })
+    .await;
+    let spike = &readings[temps.len()]["qc"];
+    assert_eq!(spike["status"], "suspect", "{spike}");
+    let checks: Vec<&str> = spike["variables"]["temperature_c"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(checks, ["step", "outlier"]);
+    // Woken, not restarted; and asleep again once idle.
+    let (_, body) = daemon.get("/api/v1/supervision").await;
+    assert_eq!(child(&body, "WS830").unwrap()["restarts"], 0);
+    eventually(Duration::from_secs(10), "WS830 asleep again", || async {
+        let (_, body) = daemon.get("/api/v1/supervision").await;
+        (child(&body, "WS830")?["state"] == "hibernating").then_some(())
+    })
+    .await;
     assert_eq!(daemon.terminate(), Some(0));
 }

@@ -19,6 +19,9 @@ pub enum StationMsg {
     Observe(Delivery),
     /// Replies once every message sent before it has been handed on.
     Barrier(RpcReplyPort<()>),
+    /// Hands its quality-control memory to its supervisor and stops; the
+    /// station's next message starts a new actor with that memory.
+    Hibernate(RpcReplyPort<Box<StationQc>>),
 }
 
 pub struct StationActor;
@@ -27,6 +30,8 @@ pub struct StationArgs {
     pub station_id: StationId,
     pub context: Arc<DeliveryContext>,
     pub qc: Arc<QcConfig>,
+    /// The memory of a hibernated actor of this station, if any.
+    pub memory: Option<Box<StationQc>>,
 }
 
 pub struct StationState {
@@ -52,13 +57,13 @@ impl Actor for StationActor {
             station_id: args.station_id,
             context: args.context,
             qc_config: args.qc,
-            qc: StationQc::default(),
+            qc: args.memory.map(|m| *m).unwrap_or_default(),
         })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: StationMsg,
         state: &mut StationState,
     ) -> Result<(), ActorProcessingErr> {
@@ -66,6 +71,16 @@ impl Actor for StationActor {
             StationMsg::Observe(delivery) => state.observe(delivery)?,
             StationMsg::Barrier(reply) => {
                 let _ = reply.send(());
+            }
+            StationMsg::Hibernate(reply) => {
+                let mut memory = Box::new(std::mem::take(&mut state.qc));
+                memory.shrink_to_fit();
+                match reply.send(memory) {
+                    Ok(()) => myself.stop(Some("hibernated".into())),
+                    // The supervisor stopped waiting: stay awake.
+                    Err(ractor::MessagingErr::SendErr(memory)) => state.qc = *memory,
+                    Err(_) => {}
+                }
             }
         }
         Ok(())

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::actors::station::{StationActor, StationArgs, StationMsg};
 use crate::config::SharedSupervision;
 use crate::delivery::{Delivery, DeliveryContext};
-use crate::domain::{QcConfig, StationId};
+use crate::domain::{QcConfig, StationId, StationQc};
 use crate::supervisor::{Decision, RestartIntensity, RestartPolicy};
 
 pub enum StationsMsg {
@@ -27,13 +27,23 @@ pub enum StationsMsg {
     /// Replies once every station has handed on what it was sent before.
     Drain(RpcReplyPort<()>),
     Status(RpcReplyPort<Vec<ChildStatus>>),
+    /// Time to put idle station actors to sleep.
+    Sweep,
 }
+
+/// Actors put to sleep in one sweep at most, so that a whole network going
+/// quiet at once does not hold up routing; the next sweep follows at once.
+const MAX_PER_SWEEP: usize = 1_000;
 
 /// What the supervisor knows of one station actor.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChildStatus {
     pub station_id: StationId,
+    /// Its actor is running.
     pub running: bool,
+    /// Its actor is asleep, idle for `supervision.hibernate_after`; its
+    /// next reading starts it again.
+    pub hibernating: bool,
     pub restarts: u32,
     pub last_failure: Option<String>,
     pub last_failure_at: Option<DateTime<Utc>>,
@@ -54,10 +64,17 @@ pub struct StationsState {
     qc: Arc<QcConfig>,
     children: HashMap<StationId, Child>,
     by_actor: HashMap<ActorId, StationId>,
+    /// Children whose actor is asleep.
+    sleeping: usize,
 }
 
 struct Child {
     actor: Option<ActorRef<StationMsg>>,
+    /// When it was last sent a message.
+    last_active: Instant,
+    /// The quality-control memory of its hibernated actor: `Some` while it
+    /// sleeps.
+    memory: Option<Box<StationQc>>,
     /// Messages that arrived while the actor was waiting to restart.
     pending: VecDeque<Delivery>,
     intensity: RestartIntensity,
@@ -72,16 +89,19 @@ impl Actor for StationsSupervisor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: StationsArgs,
     ) -> Result<StationsState, ActorProcessingErr> {
-        Ok(StationsState {
+        let state = StationsState {
             context: args.context,
             supervision: args.supervision,
             qc: args.qc,
             children: HashMap::new(),
             by_actor: HashMap::new(),
-        })
+            sleeping: 0,
+        };
+        myself.send_after(state.sweep_every(), || StationsMsg::Sweep);
+        Ok(state)
     }
 
     async fn handle(
@@ -93,13 +113,22 @@ impl Actor for StationsSupervisor {
         match msg {
             StationsMsg::Route(delivery) => state.route(&myself, delivery).await?,
             StationsMsg::Restart(id) => state.restart(&myself, id).await?,
+            StationsMsg::Sweep => {
+                let full = state.hibernate_idle().await;
+                let next = if full {
+                    Duration::ZERO
+                } else {
+                    state.sweep_every()
+                };
+                myself.send_after(next, || StationsMsg::Sweep);
+            }
             StationsMsg::Drain(reply) => {
                 // Stations waiting out a restart backoff start now, so what
                 // waits for them is handed on too.
                 let waiting: Vec<StationId> = state
                     .children
                     .iter()
-                    .filter(|(_, c)| c.actor.is_none())
+                    .filter(|(_, c)| c.actor.is_none() && c.memory.is_none())
                     .map(|(id, _)| id.clone())
                     .collect();
                 for id in waiting {
@@ -127,6 +156,7 @@ impl Actor for StationsSupervisor {
                     .map(|(id, c)| ChildStatus {
                         station_id: id.clone(),
                         running: c.actor.is_some(),
+                        hibernating: c.memory.is_some(),
                         restarts: c.restarts,
                         last_failure: c.last_failure.as_ref().map(|(r, _)| r.clone()),
                         last_failure_at: c.last_failure.as_ref().map(|(_, t)| *t),
@@ -181,6 +211,8 @@ impl StationsState {
                 id.clone(),
                 Child {
                     actor: None,
+                    last_active: Instant::now(),
+                    memory: None,
                     pending: VecDeque::new(),
                     intensity: RestartIntensity::default(),
                     restarts: 0,
@@ -191,6 +223,12 @@ impl StationsState {
             self.spawn(myself, &id).await?;
         }
         let child = self.children.get_mut(&id).expect("inserted above");
+        child.last_active = Instant::now();
+        if child.memory.is_some() {
+            // Asleep: wake it with its memory.
+            child.pending.push_back(delivery);
+            return self.spawn(myself, &id).await;
+        }
         match &child.actor {
             Some(actor) => {
                 if let Err(ractor::MessagingErr::SendErr(StationMsg::Observe(d))) =
@@ -212,10 +250,16 @@ impl StationsState {
         myself: &ActorRef<StationsMsg>,
         id: &StationId,
     ) -> Result<(), ActorProcessingErr> {
+        let memory = self.children.get_mut(id).and_then(|c| c.memory.take());
+        if memory.is_some() {
+            self.sleeping -= 1;
+            metrics::gauge!("isobar_stations_hibernating").set(self.sleeping as f64);
+        }
         let args = StationArgs {
             station_id: id.clone(),
             context: self.context.clone(),
             qc: self.qc.clone(),
+            memory,
         };
         let actor = match Actor::spawn_linked(None, StationActor, args, myself.get_cell()).await {
             Ok((actor, _)) => actor,
@@ -250,6 +294,69 @@ impl StationsState {
         }
         child.actor = Some(actor);
         Ok(())
+    }
+
+    /// How often idle actors are looked for: a quarter of the idle time,
+    /// so an actor sleeps within 1.25 times it.
+    fn sweep_every(&self) -> Duration {
+        let after = self
+            .supervision
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .hibernate_after;
+        if after.is_zero() {
+            // Off; looked at again in case a reload turns it on.
+            Duration::from_secs(10)
+        } else {
+            (after / 4).clamp(Duration::from_millis(250), Duration::from_secs(30))
+        }
+    }
+
+    /// Puts to sleep the running actors not sent a message for
+    /// `supervision.hibernate_after`, up to `MAX_PER_SWEEP` of them;
+    /// true if there were more.
+    async fn hibernate_idle(&mut self) -> bool {
+        let after = self
+            .supervision
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .hibernate_after;
+        if after.is_zero() || self.context.is_stopping() {
+            return false;
+        }
+        let now = Instant::now();
+        let mut idle: Vec<(StationId, ActorRef<StationMsg>)> = self
+            .children
+            .iter()
+            .filter(|(_, c)| c.pending.is_empty() && now.duration_since(c.last_active) >= after)
+            .filter_map(|(id, c)| Some((id.clone(), c.actor.clone()?)))
+            .take(MAX_PER_SWEEP + 1)
+            .collect();
+        let more = idle.len() > MAX_PER_SWEEP;
+        idle.truncate(MAX_PER_SWEEP);
+        // Idle actors have empty mailboxes, so each answers at once; and
+        // only this supervisor sends them messages, so none arrives
+        // after the request to sleep.
+        let answers = futures_util::future::join_all(
+            idle.iter()
+                .map(|(_, actor)| actor.call(StationMsg::Hibernate, Some(Duration::from_secs(5)))),
+        )
+        .await;
+        for ((id, actor), answer) in idle.into_iter().zip(answers) {
+            let Ok(ractor::rpc::CallResult::Success(memory)) = answer else {
+                // It failed meanwhile (its supervision event follows), or
+                // stayed awake.
+                continue;
+            };
+            self.by_actor.remove(&actor.get_id());
+            if let Some(child) = self.children.get_mut(&id) {
+                child.actor = None;
+                child.memory = Some(memory);
+                self.sleeping += 1;
+            }
+        }
+        metrics::gauge!("isobar_stations_hibernating").set(self.sleeping as f64);
+        more
     }
 
     async fn restart(

@@ -437,6 +437,14 @@ struct StillRun {
 }
 
 impl StationQc {
+    /// Gives back what its buffers hold beyond their contents, for a
+    /// station that is going to sleep.
+    pub fn shrink_to_fit(&mut self) {
+        for variable in &mut self.variables {
+            variable.recent_changes.shrink_to_fit();
+        }
+    }
+
     /// Checks one observation and remembers what later checks need.
     pub fn check(
         &mut self,

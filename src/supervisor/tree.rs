@@ -61,6 +61,9 @@ pub enum ChildState {
     Stopped,
     /// Not part of this configuration.
     Off,
+    /// A station's actor asleep after `supervision.hibernate_after` without
+    /// a message; its next message starts it again.
+    Hibernating,
 }
 
 /// One child in a [`GroupRecord`].

@@ -737,7 +737,7 @@ pub struct SupervisedStation {
     pub status: crate::actors::stations::ChildStatus,
     /// Always `stations`.
     pub group: &'static str,
-    /// `running` or `restarting`.
+    /// `running`, `hibernating` or `restarting`.
     pub state: crate::supervisor::tree::ChildState,
 }
 
@@ -788,6 +788,8 @@ async fn supervision(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
             group: "stations",
             state: if status.running {
                 crate::supervisor::tree::ChildState::Running
+            } else if status.hibernating {
+                crate::supervisor::tree::ChildState::Hibernating
             } else {
                 crate::supervisor::tree::ChildState::Restarting
             },
