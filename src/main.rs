@@ -100,6 +100,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(give_back_freed_memory)
         .build()
         .expect("the tokio runtime starts");
     runtime.block_on(async move {
@@ -111,6 +112,30 @@ fn main() -> ExitCode {
             Command::CheckConfig(args) => check_config(args),
         }
     })
+}
+
+/// Called as a worker thread goes idle: at most once a second, it has the
+/// allocator finish the frees other threads made of its memory and give
+/// the pages left empty back to the system. Without it, memory freed in
+/// bulk (station actors going to sleep, the end of a burst) stays resident
+/// until the thread next allocates from those pages, which may be never.
+fn give_back_freed_memory() {
+    use std::cell::Cell;
+    use std::time::Instant;
+    thread_local! {
+        static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+    let now = Instant::now();
+    if LAST
+        .get()
+        .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
+    {
+        return;
+    }
+    LAST.set(Some(now));
+    // SAFETY: mi_collect takes no pointers and may be called on any thread
+    // at any time; `false` asks for the cheap collection.
+    unsafe { libmimalloc_sys::mi_collect(false) };
 }
 
 fn load(args: &ConfigArgs, overrides: Figment) -> Result<Settings, ExitCode> {

@@ -6,8 +6,12 @@ use serde::{Serialize, Serializer};
 ///
 /// The only way to get one is [`StationId::parse`], so code holding a
 /// `StationId` never checks it again (it is safe in topics, keys and paths).
+///
+/// Shared, not copied: every reading, map key and message of a station
+/// holds the same text, so a clone costs a reference count, not an
+/// allocation.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StationId(String);
+pub struct StationId(std::sync::Arc<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StationIdError {
@@ -36,7 +40,7 @@ impl StationId {
         if raw.len() > Self::MAX_LEN {
             return Err(StationIdError::TooLong { len: raw.len() });
         }
-        Ok(Self(raw.to_owned()))
+        Ok(Self(raw.into()))
     }
 
     pub fn as_str(&self) -> &str {
