@@ -342,11 +342,11 @@ async fn upload_forever(archive: Arc<dyn Archive>, spool_dir: PathBuf, prefix: S
 
 /// A spool segment in the current line format: one written by an older
 /// version holds only each reading's JSON, and gets the keys in front.
+/// A segment's lines are appended in order, and a version only ever
+/// appends after older ones, so one whose first line is current is current
+/// throughout.
 fn with_keys(spool: Vec<u8>) -> Vec<u8> {
-    if !spool
-        .split(|b| *b == b'\n')
-        .any(|l| l.first() == Some(&b'{'))
-    {
+    if spool.first().is_some_and(|b| *b != b'{') {
         return spool;
     }
     let mut out = Vec::with_capacity(spool.len() + spool.len() / 8);
