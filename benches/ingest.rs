@@ -663,34 +663,32 @@ impl Daemon {
         )
     }
 
-    /// Readings stored and messages quarantined, from `/metrics`.
-    /// A gauge or counter of the daemon's `/metrics`, 0 when absent.
-    async fn metric(&self, name: &str) -> f64 {
-        let Ok(response) = self
+    /// The daemon's `/metrics` text, empty if it does not answer.
+    async fn metrics_text(&self) -> String {
+        match self
             .http
             .get(format!("http://{}/metrics", self.web))
             .send()
             .await
-        else {
-            return 0.0;
-        };
-        let text = response.text().await.unwrap_or_default();
-        text.lines()
+        {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// A gauge or counter of the daemon's `/metrics`, 0 when absent.
+    async fn metric(&self, name: &str) -> f64 {
+        self.metrics_text()
+            .await
+            .lines()
             .find(|l| l.split_whitespace().next() == Some(name))
             .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
             .unwrap_or(0.0)
     }
 
+    /// Readings stored and messages quarantined, from `/metrics`.
     async fn counts(&self) -> (u64, u64) {
-        let Ok(response) = self
-            .http
-            .get(format!("http://{}/metrics", self.web))
-            .send()
-            .await
-        else {
-            return (0, 0);
-        };
-        let text = response.text().await.unwrap_or_default();
+        let text = self.metrics_text().await;
         let sum = |name: &str| -> u64 {
             text.lines()
                 .filter(|l| {
@@ -721,16 +719,7 @@ impl Daemon {
                 moved = Instant::now();
             }
             if moved.elapsed() > Duration::from_secs(120) {
-                let metrics = self
-                    .http
-                    .get(format!("http://{}/metrics", self.web))
-                    .send()
-                    .await
-                    .ok();
-                let metrics = match metrics {
-                    Some(r) => r.text().await.unwrap_or_default(),
-                    None => String::new(),
-                };
+                let metrics = self.metrics_text().await;
                 let state: Vec<&str> = metrics
                     .lines()
                     .filter(|l| {
