@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Daemon, Publisher, eventually};
+use common::{Daemon, Publisher};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,16 +21,8 @@ async fn readings_carry_their_quality_flags() {
         let ts = format!("2025-01-13T10:{minute:02}:00Z");
         publisher.reading("WS700", &ts, *t).await;
     }
-    let readings = eventually(Duration::from_secs(20), "all readings stored", || async {
-        let (_, body) = daemon
-            .get(
-                "/api/v1/stations/WS700/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z",
-            )
-            .await;
-        let list = body["readings"].as_array()?.clone();
-        (list.len() == temps.len()).then_some(list)
-    })
-    .await;
+    let readings =
+        common::readings_of_the_day(&daemon, "WS700", temps.len(), Duration::from_secs(20)).await;
     let status: Vec<&str> = readings
         .iter()
         .map(|r| r["qc"]["status"].as_str().unwrap())

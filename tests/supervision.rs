@@ -616,16 +616,9 @@ async fn an_idle_station_sleeps_and_wakes_with_its_memory() {
     publisher
         .reading("WS830", "2025-01-13T10:11:00Z", 29.5)
         .await;
-    let readings = eventually(Duration::from_secs(10), "the spike stored", || async {
-        let (_, body) = daemon
-            .get(
-                "/api/v1/stations/WS830/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z",
-            )
+    let readings =
+        common::readings_of_the_day(&daemon, "WS830", temps.len() + 1, Duration::from_secs(10))
             .await;
-        let list = body["readings"].as_array()?.clone();
-        (list.len() == temps.len() + 1).then_some(list)
-    })
-    .await;
     let spike = &readings[temps.len()]["qc"];
     assert_eq!(spike["status"], "suspect", "{spike}");
     let checks: Vec<&str> = spike["variables"]["temperature_c"]["findings"]

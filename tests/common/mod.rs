@@ -290,6 +290,29 @@ impl Drop for Publisher {
     }
 }
 
+/// The station's readings of 2025-01-13 (the tests' day) over REST, once
+/// there are `n` of them; panics after `within`.
+pub async fn readings_of_the_day(
+    daemon: &Daemon,
+    station: &str,
+    n: usize,
+    within: Duration,
+) -> Vec<Value> {
+    let path = format!(
+        "/api/v1/stations/{station}/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z"
+    );
+    eventually(
+        within,
+        &format!("{n} readings of {station} stored"),
+        || async {
+            let (_, body) = daemon.get(&path).await;
+            let list = body["readings"].as_array()?.clone();
+            (list.len() == n).then_some(list)
+        },
+    )
+    .await
+}
+
 /// A metric's value in `/metrics` text.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
