@@ -33,13 +33,7 @@ async fn readings_carry_their_quality_flags() {
     assert_eq!(status, expected, "{readings:#?}");
 
     let spike = &readings[11]["qc"]["variables"]["temperature_c"];
-    let checks: Vec<&str> = spike["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["check"].as_str().unwrap())
-        .collect();
-    assert_eq!(checks, ["step", "outlier"]);
+    assert_eq!(common::flagged_by(spike), ["step", "outlier"]);
     // A suspect value is still used.
     assert!(readings[11]["dew_point_c"].is_f64());
 

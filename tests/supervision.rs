@@ -621,13 +621,10 @@ async fn an_idle_station_sleeps_and_wakes_with_its_memory() {
             .await;
     let spike = &readings[temps.len()]["qc"];
     assert_eq!(spike["status"], "suspect", "{spike}");
-    let checks: Vec<&str> = spike["variables"]["temperature_c"]["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["check"].as_str().unwrap())
-        .collect();
-    assert_eq!(checks, ["step", "outlier"]);
+    assert_eq!(
+        common::flagged_by(&spike["variables"]["temperature_c"]),
+        ["step", "outlier"]
+    );
     // Woken, not restarted; and asleep again once idle.
     let (_, body) = daemon.get("/api/v1/supervision").await;
     assert_eq!(child(&body, "WS830").unwrap()["restarts"], 0);

@@ -351,10 +351,15 @@ fn with_keys(spool: Vec<u8>) -> Vec<u8> {
     }
     let mut out = Vec::with_capacity(spool.len() + spool.len() / 8);
     for line in spool.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        match serde_json::from_slice::<Reading>(line) {
-            Ok(r) if line.first() == Some(&b'{') => spool_line(&r, &mut out),
+        // Only an older line starts with its JSON.
+        let older = line
+            .first()
+            .filter(|b| **b == b'{')
+            .and_then(|_| serde_json::from_slice::<Reading>(line).ok());
+        match older {
+            Some(r) => spool_line(&r, &mut out),
             // A current line, or one cut by a power loss (skipped later).
-            _ => {
+            None => {
                 out.extend_from_slice(line);
                 out.push(b'\n');
             }

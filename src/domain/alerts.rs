@@ -213,7 +213,10 @@ const QC_SLICES: i32 = 60;
 
 #[derive(Debug, Default)]
 pub struct AlertEngine {
-    rules: Vec<ThresholdRule>,
+    /// Each threshold rule with the position of its variable in
+    /// `rollup::ROLLED_UP` (a variable that is not rolled up is refused by
+    /// the config).
+    rules: Vec<(usize, ThresholdRule)>,
     silent_after: TimeDelta,
     qc_rule: Option<QcFailureRule>,
     pipeline: Option<PipelineRules>,
@@ -243,7 +246,16 @@ fn delta(d: Duration) -> TimeDelta {
 impl AlertEngine {
     pub fn new(rules: AlertRules) -> Self {
         Self {
-            rules: rules.thresholds,
+            rules: rules
+                .thresholds
+                .into_iter()
+                .filter_map(|rule| {
+                    let at = rollup::ROLLED_UP
+                        .iter()
+                        .position(|name| *name == rule.variable)?;
+                    Some((at, rule))
+                })
+                .collect(),
             silent_after: delta(rules.silent_after),
             qc_rule: rules
                 .qc_failure_rate
@@ -303,13 +315,8 @@ impl AlertEngine {
     pub fn observe(&mut self, r: &Reading) -> Vec<Change> {
         let mut changes = Vec::new();
         let values = rollup::passed(r);
-        for rule in &self.rules {
-            // A variable that is not rolled up is refused by the config.
-            let Some(v) = rollup::ROLLED_UP
-                .iter()
-                .position(|name| *name == rule.variable)
-                .and_then(|i| values[i])
-            else {
+        for (at, rule) in &self.rules {
+            let Some(v) = values[*at] else {
                 continue;
             };
             let key = (rule.name.clone(), Some(r.station_id.clone()));

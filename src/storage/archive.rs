@@ -256,18 +256,18 @@ pub fn partition_spool(prefix: &str, spool: &[u8]) -> (Vec<Object>, usize) {
     (objects, skipped)
 }
 
-/// The objects for a set of readings (see [`partition_spool`]).
-pub fn partition(prefix: &str, readings: &[Reading]) -> Vec<Object> {
-    let mut spool = Vec::new();
-    for r in readings {
-        spool_line(r, &mut spool);
-    }
-    partition_spool(prefix, &spool).0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The objects for a set of readings, spooled then partitioned.
+    fn partition(prefix: &str, readings: &[Reading]) -> Vec<Object> {
+        let mut spool = Vec::new();
+        for r in readings {
+            spool_line(r, &mut spool);
+        }
+        partition_spool(prefix, &spool).0
+    }
     use crate::domain::{Observation, QcReport, StationId};
     use std::io::Read;
 

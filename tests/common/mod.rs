@@ -313,6 +313,17 @@ pub async fn readings_of_the_day(
     .await
 }
 
+/// The checks that flagged one variable of a reading's `qc`
+/// (`qc.variables.<name>`), in order.
+pub fn flagged_by(variable: &Value) -> Vec<&str> {
+    variable["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect()
+}
+
 /// A metric's value in `/metrics` text.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
