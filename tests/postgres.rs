@@ -132,7 +132,7 @@ async fn an_older_database_is_carried_over() {
         .await
         .unwrap();
     let store = PostgresStore::new(&schema.url(), 2).unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 2);
+    assert_eq!(store.migrate().await.unwrap(), 3);
     let periods = store
         .rollups(day_of("WS009", Resolution::Hour, 10))
         .await
@@ -175,7 +175,7 @@ async fn each_stored_batch_counts_once() {
 async fn the_store_is_idempotent_and_answers_history() {
     let schema = Schema::new().await;
     let store = PostgresStore::new(&schema.url(), 4).unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 6);
+    assert_eq!(store.migrate().await.unwrap(), 7);
     assert_eq!(store.migrate().await.unwrap(), 0, "migrations run once");
 
     let first = reading("WS001", "2025-01-13T10:00:00Z", 1.0);
@@ -337,6 +337,78 @@ async fn the_store_is_idempotent_and_answers_history() {
     schema.drop().await;
 }
 
+/// A batch of new readings is copied in whole: every column, the QC report
+/// with its findings among them, reads back as written. A batch holding a
+/// reading already stored still stores the others, once, and says which.
+#[tokio::test]
+async fn batches_are_copied_in_and_one_with_a_stored_reading_still_stores_the_rest() {
+    let schema = Schema::new().await;
+    let store = PostgresStore::new(&schema.url(), 2).unwrap();
+    store.migrate().await.unwrap();
+    let config = QcConfig::default();
+    let mut qc = StationQc::default();
+    let mut readings = Vec::new();
+    for (at, t) in [
+        ("2025-01-13T10:00:00Z", 10.0),
+        ("2025-01-13T10:01:00Z", 10.2),
+        // A jump the step check flags.
+        ("2025-01-13T10:02:00Z", 24.0),
+    ] {
+        let at: DateTime<Utc> = at.parse().unwrap();
+        let mut obs = Observation::new(StationId::parse("WS001").unwrap(), at);
+        obs.temperature_c = Some(t);
+        obs.humidity_pct = Some(80.0);
+        obs.wind_speed_ms = Some(1.0);
+        let report = qc.check(&obs, at, &config);
+        readings.push(Reading::new(obs, at, report));
+    }
+    assert!(
+        !readings[2].qc.variables.is_empty(),
+        "the jump has findings: {:?}",
+        readings[2].qc
+    );
+    let write = |readings: Vec<Reading>| {
+        let store = &store;
+        async move {
+            store
+                .write_batch(Arc::new(WriteBatch {
+                    archive: false,
+                    readings,
+                    quarantine: vec![],
+                }))
+                .await
+                .unwrap()
+                .inserted
+        }
+    };
+    assert_eq!(write(readings.clone()).await, [true, true, true]);
+    let day = |station: &str| HistoryQuery {
+        station_id: StationId::parse(station).unwrap(),
+        from: "2025-01-13T00:00:00Z".parse().unwrap(),
+        to: "2025-01-14T00:00:00Z".parse().unwrap(),
+        limit: 10,
+    };
+    assert_eq!(store.readings(day("WS001")).await.unwrap(), readings);
+
+    // The middle reading again, between two new ones.
+    let again = vec![
+        reading("WS002", "2025-01-13T09:00:00Z", 3.0),
+        readings[1].clone(),
+        reading("WS002", "2025-01-13T09:01:00Z", 4.0),
+    ];
+    assert_eq!(write(again.clone()).await, [true, false, true]);
+    assert_eq!(count(&schema, "observations").await, 5);
+    assert_eq!(
+        store.readings(day("WS002")).await.unwrap(),
+        [again[0].clone(), again[2].clone()]
+    );
+    // And the batches after it store theirs.
+    let later = vec![reading("WS002", "2025-01-13T09:02:00Z", 5.0)];
+    assert_eq!(write(later).await, [true]);
+    assert_eq!(count(&schema, "observations").await, 6);
+    schema.drop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_runs_on_postgres() {
     let schema = Schema::new().await;
@@ -398,7 +470,7 @@ fn migrate_applies_the_postgres_schema() {
         String::from_utf8_lossy(&out.stderr)
     );
     let applied = runtime.block_on(count(&schema, "schema_migrations"));
-    assert_eq!(applied, 6);
+    assert_eq!(applied, 7);
     assert_eq!(
         runtime.block_on(count(&schema, "alerts")),
         0,

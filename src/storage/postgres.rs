@@ -40,6 +40,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         6,
         include_str!("../../migrations/postgres/0006_rollups_by_period.sql"),
     ),
+    (
+        7,
+        include_str!("../../migrations/postgres/0007_qc_as_text.sql"),
+    ),
 ];
 
 /// Any constant: the advisory lock that serialises concurrent migrators
@@ -50,6 +54,8 @@ pub struct PostgresStore {
     pool: Pool,
     /// Stations this process has seen stored: a batch adds only the others.
     known: std::sync::Mutex<std::collections::HashSet<StationId, foldhash::fast::RandomState>>,
+    /// When a batch last met a reading already stored.
+    duplicates_seen: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 fn pool_error(e: impl std::fmt::Display) -> StoreError {
@@ -107,6 +113,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             known: Default::default(),
+            duplicates_seen: Default::default(),
         })
     }
 
@@ -152,12 +159,12 @@ const READING_COLUMNS: &str = "station_id, observed_at, received_at, latitude, l
 fn reading_from_row(row: &Row) -> Result<Reading, StoreError> {
     let id: String = row.try_get(0)?;
     let station_id = StationId::parse(&id).map_err(|e| StoreError::Postgres(e.to_string()))?;
-    let status: String = row.try_get(17)?;
-    // Straight from the column's bytes, not through a JSON value.
-    let qc = match row.try_get::<_, tokio_postgres::types::Json<QcReport>>(18) {
-        Ok(tokio_postgres::types::Json(qc)) => qc,
+    let status: &str = row.try_get(17)?;
+    // Straight from the column's text, not through a JSON value.
+    let qc = match serde_json::from_str::<QcReport>(row.try_get(18)?) {
+        Ok(qc) => qc,
         Err(_) => QcReport {
-            status: QcFlag::parse(&status).unwrap_or(QcFlag::Suspect),
+            status: QcFlag::parse(status).unwrap_or(QcFlag::Suspect),
             ..QcReport::default()
         },
     };
@@ -217,18 +224,65 @@ fn station_from_row(row: &Row) -> Result<Station, StoreError> {
 /// The column arrays of a batch of readings, for one `UNNEST` insert,
 /// borrowing from the readings. The QC report is written as jsonb straight
 /// from the report, with no JSON value in between.
-#[derive(Default)]
+/// A batch's readings as columns, for one `UNNEST` of arrays.
 struct Columns<'a> {
     station_id: Vec<&'a str>,
     observed_at: Vec<DateTime<Utc>>,
     received_at: Vec<DateTime<Utc>>,
     values: [Vec<Option<f64>>; 14],
     qc_status: Vec<&'static str>,
-    qc: Vec<tokio_postgres::types::Json<&'a QcReport>>,
+    qc: Vec<&'a str>,
+}
+
+/// The value columns of a reading, in `READING_COLUMNS` order after the
+/// times.
+fn values_of(r: &Reading) -> [Option<f64>; 14] {
+    let d = &r.derived;
+    [
+        r.latitude,
+        r.longitude,
+        r.elevation_m,
+        r.temperature_c,
+        r.humidity_pct,
+        r.pressure_hpa,
+        r.wind_speed_ms,
+        r.wind_direction_deg,
+        r.wind_gust_ms,
+        d.dew_point_c,
+        d.heat_index_c,
+        d.wind_chill_c,
+        d.feels_like_c,
+        d.sea_level_pressure_hpa,
+    ]
+}
+
+/// Every reading's QC report as JSON, in one buffer: reading `i`'s is
+/// `text[ends[i - 1]..ends[i]]`.
+struct QcTexts {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl QcTexts {
+    fn of(readings: &[Reading]) -> Self {
+        let mut text = Vec::with_capacity(readings.len() * 32);
+        let mut ends = Vec::with_capacity(readings.len());
+        for r in readings {
+            serde_json::to_writer(&mut text, &r.qc).expect("a QC report always serialises");
+            ends.push(text.len());
+        }
+        let text = String::from_utf8(text).expect("serde_json writes UTF-8");
+        Self { text, ends }
+    }
+
+    fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
 }
 
 impl<'a> Columns<'a> {
-    fn of(readings: &'a [Reading]) -> Self {
+    fn of(readings: &'a [Reading], qc: &'a QcTexts) -> Self {
         let n = readings.len();
         let mut c = Columns {
             station_id: Vec::with_capacity(n),
@@ -238,105 +292,112 @@ impl<'a> Columns<'a> {
             qc_status: Vec::with_capacity(n),
             qc: Vec::with_capacity(n),
         };
-        for r in readings {
+        for (i, r) in readings.iter().enumerate() {
             c.station_id.push(r.station_id.as_str());
             c.observed_at.push(r.observed_at);
             c.received_at.push(r.received_at);
-            let d = &r.derived;
-            let values = [
-                r.latitude,
-                r.longitude,
-                r.elevation_m,
-                r.temperature_c,
-                r.humidity_pct,
-                r.pressure_hpa,
-                r.wind_speed_ms,
-                r.wind_direction_deg,
-                r.wind_gust_ms,
-                d.dew_point_c,
-                d.heat_index_c,
-                d.wind_chill_c,
-                d.feels_like_c,
-                d.sea_level_pressure_hpa,
-            ];
-            for (column, value) in c.values.iter_mut().zip(values) {
+            for (column, value) in c.values.iter_mut().zip(values_of(r)) {
                 column.push(value);
             }
             c.qc_status.push(r.qc.status.as_str());
-            c.qc.push(tokio_postgres::types::Json(&r.qc));
+            c.qc.push(qc.get(i));
         }
         c
     }
 }
 
-#[async_trait]
-impl Store for PostgresStore {
-    async fn write_batch(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome, StoreError> {
-        let mut client = self.pool.get().await.map_err(pool_error)?;
-        let tx = client.transaction().await?;
-        let mut inserted = vec![false; batch.readings.len()];
-        let mut added: Vec<StationId> = Vec::new();
-        if !batch.readings.is_empty() {
-            let c = Columns::of(&batch.readings);
-            let v = &c.values;
-            // Prepared once per connection: the batch is then one round
-            // trip instead of a parse and an execute.
-            let insert = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO observations ({READING_COLUMNS}) \
-                         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], \
-                           $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::float8[], \
-                           $9::float8[], $10::float8[], $11::float8[], $12::float8[], \
-                           $13::float8[], $14::float8[], $15::float8[], $16::float8[], \
-                           $17::float8[], $18::text[], $19::jsonb[]) \
-                         ON CONFLICT (station_id, observed_at) DO NOTHING \
-                         RETURNING station_id, observed_at"
-                ))
-                .await?;
-            let rows = tx
-                .query(
-                    &insert,
-                    &[
-                        &c.station_id,
-                        &c.observed_at,
-                        &c.received_at,
-                        &v[0],
-                        &v[1],
-                        &v[2],
-                        &v[3],
-                        &v[4],
-                        &v[5],
-                        &v[6],
-                        &v[7],
-                        &v[8],
-                        &v[9],
-                        &v[10],
-                        &v[11],
-                        &v[12],
-                        &v[13],
-                        &c.qc_status,
-                        &c.qc,
-                    ],
-                )
-                .await?;
-            // Which readings were new: each returned key marks its first
-            // occurrence in the batch (a batch may hold a key twice).
-            let mut new: HashMap<(&str, DateTime<Utc>), usize> = HashMap::with_capacity(rows.len());
-            for row in &rows {
-                *new.entry((row.try_get(0)?, row.try_get(1)?)).or_default() += 1;
-            }
-            for (i, r) in batch.readings.iter().enumerate() {
-                if let Some(n) = new.get_mut(&(r.station_id.as_str(), r.observed_at))
-                    && *n > 0
-                {
-                    *n -= 1;
-                    inserted[i] = true;
-                }
-            }
-            // Only new stations here, so a station is listed as soon as
-            // its first reading is stored; their position and times
-            // follow with the roll-up, once per station and roll-up rather
-            // than once per station and batch.
+/// How long after a batch met a reading already stored the next batches
+/// take the path that expects duplicates.
+const AFTER_A_DUPLICATE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Binary `COPY` of a batch's readings into `observations`: the cheapest
+/// way in, for a batch holding no reading already stored. A duplicate
+/// fails it with a unique violation, and with it the transaction.
+async fn copy_readings(
+    tx: &deadpool_postgres::Transaction<'_>,
+    readings: &[Reading],
+    qc: &QcTexts,
+) -> Result<u64, tokio_postgres::Error> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::{ToSql, Type};
+    const TYPES: [Type; 19] = [
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::TEXT,
+        Type::TEXT,
+    ];
+    let sink = tx
+        .copy_in(&format!(
+            "COPY observations ({READING_COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &TYPES);
+    let mut writer = std::pin::pin!(writer);
+    for (i, r) in readings.iter().enumerate() {
+        let station_id = r.station_id.as_str();
+        let v = values_of(r);
+        let status = r.qc.status.as_str();
+        let report = qc.get(i);
+        let row: [&(dyn ToSql + Sync); 19] = [
+            &station_id,
+            &r.observed_at,
+            &r.received_at,
+            &v[0],
+            &v[1],
+            &v[2],
+            &v[3],
+            &v[4],
+            &v[5],
+            &v[6],
+            &v[7],
+            &v[8],
+            &v[9],
+            &v[10],
+            &v[11],
+            &v[12],
+            &v[13],
+            &status,
+            &report,
+        ];
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await
+}
+
+fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+}
+
+impl PostgresStore {
+    /// The rest of a batch's transaction once its readings are in:
+    /// stations seen for the first time, the outbox entries and the
+    /// quarantine; then the commit.
+    async fn finish_batch(
+        &self,
+        tx: deadpool_postgres::Transaction<'_>,
+        batch: &WriteBatch,
+        inserted: Vec<bool>,
+    ) -> Result<WriteOutcome, StoreError> {
+        // Only new stations here, so a station is listed as soon as its
+        // first reading is stored; their position and times follow with
+        // the roll-up, once per station and roll-up rather than once per
+        // station and batch.
+        let added: Vec<StationId> = {
             let unknown: Vec<&Reading> = {
                 let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
                 batch
@@ -348,8 +409,8 @@ impl Store for PostgresStore {
                     .collect()
             };
             write_stations(&tx, unknown.iter().copied(), false).await?;
-            added = unknown.iter().map(|r| r.station_id.clone()).collect();
-        }
+            unknown.iter().map(|r| r.station_id.clone()).collect()
+        };
         // One outbox entry for the batch's new readings, in each outbox.
         let mut seq = None;
         if inserted.iter().any(|new| *new) {
@@ -416,6 +477,103 @@ impl Store for PostgresStore {
                 .extend(added);
         }
         Ok(WriteOutcome { inserted, seq })
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn write_batch(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome, StoreError> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let qc = QcTexts::of(&batch.readings);
+        // Readings are almost never stored already (only a redelivery
+        // after a lost acknowledgement repeats one), so a batch is first
+        // copied in as it is. If it did hold one, the copy fails, nothing
+        // of it is kept, and for a while batches go the way that skips
+        // readings already stored.
+        let expect_duplicates = self
+            .duplicates_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < AFTER_A_DUPLICATE);
+        if !batch.readings.is_empty() && !expect_duplicates {
+            let tx = client.transaction().await?;
+            match copy_readings(&tx, &batch.readings, &qc).await {
+                Ok(_) => {
+                    let inserted = vec![true; batch.readings.len()];
+                    return self.finish_batch(tx, &batch, inserted).await;
+                }
+                Err(e) if is_unique_violation(&e) => {
+                    tx.rollback().await?;
+                    *self
+                        .duplicates_seen
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+                    metrics::counter!("isobar_store_batches_with_duplicates_total").increment(1);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let tx = client.transaction().await?;
+        let mut inserted = vec![false; batch.readings.len()];
+        if !batch.readings.is_empty() {
+            let c = Columns::of(&batch.readings, &qc);
+            let v = &c.values;
+            // Prepared once per connection: the batch is then one round
+            // trip instead of a parse and an execute.
+            let insert = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO observations ({READING_COLUMNS}) \
+                         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], \
+                           $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::float8[], \
+                           $9::float8[], $10::float8[], $11::float8[], $12::float8[], \
+                           $13::float8[], $14::float8[], $15::float8[], $16::float8[], \
+                           $17::float8[], $18::text[], $19::text[]) \
+                         ON CONFLICT (station_id, observed_at) DO NOTHING \
+                         RETURNING station_id, observed_at"
+                ))
+                .await?;
+            let rows = tx
+                .query(
+                    &insert,
+                    &[
+                        &c.station_id,
+                        &c.observed_at,
+                        &c.received_at,
+                        &v[0],
+                        &v[1],
+                        &v[2],
+                        &v[3],
+                        &v[4],
+                        &v[5],
+                        &v[6],
+                        &v[7],
+                        &v[8],
+                        &v[9],
+                        &v[10],
+                        &v[11],
+                        &v[12],
+                        &v[13],
+                        &c.qc_status,
+                        &c.qc,
+                    ],
+                )
+                .await?;
+            // Which readings were new: each returned key marks its first
+            // occurrence in the batch (a batch may hold a key twice).
+            let mut new: HashMap<(&str, DateTime<Utc>), usize> = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                *new.entry((row.try_get(0)?, row.try_get(1)?)).or_default() += 1;
+            }
+            for (i, r) in batch.readings.iter().enumerate() {
+                if let Some(n) = new.get_mut(&(r.station_id.as_str(), r.observed_at))
+                    && *n > 0
+                {
+                    *n -= 1;
+                    inserted[i] = true;
+                }
+            }
+        }
+        self.finish_batch(tx, &batch, inserted).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
