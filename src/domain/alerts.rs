@@ -623,7 +623,8 @@ mod tests {
     fn a_value_that_failed_quality_control_fires_nothing() {
         let mut e = engine(vec![heat(0)]);
         let mut r = reading("2025-07-01T12:00:00Z", 60.0);
-        r.qc.variables
+        std::sync::Arc::make_mut(&mut r.qc)
+            .variables
             .entry(Variable::Temperature)
             .or_default()
             .flag = QcFlag::Fail;
@@ -675,7 +676,7 @@ mod tests {
         let mut r = reading("2025-07-01T12:00:00Z", 20.0);
         r.observed_at += TimeDelta::seconds(s);
         if failed {
-            r.qc.status = QcFlag::Fail;
+            std::sync::Arc::make_mut(&mut r.qc).status = QcFlag::Fail;
         }
         r
     }

@@ -25,7 +25,10 @@ pub struct Reading {
     #[serde(flatten)]
     pub derived: Derived,
     /// Quality control: the worst flag, and the variables that did not pass.
-    pub qc: QcReport,
+    /// Shared: a reading is copied to the cache, the live clients and the
+    /// archive, and its report (strings, for a flagged one) need not be.
+    #[schema(value_type = QcReport)]
+    pub qc: std::sync::Arc<QcReport>,
 }
 
 /// Metrics computed from the measured values; absent where undefined.
@@ -107,7 +110,7 @@ impl Reading {
             wind_gust_ms: observation.wind_gust_ms,
             elevation_m: observation.elevation_m,
             derived,
-            qc,
+            qc: std::sync::Arc::new(qc),
         }
     }
 }

@@ -403,7 +403,8 @@ mod tests {
     #[test]
     fn values_that_failed_quality_control_are_left_out() {
         let mut r = reading("2025-01-13T10:00:00Z", 10.0, 50.0);
-        r.qc.variables
+        std::sync::Arc::make_mut(&mut r.qc)
+            .variables
             .entry(Variable::Temperature)
             .or_default()
             .flag = QcFlag::Fail;

@@ -188,7 +188,7 @@ fn reading_from_row(row: &Row) -> Result<Reading, StoreError> {
             feels_like_c: row.try_get(15)?,
             sea_level_pressure_hpa: row.try_get(16)?,
         },
-        qc,
+        qc: qc.into(),
     })
 }
 

@@ -308,7 +308,7 @@ fn reading_from_row_at(row: &Row<'_>, at: usize) -> Result<Reading, rusqlite::Er
             sea_level_pressure_hpa: row.get(at + 15)?,
             feels_like_c: row.get(at + 16)?,
         },
-        qc: qc_from_columns(row.get(at + 17)?, row.get(at + 18)?),
+        qc: qc_from_columns(row.get(at + 17)?, row.get(at + 18)?).into(),
     })
 }
 
