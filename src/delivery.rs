@@ -193,6 +193,8 @@ pub struct AckSequencer {
     state: Mutex<SequencerState>,
     /// Signalled whenever acknowledgements go out.
     acked: tokio::sync::Notify,
+    /// `isobar_mqtt_unacknowledged`, looked up once rather than per message.
+    unacknowledged: metrics::Gauge,
 }
 
 #[derive(Debug, Default)]
@@ -214,6 +216,7 @@ impl AckSequencer {
             client,
             state: Mutex::new(SequencerState::default()),
             acked: tokio::sync::Notify::new(),
+            unacknowledged: metrics::gauge!("isobar_mqtt_unacknowledged"),
         })
     }
 
@@ -256,7 +259,7 @@ impl AckSequencer {
         };
         s.next_seq += 1;
         s.received.push_back(std::time::Instant::now());
-        metrics::gauge!("isobar_mqtt_unacknowledged").set((s.next_seq - s.next_ack) as f64);
+        self.unacknowledged.set((s.next_seq - s.next_ack) as f64);
         Ack::Mqtt {
             acks: self.clone(),
             ticket,
@@ -289,7 +292,7 @@ impl AckSequencer {
                 tracing::warn!(pkid, error = %e, "acknowledgement not sent");
             }
         }
-        metrics::gauge!("isobar_mqtt_unacknowledged").set((s.next_seq - s.next_ack) as f64);
+        self.unacknowledged.set((s.next_seq - s.next_ack) as f64);
         self.acked.notify_one();
     }
 }

@@ -172,6 +172,7 @@ struct Router {
     /// Index of the `+` level in the subscription filter.
     station_level: usize,
     context: Arc<DeliveryContext>,
+    received: metrics::Counter,
 }
 
 impl Router {
@@ -180,6 +181,7 @@ impl Router {
         Self {
             station_level,
             context,
+            received: metrics::counter!("isobar_messages_received_total"),
         }
     }
 
@@ -210,7 +212,7 @@ impl Router {
                 panic!("fault injected into ingest's poller");
             }
         }
-        metrics::counter!("isobar_messages_received_total").increment(1);
+        self.received.increment(1);
         let ack = acks.ticket(&publish);
         match self.station_of(&publish.topic) {
             Ok(station) => {
@@ -252,10 +254,21 @@ impl Router {
 const MAX_HELD_BYTES: usize = 64 << 20;
 
 /// Messages read past the in-flight bound, waiting for room, oldest first.
-#[derive(Default)]
 struct Held {
     messages: std::collections::VecDeque<rumqttc::Publish>,
     bytes: usize,
+    /// `isobar_ingest_held`.
+    gauge: metrics::Gauge,
+}
+
+impl Default for Held {
+    fn default() -> Self {
+        Self {
+            messages: Default::default(),
+            bytes: 0,
+            gauge: metrics::gauge!("isobar_ingest_held"),
+        }
+    }
 }
 
 impl Held {
@@ -269,13 +282,13 @@ impl Held {
         }
         self.bytes += Self::size(&publish);
         self.messages.push_back(publish);
-        metrics::gauge!("isobar_ingest_held").set(self.messages.len() as f64);
+        self.gauge.set(self.messages.len() as f64);
     }
 
     fn pop(&mut self) -> Option<rumqttc::Publish> {
         let publish = self.messages.pop_front()?;
         self.bytes -= Self::size(&publish);
-        metrics::gauge!("isobar_ingest_held").set(self.messages.len() as f64);
+        self.gauge.set(self.messages.len() as f64);
         Some(publish)
     }
 
@@ -287,7 +300,7 @@ impl Held {
     fn clear(&mut self) {
         self.messages.clear();
         self.bytes = 0;
-        metrics::gauge!("isobar_ingest_held").set(0.0);
+        self.gauge.set(0.0);
     }
 }
 

@@ -159,6 +159,8 @@ pub struct PersisterState {
     writing: VecDeque<Batch>,
     failures: u32,
     retry_at: Option<Instant>,
+    /// `isobar_queue_depth{queue="persister"}`, set after every message.
+    depth: metrics::Gauge,
 }
 
 /// Backoff between attempts while the store is failing.
@@ -192,6 +194,7 @@ impl Actor for Persister {
             writing: VecDeque::with_capacity(args.writers),
             failures: 0,
             retry_at: None,
+            depth: metrics::gauge!("isobar_queue_depth", "queue" => "persister"),
             myself,
             args,
         })
@@ -262,8 +265,7 @@ impl Actor for Persister {
             state.cut();
         }
         let writing: usize = state.writing.iter().map(|b| b.deliveries.len()).sum();
-        metrics::gauge!("isobar_queue_depth", "queue" => "persister")
-            .set((state.deliveries.len() + writing) as f64);
+        state.depth.set((state.deliveries.len() + writing) as f64);
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use crate::actors::persister::{Outcome, PersisterMsg};
 use crate::delivery::{Delivery, DeliveryContext, Format};
 use crate::domain::formats::{self, Parsed};
-use crate::domain::{QcConfig, Reading, RejectReason, StationId, StationQc};
+use crate::domain::{QcConfig, QcFlag, Reading, RejectReason, StationId, StationQc};
 
 pub enum StationMsg {
     Observe(Delivery),
@@ -40,6 +40,8 @@ pub struct StationState {
     qc_config: Arc<QcConfig>,
     /// What quality control remembers of this station's recent readings.
     qc: StationQc,
+    /// `isobar_readings_accepted_total` by QC status (pass, suspect, fail).
+    accepted: [metrics::Counter; 3],
 }
 
 impl Actor for StationActor {
@@ -58,6 +60,9 @@ impl Actor for StationActor {
             context: args.context,
             qc_config: args.qc,
             qc: args.memory.map(|m| *m).unwrap_or_default(),
+            accepted: [QcFlag::Pass, QcFlag::Suspect, QcFlag::Fail].map(
+                |flag| metrics::counter!("isobar_readings_accepted_total", "qc" => flag.as_str()),
+            ),
         })
     }
 
@@ -167,8 +172,7 @@ impl StationState {
             let qc = self
                 .qc
                 .check(&observation, delivery.received_at, &self.qc_config);
-            metrics::counter!("isobar_readings_accepted_total", "qc" => qc.status.as_str())
-                .increment(1);
+            self.accepted[qc.status as usize].increment(1);
             outcome
                 .readings
                 .push(Reading::new(observation, delivery.received_at, qc));
