@@ -58,11 +58,18 @@ pub struct ArchiverState {
     /// After a failure (store or disk), no poll before this.
     retry_at: Option<Instant>,
     failures: u32,
-    spool_dir: PathBuf,
     segment_age: Duration,
+    /// Here between writes; a write takes it to the blocking pool.
+    spool: Option<Spool>,
+    _uploader: Uploader,
+}
+
+/// The spool on disk: closed segments, and the one being appended to.
+struct Spool {
+    dir: PathBuf,
+    /// A segment is closed at this size.
     segment_bytes: u64,
     open: Option<Segment>,
-    _uploader: Uploader,
 }
 
 struct Segment {
@@ -113,10 +120,12 @@ impl Actor for Archiver {
             spooled: Vec::new(),
             retry_at: None,
             failures: 0,
-            spool_dir: args.spool_dir,
             segment_age: args.segment_age,
-            segment_bytes: args.segment_bytes,
-            open: None,
+            spool: Some(Spool {
+                dir: args.spool_dir,
+                segment_bytes: args.segment_bytes,
+                open: None,
+            }),
             _uploader: Uploader(uploader),
         })
     }
@@ -131,18 +140,20 @@ impl Actor for Archiver {
             ArchiverMsg::Stored(batch) => state.held.push(batch),
             ArchiverMsg::Poll => state.poll(Leftovers::IN_FLIGHT).await,
             ArchiverMsg::Tick => {
+                let age = state.segment_age;
                 let due = state
+                    .spool()
                     .open
                     .as_ref()
-                    .is_some_and(|s| s.opened.elapsed() >= state.segment_age);
-                if due && let Err(e) = state.close() {
+                    .is_some_and(|s| s.opened.elapsed() >= age);
+                if due && let Err(e) = state.spool().close() {
                     state.failed("close a spool segment", &e);
                 }
             }
             ArchiverMsg::Close(reply) => {
                 // Whatever was committed has been handed over by now.
                 state.poll(Duration::ZERO).await;
-                if let Err(e) = state.close() {
+                if let Err(e) = state.spool().close() {
                     state.failed("close a spool segment", &e);
                 }
                 let _ = reply.send(());
@@ -184,7 +195,7 @@ impl ArchiverState {
             // Synced before the outbox forgets them: after a crash they are
             // either in the spool or still in the outbox (then spooled
             // again, and the object of the same content overwrites).
-            if let Err(e) = self.spool(&held) {
+            if let Err((held, e)) = self.write_spool(held).await {
                 for batch in held {
                     self.held.push(batch);
                 }
@@ -209,7 +220,7 @@ impl ArchiverState {
             if left.is_empty() {
                 break;
             }
-            if let Err(e) = self.spool(&left) {
+            if let Err((_, e)) = self.write_spool(left).await {
                 return self.failed("write the spool", &e);
             }
         }
@@ -217,15 +228,38 @@ impl ArchiverState {
         self.retry_at = None;
     }
 
-    /// Appends the batches' readings to the spool and syncs it; their
-    /// entries are then `spooled`.
-    fn spool(&mut self, batches: &[StoredBatch]) -> std::io::Result<()> {
-        for batch in batches {
-            self.append(&batch.readings)?;
+    fn spool(&mut self) -> &mut Spool {
+        self.spool
+            .as_mut()
+            .expect("the spool is back after every write")
+    }
+
+    /// Appends the batches' readings to the spool and syncs it, on the
+    /// blocking pool (a second of readings' JSON and an fsync would
+    /// otherwise hold a runtime worker and the readings queued on it); their
+    /// entries are then `spooled`. On failure, the batches come back.
+    async fn write_spool(
+        &mut self,
+        batches: Vec<StoredBatch>,
+    ) -> Result<(), (Vec<StoredBatch>, std::io::Error)> {
+        let mut spool = self
+            .spool
+            .take()
+            .expect("the spool is back after every write");
+        let (spool, batches, written) = tokio::task::spawn_blocking(move || {
+            let written = spool.write(&batches);
+            (spool, batches, written)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        self.spool = Some(spool);
+        match written {
+            Ok(()) => {
+                self.spooled.extend(batches.iter().map(|b| b.seq));
+                Ok(())
+            }
+            Err(e) => Err((batches, e)),
         }
-        self.sync()?;
-        self.spooled.extend(batches.iter().map(|b| b.seq));
-        Ok(())
     }
 
     fn failed(&mut self, what: &str, error: &dyn std::fmt::Display) {
@@ -235,6 +269,16 @@ impl ArchiverState {
         metrics::counter!("isobar_archive_errors_total").increment(1);
         tracing::warn!(error = %error, retry_ms = delay.as_millis() as u64,
             "archiver could not {what}; the readings wait in the outbox");
+    }
+}
+
+impl Spool {
+    /// Appends the batches' readings and syncs them.
+    fn write(&mut self, batches: &[StoredBatch]) -> std::io::Result<()> {
+        for batch in batches {
+            self.append(&batch.readings)?;
+        }
+        self.sync()
     }
 
     fn sync(&mut self) -> std::io::Result<()> {
@@ -253,7 +297,7 @@ impl ArchiverState {
                 chrono::Utc::now().timestamp_micros(),
                 rand::random::<u32>()
             );
-            let path = self.spool_dir.join(name);
+            let path = self.dir.join(name);
             let file = std::fs::OpenOptions::new()
                 .create_new(true)
                 .append(true)
@@ -371,8 +415,13 @@ fn with_keys(spool: Vec<u8>) -> Vec<u8> {
 /// Uploads one segment's objects; returns how many.
 async fn upload(archive: &dyn Archive, path: &Path, prefix: &str) -> Result<usize, String> {
     let spool = tokio::fs::read(path).await.map_err(|e| e.to_string())?;
-    let spool = with_keys(spool);
-    let (objects, skipped) = partition_spool(prefix, &spool);
+    // Compressing a segment (up to `archive.segment_bytes`) takes a while:
+    // on the blocking pool, not a runtime worker.
+    let owned_prefix = prefix.to_owned();
+    let (objects, skipped) =
+        tokio::task::spawn_blocking(move || partition_spool(&owned_prefix, &with_keys(spool)))
+            .await
+            .map_err(|e| format!("partitioning the segment: {e}"))?;
     if skipped > 0 {
         // Only a line cut by a power loss can be unreadable.
         tracing::warn!(segment = %path.display(), lines = skipped, "skipping cut spool lines");
