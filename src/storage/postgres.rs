@@ -353,27 +353,10 @@ async fn copy_readings(
         let v = values_of(r);
         let status = r.qc.status.as_str();
         let report = qc.get(i);
-        let row: [&(dyn ToSql + Sync); 19] = [
-            &station_id,
-            &r.observed_at,
-            &r.received_at,
-            &v[0],
-            &v[1],
-            &v[2],
-            &v[3],
-            &v[4],
-            &v[5],
-            &v[6],
-            &v[7],
-            &v[8],
-            &v[9],
-            &v[10],
-            &v[11],
-            &v[12],
-            &v[13],
-            &status,
-            &report,
-        ];
+        let mut row: Vec<&(dyn ToSql + Sync)> = vec![&station_id, &r.observed_at, &r.received_at];
+        row.extend(v.iter().map(|value| value as &(dyn ToSql + Sync)));
+        row.push(&status);
+        row.push(&report);
         writer.as_mut().write(&row).await?;
     }
     writer.finish().await
@@ -532,32 +515,15 @@ impl Store for PostgresStore {
                          RETURNING station_id, observed_at"
                 ))
                 .await?;
-            let rows = tx
-                .query(
-                    &insert,
-                    &[
-                        &c.station_id,
-                        &c.observed_at,
-                        &c.received_at,
-                        &v[0],
-                        &v[1],
-                        &v[2],
-                        &v[3],
-                        &v[4],
-                        &v[5],
-                        &v[6],
-                        &v[7],
-                        &v[8],
-                        &v[9],
-                        &v[10],
-                        &v[11],
-                        &v[12],
-                        &v[13],
-                        &c.qc_status,
-                        &c.qc,
-                    ],
-                )
-                .await?;
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                vec![&c.station_id, &c.observed_at, &c.received_at];
+            params.extend(
+                v.iter()
+                    .map(|column| column as &(dyn tokio_postgres::types::ToSql + Sync)),
+            );
+            params.push(&c.qc_status);
+            params.push(&c.qc);
+            let rows = tx.query(&insert, &params).await?;
             // Which readings were new: each returned key marks its first
             // occurrence in the batch (a batch may hold a key twice).
             let mut new: HashMap<(&str, DateTime<Utc>), usize> = HashMap::with_capacity(rows.len());
