@@ -259,6 +259,8 @@ pub fn partition_spool(prefix: &str, spool: &[u8]) -> (Vec<Object>, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Observation, QcReport, StationId};
+    use std::io::Read;
 
     /// The objects for a set of readings, spooled then partitioned.
     fn partition(prefix: &str, readings: &[Reading]) -> Vec<Object> {
@@ -268,8 +270,6 @@ mod tests {
         }
         partition_spool(prefix, &spool).0
     }
-    use crate::domain::{Observation, QcReport, StationId};
-    use std::io::Read;
 
     fn reading(station: &str, at: &str) -> Reading {
         let at = at.parse().unwrap();

@@ -221,10 +221,9 @@ fn station_from_row(row: &Row) -> Result<Station, StoreError> {
     })
 }
 
-/// The column arrays of a batch of readings, for one `UNNEST` insert,
-/// borrowing from the readings. The QC report is written as jsonb straight
-/// from the report, with no JSON value in between.
-/// A batch's readings as columns, for one `UNNEST` of arrays.
+/// The columns of a batch of readings, in `READING_COLUMNS` order,
+/// borrowing from the readings and their QC reports' JSON: the arrays of
+/// one `UNNEST` insert, or the rows of a `COPY`.
 struct Columns<'a> {
     station_id: Vec<&'a str>,
     observed_at: Vec<DateTime<Utc>>,
@@ -315,51 +314,85 @@ const AFTER_A_DUPLICATE: std::time::Duration = std::time::Duration::from_secs(10
 /// fails it with a unique violation, and with it the transaction.
 async fn copy_readings(
     tx: &deadpool_postgres::Transaction<'_>,
-    readings: &[Reading],
-    qc: &QcTexts,
+    c: &Columns<'_>,
 ) -> Result<u64, tokio_postgres::Error> {
     use tokio_postgres::binary_copy::BinaryCopyInWriter;
     use tokio_postgres::types::{ToSql, Type};
-    const TYPES: [Type; 19] = [
-        Type::TEXT,
-        Type::TIMESTAMPTZ,
-        Type::TIMESTAMPTZ,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::TEXT,
-        Type::TEXT,
-    ];
+    let types: Vec<Type> = [Type::TEXT, Type::TIMESTAMPTZ, Type::TIMESTAMPTZ]
+        .into_iter()
+        .chain(c.values.iter().map(|_| Type::FLOAT8))
+        .chain([Type::TEXT, Type::TEXT])
+        .collect();
     let sink = tx
         .copy_in(&format!(
             "COPY observations ({READING_COLUMNS}) FROM STDIN (FORMAT binary)"
         ))
         .await?;
-    let writer = BinaryCopyInWriter::new(sink, &TYPES);
+    let writer = BinaryCopyInWriter::new(sink, &types);
     let mut writer = std::pin::pin!(writer);
-    for (i, r) in readings.iter().enumerate() {
-        let station_id = r.station_id.as_str();
-        let v = values_of(r);
-        let status = r.qc.status.as_str();
-        let report = qc.get(i);
-        let mut row: Vec<&(dyn ToSql + Sync)> = vec![&station_id, &r.observed_at, &r.received_at];
-        row.extend(v.iter().map(|value| value as &(dyn ToSql + Sync)));
-        row.push(&status);
-        row.push(&report);
+    let mut row: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(types.len());
+    for i in 0..c.station_id.len() {
+        row.clear();
+        row.extend([
+            &c.station_id[i] as &(dyn ToSql + Sync),
+            &c.observed_at[i],
+            &c.received_at[i],
+        ]);
+        row.extend(
+            c.values
+                .iter()
+                .map(|column| &column[i] as &(dyn ToSql + Sync)),
+        );
+        row.extend([&c.qc_status[i] as &(dyn ToSql + Sync), &c.qc[i]]);
         writer.as_mut().write(&row).await?;
     }
     writer.finish().await
+}
+
+/// `INSERT … ON CONFLICT DO NOTHING` of a batch's readings, for a batch
+/// that may hold readings already stored (or the same one twice): which
+/// readings were new.
+async fn insert_skipping_stored(
+    tx: &deadpool_postgres::Transaction<'_>,
+    readings: &[Reading],
+    c: &Columns<'_>,
+) -> Result<Vec<bool>, StoreError> {
+    use tokio_postgres::types::ToSql;
+    // Prepared once per connection: the batch is then one round trip
+    // instead of a parse and an execute.
+    let insert = tx
+        .prepare_cached(&format!(
+            "INSERT INTO observations ({READING_COLUMNS}) \
+             SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], \
+               $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::float8[], \
+               $9::float8[], $10::float8[], $11::float8[], $12::float8[], \
+               $13::float8[], $14::float8[], $15::float8[], $16::float8[], \
+               $17::float8[], $18::text[], $19::text[]) \
+             ON CONFLICT (station_id, observed_at) DO NOTHING \
+             RETURNING station_id, observed_at"
+        ))
+        .await?;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&c.station_id, &c.observed_at, &c.received_at];
+    params.extend(c.values.iter().map(|column| column as &(dyn ToSql + Sync)));
+    params.extend([&c.qc_status as &(dyn ToSql + Sync), &c.qc]);
+    let rows = tx.query(&insert, &params).await?;
+    // Each returned key marks its first occurrence in the batch.
+    let mut new: HashMap<(&str, DateTime<Utc>), usize> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        *new.entry((row.try_get(0)?, row.try_get(1)?)).or_default() += 1;
+    }
+    Ok(readings
+        .iter()
+        .map(
+            |r| match new.get_mut(&(r.station_id.as_str(), r.observed_at)) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            },
+        )
+        .collect())
 }
 
 fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
@@ -468,6 +501,7 @@ impl Store for PostgresStore {
     async fn write_batch(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let qc = QcTexts::of(&batch.readings);
+        let c = Columns::of(&batch.readings, &qc);
         // Readings are almost never stored already (only a redelivery
         // after a lost acknowledgement repeats one), so a batch is first
         // copied in as it is. If it did hold one, the copy fails, nothing
@@ -480,7 +514,7 @@ impl Store for PostgresStore {
             .is_some_and(|at| at.elapsed() < AFTER_A_DUPLICATE);
         if !batch.readings.is_empty() && !expect_duplicates {
             let tx = client.transaction().await?;
-            match copy_readings(&tx, &batch.readings, &qc).await {
+            match copy_readings(&tx, &c).await {
                 Ok(_) => {
                     let inserted = vec![true; batch.readings.len()];
                     return self.finish_batch(tx, &batch, inserted).await;
@@ -497,48 +531,11 @@ impl Store for PostgresStore {
             }
         }
         let tx = client.transaction().await?;
-        let mut inserted = vec![false; batch.readings.len()];
-        if !batch.readings.is_empty() {
-            let c = Columns::of(&batch.readings, &qc);
-            let v = &c.values;
-            // Prepared once per connection: the batch is then one round
-            // trip instead of a parse and an execute.
-            let insert = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO observations ({READING_COLUMNS}) \
-                         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], \
-                           $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::float8[], \
-                           $9::float8[], $10::float8[], $11::float8[], $12::float8[], \
-                           $13::float8[], $14::float8[], $15::float8[], $16::float8[], \
-                           $17::float8[], $18::text[], $19::text[]) \
-                         ON CONFLICT (station_id, observed_at) DO NOTHING \
-                         RETURNING station_id, observed_at"
-                ))
-                .await?;
-            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                vec![&c.station_id, &c.observed_at, &c.received_at];
-            params.extend(
-                v.iter()
-                    .map(|column| column as &(dyn tokio_postgres::types::ToSql + Sync)),
-            );
-            params.push(&c.qc_status);
-            params.push(&c.qc);
-            let rows = tx.query(&insert, &params).await?;
-            // Which readings were new: each returned key marks its first
-            // occurrence in the batch (a batch may hold a key twice).
-            let mut new: HashMap<(&str, DateTime<Utc>), usize> = HashMap::with_capacity(rows.len());
-            for row in &rows {
-                *new.entry((row.try_get(0)?, row.try_get(1)?)).or_default() += 1;
-            }
-            for (i, r) in batch.readings.iter().enumerate() {
-                if let Some(n) = new.get_mut(&(r.station_id.as_str(), r.observed_at))
-                    && *n > 0
-                {
-                    *n -= 1;
-                    inserted[i] = true;
-                }
-            }
-        }
+        let inserted = if batch.readings.is_empty() {
+            Vec::new()
+        } else {
+            insert_skipping_stored(&tx, &batch.readings, &c).await?
+        };
         self.finish_batch(tx, &batch, inserted).await
     }
 
