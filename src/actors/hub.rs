@@ -4,9 +4,11 @@
 //! bounded queue; a client that falls behind loses the newest messages
 //! (counted, logged, and announced to it with an `overflow` message) and
 //! never slows ingestion. Rollups go to a lane of their own beside the
-//! queue, holding the newest message of each period and sent when the queue
+//! queue, holding the newest rollup of each period and sent when the queue
 //! is empty: a roll-up of thousands of periods every few seconds never
-//! crowds out a reading.
+//! crowds out a reading. A rollup is serialised by the first client task
+//! that sends it, not by the hub, so the hub is never busy with a roll-up
+//! while readings wait behind it.
 //!
 //! The hub also knows when each station was last heard, seeded from the
 //! store at start, and announces a station becoming `reporting` or
@@ -67,11 +69,32 @@ impl LiveClient {
 /// A period of a station's rollups: what a newer `rollup` message replaces.
 type PeriodKey = (StationId, crate::domain::Resolution, DateTime<Utc>);
 
-/// A client's rollup messages waiting to be sent, at most one per period
-/// (a newer one replaces it), and at most `capacity` periods.
+/// A rollup waiting in the lanes of the clients that follow its station,
+/// serialised once, by the first client task that sends it.
+#[derive(Debug)]
+struct PendingRollup {
+    rollup: StationRollup,
+    json: std::sync::OnceLock<Arc<str>>,
+}
+
+impl PendingRollup {
+    fn json(&self) -> Arc<str> {
+        self.json
+            .get_or_init(|| {
+                LiveMessage::Rollup {
+                    rollup: &self.rollup,
+                }
+                .to_json()
+            })
+            .clone()
+    }
+}
+
+/// A client's rollups waiting to be sent, at most one per period (a newer
+/// one replaces it), and at most `capacity` periods.
 #[derive(Debug)]
 pub struct RollupLane {
-    pending: Mutex<BTreeMap<PeriodKey, Arc<str>>>,
+    pending: Mutex<BTreeMap<PeriodKey, Arc<PendingRollup>>>,
     capacity: usize,
     /// Signalled when a message is added.
     pub ready: tokio::sync::Notify,
@@ -86,31 +109,34 @@ impl RollupLane {
         }
     }
 
-    /// Adds a period's message, replacing an older one of the same period.
+    /// Adds a period's rollup, replacing an older one of the same period.
     /// False when the lane is full and the period is not in it.
-    fn offer(&self, key: PeriodKey, json: Arc<str>) -> bool {
+    fn offer(&self, key: PeriodKey, rollup: Arc<PendingRollup>) -> bool {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if pending.len() >= self.capacity && !pending.contains_key(&key) {
             return false;
         }
-        pending.insert(key, json);
+        pending.insert(key, rollup);
         drop(pending);
         self.ready.notify_one();
         true
     }
 
     /// Takes up to `max` messages, oldest period first; `more` says whether
-    /// any are left.
+    /// any are left. Each is serialised here, outside the lane's lock, the
+    /// first time any client takes it.
     pub fn take(&self, max: usize) -> (Vec<Arc<str>>, bool) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = Vec::with_capacity(max.min(pending.len()));
-        while out.len() < max {
-            let Some((_, json)) = pending.pop_first() else {
+        let mut taken = Vec::with_capacity(max.min(pending.len()));
+        while taken.len() < max {
+            let Some((_, rollup)) = pending.pop_first() else {
                 break;
             };
-            out.push(json);
+            taken.push(rollup);
         }
-        (out, !pending.is_empty())
+        let more = !pending.is_empty();
+        drop(pending);
+        (taken.iter().map(|r| r.json()).collect(), more)
     }
 }
 
@@ -271,7 +297,7 @@ impl Actor for Hub {
                 metrics::counter!("isobar_readings_published_total")
                     .increment(readings.len() as u64);
             }
-            HubMsg::Rollups(rollups) => state.offer_rollups(&rollups),
+            HubMsg::Rollups(rollups) => state.offer_rollups(rollups),
             HubMsg::CheckStatus => state.check_silence(Utc::now()),
             HubMsg::Restart(event) => state.announce(&event),
             HubMsg::Alert(alert) => {
@@ -357,21 +383,26 @@ impl HubState {
     }
 
     /// Each rollup into the lane of every client that follows its station.
-    fn offer_rollups(&self, rollups: &[StationRollup]) {
+    fn offer_rollups(&self, rollups: Vec<StationRollup>) {
+        if self.clients.is_empty() {
+            return;
+        }
         for rollup in rollups {
-            let mut json: Option<Arc<str>> = None;
+            let key = (
+                rollup.station_id.clone(),
+                rollup.resolution,
+                rollup.rollup.bucket,
+            );
+            let pending = Arc::new(PendingRollup {
+                rollup,
+                json: std::sync::OnceLock::new(),
+            });
             for client in self
                 .clients
                 .values()
-                .filter(|c| c.follows(&rollup.station_id))
+                .filter(|c| c.follows(&pending.rollup.station_id))
             {
-                let json = json.get_or_insert_with(|| LiveMessage::Rollup { rollup }.to_json());
-                let key = (
-                    rollup.station_id.clone(),
-                    rollup.resolution,
-                    rollup.rollup.bucket,
-                );
-                if !client.rollups.offer(key, json.clone()) {
+                if !client.rollups.offer(key.clone(), pending.clone()) {
                     metrics::counter!("isobar_live_dropped_total").increment(1);
                     client.dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -491,7 +522,7 @@ mod tests {
         let mut hub = HubState::default();
         hub.clients.insert(client.id, client);
         let rollups: Vec<StationRollup> = (0..50).map(|m| rollup("WS001", m, 1)).collect();
-        hub.offer_rollups(&rollups);
+        hub.offer_rollups(rollups);
         hub.publish(&[reading("WS001"), reading("WS002")]);
         assert_eq!(dropped.load(Ordering::Relaxed), 0);
         for station in ["WS001", "WS002"] {
@@ -513,8 +544,8 @@ mod tests {
         let dropped = client.dropped.clone();
         let mut hub = HubState::default();
         hub.clients.insert(client.id, client);
-        hub.offer_rollups(&[rollup("WS001", 0, 1), rollup("WS001", 1, 1)]);
-        hub.offer_rollups(&[rollup("WS001", 0, 5), rollup("WS001", 2, 1)]);
+        hub.offer_rollups(vec![rollup("WS001", 0, 1), rollup("WS001", 1, 1)]);
+        hub.offer_rollups(vec![rollup("WS001", 0, 5), rollup("WS001", 2, 1)]);
         assert_eq!(dropped.load(Ordering::Relaxed), 1, "the third period");
         let (waiting, more) = lane.take(1);
         assert!(more);
@@ -526,6 +557,25 @@ mod tests {
         assert!(rest[0].contains("10:01:00"), "{}", rest[0]);
     }
 
+    /// Two clients that follow a station get the same serialised rollup:
+    /// it is serialised once, by whichever client takes it first.
+    #[test]
+    fn a_rollup_is_serialised_once_for_every_client() {
+        let (first, _q1) = client(2, 100);
+        let (mut second, _q2) = client(2, 100);
+        second.id = 2;
+        let (a, b) = (first.rollups.clone(), second.rollups.clone());
+        let mut hub = HubState::default();
+        hub.clients.insert(first.id, first);
+        hub.clients.insert(second.id, second);
+        hub.offer_rollups(vec![rollup("WS001", 0, 3)]);
+        let (from_a, _) = a.take(10);
+        let (from_b, _) = b.take(10);
+        assert_eq!((from_a.len(), from_b.len()), (1, 1));
+        assert!(Arc::ptr_eq(&from_a[0], &from_b[0]));
+        assert!(from_a[0].contains(r#""count":3"#), "{}", from_a[0]);
+    }
+
     /// A client following some stations gets only their rollups.
     #[test]
     fn rollups_follow_the_station_filter() {
@@ -534,7 +584,7 @@ mod tests {
         let lane = client.rollups.clone();
         let mut hub = HubState::default();
         hub.clients.insert(client.id, client);
-        hub.offer_rollups(&[rollup("WS001", 0, 1), rollup("WS002", 0, 1)]);
+        hub.offer_rollups(vec![rollup("WS001", 0, 1), rollup("WS002", 0, 1)]);
         let (waiting, _) = lane.take(10);
         assert_eq!(waiting.len(), 1);
         assert!(waiting[0].contains("WS002"));
