@@ -14,10 +14,13 @@ pub fn dew_point_c(temperature_c: f64, humidity_pct: f64) -> Option<f64> {
     Some(B * gamma / (A - gamma))
 }
 
-/// Heat index by the US National Weather Service algorithm: Steadman's simple
-/// formula, and the Rothfusz regression with its two adjustments when the
-/// simple value reaches 80 °F. Defined from 80 °F (26.7 °C) up, where the
-/// regression is valid; below that the air temperature is what it feels like.
+/// Heat index by the US National Weather Service algorithm (NWS Weather
+/// Prediction Center, "The Heat Index Equation"): the simple formula first,
+/// `0.5·(T + 61 + 1.2·(T − 68) + 0.094·RH)`, which is Steadman's result
+/// already averaged with the temperature; when that reaches 80 °F, the
+/// Rothfusz regression with its two adjustments instead. Defined from 80 °F
+/// (26.7 °C) air temperature up; below that the air temperature is what it
+/// feels like.
 pub fn heat_index_c(temperature_c: f64, humidity_pct: f64) -> Option<f64> {
     let t = c_to_f(temperature_c);
     if t < 80.0 {
@@ -25,7 +28,9 @@ pub fn heat_index_c(temperature_c: f64, humidity_pct: f64) -> Option<f64> {
     }
     let rh = humidity_pct;
     let simple = 0.5 * (t + 61.0 + (t - 68.0) * 1.2 + rh * 0.094);
-    let hi = if (simple + t) / 2.0 < 80.0 {
+    // 80 °F itself takes the regression; the slack absorbs the °C → °F
+    // conversion's last bits.
+    let hi = if simple < 80.0 - 1e-9 {
         simple
     } else {
         let mut hi = -42.379 + 2.049_015_23 * t + 10.143_331_27 * rh
@@ -119,6 +124,34 @@ mod tests {
             close(c_to_f(hi), hi_f, 1.0);
         }
         assert_eq!(heat_index_c(20.0, 65.0), None);
+    }
+
+    /// The simple formula's own value decides: below 80 °F it is the heat
+    /// index; from 80 °F the Rothfusz regression is.
+    #[test]
+    fn the_simple_value_decides_at_80_f() {
+        fn rothfusz(t: f64, rh: f64) -> f64 {
+            -42.379 + 2.04901523 * t + 10.14333127 * rh
+                - 0.22475541 * t * rh
+                - 6.83783e-3 * t * t
+                - 5.481717e-2 * rh * rh
+                + 1.22874e-3 * t * t * rh
+                + 8.5282e-4 * t * rh * rh
+                - 1.99e-6 * t * t * rh * rh
+        }
+        let rh = 40.0;
+        // simple = 1.1·T − 10.3 + 0.047·RH, solved for T.
+        let t_for = |simple: f64| (simple + 10.3 - 0.047 * rh) / 1.1;
+        let below = t_for(79.9);
+        close(c_to_f(heat_index_c(f_to_c(below), rh).unwrap()), 79.9, 1e-9);
+        for simple in [80.0, 80.1] {
+            let t = t_for(simple);
+            let hi = c_to_f(heat_index_c(f_to_c(t), rh).unwrap());
+            close(hi, rothfusz(t, rh), 1e-9);
+            assert!((hi - simple).abs() > 0.05, "{hi} is the simple value");
+        }
+        // 26.7 °C and 47 %: the simple value is 79.97 °F, so it stands.
+        close(heat_index_c(26.7, 47.0).unwrap(), 26.65, 0.005);
     }
 
     #[test]
