@@ -131,7 +131,7 @@ const LIMITS: [(&str, f64, f64); 10] = [
     ("longitude", -180.0, 180.0),
     ("elevation", -500.0, 9000.0),
     ("temperature", -100.0, 100.0),
-    ("humidity", 0.0, 100.0),
+    ("humidity", 0.0, 105.0),
     ("pressure", 100.0, 1200.0),
     ("sea_level_pressure", 500.0, 1200.0),
     ("wind_speed", 0.0, 150.0),

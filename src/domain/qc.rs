@@ -263,9 +263,15 @@ pub struct QcConfig {
     /// A reading received this long after it was observed is late.
     #[serde(with = "humantime_serde")]
     pub late_after: Duration,
-    /// How long a value must stay still to be suspect.
+    /// How long a value must stay still to be suspect, for a variable
+    /// reported as finely as its `min_variation`. A coarser resolution
+    /// stretches it in proportion: a pressure in whole hPa (ten times 0.1 hPa)
+    /// must stay still ten times as long.
     #[serde(with = "humantime_serde")]
     pub persistence_window: Duration,
+    /// ... and for at least this many readings in a row, so that a station
+    /// reporting every hour is not judged on two readings.
+    pub persistence_min_readings: usize,
     /// Beyond this gap the previous value is no reference for a step check.
     #[serde(with = "humantime_serde")]
     pub step_max_gap: Duration,
@@ -289,6 +295,7 @@ impl Default for QcConfig {
         Self {
             late_after: Duration::from_secs(15 * 60),
             persistence_window: Duration::from_secs(60 * 60),
+            persistence_min_readings: 24,
             step_max_gap: Duration::from_secs(3 * 60 * 60),
             outlier_window: 30,
             outlier_min_samples: 10,
@@ -305,7 +312,7 @@ impl Default for QcConfig {
                 step_per_hour: Some(50.0),
                 min_variation: Some(1.0),
                 min_mad: Some(2.0),
-                ..VariableLimits::range(0.0, 100.0)
+                ..VariableLimits::range(0.0, 103.0)
             },
             pressure: VariableLimits {
                 step: Some(0.5),
@@ -354,6 +361,12 @@ impl QcConfig {
             return Err((
                 "qc.outlier_min_samples".into(),
                 "must be at least 3 and at most qc.outlier_window".into(),
+            ));
+        }
+        if self.persistence_min_readings < 2 {
+            return Err((
+                "qc.persistence_min_readings".into(),
+                "must be at least 2".into(),
             ));
         }
         if !self.outlier_threshold.is_finite() || self.outlier_threshold <= 0.0 {
@@ -406,13 +419,21 @@ fn config_name(variable: Variable) -> &'static str {
     }
 }
 
-/// What quality control remembers of one station: per variable, the last
-/// good value, the current run of a still value, and recent values.
+/// What quality control remembers of one station: when it reports, and per
+/// variable the last good value, the current run of a still value, recent
+/// changes and the resolution it reports in.
 #[derive(Debug, Clone, Default)]
 pub struct StationQc {
     newest: Option<DateTime<Utc>>,
+    /// The last spacings between consecutive readings, in seconds, oldest
+    /// first overwritten: the station's cadence is their median.
+    spacings: [u32; SPACINGS],
+    spacings_seen: usize,
     variables: [VariableState; 7],
 }
+
+/// Spacings the cadence is the median of.
+const SPACINGS: usize = 9;
 
 #[derive(Debug, Clone, Default)]
 struct VariableState {
@@ -422,11 +443,21 @@ struct VariableState {
     /// agrees with it rather than with `last_good`, the level really changed.
     anomaly: Option<(DateTime<Utc>, f64)>,
     still: Option<StillRun>,
-    /// Recent changes between consecutive normal values, for the outlier
-    /// score: scoring changes rather than levels lets a trend (sunrise,
-    /// a front) through while a jump stands out.
+    /// Recent changes between consecutive normal values, each scaled to one
+    /// cadence, for the outlier score: scoring changes rather than levels
+    /// lets a trend (sunrise, a front) through while a jump stands out.
     recent_changes: VecDeque<f64>,
+    /// The previous value, whatever its flags, and the smallest change seen
+    /// between two consecutive values: the resolution the station reports
+    /// this variable in, trusted once it has changed `RESOLUTION_AFTER`
+    /// times.
+    previous: Option<f64>,
+    smallest_change: Option<f64>,
+    changes: u8,
 }
+
+/// Changes of a value seen before its smallest is taken as its resolution.
+const RESOLUTION_AFTER: u8 = 5;
 
 #[derive(Debug, Clone, Copy)]
 struct StillRun {
@@ -434,6 +465,17 @@ struct StillRun {
     until: DateTime<Utc>,
     min: f64,
     max: f64,
+    readings: u32,
+}
+
+/// What a station's QC has learned of how it reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Learned {
+    /// The median spacing of its recent readings, in seconds; absent until
+    /// three readings have been seen.
+    pub cadence_s: Option<u32>,
+    /// Per variable, the smallest change it has reported: its resolution.
+    pub resolution: BTreeMap<Variable, f64>,
 }
 
 impl StationQc {
@@ -442,6 +484,39 @@ impl StationQc {
     pub fn shrink_to_fit(&mut self) {
         for variable in &mut self.variables {
             variable.recent_changes.shrink_to_fit();
+        }
+    }
+
+    /// The station's cadence and its variables' resolutions, as learned.
+    pub fn learned(&self) -> Learned {
+        Learned {
+            cadence_s: self.cadence().map(|c| c.num_seconds() as u32),
+            resolution: Variable::ALL
+                .into_iter()
+                .filter_map(|v| Some((v, self.variables[v.index()].resolution()?)))
+                .collect(),
+        }
+    }
+
+    /// The median of the recent spacings, once there are three.
+    fn cadence(&self) -> Option<TimeDelta> {
+        let n = self.spacings_seen.min(SPACINGS);
+        if n < 3 {
+            return None;
+        }
+        let mut recent = self.spacings;
+        let recent = &mut recent[..n];
+        recent.sort_unstable();
+        Some(TimeDelta::seconds(i64::from(recent[n / 2])))
+    }
+
+    fn note_spacing(&mut self, t: DateTime<Utc>) {
+        if let Some(newest) = self.newest
+            && t > newest
+        {
+            let seconds = (t - newest).num_seconds().clamp(1, i64::from(u32::MAX)) as u32;
+            self.spacings[self.spacings_seen % SPACINGS] = seconds;
+            self.spacings_seen += 1;
         }
     }
 
@@ -466,6 +541,10 @@ impl StationQc {
                 delay.num_seconds()
             ));
         }
+        if !out_of_order {
+            self.note_spacing(t);
+        }
+        let cadence = self.cadence();
         for variable in Variable::ALL {
             let Some(value) = variable.value(obs) else {
                 continue;
@@ -495,12 +574,23 @@ impl StationQc {
             {
                 *state = VariableState::default();
             }
-            state.temporal(variable, t, value, limits, config, &mut report);
-            if !exempt_from_persistence(variable, value, obs) {
-                state.persistence(variable, t, value, limits, config, &mut report);
-            } else {
+            let stuck = if exempt_from_persistence(variable, value, obs) {
                 state.still = None;
-            }
+                false
+            } else {
+                state.persistence(variable, t, value, cadence, limits, config, &mut report)
+            };
+            state.temporal(
+                variable,
+                t,
+                value,
+                cadence,
+                stuck,
+                limits,
+                config,
+                &mut report,
+            );
+            state.learn_resolution(value);
         }
         consistency(obs, &mut report);
         if !out_of_order {
@@ -511,13 +601,38 @@ impl StationQc {
 }
 
 impl VariableState {
+    /// Notes the change from the previous value. Readings are decimals in
+    /// binary floating point, so a change within the tolerance of zero is
+    /// no change.
+    fn learn_resolution(&mut self, value: f64) {
+        if let Some(previous) = self.previous.replace(value) {
+            let change = (value - previous).abs();
+            if change > 1e-6 {
+                self.changes = self.changes.saturating_add(1);
+                if self.smallest_change.is_none_or(|r| change < r - 1e-6) {
+                    self.smallest_change = Some(change);
+                }
+            }
+        }
+    }
+
+    /// The resolution the variable is reported in, once known.
+    fn resolution(&self) -> Option<f64> {
+        self.smallest_change
+            .filter(|_| self.changes >= RESOLUTION_AFTER)
+    }
+
     /// The step and outlier checks, which both compare a value with the
-    /// last normal one.
+    /// last normal one. `stuck` says the persistence check found the value
+    /// stuck: it is no evidence of how the variable normally changes.
+    #[allow(clippy::too_many_arguments)]
     fn temporal(
         &mut self,
         variable: Variable,
         t: DateTime<Utc>,
         value: f64,
+        cadence: Option<TimeDelta>,
+        stuck: bool,
         limits: &VariableLimits,
         config: &QcConfig,
         report: &mut QcReport,
@@ -526,32 +641,51 @@ impl VariableState {
             self.last_good = Some((t, value));
             return;
         };
+        let resolution = self.resolution().unwrap_or(0.0);
         let step_limit = |since: DateTime<Utc>| {
-            let hours = (t - since).as_seconds_f64() / 3600.0;
-            let per_reading = limits.step.filter(|s| *s > 0.0);
-            let per_hour = limits.step_per_hour.filter(|s| *s > 0.0);
-            if per_reading.is_none() && per_hour.is_none() {
-                return None;
-            }
-            Some(
-                per_reading
-                    .unwrap_or(0.0)
-                    .max(per_hour.unwrap_or(0.0) * hours),
-            )
+            step_allowed(limits, t - since).map(|limit| limit.max(resolution))
         };
         let within = |since: DateTime<Utc>, from: f64| {
             step_limit(since).is_none_or(|limit| (value - from).abs() <= limit + TOLERANCE)
         };
-        // The previous value looked wrong, but this one agrees with it and
-        // not with the old level: the level changed (a front passing). Start
-        // afresh from here.
+        // A change over several cadences is compared with changes over one
+        // as a random walk grows: with the square root of the time.
+        let per_cadence = |change: f64, since: DateTime<Utc>| match cadence {
+            Some(c) if t - since > c => {
+                change / ((t - since).as_seconds_f64() / c.as_seconds_f64()).sqrt()
+            }
+            _ => change,
+        };
+        // The floor under the spread of changes is set for readings a
+        // minute apart; changes over a longer cadence spread more, as a
+        // random walk's do (with the square root of the time), up to three
+        // times the floor (at nine minutes): beyond that the day's cycle,
+        // not noise, sets how much an hour's changes vary, and the change
+        // window itself spans it. Never below the resolution.
+        let floor = limits.min_mad.filter(|m| *m > 0.0).map(|m| {
+            let minutes = cadence.map_or(1.0, |c| c.as_seconds_f64() / 60.0);
+            (m * minutes.sqrt().clamp(1.0, 3.0)).max(resolution)
+        });
+        let outlier_score = |change: f64| {
+            let floor = floor?;
+            if self.recent_changes.len() < config.outlier_min_samples {
+                return None;
+            }
+            let (median, mad) = median_and_mad(&self.recent_changes);
+            Some(0.6745 * (change - median) / mad.max(floor))
+        };
+        // The previous value looked wrong, but this one agrees with it
+        // rather than with the old level: the level changed (a front
+        // passing, a sensor back from a fault). This value passes and is the
+        // reference from now on.
         if let Some((ta, va)) = self.anomaly
+            && (value - va).abs() <= (value - v0).abs()
             && within(ta, va)
-            && !within(t0, v0)
+            && outlier_score(per_cadence(value - va, ta))
+                .is_none_or(|z| z.abs() <= config.outlier_threshold)
         {
             self.last_good = Some((t, value));
             self.anomaly = None;
-            self.recent_changes.clear();
             return;
         }
         let change = value - v0;
@@ -572,60 +706,81 @@ impl VariableState {
                 ),
             );
         }
-        if let Some(min_mad) = limits.min_mad.filter(|m| *m > 0.0)
-            && self.recent_changes.len() >= config.outlier_min_samples
+        let scaled = per_cadence(change, t0);
+        if let Some(score) = outlier_score(scaled)
+            && score.abs() > config.outlier_threshold
         {
-            let (median, mad) = median_and_mad(&self.recent_changes);
-            let score = 0.6745 * (change - median) / mad.max(min_mad);
-            if score.abs() > config.outlier_threshold {
-                anomalous = true;
-                report.add(
-                    variable,
-                    Check::Outlier,
-                    QcFlag::Suspect,
-                    format!(
-                        "changed {change:+.1} {unit}: modified z-score {score:.1} against the \
-                         last {} changes",
-                        self.recent_changes.len()
-                    ),
-                );
-            }
+            anomalous = true;
+            report.add(
+                variable,
+                Check::Outlier,
+                QcFlag::Suspect,
+                format!(
+                    "changed {change:+.1} {unit}: modified z-score {score:.1} against the \
+                     last {} changes",
+                    self.recent_changes.len()
+                ),
+            );
         }
         if anomalous {
             self.anomaly = Some((t, value));
-        } else {
-            self.last_good = Some((t, value));
-            self.anomaly = None;
-            self.recent_changes.push_back(change);
+            return;
+        }
+        self.last_good = Some((t, value));
+        self.anomaly = None;
+        if !stuck {
+            self.recent_changes.push_back(scaled);
             while self.recent_changes.len() > config.outlier_window {
                 self.recent_changes.pop_front();
             }
         }
     }
 
+    /// Whether the value has stayed still for too long: within
+    /// `min_variation`, or within the variable's own resolution when that
+    /// is coarser, for `persistence_window` (stretched by how much coarser
+    /// the resolution is) and at least `persistence_min_readings` readings.
+    #[allow(clippy::too_many_arguments)]
     fn persistence(
         &mut self,
         variable: Variable,
         t: DateTime<Utc>,
         value: f64,
+        cadence: Option<TimeDelta>,
         limits: &VariableLimits,
         config: &QcConfig,
         report: &mut QcReport,
-    ) {
+    ) -> bool {
         let Some(min_variation) = limits.min_variation.filter(|m| *m > 0.0) else {
-            return;
+            return false;
         };
-        // Still through a gap longer than the window cannot be told.
-        let window = to_delta(config.persistence_window);
+        // Until the value has changed a few times, its resolution is unknown:
+        // judge it as if it were ten times coarser than `min_variation`, so
+        // a station that starts in a still spell is not flagged for it and a
+        // sensor stuck from its first reading still is, later.
+        // A resolution more than ten times coarser stretches no further.
+        let (variation, coarseness) = match self.resolution() {
+            Some(r) if r > min_variation => {
+                (r, (r / min_variation).min(10.0).powf(COARSENESS_EXPONENT))
+            }
+            Some(_) => (min_variation, 1.0),
+            None => (min_variation, 10f64.powf(COARSENESS_EXPONENT)),
+        };
+        let base = to_delta(config.persistence_window);
+        let window = TimeDelta::milliseconds((base.num_milliseconds() as f64 * coarseness) as i64);
+        // Still through a gap cannot be told: a run ends where readings
+        // are missing (more than two cadences, and the base window, apart).
+        let gap = cadence.map_or(base, |c| base.max(c * 2));
         let run = match self.still {
             Some(run)
-                if t - run.until <= window
-                    && run.max.max(value) - run.min.min(value) < min_variation - TOLERANCE =>
+                if t - run.until <= gap
+                    && run.max.max(value) - run.min.min(value) < variation - TOLERANCE =>
             {
                 StillRun {
                     until: t,
                     min: run.min.min(value),
                     max: run.max.max(value),
+                    readings: run.readings.saturating_add(1),
                     ..run
                 }
             }
@@ -634,23 +789,64 @@ impl VariableState {
                 until: t,
                 min: value,
                 max: value,
+                readings: 1,
             },
         };
         self.still = Some(run);
         let still_for = t - run.since;
-        if still_for >= window {
+        let stuck = still_for >= window && run.readings as usize >= config.persistence_min_readings;
+        if stuck {
             let unit = variable.unit();
             report.add(
                 variable,
                 Check::Persistence,
                 QcFlag::Suspect,
                 format!(
-                    "within {min_variation} {unit} for {} min",
-                    still_for.num_minutes()
+                    "within {} {unit} for {} min ({} readings)",
+                    round_for_display(variation),
+                    still_for.num_minutes(),
+                    run.readings
                 ),
             );
         }
+        stuck
     }
+}
+
+/// The change a variable may make in `elapsed`, or `None` when the step
+/// check is off. `step` is the WMO limit between values a minute apart and
+/// `step_per_hour` the MADIS hourly one; between one minute and an hour the
+/// limit follows a power law from one to the other, beyond an hour it grows
+/// with the hours. A change of one resolution step is always allowed (the
+/// caller's part).
+fn step_allowed(limits: &VariableLimits, elapsed: TimeDelta) -> Option<f64> {
+    let per_reading = limits.step.filter(|s| *s > 0.0);
+    let per_hour = limits.step_per_hour.filter(|s| *s > 0.0);
+    let minutes = elapsed.as_seconds_f64() / 60.0;
+    match (per_reading, per_hour) {
+        (None, None) => None,
+        (Some(step), None) => Some(step),
+        (None, Some(hourly)) => Some(hourly * minutes / 60.0),
+        (Some(step), Some(_)) if minutes <= 1.0 => Some(step),
+        (Some(step), Some(hourly)) if minutes < 60.0 && hourly > step => {
+            Some(step * (hourly / step).powf(minutes.ln() / 60f64.ln()))
+        }
+        (Some(step), Some(hourly)) => Some(step.max(hourly * minutes / 60.0)),
+    }
+}
+
+/// How a coarser resolution stretches the persistence window: by
+/// (resolution / min_variation) to this power. A still value must last
+/// longer the coarser it is reported; how much longer was set on the real
+/// records in `tests/data/qc`, between the linear stretch a steady trend
+/// needs (1) and the quadratic one a random walk needs (2).
+const COARSENESS_EXPONENT: f64 = 1.5;
+
+/// A learned resolution as people write it: 0.1, not 0.09999999999999787.
+fn round_for_display(value: f64) -> f64 {
+    let digits = (-value.log10().floor()).max(0.0) as i32 + 2;
+    let f = 10f64.powi(digits);
+    (value * f).round() / f
 }
 
 /// Calm wind legitimately stays still for hours, and so does humidity near
@@ -667,18 +863,10 @@ fn exempt_from_persistence(variable: Variable, value: f64, obs: &Observation) ->
 
 const CALM_MS: f64 = 0.1;
 
+/// A direction reported with calm wind is not flagged: a vane rests where
+/// the last wind left it, and a calm has no direction; rollups leave the
+/// direction of a calm out.
 fn consistency(obs: &Observation, report: &mut QcReport) {
-    if let (Some(direction), Some(speed)) = (obs.wind_direction_deg, obs.wind_speed_ms)
-        && speed == 0.0
-        && direction != 0.0
-    {
-        report.add(
-            Variable::WindDirection,
-            Check::Consistency,
-            QcFlag::Suspect,
-            format!("direction {direction}° reported with calm wind"),
-        );
-    }
     if let (Some(gust), Some(speed)) = (obs.wind_gust_ms, obs.wind_speed_ms)
         && gust < speed
     {
@@ -715,6 +903,9 @@ const TOLERANCE: f64 = 1e-9;
 fn to_delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
+
+#[cfg(test)]
+mod records;
 
 #[cfg(test)]
 mod tests {
@@ -889,22 +1080,118 @@ mod tests {
 
     #[test]
     fn a_stuck_sensor_is_suspect_after_an_hour() {
-        let seq: Vec<_> = (0..=70).map(|m| obs(m, 12.34)).collect();
+        // An hour of a sensor moving by its 0.1 °C resolution, then stuck.
+        let mut seq: Vec<_> = (0..60)
+            .map(|m| obs(m, 12.0 + (m % 4) as f64 * 0.1))
+            .collect();
+        seq.extend((60..=130).map(|m| obs(m, 12.74)));
         let reports = run(&seq);
         let first_suspect = reports
             .iter()
             .position(|r| r.flag(Variable::Temperature) == QcFlag::Suspect)
             .unwrap();
-        assert_eq!(first_suspect, 60);
-        let f = &reports[70].variables[&Variable::Temperature].findings[0];
+        assert_eq!(first_suspect, 120);
+        let f = &reports[130].variables[&Variable::Temperature].findings[0];
         assert_eq!(
             (f.check, f.detail.as_str()),
-            (Check::Persistence, "within 0.1 °C for 70 min")
+            (Check::Persistence, "within 0.1 °C for 70 min (71 readings)")
         );
         // It passes again once it moves.
         let mut moving = seq.clone();
-        moving.push(obs(71, 13.0));
-        assert_eq!(run(&moving)[71].flag(Variable::Temperature), QcFlag::Pass);
+        moving.push(obs(131, 13.0));
+        assert_eq!(run(&moving)[131].flag(Variable::Temperature), QcFlag::Pass);
+    }
+
+    /// Hourly readings: the same value two, three, twelve hours running is
+    /// weather, not a stuck sensor; only a day of it is.
+    #[test]
+    fn an_hourly_station_is_judged_on_a_day_not_two_readings() {
+        let hourly = |h: i64, t: f64| obs(h * 60, t);
+        let mut seq: Vec<_> = (0..24)
+            .map(|h| hourly(h, 4.0 + (h % 5) as f64 * 0.1))
+            .collect();
+        seq.extend((24..60).map(|h| hourly(h, 4.0)));
+        let reports = run(&seq);
+        let suspect = suspects(&reports, Variable::Temperature);
+        // Still from hour 24: the 24th still reading in a row (hour 47) is
+        // the first that can be stuck.
+        assert_eq!(suspect.first(), Some(&47), "{suspect:?}");
+        assert_eq!(suspect.len(), 60 - 47);
+    }
+
+    /// A pressure reported in whole hPa may stay unchanged for many hours;
+    /// the window stretches with the resolution.
+    #[test]
+    fn a_coarse_resolution_stretches_the_window() {
+        let mut qc = StationQc::default();
+        let config = QcConfig::default();
+        let at_minute = |m: i64, p: f64| {
+            let mut o = Observation::new(StationId::parse("WS001").unwrap(), at(m));
+            o.pressure_hpa = Some(p);
+            o
+        };
+        // A few changes by whole hPa teach the resolution.
+        let mut m = 0;
+        for p in [1010.0, 1011.0, 1010.0, 1011.0, 1012.0, 1011.0, 1012.0] {
+            qc.check(&at_minute(m, p), at(m), &config);
+            m += 1;
+        }
+        assert_eq!(qc.learned().resolution[&Variable::Pressure], 1.0);
+        // Ten hours unchanged: fine at this resolution.
+        for _ in 0..600 {
+            let r = qc.check(&at_minute(m, 1012.0), at(m), &config);
+            assert_eq!(r.flag(Variable::Pressure), QcFlag::Pass, "minute {m}");
+            m += 1;
+        }
+        // Past (1 / 0.1)^1.5 hours it is stuck.
+        let mut flagged = None;
+        for _ in 0..1500 {
+            let r = qc.check(&at_minute(m, 1012.0), at(m), &config);
+            if r.flag(Variable::Pressure) == QcFlag::Suspect {
+                flagged = Some(m);
+                break;
+            }
+            m += 1;
+        }
+        let still_since = 6;
+        let stuck_after = flagged.unwrap() - still_since;
+        assert!((1897..=1898).contains(&stuck_after), "{stuck_after} min");
+    }
+
+    /// The issue's hourly record: after an outlier, the next reading that
+    /// agrees with it is the new level, not a second outlier.
+    #[test]
+    fn the_reading_after_an_anomaly_that_agrees_with_it_passes() {
+        let hourly = |h: i64, t: f64| obs(h * 60, t);
+        let mut seq: Vec<_> = (0..20)
+            .map(|h| hourly(h, 11.0 + (h % 3) as f64 * 0.2))
+            .collect();
+        seq.push(hourly(20, 11.1));
+        seq.push(hourly(21, 5.8));
+        seq.push(hourly(22, 5.2));
+        seq.push(hourly(23, 5.2));
+        seq.push(hourly(24, 5.4));
+        let reports = run(&seq);
+        assert_eq!(suspects(&reports, Variable::Temperature), [21]);
+        let f = &reports[21].variables[&Variable::Temperature].findings[0];
+        assert_eq!(f.check, Check::Outlier);
+    }
+
+    #[test]
+    fn the_cadence_and_resolutions_are_learned() {
+        let mut qc = StationQc::default();
+        let config = QcConfig::default();
+        for (i, t) in [10.0, 10.5, 10.0, 11.0, 10.5, 11.5, 11.0]
+            .iter()
+            .enumerate()
+        {
+            let o = obs(i as i64 * 10, *t);
+            qc.check(&o, o.observed_at, &config);
+        }
+        let learned = qc.learned();
+        assert_eq!(learned.cadence_s, Some(600));
+        assert_eq!(learned.resolution[&Variable::Temperature], 0.5);
+        assert!(!learned.resolution.contains_key(&Variable::Humidity));
     }
 
     #[test]
@@ -927,12 +1214,13 @@ mod tests {
     }
 
     #[test]
-    fn inconsistent_wind_is_suspect() {
+    fn a_gust_below_the_mean_is_suspect_and_a_calm_has_no_direction() {
+        // A vane rests where the last wind left it: not a fault.
         let mut o = obs(0, 10.0);
         o.wind_speed_ms = Some(0.0);
         o.wind_direction_deg = Some(270.0);
         let r = &run(&[o])[0];
-        assert_eq!(r.flag(Variable::WindDirection), QcFlag::Suspect);
+        assert_eq!(r.flag(Variable::WindDirection), QcFlag::Pass);
         let mut o = obs(0, 10.0);
         o.wind_speed_ms = Some(8.0);
         o.wind_gust_ms = Some(5.0);

@@ -58,7 +58,9 @@ pub struct DerivedInputs {
 
 impl Derived {
     pub fn compute(i: DerivedInputs) -> Self {
-        let with_humidity = i.temperature_c.zip(i.humidity_pct);
+        // A sensor reads slightly over 100 % in saturated air; the air
+        // itself is at 100 %.
+        let with_humidity = i.temperature_c.zip(i.humidity_pct.map(|rh| rh.min(100.0)));
         let heat_index_c = with_humidity.and_then(|(t, rh)| derived::heat_index_c(t, rh));
         let wind_chill_c = i
             .temperature_c

@@ -211,7 +211,7 @@ mod tests {
             match parse_observation(&ws001(), payload.as_bytes(), now()) {
                 Ok(obs) => {
                     prop_assert!((-100.0..=100.0).contains(&obs.temperature_c.unwrap()));
-                    prop_assert!((0.0..=100.0).contains(&obs.humidity_pct.unwrap()));
+                    prop_assert!((0.0..=105.0).contains(&obs.humidity_pct.unwrap()));
                     prop_assert!((100.0..=1200.0).contains(&obs.pressure_hpa.unwrap()));
                 }
                 Err(e) => prop_assert_eq!(e.code(), "out_of_range"),
