@@ -10,7 +10,7 @@ the files directly.
 
     python3 scripts/reference/real_records.py [--pvlib-sdist DIR]
 
-Times become UTC. The typical-year files (TMY2, TMY3, EPW) join months of
+Times become UTC. The typical-year files (TMY2, TMY3) join months of
 different years; each is set in one year (2023) so the record runs forward
 in time, as the station would have sent it.
 """
@@ -103,26 +103,6 @@ def tmy2(path, station):
             pressure=float(fields["p"]),
             wind_speed=int(fields["wspd"]) / 10,
             wind_direction=float(fields["wdir"]),
-        )
-
-
-def epw(path, station):
-    lines = path.read_text(encoding="latin-1").splitlines()
-    meta = lines[0].split(",")
-    lat, lon, tz, elev = float(meta[6]), float(meta[7]), float(meta[8]), float(meta[9])
-    for line in lines[8:]:
-        row = line.split(",")
-        month, day, hour = int(row[1]), int(row[2]), int(row[3])
-        rh = float(row[8])
-        pressure = float(row[9])
-        wdir, wspd = float(row[20]), float(row[21])
-        yield reading(
-            station, lat, lon, elev, local(YEAR, month, day, hour, 0, tz),
-            temperature=float(row[6]) if float(row[6]) < 99 else None,
-            humidity=rh if rh <= 100 else None,
-            pressure=pressure / 100 if pressure < 999999 else None,
-            wind_speed=wspd if wspd < 999 else None,
-            wind_direction=wdir if wdir < 999 else None,
         )
 
 
@@ -228,7 +208,6 @@ def main():
         write("greensboro-nc-hourly", tmy3(data / "723170TYA.CSV", "KGSO"))
         write("sand-point-ak-hourly", tmy3(data / "703165TY.csv", "PASD"))
         write("miami-fl-hourly", tmy2(data / "12839.tm2", "KMIA"))
-        write("amsterdam-nl-hourly", epw(tests / "NLD_Amsterdam062400_IWEC.epw", "EHAM"))
         write("payerne-ch-1min", bsrn(tests / "bsrn-pay0616.dat.gz", "PAY", 46.8123, 6.9422, 491.0))
         write("alamosa-co-1min", surfrad(tests / "surfrad-slv16001.dat", "SLV"))
         write("tucson-az-1min", midc_uat(tests / "midc_raw_20181018.txt", "UAT"))

@@ -567,12 +567,17 @@ impl StationQc {
                 continue;
             }
             let state = &mut self.variables[variable.index()];
-            // After a long gap nothing remembered is a reference any more.
+            // After a long gap nothing remembered is a reference any more;
+            // the sensor's resolution still holds.
             if state
                 .last_good
                 .is_some_and(|(t0, _)| t - t0 > to_delta(config.step_max_gap))
             {
-                *state = VariableState::default();
+                *state = VariableState {
+                    smallest_change: state.smallest_change,
+                    changes: state.changes,
+                    ..VariableState::default()
+                };
             }
             let stuck = if exempt_from_persistence(variable, value, obs) {
                 state.still = None;
