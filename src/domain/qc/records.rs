@@ -80,6 +80,11 @@ const fn record(name: &'static str, every: usize, max_flagged_pct: f64) -> Recor
     }
 }
 
+/// A record whose `faulty` sensors are counted apart.
+const fn with_faulty(record: Record, faulty: &'static [Variable]) -> Record {
+    Record { faulty, ..record }
+}
+
 /// Hourly, 5- and 10-minute records may have at most 1 % of their readings
 /// flagged. The 1-minute ones are held to 3 %: at that cadence WMO's
 /// persistence limits (0.1 hPa or 0.1 °C in an hour) also flag a very
@@ -88,28 +93,28 @@ const RECORDS: [Record; 12] = [
     record("greensboro-nc-hourly", 1, 1.0),
     // The typical-year file fills Sand Point's pressure with 1012 hPa in
     // every hour: not a measurement, and flagged as stuck (see below).
-    Record {
-        faulty: &[Variable::Pressure],
-        ..record("sand-point-ak-hourly", 1, 1.0)
-    },
+    with_faulty(
+        record("sand-point-ak-hourly", 1, 1.0),
+        &[Variable::Pressure],
+    ),
     record("miami-fl-hourly", 1, 1.0),
     record("payerne-ch-1min", 1, 3.0),
     record("payerne-ch-1min", 5, 1.0),
     record("payerne-ch-1min", 10, 1.0),
     // Alamosa's vane repeats one direction to the tenth of a degree for up
     // to three hours at a time in a 3 m/s wind: stuck (see below).
-    Record {
-        faulty: &[Variable::WindDirection],
-        ..record("alamosa-co-1min", 1, 3.0)
-    },
-    Record {
-        faulty: &[Variable::WindDirection],
-        ..record("alamosa-co-1min", 5, 1.0)
-    },
-    Record {
-        faulty: &[Variable::WindDirection],
-        ..record("alamosa-co-1min", 10, 1.0)
-    },
+    with_faulty(
+        record("alamosa-co-1min", 1, 3.0),
+        &[Variable::WindDirection],
+    ),
+    with_faulty(
+        record("alamosa-co-1min", 5, 1.0),
+        &[Variable::WindDirection],
+    ),
+    with_faulty(
+        record("alamosa-co-1min", 10, 1.0),
+        &[Variable::WindDirection],
+    ),
     record("tucson-az-1min", 1, 3.0),
     record("tucson-az-1min", 5, 1.0),
     record("tucson-az-1min", 10, 1.0),
