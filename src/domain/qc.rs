@@ -447,11 +447,18 @@ struct VariableState {
     /// cadence, for the outlier score: scoring changes rather than levels
     /// lets a trend (sunrise, a front) through while a jump stands out.
     recent_changes: VecDeque<f64>,
-    /// The previous value, whatever its flags, and the smallest change seen
-    /// between two consecutive values: the resolution the station reports
-    /// this variable in, trusted once it has changed `RESOLUTION_AFTER`
-    /// times.
+    /// The previous value, whatever its flags.
     previous: Option<f64>,
+    /// What its changes say of the resolution it is reported in: a
+    /// property of the sensor, kept across gaps.
+    resolution: ResolutionSeen,
+}
+
+/// The smallest change seen between two consecutive values, and how many
+/// changes there have been: the resolution, once there have been
+/// `RESOLUTION_AFTER`.
+#[derive(Debug, Clone, Copy, Default)]
+struct ResolutionSeen {
     smallest_change: Option<f64>,
     changes: u8,
 }
@@ -469,7 +476,7 @@ struct StillRun {
 }
 
 /// What a station's QC has learned of how it reports.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Learned {
     /// The median spacing of its recent readings, in seconds; absent until
     /// three readings have been seen.
@@ -574,8 +581,7 @@ impl StationQc {
                 .is_some_and(|(t0, _)| t - t0 > to_delta(config.step_max_gap))
             {
                 *state = VariableState {
-                    smallest_change: state.smallest_change,
-                    changes: state.changes,
+                    resolution: state.resolution,
                     ..VariableState::default()
                 };
             }
@@ -610,21 +616,24 @@ impl VariableState {
     /// binary floating point, so a change within the tolerance of zero is
     /// no change.
     fn learn_resolution(&mut self, value: f64) {
-        if let Some(previous) = self.previous.replace(value) {
-            let change = (value - previous).abs();
-            if change > 1e-6 {
-                self.changes = self.changes.saturating_add(1);
-                if self.smallest_change.is_none_or(|r| change < r - 1e-6) {
-                    self.smallest_change = Some(change);
-                }
+        let Some(previous) = self.previous.replace(value) else {
+            return;
+        };
+        let change = (value - previous).abs();
+        let seen = &mut self.resolution;
+        if change > 1e-6 {
+            seen.changes = seen.changes.saturating_add(1);
+            if seen.smallest_change.is_none_or(|r| change < r - 1e-6) {
+                seen.smallest_change = Some(change);
             }
         }
     }
 
     /// The resolution the variable is reported in, once known.
     fn resolution(&self) -> Option<f64> {
-        self.smallest_change
-            .filter(|_| self.changes >= RESOLUTION_AFTER)
+        let seen = self.resolution;
+        seen.smallest_change
+            .filter(|_| seen.changes >= RESOLUTION_AFTER)
     }
 
     /// The step and outlier checks, which both compare a value with the
@@ -759,20 +768,22 @@ impl VariableState {
         let Some(min_variation) = limits.min_variation.filter(|m| *m > 0.0) else {
             return false;
         };
-        // Until the value has changed a few times, its resolution is unknown:
-        // judge it as if it were ten times coarser than `min_variation`, so
-        // a station that starts in a still spell is not flagged for it and a
-        // sensor stuck from its first reading still is, later.
-        // A resolution more than ten times coarser stretches no further.
+        // Still is within the resolution when that is coarser, and the
+        // window stretches with how much coarser, up to `MAX_COARSENESS`.
+        // Until the value has changed a few times its resolution is
+        // unknown: it is judged as the coarsest, so a station that starts in
+        // a still spell is not flagged for it and a sensor stuck from its
+        // first reading still is, later.
         let (variation, coarseness) = match self.resolution() {
-            Some(r) if r > min_variation => {
-                (r, (r / min_variation).min(10.0).powf(COARSENESS_EXPONENT))
-            }
-            Some(_) => (min_variation, 1.0),
-            None => (min_variation, 10f64.powf(COARSENESS_EXPONENT)),
+            Some(r) => (
+                r.max(min_variation),
+                (r / min_variation).clamp(1.0, MAX_COARSENESS),
+            ),
+            None => (min_variation, MAX_COARSENESS),
         };
         let base = to_delta(config.persistence_window);
-        let window = TimeDelta::milliseconds((base.num_milliseconds() as f64 * coarseness) as i64);
+        let stretch = coarseness.powf(COARSENESS_EXPONENT);
+        let window = TimeDelta::milliseconds((base.num_milliseconds() as f64 * stretch) as i64);
         // Still through a gap cannot be told: a run ends where readings
         // are missing (more than two cadences, and the base window, apart).
         let gap = cadence.map_or(base, |c| base.max(c * 2));
@@ -846,6 +857,10 @@ fn step_allowed(limits: &VariableLimits, elapsed: TimeDelta) -> Option<f64> {
 /// records in `tests/data/qc`, between the linear stretch a steady trend
 /// needs (1) and the quadratic one a random walk needs (2).
 const COARSENESS_EXPONENT: f64 = 1.5;
+
+/// A resolution coarser than this many times `min_variation` stretches the
+/// persistence window no further.
+const MAX_COARSENESS: f64 = 10.0;
 
 /// A learned resolution as people write it: 0.1, not 0.09999999999999787.
 fn round_for_display(value: f64) -> f64 {

@@ -22,11 +22,12 @@ fn load(name: &str, every: usize) -> Vec<Observation> {
         .read_to_string(&mut text)
         .unwrap();
     let now = Utc::now();
+    // A record is one station's.
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let station = StationId::parse(first["station_id"].as_str().unwrap()).unwrap();
     text.lines()
         .step_by(every)
         .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            let station = StationId::parse(v["station_id"].as_str().unwrap()).unwrap();
             crate::domain::parse_observation(&station, line.as_bytes(), now)
                 .unwrap_or_else(|e| panic!("{name}: {line}: {e}"))
         })
