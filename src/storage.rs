@@ -411,8 +411,10 @@ impl RolledUp {
 }
 
 /// What each variable's rollup columns hold, in order: `<variable>_count`,
-/// `_min`, `_max`, `_sum`, `_last` and `_last_at` (count 0: no value).
-const STATS_COLUMNS: [&str; 6] = ["count", "min", "max", "sum", "last", "last_at"];
+/// `_min`, `_max`, `_sum`, `_last`, `_last_at` (count 0: no value) and
+/// `_suspect` (how many of the values counted were suspect).
+pub(crate) const STATS_COLUMNS: [&str; 7] =
+    ["count", "min", "max", "sum", "last", "last_at", "suspect"];
 
 /// The rollup columns of every variable, in `ROLLED_UP` order.
 pub(crate) fn rollup_columns() -> String {
@@ -439,7 +441,8 @@ pub(crate) fn rollup_merge(min: &str, max: &str) -> String {
                  {v}_last = CASE WHEN {e}.{v}_last_at IS NOT NULL AND ({r}.{v}_last_at IS NULL \
                    OR {e}.{v}_last_at >= {r}.{v}_last_at) THEN {e}.{v}_last ELSE {r}.{v}_last END, \
                  {v}_last_at = coalesce({max}({r}.{v}_last_at, {e}.{v}_last_at), \
-                   {r}.{v}_last_at, {e}.{v}_last_at)"
+                   {r}.{v}_last_at, {e}.{v}_last_at), \
+                 {v}_suspect = {r}.{v}_suspect + {e}.{v}_suspect"
             )
         })
         .collect::<Vec<_>>()
@@ -454,6 +457,7 @@ pub(crate) fn stats_of(
     sum: f64,
     last: Option<f64>,
     last_at: Option<DateTime<Utc>>,
+    suspect: i64,
 ) -> Option<Stats> {
     (count > 0).then(|| Stats {
         count,
@@ -462,6 +466,7 @@ pub(crate) fn stats_of(
         sum,
         last: last.unwrap_or(f64::NAN),
         last_at: last_at.unwrap_or_default(),
+        suspect,
     })
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Daemon, Publisher};
+use common::{Daemon, Publisher, eventually};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,4 +49,19 @@ async fn readings_carry_their_quality_flags() {
     }
     // Other variables of the same reading are unaffected.
     assert_eq!(failed["qc"]["variables"].as_object().unwrap().len(), 1);
+
+    // The hour's rollup counts the suspect spike, and says so, but not the
+    // failed value.
+    let hour = "/api/v1/stations/WS700/rollups?resolution=1h&from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z";
+    let t = eventually(Duration::from_secs(20), "the hour rolled up", || async {
+        let (_, body) = daemon.get(hour).await;
+        let t = body["rollups"][0]["variables"]["temperature_c"].clone();
+        (t["count"] == 13).then_some(t)
+    })
+    .await;
+    assert_eq!(
+        (t["suspect"].as_i64(), t["max"].as_f64()),
+        (Some(1), Some(29.5)),
+        "{t}"
+    );
 }

@@ -494,6 +494,7 @@ mod tests {
             sum: 1.5 * count as f64,
             last: 2.0,
             last_at: bucket,
+            suspect: 0,
         };
         StationRollup {
             station_id: StationId::parse(station).unwrap(),

@@ -1,6 +1,7 @@
 //! Rollups: per station, per minute and per hour, the count, minimum,
-//! maximum, sum (for the mean) and last value of each variable, from the
-//! values that passed quality control. A batch of new readings becomes a set
+//! maximum, sum (for the mean) and last value of each variable, and how
+//! many of its values were suspect, from the values that did not fail
+//! quality control. A batch of new readings becomes a set
 //! of partial rollups (`RollupDelta`) that the store adds to what it holds,
 //! in the same transaction as the readings; so a late reading updates the
 //! rollup it belongs to, and a redelivered one (not new) adds nothing.
@@ -80,7 +81,7 @@ pub const ROLLED_UP: [&str; 9] = [
 ];
 
 /// Count, minimum, maximum, sum and last value of one variable over a set of
-/// readings.
+/// readings, and how many of the values counted were suspect.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     pub count: i64,
@@ -89,10 +90,11 @@ pub struct Stats {
     pub sum: f64,
     pub last: f64,
     pub last_at: DateTime<Utc>,
+    pub suspect: i64,
 }
 
 impl Stats {
-    fn of(value: f64, at: DateTime<Utc>) -> Self {
+    fn of(value: f64, at: DateTime<Utc>, flag: QcFlag) -> Self {
         Self {
             count: 1,
             min: value,
@@ -100,12 +102,14 @@ impl Stats {
             sum: value,
             last: value,
             last_at: at,
+            suspect: i64::from(flag == QcFlag::Suspect),
         }
     }
 
     /// Both together; `last` is the value observed latest.
     pub fn merge(&mut self, other: &Stats) {
         self.count += other.count;
+        self.suspect += other.suspect;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
         self.sum += other.sum;
@@ -121,7 +125,7 @@ impl Stats {
 }
 
 /// What one batch adds to one period of one station: for each rolled-up
-/// variable (in `ROLLED_UP` order), its stats, if any of its values passed.
+/// variable (in `ROLLED_UP` order), its stats, if any of its values counts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RollupDelta {
     pub station_id: StationId,
@@ -133,36 +137,47 @@ pub struct RollupDelta {
 /// Per rolled-up variable, in `ROLLED_UP` order: its stats, if any.
 pub type Variables = [Option<Stats>; ROLLED_UP.len()];
 
-/// The values of a reading that count, in `ROLLED_UP` order: each measured
-/// variable only if its quality control passed, each derived one only if
-/// what it is derived from passed, and only finite values.
-pub fn passed(r: &Reading) -> [Option<f64>; ROLLED_UP.len()] {
-    let passed = |v: Variable| {
-        r.qc.variables
-            .get(&v)
-            .is_none_or(|q| q.flag == QcFlag::Pass)
-    };
-    let t = passed(Variable::Temperature);
-    let h = passed(Variable::Humidity);
-    let w = passed(Variable::WindSpeed);
-    let p = passed(Variable::Pressure);
+/// The values of a reading, in `ROLLED_UP` order, each with its quality
+/// flag: a measured variable's own, a derived one's the worst of what it
+/// is derived from. Only finite values.
+fn flagged(r: &Reading) -> [Option<(f64, QcFlag)>; ROLLED_UP.len()] {
+    let flag = |v: Variable| r.qc.variables.get(&v).map_or(QcFlag::Pass, |q| q.flag);
+    let t = flag(Variable::Temperature);
+    let h = flag(Variable::Humidity);
+    let w = flag(Variable::WindSpeed);
+    let p = flag(Variable::Pressure);
+    let d = &r.derived;
     [
-        r.temperature_c.filter(|_| t),
-        r.humidity_pct.filter(|_| h),
-        r.pressure_hpa.filter(|_| p),
-        r.derived
-            .sea_level_pressure_hpa
-            .filter(|_| passed(Variable::SeaLevelPressure) && p),
-        r.wind_speed_ms.filter(|_| w),
-        r.wind_gust_ms.filter(|_| passed(Variable::WindGust)),
-        r.derived.dew_point_c.filter(|_| t && h),
-        r.derived.feels_like_c.filter(|_| t && h && w),
-        r.derived.heat_index_c.filter(|_| t && h),
+        (r.temperature_c, t),
+        (r.humidity_pct, h),
+        (r.pressure_hpa, p),
+        (
+            d.sea_level_pressure_hpa,
+            flag(Variable::SeaLevelPressure).max(p),
+        ),
+        (r.wind_speed_ms, w),
+        (r.wind_gust_ms, flag(Variable::WindGust)),
+        (d.dew_point_c, t.max(h)),
+        (d.feels_like_c, t.max(h).max(w)),
+        (d.heat_index_c, t.max(h)),
     ]
-    .map(|v| v.filter(|v| v.is_finite()))
+    .map(|(value, flag)| Some((value.filter(|v| v.is_finite())?, flag)))
 }
 
-/// The values of a reading that count (see [`passed`]), by name.
+/// The values of a reading that passed, in `ROLLED_UP` order: each measured
+/// variable only if its quality control passed, each derived one only if
+/// what it is derived from passed. What alerts and the network summary use.
+pub fn passed(r: &Reading) -> [Option<f64>; ROLLED_UP.len()] {
+    flagged(r).map(|v| v.filter(|(_, flag)| *flag == QcFlag::Pass).map(|(v, _)| v))
+}
+
+/// The values of a reading that count in rollups: every one that did not
+/// fail, with its flag (a suspect one is counted as suspect).
+pub fn usable(r: &Reading) -> [Option<(f64, QcFlag)>; ROLLED_UP.len()] {
+    flagged(r).map(|v| v.filter(|(_, flag)| *flag != QcFlag::Fail))
+}
+
+/// The values of a reading that passed (see [`passed`]), by name.
 pub fn passed_values(r: &Reading) -> impl Iterator<Item = (&'static str, f64)> + '_ {
     ROLLED_UP
         .into_iter()
@@ -182,7 +197,7 @@ pub fn deltas<'a>(readings: impl IntoIterator<Item = &'a Reading>) -> Vec<Rollup
         foldhash::fast::RandomState,
     > = std::collections::HashMap::default();
     for r in readings {
-        let values = passed(r);
+        let values = usable(r);
         if values.iter().all(Option::is_none) {
             continue;
         }
@@ -190,8 +205,8 @@ pub fn deltas<'a>(readings: impl IntoIterator<Item = &'a Reading>) -> Vec<Rollup
             let key = (&r.station_id, resolution, resolution.bucket(r.observed_at));
             let period = acc.entry(key).or_insert([None; ROLLED_UP.len()]);
             for (held, value) in period.iter_mut().zip(values) {
-                if let Some(value) = value {
-                    let stats = Stats::of(value, r.observed_at);
+                if let Some((value, flag)) = value {
+                    let stats = Stats::of(value, r.observed_at, flag);
                     match held {
                         Some(held) => held.merge(&stats),
                         None => *held = Some(stats),
@@ -242,11 +257,14 @@ impl Rollup {
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Summary {
+    /// Values counted: every one that did not fail quality control.
     pub count: i64,
     pub min: f64,
     pub max: f64,
     pub mean: f64,
     pub last: f64,
+    /// How many of the values counted were suspect.
+    pub suspect: i64,
 }
 
 impl From<&Stats> for Summary {
@@ -257,6 +275,7 @@ impl From<&Stats> for Summary {
             max: s.max,
             mean: s.mean(),
             last: s.last,
+            suspect: s.suspect,
         }
     }
 }
@@ -291,7 +310,7 @@ impl NetworkSummary {
         for r in latest.iter().filter(|r| recent(r.observed_at)) {
             *qc.entry(r.qc.status.as_str()).or_insert(0) += 1;
             for (variable, value) in passed_values(r) {
-                let s = Stats::of(value, r.observed_at);
+                let s = Stats::of(value, r.observed_at, QcFlag::Pass);
                 stats
                     .entry(variable)
                     .and_modify(|held| held.merge(&s))
@@ -412,6 +431,43 @@ mod tests {
         assert!(!has(&d, "temperature_c"));
         assert!(!has(&d, "dew_point_c"));
         assert!(has(&d, "humidity_pct"));
+    }
+
+    /// A suspect value counts, and is counted as suspect; so is what is
+    /// derived from it.
+    #[test]
+    fn suspect_values_count_and_are_counted_as_suspect() {
+        let clean = reading("2025-01-13T10:00:00Z", 10.0, 50.0);
+        let mut odd = reading("2025-01-13T10:00:30Z", 14.0, 50.0);
+        std::sync::Arc::make_mut(&mut odd.qc)
+            .variables
+            .entry(Variable::Temperature)
+            .or_default()
+            .flag = QcFlag::Suspect;
+        let d = deltas(&[clean, odd]);
+        let t = find(
+            &d,
+            Resolution::Minute,
+            "2025-01-13T10:00:00Z",
+            "temperature_c",
+        );
+        assert_eq!((t.count, t.suspect, t.max), (2, 1, 14.0));
+        let dew = find(
+            &d,
+            Resolution::Minute,
+            "2025-01-13T10:00:00Z",
+            "dew_point_c",
+        );
+        assert_eq!((dew.count, dew.suspect), (2, 1));
+        let rh = find(
+            &d,
+            Resolution::Minute,
+            "2025-01-13T10:00:00Z",
+            "humidity_pct",
+        );
+        assert_eq!((rh.count, rh.suspect), (2, 0));
+        let summary = Summary::from(t);
+        assert_eq!((summary.count, summary.suspect, summary.mean), (2, 1, 12.0));
     }
 
     #[test]

@@ -44,6 +44,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         7,
         include_str!("../../migrations/postgres/0007_qc_as_text.sql"),
     ),
+    (
+        8,
+        include_str!("../../migrations/postgres/0008_rollup_suspect_counts.sql"),
+    ),
 ];
 
 /// Any constant: the advisory lock that serialises concurrent migrators
@@ -196,7 +200,7 @@ fn reading_from_row(row: &Row) -> Result<Reading, StoreError> {
 fn variables_from_row(row: &Row, first: usize) -> Result<Variables, StoreError> {
     let mut out: Variables = [None; ROLLED_UP.len()];
     for (i, stats) in out.iter_mut().enumerate() {
-        let at = first + 6 * i;
+        let at = first + super::STATS_COLUMNS.len() * i;
         *stats = super::stats_of(
             row.try_get(at)?,
             row.try_get(at + 1)?,
@@ -204,6 +208,7 @@ fn variables_from_row(row: &Row, first: usize) -> Result<Variables, StoreError> 
             row.try_get(at + 3)?,
             row.try_get(at + 4)?,
             row.try_get(at + 5)?,
+            row.try_get(at + 6)?,
         );
     }
     Ok(out)
@@ -932,6 +937,7 @@ async fn write_rollups(
             column(deltas, "timestamptz[]", move |d| {
                 stats(d).map(|s| s.last_at)
             }),
+            column(deltas, "int8[]", move |d| stats(d).map_or(0, |s| s.suspect)),
         ]);
     }
     let (params, types): (Vec<_>, Vec<_>) = arrays.into_iter().unzip();

@@ -37,6 +37,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/sqlite/0007_rollups_by_period.sql"),
     ),
+    (
+        8,
+        include_str!("../../migrations/sqlite/0008_rollup_suspect_counts.sql"),
+    ),
 ];
 
 const READERS: usize = 4;
@@ -178,7 +182,7 @@ fn micros(t: DateTime<Utc>) -> i64 {
 fn variables_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Variables> {
     let mut out: Variables = [None; ROLLED_UP.len()];
     for (i, stats) in out.iter_mut().enumerate() {
-        let at = first + 6 * i;
+        let at = first + super::STATS_COLUMNS.len() * i;
         *stats = super::stats_of(
             row.get(at)?,
             row.get(at + 1)?,
@@ -186,6 +190,7 @@ fn variables_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Variables> {
             row.get(at + 3)?,
             row.get(at + 4)?,
             row.get::<_, Option<i64>>(at + 5)?.map(from_micros),
+            row.get(at + 6)?,
         );
     }
     Ok(out)
@@ -623,7 +628,7 @@ impl Store for SqliteStore {
             let left_over = left.len();
             batches.extend(left);
             let columns = super::rollup_columns();
-            let placeholders = (1..=3 + 6 * ROLLED_UP.len())
+            let placeholders = (1..=3 + super::STATS_COLUMNS.len() * ROLLED_UP.len())
                 .map(|i| format!("?{i}"))
                 .collect::<Vec<_>>()
                 .join(", ");
@@ -652,6 +657,7 @@ impl Store for SqliteStore {
                         Value::Real(stats.map_or(0.0, |s| s.sum)),
                         real(stats.map(|s| s.last)),
                         stats.map_or(Value::Null, |s| Value::Integer(micros(s.last_at))),
+                        Value::Integer(stats.map_or(0, |s| s.suspect)),
                     ]);
                 }
                 let mut rows = upsert.query(rusqlite::params_from_iter(values))?;
