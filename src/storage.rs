@@ -416,23 +416,51 @@ impl RolledUp {
 pub(crate) const STATS_COLUMNS: [&str; 7] =
     ["count", "min", "max", "sum", "last", "last_at", "suspect"];
 
-/// The rollup columns of every variable, in `ROLLED_UP` order.
+/// The wind direction's rollup columns, after every variable's (see
+/// [`crate::domain::rollup::WindStats`]): directions counted, suspect ones, the sums of their unit
+/// vectors' east and north components, and the direction of the strongest
+/// gust (the one with `wind_gust_ms_max`).
+pub(crate) const WIND_COLUMNS: [&str; 5] = [
+    "wind_direction_count",
+    "wind_direction_suspect",
+    "wind_direction_east",
+    "wind_direction_north",
+    "wind_gust_direction_deg",
+];
+
+/// The rollup columns of every variable, in `ROLLED_UP` order, then the
+/// wind direction's.
 pub(crate) fn rollup_columns() -> String {
     ROLLED_UP
         .iter()
         .flat_map(|v| STATS_COLUMNS.iter().map(move |c| format!("{v}_{c}")))
+        .chain(WIND_COLUMNS.iter().map(|c| (*c).to_owned()))
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// Where the wind direction's columns start, after the variables'.
+pub(crate) const WIND_AT: usize = STATS_COLUMNS.len() * ROLLED_UP.len();
 
 /// The upsert `SET` clauses that add a delta (`excluded`) to a stored
 /// period (`rollups`), given the store's two-argument minimum and maximum
 /// (a variable without values has NULL min, max, last and last_at).
 pub(crate) fn rollup_merge(min: &str, max: &str) -> String {
+    let (r, e) = ("rollups", "excluded");
+    // The gust direction follows the stronger gust: compared before either
+    // maximum is updated (SET reads the stored row as it was).
+    let wind = format!(
+        "wind_direction_count = {r}.wind_direction_count + {e}.wind_direction_count, \
+         wind_direction_suspect = {r}.wind_direction_suspect + {e}.wind_direction_suspect, \
+         wind_direction_east = {r}.wind_direction_east + {e}.wind_direction_east, \
+         wind_direction_north = {r}.wind_direction_north + {e}.wind_direction_north, \
+         wind_gust_direction_deg = CASE WHEN {e}.wind_gust_ms_max IS NOT NULL \
+           AND ({r}.wind_gust_ms_max IS NULL OR {e}.wind_gust_ms_max > {r}.wind_gust_ms_max) \
+           THEN {e}.wind_gust_direction_deg ELSE {r}.wind_gust_direction_deg END"
+    );
     ROLLED_UP
         .iter()
         .map(|v| {
-            let (r, e) = ("rollups", "excluded");
             format!(
                 "{v}_count = {r}.{v}_count + {e}.{v}_count, \
                  {v}_min = coalesce({min}({r}.{v}_min, {e}.{v}_min), {r}.{v}_min, {e}.{v}_min), \
@@ -445,6 +473,7 @@ pub(crate) fn rollup_merge(min: &str, max: &str) -> String {
                  {v}_suspect = {r}.{v}_suspect + {e}.{v}_suspect"
             )
         })
+        .chain([wind])
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -1,5 +1,5 @@
 //! Rollups end to end: readings published over MQTT become 1-minute and
-//! 1-hour rollups of the values that passed quality control, a late reading
+//! 1-hour rollups of the values that did not fail quality control, a late reading
 //! updates the period it belongs to, and the API serves them.
 
 mod common;
@@ -24,6 +24,14 @@ async fn each_stored_batch_counts_once_in_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let store = isobar::storage::SqliteStore::open(&dir.path().join("b.sqlite3")).unwrap();
     common::stores::each_stored_batch_counts_once(&store).await;
+}
+
+/// Wind direction rolls up as a vector mean in the SQLite store too.
+#[tokio::test]
+async fn wind_direction_rolls_up_as_vectors_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = isobar::storage::SqliteStore::open(&dir.path().join("w.sqlite3")).unwrap();
+    common::stores::wind_direction_rolls_up_as_vectors(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -502,6 +502,7 @@ mod tests {
             rollup: Rollup {
                 bucket,
                 variables: [("temperature_c".to_owned(), (&stats).into())].into(),
+                wind: None,
             },
         }
     }

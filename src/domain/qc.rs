@@ -881,7 +881,7 @@ fn exempt_from_persistence(variable: Variable, value: f64, obs: &Observation) ->
     }
 }
 
-const CALM_MS: f64 = 0.1;
+pub(crate) const CALM_MS: f64 = 0.1;
 
 /// A direction reported with calm wind is not flagged: a vane rests where
 /// the last wind left it, and a calm has no direction; rollups leave the

@@ -66,8 +66,9 @@ impl Resolution {
     }
 }
 
-/// The variables rolled up, by their names in readings. Wind direction is
-/// left out: the mean of angles is meaningless (359° and 1° average to 180°).
+/// The variables rolled up, by their names in readings. Wind direction has
+/// a rollup of its own ([`WindStats`]): the mean of angles is meaningless
+/// (359° and 1° average to 180°).
 pub const ROLLED_UP: [&str; 9] = [
     "temperature_c",
     "humidity_pct",
@@ -132,7 +133,53 @@ pub struct RollupDelta {
     pub resolution: Resolution,
     pub bucket: DateTime<Utc>,
     pub variables: Variables,
+    pub wind: WindStats,
 }
+
+/// Wind direction over a period, as WeeWX and MADIS summarise it: the sums
+/// of the directions' unit vectors (their mean is the vector-mean
+/// direction, its length how steady the wind was), and the direction
+/// reported with the period's strongest gust. Directions in calm wind have
+/// no meaning and are left out, as are those that failed quality control.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WindStats {
+    pub count: i64,
+    pub suspect: i64,
+    /// Σ sin(direction): the eastward components.
+    pub east: f64,
+    /// Σ cos(direction): the northward components.
+    pub north: f64,
+    /// The direction reported with the strongest gust (the maximum of
+    /// `wind_gust_ms`), if it had one.
+    pub gust_direction: Option<f64>,
+}
+
+impl WindStats {
+    fn add(&mut self, direction_deg: f64, flag: QcFlag) {
+        let radians = direction_deg.to_radians();
+        self.count += 1;
+        self.suspect += i64::from(flag == QcFlag::Suspect);
+        self.east += radians.sin();
+        self.north += radians.cos();
+    }
+}
+
+/// A reading's wind direction if it counts: reported with wind above calm
+/// (or no speed at all), finite, and not failed; with its flag.
+fn usable_direction(r: &Reading) -> Option<(f64, QcFlag)> {
+    let direction = r.wind_direction_deg.filter(|d| d.is_finite())?;
+    if r.wind_speed_ms.is_some_and(|s| s <= super::qc::CALM_MS) {
+        return None;
+    }
+    let flag =
+        r.qc.variables
+            .get(&Variable::WindDirection)
+            .map_or(QcFlag::Pass, |q| q.flag);
+    (flag != QcFlag::Fail).then_some((direction, flag))
+}
+
+/// Where `wind_gust_ms` is in `ROLLED_UP`.
+const GUST: usize = 5;
 
 /// Per rolled-up variable, in `ROLLED_UP` order: its stats, if any.
 pub type Variables = [Option<Stats>; ROLLED_UP.len()];
@@ -191,19 +238,32 @@ pub fn deltas<'a>(readings: impl IntoIterator<Item = &'a Reading>) -> Vec<Rollup
     // Keyed by borrowed ids: a station id is cloned once per period, not
     // once per reading. foldhash (seeded per process) rather than SipHash:
     // hashing was most of the cost.
+    type Key<'a> = (&'a StationId, Resolution, DateTime<Utc>);
     let mut acc: std::collections::HashMap<
-        (&'a StationId, Resolution, DateTime<Utc>),
-        Variables,
+        Key<'a>,
+        (Variables, WindStats),
         foldhash::fast::RandomState,
     > = std::collections::HashMap::default();
     for r in readings {
         let values = usable(r);
-        if values.iter().all(Option::is_none) {
+        let direction = usable_direction(r);
+        if values.iter().all(Option::is_none) && direction.is_none() {
             continue;
         }
         for resolution in Resolution::ALL {
             let key = (&r.station_id, resolution, resolution.bucket(r.observed_at));
-            let period = acc.entry(key).or_insert([None; ROLLED_UP.len()]);
+            let (period, wind) = acc
+                .entry(key)
+                .or_insert(([None; ROLLED_UP.len()], WindStats::default()));
+            if let Some((direction, flag)) = direction {
+                wind.add(direction, flag);
+            }
+            // A stronger gust than any so far brings its direction.
+            if let Some((gust, _)) = values[GUST]
+                && period[GUST].is_none_or(|held| gust > held.max)
+            {
+                wind.gust_direction = direction.map(|(d, _)| d);
+            }
             for (held, value) in period.iter_mut().zip(values) {
                 if let Some((value, flag)) = value {
                     let stats = Stats::of(value, r.observed_at, flag);
@@ -218,11 +278,12 @@ pub fn deltas<'a>(readings: impl IntoIterator<Item = &'a Reading>) -> Vec<Rollup
     let mut out: Vec<RollupDelta> = acc
         .into_iter()
         .map(
-            |((station_id, resolution, bucket), variables)| RollupDelta {
+            |((station_id, resolution, bucket), (variables, wind))| RollupDelta {
                 station_id: station_id.clone(),
                 resolution,
                 bucket,
                 variables,
+                wind,
             },
         )
         .collect();
@@ -237,11 +298,14 @@ pub fn deltas<'a>(readings: impl IntoIterator<Item = &'a Reading>) -> Vec<Rollup
 pub struct Rollup {
     pub bucket: DateTime<Utc>,
     pub variables: BTreeMap<String, Summary>,
+    /// Wind direction, when the period has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wind: Option<WindSummary>,
 }
 
 impl Rollup {
     /// The period starting at `bucket`, with the variables that have values.
-    pub fn of(bucket: DateTime<Utc>, variables: &Variables) -> Self {
+    pub fn of(bucket: DateTime<Utc>, variables: &Variables, wind: &WindStats) -> Self {
         Self {
             bucket,
             variables: ROLLED_UP
@@ -251,6 +315,45 @@ impl Rollup {
                     Some(((*name).to_owned(), Summary::from(stats.as_ref()?)))
                 })
                 .collect(),
+            wind: (wind.count > 0 || wind.gust_direction.is_some())
+                .then(|| WindSummary::from(wind)),
+        }
+    }
+}
+
+/// A period's wind direction, as the API serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct WindSummary {
+    /// Directions counted: reported in wind above calm, not failed.
+    pub count: i64,
+    /// How many of them were suspect.
+    pub suspect: i64,
+    /// The vector mean of the directions' unit vectors, in degrees from
+    /// north (0 < d ≤ 360); absent when they cancel out.
+    pub direction_deg: Option<f64>,
+    /// The length of that mean vector: 1 when every direction was the
+    /// same, near 0 when they spread all round.
+    pub steadiness: f64,
+    /// The direction reported with the period's strongest gust.
+    pub gust_direction_deg: Option<f64>,
+}
+
+impl From<&WindStats> for WindSummary {
+    fn from(w: &WindStats) -> Self {
+        let n = w.count.max(1) as f64;
+        let (east, north) = (w.east / n, w.north / n);
+        let steadiness = east.hypot(north);
+        let direction_deg = (steadiness > 1e-9).then(|| {
+            let d = east.atan2(north).to_degrees().rem_euclid(360.0);
+            // By convention north is 360, and 0 goes with calm.
+            if d < 1e-9 { 360.0 } else { d }
+        });
+        Self {
+            count: w.count,
+            suspect: w.suspect,
+            direction_deg,
+            steadiness,
+            gust_direction_deg: w.gust_direction,
         }
     }
 }
@@ -468,6 +571,56 @@ mod tests {
         assert_eq!((rh.count, rh.suspect), (2, 0));
         let summary = Summary::from(t);
         assert_eq!((summary.count, summary.suspect, summary.mean), (2, 1, 12.0));
+    }
+
+    fn windy(at: &str, speed: f64, direction: f64, gust: Option<f64>) -> Reading {
+        let at: DateTime<Utc> = at.parse().unwrap();
+        let mut obs = Observation::new(StationId::parse("WS001").unwrap(), at);
+        obs.wind_speed_ms = Some(speed);
+        obs.wind_direction_deg = Some(direction);
+        obs.wind_gust_ms = gust;
+        let qc = StationQc::default().check(&obs, at, &QcConfig::default());
+        Reading::new(obs, at, qc)
+    }
+
+    /// Directions are averaged as vectors, calm ones left out, and the
+    /// strongest gust keeps its direction.
+    #[test]
+    fn wind_direction_is_a_vector_mean_with_the_strongest_gusts_direction() {
+        assert_eq!(ROLLED_UP[GUST], "wind_gust_ms");
+        let d = deltas(&[
+            windy("2025-01-13T10:00:00Z", 5.0, 359.0, Some(8.0)),
+            windy("2025-01-13T10:00:10Z", 5.0, 1.0, Some(12.0)),
+            windy("2025-01-13T10:00:20Z", 0.0, 180.0, None),
+            windy("2025-01-13T10:00:30Z", 5.0, 3.0, Some(9.0)),
+        ]);
+        let minute = d
+            .iter()
+            .find(|d| d.resolution == Resolution::Minute)
+            .unwrap();
+        let wind = Rollup::of(minute.bucket, &minute.variables, &minute.wind)
+            .wind
+            .unwrap();
+        assert_eq!(
+            (wind.count, wind.suspect),
+            (3, 0),
+            "the calm one is left out"
+        );
+        let direction = wind.direction_deg.unwrap();
+        assert!((direction - 1.0).abs() < 0.01, "{direction}");
+        assert!(wind.steadiness > 0.99, "{}", wind.steadiness);
+        assert_eq!(wind.gust_direction_deg, Some(1.0));
+        // Opposite directions cancel out: no mean direction, no steadiness.
+        let d = deltas(&[
+            windy("2025-01-13T10:00:00Z", 5.0, 90.0, None),
+            windy("2025-01-13T10:00:10Z", 5.0, 270.0, None),
+        ]);
+        let wind = WindSummary::from(&d[0].wind);
+        assert_eq!(wind.direction_deg, None);
+        assert!(wind.steadiness < 1e-9);
+        // Due north is 360, as reported.
+        let d = deltas(&[windy("2025-01-13T10:00:00Z", 5.0, 360.0, None)]);
+        assert_eq!(WindSummary::from(&d[0].wind).direction_deg, Some(360.0));
     }
 
     #[test]

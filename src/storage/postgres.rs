@@ -17,7 +17,7 @@ use super::{
     AlertRecord, HistoryQuery, Leftovers, NewAlert, POSITION_FROM_NEWEST, RollupQuery, Station,
     Store, StoreError, StoredBatch, StoredQuarantine, WriteBatch, WriteOutcome,
 };
-use crate::domain::rollup::{self, ROLLED_UP, Variables};
+use crate::domain::rollup::{self, ROLLED_UP, Variables, WindStats};
 use crate::domain::{Derived, QcFlag, QcReport, Reading, Resolution, Rollup, StationId};
 
 /// The migrations, in order; each runs once, recorded in `schema_migrations`.
@@ -47,6 +47,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (
         8,
         include_str!("../../migrations/postgres/0008_rollup_suspect_counts.sql"),
+    ),
+    (
+        9,
+        include_str!("../../migrations/postgres/0009_wind_direction_rollups.sql"),
     ),
 ];
 
@@ -196,8 +200,9 @@ fn reading_from_row(row: &Row) -> Result<Reading, StoreError> {
     })
 }
 
-/// Every variable's rollup stats, from column `first` on (`rollup_columns`).
-fn variables_from_row(row: &Row, first: usize) -> Result<Variables, StoreError> {
+/// The rollup of the period starting at `bucket`, from column `first` on
+/// (`rollup_columns`).
+fn rollup_from_row(row: &Row, bucket: DateTime<Utc>, first: usize) -> Result<Rollup, StoreError> {
     let mut out: Variables = [None; ROLLED_UP.len()];
     for (i, stats) in out.iter_mut().enumerate() {
         let at = first + super::STATS_COLUMNS.len() * i;
@@ -211,7 +216,15 @@ fn variables_from_row(row: &Row, first: usize) -> Result<Variables, StoreError> 
             row.try_get(at + 6)?,
         );
     }
-    Ok(out)
+    let at = first + super::WIND_AT;
+    let wind = WindStats {
+        count: row.try_get(at)?,
+        suspect: row.try_get(at + 1)?,
+        east: row.try_get(at + 2)?,
+        north: row.try_get(at + 3)?,
+        gust_direction: row.try_get(at + 4)?,
+    };
+    Ok(Rollup::of(bucket, &out, &wind))
 }
 
 fn station_from_row(row: &Row) -> Result<Station, StoreError> {
@@ -742,7 +755,7 @@ impl Store for PostgresStore {
             )
             .await?;
         rows.iter()
-            .map(|row| Ok(Rollup::of(row.try_get(0)?, &variables_from_row(row, 1)?)))
+            .map(|row| rollup_from_row(row, row.try_get(0)?, 1))
             .collect()
     }
 
@@ -940,6 +953,13 @@ async fn write_rollups(
             column(deltas, "int8[]", move |d| stats(d).map_or(0, |s| s.suspect)),
         ]);
     }
+    arrays.extend([
+        column(deltas, "int8[]", |d| d.wind.count),
+        column(deltas, "int8[]", |d| d.wind.suspect),
+        column(deltas, "float8[]", |d| d.wind.east),
+        column(deltas, "float8[]", |d| d.wind.north),
+        column(deltas, "float8[]", |d| d.wind.gust_direction),
+    ]);
     let (params, types): (Vec<_>, Vec<_>) = arrays.into_iter().unzip();
     let unnest = types
         .iter()
@@ -981,7 +1001,7 @@ async fn write_rollups(
         out.push((
             station,
             resolution,
-            Rollup::of(row.try_get(2)?, &variables_from_row(row, 3)?),
+            rollup_from_row(row, row.try_get(2)?, 3)?,
         ));
     }
     // RETURNING follows the input's order in practice; sorted all the same,

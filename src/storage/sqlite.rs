@@ -13,7 +13,7 @@ use super::{
     AlertRecord, HistoryQuery, Leftovers, NewAlert, POSITION_FROM_NEWEST, RollupQuery, Station,
     Store, StoreError, StoredBatch, StoredQuarantine, WriteBatch, WriteOutcome,
 };
-use crate::domain::rollup::{self, ROLLED_UP, Variables};
+use crate::domain::rollup::{self, ROLLED_UP, Variables, WindStats};
 use crate::domain::{Derived, QcFlag, QcReport, Reading, Rollup, StationId};
 
 /// The migrations, in order; each runs once, recorded in `schema_migrations`.
@@ -40,6 +40,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         8,
         include_str!("../../migrations/sqlite/0008_rollup_suspect_counts.sql"),
+    ),
+    (
+        9,
+        include_str!("../../migrations/sqlite/0009_wind_direction_rollups.sql"),
     ),
 ];
 
@@ -178,8 +182,9 @@ fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-/// Every variable's rollup stats, from column `first` on (`rollup_columns`).
-fn variables_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Variables> {
+/// The rollup of the period starting at `bucket`, from column `first` on
+/// (`rollup_columns`).
+fn rollup_at(row: &Row<'_>, bucket: DateTime<Utc>, first: usize) -> rusqlite::Result<Rollup> {
     let mut out: Variables = [None; ROLLED_UP.len()];
     for (i, stats) in out.iter_mut().enumerate() {
         let at = first + super::STATS_COLUMNS.len() * i;
@@ -193,7 +198,15 @@ fn variables_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Variables> {
             row.get(at + 6)?,
         );
     }
-    Ok(out)
+    let at = first + super::WIND_AT;
+    let wind = WindStats {
+        count: row.get(at)?,
+        suspect: row.get(at + 1)?,
+        east: row.get(at + 2)?,
+        north: row.get(at + 3)?,
+        gust_direction: row.get(at + 4)?,
+    };
+    Ok(Rollup::of(bucket, &out, &wind))
 }
 
 fn from_micros(us: i64) -> DateTime<Utc> {
@@ -628,7 +641,7 @@ impl Store for SqliteStore {
             let left_over = left.len();
             batches.extend(left);
             let columns = super::rollup_columns();
-            let placeholders = (1..=3 + super::STATS_COLUMNS.len() * ROLLED_UP.len())
+            let placeholders = (1..=3 + super::WIND_AT + super::WIND_COLUMNS.len())
                 .map(|i| format!("?{i}"))
                 .collect::<Vec<_>>()
                 .join(", ");
@@ -660,6 +673,14 @@ impl Store for SqliteStore {
                         Value::Integer(stats.map_or(0, |s| s.suspect)),
                     ]);
                 }
+                let w = &d.wind;
+                values.extend([
+                    Value::Integer(w.count),
+                    Value::Integer(w.suspect),
+                    Value::Real(w.east),
+                    Value::Real(w.north),
+                    w.gust_direction.map_or(Value::Null, Value::Real),
+                ]);
                 let mut rows = upsert.query(rusqlite::params_from_iter(values))?;
                 // Stepping the statement runs the upsert; the row it
                 // returns, the period as it now stands, is kept only when
@@ -670,7 +691,7 @@ impl Store for SqliteStore {
                     changed.push((
                         d.station_id.clone(),
                         d.resolution,
-                        Rollup::of(d.bucket, &variables_at(row, 0)?),
+                        rollup_at(row, d.bucket, 0)?,
                     ));
                 }
             }
@@ -703,7 +724,7 @@ impl Store for SqliteStore {
                     micros(q.to),
                     q.limit as i64
                 ],
-                |row| Ok(Rollup::of(from_micros(row.get(0)?), &variables_at(row, 1)?)),
+                |row| rollup_at(row, from_micros(row.get(0)?), 1),
             )?
             .collect()
         })

@@ -164,3 +164,68 @@ pub async fn each_stored_batch_counts_once(store: &dyn Store) {
     store.archive_done(&[b]).await.unwrap();
     assert!(store.archive_leftovers(ALL_LEFT).await.unwrap().is_empty());
 }
+
+fn windy(at: &str, direction: f64, gust: f64) -> Reading {
+    let at: DateTime<Utc> = at.parse().unwrap();
+    let mut obs = Observation::new(StationId::parse("WS003").unwrap(), at);
+    obs.wind_speed_ms = Some(5.0);
+    obs.wind_direction_deg = Some(direction);
+    obs.wind_gust_ms = Some(gust);
+    let qc = StationQc::default().check(&obs, at, &QcConfig::default());
+    Reading::new(obs, at, qc)
+}
+
+/// Wind direction rolls up as a vector mean across roll-ups, and the
+/// period keeps the direction of its strongest gust, whichever roll-up
+/// brought it.
+pub async fn wind_direction_rolls_up_as_vectors(store: &dyn Store) {
+    let write_and_roll_up = |readings: Vec<Reading>| async move {
+        store
+            .write_batch(Arc::new(WriteBatch {
+                archive: false,
+                readings,
+                quarantine: vec![],
+            }))
+            .await
+            .unwrap();
+        roll_up_all(store, false).await;
+    };
+    write_and_roll_up(vec![
+        windy("2025-01-13T10:00:00Z", 350.0, 9.0),
+        windy("2025-01-13T10:10:00Z", 10.0, 8.0),
+    ])
+    .await;
+    // A stronger gust from the east, then a weaker one from the south.
+    write_and_roll_up(vec![windy("2025-01-13T10:20:00Z", 90.0, 15.0)]).await;
+    write_and_roll_up(vec![windy("2025-01-13T10:30:00Z", 180.0, 6.0)]).await;
+    let hour = store
+        .rollups(RollupQuery {
+            station_id: StationId::parse("WS003").unwrap(),
+            resolution: Resolution::Hour,
+            from: "2025-01-13T10:00:00Z".parse().unwrap(),
+            to: "2025-01-13T11:00:00Z".parse().unwrap(),
+            limit: 1,
+        })
+        .await
+        .unwrap();
+    let wind = hour[0].wind.expect("a wind rollup");
+    assert_eq!((wind.count, wind.suspect), (4, 0));
+    assert_eq!(wind.gust_direction_deg, Some(90.0));
+    assert_eq!(hour[0].variables["wind_gust_ms"].max, 15.0);
+    // 350° and 10° cancel east-west and add up northward; 180° takes one
+    // unit of that back and 90° adds one eastward: the mean points about
+    // north-east (45.9°), about a third of a unit long.
+    let north = 2.0 * 10f64.to_radians().cos() - 1.0;
+    let direction = wind.direction_deg.unwrap();
+    assert!(
+        (direction - 1f64.atan2(north).to_degrees()).abs() < 1e-9,
+        "{direction}"
+    );
+    assert!((direction - 45.9).abs() < 0.1, "{direction}");
+    let steadiness = 1f64.hypot(north) / 4.0;
+    assert!(
+        (wind.steadiness - steadiness).abs() < 1e-9,
+        "{}",
+        wind.steadiness
+    );
+}
