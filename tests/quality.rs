@@ -65,3 +65,41 @@ async fn readings_carry_their_quality_flags() {
         "{t}"
     );
 }
+
+/// One impossible value costs only itself: the reading is stored with that
+/// variable failed and left out of what is derived from it; a message with
+/// nothing possible in it is quarantined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impossible_value_fails_alone() {
+    let daemon = Daemon::start(&[]);
+    let publisher = Publisher::connect(&daemon, "qc-impossible").await;
+    publisher
+        .publish(
+            "weather/WS701/observations",
+            r#"{"temperature": 21.0, "humidity": 140, "pressure": 1012.0, "timestamp": "2025-01-13T10:00:00Z"}"#,
+        )
+        .await;
+    publisher
+        .publish(
+            "weather/WS701/observations",
+            r#"{"humidity": 140, "timestamp": "2025-01-13T10:01:00Z"}"#,
+        )
+        .await;
+    let readings = common::readings_of_the_day(&daemon, "WS701", 1, Duration::from_secs(20)).await;
+    let r = &readings[0];
+    assert_eq!(r["humidity_pct"], 140.0, "kept as reported");
+    let humidity = &r["qc"]["variables"]["humidity_pct"];
+    assert_eq!(humidity["flag"], "fail");
+    assert_eq!(common::flagged_by(humidity), ["range"]);
+    assert_eq!(r["qc"]["variables"].as_object().unwrap().len(), 1, "{r}");
+    assert_eq!(r["dew_point_c"], Value::Null, "nothing derived from it");
+    assert_eq!(r["temperature_c"], 21.0);
+    let quarantined = eventually(Duration::from_secs(20), "the quarantine", || async {
+        let (_, body) = daemon.get("/api/v1/quarantine").await;
+        let items = body["items"].as_array()?.clone();
+        (!items.is_empty()).then_some(items)
+    })
+    .await;
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert_eq!(quarantined[0]["reason_code"], "out_of_range");
+}

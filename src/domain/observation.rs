@@ -19,7 +19,8 @@ pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
 /// One observation in canonical units (°C, %, hPa, m/s, degrees true,
 /// metres, UTC). Built by an input format, then checked by
 /// [`Observation::validate`]: code after that may rely on its values being
-/// finite and physically possible.
+/// finite, its position possible and at least one measurement possible. A
+/// measurement may still be impossible: quality control fails it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
     pub station_id: StationId,
@@ -124,8 +125,11 @@ impl RejectReason {
 }
 
 /// Physically possible ranges: values outside cannot be a measurement of
-/// Earth's surface air. Plausibility (climatological limits, steps,
-/// persistence) is quality control's job, not the parser's.
+/// Earth's surface air. A position outside its range makes a message no
+/// reading; a measurement outside its range is kept and failed by quality
+/// control, so the reading's other values are not lost. Plausibility
+/// (climatological limits, steps, persistence) is quality control's job,
+/// not the parser's.
 const LIMITS: [(&str, f64, f64); 10] = [
     ("latitude", -90.0, 90.0),
     ("longitude", -180.0, 180.0),
@@ -141,6 +145,15 @@ const LIMITS: [(&str, f64, f64); 10] = [
 
 /// Fields counted as measurements (position and elevation are not).
 const FIRST_MEASUREMENT: usize = 3;
+
+/// The physically possible range of a measured field, by its name in
+/// [`LIMITS`] (`temperature`, `humidity`, …).
+pub(crate) fn possible_range(field: &str) -> Option<(f64, f64)> {
+    LIMITS[FIRST_MEASUREMENT..]
+        .iter()
+        .find(|(name, _, _)| *name == field)
+        .map(|(_, min, max)| (*min, *max))
+}
 
 impl Observation {
     /// An observation of `station` at `observed_at` with nothing measured
@@ -166,8 +179,9 @@ impl Observation {
     }
 
     /// The checks every format shares: a time not ahead of `now` by more
-    /// than [`MAX_CLOCK_SKEW`], physically possible values, and at least one
-    /// measurement.
+    /// than [`MAX_CLOCK_SKEW`], finite values, a possible position, and at
+    /// least one measurement within its possible range (the others, kept,
+    /// fail quality control).
     pub fn validate(self, now: DateTime<Utc>) -> Result<Self, RejectReason> {
         let earliest: DateTime<Utc> = EARLIEST_OBSERVATION.parse().expect("a valid constant");
         if self.observed_at < earliest {
@@ -193,21 +207,27 @@ impl Observation {
             self.wind_gust_ms,
             self.wind_direction_deg,
         ];
-        for (value, (field, min, max)) in values.iter().zip(LIMITS) {
-            if let Some(v) = *value
-                && !(min..=max).contains(&v)
-            {
+        let out_of_range = |field, value, min, max| RejectReason::OutOfRange {
+            field,
+            value,
+            min,
+            max,
+        };
+        let mut impossible = None;
+        let mut possible = false;
+        for (i, (value, (field, min, max))) in values.iter().zip(LIMITS).enumerate() {
+            let Some(v) = *value else { continue };
+            if (min..=max).contains(&v) {
+                possible |= i >= FIRST_MEASUREMENT;
+            } else if i < FIRST_MEASUREMENT || !v.is_finite() {
                 // NaN fails `contains` too, and is reported here.
-                return Err(RejectReason::OutOfRange {
-                    field,
-                    value: v,
-                    min,
-                    max,
-                });
+                return Err(out_of_range(field, v, min, max));
+            } else {
+                impossible.get_or_insert_with(|| out_of_range(field, v, min, max));
             }
         }
-        if values[FIRST_MEASUREMENT..].iter().all(Option::is_none) {
-            return Err(RejectReason::NoMeasurements);
+        if !possible {
+            return Err(impossible.unwrap_or(RejectReason::NoMeasurements));
         }
         // Directions are kept as reported: by WMO and METAR convention 360
         // is north and 0 goes with calm, a difference QC relies on.

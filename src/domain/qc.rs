@@ -558,6 +558,18 @@ impl StationQc {
             };
             let limits = config.limits(variable);
             let unit = variable.unit();
+            // Kept by the parser so the reading's other values are not lost.
+            if let Some((min, max)) = super::observation::possible_range(config_name(variable))
+                && !(min..=max).contains(&value)
+            {
+                report.add(
+                    variable,
+                    Check::Range,
+                    QcFlag::Fail,
+                    format!("{value} {unit} is outside the possible range [{min}, {max}] {unit}"),
+                );
+                continue;
+            }
             if value < limits.min || value > limits.max {
                 report.add(
                     variable,
@@ -984,6 +996,23 @@ mod tests {
         let finding = &reports[1].variables[&Variable::Temperature].findings[0];
         assert_eq!(finding.check, Check::Range);
         assert_eq!(finding.detail, "60 °C is outside [-51.1, 54.4] °C");
+    }
+
+    /// A value no sensor could measure fails whatever the configured
+    /// limits, and names the possible range.
+    #[test]
+    fn an_impossible_value_fails_even_under_wider_limits() {
+        let mut config = QcConfig::default();
+        config.humidity.max = 500.0;
+        let mut o = obs(0, 15.0);
+        o.humidity_pct = Some(140.0);
+        let report = StationQc::default().check(&o, o.observed_at, &config);
+        assert_eq!(report.flag(Variable::Humidity), QcFlag::Fail);
+        assert_eq!(report.flag(Variable::Temperature), QcFlag::Pass);
+        assert_eq!(
+            report.variables[&Variable::Humidity].findings[0].detail,
+            "140 % is outside the possible range [0, 105] %"
+        );
     }
 
     #[test]

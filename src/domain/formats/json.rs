@@ -201,20 +201,31 @@ mod tests {
             let _ = parse_observation(&ws001(), &bytes, now());
         }
 
+        /// A message is a reading when at least one of its measurements
+        /// is possible; its impossible ones are kept for quality control to
+        /// fail. One with none possible is refused as out of range.
         #[test]
-        fn accepted_values_are_within_their_limits(
+        fn a_message_is_kept_when_any_measurement_is_possible(
             t in -150.0f64..150.0, rh in -10.0f64..110.0, p in 0.0f64..1500.0,
         ) {
             let payload = format!(
                 r#"{{"temperature":{t},"humidity":{rh},"pressure":{p},"timestamp":"2025-01-13T10:00:00Z"}}"#
             );
+            let possible = (-100.0..=100.0).contains(&t)
+                || (0.0..=105.0).contains(&rh)
+                || (100.0..=1200.0).contains(&p);
             match parse_observation(&ws001(), payload.as_bytes(), now()) {
                 Ok(obs) => {
-                    prop_assert!((-100.0..=100.0).contains(&obs.temperature_c.unwrap()));
-                    prop_assert!((0.0..=105.0).contains(&obs.humidity_pct.unwrap()));
-                    prop_assert!((100.0..=1200.0).contains(&obs.pressure_hpa.unwrap()));
+                    prop_assert!(possible);
+                    // Kept as sent (to the last bit of its decimal text).
+                    for (kept, sent) in [(obs.temperature_c, t), (obs.humidity_pct, rh), (obs.pressure_hpa, p)] {
+                        prop_assert!((kept.unwrap() - sent).abs() <= 1e-9 * sent.abs().max(1.0));
+                    }
                 }
-                Err(e) => prop_assert_eq!(e.code(), "out_of_range"),
+                Err(e) => {
+                    prop_assert!(!possible);
+                    prop_assert_eq!(e.code(), "out_of_range");
+                }
             }
         }
     }
