@@ -10,6 +10,7 @@ mod ingest;
 pub mod limits;
 mod live;
 pub mod openapi;
+mod quality;
 
 use std::convert::Infallible;
 use std::path::PathBuf;

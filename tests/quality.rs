@@ -64,6 +64,50 @@ async fn readings_carry_their_quality_flags() {
         (Some(1), Some(29.5)),
         "{t}"
     );
+
+    // The station's QC report: by default the day up to its newest
+    // reading, and what its QC has learned of how it reports.
+    let (status, qc) = daemon.get("/api/v1/stations/WS700/qc").await;
+    assert_eq!(status, 200, "{qc}");
+    assert_eq!(
+        (
+            &qc["readings"],
+            &qc["suspect"],
+            &qc["fail"],
+            &qc["truncated"]
+        ),
+        (&14.into(), &1.into(), &1.into(), &false.into()),
+        "{qc}"
+    );
+    let count = |check: &str, flag: &str| {
+        qc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["variable"] == "temperature_c" && c["check"] == check && c["flag"] == flag)
+            .map(|c| (c["count"].as_i64().unwrap(), c["rate"].as_f64().unwrap()))
+    };
+    assert_eq!(count("step", "suspect"), Some((1, 1.0 / 14.0)), "{qc}");
+    assert_eq!(count("outlier", "suspect"), Some((1, 1.0 / 14.0)), "{qc}");
+    assert_eq!(count("range", "fail"), Some((1, 1.0 / 14.0)), "{qc}");
+    assert_eq!(qc["learned"]["cadence_s"], 60, "{qc}");
+    assert_eq!(qc["learned"]["resolution"]["temperature_c"], 0.1, "{qc}");
+    // An earlier window holds nothing; bad requests are 4xx with a reason.
+    let (_, empty) = daemon
+        .get("/api/v1/stations/WS700/qc?from=2025-01-12T00:00:00Z&to=2025-01-13T00:00:00Z")
+        .await;
+    assert_eq!(
+        (&empty["readings"], &empty["checks"]),
+        (&0.into(), &serde_json::json!([]))
+    );
+    let (status, body) = daemon.get("/api/v1/stations/NOPE/qc").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = daemon.get("/api/v1/stations/WS700/qc?window=1h").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("window"),
+        "{body}"
+    );
 }
 
 /// One impossible value costs only itself: the reading is stored with that

@@ -13,6 +13,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use crate::actors::persister::{Outcome, PersisterMsg};
 use crate::delivery::{Delivery, DeliveryContext, Format};
 use crate::domain::formats::{self, Parsed};
+use crate::domain::qc::Learned;
 use crate::domain::{QcConfig, QcFlag, Reading, RejectReason, StationId, StationQc};
 
 pub enum StationMsg {
@@ -22,6 +23,9 @@ pub enum StationMsg {
     /// Hands its quality-control memory to its supervisor and stops; the
     /// station's next message starts a new actor with that memory.
     Hibernate(RpcReplyPort<Box<StationQc>>),
+    /// What its quality control has learned of how the station reports
+    /// (always `Some`: the port is the one its supervisor was asked on).
+    Learned(RpcReplyPort<Option<Learned>>),
 }
 
 pub struct StationActor;
@@ -76,6 +80,9 @@ impl Actor for StationActor {
             StationMsg::Observe(delivery) => state.observe(delivery)?,
             StationMsg::Barrier(reply) => {
                 let _ = reply.send(());
+            }
+            StationMsg::Learned(reply) => {
+                let _ = reply.send(Some(state.qc.learned()));
             }
             StationMsg::Hibernate(reply) => {
                 let mut memory = Box::new(std::mem::take(&mut state.qc));

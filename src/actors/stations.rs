@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::actors::station::{StationActor, StationArgs, StationMsg};
 use crate::config::SharedSupervision;
 use crate::delivery::{Delivery, DeliveryContext};
+use crate::domain::qc::Learned;
 use crate::domain::{QcConfig, StationId, StationQc};
 use crate::supervisor::{Decision, RestartIntensity, RestartPolicy};
 
@@ -29,6 +30,10 @@ pub enum StationsMsg {
     Status(RpcReplyPort<Vec<ChildStatus>>),
     /// Time to put idle station actors to sleep.
     Sweep,
+    /// What a station's quality control has learned of how it reports:
+    /// `None` for a station without an actor or memory (unknown, or
+    /// waiting to restart, which starts its checks afresh).
+    Learned(StationId, RpcReplyPort<Option<Learned>>),
 }
 
 /// Actors put to sleep in one sweep at most, so that a whole network going
@@ -149,6 +154,24 @@ impl Actor for StationsSupervisor {
                     let _ = reply.send(());
                 });
             }
+            StationsMsg::Learned(id, reply) => match state.children.get(&id) {
+                // The actor answers the caller itself: the supervisor does
+                // not wait on one of its children.
+                Some(Child {
+                    actor: Some(actor), ..
+                }) => {
+                    let _ = actor.cast(StationMsg::Learned(reply));
+                }
+                Some(Child {
+                    memory: Some(memory),
+                    ..
+                }) => {
+                    let _ = reply.send(Some(memory.learned()));
+                }
+                _ => {
+                    let _ = reply.send(None);
+                }
+            },
             StationsMsg::Status(reply) => {
                 let mut status: Vec<_> = state
                     .children

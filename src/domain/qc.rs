@@ -157,7 +157,9 @@ impl Variable {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
     Range,
@@ -216,6 +218,66 @@ impl QcReport {
     /// Whether the value may feed derived metrics and aggregates.
     pub fn usable(&self, variable: Variable) -> bool {
         self.flag(variable) != QcFlag::Fail
+    }
+}
+
+/// How often a station's readings were flagged, and by which checks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QcTally {
+    pub readings: usize,
+    /// Readings whose worst flag is suspect, and fail.
+    pub suspect: usize,
+    pub fail: usize,
+    /// Readings marked late.
+    pub late: usize,
+    by_check: BTreeMap<(Variable, Check, QcFlag), usize>,
+}
+
+/// How many readings one check flagged on one variable, and their share of
+/// the readings counted.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct CheckCount {
+    pub variable: Variable,
+    pub check: Check,
+    pub flag: QcFlag,
+    pub count: usize,
+    pub rate: f64,
+}
+
+impl QcTally {
+    pub fn add(&mut self, report: &QcReport) {
+        self.readings += 1;
+        match report.status {
+            QcFlag::Pass => {}
+            QcFlag::Suspect => self.suspect += 1,
+            QcFlag::Fail => self.fail += 1,
+        }
+        self.late += usize::from(report.late.is_some());
+        for (variable, q) in &report.variables {
+            for f in &q.findings {
+                *self
+                    .by_check
+                    .entry((*variable, f.check, f.flag))
+                    .or_default() += 1;
+            }
+        }
+    }
+
+    /// Each check that flagged anything, most often first.
+    pub fn checks(&self) -> Vec<CheckCount> {
+        let mut checks: Vec<CheckCount> = self
+            .by_check
+            .iter()
+            .map(|(&(variable, check, flag), &count)| CheckCount {
+                variable,
+                check,
+                flag,
+                count,
+                rate: count as f64 / self.readings.max(1) as f64,
+            })
+            .collect();
+        checks.sort_by_key(|c| std::cmp::Reverse(c.count));
+        checks
     }
 }
 
@@ -476,12 +538,13 @@ struct StillRun {
 }
 
 /// What a station's QC has learned of how it reports.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Learned {
     /// The median spacing of its recent readings, in seconds; absent until
     /// three readings have been seen.
     pub cadence_s: Option<u32>,
-    /// Per variable, the smallest change it has reported: its resolution.
+    /// Per variable, the smallest change it has reported: its resolution
+    /// (to three significant digits: 0.1, not 0.09999999999999787).
     pub resolution: BTreeMap<Variable, f64>,
 }
 
@@ -500,7 +563,10 @@ impl StationQc {
             cadence_s: self.cadence().map(|c| c.num_seconds() as u32),
             resolution: Variable::ALL
                 .into_iter()
-                .filter_map(|v| Some((v, self.variables[v.index()].resolution()?)))
+                .filter_map(|v| {
+                    let resolution = self.variables[v.index()].resolution()?;
+                    Some((v, round_for_display(resolution)))
+                })
                 .collect(),
         }
     }
@@ -1316,6 +1382,36 @@ mod tests {
         assert_eq!(clean, serde_json::json!({"status": "pass"}));
         let back: QcReport = serde_json::from_value(json).unwrap();
         assert_eq!(back, reports[1]);
+    }
+
+    #[test]
+    fn a_tally_counts_readings_by_status_and_check() {
+        let mut seq = smooth(30);
+        let spike = seq[29].temperature_c.unwrap() + 8.0;
+        seq.push(obs(30, spike));
+        seq.push(obs(31, 70.0));
+        let mut tally = QcTally::default();
+        for r in run(&seq) {
+            tally.add(&r);
+        }
+        assert_eq!(
+            (tally.readings, tally.suspect, tally.fail, tally.late),
+            (32, 1, 1, 0)
+        );
+        let checks: Vec<(Check, QcFlag, usize)> = tally
+            .checks()
+            .iter()
+            .map(|c| (c.check, c.flag, c.count))
+            .collect();
+        assert_eq!(
+            checks,
+            [
+                (Check::Range, QcFlag::Fail, 1),
+                (Check::Step, QcFlag::Suspect, 1),
+                (Check::Outlier, QcFlag::Suspect, 1),
+            ]
+        );
+        assert_eq!(tally.checks()[0].rate, 1.0 / 32.0);
     }
 
     #[test]

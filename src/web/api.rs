@@ -70,7 +70,7 @@ pub fn routes(
         .and_then(quarantine);
     let supervision = warp::path!("supervision")
         .and(warp::get())
-        .and(with(ctx))
+        .and(with(ctx.clone()))
         .and_then(supervision);
     stations
         .or(station)
@@ -83,6 +83,7 @@ pub fn routes(
         .or(alerts)
         .or(quarantine)
         .or(supervision)
+        .or(super::quality::route(ctx))
 }
 
 pub(super) fn station_id(raw: &str) -> Result<StationId, Rejection> {

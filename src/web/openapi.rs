@@ -26,6 +26,7 @@ use warp::{Filter, Rejection, Reply};
         super::api::readings,
         super::export::readings_csv,
         super::api::rollups,
+        super::quality::qc_summary,
         super::api::summary,
         super::api::alerts,
         super::api::quarantine,
@@ -158,6 +159,7 @@ mod tests {
             ("", include_str!("../web.rs")),
             ("/api/v1", include_str!("api.rs")),
             ("/api/v1", include_str!("live.rs")),
+            ("/api/v1", include_str!("quality.rs")),
             ("/api/v1", include_str!("openapi.rs")),
             ("", include_str!("ingest.rs")),
         ];
