@@ -1,8 +1,10 @@
 import { renderToStaticMarkup } from 'react-dom/server';
 import { describe, expect, it } from 'vitest';
 import { reading, station } from '../lib/fixtures';
+import { parseQcReport } from '../lib/protocol';
 import { sortedStations } from '../lib/stations';
 import { Header } from './Header';
+import { QcReportView } from './QcPanel';
 import { StationTable } from './StationTable';
 
 const now = Date.parse('2025-01-13T10:00:03.200Z');
@@ -76,5 +78,49 @@ describe('Header', () => {
     expect(html).toContain('Reconnecting');
     expect(html).toContain('in 5 s');
     expect(html).toContain('updates skipped');
+  });
+});
+
+describe('QcReportView', () => {
+  const report = parseQcReport({
+    station_id: 'WS001',
+    from: '2025-01-12T10:00:01Z',
+    to: '2025-01-13T10:00:01Z',
+    readings: 1440,
+    suspect: 3,
+    fail: 1,
+    late: 0,
+    truncated: false,
+    checks: [
+      { variable: 'temperature_c', check: 'outlier', flag: 'suspect', count: 2, rate: 2 / 1440 },
+      { variable: 'humidity_pct', check: 'range', flag: 'fail', count: 1, rate: 1 / 1440 },
+    ],
+    learned: { cadence_s: 60, resolution: { temperature_c: 0.1, pressure_hpa: 1 } },
+  });
+
+  it('parses the report, and refuses what is not one', () => {
+    expect(report?.checks.map((c) => [c.variable, c.check, c.flag, c.count])).toEqual([
+      ['temperature_c', 'outlier', 'suspect', 2],
+      ['humidity_pct', 'range', 'fail', 1],
+    ]);
+    expect(parseQcReport({ readings: 1 })).toBeNull();
+    expect(parseQcReport('nope')).toBeNull();
+  });
+
+  it('shows totals, each check with its rate, and what was learned', () => {
+    if (report === null) throw new Error('no report');
+    const html = renderToStaticMarkup(<QcReportView report={report} />);
+    expect(html).toContain('1440 readings · 3 suspect · 1 failed · 0 late');
+    expect(html).toContain('<td>Temperature</td><td>outlier</td>');
+    expect(html).toContain('<td>2</td><td>0.14 %</td>');
+    expect(html).toContain('<td>Humidity</td><td>range</td>');
+    expect(html).toContain('reports every 1 min · Temperature in steps of 0.1 · Pressure in steps of 1');
+  });
+
+  it('says when nothing was flagged or learned', () => {
+    const quiet = { ...report!, checks: [], learned: null };
+    const html = renderToStaticMarkup(<QcReportView report={quiet} />);
+    expect(html).toContain('No check flagged anything in this window.');
+    expect(html).toContain('not learned yet');
   });
 });

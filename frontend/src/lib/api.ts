@@ -1,19 +1,30 @@
 import {
   nextCursor,
   parseAlertsResponse,
+  parseQcReport,
   parseQuarantineResponse,
   parseReadingsResponse,
   parseRollupsResponse,
   parseStationsResponse,
   parseSupervisionResponse,
 } from './protocol';
-import type { Alert, QuarantineItem, Reading, Resolution, Rollup, Station, SupervisionTree } from './types';
+import type {
+  Alert,
+  QuarantineItem,
+  Reading,
+  Resolution,
+  Rollup,
+  Station,
+  StationQcReport,
+  SupervisionTree,
+} from './types';
 import {
   METRICS_PATH,
   STATIONS_PATH,
   SUPERVISION_PATH,
   alertsPath,
   apiUrl,
+  qcPath,
   quarantinePath,
   readingsPath,
   rollupsPath,
@@ -118,6 +129,11 @@ export async function fetchAlerts(limit: number, signal?: AbortSignal): Promise<
 
 export async function fetchSupervision(signal?: AbortSignal): Promise<SupervisionTree> {
   return parseSupervisionResponse(await getJson(SUPERVISION_PATH, signal));
+}
+
+/** A station's QC report; null when the answer is not one. */
+export async function fetchQcReport(stationId: string, signal?: AbortSignal): Promise<StationQcReport | null> {
+  return parseQcReport(await getJson(qcPath(stationId), signal));
 }
 
 export async function fetchQuarantine(limit: number, signal?: AbortSignal): Promise<QuarantineItem[]> {

@@ -1,6 +1,7 @@
 import type {
   Alert,
   QcFlag,
+  QcCheckCount,
   QcFinding,
   Qc,
   QuarantineItem,
@@ -10,6 +11,7 @@ import type {
   RollupStats,
   ServerMessage,
   Station,
+  StationQcReport,
   StationStatus,
   SupervisedChild,
   SupervisionEvent,
@@ -299,6 +301,48 @@ export function parseSupervisionResponse(body: unknown): SupervisionTree {
     pipeline: supervisionGroup(b.pipeline),
     stations: supervisionGroup(b.stations),
   };
+}
+
+/** Body of `GET /api/v1/stations/{id}/qc`; null when it is not one. */
+export function parseQcReport(body: unknown): StationQcReport | null {
+  if (!isObject(body)) return null;
+  const from = str(body.from);
+  const to = str(body.to);
+  const readings = num(body.readings);
+  if (from === null || to === null || readings === null) return null;
+  let learned: StationQcReport['learned'] = null;
+  if (isObject(body.learned)) {
+    const resolution: Record<string, number> = {};
+    if (isObject(body.learned.resolution)) {
+      for (const [k, v] of Object.entries(body.learned.resolution)) {
+        const n = num(v);
+        if (n !== null) resolution[k] = n;
+      }
+    }
+    learned = { cadence_s: num(body.learned.cadence_s), resolution };
+  }
+  return {
+    from,
+    to,
+    readings,
+    suspect: num(body.suspect) ?? 0,
+    fail: num(body.fail) ?? 0,
+    late: num(body.late) ?? 0,
+    truncated: body.truncated === true,
+    checks: listOf(body.checks, checkCount),
+    learned,
+  };
+}
+
+function checkCount(v: unknown): QcCheckCount | null {
+  if (!isObject(v)) return null;
+  const variable = str(v.variable);
+  const check = str(v.check);
+  const flag = qcFlag(v.flag);
+  const count = num(v.count);
+  const rate = num(v.rate);
+  if (variable === null || check === null || flag === null || count === null || rate === null) return null;
+  return { variable, check, flag, count, rate };
 }
 
 /** Body of `GET /api/v1/quarantine`. */

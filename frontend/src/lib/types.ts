@@ -188,6 +188,30 @@ export interface SupervisionTree {
   stations: SupervisionGroup;
 }
 
+/** One check's count in a station's QC report. */
+export interface QcCheckCount {
+  variable: string;
+  check: string;
+  flag: QcFlag;
+  count: number;
+  /** Share of the readings counted, 0 to 1. */
+  rate: number;
+}
+
+/** `GET /api/v1/stations/{id}/qc`: how a station's readings fared in QC. */
+export interface StationQcReport {
+  from: string;
+  to: string;
+  readings: number;
+  suspect: number;
+  fail: number;
+  late: number;
+  truncated: boolean;
+  checks: QcCheckCount[];
+  /** What its QC has learned; null for a station without an actor. */
+  learned: { cadence_s: number | null; resolution: Record<string, number> } | null;
+}
+
 /** An item of `GET /api/v1/quarantine`. */
 export interface QuarantineItem {
   id: number;

@@ -113,6 +113,11 @@ export function alertsPath(limit: number, state?: 'firing' | 'resolved'): string
 export const SUPERVISION_PATH = `${API_BASE}/supervision`;
 export const METRICS_PATH = '/metrics';
 
+/** `GET /api/v1/stations/{id}/qc`: the day up to the station's newest reading. */
+export function qcPath(stationId: string): string {
+  return `${stationPath(stationId)}/qc`;
+}
+
 export function quarantinePath(limit: number): string {
   return `${API_BASE}/quarantine?limit=${Math.max(1, Math.floor(limit))}`;
 }

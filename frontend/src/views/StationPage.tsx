@@ -1,6 +1,7 @@
 import { useEffect, useMemo, useState } from 'react';
 import { Compass } from '../components/Compass';
 import { HistoryPanel } from '../components/HistoryPanel';
+import { QcPanel } from '../components/QcPanel';
 import { TimeChart } from '../components/TimeChart';
 import { usePrefs } from '../hooks';
 import { ApiError, fetchReadingHistory } from '../lib/api';
@@ -129,6 +130,7 @@ export function StationPage({ store, stationId, station, now }: Props) {
           ))}
         </div>
       </section>
+      <QcPanel stationId={stationId} />
       <HistoryPanel store={store} stationId={stationId} />
     </div>
   );
