@@ -98,6 +98,8 @@ def main(base, client_dir):
             break
         time.sleep(0.5)
     assert rollups.rollups, "no rollup within 15 s"
+    qc = typed("qc_summary", "QcSummary", "GEN001")
+    assert qc.readings >= 1 and qc.fail == 0, qc
     typed("alerts", "AlertList", limit=5)
     typed("quarantine", "QuarantinePage", limit=5)
     tree = typed("supervision", "SupervisionTree")
