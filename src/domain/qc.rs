@@ -758,12 +758,15 @@ impl VariableState {
             let minutes = cadence.map_or(1.0, |c| c.as_seconds_f64() / 60.0);
             (m * minutes.sqrt().clamp(1.0, 3.0)).max(resolution)
         });
+        // The recent changes' median and MAD, worked out at most once per
+        // reading (re-baselining and the outlier check both score).
+        let spread = std::cell::OnceCell::new();
         let outlier_score = |change: f64| {
             let floor = floor?;
             if self.recent_changes.len() < config.outlier_min_samples {
                 return None;
             }
-            let (median, mad) = median_and_mad(&self.recent_changes);
+            let (median, mad) = *spread.get_or_init(|| median_and_mad(&self.recent_changes));
             Some(0.6745 * (change - median) / mad.max(floor))
         };
         // The previous value looked wrong, but this one agrees with it
@@ -977,15 +980,18 @@ fn consistency(obs: &Observation, report: &mut QcReport) {
     }
 }
 
+/// The median and the median absolute deviation, in one buffer.
 fn median_and_mad(values: &VecDeque<f64>) -> (f64, f64) {
-    let mut sorted: Vec<f64> = values.iter().copied().collect();
-    let median = median_of(&mut sorted);
-    let mut deviations: Vec<f64> = sorted.iter().map(|v| (v - median).abs()).collect();
-    (median, median_of(&mut deviations))
+    let mut buffer: Vec<f64> = values.iter().copied().collect();
+    let median = median_of(&mut buffer);
+    for v in &mut buffer {
+        *v = (*v - median).abs();
+    }
+    (median, median_of(&mut buffer))
 }
 
 fn median_of(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
+    values.sort_unstable_by(f64::total_cmp);
     let n = values.len();
     if n % 2 == 1 {
         values[n / 2]
