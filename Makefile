@@ -1,5 +1,5 @@
 # isobar — the two commands: `make run` and `make test`.
-.PHONY: run test e2e build release frontend frontend-deps lint fuzz bench bench-ingest bench-api bench-dashboard publish-dashboard lint-deploy clean
+.PHONY: run test e2e build release frontend frontend-deps lint fuzz bench bench-ingest bench-api bench-qc bench-dashboard publish-dashboard lint-deploy clean
 
 CARGO ?= cargo
 
@@ -36,11 +36,16 @@ fuzz:
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parsers --sanitizer none -- -max_total_time=$(FUZZ_SECONDS)
 
 ## Benchmarks (release build): `make bench`; BENCH_READINGS sets the size.
-bench: bench-ingest bench-api bench-dashboard
+bench: bench-ingest bench-qc bench-api bench-dashboard
 
 bench-ingest:
 	./scripts/services.sh
 	$(CARGO) bench --bench ingest
+
+## Quality control alone, per reading, on the real records in tests/data/qc,
+## against parsing the same readings (release build).
+bench-qc:
+	$(CARGO) bench --bench qc
 
 ## The API under load with wrk: latest readings and history pages, on
 ## SQLite and PostgreSQL (release build). BENCH_SECONDS sets each run's length.

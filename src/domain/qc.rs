@@ -26,7 +26,8 @@
 //!   after it was observed, is accepted and marked late; the checks over
 //!   time are skipped for it, since its neighbours in time are unknown.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -491,6 +492,8 @@ pub struct StationQc {
     /// first overwritten: the station's cadence is their median.
     spacings: [u32; SPACINGS],
     spacings_seen: usize,
+    /// Their median, once there are three, in seconds.
+    cadence_s: Option<u32>,
     variables: [VariableState; 7],
 }
 
@@ -500,15 +503,16 @@ const SPACINGS: usize = 9;
 #[derive(Debug, Clone, Default)]
 struct VariableState {
     /// The last value judged normal: what the next one is compared with.
-    last_good: Option<(DateTime<Utc>, f64)>,
+    last_good: Option<(Micros, f64)>,
     /// The last value judged anomalous (step or outlier): if the next one
     /// agrees with it rather than with `last_good`, the level really changed.
-    anomaly: Option<(DateTime<Utc>, f64)>,
+    anomaly: Option<(Micros, f64)>,
     still: Option<StillRun>,
     /// Recent changes between consecutive normal values, each scaled to one
     /// cadence, for the outlier score: scoring changes rather than levels
     /// lets a trend (sunrise, a front) through while a jump stands out.
-    recent_changes: VecDeque<f64>,
+    /// Kept only for a variable the outlier check is on for.
+    recent_changes: ChangeWindow,
     /// The previous value, whatever its flags.
     previous: Option<f64>,
     /// What its changes say of the resolution it is reported in: a
@@ -530,8 +534,8 @@ const RESOLUTION_AFTER: u8 = 5;
 
 #[derive(Debug, Clone, Copy)]
 struct StillRun {
-    since: DateTime<Utc>,
-    until: DateTime<Utc>,
+    since: Micros,
+    until: Micros,
     min: f64,
     max: f64,
     readings: u32,
@@ -553,14 +557,14 @@ impl StationQc {
     /// station that is going to sleep.
     pub fn shrink_to_fit(&mut self) {
         for variable in &mut self.variables {
-            variable.recent_changes.shrink_to_fit();
+            variable.recent_changes.sorted.shrink_to_fit();
         }
     }
 
     /// The station's cadence and its variables' resolutions, as learned.
     pub fn learned(&self) -> Learned {
         Learned {
-            cadence_s: self.cadence().map(|c| c.num_seconds() as u32),
+            cadence_s: self.cadence_s,
             resolution: Variable::ALL
                 .into_iter()
                 .filter_map(|v| {
@@ -572,15 +576,8 @@ impl StationQc {
     }
 
     /// The median of the recent spacings, once there are three.
-    fn cadence(&self) -> Option<TimeDelta> {
-        let n = self.spacings_seen.min(SPACINGS);
-        if n < 3 {
-            return None;
-        }
-        let mut recent = self.spacings;
-        let recent = &mut recent[..n];
-        recent.sort_unstable();
-        Some(TimeDelta::seconds(i64::from(recent[n / 2])))
+    fn cadence(&self) -> Option<Micros> {
+        self.cadence_s.map(|s| i64::from(s) * MICROS_PER_SECOND)
     }
 
     fn note_spacing(&mut self, t: DateTime<Utc>) {
@@ -590,6 +587,13 @@ impl StationQc {
             let seconds = (t - newest).num_seconds().clamp(1, i64::from(u32::MAX)) as u32;
             self.spacings[self.spacings_seen % SPACINGS] = seconds;
             self.spacings_seen += 1;
+            let n = self.spacings_seen.min(SPACINGS);
+            if n >= 3 {
+                let mut recent = self.spacings;
+                let recent = &mut recent[..n];
+                recent.sort_unstable();
+                self.cadence_s = Some(recent[n / 2]);
+            }
         }
     }
 
@@ -618,6 +622,10 @@ impl StationQc {
             self.note_spacing(t);
         }
         let cadence = self.cadence();
+        // Times in microseconds from here on: the checks subtract them
+        // often, and integers subtract for nothing.
+        let t_us = t.timestamp_micros();
+        let max_gap = micros(config.step_max_gap);
         for variable in Variable::ALL {
             let Some(value) = variable.value(obs) else {
                 continue;
@@ -625,9 +633,8 @@ impl StationQc {
             let limits = config.limits(variable);
             let unit = variable.unit();
             // Kept by the parser so the reading's other values are not lost.
-            if let Some((min, max)) = super::observation::possible_range(config_name(variable))
-                && !(min..=max).contains(&value)
-            {
+            let (min, max) = possible_range(variable);
+            if !(min..=max).contains(&value) {
                 report.add(
                     variable,
                     Check::Range,
@@ -656,7 +663,7 @@ impl StationQc {
             // the sensor's resolution still holds.
             if state
                 .last_good
-                .is_some_and(|(t0, _)| t - t0 > to_delta(config.step_max_gap))
+                .is_some_and(|(t0, _)| t_us - t0 > max_gap)
             {
                 *state = VariableState {
                     resolution: state.resolution,
@@ -667,11 +674,11 @@ impl StationQc {
                 state.still = None;
                 false
             } else {
-                state.persistence(variable, t, value, cadence, limits, config, &mut report)
+                state.persistence(variable, t_us, value, cadence, limits, config, &mut report)
             };
             state.temporal(
                 variable,
-                t,
+                t_us,
                 value,
                 cadence,
                 stuck,
@@ -721,9 +728,9 @@ impl VariableState {
     fn temporal(
         &mut self,
         variable: Variable,
-        t: DateTime<Utc>,
+        t: Micros,
         value: f64,
-        cadence: Option<TimeDelta>,
+        cadence: Option<Micros>,
         stuck: bool,
         limits: &VariableLimits,
         config: &QcConfig,
@@ -734,18 +741,16 @@ impl VariableState {
             return;
         };
         let resolution = self.resolution().unwrap_or(0.0);
-        let step_limit = |since: DateTime<Utc>| {
+        let step_limit = |since: Micros| {
             step_allowed(limits, t - since).map(|limit| limit.max(resolution))
         };
-        let within = |since: DateTime<Utc>, from: f64| {
+        let within = |since: Micros, from: f64| {
             step_limit(since).is_none_or(|limit| (value - from).abs() <= limit + TOLERANCE)
         };
         // A change over several cadences is compared with changes over one
         // as a random walk grows: with the square root of the time.
-        let per_cadence = |change: f64, since: DateTime<Utc>| match cadence {
-            Some(c) if t - since > c => {
-                change / ((t - since).as_seconds_f64() / c.as_seconds_f64()).sqrt()
-            }
+        let per_cadence = |change: f64, since: Micros| match cadence {
+            Some(c) if t - since > c => change / ((t - since) as f64 / c as f64).sqrt(),
             _ => change,
         };
         // The floor under the spread of changes is set for readings a
@@ -755,7 +760,7 @@ impl VariableState {
         // not noise, sets how much an hour's changes vary, and the change
         // window itself spans it. Never below the resolution.
         let floor = limits.min_mad.filter(|m| *m > 0.0).map(|m| {
-            let minutes = cadence.map_or(1.0, |c| c.as_seconds_f64() / 60.0);
+            let minutes = cadence.map_or(1.0, |c| c as f64 / MICROS_PER_MINUTE);
             (m * minutes.sqrt().clamp(1.0, 3.0)).max(resolution)
         });
         // The recent changes' median and MAD, worked out at most once per
@@ -766,7 +771,7 @@ impl VariableState {
             if self.recent_changes.len() < config.outlier_min_samples {
                 return None;
             }
-            let (median, mad) = *spread.get_or_init(|| median_and_mad(&self.recent_changes));
+            let (median, mad) = *spread.get_or_init(|| self.recent_changes.median_and_mad());
             Some(0.6745 * (change - median) / mad.max(floor))
         };
         // The previous value looked wrong, but this one agrees with it
@@ -797,7 +802,7 @@ impl VariableState {
                 format!(
                     "changed {:.1} {unit} in {} s; at most {limit:.1} {unit} allowed",
                     change.abs(),
-                    (t - t0).num_seconds()
+                    (t - t0) / MICROS_PER_SECOND
                 ),
             );
         }
@@ -823,11 +828,8 @@ impl VariableState {
         }
         self.last_good = Some((t, value));
         self.anomaly = None;
-        if !stuck {
-            self.recent_changes.push_back(scaled);
-            while self.recent_changes.len() > config.outlier_window {
-                self.recent_changes.pop_front();
-            }
+        if !stuck && floor.is_some() {
+            self.recent_changes.push(scaled, config.outlier_window);
         }
     }
 
@@ -839,9 +841,9 @@ impl VariableState {
     fn persistence(
         &mut self,
         variable: Variable,
-        t: DateTime<Utc>,
+        t: Micros,
         value: f64,
-        cadence: Option<TimeDelta>,
+        cadence: Option<Micros>,
         limits: &VariableLimits,
         config: &QcConfig,
         report: &mut QcReport,
@@ -862,9 +864,14 @@ impl VariableState {
             ),
             None => (min_variation, MAX_COARSENESS),
         };
-        let base = to_delta(config.persistence_window);
-        let stretch = coarseness.powf(COARSENESS_EXPONENT);
-        let window = TimeDelta::milliseconds((base.num_milliseconds() as f64 * stretch) as i64);
+        let base = micros(config.persistence_window);
+        // The window stretches by the coarseness to the power 1.5: a still
+        // value must last longer the coarser it is reported; how much
+        // longer was set on the real records in `tests/data/qc`, between
+        // the linear stretch a steady trend needs (1) and the quadratic one
+        // a random walk needs (2). c·√c rather than a call to `powf`.
+        let stretch = coarseness * coarseness.sqrt();
+        let window = (base as f64 * stretch) as Micros;
         // Still through a gap cannot be told: a run ends where readings
         // are missing (more than two cadences, and the base window, apart).
         let gap = cadence.map_or(base, |c| base.max(c * 2));
@@ -901,7 +908,7 @@ impl VariableState {
                 format!(
                     "within {} {unit} for {} min ({} readings)",
                     round_for_display(variation),
-                    still_for.num_minutes(),
+                    still_for / MICROS_PER_MINUTE as i64,
                     run.readings
                 ),
             );
@@ -916,10 +923,10 @@ impl VariableState {
 /// limit follows a power law from one to the other, beyond an hour it grows
 /// with the hours. A change of one resolution step is always allowed (the
 /// caller's part).
-fn step_allowed(limits: &VariableLimits, elapsed: TimeDelta) -> Option<f64> {
+fn step_allowed(limits: &VariableLimits, elapsed: Micros) -> Option<f64> {
     let per_reading = limits.step.filter(|s| *s > 0.0);
     let per_hour = limits.step_per_hour.filter(|s| *s > 0.0);
-    let minutes = elapsed.as_seconds_f64() / 60.0;
+    let minutes = elapsed as f64 / MICROS_PER_MINUTE;
     match (per_reading, per_hour) {
         (None, None) => None,
         (Some(step), None) => Some(step),
@@ -931,13 +938,6 @@ fn step_allowed(limits: &VariableLimits, elapsed: TimeDelta) -> Option<f64> {
         (Some(step), Some(hourly)) => Some(step.max(hourly * minutes / 60.0)),
     }
 }
-
-/// How a coarser resolution stretches the persistence window: by
-/// (resolution / min_variation) to this power. A still value must last
-/// longer the coarser it is reported; how much longer was set on the real
-/// records in `tests/data/qc`, between the linear stretch a steady trend
-/// needs (1) and the quadratic one a random walk needs (2).
-const COARSENESS_EXPONENT: f64 = 1.5;
 
 /// A resolution coarser than this many times `min_variation` stretches the
 /// persistence window no further.
@@ -980,23 +980,93 @@ fn consistency(obs: &Observation, report: &mut QcReport) {
     }
 }
 
-/// The median and the median absolute deviation, in one buffer.
-fn median_and_mad(values: &VecDeque<f64>) -> (f64, f64) {
-    let mut buffer: Vec<f64> = values.iter().copied().collect();
-    let median = median_of(&mut buffer);
-    for v in &mut buffer {
-        *v = (*v - median).abs();
-    }
-    (median, median_of(&mut buffer))
+/// The physically possible range of a variable, whatever the configured
+/// limits.
+fn possible_range(variable: Variable) -> (f64, f64) {
+    static RANGES: LazyLock<[(f64, f64); 7]> = LazyLock::new(|| {
+        Variable::ALL.map(|v| {
+            super::observation::possible_range(config_name(v))
+                .expect("every variable has a possible range")
+        })
+    });
+    RANGES[variable.index()]
 }
 
-fn median_of(values: &mut [f64]) -> f64 {
-    values.sort_unstable_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
+/// The last changes of a variable, kept in order of size, each with the
+/// count it was pushed at: the median is read off the middle, the median
+/// absolute deviation by walking out from it, and the oldest is the one
+/// with the lowest count. No sorting and no allocation per reading.
+#[derive(Debug, Clone, Default)]
+struct ChangeWindow {
+    sorted: Vec<(f64, u32)>,
+    pushed: u32,
+}
+
+impl ChangeWindow {
+    fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// Adds a change, dropping the oldest beyond `capacity`.
+    fn push(&mut self, change: f64, capacity: usize) {
+        while !self.sorted.is_empty() && self.sorted.len() >= capacity {
+            let pushed = self.pushed;
+            let oldest = (0..self.sorted.len())
+                .max_by_key(|&i| pushed.wrapping_sub(self.sorted[i].1))
+                .expect("not empty");
+            self.sorted.remove(oldest);
+        }
+        let at = self.sorted.partition_point(|(v, _)| *v < change);
+        self.sorted.insert(at, (change, self.pushed));
+        self.pushed = self.pushed.wrapping_add(1);
+    }
+
+    /// The median and the median absolute deviation (the median of the
+    /// distances from the median). The distances grow outwards from the
+    /// median on both sides, so the middle ones are found by merging the
+    /// two sides up to half-way.
+    fn median_and_mad(&self) -> (f64, f64) {
+        let n = self.sorted.len();
+        if n == 0 {
+            return (0.0, 0.0);
+        }
+        let v = |i: usize| self.sorted[i].0;
+        let median = if n % 2 == 1 {
+            v(n / 2)
+        } else {
+            (v(n / 2 - 1) + v(n / 2)) / 2.0
+        };
+        // Below: indices `left` down to 0, above: `right` up to n.
+        let mut right = self.sorted.partition_point(|(x, _)| *x < median);
+        let mut left = right; // one past the next index below
+        let (mut previous, mut current) = (0.0, 0.0);
+        for _ in 0..=n / 2 {
+            let below = (left > 0).then(|| median - v(left - 1));
+            let above = (right < n).then(|| v(right) - median);
+            let next = match (below, above) {
+                (Some(b), Some(a)) if b <= a => {
+                    left -= 1;
+                    b
+                }
+                (_, Some(a)) => {
+                    right += 1;
+                    a
+                }
+                (Some(b), None) => {
+                    left -= 1;
+                    b
+                }
+                (None, None) => unreachable!("n / 2 + 1 distances exist"),
+            };
+            previous = current;
+            current = next;
+        }
+        let mad = if n % 2 == 1 {
+            current
+        } else {
+            (previous + current) / 2.0
+        };
+        (median, mad)
     }
 }
 
@@ -1006,6 +1076,17 @@ const TOLERANCE: f64 = 1e-9;
 
 fn to_delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+/// A time as the checks keep it: microseconds since the epoch (what
+/// storage keeps of a reading's time), or a span of them.
+type Micros = i64;
+
+const MICROS_PER_SECOND: Micros = 1_000_000;
+const MICROS_PER_MINUTE: f64 = 60e6;
+
+fn micros(d: Duration) -> Micros {
+    Micros::try_from(d.as_micros()).unwrap_or(Micros::MAX)
 }
 
 #[cfg(test)]
@@ -1044,6 +1125,62 @@ mod tests {
         (0..minutes)
             .map(|m| obs(m, 15.0 + (m as f64 / 20.0).sin() * 2.0))
             .collect()
+    }
+
+    /// The median and MAD as a textbook computes them: sort, take the
+    /// middle, sort the distances, take their middle.
+    fn sorted_median_and_mad(values: &[f64]) -> (f64, f64) {
+        fn median_of(values: &mut [f64]) -> f64 {
+            values.sort_by(f64::total_cmp);
+            let n = values.len();
+            if n % 2 == 1 {
+                values[n / 2]
+            } else {
+                (values[n / 2 - 1] + values[n / 2]) / 2.0
+            }
+        }
+        let mut buffer = values.to_vec();
+        let median = median_of(&mut buffer);
+        let mut distances: Vec<f64> = values.iter().map(|v| (v - median).abs()).collect();
+        (median, median_of(&mut distances))
+    }
+
+    mod change_window {
+        use super::super::ChangeWindow;
+        use super::sorted_median_and_mad;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// The window agrees with the textbook on its last `capacity`
+            /// changes, whatever they are (ties, one side only, odd and even
+            /// counts, the capacity shrinking).
+            #[test]
+            fn the_change_window_keeps_the_median_and_mad_of_its_last_changes(
+                changes in prop::collection::vec(
+                    prop_oneof![
+                        (-20i32..20).prop_map(|c| f64::from(c) / 10.0),
+                        -50.0f64..50.0,
+                    ],
+                    1..120,
+                ),
+                capacity in 3usize..40,
+            ) {
+                let mut window = ChangeWindow::default();
+                // The reference: a queue, oldest first.
+                let mut kept = std::collections::VecDeque::new();
+                for (i, change) in changes.iter().enumerate() {
+                    let capacity = if i > changes.len() / 2 { capacity.max(4) - 1 } else { capacity };
+                    window.push(*change, capacity);
+                    while kept.len() >= capacity {
+                        kept.pop_front();
+                    }
+                    kept.push_back(*change);
+                    prop_assert_eq!(window.len(), kept.len());
+                    let expected: Vec<f64> = kept.iter().copied().collect();
+                    prop_assert_eq!(window.median_and_mad(), sorted_median_and_mad(&expected));
+                }
+            }
+        }
     }
 
     #[test]
@@ -1422,8 +1559,14 @@ mod tests {
 
     #[test]
     fn median_and_mad_are_robust() {
-        let values: VecDeque<f64> = [1.0, 2.0, 3.0, 4.0, 100.0].into();
-        assert_eq!(median_and_mad(&values), (3.0, 1.0));
+        let mut window = ChangeWindow::default();
+        for change in [100.0, 1.0, 4.0, 2.0, 3.0] {
+            window.push(change, 30);
+        }
+        assert_eq!(window.median_and_mad(), (3.0, 1.0));
+        // The oldest (100) goes first, not the largest.
+        window.push(-1.0, 5);
+        assert_eq!(window.median_and_mad(), (2.0, 1.0));
     }
 
     #[test]

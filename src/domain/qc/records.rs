@@ -294,3 +294,43 @@ fn faults_injected_into_real_records_are_caught() {
     }
     assert!(missed.is_empty(), "{} missed: {missed:#?}", missed.len());
 }
+
+/// A humidity sensor drifting upwards (a contaminated or ageing capacitive
+/// sensor), injected into the hourly records twenty times each at 2 % a
+/// day: the first value it pushes above the humidity limit (103 %) fails,
+/// within a month in every case, and no earlier drifting value was taken
+/// for a failure of another kind. A slower drift stays within what one
+/// station's readings can show; it needs a comparison with neighbours.
+#[test]
+fn a_drifting_humidity_sensor_fails_at_the_limit() {
+    let per_hour = 2.0 / 24.0;
+    let mut late = Vec::new();
+    for name in [
+        "greensboro-nc-hourly",
+        "sand-point-ak-hourly",
+        "miami-fl-hourly",
+    ] {
+        let clean = load(name, 1);
+        for k in 0..20 {
+            let at = 100 + k * (clean.len() - 24 * 40) / 20;
+            let mut seq = clean[at - 100..at + 24 * 40].to_vec();
+            for (h, o) in seq[100..].iter_mut().enumerate() {
+                if let Some(rh) = o.humidity_pct.as_mut() {
+                    *rh = (*rh + per_hour * h as f64).min(105.0);
+                }
+            }
+            let reports = check_all(&seq);
+            let failed = reports[100..]
+                .iter()
+                .position(|r| r.flag(Variable::Humidity) == QcFlag::Fail);
+            match failed {
+                Some(hours) if hours <= 24 * 30 => {
+                    let value = seq[100 + hours].humidity_pct.unwrap();
+                    assert!(value > 103.0, "{name}: failed at {value} %");
+                }
+                _ => late.push(format!("{name} from {}: {failed:?}", seq[100].observed_at)),
+            }
+        }
+    }
+    assert!(late.is_empty(), "not failed within 30 days: {late:#?}");
+}
