@@ -39,7 +39,10 @@ struct Record {
 }
 
 fn load(name: &str, every: usize) -> Record {
-    let path = format!("{}/tests/data/qc/{name}.jsonl.gz", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/data/qc/{name}.jsonl.gz",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let mut text = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(&path).expect(&path))
         .read_to_string(&mut text)
@@ -150,7 +153,10 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(20);
     let sets = [
-        ("real", RECORDS.iter().map(|(n, e)| load(n, *e)).collect::<Vec<_>>()),
+        (
+            "real",
+            RECORDS.iter().map(|(n, e)| load(n, *e)).collect::<Vec<_>>(),
+        ),
         ("noisy", noisy(1_000, 100)),
     ];
     for (name, records) in &sets {

@@ -9,6 +9,7 @@ pub mod http;
 pub mod hub;
 pub mod ingest;
 pub mod persister;
+pub mod pipeline;
 pub mod root;
 pub mod station;
 pub mod stations;

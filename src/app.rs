@@ -16,12 +16,13 @@ use tokio_util::sync::CancellationToken;
 use crate::actors::hub::HubMsg;
 use crate::actors::ingest::IngestMsg;
 use crate::actors::persister::PersisterMsg;
+use crate::actors::pipeline::Pipeline;
 use crate::actors::root::{RootArgs, TreeRecords};
 use crate::actors::stations::StationsMsg;
 use crate::broker::{BrokerError, EmbeddedBroker};
 use crate::config::{ArchiveBackend, CacheBackend};
 use crate::config::{MqttMode, Settings, SharedSupervision, parse_host_port};
-use crate::delivery::{DeliveryContext, PipelineNames};
+use crate::delivery::DeliveryContext;
 use crate::health::Health;
 use crate::storage::archive::{Archive, LocalArchive, S3Archive};
 use crate::storage::{LatestCache, MemoryCache, RedisCache, StoreError};
@@ -111,6 +112,7 @@ impl App {
         });
         static INSTANCES: AtomicU64 = AtomicU64::new(0);
         let instance = format!("isobar{}", INSTANCES.fetch_add(1, Ordering::Relaxed));
+        let pipeline = Pipeline::new(&instance);
         let metrics = metrics_handle();
 
         let store = crate::storage::open(
@@ -130,13 +132,11 @@ impl App {
                 let redis =
                     RedisCache::connect(url.expose(), &settings.cache.key_prefix, &instance_id())
                         .map_err(|e| StartupError::Cache(e.to_string()))?;
-                let hub = format!("{instance}.hub");
+                let hub = pipeline.hub.clone();
                 // Readings stored by other instances reach this one's clients.
                 redis
                     .relay(move |readings| {
-                        if let Some(hub) = ActorRef::<HubMsg>::where_is(hub.clone()) {
-                            let _ = hub.cast(HubMsg::Publish(readings.into(), Vec::new()));
-                        }
+                        hub.notify(HubMsg::Publish(readings.into(), Vec::new()));
                     })
                     .map_err(|e| StartupError::Cache(e.to_string()))?;
                 tracing::info!(prefix = %settings.cache.key_prefix, "cache: redis");
@@ -172,10 +172,7 @@ impl App {
             reason: e.to_string(),
         })?);
 
-        let context = DeliveryContext::new(
-            PipelineNames::new(&instance),
-            settings.persister.quarantine_max_bytes,
-        );
+        let context = DeliveryContext::new(pipeline, settings.persister.quarantine_max_bytes);
         let archive: Option<Arc<dyn Archive>> = match settings.archive.backend {
             ArchiveBackend::Off => None,
             ArchiveBackend::Local => {
@@ -214,8 +211,8 @@ impl App {
         let web = Arc::new(WebContext {
             store: store.clone(),
             cache: cache.clone(),
-            hub: context.names.hub.clone(),
-            stations: context.names.stations.clone(),
+            hub: context.pipeline.hub.clone(),
+            stations: context.pipeline.stations.clone(),
             tree: records.clone(),
             supervision: supervision.clone(),
             station_meta: station_meta.clone(),
@@ -234,7 +231,7 @@ impl App {
             latest_body: std::sync::Mutex::new(None),
         });
         let root = crate::actors::root::start(
-            context.names.root.clone(),
+            context.pipeline.root.clone(),
             RootArgs {
                 settings: settings.clone(),
                 supervision: supervision.clone(),
@@ -342,14 +339,15 @@ impl App {
 /// the persister, acknowledges it, then disconnects from the broker.
 async fn drain(context: &DeliveryContext) {
     let timeout = Some(Duration::from_secs(10));
-    let ingest = ActorRef::<IngestMsg>::where_is(context.names.ingest.clone());
+    let pipeline = &context.pipeline;
+    let ingest = pipeline.ingest.get();
     if let Some(ingest) = &ingest {
         let _ = ingest.call(IngestMsg::Pause, timeout).await;
     }
-    if let Some(stations) = ActorRef::<StationsMsg>::where_is(context.names.stations.clone()) {
+    if let Some(stations) = pipeline.stations.get() {
         let _ = stations.call(StationsMsg::Drain, timeout).await;
     }
-    if let Some(persister) = ActorRef::<PersisterMsg>::where_is(context.names.persister.clone()) {
+    if let Some(persister) = pipeline.persister.get() {
         match persister.call(PersisterMsg::Flush, timeout).await {
             Ok(ractor::rpc::CallResult::Success(Ok(()))) => tracing::info!("persister flushed"),
             other => {
@@ -357,18 +355,14 @@ async fn drain(context: &DeliveryContext) {
             }
         }
     }
-    if let Some(aggregator) = ActorRef::<crate::actors::aggregator::AggregatorMsg>::where_is(
-        context.names.aggregator.clone(),
-    ) {
+    if let Some(aggregator) = pipeline.aggregator.get() {
         // Rollups caught up with what was stored (what is left waits in
         // the outbox for the next start anyway).
         let _ = aggregator
             .call(crate::actors::aggregator::AggregatorMsg::Flush, timeout)
             .await;
     }
-    if let Some(archiver) =
-        ActorRef::<crate::actors::archiver::ArchiverMsg>::where_is(context.names.archiver.clone())
-    {
+    if let Some(archiver) = pipeline.archiver.get() {
         // Close the open spool segment; it is uploaded now or after restart.
         let _ = archiver
             .call(crate::actors::archiver::ArchiverMsg::Close, timeout)

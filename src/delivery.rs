@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use ractor::ActorRef;
 use rumqttc::{AsyncClient, Publish, QoS};
 
 use crate::actors::persister::PersisterMsg;
+use crate::actors::pipeline::{Address, Pipeline};
 use crate::actors::stations::StationsMsg;
 use crate::domain::{RejectReason, StationId};
 use crate::storage::QuarantineRecord;
@@ -26,43 +26,10 @@ use crate::storage::QuarantineRecord;
 /// actor does not count.
 pub const MAX_ATTEMPTS: u32 = 10;
 
-/// Actor names of one running pipeline, so that several instances can live
-/// in one process (tests) without clashing in ractor's registry.
-#[derive(Debug)]
-pub struct PipelineNames {
-    pub root: String,
-    pub pipeline: String,
-    pub http: String,
-    pub ingest: String,
-    pub stations: String,
-    pub persister: String,
-    pub hub: String,
-    pub archiver: String,
-    pub aggregator: String,
-    pub alerter: String,
-}
-
-impl PipelineNames {
-    pub fn new(instance: &str) -> Self {
-        Self {
-            root: format!("{instance}.root"),
-            pipeline: format!("{instance}.pipeline"),
-            http: format!("{instance}.web"),
-            ingest: format!("{instance}.ingest"),
-            stations: format!("{instance}.stations"),
-            persister: format!("{instance}.persister"),
-            hub: format!("{instance}.hub"),
-            archiver: format!("{instance}.archiver"),
-            aggregator: format!("{instance}.aggregator"),
-            alerter: format!("{instance}.alerter"),
-        }
-    }
-}
-
 /// Shared by every delivery of one pipeline.
 #[derive(Debug)]
 pub struct DeliveryContext {
-    pub names: PipelineNames,
+    pub pipeline: Pipeline,
     pub quarantine_max_bytes: usize,
     pub flow: Flow,
     stopping: AtomicBool,
@@ -111,9 +78,9 @@ impl Flow {
 }
 
 impl DeliveryContext {
-    pub fn new(names: PipelineNames, quarantine_max_bytes: usize) -> Arc<Self> {
+    pub fn new(pipeline: Pipeline, quarantine_max_bytes: usize) -> Arc<Self> {
         Arc::new(Self {
-            names,
+            pipeline,
             quarantine_max_bytes,
             flow: Flow::default(),
             stopping: AtomicBool::new(false),
@@ -487,18 +454,17 @@ impl DeliveryContext {
     /// (being restarted) the delivery waits in the background and is sent
     /// when it is back: it is never dropped, and waiting is not an attempt.
     pub fn to_stations(self: &Arc<Self>, delivery: Delivery) {
-        self.send_or_wait(self.names.stations.clone(), StationsMsg::Route(delivery));
+        self.send_or_wait(self.pipeline.stations.clone(), StationsMsg::Route(delivery));
     }
 
     /// Sends to the persister, waiting for it likewise.
     pub fn to_persister(self: &Arc<Self>, msg: PersisterMsg) {
-        self.send_or_wait(self.names.persister.clone(), msg);
+        self.send_or_wait(self.pipeline.persister.clone(), msg);
     }
 
-    fn send_or_wait<M: ractor::Message>(self: &Arc<Self>, name: String, msg: M) {
-        let msg = match try_send(&name, msg) {
-            None => return,
-            Some(msg) => msg,
+    fn send_or_wait<M: ractor::Message>(self: &Arc<Self>, to: Address<M>, msg: M) {
+        let Err(msg) = to.cast(msg) else {
+            return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
@@ -513,26 +479,13 @@ impl DeliveryContext {
                 if context.is_stopping() {
                     return;
                 }
-                match try_send(&name, msg) {
-                    None => return,
-                    Some(back) => msg = back,
+                match to.cast(msg) {
+                    Ok(()) => return,
+                    Err(back) => msg = back,
                 }
                 delay = (delay * 2).min(Duration::from_secs(1));
             }
         });
-    }
-}
-
-/// Casts to the actor registered as `name`; gives the message back if that
-/// actor is not running.
-fn try_send<M: ractor::Message>(name: &str, msg: M) -> Option<M> {
-    let Some(actor) = ActorRef::<M>::where_is(name) else {
-        return Some(msg);
-    };
-    match actor.cast(msg) {
-        Ok(()) => None,
-        Err(ractor::MessagingErr::SendErr(msg)) => Some(msg),
-        Err(_) => None,
     }
 }
 
@@ -550,7 +503,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let context = DeliveryContext::new(PipelineNames::new("shutdown-test"), 1024);
+        let context = DeliveryContext::new(Pipeline::new("shutdown-test"), 1024);
         let (tx, rx) = tokio::sync::oneshot::channel();
         runtime.block_on(async {
             let delivery = Delivery::new(

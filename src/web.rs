@@ -29,8 +29,8 @@ use crate::storage::{LatestCache, Station, Store};
 pub struct WebContext {
     pub store: Arc<dyn Store>,
     pub cache: Arc<dyn LatestCache>,
-    pub hub: String,
-    pub stations: String,
+    pub hub: crate::actors::pipeline::Address<crate::actors::hub::HubMsg>,
+    pub stations: crate::actors::pipeline::Address<crate::actors::stations::StationsMsg>,
     /// What the static supervisors know of their children.
     pub tree: Arc<crate::actors::root::TreeRecords>,
     /// The restart policies in force.
@@ -312,11 +312,10 @@ fn faults(
     warp::path!("faults" / "web")
         .and(warp::post())
         .map(move || {
-            if let Some(server) = ractor::ActorRef::<crate::actors::http::HttpMsg>::where_is(
-                ctx.deliveries.names.http.clone(),
-            ) {
-                let _ = server.cast(crate::actors::http::HttpMsg::Fail);
-            }
+            ctx.deliveries
+                .pipeline
+                .http
+                .notify(crate::actors::http::HttpMsg::Fail);
             warp::reply::with_status("", warp::http::StatusCode::ACCEPTED)
         })
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::actors::hub::{HubMsg, StationRollup};
+use crate::actors::pipeline::Address;
 use crate::storage::{HeldBatches, Leftovers, Store, StoredBatch};
 
 /// Readings held before a roll-up starts without waiting for the tick.
@@ -39,13 +40,13 @@ pub struct Aggregator;
 pub struct AggregatorArgs {
     pub store: Arc<dyn Store>,
     pub interval: Duration,
-    /// The hub's registered name.
-    pub hub: String,
+    /// Where live clients' rollups go.
+    pub hub: Address<HubMsg>,
 }
 
 pub struct AggregatorState {
     store: Arc<dyn Store>,
-    hub: String,
+    hub: Address<HubMsg>,
     held: HeldBatches,
     /// The last roll-up failed: wait for the tick rather than try again
     /// at every batch.
@@ -102,7 +103,7 @@ impl AggregatorState {
     async fn roll_up(&mut self, in_flight: Duration) {
         // Live clients get the periods a roll-up changed, as the upsert
         // itself returns them: nothing is read back.
-        let hub = ActorRef::<HubMsg>::where_is(self.hub.clone());
+        let hub = self.hub.get();
         let clients = match &hub {
             Some(hub) => matches!(
                 hub.call(HubMsg::ClientCount, Some(Duration::from_secs(1))).await,

@@ -18,6 +18,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::actors::hub::HubMsg;
+use crate::actors::pipeline::Address;
 use crate::config::AlertSettings;
 use crate::delivery::DeliveryContext;
 use crate::domain::alerts::{AlertEngine, AlertRules, Change, PipelineSample};
@@ -38,7 +39,7 @@ pub struct Alerter;
 pub struct AlerterArgs {
     pub store: Arc<dyn Store>,
     pub settings: AlertSettings,
-    pub hub: String,
+    pub hub: Address<HubMsg>,
     /// Where the pipeline's flow is counted.
     pub context: Arc<DeliveryContext>,
 }
@@ -46,7 +47,7 @@ pub struct AlerterArgs {
 pub struct AlerterState {
     store: Arc<dyn Store>,
     engine: AlertEngine,
-    hub: String,
+    hub: Address<HubMsg>,
     context: Arc<DeliveryContext>,
     webhook: Option<tokio::sync::mpsc::Sender<AlertRecord>>,
     /// Changes announced but not yet recorded, oldest first.
@@ -328,9 +329,7 @@ impl AlerterState {
             metrics::counter!("isobar_webhook_failures_total").increment(1);
             tracing::error!(rule = %alert.rule, "alert webhook queue full; alert not sent");
         }
-        if let Some(hub) = ActorRef::<HubMsg>::where_is(self.hub.clone()) {
-            let _ = hub.cast(HubMsg::Alert(alert));
-        }
+        self.hub.notify(HubMsg::Alert(alert));
     }
 }
 

@@ -157,11 +157,9 @@ pub struct RestartEvent {
 }
 
 impl RestartEvent {
-    /// Tells the hub registered as `hub`, if it is running.
-    pub fn announce(self, hub: &str) {
-        if let Some(hub) = ActorRef::<HubMsg>::where_is(hub) {
-            let _ = hub.cast(HubMsg::Restart(self));
-        }
+    /// Tells the hub, if it is running.
+    pub fn announce(self, hub: &crate::actors::pipeline::Address<HubMsg>) {
+        hub.notify(HubMsg::Restart(self));
     }
 }
 

@@ -79,7 +79,6 @@ impl PersisterMsg {
 pub struct PersisterArgs {
     pub store: Arc<dyn Store>,
     pub cache: Arc<dyn LatestCache>,
-    pub hub: String,
     /// Whether stored readings also go to the data lake's archiver.
     pub archive: bool,
     pub context: Arc<crate::delivery::DeliveryContext>,
@@ -518,30 +517,23 @@ impl PersisterState {
                 seq,
                 readings: new.clone(),
             };
-            let names = &self.args.context.names;
-            if let Some(aggregator) = ActorRef::<crate::actors::aggregator::AggregatorMsg>::where_is(
-                names.aggregator.clone(),
-            ) {
-                let _ = aggregator.cast(crate::actors::aggregator::AggregatorMsg::Stored(
+            let pipeline = &self.args.context.pipeline;
+            pipeline
+                .aggregator
+                .notify(crate::actors::aggregator::AggregatorMsg::Stored(
                     stored.clone(),
                 ));
-            }
-            if self.args.archive
-                && let Some(archiver) = ActorRef::<crate::actors::archiver::ArchiverMsg>::where_is(
-                    names.archiver.clone(),
-                )
-            {
-                let _ = archiver.cast(crate::actors::archiver::ArchiverMsg::Stored(stored));
+            if self.args.archive {
+                pipeline
+                    .archiver
+                    .notify(crate::actors::archiver::ArchiverMsg::Stored(stored));
             }
         }
-        if let Some(alerter) = ActorRef::<crate::actors::alerter::AlerterMsg>::where_is(
-            self.args.context.names.alerter.clone(),
-        ) {
-            let _ = alerter.cast(crate::actors::alerter::AlerterMsg::Readings(new.clone()));
-        }
-        if let Some(hub) = ActorRef::<HubMsg>::where_is(self.args.hub.clone()) {
-            let _ = hub.cast(HubMsg::Publish(new, traces));
-        }
+        let pipeline = &self.args.context.pipeline;
+        pipeline
+            .alerter
+            .notify(crate::actors::alerter::AlerterMsg::Readings(new.clone()));
+        pipeline.hub.notify(HubMsg::Publish(new, traces));
     }
 
     /// Writes everything held and waits for every write under way. Gives up
@@ -571,7 +563,8 @@ mod tests {
     use tokio::sync::{Notify, oneshot};
 
     use super::*;
-    use crate::delivery::{Ack, DeliveryContext, Format, PipelineNames};
+    use crate::actors::pipeline::Pipeline;
+    use crate::delivery::{Ack, DeliveryContext, Format};
     use crate::domain::{Observation, QcReport, StationId};
     use crate::storage::{HistoryQuery, MemoryCache, SqliteStore, Station, StoredQuarantine};
 
@@ -722,11 +715,10 @@ mod tests {
         batch_size: usize,
         flush_interval: Duration,
     ) -> (ActorRef<PersisterMsg>, Arc<DeliveryContext>) {
-        let context = DeliveryContext::new(PipelineNames::new("persister-test"), 1024);
+        let context = DeliveryContext::new(Pipeline::new("persister-test"), 1024);
         let args = PersisterArgs {
             store,
             cache: Arc::new(MemoryCache::default()),
-            hub: "persister-test.no-hub".into(),
             archive: false,
             context: context.clone(),
             batch_size,

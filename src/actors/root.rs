@@ -137,7 +137,7 @@ impl Observer for TreeObserver {
             with: n.with.to_vec(),
             at: chrono::Utc::now(),
         }
-        .announce(&self.context.names.hub);
+        .announce(&self.context.pipeline.hub);
     }
 
     fn stopping(&self) -> bool {
@@ -196,10 +196,10 @@ impl ChildSpec for PartSpec {
 
     async fn start(&self, supervisor: ActorCell) -> Result<Option<ActorCell>, ActorProcessingErr> {
         let a = &*self.args;
-        let names = &a.context.names;
+        let p = &a.context.pipeline;
         let cell = match self.part {
             Part::Pipeline => Actor::spawn_linked(
-                Some(names.pipeline.clone()),
+                Some(p.pipeline.clone()),
                 Supervisor,
                 SupervisorArgs {
                     group: "pipeline",
@@ -220,57 +220,55 @@ impl ChildSpec for PartSpec {
                 let args = PersisterArgs {
                     store: a.store.clone(),
                     cache: a.cache.clone(),
-                    hub: names.hub.clone(),
                     archive: a.archive.is_some(),
                     context: a.context.clone(),
                     batch_size: a.settings.persister.batch_size,
                     flush_interval: a.settings.persister.flush_interval,
                     writers: a.settings.persister.writers,
                 };
-                Actor::spawn_linked(Some(names.persister.clone()), Persister, args, supervisor)
+                p.persister
+                    .spawn_linked(Persister, args, supervisor)
                     .await?
-                    .0
-                    .get_cell()
             }
-            Part::Aggregator => Actor::spawn_linked(
-                Some(names.aggregator.clone()),
-                Aggregator,
-                AggregatorArgs {
-                    store: a.store.clone(),
-                    interval: std::time::Duration::from_secs(5),
-                    hub: names.hub.clone(),
-                },
-                supervisor,
-            )
-            .await?
-            .0
-            .get_cell(),
-            Part::Alerter => Actor::spawn_linked(
-                Some(names.alerter.clone()),
-                Alerter,
-                AlerterArgs {
-                    store: a.store.clone(),
-                    settings: a.settings.alerts.clone(),
-                    hub: names.hub.clone(),
-                    context: a.context.clone(),
-                },
-                supervisor,
-            )
-            .await?
-            .0
-            .get_cell(),
-            Part::Hub => Actor::spawn_linked(
-                Some(names.hub.clone()),
-                Hub,
-                HubArgs {
-                    store: a.store.clone(),
-                    check_every: std::time::Duration::from_secs(5),
-                },
-                supervisor,
-            )
-            .await?
-            .0
-            .get_cell(),
+            Part::Aggregator => {
+                p.aggregator
+                    .spawn_linked(
+                        Aggregator,
+                        AggregatorArgs {
+                            store: a.store.clone(),
+                            interval: std::time::Duration::from_secs(5),
+                            hub: p.hub.clone(),
+                        },
+                        supervisor,
+                    )
+                    .await?
+            }
+            Part::Alerter => {
+                p.alerter
+                    .spawn_linked(
+                        Alerter,
+                        AlerterArgs {
+                            store: a.store.clone(),
+                            settings: a.settings.alerts.clone(),
+                            hub: p.hub.clone(),
+                            context: a.context.clone(),
+                        },
+                        supervisor,
+                    )
+                    .await?
+            }
+            Part::Hub => {
+                p.hub
+                    .spawn_linked(
+                        Hub,
+                        HubArgs {
+                            store: a.store.clone(),
+                            check_every: std::time::Duration::from_secs(5),
+                        },
+                        supervisor,
+                    )
+                    .await?
+            }
             Part::Archiver => {
                 let Some(archive) = a.archive.clone() else {
                     return Ok(None);
@@ -283,10 +281,7 @@ impl ChildSpec for PartSpec {
                     segment_age: a.settings.archive.segment_age,
                     segment_bytes: a.settings.archive.segment_bytes,
                 };
-                Actor::spawn_linked(Some(names.archiver.clone()), Archiver, args, supervisor)
-                    .await?
-                    .0
-                    .get_cell()
+                p.archiver.spawn_linked(Archiver, args, supervisor).await?
             }
             Part::Stations => {
                 let args = StationsArgs {
@@ -294,15 +289,9 @@ impl ChildSpec for PartSpec {
                     supervision: a.supervision.clone(),
                     qc: Arc::new(a.settings.qc.clone()),
                 };
-                Actor::spawn_linked(
-                    Some(names.stations.clone()),
-                    StationsSupervisor,
-                    args,
-                    supervisor,
-                )
-                .await?
-                .0
-                .get_cell()
+                p.stations
+                    .spawn_linked(StationsSupervisor, args, supervisor)
+                    .await?
             }
             Part::Ingest => {
                 let mqtt = &a.settings.mqtt;
@@ -322,23 +311,20 @@ impl ChildSpec for PartSpec {
                     credentials: mqtt.credentials()?,
                     tls: mqtt.tls_files()?,
                 };
-                Actor::spawn_linked(Some(names.ingest.clone()), Ingest, args, supervisor)
-                    .await?
-                    .0
-                    .get_cell()
+                p.ingest.spawn_linked(Ingest, args, supervisor).await?
             }
-            Part::Web => Actor::spawn_linked(
-                Some(names.http.clone()),
-                HttpServer,
-                HttpArgs {
-                    listener: a.listener.clone(),
-                    web: a.web.clone(),
-                },
-                supervisor,
-            )
-            .await?
-            .0
-            .get_cell(),
+            Part::Web => {
+                p.http
+                    .spawn_linked(
+                        HttpServer,
+                        HttpArgs {
+                            listener: a.listener.clone(),
+                            web: a.web.clone(),
+                        },
+                        supervisor,
+                    )
+                    .await?
+            }
         };
         Ok(Some(cell))
     }

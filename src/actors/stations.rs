@@ -469,7 +469,7 @@ impl StationsState {
                     with: Vec::new(),
                     at: Utc::now(),
                 }
-                .announce(&self.context.names.hub);
+                .announce(&self.context.pipeline.hub);
                 myself.send_after(after, move || StationsMsg::Restart(id));
                 Ok(())
             }

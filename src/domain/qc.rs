@@ -661,10 +661,7 @@ impl StationQc {
             let state = &mut self.variables[variable.index()];
             // After a long gap nothing remembered is a reference any more;
             // the sensor's resolution still holds.
-            if state
-                .last_good
-                .is_some_and(|(t0, _)| t_us - t0 > max_gap)
-            {
+            if state.last_good.is_some_and(|(t0, _)| t_us - t0 > max_gap) {
                 *state = VariableState {
                     resolution: state.resolution,
                     ..VariableState::default()
@@ -741,9 +738,8 @@ impl VariableState {
             return;
         };
         let resolution = self.resolution().unwrap_or(0.0);
-        let step_limit = |since: Micros| {
-            step_allowed(limits, t - since).map(|limit| limit.max(resolution))
-        };
+        let step_limit =
+            |since: Micros| step_allowed(limits, t - since).map(|limit| limit.max(resolution));
         let within = |since: Micros, from: f64| {
             step_limit(since).is_none_or(|limit| (value - from).abs() <= limit + TOLERANCE)
         };

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use ractor::ActorRef;
 use tokio::sync::mpsc;
 use warp::ws::{Message, WebSocket};
 use warp::{Filter, Rejection, Reply};
@@ -154,7 +153,7 @@ async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc
     // holds only its newest message.
     let rollups = Arc::new(RollupLane::new(ctx.client_queue.max(1024) * 4));
     // Subscribe before taking the snapshot so nothing falls between them.
-    let Some(hub) = ActorRef::<HubMsg>::where_is(ctx.hub.clone()) else {
+    let Some(hub) = ctx.hub.get() else {
         return;
     };
     let client = LiveClient {
