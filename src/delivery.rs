@@ -449,7 +449,55 @@ impl Drop for Delivery {
     }
 }
 
+/// A message as a source hands it in: the station it is for (or why it
+/// names none), where it came from, what it says and how to acknowledge it.
+#[derive(Debug)]
+pub struct Arrival {
+    pub station: Result<StationId, RejectReason>,
+    /// The MQTT topic, or the upload's route (`http:<format>`).
+    pub source: String,
+    pub payload: Bytes,
+    pub format: Format,
+    pub ack: Ack,
+}
+
 impl DeliveryContext {
+    /// The one front door of the pipeline: every source (MQTT, HTTP
+    /// uploads) hands its messages in here. A message for a station goes
+    /// to that station's actor; one that names none is quarantined with
+    /// the reason. Either way it is acknowledged once what it carried is
+    /// stored.
+    pub fn submit(self: &Arc<Self>, arrival: Arrival) {
+        let Arrival {
+            station,
+            source,
+            payload,
+            format,
+            ack,
+        } = arrival;
+        let delivery = Delivery::new(
+            station.as_ref().ok().cloned(),
+            source,
+            payload,
+            format,
+            ack,
+            self.clone(),
+        );
+        let _ingest = tracing::info_span!(target: crate::telemetry::TRACE_TARGET,
+            parent: &delivery.span, "ingest", source = %delivery.source)
+        .entered();
+        match station {
+            // Waits in the background if the supervisor is restarting.
+            Ok(_) => self.to_stations(delivery),
+            Err(reason) => {
+                tracing::info!(source = %delivery.source, reason = reason.code(),
+                    "message quarantined");
+                let record = delivery.quarantine_record(&reason);
+                self.to_persister(PersisterMsg::quarantine(record, delivery));
+            }
+        }
+    }
+
     /// Sends a delivery to the station supervisor. While it is not running
     /// (being restarted) the delivery waits in the background and is sent
     /// when it is back: it is never dropped, and waiting is not an attempt.

@@ -5,6 +5,7 @@
 //! before each restart. ractor reports failures; this module decides what
 //! to do about them. It knows nothing about weather.
 
+pub mod address;
 mod backoff;
 mod intensity;
 pub mod tree;

@@ -11,8 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::task::JoinHandle;
 
-use crate::actors::persister::PersisterMsg;
-use crate::delivery::{AckSequencer, Delivery, DeliveryContext, Format};
+use crate::delivery::{AckSequencer, Arrival, DeliveryContext, Format};
 use crate::domain::{RejectReason, StationId};
 use crate::health::Health;
 
@@ -214,38 +213,13 @@ impl Router {
         }
         self.received.increment(1);
         let ack = acks.ticket(&publish);
-        match self.station_of(&publish.topic) {
-            Ok(station) => {
-                let delivery = Delivery::new(
-                    Some(station),
-                    publish.topic,
-                    publish.payload,
-                    Format::Mqtt,
-                    ack,
-                    self.context.clone(),
-                );
-                let _ingest = tracing::info_span!(target: crate::telemetry::TRACE_TARGET,
-                    parent: &delivery.span, "ingest", topic = %delivery.source)
-                .entered();
-                // Waits in the background if the supervisor is restarting.
-                self.context.to_stations(delivery);
-            }
-            Err(reason) => {
-                tracing::info!(topic = %publish.topic, reason = reason.code(),
-                    "message quarantined");
-                let delivery = Delivery::new(
-                    None,
-                    publish.topic,
-                    publish.payload,
-                    Format::Mqtt,
-                    ack,
-                    self.context.clone(),
-                );
-                let record = delivery.quarantine_record(&reason);
-                self.context
-                    .to_persister(PersisterMsg::quarantine(record, delivery));
-            }
-        }
+        self.context.submit(Arrival {
+            station: self.station_of(&publish.topic),
+            source: publish.topic,
+            payload: publish.payload,
+            format: Format::Mqtt,
+            ack,
+        });
     }
 }
 

@@ -1,6 +1,8 @@
 //! The persister: gathers readings and quarantine records into batches,
 //! writes each batch in one transaction, and only then acknowledges the
-//! deliveries, updates the latest-reading cache and tells the hub. A store
+//! deliveries, updates the latest-reading cache and publishes the new
+//! readings on its [`StoredPort`] (the pipeline's builder subscribes the
+//! consumers: the aggregator, the archiver, the alerter, the hub). A store
 //! failure keeps the batch and retries it with backoff; nothing is acked that
 //! is not stored, so the broker holds the rest (backpressure).
 //!
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 
-use crate::actors::hub::HubMsg;
+use crate::actors::pipeline::{Stored, StoredPort};
 use crate::delivery::{Delivery, Verdict};
 use crate::domain::{Reading, RejectReason};
 use crate::storage::{
@@ -79,8 +81,11 @@ impl PersisterMsg {
 pub struct PersisterArgs {
     pub store: Arc<dyn Store>,
     pub cache: Arc<dyn LatestCache>,
-    /// Whether stored readings also go to the data lake's archiver.
+    /// Whether stored readings also go to the data lake's archiver (the
+    /// store keeps them in the outbox for it).
     pub archive: bool,
+    /// Where the new readings of each committed batch are published.
+    pub stored: Arc<StoredPort>,
     pub context: Arc<crate::delivery::DeliveryContext>,
     pub batch_size: usize,
     /// How long a batch may wait to fill while a writer is free.
@@ -512,28 +517,14 @@ impl PersisterState {
         tokio::spawn(async move { cache.put_newer(&for_cache).await });
         // The batch's outbox entry keeps the readings for the aggregator
         // and the archiver until they have used these.
-        if let Some(seq) = outcome.seq {
-            let stored = StoredBatch {
+        self.args.stored.publish(&Stored {
+            batch: outcome.seq.map(|seq| StoredBatch {
                 seq,
                 readings: new.clone(),
-            };
-            let pipeline = &self.args.context.pipeline;
-            pipeline
-                .aggregator
-                .notify(crate::actors::aggregator::AggregatorMsg::Stored(
-                    stored.clone(),
-                ));
-            if self.args.archive {
-                pipeline
-                    .archiver
-                    .notify(crate::actors::archiver::ArchiverMsg::Stored(stored));
-            }
-        }
-        let pipeline = &self.args.context.pipeline;
-        pipeline
-            .alerter
-            .notify(crate::actors::alerter::AlerterMsg::Readings(new.clone()));
-        pipeline.hub.notify(HubMsg::Publish(new, traces));
+            }),
+            readings: new,
+            traces,
+        });
     }
 
     /// Writes everything held and waits for every write under way. Gives up
@@ -720,6 +711,7 @@ mod tests {
             store,
             cache: Arc::new(MemoryCache::default()),
             archive: false,
+            stored: Arc::default(),
             context: context.clone(),
             batch_size,
             flush_interval,

@@ -3,10 +3,11 @@
 //! through its address, which then points at the new incarnation; senders
 //! keep the same address across restarts and never look an actor up by
 //! name. A message of the wrong type for an address does not compile.
+//! Stored readings go out once, on a [`StoredPort`], to whoever subscribed.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use ractor::{Actor, ActorCell, ActorRef, Message, MessagingErr, SpawnErr};
+pub use crate::supervisor::address::Address;
 
 use crate::actors::aggregator::AggregatorMsg;
 use crate::actors::alerter::AlerterMsg;
@@ -16,107 +17,8 @@ use crate::actors::hub::HubMsg;
 use crate::actors::ingest::IngestMsg;
 use crate::actors::persister::PersisterMsg;
 use crate::actors::stations::StationsMsg;
-
-/// The address of one actor of the pipeline: the incarnation running now,
-/// if any. Clones share it.
-pub struct Address<M: Message> {
-    /// The name the actor is spawned under (unique per pipeline, so that
-    /// several pipelines can live in one process, as tests run them).
-    name: Arc<str>,
-    current: Arc<RwLock<Option<ActorRef<M>>>>,
-}
-
-impl<M: Message> Clone for Address<M> {
-    fn clone(&self) -> Self {
-        Self {
-            name: self.name.clone(),
-            current: self.current.clone(),
-        }
-    }
-}
-
-impl<M: Message> std::fmt::Debug for Address<M> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Address")
-            .field("name", &self.name)
-            .field("running", &self.get().is_some())
-            .finish()
-    }
-}
-
-impl<M: Message> Address<M> {
-    pub fn new(name: impl Into<Arc<str>>) -> Self {
-        Self {
-            name: name.into(),
-            current: Arc::default(),
-        }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The actor at this address, if one is running (not stopping or
-    /// stopped).
-    pub fn get(&self) -> Option<ActorRef<M>> {
-        let current = self
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()?;
-        (current.get_status() < ractor::ActorStatus::Draining).then_some(current)
-    }
-
-    /// Sends `msg` to the actor running here; gives it back when none is
-    /// (not started yet, or between a failure and its restart).
-    pub fn cast(&self, msg: M) -> Result<(), M> {
-        let current = self
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let Some(actor) = current else {
-            return Err(msg);
-        };
-        match actor.cast(msg) {
-            Ok(()) => Ok(()),
-            Err(MessagingErr::SendErr(msg)) => Err(msg),
-            // A typed reference cannot send a message of the wrong type,
-            // and a local actor has no other failure.
-            Err(e) => {
-                tracing::error!(actor = %self.name, error = %e, "message not sent");
-                Ok(())
-            }
-        }
-    }
-
-    /// Sends `msg` if the actor is running; a message for an actor that
-    /// is not is of no use later (a live update, a notice).
-    pub fn notify(&self, msg: M) {
-        let _ = self.cast(msg);
-    }
-
-    /// Spawns `actor` here, linked to `supervisor`: from now on this
-    /// address is the new incarnation.
-    pub async fn spawn_linked<A>(
-        &self,
-        actor: A,
-        args: A::Arguments,
-        supervisor: ActorCell,
-    ) -> Result<ActorCell, SpawnErr>
-    where
-        A: Actor<Msg = M>,
-    {
-        let (spawned, _) =
-            Actor::spawn_linked(Some(self.name.to_string()), actor, args, supervisor).await?;
-        self.bind(spawned.clone());
-        Ok(spawned.get_cell())
-    }
-
-    fn bind(&self, actor: ActorRef<M>) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(actor);
-    }
-}
+use crate::domain::Reading;
+use crate::storage::StoredBatch;
 
 /// The addresses of one running pipeline: every actor a part of the daemon
 /// sends to. The supervisors that group them (`root`, `pipeline`) are
@@ -154,78 +56,83 @@ impl Pipeline {
     }
 }
 
+/// A batch of new readings just committed, as the persister publishes it.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The readings the store did not hold before.
+    pub readings: Arc<[Reading]>,
+    /// The batch's outbox entry, which keeps the readings for the rollups
+    /// and the archive until they have used them; `None` when the store
+    /// kept none.
+    pub batch: Option<StoredBatch>,
+    /// The traces of the deliveries that carried them (empty unless traces
+    /// are recorded).
+    pub traces: Vec<tracing::Span>,
+}
+
+type Subscriber = Box<dyn Fn(&Stored) + Send + Sync>;
+
+/// Stored readings, published once to every subscriber in the order they
+/// subscribed. Whoever builds the pipeline subscribes its consumers (the
+/// aggregator, the archiver, the alerter, the hub); the persister names
+/// none of them.
+#[derive(Default)]
+pub struct StoredPort {
+    subscribers: Vec<Subscriber>,
+}
+
+impl std::fmt::Debug for StoredPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredPort")
+            .field("subscribers", &self.subscribers.len())
+            .finish()
+    }
+}
+
+impl StoredPort {
+    /// Adds a consumer: it turns what was stored into its own message.
+    pub fn subscribe(&mut self, consumer: impl Fn(&Stored) + Send + Sync + 'static) {
+        self.subscribers.push(Box::new(consumer));
+    }
+
+    pub fn publish(&self, stored: &Stored) {
+        for subscriber in &self.subscribers {
+            subscriber(stored);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    struct Echo;
-
-    #[derive(Debug)]
-    enum EchoMsg {
-        Ping(ractor::RpcReplyPort<u32>),
-        Fail,
-    }
-
-    impl Actor for Echo {
-        type Msg = EchoMsg;
-        type State = u32;
-        type Arguments = u32;
-
-        async fn pre_start(
-            &self,
-            _: ActorRef<EchoMsg>,
-            incarnation: u32,
-        ) -> Result<u32, ractor::ActorProcessingErr> {
-            Ok(incarnation)
+    /// Every subscriber hears of every stored batch once, in the order
+    /// they subscribed.
+    #[test]
+    fn stored_readings_reach_every_subscriber_once() {
+        use std::sync::Mutex;
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let mut port = StoredPort::default();
+        for name in ["first", "second"] {
+            let heard = heard.clone();
+            port.subscribe(move |s: &Stored| heard.lock().unwrap().push((name, s.readings.len())));
         }
-
-        async fn handle(
-            &self,
-            _: ActorRef<EchoMsg>,
-            msg: EchoMsg,
-            incarnation: &mut u32,
-        ) -> Result<(), ractor::ActorProcessingErr> {
-            match msg {
-                EchoMsg::Ping(reply) => {
-                    let _ = reply.send(*incarnation);
-                    Ok(())
-                }
-                EchoMsg::Fail => Err("asked to fail".into()),
-            }
+        let now = chrono::Utc::now();
+        let reading = crate::domain::Reading::new(
+            crate::domain::Observation::new(crate::domain::StationId::parse("WS001").unwrap(), now),
+            now,
+            crate::domain::QcReport::default(),
+        );
+        for n in [1, 2] {
+            port.publish(&Stored {
+                readings: vec![reading.clone(); n].into(),
+                batch: None,
+                traces: Vec::new(),
+            });
         }
-    }
-
-    async fn ping(address: &Address<EchoMsg>) -> Option<u32> {
-        let actor = address.get()?;
-        ractor::call!(actor, EchoMsg::Ping).ok()
-    }
-
-    /// An address follows its actor across a failure and a new spawn:
-    /// messages sent while none runs come back to the sender.
-    #[tokio::test]
-    async fn an_address_follows_its_actor_across_restarts() {
-        let address = Address::<EchoMsg>::new("address-test.echo");
-        assert!(address.get().is_none());
-        assert!(matches!(address.cast(EchoMsg::Fail), Err(EchoMsg::Fail)));
-
-        let (first, handle) = Actor::spawn(Some(address.name().to_owned()), Echo, 1)
-            .await
-            .unwrap();
-        address.bind(first);
-        assert_eq!(ping(&address).await, Some(1));
-
-        address.cast(EchoMsg::Fail).unwrap();
-        handle.await.unwrap();
-        assert!(address.get().is_none());
-        assert!(matches!(address.cast(EchoMsg::Fail), Err(EchoMsg::Fail)));
-
-        let (second, handle) = Actor::spawn(Some(address.name().to_owned()), Echo, 2)
-            .await
-            .unwrap();
-        address.bind(second);
-        let clone = address.clone();
-        assert_eq!(ping(&clone).await, Some(2));
-        clone.get().unwrap().stop(None);
-        handle.await.unwrap();
+        assert_eq!(
+            *heard.lock().unwrap(),
+            [("first", 1), ("second", 1), ("first", 2), ("second", 2)]
+        );
     }
 }

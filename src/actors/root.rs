@@ -18,13 +18,14 @@ use std::sync::Arc;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc;
 
-use crate::actors::aggregator::{Aggregator, AggregatorArgs};
-use crate::actors::alerter::{Alerter, AlerterArgs};
-use crate::actors::archiver::{Archiver, ArchiverArgs};
+use crate::actors::aggregator::{Aggregator, AggregatorArgs, AggregatorMsg};
+use crate::actors::alerter::{Alerter, AlerterArgs, AlerterMsg};
+use crate::actors::archiver::{Archiver, ArchiverArgs, ArchiverMsg};
 use crate::actors::http::{HttpArgs, HttpServer};
-use crate::actors::hub::{Hub, HubArgs, RestartEvent};
+use crate::actors::hub::{Hub, HubArgs, HubMsg, RestartEvent};
 use crate::actors::ingest::{Ingest, IngestArgs};
 use crate::actors::persister::{Persister, PersisterArgs};
+use crate::actors::pipeline::{Pipeline, Stored, StoredPort};
 use crate::actors::stations::{StationsArgs, StationsSupervisor};
 use crate::config::{Settings, SharedSupervision};
 use crate::delivery::DeliveryContext;
@@ -188,6 +189,33 @@ pub async fn start(name: String, args: RootArgs) -> Result<ActorRef<SupervisorMs
     Ok(root)
 }
 
+/// Who hears of stored readings: the aggregator and the archiver through
+/// the batch's outbox entry, the alerter and the hub.
+fn stored_port(p: &Pipeline, archive: bool) -> StoredPort {
+    let mut port = StoredPort::default();
+    let aggregator = p.aggregator.clone();
+    port.subscribe(move |s: &Stored| {
+        if let Some(batch) = &s.batch {
+            aggregator.notify(AggregatorMsg::Stored(batch.clone()));
+        }
+    });
+    if archive {
+        let archiver = p.archiver.clone();
+        port.subscribe(move |s: &Stored| {
+            if let Some(batch) = &s.batch {
+                archiver.notify(ArchiverMsg::Stored(batch.clone()));
+            }
+        });
+    }
+    let alerter = p.alerter.clone();
+    port.subscribe(move |s: &Stored| alerter.notify(AlerterMsg::Readings(s.readings.clone())));
+    let hub = p.hub.clone();
+    port.subscribe(move |s: &Stored| {
+        hub.notify(HubMsg::Publish(s.readings.clone(), s.traces.clone()))
+    });
+    port
+}
+
 #[async_trait::async_trait]
 impl ChildSpec for PartSpec {
     fn name(&self) -> &'static str {
@@ -221,6 +249,7 @@ impl ChildSpec for PartSpec {
                     store: a.store.clone(),
                     cache: a.cache.clone(),
                     archive: a.archive.is_some(),
+                    stored: Arc::new(stored_port(p, a.archive.is_some())),
                     context: a.context.clone(),
                     batch_size: a.settings.persister.batch_size,
                     flush_interval: a.settings.persister.flush_interval,

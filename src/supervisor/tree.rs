@@ -391,6 +391,7 @@ mod tests {
     //! The supervisor with real actors: children that fail on request.
 
     use super::*;
+    use crate::supervisor::address::Address;
     use crate::supervisor::{Backoff, Restart, Strategy};
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -429,7 +430,7 @@ mod tests {
         name: &'static str,
         starts: Arc<AtomicU32>,
         refuse: Arc<AtomicBool>,
-        prefix: String,
+        address: Address<WorkerMsg>,
     }
 
     #[async_trait::async_trait]
@@ -445,9 +446,9 @@ mod tests {
                 return Err("refused to start".into());
             }
             self.starts.fetch_add(1, Ordering::SeqCst);
-            let name = format!("{}.{}", self.prefix, self.name);
-            let (w, _) = Actor::spawn_linked(Some(name), Worker, (), supervisor).await?;
-            Ok(Some(w.get_cell()))
+            Ok(Some(
+                self.address.spawn_linked(Worker, (), supervisor).await?,
+            ))
         }
     }
 
@@ -464,7 +465,7 @@ mod tests {
         starts: Vec<Arc<AtomicU32>>,
         refuse: Vec<Arc<AtomicBool>>,
         record: Arc<GroupRecord>,
-        prefix: String,
+        addresses: Vec<Address<WorkerMsg>>,
         gave_up: tokio::sync::mpsc::UnboundedReceiver<String>,
     }
 
@@ -493,6 +494,10 @@ mod tests {
             .iter()
             .map(|_| Arc::new(AtomicBool::new(false)))
             .collect();
+        let addresses: Vec<Address<WorkerMsg>> = NAMES
+            .iter()
+            .map(|name| Address::new(format!("{prefix}.{name}")))
+            .collect();
         let children: Vec<Arc<dyn ChildSpec>> = NAMES
             .iter()
             .enumerate()
@@ -501,7 +506,7 @@ mod tests {
                     name,
                     starts: starts[i].clone(),
                     refuse: refuse[i].clone(),
-                    prefix: prefix.clone(),
+                    address: addresses[i].clone(),
                 }) as Arc<dyn ChildSpec>
             })
             .collect();
@@ -526,15 +531,15 @@ mod tests {
             starts,
             refuse,
             record,
-            prefix,
+            addresses,
             gave_up,
         }
     }
 
     impl Tree {
         fn tell(&self, child: &str, msg: WorkerMsg) {
-            let w = ActorRef::<WorkerMsg>::where_is(format!("{}.{child}", self.prefix))
-                .expect("child running");
+            let i = NAMES.iter().position(|n| *n == child).expect("a child");
+            let w = self.addresses[i].get().expect("child running");
             w.cast(msg).unwrap();
         }
 
@@ -660,7 +665,7 @@ mod tests {
         struct Inner {
             starts: Arc<AtomicU32>,
             record: Arc<GroupRecord>,
-            prefix: String,
+            worker: Address<WorkerMsg>,
         }
         #[async_trait::async_trait]
         impl ChildSpec for Inner {
@@ -675,7 +680,7 @@ mod tests {
                     name: "w",
                     starts: self.starts.clone(),
                     refuse: Arc::new(AtomicBool::new(false)),
-                    prefix: self.prefix.clone(),
+                    address: self.worker.clone(),
                 });
                 let (s, _) = Actor::spawn_linked(
                     None,
@@ -697,11 +702,11 @@ mod tests {
         let starts = Arc::new(AtomicU32::new(0));
         let inner_record = GroupRecord::new("inner", ["w"]);
         let outer_record = GroupRecord::new("outer", ["inner"]);
-        let prefix = "escalation".to_owned();
+        let worker = Address::<WorkerMsg>::new("escalation.w");
         let inner: Arc<dyn ChildSpec> = Arc::new(Inner {
             starts: starts.clone(),
             record: inner_record.clone(),
-            prefix: prefix.clone(),
+            worker: worker.clone(),
         });
         let (tx, _gave_up) = tokio::sync::mpsc::unbounded_channel();
         let (outer, _) = Actor::spawn(
@@ -721,8 +726,7 @@ mod tests {
         let fail = || async {
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
-                if let Some(w) = ActorRef::<WorkerMsg>::where_is(format!("{prefix}.w")) {
-                    w.cast(WorkerMsg::Fail).unwrap();
+                if worker.cast(WorkerMsg::Fail).is_ok() {
                     return;
                 }
                 assert!(Instant::now() < deadline, "worker never came back");
@@ -758,6 +762,6 @@ mod tests {
         // The inner group's history survived its supervisor's restart.
         assert_eq!(inner_record.children()[0].restarts, 1);
         outer.stop_and_wait(None, None).await.unwrap();
-        assert!(ActorRef::<WorkerMsg>::where_is(format!("{prefix}.w")).is_none());
+        assert!(worker.get().is_none());
     }
 }

@@ -18,7 +18,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::{ApiError, WebContext, with};
-use crate::delivery::{Ack, Delivery, Format, Verdict};
+use crate::delivery::{Ack, Arrival, Format, Verdict};
 use crate::domain::{MAX_PAYLOAD_BYTES, RejectReason, StationId};
 
 /// An upload, once stored.
@@ -206,33 +206,17 @@ async fn ingest(
     };
     let source = format!("http:{}", format.name());
     let (tx, rx) = oneshot::channel();
-    let station = StationId::parse(&raw_station);
-    let delivery = Delivery::new(
-        station.as_ref().ok().cloned(),
+    let station = StationId::parse(&raw_station).map_err(|e| RejectReason::InvalidStationId {
+        value: raw_station.clone(),
+        reason: e.to_string(),
+    });
+    ctx.deliveries.submit(Arrival {
+        station,
         source,
         payload,
         format,
-        Ack::Http(tx),
-        ctx.deliveries.clone(),
-    );
-    let ingest = tracing::info_span!(target: crate::telemetry::TRACE_TARGET,
-        parent: &delivery.span, "ingest", route = %delivery.source);
-    let routed = ingest.enter();
-    match station {
-        Ok(_) => ctx.deliveries.to_stations(delivery),
-        Err(e) => {
-            let reason = RejectReason::InvalidStationId {
-                value: raw_station.clone(),
-                reason: e.to_string(),
-            };
-            let record = delivery.quarantine_record(&reason);
-            ctx.deliveries
-                .to_persister(crate::actors::persister::PersisterMsg::quarantine(
-                    record, delivery,
-                ));
-        }
-    }
-    drop(routed);
+        ack: Ack::Http(tx),
+    });
     let verdict = match tokio::time::timeout(STORE_TIMEOUT, rx).await {
         Ok(Ok(verdict)) => verdict,
         _ => {
