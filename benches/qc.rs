@@ -38,6 +38,22 @@ struct Record {
     readings: Vec<Observation>,
 }
 
+impl Record {
+    /// One station's readings as JSON lines, parsed once for the checks.
+    fn new(station: StationId, lines: Vec<String>) -> Self {
+        let now = Utc::now();
+        let readings = lines
+            .iter()
+            .map(|l| parse_observation(&station, l.as_bytes(), now).expect("a valid reading"))
+            .collect();
+        Self {
+            station,
+            lines,
+            readings,
+        }
+    }
+}
+
 fn load(name: &str, every: usize) -> Record {
     let path = format!(
         "{}/tests/data/qc/{name}.jsonl.gz",
@@ -51,17 +67,10 @@ fn load(name: &str, every: usize) -> Record {
         serde_json::from_str(text.lines().next().expect("a reading")).expect("JSON");
     let station = StationId::parse(first["station_id"].as_str().expect("a station id"))
         .expect("a valid station id");
-    let lines: Vec<String> = text.lines().step_by(every).map(str::to_owned).collect();
-    let now = Utc::now();
-    let readings = lines
-        .iter()
-        .map(|l| parse_observation(&station, l.as_bytes(), now).expect("a valid reading"))
-        .collect();
-    Record {
+    Record::new(
         station,
-        lines,
-        readings,
-    }
+        text.lines().step_by(every).map(str::to_owned).collect(),
+    )
 }
 
 /// `per_station` random readings of each of `stations` stations, as JSON.
@@ -94,15 +103,7 @@ fn noisy(stations: usize, per_station: usize) -> Vec<Record> {
                     .to_string()
                 })
                 .collect();
-            let readings = lines
-                .iter()
-                .map(|l| parse_observation(&station, l.as_bytes(), now).expect("a valid reading"))
-                .collect();
-            Record {
-                station,
-                lines,
-                readings,
-            }
+            Record::new(station, lines)
         })
         .collect()
 }
