@@ -39,6 +39,8 @@ pub mod broker;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod health;
 pub mod publisher;
 pub mod replay;

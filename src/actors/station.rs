@@ -158,24 +158,17 @@ impl StationState {
                     &rejected.reason,
                 ));
         }
+        #[cfg(feature = "fault-injection")]
+        if !parsed.observations.is_empty() {
+            match crate::faults::requested(&delivery.payload) {
+                Some(crate::faults::Fault::StationPanic) => {
+                    panic!("fault injected into station {}", self.station_id)
+                }
+                Some(crate::faults::Fault::Persister(times)) => outcome.fail_persister = times,
+                None => {}
+            }
+        }
         for observation in parsed.observations {
-            #[cfg(feature = "fault-injection")]
-            if observation.fault.as_deref() == Some("panic") {
-                panic!("fault injected into station {}", self.station_id);
-            }
-            #[cfg(feature = "fault-injection")]
-            if let Some(times) =
-                observation
-                    .fault
-                    .as_deref()
-                    .and_then(|f| match f.strip_prefix("persister") {
-                        Some("") => Some(1),
-                        Some(n) => n.strip_prefix(':')?.parse().ok(),
-                        None => None,
-                    })
-            {
-                outcome.fail_persister = times;
-            }
             let qc = self
                 .qc
                 .check(&observation, delivery.received_at, &self.qc_config);

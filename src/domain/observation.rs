@@ -37,9 +37,6 @@ pub struct Observation {
     pub elevation_m: Option<f64>,
     /// Pressure reduced to sea level, when the station reports it.
     pub sea_level_pressure_hpa: Option<f64>,
-    /// Test-only request to fail while processing this observation.
-    #[cfg(feature = "fault-injection")]
-    pub fault: Option<String>,
 }
 
 /// Why a message was not accepted as a reading. Every variant has a stable
@@ -173,8 +170,6 @@ impl Observation {
             wind_gust_ms: None,
             elevation_m: None,
             sea_level_pressure_hpa: None,
-            #[cfg(feature = "fault-injection")]
-            fault: None,
         }
     }
 

@@ -25,8 +25,6 @@ struct Wire {
     elevation: Option<f64>,
     sea_level_pressure: Option<f64>,
     timestamp: Option<String>,
-    #[cfg(feature = "fault-injection")]
-    isobar_fault: Option<String>,
 }
 
 /// Parses and validates one payload received on the topic of `station`.
@@ -66,10 +64,6 @@ pub fn parse_observation(
     obs.wind_speed_ms = wire.wind_speed;
     obs.wind_gust_ms = wire.wind_gust;
     obs.wind_direction_deg = wire.wind_direction;
-    #[cfg(feature = "fault-injection")]
-    {
-        obs.fault = wire.isobar_fault;
-    }
     obs.validate(now)
 }
 
