@@ -20,8 +20,7 @@ use crate::actors::pipeline::Pipeline;
 use crate::actors::root::{RootArgs, TreeRecords};
 use crate::actors::stations::StationsMsg;
 use crate::broker::{BrokerError, EmbeddedBroker};
-use crate::config::{ArchiveBackend, CacheBackend};
-use crate::config::{MqttMode, Settings, SharedSupervision, parse_host_port};
+use crate::config::{ArchiveTarget, CacheTarget, ConfigError, Settings, SharedSupervision};
 use crate::delivery::DeliveryContext;
 use crate::health::Health;
 use crate::storage::archive::{Archive, LocalArchive, S3Archive};
@@ -46,6 +45,10 @@ pub enum StartupError {
     Actors(String),
     #[error("invalid configuration: {0}")]
     Auth(String),
+    /// The settings are checked before the daemon starts; this is what
+    /// building it makes of them, should they not have been.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,14 +124,9 @@ impl App {
             Duration::from_secs(30),
         )
         .await?;
-        let cache: Arc<dyn LatestCache> = match settings.cache.backend {
-            CacheBackend::Memory => Arc::new(MemoryCache::default()),
-            CacheBackend::Redis => {
-                let url = settings
-                    .cache
-                    .redis_url
-                    .as_ref()
-                    .expect("validated with the settings");
+        let cache: Arc<dyn LatestCache> = match settings.cache.target()? {
+            CacheTarget::Memory => Arc::new(MemoryCache::default()),
+            CacheTarget::Redis { url } => {
                 let redis =
                     RedisCache::connect(url.expose(), &settings.cache.key_prefix, &instance_id())
                         .map_err(|e| StartupError::Cache(e.to_string()))?;
@@ -144,16 +142,14 @@ impl App {
             }
         };
 
-        let mqtt_addr = match settings.mqtt.mode {
-            MqttMode::Embedded => {
+        let mqtt_addr = match settings.mqtt.external_broker()? {
+            Some(external) => external,
+            None => {
                 let listen = settings.mqtt.listen;
                 let max_inflight = settings.mqtt.max_inflight;
                 let broker =
                     tokio::task::block_in_place(|| EmbeddedBroker::start(listen, max_inflight))?;
                 (broker.addr().ip().to_string(), broker.addr().port())
-            }
-            MqttMode::External => {
-                parse_host_port(&settings.mqtt.broker).expect("validated with the settings")
             }
         };
 
@@ -173,16 +169,15 @@ impl App {
         })?);
 
         let context = DeliveryContext::new(pipeline, settings.persister.quarantine_max_bytes);
-        let archive: Option<Arc<dyn Archive>> = match settings.archive.backend {
-            ArchiveBackend::Off => None,
-            ArchiveBackend::Local => {
+        let archive: Option<Arc<dyn Archive>> = match settings.archive.target()? {
+            ArchiveTarget::Off => None,
+            ArchiveTarget::Local => {
                 let dir = settings.archive.local_dir(&settings.storage);
                 tracing::info!(dir = %dir.display(), "archive: local directory");
                 Some(Arc::new(LocalArchive::new(dir)))
             }
-            ArchiveBackend::S3 => {
+            ArchiveTarget::S3 { bucket } => {
                 let a = &settings.archive;
-                let bucket = a.bucket.as_deref().expect("validated with the settings");
                 tracing::info!(bucket, endpoint = ?a.endpoint_url, "archive: s3");
                 Some(Arc::new(
                     S3Archive::new(

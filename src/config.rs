@@ -640,6 +640,80 @@ impl TelemetrySettings {
     }
 }
 
+/// The latest-reading cache the settings choose, with what it needs.
+#[derive(Debug, Clone, Copy)]
+pub enum CacheTarget<'a> {
+    Memory,
+    Redis { url: &'a Secret },
+}
+
+impl CacheSettings {
+    /// The cache chosen, or which key stands in the way and why.
+    pub fn target(&self) -> Result<CacheTarget<'_>, ConfigError> {
+        match self.backend {
+            CacheBackend::Memory => Ok(CacheTarget::Memory),
+            CacheBackend::Redis => {
+                let url = self.redis_url.as_ref().ok_or_else(|| {
+                    ConfigError::new(
+                        "cache.redis_url",
+                        "required with cache.backend = \"redis\" (set ISOBAR__CACHE__REDIS_URL)",
+                    )
+                })?;
+                if url.expose().starts_with("rediss://") {
+                    return Err(ConfigError::new(
+                        "cache.redis_url",
+                        "TLS (rediss://) is not supported yet; connect over a private network",
+                    ));
+                }
+                fred::prelude::Config::from_url(url.expose()).map_err(|e| {
+                    ConfigError::new(
+                        "cache.redis_url",
+                        format!("not a Redis URL: {}", e.details()),
+                    )
+                })?;
+                Ok(CacheTarget::Redis { url })
+            }
+        }
+    }
+}
+
+/// The data lake the settings choose, with what it needs.
+#[derive(Debug, Clone, Copy)]
+pub enum ArchiveTarget<'a> {
+    Off,
+    Local,
+    S3 { bucket: &'a str },
+}
+
+impl ArchiveSettings {
+    /// The archive chosen, or which key stands in the way and why.
+    pub fn target(&self) -> Result<ArchiveTarget<'_>, ConfigError> {
+        match self.backend {
+            ArchiveBackend::Off => Ok(ArchiveTarget::Off),
+            ArchiveBackend::Local => Ok(ArchiveTarget::Local),
+            ArchiveBackend::S3 => match self.bucket.as_deref() {
+                Some(bucket) if !bucket.is_empty() => Ok(ArchiveTarget::S3 { bucket }),
+                _ => Err(ConfigError::new(
+                    "archive.bucket",
+                    "required with archive.backend = \"s3\"",
+                )),
+            },
+        }
+    }
+}
+
+impl MqttSettings {
+    /// The external broker's host and port; `None` with the embedded one.
+    pub fn external_broker(&self) -> Result<Option<(String, u16)>, ConfigError> {
+        match self.mode {
+            MqttMode::Embedded => Ok(None),
+            MqttMode::External => parse_host_port(&self.broker)
+                .map(Some)
+                .map_err(|reason| ConfigError::new("mqtt.broker", reason)),
+        }
+    }
+}
+
 /// A configuration problem, naming the key and the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {key}: {reason}")]
@@ -691,10 +765,7 @@ impl Settings {
                 format!("{topic:?} must have exactly one '+' level (the station id) and no '#'"),
             ));
         }
-        if self.mqtt.mode == MqttMode::External {
-            parse_host_port(&self.mqtt.broker)
-                .map_err(|reason| ConfigError::new("mqtt.broker", reason))?;
-        }
+        self.mqtt.external_broker()?;
         if self.mqtt.client_id.is_empty() || self.mqtt.client_id.len() > 64 {
             return Err(ConfigError::new(
                 "mqtt.client_id",
@@ -726,34 +797,8 @@ impl Settings {
                 ));
             }
         }
-        if self.cache.backend == CacheBackend::Redis {
-            let url = self.cache.redis_url.as_ref().ok_or_else(|| {
-                ConfigError::new(
-                    "cache.redis_url",
-                    "required with cache.backend = \"redis\" (set ISOBAR__CACHE__REDIS_URL)",
-                )
-            })?;
-            if url.expose().starts_with("rediss://") {
-                return Err(ConfigError::new(
-                    "cache.redis_url",
-                    "TLS (rediss://) is not supported yet; connect over a private network",
-                ));
-            }
-            fred::prelude::Config::from_url(url.expose()).map_err(|e| {
-                ConfigError::new(
-                    "cache.redis_url",
-                    format!("not a Redis URL: {}", e.details()),
-                )
-            })?;
-        }
-        if self.archive.backend == ArchiveBackend::S3
-            && self.archive.bucket.as_deref().is_none_or(str::is_empty)
-        {
-            return Err(ConfigError::new(
-                "archive.bucket",
-                "required with archive.backend = \"s3\"",
-            ));
-        }
+        self.cache.target()?;
+        self.archive.target()?;
         if self.archive.segment_age.is_zero() || self.archive.segment_bytes == 0 {
             return Err(ConfigError::new(
                 "archive.segment_age",
