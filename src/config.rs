@@ -640,6 +640,48 @@ impl TelemetrySettings {
     }
 }
 
+/// The store the settings choose, with what it needs.
+#[derive(Debug, Clone, Copy)]
+pub enum StoreTarget<'a> {
+    Sqlite,
+    Postgres { url: &'a Secret },
+}
+
+impl StorageSettings {
+    /// The store chosen, or which key stands in the way and why.
+    pub fn target(&self) -> Result<StoreTarget<'_>, ConfigError> {
+        match self.backend {
+            StoreBackend::Sqlite => Ok(StoreTarget::Sqlite),
+            StoreBackend::Postgres => {
+                let url = self.postgres_url.as_ref().ok_or_else(|| {
+                    ConfigError::new(
+                        "storage.postgres_url",
+                        "required with storage.backend = \"postgres\" \
+                 (set ISOBAR__STORAGE__POSTGRES_URL)",
+                    )
+                })?;
+                // The parser's message never quotes the URL, which holds a password.
+                let parsed = url
+                    .expose()
+                    .parse::<tokio_postgres::Config>()
+                    .map_err(|e| {
+                        ConfigError::new(
+                            "storage.postgres_url",
+                            format!("not a PostgreSQL URL: {e}"),
+                        )
+                    })?;
+                if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+                    return Err(ConfigError::new(
+                        "storage.postgres_url",
+                        "sslmode=require is not supported yet; connect over a private network",
+                    ));
+                }
+                Ok(StoreTarget::Postgres { url })
+            }
+        }
+    }
+}
+
 /// The latest-reading cache the settings choose, with what it needs.
 #[derive(Debug, Clone, Copy)]
 pub enum CacheTarget<'a> {
@@ -775,28 +817,7 @@ impl Settings {
         if self.mqtt.max_inflight == 0 {
             return Err(ConfigError::new("mqtt.max_inflight", "must be at least 1"));
         }
-        if self.storage.backend == StoreBackend::Postgres {
-            let url = self.storage.postgres_url.as_ref().ok_or_else(|| {
-                ConfigError::new(
-                    "storage.postgres_url",
-                    "required with storage.backend = \"postgres\" \
-                     (set ISOBAR__STORAGE__POSTGRES_URL)",
-                )
-            })?;
-            // The parser's message never quotes the URL, which holds a password.
-            let parsed = url
-                .expose()
-                .parse::<tokio_postgres::Config>()
-                .map_err(|e| {
-                    ConfigError::new("storage.postgres_url", format!("not a PostgreSQL URL: {e}"))
-                })?;
-            if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-                return Err(ConfigError::new(
-                    "storage.postgres_url",
-                    "sslmode=require is not supported yet; connect over a private network",
-                ));
-            }
-        }
+        self.storage.target()?;
         self.cache.target()?;
         self.archive.target()?;
         if self.archive.segment_age.is_zero() || self.archive.segment_bytes == 0 {

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
-use crate::config::{StorageSettings, StoreBackend};
+use crate::config::{StorageSettings, StoreTarget};
 use crate::domain::rollup::{ROLLED_UP, Stats};
 use crate::domain::{Reading, Resolution, Rollup, StationId};
 
@@ -32,8 +32,12 @@ pub async fn open(
     migrate: bool,
     wait: std::time::Duration,
 ) -> Result<Arc<dyn Store>, StoreError> {
-    match settings.backend {
-        StoreBackend::Sqlite => {
+    let target = settings.target().map_err(|e| StoreError::Open {
+        path: e.key,
+        reason: e.reason,
+    })?;
+    match target {
+        StoreTarget::Sqlite => {
             let path = settings.sqlite_path();
             let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
                 .await
@@ -41,14 +45,7 @@ pub async fn open(
             tracing::info!(path = %store.path().display(), "store open (sqlite)");
             Ok(Arc::new(store))
         }
-        StoreBackend::Postgres => {
-            let url = settings
-                .postgres_url
-                .as_ref()
-                .ok_or_else(|| StoreError::Open {
-                    path: "storage.postgres_url".into(),
-                    reason: "not set".into(),
-                })?;
+        StoreTarget::Postgres { url } => {
             let store = PostgresStore::new(url.expose(), settings.postgres_pool)?;
             let deadline = tokio::time::Instant::now() + wait;
             let mut delay = std::time::Duration::from_millis(200);
