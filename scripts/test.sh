@@ -21,9 +21,11 @@ step "dashboard: unit tests"
 step "services: Mosquitto and PostgreSQL"
 ./scripts/services.sh
 
-step "rust: format and lints"
+step "rust: format, lints and API docs"
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features -- -D warnings
+# The API docs (the layout in lib.rs links into every module) build clean.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --quiet
 
 step "rust: unit and integration tests"
 log=$(mktemp)

@@ -1,5 +1,5 @@
-//! The supervision tree of the daemon, built from the generic
-//! [`Supervisor`](crate::supervisor::tree::Supervisor):
+//! The supervision tree of the daemon, built from the generic supervisor
+//! ([`crate::supervisor::tree::Supervisor`]):
 //!
 //! ```text
 //! root      [supervision.root]      pipeline, stations, ingest, web
