@@ -224,6 +224,20 @@ pub struct HistoryQuery {
     pub limit: usize,
 }
 
+impl HistoryQuery {
+    /// The query for the page after `page`, which this query returned;
+    /// `None` when `page` was the last (not full). Readings are ordered by
+    /// time and a station has one per instant, so the next page starts a
+    /// microsecond (storage's resolution) after the last one.
+    pub fn next_page(&self, page: &[Reading]) -> Option<HistoryQuery> {
+        let last = page.last().filter(|_| page.len() == self.limit)?;
+        Some(HistoryQuery {
+            from: last.observed_at + chrono::TimeDelta::microseconds(1),
+            ..self.clone()
+        })
+    }
+}
+
 /// Readings read back for outbox entries, grouped by entry in the order of
 /// `seqs`; an entry whose readings are gone (deleted since) is kept, empty,
 /// so that it is cleared all the same.
@@ -620,6 +634,32 @@ pub trait LatestCache: Send + Sync + 'static {
 mod tests {
     use super::*;
     use crate::domain::{Observation, QcReport};
+
+    /// A full page continues a microsecond after its last reading; a
+    /// short or empty one is the last.
+    #[test]
+    fn a_history_query_pages_on_from_its_last_reading() {
+        let at: DateTime<Utc> = "2025-01-13T10:00:00Z".parse().unwrap();
+        let station = StationId::parse("WS001").unwrap();
+        let reading = |minute: i64| {
+            let t = at + chrono::TimeDelta::minutes(minute);
+            Reading::new(Observation::new(station.clone(), t), t, QcReport::default())
+        };
+        let query = HistoryQuery {
+            station_id: station.clone(),
+            from: at,
+            to: at + chrono::TimeDelta::days(1),
+            limit: 2,
+        };
+        let next = query.next_page(&[reading(0), reading(5)]).unwrap();
+        assert_eq!(
+            next.from,
+            at + chrono::TimeDelta::microseconds(5 * 60_000_000 + 1)
+        );
+        assert_eq!((next.to, next.limit), (query.to, query.limit));
+        assert!(query.next_page(&[reading(0)]).is_none());
+        assert!(query.next_page(&[]).is_none());
+    }
 
     fn batch(seq: i64, readings: usize) -> StoredBatch {
         let at = "2025-01-13T10:00:00Z".parse().unwrap();

@@ -171,10 +171,7 @@ fn usable_direction(r: &Reading) -> Option<(f64, QcFlag)> {
     if r.wind_speed_ms.is_some_and(|s| s <= super::qc::CALM_MS) {
         return None;
     }
-    let flag =
-        r.qc.variables
-            .get(&Variable::WindDirection)
-            .map_or(QcFlag::Pass, |q| q.flag);
+    let flag = r.qc.flag(Variable::WindDirection);
     (flag != QcFlag::Fail).then_some((direction, flag))
 }
 
@@ -188,7 +185,7 @@ pub type Variables = [Option<Stats>; ROLLED_UP.len()];
 /// flag: a measured variable's own, a derived one's the worst of what it
 /// is derived from. Only finite values.
 fn flagged(r: &Reading) -> [Option<(f64, QcFlag)>; ROLLED_UP.len()] {
-    let flag = |v: Variable| r.qc.variables.get(&v).map_or(QcFlag::Pass, |q| q.flag);
+    let flag = |v: Variable| r.qc.flag(v);
     let t = flag(Variable::Temperature);
     let h = flag(Variable::Humidity);
     let w = flag(Variable::WindSpeed);

@@ -93,12 +93,10 @@ pub async fn readings_csv(
     let station = id.clone();
     tokio::spawn(async move {
         let mut chunk = header();
+        let mut query = query(&station, from, to);
         let mut rows = first;
         loop {
-            let full = rows.len() == PAGE;
-            let next_from = rows
-                .last()
-                .map(|r| r.observed_at + TimeDelta::microseconds(1));
+            let next = query.next_page(&rows);
             for r in &rows {
                 row(&mut chunk, r);
             }
@@ -109,10 +107,11 @@ pub async fn readings_csv(
             {
                 return; // the client went away
             }
-            let (true, Some(next_from)) = (full, next_from) else {
+            let Some(next) = next else {
                 return;
             };
-            let page = store.readings(query(&station, next_from, to));
+            query = next;
+            let page = store.readings(query.clone());
             rows = match super::api::timed("export", page).await {
                 Ok(rows) => rows,
                 Err(e) => {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 use warp::{Filter, Rejection, Reply};
@@ -78,30 +78,23 @@ pub(super) async fn qc_summary(
         .map_or_else(Utc::now, |r| r.observed_at);
     let (from, to) = parse_times(&params, newest).map_err(warp::reject::custom)?;
     let mut tally = QcTally::default();
-    let mut after = from;
+    let mut query = HistoryQuery {
+        station_id: id.clone(),
+        from,
+        to,
+        limit: PAGE,
+    };
     let truncated = loop {
-        let page = timed(
-            "readings",
-            ctx.store.readings(HistoryQuery {
-                station_id: id.clone(),
-                from: after,
-                to,
-                limit: PAGE,
-            }),
-        )
-        .await
-        .map_err(|e| warp::reject::custom(ApiError::internal(e)))?;
+        let page = timed("readings", ctx.store.readings(query.clone()))
+            .await
+            .map_err(|e| warp::reject::custom(ApiError::internal(e)))?;
         for r in &page {
             tally.add(&r.qc);
         }
-        match page.last() {
-            Some(last) if page.len() == PAGE => {
-                if tally.readings >= MAX_READINGS {
-                    break true;
-                }
-                after = last.observed_at + TimeDelta::microseconds(1);
-            }
-            _ => break false,
+        match query.next_page(&page) {
+            Some(_) if tally.readings >= MAX_READINGS => break true,
+            Some(next) => query = next,
+            None => break false,
         }
     };
     Ok(warp::reply::json(&QcSummary {
