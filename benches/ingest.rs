@@ -64,7 +64,7 @@ const EMBEDDED_MAX: usize = 200_000;
 /// Rows per transaction of the naive pipeline and the raw SQLite inserts.
 const RAW_BATCH: usize = 1_000;
 
-#[path = "../tests/common/mosquitto.rs"]
+#[path = "../tests/integration/common/mosquitto.rs"]
 #[allow(dead_code)]
 mod mosquitto;
 

@@ -21,7 +21,6 @@ use crate::actors::root::{RootArgs, TreeRecords};
 use crate::actors::stations::StationsMsg;
 use crate::broker::{BrokerError, EmbeddedBroker};
 use crate::config::{ArchiveTarget, CacheTarget, ConfigError, Settings, SharedSupervision};
-use crate::delivery::DeliveryContext;
 use crate::health::Health;
 use crate::storage::archive::{Archive, LocalArchive, S3Archive};
 use crate::storage::{LatestCache, MemoryCache, RedisCache, StoreError};
@@ -64,9 +63,12 @@ pub struct App {
     web_addr: SocketAddr,
     mqtt_addr: (String, u16),
     root: ActorRef<SupervisorMsg>,
-    context: Arc<DeliveryContext>,
+    pipeline: Arc<Pipeline>,
     fatal: mpsc::UnboundedReceiver<String>,
     simulator: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    /// Sources inside the daemon (replayed files), told to stop first.
+    sources: CancellationToken,
+    replays: Vec<tokio::task::JoinHandle<crate::replay::ReplayReport>>,
 }
 
 /// HTTP uploads processed at once (each holds at most 64 KiB).
@@ -115,7 +117,7 @@ impl App {
         });
         static INSTANCES: AtomicU64 = AtomicU64::new(0);
         let instance = format!("isobar{}", INSTANCES.fetch_add(1, Ordering::Relaxed));
-        let pipeline = Pipeline::new(&instance);
+        let pipeline = Pipeline::new(&instance, settings.persister.quarantine_max_bytes);
         let metrics = metrics_handle();
 
         let store = crate::storage::open(
@@ -168,7 +170,6 @@ impl App {
             reason: e.to_string(),
         })?);
 
-        let context = DeliveryContext::new(pipeline, settings.persister.quarantine_max_bytes);
         let archive: Option<Arc<dyn Archive>> = match settings.archive.target()? {
             ArchiveTarget::Off => None,
             ArchiveTarget::Local => {
@@ -206,15 +207,13 @@ impl App {
         let web = Arc::new(WebContext {
             store: store.clone(),
             cache: cache.clone(),
-            hub: context.pipeline.hub.clone(),
-            stations: context.pipeline.stations.clone(),
+            pipeline: pipeline.clone(),
             tree: records.clone(),
             supervision: supervision.clone(),
             station_meta: station_meta.clone(),
             health: health.clone(),
             archive: archive.clone(),
             upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS)),
-            deliveries: context.clone(),
             client_queue: settings.web.client_queue,
             static_dir: settings.web.static_dir.clone(),
             metrics,
@@ -226,18 +225,18 @@ impl App {
             latest_body: std::sync::Mutex::new(None),
         });
         let root = crate::actors::root::start(
-            context.pipeline.root.clone(),
+            pipeline.root.clone(),
             RootArgs {
                 settings: settings.clone(),
                 supervision: supervision.clone(),
                 store,
                 cache,
-                context: context.clone(),
+                pipeline: pipeline.clone(),
                 broker: mqtt_addr.clone(),
                 health,
                 archive,
                 listener,
-                web,
+                serve: crate::web::server(web),
                 records,
                 fatal: fatal_tx,
             },
@@ -274,10 +273,26 @@ impl App {
             web_addr,
             mqtt_addr,
             root,
-            context,
+            pipeline,
             fatal,
             simulator,
+            sources: CancellationToken::new(),
+            replays: Vec::new(),
         })
+    }
+
+    /// The running pipeline, whose [`Pipeline::submit`] every source calls.
+    pub fn pipeline(&self) -> Arc<Pipeline> {
+        self.pipeline.clone()
+    }
+
+    /// Hands a recorded file's rows in, as a source of their own, while the
+    /// daemon runs (`isobar run --replay`). The task ends, with what became
+    /// of the rows, once every row handed in is stored, quarantined or,
+    /// the daemon stopping first, given back.
+    pub fn replay(&mut self, source: crate::replay::ReplaySource) {
+        let task = tokio::spawn(source.run(self.pipeline.clone(), self.sources.child_token()));
+        self.replays.push(task);
     }
 
     pub fn web_addr(&self) -> SocketAddr {
@@ -317,8 +332,13 @@ impl App {
             stop.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
-        drain(&self.context).await;
-        self.context.stop();
+        self.sources.cancel();
+        drain(&self.pipeline).await;
+        self.pipeline.stop();
+        // What the replays handed in is stored by now, or given back.
+        for replay in self.replays.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), replay).await;
+        }
         // The root stops its children last started first (the web server,
         // ingest, the stations, then the pipeline), each group likewise.
         let _ = self
@@ -332,9 +352,8 @@ impl App {
 
 /// Stops taking messages, pushes what is in flight through the stations and
 /// the persister, acknowledges it, then disconnects from the broker.
-async fn drain(context: &DeliveryContext) {
+async fn drain(pipeline: &Pipeline) {
     let timeout = Some(Duration::from_secs(10));
-    let pipeline = &context.pipeline;
     let ingest = pipeline.ingest.get();
     if let Some(ingest) = &ingest {
         let _ = ingest.call(IngestMsg::Pause, timeout).await;

@@ -15,6 +15,9 @@ use crate::domain::alerts::{PipelineRules, QcFailureRule, ThresholdRule};
 use crate::domain::{QcConfig, StationId};
 use crate::supervisor::{Backoff, Restart, RestartPolicy, Strategy};
 
+mod auth;
+pub use auth::{AuthKeys, AuthSettings, JwtKey};
+
 /// Exit status for bad configuration (EX_CONFIG would be 78; isobar follows
 /// EX_USAGE, 64, as its documentation promises).
 pub const EXIT_BAD_CONFIG: i32 = 64;
@@ -495,31 +498,6 @@ impl Default for RateLimitSettings {
     }
 }
 
-/// Credentials for the HTTP side. With none configured, uploads are open
-/// (the embedded default, and the daemon says so at start); with any,
-/// every upload needs one that may ingest.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthSettings {
-    /// API keys that may upload and read (16 characters or more).
-    pub api_keys: Vec<Secret>,
-    /// More of them, one per line (`#` starts a comment), e.g. a mounted
-    /// secret.
-    pub api_keys_file: Option<PathBuf>,
-    /// API keys that may only read.
-    pub read_keys: Vec<Secret>,
-    /// JWTs signed with HS256 and this secret (32 characters or more) ...
-    pub jwt_secret: Option<Secret>,
-    pub jwt_secret_file: Option<PathBuf>,
-    /// ... or with RS256 and the private half of this RSA public key (PEM).
-    pub jwt_public_key_file: Option<PathBuf>,
-    /// Required `iss` and `aud` claims, when set.
-    pub jwt_issuer: Option<String>,
-    pub jwt_audience: Option<String>,
-    /// Reads (REST and the websocket) need a credential too.
-    pub protect_reads: bool,
-}
-
 impl Default for WebSettings {
     fn default() -> Self {
         Self {
@@ -858,7 +836,7 @@ impl Settings {
                 "must be at most 60s",
             ));
         }
-        crate::web::auth::Auth::from_settings(&self.web.auth)?;
+        self.web.auth.parse()?;
         if self.web.heartbeat < Duration::from_millis(100) {
             return Err(ConfigError::new("web.heartbeat", "must be at least 100ms"));
         }

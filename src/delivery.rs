@@ -1,9 +1,15 @@
-//! A message received from the broker together with the duty to acknowledge
+//! A message received from a source together with the duty to acknowledge
 //! it. A `Delivery` is acknowledged only once its reading (or quarantine
-//! record) is durably stored. One that is dropped unacknowledged while the
-//! daemon runs is never forgotten: it is routed again, and quarantined if it
-//! keeps failing. Acknowledgements leave in the order messages came, so a
-//! forgotten delivery would hold back every one after it.
+//! record) is durably stored. One that is dropped unacknowledged is never
+//! forgotten: it reports back, and the pipeline decides what becomes of it
+//! (routed again, quarantined if it keeps failing, or, once the daemon is
+//! stopping, handed back to its source unacknowledged, for the broker to
+//! redeliver or the HTTP client to hear it was not stored).
+//! Acknowledgements leave in the order messages came, so a forgotten
+//! delivery would hold back every one after it.
+//!
+//! This module knows no actor: the pipeline (`actors::pipeline`)
+//! routes deliveries and receives those that come back.
 
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
@@ -15,9 +21,6 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use rumqttc::{AsyncClient, Publish, QoS};
 
-use crate::actors::persister::PersisterMsg;
-use crate::actors::pipeline::{Address, Pipeline};
-use crate::actors::stations::StationsMsg;
 use crate::domain::{RejectReason, StationId};
 use crate::storage::QuarantineRecord;
 
@@ -29,11 +32,15 @@ pub const MAX_ATTEMPTS: u32 = 10;
 /// Shared by every delivery of one pipeline.
 #[derive(Debug)]
 pub struct DeliveryContext {
-    pub pipeline: Pipeline,
     pub quarantine_max_bytes: usize,
     pub flow: Flow,
     stopping: AtomicBool,
+    /// Where a delivery dropped unacknowledged reports back.
+    returned: tokio::sync::mpsc::UnboundedSender<Delivery>,
 }
+
+/// Deliveries dropped unacknowledged, for the pipeline to decide on.
+pub type Returned = tokio::sync::mpsc::UnboundedReceiver<Delivery>;
 
 /// How messages move through the pipeline, as its health alerts read it.
 #[derive(Debug, Default)]
@@ -78,16 +85,21 @@ impl Flow {
 }
 
 impl DeliveryContext {
-    pub fn new(pipeline: Pipeline, quarantine_max_bytes: usize) -> Arc<Self> {
-        Arc::new(Self {
-            pipeline,
+    /// The context, and where its deliveries dropped unacknowledged come
+    /// back.
+    pub fn new(quarantine_max_bytes: usize) -> (Arc<Self>, Returned) {
+        let (returned, back) = tokio::sync::mpsc::unbounded_channel();
+        let context = Arc::new(Self {
             quarantine_max_bytes,
             flow: Flow::default(),
             stopping: AtomicBool::new(false),
-        })
+            returned,
+        });
+        (context, back)
     }
 
-    /// From now on, dropped deliveries are left to the broker to redeliver.
+    /// From now on, dropped deliveries go back to their source
+    /// unacknowledged: the broker redelivers them to the next start.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
     }
@@ -118,20 +130,74 @@ impl DeliveryContext {
     }
 }
 
-/// How to acknowledge a delivery to whoever sent it.
-#[derive(Debug)]
-pub enum Ack {
-    /// PUBACK to the broker (QoS 1), in the order the messages came.
-    Mqtt {
-        acks: Arc<AckSequencer>,
-        ticket: Ticket,
-        qos: QoS,
-        pkid: u16,
-    },
-    /// The HTTP request that carried it, waiting for the verdict.
-    Http(tokio::sync::oneshot::Sender<Verdict>),
-    /// Nothing to acknowledge (QoS 0, or a test).
-    None,
+/// How a source hears what became of a message it handed in: each source
+/// implements it its own way (a PUBACK, an HTTP answer, a replayed file's
+/// progress), and the pipeline needs to know none of them. A new source is
+/// one more implementation.
+pub trait Acknowledge: Send + 'static {
+    /// What the message carried is durably stored (or quarantined).
+    fn stored(self: Box<Self>, verdict: Verdict);
+
+    /// Given up on unprocessed, because the daemon is stopping: whether it
+    /// is sent again is the source's business. By default nothing is sent
+    /// (an MQTT broker redelivers what was not acknowledged).
+    fn abandoned(self: Box<Self>) {}
+}
+
+/// A delivery's acknowledgement: what its source gave to hear the outcome.
+pub struct Ack(Option<Box<dyn Acknowledge>>);
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Ack" } else { "Ack(none)" })
+    }
+}
+
+impl Ack {
+    pub fn new(ack: impl Acknowledge) -> Self {
+        Self(Some(Box::new(ack)))
+    }
+
+    /// Nothing to acknowledge (MQTT QoS 0, or a test).
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    fn send(self, verdict: Verdict) {
+        if let Some(ack) = self.0 {
+            ack.stored(verdict);
+        }
+    }
+
+    /// Nothing was done with it: the source hears so its own way.
+    fn abandon(self) {
+        if let Some(ack) = self.0 {
+            ack.abandoned();
+        }
+    }
+}
+
+/// An HTTP request waiting for its answer. Abandoned, the channel closes
+/// and the request answers that the upload was not stored.
+impl Acknowledge for tokio::sync::oneshot::Sender<Verdict> {
+    fn stored(self: Box<Self>, verdict: Verdict) {
+        // The client may have gone; what it sent is stored anyway.
+        let _ = (*self).send(verdict);
+    }
+}
+
+/// PUBACK to the broker (QoS 1), in the order the messages came.
+struct MqttAck {
+    acks: Arc<AckSequencer>,
+    ticket: Ticket,
+    qos: QoS,
+    pkid: u16,
+}
+
+impl Acknowledge for MqttAck {
+    fn stored(self: Box<Self>, _verdict: Verdict) {
+        self.acks.complete(self.ticket, self.qos, self.pkid);
+    }
 }
 
 /// What became of a delivery, for a sender that waits to hear it (HTTP).
@@ -217,7 +283,7 @@ impl AckSequencer {
     /// Takes a place in line for a message just received.
     pub fn ticket(self: &Arc<Self>, publish: &Publish) -> Ack {
         if publish.qos == QoS::AtMostOnce {
-            return Ack::None;
+            return Ack::none();
         }
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let ticket = Ticket {
@@ -227,12 +293,12 @@ impl AckSequencer {
         s.next_seq += 1;
         s.received.push_back(std::time::Instant::now());
         self.unacknowledged.set((s.next_seq - s.next_ack) as f64);
-        Ack::Mqtt {
+        Ack::new(MqttAck {
             acks: self.clone(),
             ticket,
             qos: publish.qos,
             pkid: publish.pkid,
-        }
+        })
     }
 
     fn complete(&self, ticket: Ticket, qos: QoS, pkid: u16) {
@@ -261,24 +327,6 @@ impl AckSequencer {
         }
         self.unacknowledged.set((s.next_seq - s.next_ack) as f64);
         self.acked.notify_one();
-    }
-}
-
-impl Ack {
-    fn send(self, verdict: Verdict) {
-        match self {
-            Self::Mqtt {
-                acks,
-                ticket,
-                qos,
-                pkid,
-            } => acks.complete(ticket, qos, pkid),
-            Self::Http(reply) => {
-                // The client may have gone; what it sent is stored anyway.
-                let _ = reply.send(verdict);
-            }
-            Self::None => {}
-        }
     }
 }
 
@@ -388,63 +436,47 @@ impl Delivery {
         )
     }
 
-    fn take_for_retry(&mut self) -> Option<Delivery> {
-        let ack = self.ack.take()?;
-        Some(Delivery {
-            station_id: self.station_id.clone(),
+    /// Once more routed after it came back unprocessed.
+    pub fn returned_again(&mut self) {
+        self.attempts += 1;
+    }
+
+    /// Given up on without being processed: its source hears so (see
+    /// [`Acknowledge::abandoned`]).
+    pub fn abandon(mut self) {
+        if let Some(ack) = self.ack.take() {
+            ack.abandon();
+        }
+    }
+}
+
+impl Drop for Delivery {
+    /// Dropped unacknowledged (the actor holding it died with it in its
+    /// mailbox or batch, or a message could not be sent): it reports back
+    /// to the pipeline, which routes it again or gives up on it. Once the
+    /// daemon stops, it goes back to its source unacknowledged.
+    fn drop(&mut self) {
+        let Some(ack) = self.ack.take() else {
+            return;
+        };
+        if self.context.is_stopping() {
+            ack.abandon();
+            return;
+        }
+        let back = Delivery {
+            station_id: self.station_id.take(),
             source: std::mem::take(&mut self.source),
             payload: std::mem::take(&mut self.payload),
             format: self.format,
             received_at: self.received_at,
-            attempts: self.attempts + 1,
+            attempts: self.attempts,
             ack: Some(ack),
             context: self.context.clone(),
             span: self.span.clone(),
-        })
-    }
-}
-
-thread_local! {
-    /// Set while a dropped delivery is being routed again on this thread.
-    static REROUTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-impl Drop for Delivery {
-    fn drop(&mut self) {
-        if self.ack.is_none() || self.context.is_stopping() {
-            return;
-        }
-        // Routing it again can drop it again at once: a task spawned on a
-        // runtime that is shutting down is dropped inside `spawn`. Then it
-        // is left to the broker to redeliver, instead of recursing.
-        if REROUTING.with(|r| r.replace(true)) {
-            return;
-        }
-        struct Reset;
-        impl Drop for Reset {
-            fn drop(&mut self) {
-                REROUTING.with(|r| r.set(false));
-            }
-        }
-        let _reset = Reset;
-        // Dropped unacknowledged while running: the actor holding it died
-        // with it in its mailbox or batch. Route it again from the start;
-        // after MAX_ATTEMPTS, or without a station to route to, quarantine it.
-        let Some(retry) = self.take_for_retry() else {
-            return;
         };
-        let context = self.context.clone();
-        if retry.attempts > MAX_ATTEMPTS || retry.station_id.is_none() {
-            let reason = RejectReason::ProcessingFailed {
-                attempts: retry.attempts,
-            };
-            metrics::counter!("isobar_poison_messages_total").increment(1);
-            tracing::error!(station_id = ?retry.station_id, source = %retry.source,
-                reason = reason.code(), "quarantining a message that could not be processed");
-            let record = retry.quarantine_record(&reason);
-            context.to_persister(PersisterMsg::quarantine(record, retry));
-        } else {
-            context.to_stations(retry);
+        if let Err(tokio::sync::mpsc::error::SendError(back)) = self.context.returned.send(back) {
+            // The pipeline is gone: no one to route it again.
+            back.abandon();
         }
     }
 }
@@ -459,114 +491,4 @@ pub struct Arrival {
     pub payload: Bytes,
     pub format: Format,
     pub ack: Ack,
-}
-
-impl DeliveryContext {
-    /// The one front door of the pipeline: every source (MQTT, HTTP
-    /// uploads) hands its messages in here. A message for a station goes
-    /// to that station's actor; one that names none is quarantined with
-    /// the reason. Either way it is acknowledged once what it carried is
-    /// stored.
-    pub fn submit(self: &Arc<Self>, arrival: Arrival) {
-        let Arrival {
-            station,
-            source,
-            payload,
-            format,
-            ack,
-        } = arrival;
-        let delivery = Delivery::new(
-            station.as_ref().ok().cloned(),
-            source,
-            payload,
-            format,
-            ack,
-            self.clone(),
-        );
-        let _ingest = tracing::info_span!(target: crate::telemetry::TRACE_TARGET,
-            parent: &delivery.span, "ingest", source = %delivery.source)
-        .entered();
-        match station {
-            // Waits in the background if the supervisor is restarting.
-            Ok(_) => self.to_stations(delivery),
-            Err(reason) => {
-                tracing::info!(source = %delivery.source, reason = reason.code(),
-                    "message quarantined");
-                let record = delivery.quarantine_record(&reason);
-                self.to_persister(PersisterMsg::quarantine(record, delivery));
-            }
-        }
-    }
-
-    /// Sends a delivery to the station supervisor. While it is not running
-    /// (being restarted) the delivery waits in the background and is sent
-    /// when it is back: it is never dropped, and waiting is not an attempt.
-    pub fn to_stations(self: &Arc<Self>, delivery: Delivery) {
-        self.send_or_wait(self.pipeline.stations.clone(), StationsMsg::Route(delivery));
-    }
-
-    /// Sends to the persister, waiting for it likewise.
-    pub fn to_persister(self: &Arc<Self>, msg: PersisterMsg) {
-        self.send_or_wait(self.pipeline.persister.clone(), msg);
-    }
-
-    fn send_or_wait<M: ractor::Message>(self: &Arc<Self>, to: Address<M>, msg: M) {
-        let Err(msg) = to.cast(msg) else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let context = self.clone();
-        runtime.spawn(async move {
-            let mut msg = msg;
-            let mut delay = Duration::from_millis(20);
-            loop {
-                tokio::time::sleep(delay).await;
-                // Once stopping, dropping it leaves it to the broker.
-                if context.is_stopping() {
-                    return;
-                }
-                match to.cast(msg) {
-                    Ok(()) => return,
-                    Err(back) => msg = back,
-                }
-                delay = (delay * 2).min(Duration::from_secs(1));
-            }
-        });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A delivery dropped while its runtime shuts down is left to the
-    /// broker: routing it again spawns a task that the runtime drops at
-    /// once, which would route it again, without end.
-    #[test]
-    fn a_delivery_dropped_during_shutdown_is_left_to_the_broker() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let context = DeliveryContext::new(Pipeline::new("shutdown-test"), 1024);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        runtime.block_on(async {
-            let delivery = Delivery::new(
-                Some(StationId::parse("WS001").unwrap()),
-                "test".into(),
-                Bytes::from_static(b"{}"),
-                Format::Json,
-                Ack::Http(tx),
-                context.clone(),
-            );
-            // No station supervisor is running: it waits in a task.
-            drop(delivery);
-        });
-        drop(runtime);
-        // Never acknowledged, and the process is still here.
-        assert!(rx.blocking_recv().is_err());
-    }
 }

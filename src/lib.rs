@@ -10,8 +10,10 @@
 //! A reading's path, and where each step lives:
 //!
 //! 1. A source hands a message in through the one front door,
-//!    [`delivery::DeliveryContext::submit`]: MQTT in [`actors::ingest`],
-//!    HTTP uploads in [`web`] (`web/ingest.rs`).
+//!    [`actors::pipeline::Pipeline::submit`]: MQTT in [`actors::ingest`],
+//!    HTTP uploads in [`web`] (`web/ingest.rs`). A [`delivery::Delivery`]
+//!    carries it from there, with the duty to acknowledge it to its source
+//!    once stored; one dropped on the way reports back to the pipeline.
 //! 2. The stations supervisor ([`actors::stations`]) routes it to the
 //!    station's actor ([`actors::station`]), which parses it
 //!    ([`domain::formats`]), checks it ([`domain::qc`]) and derives metrics
@@ -29,8 +31,14 @@
 //! the policy-only [`supervisor`]; [`app`] builds everything from the
 //! [`config`] and drains it on shutdown; [`web`] serves the REST API, the
 //! websocket and the dashboard; [`broker`] is the embedded MQTT broker;
-//! [`telemetry`] sets up logs and traces. `docs/architecture.md` explains
-//! the decisions.
+//! [`telemetry`] sets up logs and traces; [`replay`] hands a recorded file
+//! in as a source of its own. `docs/architecture.md` explains the
+//! decisions.
+//!
+//! The modules form layers, each using only those below it (a unit test,
+//! `src/layering.rs`, checks it): [`domain`] and [`supervisor`]; [`config`];
+//! [`storage`] and the other services; [`delivery`]; [`actors`]; [`web`]
+//! and the sources; [`app`].
 #![forbid(unsafe_code)]
 
 pub mod actors;
@@ -42,6 +50,8 @@ pub mod domain;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod health;
+#[cfg(test)]
+mod layering;
 pub mod publisher;
 pub mod replay;
 pub mod simulator;

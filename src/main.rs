@@ -54,6 +54,10 @@ struct RunArgs {
     /// Also run the built-in simulator with N stations.
     #[arg(long, value_name = "N")]
     simulate: Option<u32>,
+    /// Also hand in the recorded observations of this CSV file (the same
+    /// columns as `isobar replay`), from inside the daemon, at start.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<PathBuf>,
     /// Address for the API, websocket and dashboard (web.listen).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -163,6 +167,18 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let replay = match args
+        .replay
+        .as_deref()
+        .map(isobar::replay::ReplaySource::from_file)
+        .transpose()
+    {
+        Ok(replay) => replay,
+        Err(e) => {
+            eprintln!("isobar: --replay: {e}");
+            return ExitCode::from(EXIT_BAD_DATA);
+        }
+    };
     let telemetry = match isobar::telemetry::init(&settings.log, &settings.telemetry) {
         Ok(t) => t,
         Err(e) => {
@@ -170,14 +186,19 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG as u8);
         }
     };
-    let code = serve(settings, overrides, args.config.config.clone()).await;
+    let code = serve(settings, overrides, args.config.config.clone(), replay).await;
     // The exporter's HTTP client may not be dropped on the runtime's threads.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     code
 }
 
-async fn serve(settings: Settings, overrides: Figment, config: Option<PathBuf>) -> ExitCode {
-    let app = match App::build(settings).await {
+async fn serve(
+    settings: Settings,
+    overrides: Figment,
+    config: Option<PathBuf>,
+    replay: Option<isobar::replay::ReplaySource>,
+) -> ExitCode {
+    let mut app = match App::build(settings).await {
         Ok(app) => app,
         Err(e) => {
             tracing::error!(error = %e, "startup failed");
@@ -188,6 +209,9 @@ async fn serve(settings: Settings, overrides: Figment, config: Option<PathBuf>) 
     // SIGHUP: read the configuration again; the restart policies and the
     // station metadata take effect at once, everything else at the next
     // start.
+    if let Some(replay) = replay {
+        app.replay(replay);
+    }
     let reload = app.reloader();
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};

@@ -1,6 +1,12 @@
-//! `isobar replay FILE`: recorded observations from a CSV file, published
-//! over MQTT like a live station's, so they go through the same pipeline
-//! (parsing, quality control, storage) at full speed or at a chosen rate.
+//! Recorded observations from a CSV file, through the same pipeline as a
+//! live station's (parsing, quality control, storage), in one of two ways:
+//!
+//! - `isobar replay FILE` publishes them over MQTT to a running daemon, at
+//!   full speed or at a chosen rate ([`publish`]);
+//! - `isobar run --replay FILE` hands them in from inside the daemon, as a
+//!   source of their own ([`ReplaySource`]): each row goes through the
+//!   pipeline's front door with an acknowledgement that counts it, and the
+//!   daemon reports how many were stored once all are.
 //!
 //! The header names each column, with its unit after the last `_` where
 //! the variable has one:
@@ -24,12 +30,18 @@
 //!
 //! An empty cell is a missing value. Rows are published in file order.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
-use crate::domain::units;
+use crate::actors::pipeline::Pipeline;
+use crate::delivery::{Ack, Acknowledge, Arrival, Format, Verdict};
+use crate::domain::{RejectReason, StationId, units};
 use crate::publisher::Publisher;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -250,6 +262,136 @@ pub async fn publish(
         publisher.publish(topic, row.payload.to_string()).await?;
     }
     Ok(publisher.finish(Duration::from_secs(30)).await)
+}
+
+/// Rows handed in and not yet stored, at most: enough to keep every
+/// station actor and the persister's writers busy, and a bound on memory.
+const IN_FLIGHT: usize = 1024;
+
+/// A recorded file as a source inside the daemon: its rows go in through
+/// [`Pipeline::submit`] like any station's message, each with an
+/// acknowledgement that counts what became of it.
+#[derive(Debug)]
+pub struct ReplaySource {
+    /// `replay:<file name>`, as each message's source and in the logs.
+    pub name: String,
+    pub rows: Vec<Recorded>,
+}
+
+/// What became of a replayed file's rows.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Rows handed in.
+    pub rows: u64,
+    /// Readings stored (a row the store already held counts too).
+    pub stored: u64,
+    /// Rows, or parts of rows, quarantined.
+    pub quarantined: u64,
+    /// Rows not processed: the daemon stopped first.
+    pub not_processed: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    stored: AtomicU64,
+    quarantined: AtomicU64,
+    not_processed: AtomicU64,
+}
+
+/// One row's acknowledgement: it counts the outcome and frees its place
+/// in the window.
+struct RowAck {
+    counts: Arc<Counts>,
+    _place: OwnedSemaphorePermit,
+}
+
+impl Acknowledge for RowAck {
+    fn stored(self: Box<Self>, verdict: Verdict) {
+        match verdict {
+            Verdict::Stored { readings, rejected } => {
+                self.counts
+                    .stored
+                    .fetch_add(readings as u64, Ordering::Relaxed);
+                self.counts
+                    .quarantined
+                    .fetch_add(rejected as u64, Ordering::Relaxed);
+            }
+            Verdict::Rejected { .. } => {
+                self.counts.quarantined.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn abandoned(self: Box<Self>) {
+        self.counts.not_processed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl ReplaySource {
+    /// The rows of `file`, parsed; its name (not its path) names the source.
+    pub fn from_file(file: &std::path::Path) -> Result<Self, ReplayError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ReplayError::Read {
+            path: file.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let name = file
+            .file_name()
+            .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+        Ok(Self {
+            name: format!("replay:{name}"),
+            rows: parse(&text)?,
+        })
+    }
+
+    /// Hands every row in, at most 1,024 of them not yet stored,
+    /// until all are or `stop` is cancelled; then waits for the outcome of
+    /// what it handed in.
+    pub async fn run(self, pipeline: Arc<Pipeline>, stop: CancellationToken) -> ReplayReport {
+        let window = Arc::new(Semaphore::new(IN_FLIGHT));
+        let counts = Arc::new(Counts::default());
+        let mut handed_in = 0u64;
+        tracing::info!(source = %self.name, rows = self.rows.len(), "replay started");
+        for row in self.rows {
+            let place = tokio::select! {
+                place = window.clone().acquire_owned() => place.expect("the window is never closed"),
+                () = stop.cancelled() => break,
+            };
+            let station =
+                StationId::parse(&row.station).map_err(|e| RejectReason::InvalidStationId {
+                    value: row.station.clone(),
+                    reason: e.to_string(),
+                });
+            pipeline.submit(Arrival {
+                station,
+                source: self.name.clone(),
+                payload: serde_json::to_vec(&row.payload)
+                    .expect("a JSON value serialises")
+                    .into(),
+                format: Format::Json,
+                ack: Ack::new(RowAck {
+                    counts: counts.clone(),
+                    _place: place,
+                }),
+            });
+            handed_in += 1;
+        }
+        // Every place back: every row handed in is stored, quarantined or
+        // given back.
+        let _all = window
+            .acquire_many(IN_FLIGHT as u32)
+            .await
+            .expect("the window is never closed");
+        let report = ReplayReport {
+            rows: handed_in,
+            stored: counts.stored.load(Ordering::Relaxed),
+            quarantined: counts.quarantined.load(Ordering::Relaxed),
+            not_processed: counts.not_processed.load(Ordering::Relaxed),
+        };
+        tracing::info!(source = %self.name, rows = report.rows, stored = report.stored,
+            quarantined = report.quarantined, not_processed = report.not_processed,
+            "replay finished");
+        report
+    }
 }
 
 #[cfg(test)]

@@ -115,6 +115,49 @@ pub struct Station {
     pub last_seen: DateTime<Utc>,
 }
 
+/// A station with its latest reading, as the API and the live snapshot show it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StationView {
+    #[serde(flatten)]
+    pub station: Station,
+    /// The name given in `[stations.<id>]`, or null.
+    pub name: Option<String>,
+    /// `reporting` when heard from in the last 10 minutes, else `silent`.
+    pub status: StationStatus,
+    pub latest: Option<Reading>,
+}
+
+/// Whether a station is heard from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StationStatus {
+    Reporting,
+    Silent,
+}
+
+impl StationStatus {
+    /// Stations heard from within this long count as reporting.
+    pub const WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reporting => "reporting",
+            Self::Silent => "silent",
+        }
+    }
+
+    pub fn of(
+        last_seen: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        if now - last_seen <= Self::WINDOW {
+            Self::Reporting
+        } else {
+            Self::Silent
+        }
+    }
+}
+
 /// Everything one transaction writes.
 #[derive(Debug, Default)]
 pub struct WriteBatch {

@@ -21,16 +21,16 @@ use serde::Serialize;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use crate::domain::Reading;
 use crate::health::Health;
-use crate::storage::{LatestCache, Station, Store};
+use crate::storage::{LatestCache, Store};
+pub use crate::storage::{StationStatus, StationView};
 
 /// What the handlers share.
 pub struct WebContext {
     pub store: Arc<dyn Store>,
     pub cache: Arc<dyn LatestCache>,
-    pub hub: crate::actors::pipeline::Address<crate::actors::hub::HubMsg>,
-    pub stations: crate::actors::pipeline::Address<crate::actors::stations::StationsMsg>,
+    /// The actors' addresses, and the front door uploads come in by.
+    pub pipeline: Arc<crate::actors::pipeline::Pipeline>,
     /// What the static supervisors know of their children.
     pub tree: Arc<crate::actors::root::TreeRecords>,
     /// The restart policies in force.
@@ -42,8 +42,6 @@ pub struct WebContext {
     /// Uploads being processed at once; beyond, new ones are refused (503)
     /// so that waiting uploads cannot grow memory without bound.
     pub upload_slots: Arc<tokio::sync::Semaphore>,
-    /// For uploads: how deliveries reach the pipeline.
-    pub deliveries: Arc<crate::delivery::DeliveryContext>,
     pub client_queue: usize,
     /// The dashboard's files on disk, instead of those in the binary.
     pub static_dir: Option<PathBuf>,
@@ -61,49 +59,6 @@ pub struct WebContext {
     /// The last answer of `GET /api/v1/latest`, with the cache version it
     /// was built from.
     pub latest_body: std::sync::Mutex<Option<(u64, bytes::Bytes)>>,
-}
-
-/// A station with its latest reading, as the API and the live snapshot show it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct StationView {
-    #[serde(flatten)]
-    pub station: Station,
-    /// The name given in `[stations.<id>]`, or null.
-    pub name: Option<String>,
-    /// `reporting` when heard from in the last 10 minutes, else `silent`.
-    pub status: StationStatus,
-    pub latest: Option<Reading>,
-}
-
-/// Whether a station is heard from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StationStatus {
-    Reporting,
-    Silent,
-}
-
-impl StationStatus {
-    /// Stations heard from within this long count as reporting.
-    pub const WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reporting => "reporting",
-            Self::Silent => "silent",
-        }
-    }
-
-    pub fn of(
-        last_seen: chrono::DateTime<chrono::Utc>,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Self {
-        if now - last_seen <= Self::WINDOW {
-            Self::Reporting
-        } else {
-            Self::Silent
-        }
-    }
 }
 
 /// The body of every error answer.
@@ -173,6 +128,19 @@ impl Reply for ApiError {
 }
 
 /// All routes.
+/// What the web server actor runs: the routes, served on its listener
+/// until it is told to stop.
+pub fn server(ctx: Arc<WebContext>) -> crate::actors::http::Serve {
+    Arc::new(move |listener, stop| {
+        let server = warp::serve(routes(ctx.clone()))
+            .incoming(listener)
+            .graceful(async {
+                let _ = stop.await;
+            });
+        Box::pin(server.run())
+    })
+}
+
 pub fn routes(
     ctx: Arc<WebContext>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
@@ -312,10 +280,7 @@ fn faults(
     warp::path!("faults" / "web")
         .and(warp::post())
         .map(move || {
-            ctx.deliveries
-                .pipeline
-                .http
-                .notify(crate::actors::http::HttpMsg::Fail);
+            ctx.pipeline.http.notify(crate::actors::http::HttpMsg::Fail);
             warp::reply::with_status("", warp::http::StatusCode::ACCEPTED)
         })
 }

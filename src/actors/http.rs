@@ -10,7 +10,16 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
 
-use crate::web::{self, WebContext};
+/// Serves HTTP on a listener until the signal comes: the routes the
+/// daemon gives it (`web::server`).
+pub type Serve = Arc<
+    dyn Fn(
+            tokio::net::TcpListener,
+            oneshot::Receiver<()>,
+        ) -> futures_util::future::BoxFuture<'static, ()>
+        + Send
+        + Sync,
+>;
 
 pub enum HttpMsg {
     /// The server ended by itself: a failure.
@@ -26,7 +35,7 @@ pub struct HttpArgs {
     /// Bound once, when the daemon starts; every start serves a clone of it,
     /// so a restart keeps the address (port 0 included).
     pub listener: Arc<std::net::TcpListener>,
-    pub web: Arc<WebContext>,
+    pub serve: Serve,
 }
 
 pub struct HttpState {
@@ -51,13 +60,9 @@ impl Actor for HttpServer {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = warp::serve(web::routes(args.web))
-            .incoming(listener)
-            .graceful(async {
-                let _ = stopped.await;
-            });
+        let server = (args.serve)(listener, stopped);
         let server = tokio::spawn(async move {
-            server.run().await;
+            server.await;
             // Only a stop asked for by post_stop ends it quietly; the
             // message then finds no actor.
             let _ = myself.cast(HttpMsg::Ended("the web server stopped".into()));

@@ -12,7 +12,7 @@
 //!
 //! The hub also knows when each station was last heard, seeded from the
 //! store at start, and announces a station becoming `reporting` or
-//! `silent` (see [`crate::web::StationStatus`]).
+//! `silent` (see [`crate::storage::StationStatus`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Reading, StationId};
-use crate::web::StationStatus;
+use crate::storage::StationStatus;
 
 /// The version of the live protocol, in the snapshot and in the
 /// websocket subprotocol `isobar.v1`. Adding message types or fields keeps
@@ -175,7 +175,7 @@ pub struct StationRollup {
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusChange {
     pub station_id: StationId,
-    pub status: crate::web::StationStatus,
+    pub status: crate::storage::StationStatus,
     pub last_seen: DateTime<Utc>,
     pub at: DateTime<Utc>,
 }
@@ -186,7 +186,7 @@ pub struct StatusChange {
 pub enum LiveMessage<'a> {
     Snapshot {
         protocol: u32,
-        stations: &'a [crate::web::StationView],
+        stations: &'a [crate::storage::StationView],
     },
     Reading {
         reading: &'a Reading,

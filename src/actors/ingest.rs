@@ -11,7 +11,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::task::JoinHandle;
 
-use crate::delivery::{AckSequencer, Arrival, DeliveryContext, Format};
+use crate::actors::pipeline::Pipeline;
+use crate::delivery::{AckSequencer, Arrival, Format};
 use crate::domain::{RejectReason, StationId};
 use crate::health::Health;
 
@@ -44,7 +45,7 @@ pub struct IngestArgs {
     /// Received messages in the pipeline unacknowledged, past which ingest
     /// holds what it reads until some are acknowledged.
     pub max_open: usize,
-    pub context: Arc<DeliveryContext>,
+    pub pipeline: Arc<Pipeline>,
     pub health: Arc<Health>,
     /// Username and password, for a broker that asks.
     pub credentials: Option<(String, crate::config::Secret)>,
@@ -104,7 +105,7 @@ impl Actor for Ingest {
         }
         let (client, eventloop) = AsyncClient::new(options, ACK_QUEUE);
         let paused = Arc::new(AtomicBool::new(false));
-        let route = Router::new(&args.topic, args.context.clone());
+        let route = Router::new(&args.topic, args.pipeline.clone());
         let polling = poll(
             eventloop,
             client.clone(),
@@ -170,16 +171,16 @@ impl Actor for Ingest {
 struct Router {
     /// Index of the `+` level in the subscription filter.
     station_level: usize,
-    context: Arc<DeliveryContext>,
+    pipeline: Arc<Pipeline>,
     received: metrics::Counter,
 }
 
 impl Router {
-    fn new(filter: &str, context: Arc<DeliveryContext>) -> Self {
+    fn new(filter: &str, pipeline: Arc<Pipeline>) -> Self {
         let station_level = filter.split('/').position(|l| l == "+").unwrap_or(0);
         Self {
             station_level,
-            context,
+            pipeline,
             received: metrics::counter!("isobar_messages_received_total"),
         }
     }
@@ -213,7 +214,7 @@ impl Router {
         }
         self.received.increment(1);
         let ack = acks.ticket(&publish);
-        self.context.submit(Arrival {
+        self.pipeline.submit(Arrival {
             station: self.station_of(&publish.topic),
             source: publish.topic,
             payload: publish.payload,
@@ -295,7 +296,7 @@ async fn poll(
 ) {
     let mut failures: u32 = 0;
     let acks = AckSequencer::new(client.clone());
-    router.context.flow.watch(&acks);
+    router.pipeline.deliveries.flow.watch(&acks);
     let mut held = Held::default();
     loop {
         // A broker keeps at most its in-flight window unacknowledged, but

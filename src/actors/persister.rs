@@ -554,7 +554,6 @@ mod tests {
     use tokio::sync::{Notify, oneshot};
 
     use super::*;
-    use crate::actors::pipeline::Pipeline;
     use crate::delivery::{Ack, DeliveryContext, Format};
     use crate::domain::{Observation, QcReport, StationId};
     use crate::storage::{HistoryQuery, MemoryCache, SqliteStore, Station, StoredQuarantine};
@@ -706,7 +705,7 @@ mod tests {
         batch_size: usize,
         flush_interval: Duration,
     ) -> (ActorRef<PersisterMsg>, Arc<DeliveryContext>) {
-        let context = DeliveryContext::new(Pipeline::new("persister-test"), 1024);
+        let (context, _returned) = DeliveryContext::new(1024);
         let args = PersisterArgs {
             store,
             cache: Arc::new(MemoryCache::default()),
@@ -734,7 +733,7 @@ mod tests {
             "test".into(),
             bytes::Bytes::new(),
             Format::Json,
-            Ack::Http(tx),
+            Ack::new(tx),
             context.clone(),
         );
         actor

@@ -4,8 +4,13 @@
 //! keep the same address across restarts and never look an actor up by
 //! name. A message of the wrong type for an address does not compile.
 //! Stored readings go out once, on a [`StoredPort`], to whoever subscribed.
+//!
+//! The pipeline is also the one front door every source uses,
+//! [`Pipeline::submit`], and it decides what becomes of a delivery that
+//! comes back unacknowledged ([`crate::delivery`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 pub use crate::supervisor::address::Address;
 
@@ -17,13 +22,14 @@ use crate::actors::hub::HubMsg;
 use crate::actors::ingest::IngestMsg;
 use crate::actors::persister::PersisterMsg;
 use crate::actors::stations::StationsMsg;
-use crate::domain::Reading;
+use crate::delivery::{Arrival, Delivery, DeliveryContext, MAX_ATTEMPTS, Returned};
+use crate::domain::{Reading, RejectReason, StationId};
 use crate::storage::StoredBatch;
 
 /// The addresses of one running pipeline: every actor a part of the daemon
 /// sends to. The supervisors that group them (`root`, `pipeline`) are
 /// only named.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Pipeline {
     pub root: String,
     pub pipeline: String,
@@ -35,13 +41,20 @@ pub struct Pipeline {
     pub archiver: Address<ArchiverMsg>,
     pub aggregator: Address<AggregatorMsg>,
     pub alerter: Address<AlerterMsg>,
+    /// What its deliveries share: flow counters, the stop flag, the way
+    /// back.
+    pub deliveries: Arc<DeliveryContext>,
 }
 
 impl Pipeline {
     /// The addresses of a pipeline whose actors are named after
-    /// `instance` (`<instance>.persister`, ...), none running yet.
-    pub fn new(instance: &str) -> Self {
-        Self {
+    /// `instance` (`<instance>.persister`, ...), none running yet. Within
+    /// a tokio runtime it starts taking back the deliveries dropped
+    /// unacknowledged ([`Pipeline::redeliver`]); outside one, those go
+    /// back to their sources.
+    pub fn new(instance: &str, quarantine_max_bytes: usize) -> Arc<Self> {
+        let (deliveries, returned) = DeliveryContext::new(quarantine_max_bytes);
+        let pipeline = Arc::new(Self {
             root: format!("{instance}.root"),
             pipeline: format!("{instance}.pipeline"),
             http: Address::new(format!("{instance}.web")),
@@ -52,6 +65,131 @@ impl Pipeline {
             archiver: Address::new(format!("{instance}.archiver")),
             aggregator: Address::new(format!("{instance}.aggregator")),
             alerter: Address::new(format!("{instance}.alerter")),
+            deliveries,
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(take_back(Arc::downgrade(&pipeline), returned));
+        }
+        pipeline
+    }
+
+    /// From now on, deliveries dropped go back to their sources
+    /// unacknowledged, and nothing waits to be sent.
+    pub fn stop(&self) {
+        self.deliveries.stop();
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.deliveries.is_stopping()
+    }
+
+    /// The one front door of the pipeline: every source (MQTT, HTTP
+    /// uploads, replayed files) hands its messages in here. A message for
+    /// a station goes to that station's actor; one that names none is
+    /// quarantined with the reason. Either way it is acknowledged once what
+    /// it carried is stored.
+    pub fn submit(&self, arrival: Arrival) {
+        let Arrival {
+            station,
+            source,
+            payload,
+            format,
+            ack,
+        } = arrival;
+        let delivery = Delivery::new(
+            station.as_ref().ok().cloned(),
+            source,
+            payload,
+            format,
+            ack,
+            self.deliveries.clone(),
+        );
+        let _ingest = tracing::info_span!(target: crate::telemetry::TRACE_TARGET,
+            parent: &delivery.span, "ingest", source = %delivery.source)
+        .entered();
+        match station {
+            // Waits in the background if the supervisor is restarting.
+            Ok(_) => self.to_stations(delivery),
+            Err(reason) => {
+                tracing::info!(source = %delivery.source, reason = reason.code(),
+                    "message quarantined");
+                let record = delivery.quarantine_record(&reason);
+                self.to_persister(PersisterMsg::quarantine(record, delivery));
+            }
+        }
+    }
+
+    /// Decides on a delivery that came back unacknowledged: its actor died
+    /// with it in its mailbox or batch. It is routed again from the start;
+    /// after [`MAX_ATTEMPTS`], or without a station to route to, it is
+    /// quarantined. Once stopping, it goes back to its source.
+    pub fn redeliver(&self, mut delivery: Delivery) {
+        if self.is_stopping() {
+            delivery.abandon();
+            return;
+        }
+        delivery.returned_again();
+        if delivery.attempts() > MAX_ATTEMPTS || delivery.station_id.is_none() {
+            let reason = RejectReason::ProcessingFailed {
+                attempts: delivery.attempts(),
+            };
+            metrics::counter!("isobar_poison_messages_total").increment(1);
+            tracing::error!(station_id = ?delivery.station_id.as_ref().map(StationId::as_str),
+                source = %delivery.source, reason = reason.code(),
+                "quarantining a message that could not be processed");
+            let record = delivery.quarantine_record(&reason);
+            self.to_persister(PersisterMsg::quarantine(record, delivery));
+        } else {
+            self.to_stations(delivery);
+        }
+    }
+
+    /// Sends a delivery to the station supervisor. While it is not running
+    /// (being restarted) the delivery waits in the background and is sent
+    /// when it is back: it is never dropped, and waiting is not an attempt.
+    pub fn to_stations(&self, delivery: Delivery) {
+        self.send_or_wait(self.stations.clone(), StationsMsg::Route(delivery));
+    }
+
+    /// Sends to the persister, waiting for it likewise.
+    pub fn to_persister(&self, msg: PersisterMsg) {
+        self.send_or_wait(self.persister.clone(), msg);
+    }
+
+    fn send_or_wait<M: ractor::Message>(&self, to: Address<M>, msg: M) {
+        let Err(msg) = to.cast(msg) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let deliveries = self.deliveries.clone();
+        runtime.spawn(async move {
+            let mut msg = msg;
+            let mut delay = Duration::from_millis(20);
+            loop {
+                tokio::time::sleep(delay).await;
+                // Once stopping, dropping it hands it back to its source.
+                if deliveries.is_stopping() {
+                    return;
+                }
+                match to.cast(msg) {
+                    Ok(()) => return,
+                    Err(back) => msg = back,
+                }
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        });
+    }
+}
+
+/// Takes back the deliveries of a pipeline dropped unacknowledged, for as
+/// long as the pipeline exists.
+async fn take_back(pipeline: Weak<Pipeline>, mut returned: Returned) {
+    while let Some(delivery) = returned.recv().await {
+        match pipeline.upgrade() {
+            Some(pipeline) => pipeline.redeliver(delivery),
+            None => delivery.abandon(),
         }
     }
 }
@@ -105,6 +243,36 @@ impl StoredPort {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::{Ack, Format};
+
+    /// A delivery dropped while its runtime shuts down goes back to its
+    /// source unacknowledged: routing it again would spawn a task that the
+    /// runtime drops at once, which would route it again, without end.
+    #[test]
+    fn a_delivery_dropped_during_shutdown_is_left_to_the_broker() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        runtime.block_on(async {
+            let pipeline = Pipeline::new("shutdown-test", 1024);
+            let delivery = Delivery::new(
+                Some(StationId::parse("WS001").unwrap()),
+                "test".into(),
+                bytes::Bytes::from_static(b"{}"),
+                Format::Json,
+                Ack::new(tx),
+                pipeline.deliveries.clone(),
+            );
+            // No station supervisor is running: it waits in a task.
+            drop(delivery);
+        });
+        drop(runtime);
+        // Never acknowledged, and the process is still here.
+        assert!(rx.blocking_recv().is_err());
+    }
 
     /// Every subscriber hears of every stored batch once, in the order
     /// they subscribed.

@@ -21,14 +21,13 @@ use tokio::sync::mpsc;
 use crate::actors::aggregator::{Aggregator, AggregatorArgs, AggregatorMsg};
 use crate::actors::alerter::{Alerter, AlerterArgs, AlerterMsg};
 use crate::actors::archiver::{Archiver, ArchiverArgs, ArchiverMsg};
-use crate::actors::http::{HttpArgs, HttpServer};
+use crate::actors::http::{HttpArgs, HttpServer, Serve};
 use crate::actors::hub::{Hub, HubArgs, HubMsg, RestartEvent};
 use crate::actors::ingest::{Ingest, IngestArgs};
 use crate::actors::persister::{Persister, PersisterArgs};
 use crate::actors::pipeline::{Pipeline, Stored, StoredPort};
 use crate::actors::stations::{StationsArgs, StationsSupervisor};
 use crate::config::{Settings, SharedSupervision};
-use crate::delivery::DeliveryContext;
 use crate::health::Health;
 use crate::storage::archive::Archive;
 use crate::storage::{LatestCache, Store};
@@ -36,7 +35,6 @@ use crate::supervisor::RestartPolicy;
 use crate::supervisor::tree::{
     ChildSpec, GroupRecord, Observer, RestartNotice, Supervisor, SupervisorArgs, SupervisorMsg,
 };
-use crate::web::WebContext;
 
 /// Everything needed to (re)start any part of the tree.
 pub struct RootArgs {
@@ -45,7 +43,7 @@ pub struct RootArgs {
     pub supervision: SharedSupervision,
     pub store: Arc<dyn Store>,
     pub cache: Arc<dyn LatestCache>,
-    pub context: Arc<DeliveryContext>,
+    pub pipeline: Arc<Pipeline>,
     /// Where ingest connects: the embedded broker or the external one.
     pub broker: (String, u16),
     pub health: Arc<Health>,
@@ -53,7 +51,8 @@ pub struct RootArgs {
     pub archive: Option<Arc<dyn Archive>>,
     /// The HTTP listener, bound before the tree starts.
     pub listener: Arc<std::net::TcpListener>,
-    pub web: Arc<WebContext>,
+    /// What the web server serves on it.
+    pub serve: Serve,
     /// The tree as the API shows it.
     pub records: Arc<TreeRecords>,
     /// Told why, when the root gives up.
@@ -124,7 +123,7 @@ struct PartSpec {
 
 /// Restarts as the rest of the daemon hears of them.
 struct TreeObserver {
-    context: Arc<DeliveryContext>,
+    pipeline: Arc<Pipeline>,
 }
 
 impl Observer for TreeObserver {
@@ -138,11 +137,11 @@ impl Observer for TreeObserver {
             with: n.with.to_vec(),
             at: chrono::Utc::now(),
         }
-        .announce(&self.context.pipeline.hub);
+        .announce(&self.pipeline.hub);
     }
 
     fn stopping(&self) -> bool {
-        self.context.is_stopping()
+        self.pipeline.is_stopping()
     }
 }
 
@@ -178,7 +177,7 @@ pub async fn start(name: String, args: RootArgs) -> Result<ActorRef<SupervisorMs
             children: specs(&ROOT, &args),
             policy: policy_of(&args.supervision, |s| s.root.policy()),
             observer: Arc::new(TreeObserver {
-                context: args.context.clone(),
+                pipeline: args.pipeline.clone(),
             }),
             record: args.records.root.clone(),
             give_up: Some(args.fatal.clone()),
@@ -224,7 +223,7 @@ impl ChildSpec for PartSpec {
 
     async fn start(&self, supervisor: ActorCell) -> Result<Option<ActorCell>, ActorProcessingErr> {
         let a = &*self.args;
-        let p = &a.context.pipeline;
+        let p = &a.pipeline;
         let cell = match self.part {
             Part::Pipeline => Actor::spawn_linked(
                 Some(p.pipeline.clone()),
@@ -234,7 +233,7 @@ impl ChildSpec for PartSpec {
                     children: specs(&PIPELINE, &self.args),
                     policy: policy_of(&a.supervision, |s| s.pipeline.policy()),
                     observer: Arc::new(TreeObserver {
-                        context: a.context.clone(),
+                        pipeline: a.pipeline.clone(),
                     }),
                     record: a.records.pipeline.clone(),
                     give_up: None,
@@ -250,7 +249,7 @@ impl ChildSpec for PartSpec {
                     cache: a.cache.clone(),
                     archive: a.archive.is_some(),
                     stored: Arc::new(stored_port(p, a.archive.is_some())),
-                    context: a.context.clone(),
+                    context: p.deliveries.clone(),
                     batch_size: a.settings.persister.batch_size,
                     flush_interval: a.settings.persister.flush_interval,
                     writers: a.settings.persister.writers,
@@ -280,7 +279,7 @@ impl ChildSpec for PartSpec {
                             store: a.store.clone(),
                             settings: a.settings.alerts.clone(),
                             hub: p.hub.clone(),
-                            context: a.context.clone(),
+                            context: p.deliveries.clone(),
                         },
                         supervisor,
                     )
@@ -314,7 +313,7 @@ impl ChildSpec for PartSpec {
             }
             Part::Stations => {
                 let args = StationsArgs {
-                    context: a.context.clone(),
+                    pipeline: a.pipeline.clone(),
                     supervision: a.supervision.clone(),
                     qc: Arc::new(a.settings.qc.clone()),
                 };
@@ -333,7 +332,7 @@ impl ChildSpec for PartSpec {
                     // Twice the window: never reached under a broker that
                     // keeps to it.
                     max_open: 2 * a.settings.mqtt.effective_inflight(),
-                    context: a.context.clone(),
+                    pipeline: a.pipeline.clone(),
                     health: a.health.clone(),
                     // Checked with the settings; read again at each start, so
                     // a renewed certificate is taken up by a restart.
@@ -348,7 +347,7 @@ impl ChildSpec for PartSpec {
                         HttpServer,
                         HttpArgs {
                             listener: a.listener.clone(),
-                            web: a.web.clone(),
+                            serve: a.serve.clone(),
                         },
                         supervisor,
                     )

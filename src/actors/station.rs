@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::actors::persister::{Outcome, PersisterMsg};
-use crate::delivery::{Delivery, DeliveryContext, Format};
+use crate::actors::pipeline::Pipeline;
+use crate::delivery::{Delivery, Format};
 use crate::domain::formats::{self, Parsed};
 use crate::domain::qc::Learned;
 use crate::domain::{QcConfig, QcFlag, Reading, RejectReason, StationId, StationQc};
@@ -32,7 +33,7 @@ pub struct StationActor;
 
 pub struct StationArgs {
     pub station_id: StationId,
-    pub context: Arc<DeliveryContext>,
+    pub pipeline: Arc<Pipeline>,
     pub qc: Arc<QcConfig>,
     /// The memory of a hibernated actor of this station, if any.
     pub memory: Option<Box<StationQc>>,
@@ -40,7 +41,7 @@ pub struct StationArgs {
 
 pub struct StationState {
     station_id: StationId,
-    context: Arc<DeliveryContext>,
+    pipeline: Arc<Pipeline>,
     qc_config: Arc<QcConfig>,
     /// What quality control remembers of this station's recent readings.
     qc: StationQc,
@@ -61,7 +62,7 @@ impl Actor for StationActor {
         tracing::debug!(station_id = %args.station_id, "station actor started");
         Ok(StationState {
             station_id: args.station_id,
-            context: args.context,
+            pipeline: args.pipeline,
             qc_config: args.qc,
             qc: args.memory.map(|m| *m).unwrap_or_default(),
             accepted: [QcFlag::Pass, QcFlag::Suspect, QcFlag::Fail].map(
@@ -112,7 +113,7 @@ impl StationState {
             Ok(outcome) => {
                 span.record("readings", outcome.readings.len() as i64);
                 span.record("quarantined", outcome.quarantine.len() as i64);
-                self.context
+                self.pipeline
                     .to_persister(PersisterMsg::Write(Box::new(outcome), delivery));
                 Ok(())
             }
@@ -123,7 +124,7 @@ impl StationState {
                     detail: detail.clone(),
                 };
                 let record = delivery.quarantine_record(&reason);
-                self.context
+                self.pipeline
                     .to_persister(PersisterMsg::quarantine(record, delivery));
                 Err(format!("panicked while processing a message: {detail}").into())
             }

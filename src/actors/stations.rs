@@ -14,9 +14,10 @@ use ractor::{
 };
 use serde::Serialize;
 
+use crate::actors::pipeline::Pipeline;
 use crate::actors::station::{StationActor, StationArgs, StationMsg};
 use crate::config::SharedSupervision;
-use crate::delivery::{Delivery, DeliveryContext};
+use crate::delivery::Delivery;
 use crate::domain::qc::Learned;
 use crate::domain::{QcConfig, StationId, StationQc};
 use crate::supervisor::{Decision, RestartIntensity, RestartPolicy};
@@ -57,14 +58,14 @@ pub struct ChildStatus {
 pub struct StationsSupervisor;
 
 pub struct StationsArgs {
-    pub context: Arc<DeliveryContext>,
+    pub pipeline: Arc<Pipeline>,
     /// The stations policy and its per-station overrides (reloadable).
     pub supervision: SharedSupervision,
     pub qc: Arc<QcConfig>,
 }
 
 pub struct StationsState {
-    context: Arc<DeliveryContext>,
+    pipeline: Arc<Pipeline>,
     supervision: SharedSupervision,
     qc: Arc<QcConfig>,
     children: HashMap<StationId, Child>,
@@ -98,7 +99,7 @@ impl Actor for StationsSupervisor {
         args: StationsArgs,
     ) -> Result<StationsState, ActorProcessingErr> {
         let state = StationsState {
-            context: args.context,
+            pipeline: args.pipeline,
             supervision: args.supervision,
             qc: args.qc,
             children: HashMap::new(),
@@ -206,7 +207,7 @@ impl Actor for StationsSupervisor {
                 // A station actor only stops on shutdown; treat anything else
                 // as a failure so its station keeps being served.
                 if let Some(id) = state.by_actor.get(&cell.get_id()).cloned()
-                    && !state.context.is_stopping()
+                    && !state.pipeline.is_stopping()
                 {
                     tracing::warn!(station_id = %id, ?reason, "station actor stopped unexpectedly");
                     state.on_failure(&myself, cell, format!("stopped: {reason:?}"), false)?;
@@ -280,7 +281,7 @@ impl StationsState {
         }
         let args = StationArgs {
             station_id: id.clone(),
-            context: self.context.clone(),
+            pipeline: self.pipeline.clone(),
             qc: self.qc.clone(),
             memory,
         };
@@ -344,7 +345,7 @@ impl StationsState {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .hibernate_after;
-        if after.is_zero() || self.context.is_stopping() {
+        if after.is_zero() || self.pipeline.is_stopping() {
             return false;
         }
         let now = Instant::now();
@@ -429,7 +430,7 @@ impl StationsState {
                 "station actor ended; its restart type keeps it stopped");
             if let Some(child) = self.children.remove(&id) {
                 for delivery in child.pending {
-                    self.context.to_stations(delivery);
+                    self.pipeline.to_stations(delivery);
                 }
             }
             return Ok(());
@@ -469,7 +470,7 @@ impl StationsState {
                     with: Vec::new(),
                     at: Utc::now(),
                 }
-                .announce(&self.context.pipeline.hub);
+                .announce(&self.pipeline.hub);
                 myself.send_after(after, move || StationsMsg::Restart(id));
                 Ok(())
             }

@@ -771,7 +771,7 @@ async fn supervision(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
     let timeout = Some(std::time::Duration::from_secs(5));
     // While the station supervisor restarts, its children are unknown; the
     // root's record says it is restarting.
-    let stations = match ctx.stations.get() {
+    let stations = match ctx.pipeline.stations.get() {
         Some(stations) => match stations.call(StationsMsg::Status, timeout).await {
             Ok(ractor::rpc::CallResult::Success(children)) => children,
             _ => Vec::new(),

@@ -8,13 +8,13 @@
 
 use std::sync::Arc;
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection};
 
 use super::ApiError;
-use crate::config::{AuthSettings, ConfigError, Secret};
+use crate::config::{AuthKeys, AuthSettings, ConfigError, Secret};
 
 /// What a request wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,103 +62,34 @@ struct Claims {
     scope: Option<String>,
 }
 
-/// Shortest API key accepted: a key is a password that is never typed.
-const MIN_KEY_LEN: usize = 16;
-
-fn read_secret_file(key: &str, path: &std::path::Path) -> Result<String, ConfigError> {
-    crate::config::read_file(key, path).map(|b| String::from_utf8_lossy(&b).into_owned())
-}
-
 impl Auth {
     /// From the settings, reading the key files; a bad one names its key.
     pub fn from_settings(s: &AuthSettings) -> Result<Self, ConfigError> {
-        let mut ingest_keys = s.api_keys.clone();
-        if let Some(path) = &s.api_keys_file {
-            let text = read_secret_file("web.auth.api_keys_file", path)?;
-            ingest_keys.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(Secret::new),
-            );
-        }
-        for (key, keys) in [
-            ("web.auth.api_keys", &ingest_keys),
-            ("web.auth.read_keys", &s.read_keys),
-        ] {
-            if keys.iter().any(|k| k.expose().len() < MIN_KEY_LEN) {
-                return Err(ConfigError::new(
-                    key,
-                    format!("every key must be at least {MIN_KEY_LEN} characters"),
-                ));
-            }
-        }
-        let secret = match (&s.jwt_secret, &s.jwt_secret_file) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    "web.auth.jwt_secret_file",
-                    "give jwt_secret or jwt_secret_file, not both",
-                ));
-            }
-            (Some(secret), None) => Some(secret.expose().to_owned()),
-            (None, Some(path)) => Some(
-                read_secret_file("web.auth.jwt_secret_file", path)?
-                    .trim()
-                    .to_owned(),
-            ),
-            (None, None) => None,
-        };
-        let key = match (secret, &s.jwt_public_key_file) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    "web.auth.jwt_public_key_file",
-                    "HS256 (jwt_secret) or RS256 (jwt_public_key_file), not both",
-                ));
-            }
-            (Some(secret), None) => {
-                if secret.len() < 32 {
-                    return Err(ConfigError::new(
-                        "web.auth.jwt_secret",
-                        "an HS256 secret must be at least 32 characters",
-                    ));
-                }
-                let key = DecodingKey::from_secret(secret.as_bytes()).map_err(|e| {
-                    ConfigError::new("web.auth.jwt_secret", format!("not usable: {e}"))
-                })?;
-                Some((key, Algorithm::HS256))
-            }
-            (None, Some(path)) => {
-                let pem = read_secret_file("web.auth.jwt_public_key_file", path)?;
-                let key = DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
-                    ConfigError::new(
-                        "web.auth.jwt_public_key_file",
-                        format!("{} is not an RSA public key in PEM: {e}", path.display()),
-                    )
-                })?;
-                Some((key, Algorithm::RS256))
-            }
-            (None, None) => None,
-        };
-        let jwt = key.map(|(key, algorithm)| {
+        s.parse().map(Self::new)
+    }
+
+    /// With the credentials the settings gave.
+    pub fn new(keys: AuthKeys) -> Self {
+        let jwt = keys.jwt.map(|jwt| {
             // One algorithm only: a token that names another, `none`
             // included, is refused.
-            let mut validation = Validation::new(algorithm);
+            let mut validation = Validation::new(jwt.algorithm);
             validation.set_required_spec_claims(&["exp"]);
-            if let Some(issuer) = &s.jwt_issuer {
+            if let Some(issuer) = &jwt.issuer {
                 validation.set_issuer(&[issuer]);
             }
-            match &s.jwt_audience {
+            match &jwt.audience {
                 Some(audience) => validation.set_audience(&[audience]),
                 None => validation.validate_aud = false,
             }
-            (key, validation)
+            (jwt.key, validation)
         });
-        Ok(Self {
-            ingest_keys,
-            read_keys: s.read_keys.clone(),
+        Self {
+            ingest_keys: keys.ingest_keys,
+            read_keys: keys.read_keys,
             jwt,
-            protect_reads: s.protect_reads,
-        })
+            protect_reads: keys.protect_reads,
+        }
     }
 
     /// No credential configured: uploads are open (the embedded default).
@@ -291,7 +222,7 @@ pub fn require(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{EncodingKey, Header};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
     const SECRET: &str = "an-hs256-secret-of-at-least-32-characters";
 

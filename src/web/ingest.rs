@@ -210,12 +210,12 @@ async fn ingest(
         value: raw_station.clone(),
         reason: e.to_string(),
     });
-    ctx.deliveries.submit(Arrival {
+    ctx.pipeline.submit(Arrival {
         station,
         source,
         payload,
         format,
-        ack: Ack::Http(tx),
+        ack: Ack::new(tx),
     });
     let verdict = match tokio::time::timeout(STORE_TIMEOUT, rx).await {
         Ok(Ok(verdict)) => verdict,

@@ -153,7 +153,7 @@ async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc
     // holds only its newest message.
     let rollups = Arc::new(RollupLane::new(ctx.client_queue.max(1024) * 4));
     // Subscribe before taking the snapshot so nothing falls between them.
-    let Some(hub) = ctx.hub.get() else {
+    let Some(hub) = ctx.pipeline.hub.get() else {
         return;
     };
     let client = LiveClient {

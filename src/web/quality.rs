@@ -114,7 +114,7 @@ pub(super) async fn qc_summary(
 /// What the station's actor (or its sleeping memory) has learned.
 async fn learned(ctx: &WebContext, id: &StationId) -> Option<Learned> {
     use crate::actors::stations::StationsMsg;
-    let stations = ctx.stations.get()?;
+    let stations = ctx.pipeline.stations.get()?;
     let ask = |reply| StationsMsg::Learned(id.clone(), reply);
     match stations
         .call(ask, Some(std::time::Duration::from_secs(5)))

@@ -1,7 +1,9 @@
-//! `isobar replay` feeds a recorded sequence through the running daemon; its
-//! spike, stuck sensor, gap and late reading come back flagged.
+//! A recorded sequence fed through the daemon, published over MQTT by
+//! `isobar replay` or handed in from inside by `isobar run --replay`: both
+//! go through the same front door, and its spike, stuck sensor, gap and late
+//! reading come back flagged the same.
 
-mod common;
+use crate::common;
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -54,16 +56,13 @@ async fn a_recorded_sequence_is_replayed_and_flagged() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("replayed 112 readings"), "{stderr}");
 
-    let readings: Vec<Value> = eventually(Duration::from_secs(30), "112 readings", || async {
-        let (_, body) = daemon
-            .get(
-                "/api/v1/stations/WS900/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z",
-            )
-            .await;
-        let list = body["readings"].as_array()?.clone();
-        (list.len() == 112).then_some(list)
-    })
-    .await;
+    let readings = stored_readings(&daemon, 112).await;
+    assert_flagged(&readings);
+}
+
+/// The 112 readings of [`recording`] as stored, judged as a meteorologist
+/// would.
+fn assert_flagged(readings: &[Value]) {
     let at_time = |t: &str| {
         readings
             .iter()
@@ -116,6 +115,60 @@ async fn a_recorded_sequence_is_replayed_and_flagged() {
     assert_eq!(late["qc"]["status"], "pass");
 }
 
+/// Readings of WS900 on the recorded day, once there are `n`.
+async fn stored_readings(daemon: &Daemon, n: usize) -> Vec<Value> {
+    eventually(Duration::from_secs(30), "the replayed readings", || async {
+        let (_, body) = daemon
+            .get(
+                "/api/v1/stations/WS900/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z",
+            )
+            .await;
+        let list = body["readings"].as_array()?.clone();
+        (list.len() == n).then_some(list)
+    })
+    .await
+}
+
+/// The daemon hands the file in itself, through the same front door as
+/// MQTT, and says what became of every row once all are stored: a row for
+/// a station id that cannot be is quarantined, not lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_file_is_handed_in_from_inside_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ws900.csv");
+    let mut csv = recording();
+    csv.push_str("2025-01-13T06:00:00Z,not a station,10,29.9,5\n");
+    std::fs::write(&file, csv).unwrap();
+    let daemon = Daemon::start(&["--replay", file.to_str().unwrap()]);
+
+    let readings = stored_readings(&daemon, 112).await;
+    assert_flagged(&readings);
+    let report = eventually(Duration::from_secs(30), "the replay's report", || async {
+        daemon
+            .logs()
+            .into_iter()
+            .find(|l| l.contains("replay finished"))
+    })
+    .await;
+    for expected in [
+        "source=replay:ws900.csv",
+        "rows=113",
+        "stored=112",
+        "quarantined=1",
+        "not_processed=0",
+    ] {
+        assert!(report.contains(expected), "{expected} in {report}");
+    }
+    let (_, quarantine) = daemon.get("/api/v1/quarantine").await;
+    let records = quarantine["items"].as_array().unwrap();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["source"] == "replay:ws900.csv" && r["reason_code"] == "invalid_station_id"),
+        "{quarantine}"
+    );
+}
+
 #[test]
 fn a_bad_recording_exits_65_naming_the_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -134,6 +187,27 @@ fn a_bad_recording_exits_65_naming_the_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("line 2: temperature_C: \"warm\" is not a number"),
+        "{stderr}"
+    );
+    // The daemon refuses it likewise, before it starts.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_isobar"))
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--replay")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--replay: line 2: temperature_C: \"warm\" is not a number"),
         "{stderr}"
     );
 }

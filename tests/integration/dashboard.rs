@@ -2,7 +2,7 @@
 //! default, a directory on disk with `web.static_dir`, and the API's own
 //! answers untouched by the page fallback.
 
-mod common;
+use crate::common;
 
 use common::Daemon;
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};

@@ -1,7 +1,7 @@
 //! Quality control end to end: readings published over MQTT come back over
 //! REST with their flags, and failed values are kept but not derived from.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! over OTLP/HTTP (JSON here, so the test can read them) to a collector
 //! the test runs, and `/metrics` counts each stage.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,7 @@
 //! handshake, the snapshot's version, and the `rollup` and
 //! `station_status` messages.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

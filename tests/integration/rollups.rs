@@ -2,7 +2,7 @@
 //! 1-hour rollups of the values that did not fail quality control, a late reading
 //! updates the period it belongs to, and the API serves them.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! port are clear errors with the right exit status, and a log written to a
 //! file or pipe is plain text.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

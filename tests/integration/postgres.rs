@@ -1,7 +1,7 @@
 //! The PostgreSQL store against the machine's real server: each test gets
 //! its own schema, so tests run in parallel and leave nothing behind.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -109,10 +109,10 @@ async fn an_older_database_is_carried_over() {
         .batch_execute(concat!(
             "CREATE TABLE schema_migrations (version integer PRIMARY KEY, \
                applied_at timestamptz NOT NULL DEFAULT now());",
-            include_str!("../migrations/postgres/0001_init.sql"),
-            include_str!("../migrations/postgres/0002_archive_outbox.sql"),
-            include_str!("../migrations/postgres/0003_rollups.sql"),
-            include_str!("../migrations/postgres/0004_alerts.sql"),
+            include_str!("../../migrations/postgres/0001_init.sql"),
+            include_str!("../../migrations/postgres/0002_archive_outbox.sql"),
+            include_str!("../../migrations/postgres/0003_rollups.sql"),
+            include_str!("../../migrations/postgres/0004_alerts.sql"),
             "INSERT INTO schema_migrations (version) VALUES (1), (2), (3), (4);",
             "INSERT INTO observations (station_id, observed_at, received_at, temperature_c) \
                VALUES ('WS001', '2025-01-13T10:00:00Z', now(), 1.0), \

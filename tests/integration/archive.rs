@@ -3,7 +3,7 @@
 //! local S3-compatible server, moto) in production; while S3 is down the
 //! readings wait in the spool and go out when it is back.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! JSON, batches, WeeWX) and HTTP (Weather Underground, Ecowitt, JSON).
 //! Each converges to the same reading, in canonical units.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! External mode against the machine's real Mosquitto on 1883: isobar
 //! subscribes with a persistent session and stores what is published there.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

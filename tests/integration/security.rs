@@ -2,7 +2,7 @@
 //! may ingest, reads need one that may read when they are protected, and
 //! every refusal is a 401 or 403 with a JSON body.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

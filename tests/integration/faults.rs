@@ -2,7 +2,7 @@
 //! keeps sending QoS 1 readings while something fails, and afterwards every
 //! published reading is stored exactly once.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

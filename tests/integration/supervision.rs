@@ -4,7 +4,7 @@
 //! messages queued behind it are processed normally. A station that keeps
 //! failing escalates, and the restarted supervisor serves every station.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! and resolves, each is stored, listed by the API and pushed to live
 //! clients, and a firing alert is not fired again after a restart.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! the relay that lets several instances feed each other's live clients,
 //! and the daemon carrying on (from the store) while Redis is down.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,7 +1,7 @@
 //! End to end through the real binary: MQTT in, SQLite, REST and the live
 //! websocket out, quarantine for what is bad, and a clean shutdown.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

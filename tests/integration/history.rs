@@ -3,7 +3,7 @@
 //! metadata from the config (reloaded on SIGHUP) and the latest readings
 //! of every station.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
