@@ -588,9 +588,14 @@ impl StoreError {
     }
 }
 
-/// Durable history. Writes are idempotent on (station_id, observed_at).
+// The store, split by concern: each actor takes only the part it uses
+// (the persister a `ReadingStore`, the aggregator a `RollupStore`, ...);
+// the web side and the composition root hold the whole `Store`.
+
+/// Readings and stations: what the persister writes and history reads.
+/// Writes are idempotent on (station_id, observed_at).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait ReadingStore: Send + Sync + 'static {
     /// Writes one batch in one transaction.
     async fn write_batch(
         &self,
@@ -603,6 +608,11 @@ pub trait Store: Send + Sync + 'static {
     async fn latest(&self, id: &StationId) -> Result<Option<Reading>, StoreError>;
     /// Readings in `[from, to)`, oldest first, at most `limit`.
     async fn readings(&self, query: HistoryQuery) -> Result<Vec<Reading>, StoreError>;
+}
+
+/// Alerts as they fire and resolve.
+#[async_trait]
+pub trait AlertStore: Send + Sync + 'static {
     /// Records an alert that fired; a rule already firing for the station
     /// is left as it is. Returns the alert.
     async fn fire_alert(&self, alert: NewAlert) -> Result<AlertRecord, StoreError>;
@@ -620,6 +630,12 @@ pub trait Store: Send + Sync + 'static {
         firing: Option<bool>,
         limit: usize,
     ) -> Result<Vec<AlertRecord>, StoreError>;
+}
+
+/// Per-minute and per-hour rollups, kept in step with the stored readings
+/// through the rollup outbox.
+#[async_trait]
+pub trait RollupStore: Send + Sync + 'static {
     /// Adds stored readings to the rollups, in one transaction: the `held`
     /// batches (handed over in memory) and the `leftovers` (read back), each
     /// counted only if its rollup outbox entry is still there, and the entry
@@ -635,6 +651,11 @@ pub trait Store: Send + Sync + 'static {
     /// A station's rollups at one resolution with periods starting in
     /// `[from, to)`, oldest first, at most `limit` periods.
     async fn rollups(&self, query: RollupQuery) -> Result<Vec<Rollup>, StoreError>;
+}
+
+/// The archive outbox: stored batches the data lake has not taken yet.
+#[async_trait]
+pub trait ArchiveOutbox: Send + Sync + 'static {
     /// Archive outbox entries nobody holds, with their readings read back.
     async fn archive_leftovers(&self, leftovers: Leftovers)
     -> Result<Vec<StoredBatch>, StoreError>;
@@ -644,6 +665,11 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets the archive outbox entries `seqs` (their readings are in
     /// the spool).
     async fn archive_done(&self, seqs: &[i64]) -> Result<(), StoreError>;
+}
+
+/// Messages that could not be readings, as stored.
+#[async_trait]
+pub trait QuarantineLog: Send + Sync + 'static {
     /// Quarantined messages, newest first.
     async fn quarantine(
         &self,
@@ -651,6 +677,12 @@ pub trait Store: Send + Sync + 'static {
         before_id: Option<i64>,
     ) -> Result<Vec<StoredQuarantine>, StoreError>;
 }
+
+/// Durable history: every concern at once, as SQLite and PostgreSQL
+/// provide it.
+pub trait Store: ReadingStore + AlertStore + RollupStore + ArchiveOutbox + QuarantineLog {}
+
+impl<T: ReadingStore + AlertStore + RollupStore + ArchiveOutbox + QuarantineLog> Store for T {}
 
 /// The latest reading of each station, for the live views and `/latest`.
 /// A cache is never the only copy: when it cannot answer, callers fall back

@@ -19,7 +19,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::actors::hub::{HubMsg, StationRollup};
 use crate::actors::pipeline::Address;
-use crate::storage::{HeldBatches, Leftovers, Store, StoredBatch};
+use crate::storage::{HeldBatches, Leftovers, RollupStore, StoredBatch};
 
 /// Readings held before a roll-up starts without waiting for the tick.
 const CHUNK: usize = 50_000;
@@ -38,14 +38,14 @@ pub enum AggregatorMsg {
 pub struct Aggregator;
 
 pub struct AggregatorArgs {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn RollupStore>,
     pub interval: Duration,
     /// Where live clients' rollups go.
     pub hub: Address<HubMsg>,
 }
 
 pub struct AggregatorState {
-    store: Arc<dyn Store>,
+    store: Arc<dyn RollupStore>,
     hub: Address<HubMsg>,
     held: HeldBatches,
     /// The last roll-up failed: wait for the tick rather than try again

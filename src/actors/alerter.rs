@@ -23,7 +23,7 @@ use crate::config::AlertSettings;
 use crate::delivery::DeliveryContext;
 use crate::domain::alerts::{AlertEngine, AlertRules, Change, PipelineSample};
 use crate::domain::{Reading, StationId};
-use crate::storage::{AlertRecord, NewAlert, Store, StoreError};
+use crate::storage::{AlertRecord, AlertStore, NewAlert, ReadingStore, StoreError};
 
 pub enum AlerterMsg {
     /// Readings just stored (new ones only).
@@ -37,7 +37,10 @@ pub enum AlerterMsg {
 pub struct Alerter;
 
 pub struct AlerterArgs {
-    pub store: Arc<dyn Store>,
+    /// Where alerts are recorded.
+    pub alerts: Arc<dyn AlertStore>,
+    /// Pinged for health; its stations seed who was heard from when.
+    pub readings: Arc<dyn ReadingStore>,
     pub settings: AlertSettings,
     pub hub: Address<HubMsg>,
     /// Where the pipeline's flow is counted.
@@ -45,7 +48,8 @@ pub struct AlerterArgs {
 }
 
 pub struct AlerterState {
-    store: Arc<dyn Store>,
+    alerts: Arc<dyn AlertStore>,
+    readings: Arc<dyn ReadingStore>,
     engine: AlertEngine,
     hub: Address<HubMsg>,
     context: Arc<DeliveryContext>,
@@ -145,7 +149,7 @@ impl Actor for Alerter {
             qc_failure_rate: settings.qc_failure_rate,
             pipeline: settings.pipeline,
         });
-        match args.store.alerts(Some(true), MAX_FIRING).await {
+        match args.alerts.alerts(Some(true), MAX_FIRING).await {
             Ok(firing) => {
                 for alert in firing {
                     let station = match &alert.station_id {
@@ -169,7 +173,8 @@ impl Actor for Alerter {
             myself.send_interval(every, || AlerterMsg::CheckPipeline);
         }
         Ok(AlerterState {
-            store: args.store,
+            alerts: args.alerts,
+            readings: args.readings,
             engine,
             hub: args.hub,
             context: args.context,
@@ -203,7 +208,7 @@ impl Actor for Alerter {
             }
             AlerterMsg::Check => {
                 state.record_waiting().await;
-                match state.store.stations().await {
+                match state.readings.stations().await {
                     Ok(stations) => {
                         let seen: Vec<_> = stations
                             .into_iter()
@@ -223,7 +228,7 @@ impl Actor for Alerter {
             }
             AlerterMsg::CheckPipeline => {
                 let answered = matches!(
-                    tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await,
+                    tokio::time::timeout(PING_TIMEOUT, state.readings.ping()).await,
                     Ok(Ok(()))
                 );
                 if answered {
@@ -258,7 +263,7 @@ impl AlerterState {
                 at,
                 message,
             } => self
-                .store
+                .alerts
                 .fire_alert(NewAlert {
                     rule,
                     station_id,
@@ -274,7 +279,7 @@ impl AlerterState {
                 at,
                 ..
             } => {
-                self.store
+                self.alerts
                     .resolve_alert(&rule, station_id.as_ref(), at)
                     .await
             }

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::domain::Reading;
 use crate::storage::archive::{Archive, partition_spool, spool_line};
-use crate::storage::{HeldBatches, Leftovers, Store, StoredBatch};
+use crate::storage::{ArchiveOutbox, HeldBatches, Leftovers, StoredBatch};
 use crate::supervisor::Backoff;
 
 pub enum ArchiverMsg {
@@ -38,7 +38,7 @@ pub enum ArchiverMsg {
 pub struct Archiver;
 
 pub struct ArchiverArgs {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn ArchiveOutbox>,
     pub archive: Arc<dyn Archive>,
     pub spool_dir: PathBuf,
     /// Prefix of every object key.
@@ -50,7 +50,7 @@ pub struct ArchiverArgs {
 }
 
 pub struct ArchiverState {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ArchiveOutbox>,
     /// Handed over, not yet in the spool.
     held: HeldBatches,
     /// In the spool, their outbox entries not yet deleted.
@@ -454,7 +454,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_spooled_as_a_leftover_is_not_spooled_again() {
         use crate::storage::archive::LocalArchive;
-        use crate::storage::{SqliteStore, WriteBatch};
+        use crate::storage::{ReadingStore, SqliteStore, WriteBatch};
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("a.sqlite3")).unwrap());
         // Stored with an archive entry; its sequence number.

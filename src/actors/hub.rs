@@ -222,7 +222,7 @@ pub struct Hub;
 
 pub struct HubArgs {
     /// Where the stations' last-seen times come from at start.
-    pub store: Arc<dyn crate::storage::Store>,
+    pub store: Arc<dyn crate::storage::ReadingStore>,
     /// How often to look for stations gone silent.
     pub check_every: std::time::Duration,
 }

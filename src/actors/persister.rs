@@ -25,7 +25,7 @@ use crate::actors::pipeline::{Stored, StoredPort};
 use crate::delivery::{Delivery, Verdict};
 use crate::domain::{Reading, RejectReason};
 use crate::storage::{
-    LatestCache, QuarantineRecord, Store, StoreError, StoredBatch, WriteBatch, WriteOutcome,
+    LatestCache, QuarantineRecord, ReadingStore, StoreError, StoredBatch, WriteBatch, WriteOutcome,
 };
 use crate::supervisor::Backoff;
 
@@ -79,7 +79,7 @@ impl PersisterMsg {
 }
 
 pub struct PersisterArgs {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn ReadingStore>,
     pub cache: Arc<dyn LatestCache>,
     /// Whether stored readings also go to the data lake's archiver (the
     /// store keeps them in the outbox for it).
@@ -556,7 +556,7 @@ mod tests {
     use super::*;
     use crate::delivery::{Ack, DeliveryContext, Format};
     use crate::domain::{Observation, QcReport, StationId};
-    use crate::storage::{HistoryQuery, MemoryCache, SqliteStore, Station, StoredQuarantine};
+    use crate::storage::{HistoryQuery, MemoryCache, QuarantineLog, SqliteStore, Station};
 
     /// The real SQLite store, with control over when its writes run: a
     /// write holding `hold`'s reading waits until released, and the first
@@ -572,7 +572,7 @@ mod tests {
     }
 
     #[async_trait]
-    impl Store for Gated {
+    impl ReadingStore for Gated {
         async fn write_batch(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome, StoreError> {
             let ids: Vec<String> = batch
                 .readings
@@ -627,60 +627,6 @@ mod tests {
         }
         async fn readings(&self, query: HistoryQuery) -> Result<Vec<Reading>, StoreError> {
             self.inner.readings(query).await
-        }
-        async fn fire_alert(
-            &self,
-            alert: crate::storage::NewAlert,
-        ) -> Result<crate::storage::AlertRecord, StoreError> {
-            self.inner.fire_alert(alert).await
-        }
-        async fn resolve_alert(
-            &self,
-            rule: &str,
-            station: Option<&StationId>,
-            at: DateTime<Utc>,
-        ) -> Result<Option<crate::storage::AlertRecord>, StoreError> {
-            self.inner.resolve_alert(rule, station, at).await
-        }
-        async fn alerts(
-            &self,
-            firing: Option<bool>,
-            limit: usize,
-        ) -> Result<Vec<crate::storage::AlertRecord>, StoreError> {
-            self.inner.alerts(firing, limit).await
-        }
-        async fn roll_up(
-            &self,
-            held: &[StoredBatch],
-            leftovers: crate::storage::Leftovers,
-            changes: bool,
-        ) -> Result<crate::storage::RolledUp, StoreError> {
-            self.inner.roll_up(held, leftovers, changes).await
-        }
-        async fn rollups(
-            &self,
-            query: crate::storage::RollupQuery,
-        ) -> Result<Vec<crate::domain::Rollup>, StoreError> {
-            self.inner.rollups(query).await
-        }
-        async fn archive_leftovers(
-            &self,
-            leftovers: crate::storage::Leftovers,
-        ) -> Result<Vec<StoredBatch>, StoreError> {
-            self.inner.archive_leftovers(leftovers).await
-        }
-        async fn archive_present(&self, seqs: &[i64]) -> Result<Vec<i64>, StoreError> {
-            self.inner.archive_present(seqs).await
-        }
-        async fn archive_done(&self, seqs: &[i64]) -> Result<(), StoreError> {
-            self.inner.archive_done(seqs).await
-        }
-        async fn quarantine(
-            &self,
-            limit: usize,
-            before_id: Option<i64>,
-        ) -> Result<Vec<StoredQuarantine>, StoreError> {
-            self.inner.quarantine(limit, before_id).await
         }
     }
 
@@ -859,7 +805,7 @@ mod tests {
         assert_eq!(log[0], "refused WS021,WS022,WS023,WS024", "{log:?}");
         assert!(log.contains(&"refused WS023,WS024".to_owned()), "{log:?}");
         assert!(log.contains(&"refused WS023".to_owned()), "{log:?}");
-        let quarantined = store.quarantine(10, None).await.unwrap();
+        let quarantined = store.inner.quarantine(10, None).await.unwrap();
         assert_eq!(quarantined.len(), 1);
         assert_eq!(quarantined[0].reason_code, "store_rejected");
         let station = StationId::parse("WS024").unwrap();

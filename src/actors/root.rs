@@ -276,7 +276,8 @@ impl ChildSpec for PartSpec {
                     .spawn_linked(
                         Alerter,
                         AlerterArgs {
-                            store: a.store.clone(),
+                            alerts: a.store.clone(),
+                            readings: a.store.clone(),
                             settings: a.settings.alerts.clone(),
                             hub: p.hub.clone(),
                             context: p.deliveries.clone(),

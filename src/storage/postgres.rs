@@ -14,8 +14,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    AlertRecord, HistoryQuery, Leftovers, NewAlert, POSITION_FROM_NEWEST, RollupQuery, Station,
-    Store, StoreError, StoredBatch, StoredQuarantine, WriteBatch, WriteOutcome,
+    AlertRecord, AlertStore, ArchiveOutbox, HistoryQuery, Leftovers, NewAlert,
+    POSITION_FROM_NEWEST, QuarantineLog, ReadingStore, RollupQuery, RollupStore, Station,
+    StoreError, StoredBatch, StoredQuarantine, WriteBatch, WriteOutcome,
 };
 use crate::domain::rollup::{self, ROLLED_UP, Variables, WindStats};
 use crate::domain::{Derived, QcFlag, QcReport, Reading, Resolution, Rollup, StationId};
@@ -515,7 +516,7 @@ impl PostgresStore {
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl ReadingStore for PostgresStore {
     async fn write_batch(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let qc = QcTexts::of(&batch.readings);
@@ -556,13 +557,11 @@ impl Store for PostgresStore {
         };
         self.finish_batch(tx, &batch, inserted).await
     }
-
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         client.query_one("SELECT 1", &[]).await?;
         Ok(())
     }
-
     async fn stations(&self) -> Result<Vec<Station>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let rows = client
@@ -574,7 +573,6 @@ impl Store for PostgresStore {
             .await?;
         rows.iter().map(station_from_row).collect()
     }
-
     async fn station(&self, id: &StationId) -> Result<Option<Station>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let row = client
@@ -586,7 +584,6 @@ impl Store for PostgresStore {
             .await?;
         row.as_ref().map(station_from_row).transpose()
     }
-
     async fn latest(&self, id: &StationId) -> Result<Option<Reading>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let row = client
@@ -600,7 +597,6 @@ impl Store for PostgresStore {
             .await?;
         row.as_ref().map(reading_from_row).transpose()
     }
-
     async fn readings(&self, q: HistoryQuery) -> Result<Vec<Reading>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
@@ -620,7 +616,10 @@ impl Store for PostgresStore {
             .await?;
         rows.iter().map(reading_from_row).collect()
     }
+}
 
+#[async_trait]
+impl AlertStore for PostgresStore {
     async fn fire_alert(&self, a: NewAlert) -> Result<AlertRecord, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         client
@@ -648,7 +647,6 @@ impl Store for PostgresStore {
             .await?;
         alert_from_row(&row)
     }
-
     async fn resolve_alert(
         &self,
         rule: &str,
@@ -668,7 +666,6 @@ impl Store for PostgresStore {
             .await?;
         row.as_ref().map(alert_from_row).transpose()
     }
-
     async fn alerts(
         &self,
         firing: Option<bool>,
@@ -692,7 +689,10 @@ impl Store for PostgresStore {
             .await?;
         rows.iter().map(alert_from_row).collect()
     }
+}
 
+#[async_trait]
+impl RollupStore for PostgresStore {
     async fn roll_up(
         &self,
         held: &[StoredBatch],
@@ -733,7 +733,6 @@ impl Store for PostgresStore {
         done.changed = changed;
         Ok(done)
     }
-
     async fn rollups(&self, q: RollupQuery) -> Result<Vec<Rollup>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
@@ -758,7 +757,10 @@ impl Store for PostgresStore {
             .map(|row| rollup_from_row(row, row.try_get(0)?, 1))
             .collect()
     }
+}
 
+#[async_trait]
+impl ArchiveOutbox for PostgresStore {
     async fn archive_leftovers(
         &self,
         leftovers: Leftovers,
@@ -771,7 +773,6 @@ impl Store for PostgresStore {
         tx.commit().await?;
         Ok(batches)
     }
-
     async fn archive_present(&self, seqs: &[i64]) -> Result<Vec<i64>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let rows = client
@@ -782,7 +783,6 @@ impl Store for PostgresStore {
             .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
-
     async fn archive_done(&self, seqs: &[i64]) -> Result<(), StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         client
@@ -790,7 +790,10 @@ impl Store for PostgresStore {
             .await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl QuarantineLog for PostgresStore {
     async fn quarantine(
         &self,
         limit: usize,

@@ -10,8 +10,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use super::{
-    AlertRecord, HistoryQuery, Leftovers, NewAlert, POSITION_FROM_NEWEST, RollupQuery, Station,
-    Store, StoreError, StoredBatch, StoredQuarantine, WriteBatch, WriteOutcome,
+    AlertRecord, AlertStore, ArchiveOutbox, HistoryQuery, Leftovers, NewAlert,
+    POSITION_FROM_NEWEST, QuarantineLog, ReadingStore, RollupQuery, RollupStore, Station,
+    StoreError, StoredBatch, StoredQuarantine, WriteBatch, WriteOutcome,
 };
 use crate::domain::rollup::{self, ROLLED_UP, Variables, WindStats};
 use crate::domain::{Derived, QcFlag, QcReport, Reading, Rollup, StationId};
@@ -466,7 +467,7 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl ReadingStore for SqliteStore {
     async fn write_batch(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome, StoreError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
@@ -476,11 +477,9 @@ impl Store for SqliteStore {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
-
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
-
     async fn stations(&self) -> Result<Vec<Station>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
@@ -491,7 +490,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-
     async fn station(&self, id: &StationId) -> Result<Option<Station>, StoreError> {
         let id = id.clone();
         self.read(move |c| {
@@ -504,7 +502,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-
     async fn latest(&self, id: &StationId) -> Result<Option<Reading>, StoreError> {
         let id = id.clone();
         self.read(move |c| {
@@ -517,7 +514,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-
     async fn readings(&self, q: HistoryQuery) -> Result<Vec<Reading>, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
@@ -538,7 +534,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl AlertStore for SqliteStore {
     async fn fire_alert(&self, a: NewAlert) -> Result<AlertRecord, StoreError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
@@ -568,7 +567,6 @@ impl Store for SqliteStore {
         .map_err(|e| StoreError::Task(e.to_string()))?
         .map_err(StoreError::from)
     }
-
     async fn resolve_alert(
         &self,
         rule: &str,
@@ -594,7 +592,6 @@ impl Store for SqliteStore {
         .map_err(|e| StoreError::Task(e.to_string()))?
         .map_err(StoreError::from)
     }
-
     async fn alerts(
         &self,
         firing: Option<bool>,
@@ -613,7 +610,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl RollupStore for SqliteStore {
     async fn roll_up(
         &self,
         held: &[StoredBatch],
@@ -707,7 +707,6 @@ impl Store for SqliteStore {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
-
     async fn rollups(&self, q: RollupQuery) -> Result<Vec<Rollup>, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
@@ -730,7 +729,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl ArchiveOutbox for SqliteStore {
     async fn archive_leftovers(
         &self,
         leftovers: Leftovers,
@@ -738,7 +740,6 @@ impl Store for SqliteStore {
         self.read(move |c| read_leftovers(c, "archive_batches", leftovers, false))
             .await
     }
-
     async fn archive_present(&self, seqs: &[i64]) -> Result<Vec<i64>, StoreError> {
         let seqs = serde_json::to_string(seqs).expect("numbers serialise");
         self.read(move |c| {
@@ -751,7 +752,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-
     async fn archive_done(&self, seqs: &[i64]) -> Result<(), StoreError> {
         let inner = self.inner.clone();
         let seqs = serde_json::to_string(seqs).expect("numbers serialise");
@@ -767,7 +767,10 @@ impl Store for SqliteStore {
         .map_err(|e| StoreError::Task(e.to_string()))?
         .map_err(StoreError::from)
     }
+}
 
+#[async_trait]
+impl QuarantineLog for SqliteStore {
     async fn quarantine(
         &self,
         limit: usize,

@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use common::{Daemon, Publisher, eventually};
 use isobar::domain::{Observation, QcConfig, Reading, Resolution, StationId, StationQc};
 use isobar::storage::{
-    HistoryQuery, PostgresStore, QuarantineRecord, RollupQuery, Store, WriteBatch,
+    ArchiveOutbox, HistoryQuery, PostgresStore, QuarantineLog, QuarantineRecord, ReadingStore,
+    RollupQuery, RollupStore, WriteBatch,
 };
 
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432/test";
