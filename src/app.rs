@@ -25,7 +25,7 @@ use crate::health::Health;
 use crate::storage::archive::{Archive, LocalArchive, S3Archive};
 use crate::storage::{LatestCache, MemoryCache, RedisCache, StoreError};
 use crate::supervisor::tree::SupervisorMsg;
-use crate::web::WebContext;
+use crate::web::{self, WebContext};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -70,9 +70,6 @@ pub struct App {
     sources: CancellationToken,
     replays: Vec<tokio::task::JoinHandle<crate::replay::ReplayReport>>,
 }
-
-/// HTTP uploads processed at once (each holds at most 64 KiB).
-const MAX_CONCURRENT_UPLOADS: usize = 256;
 
 /// This process among the instances that share a cache.
 fn instance_id() -> String {
@@ -197,32 +194,21 @@ impl App {
             Arc::new(std::sync::RwLock::new(settings.stations.clone()));
         let (fatal_tx, fatal) = mpsc::unbounded_channel();
         let health = Arc::new(Health::default());
-        let auth = crate::web::auth::Auth::from_settings(&settings.web.auth)
+        let guard = web::Guard::from_settings(&settings.web)
             .map_err(|e| StartupError::Auth(format!("{}: {}", e.key, e.reason)))?;
-        if auth.is_open() {
-            tracing::warn!("HTTP uploads are open: no API key or token is configured (web.auth)");
-        }
-        crate::web::dashboard::log_source(settings.web.static_dir.as_deref());
         let records = Arc::new(TreeRecords::default());
         let web = Arc::new(WebContext {
-            store: store.clone(),
-            cache: cache.clone(),
             pipeline: pipeline.clone(),
-            tree: records.clone(),
-            supervision: supervision.clone(),
-            station_meta: station_meta.clone(),
-            health: health.clone(),
-            archive: archive.clone(),
-            upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS)),
-            client_queue: settings.web.client_queue,
-            static_dir: settings.web.static_dir.clone(),
-            metrics,
-            auth: Arc::new(auth),
-            limiter: Arc::new(crate::web::limits::Limiter::new(&settings.web.rate_limit)),
-            allowed_origins: settings.web.allowed_origins.clone(),
-            cors_origins: settings.web.cors_origins.clone(),
-            heartbeat: settings.web.heartbeat,
-            latest_body: std::sync::Mutex::new(None),
+            data: web::Data::new(store.clone(), cache.clone(), archive.clone()),
+            system: web::System {
+                tree: records.clone(),
+                supervision: supervision.clone(),
+                station_meta: station_meta.clone(),
+                health: health.clone(),
+                metrics,
+            },
+            guard,
+            serving: web::Serving::from_settings(&settings.web),
         });
         let root = crate::actors::root::start(
             pipeline.root.clone(),

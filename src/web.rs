@@ -21,16 +21,37 @@ use serde::Serialize;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
+use crate::config::{ConfigError, WebSettings};
 use crate::health::Health;
 use crate::storage::{LatestCache, Store};
 pub use crate::storage::{StationStatus, StationView};
 
 /// What the handlers share.
 pub struct WebContext {
-    pub store: Arc<dyn Store>,
-    pub cache: Arc<dyn LatestCache>,
     /// The actors' addresses, and the front door uploads come in by.
     pub pipeline: Arc<crate::actors::pipeline::Pipeline>,
+    /// What requests read.
+    pub data: Data,
+    /// The daemon itself, as the system view and the probes show it.
+    pub system: System,
+    /// Who may call, from where and how often.
+    pub guard: Guard,
+    /// How the websocket and the dashboard are served.
+    pub serving: Serving,
+}
+
+/// What requests read: history, the latest readings, the data lake.
+pub struct Data {
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<dyn LatestCache>,
+    pub archive: Option<Arc<dyn crate::storage::archive::Archive>>,
+    /// The last answer of `GET /api/v1/latest`, with the cache version it
+    /// was built from.
+    pub latest_body: std::sync::Mutex<Option<(u64, bytes::Bytes)>>,
+}
+
+/// The daemon itself: its supervision tree, policies, health and metrics.
+pub struct System {
     /// What the static supervisors know of their children.
     pub tree: Arc<crate::actors::root::TreeRecords>,
     /// The restart policies in force.
@@ -38,14 +59,11 @@ pub struct WebContext {
     /// `[stations.<id>]`: names and surveyed positions.
     pub station_meta: crate::config::SharedStations,
     pub health: Arc<Health>,
-    pub archive: Option<Arc<dyn crate::storage::archive::Archive>>,
-    /// Uploads being processed at once; beyond, new ones are refused (503)
-    /// so that waiting uploads cannot grow memory without bound.
-    pub upload_slots: Arc<tokio::sync::Semaphore>,
-    pub client_queue: usize,
-    /// The dashboard's files on disk, instead of those in the binary.
-    pub static_dir: Option<PathBuf>,
     pub metrics: Option<PrometheusHandle>,
+}
+
+/// Who may call, from where and how often.
+pub struct Guard {
     /// Who may upload and read.
     pub auth: Arc<auth::Auth>,
     /// Requests per client.
@@ -54,11 +72,65 @@ pub struct WebContext {
     pub allowed_origins: Vec<String>,
     /// Origins whose pages may call the API (CORS).
     pub cors_origins: Vec<String>,
+    /// Uploads being processed at once; beyond, new ones are refused (503)
+    /// so that waiting uploads cannot grow memory without bound.
+    pub upload_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// How the websocket and the dashboard are served.
+pub struct Serving {
+    /// Messages queued for one websocket client before it is dropped.
+    pub client_queue: usize,
     /// How often the websocket pings its clients.
     pub heartbeat: std::time::Duration,
-    /// The last answer of `GET /api/v1/latest`, with the cache version it
-    /// was built from.
-    pub latest_body: std::sync::Mutex<Option<(u64, bytes::Bytes)>>,
+    /// The dashboard's files on disk, instead of those in the binary.
+    pub static_dir: Option<PathBuf>,
+}
+
+/// HTTP uploads processed at once (each holds at most 64 KiB).
+const MAX_CONCURRENT_UPLOADS: usize = 256;
+
+impl Guard {
+    /// From `[web]`, reading the key files; a bad one names its key.
+    pub fn from_settings(web: &WebSettings) -> Result<Self, ConfigError> {
+        let auth = auth::Auth::from_settings(&web.auth)?;
+        if auth.is_open() {
+            tracing::warn!("HTTP uploads are open: no API key or token is configured (web.auth)");
+        }
+        Ok(Self {
+            auth: Arc::new(auth),
+            limiter: Arc::new(limits::Limiter::new(&web.rate_limit)),
+            allowed_origins: web.allowed_origins.clone(),
+            cors_origins: web.cors_origins.clone(),
+            upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS)),
+        })
+    }
+}
+
+impl Serving {
+    pub fn from_settings(web: &WebSettings) -> Self {
+        dashboard::log_source(web.static_dir.as_deref());
+        Self {
+            client_queue: web.client_queue,
+            heartbeat: web.heartbeat,
+            static_dir: web.static_dir.clone(),
+        }
+    }
+}
+
+impl Data {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<dyn LatestCache>,
+        archive: Option<Arc<dyn crate::storage::archive::Archive>>,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            archive,
+            latest_body: std::sync::Mutex::new(None),
+        }
+    }
 }
 
 /// The body of every error answer.
@@ -153,18 +225,18 @@ pub fn routes(
         .and(warp::get())
         .and(with(ctx.clone()))
         .map(metrics);
-    let reads = auth::require(ctx.auth.clone(), auth::Access::Read, None);
+    let reads = auth::require(ctx.guard.auth.clone(), auth::Access::Read, None);
     let api = warp::path("api")
         .and(warp::path("v1"))
         .and(openapi::route().or(reads.and(api::routes(ctx.clone()).or(live::route(ctx.clone())))));
     // Probes are never limited: an orchestrator must always get through.
-    let limited = limits::rate_limit(ctx.limiter.clone()).and(
+    let limited = limits::rate_limit(ctx.guard.limiter.clone()).and(
         ingest::routes(ctx.clone())
             .or(api)
             .or(faults(ctx.clone()))
-            .or(dashboard::route(ctx.static_dir.clone())),
+            .or(dashboard::route(ctx.serving.static_dir.clone())),
     );
-    let cors = Arc::new(ctx.cors_origins.clone());
+    let cors = Arc::new(ctx.guard.cors_origins.clone());
     let preflight_origins = cors.clone();
     // Not `warp::options()`: its refusal of other methods would outrank a
     // route's own 404 in warp's choice among rejections.
@@ -310,7 +382,7 @@ fn health() -> warp::reply::Json {
     responses((status = 200, content_type = "text/plain", body = String)))]
 fn metrics(ctx: Arc<WebContext>) -> impl Reply {
     let body = ctx
-        .metrics
+        .system.metrics
         .as_ref()
         .map(PrometheusHandle::render)
         .unwrap_or_default();
@@ -350,16 +422,16 @@ async fn ready(ctx: Arc<WebContext>) -> Result<warp::reply::Response, Infallible
             Err(_) => "no answer within 1 s".to_owned(),
         }
     }
-    let mqtt = if ctx.health.mqtt_subscribed() {
+    let mqtt = if ctx.system.health.mqtt_subscribed() {
         "ok".to_owned()
     } else {
         "not subscribed".to_owned()
     };
     let (store, cache, archive) = tokio::join!(
-        check(async { ctx.store.ping().await.map_err(|e| e.to_string()) }),
-        check(ctx.cache.ping()),
+        check(async { ctx.data.store.ping().await.map_err(|e| e.to_string()) }),
+        check(ctx.data.cache.ping()),
         async {
-            match &ctx.archive {
+            match &ctx.data.archive {
                 None => "off".to_owned(),
                 Some(a) => check(a.ping()).await,
             }

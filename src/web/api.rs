@@ -93,7 +93,7 @@ pub(super) fn station_id(raw: &str) -> Result<StationId, Rejection> {
 
 /// 404 unless the store knows the station.
 pub(super) async fn known_station(ctx: &WebContext, id: &StationId) -> Result<(), Rejection> {
-    match ctx.store.station(id).await {
+    match ctx.data.store.station(id).await {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(reject(ApiError::not_found(format!("no station {id}")))),
         Err(e) => Err(reject(ApiError::internal(e))),
@@ -109,9 +109,9 @@ async fn latest_of(
     ctx: &WebContext,
     id: &StationId,
 ) -> Result<Option<crate::domain::Reading>, ApiError> {
-    match ctx.cache.get(id).await {
+    match ctx.data.cache.get(id).await {
         Some(r) => Ok(Some(r)),
-        None => ctx.store.latest(id).await.map_err(ApiError::internal),
+        None => ctx.data.store.latest(id).await.map_err(ApiError::internal),
     }
 }
 
@@ -127,11 +127,11 @@ pub(super) async fn timed<T>(query: &'static str, f: impl std::future::Future<Ou
 /// Every station the store knows, with its metadata, status and latest
 /// reading (from the cache, else the store).
 pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiError> {
-    let stations = timed("stations", ctx.store.stations())
+    let stations = timed("stations", ctx.data.store.stations())
         .await
         .map_err(ApiError::internal)?;
     let mut cached: HashMap<StationId, crate::domain::Reading> = ctx
-        .cache
+        .data.cache
         .all()
         .await
         .into_iter()
@@ -142,7 +142,7 @@ pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiErro
         let latest = match cached.remove(&station.station_id) {
             Some(r) => Some(r),
             None => ctx
-                .store
+                .data.store
                 .latest(&station.station_id)
                 .await
                 .map_err(ApiError::internal)?,
@@ -150,7 +150,7 @@ pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiErro
         with_latest.push((station, latest));
     }
     let now = Utc::now();
-    let meta = ctx.station_meta.read().unwrap_or_else(|e| e.into_inner());
+    let meta = ctx.system.station_meta.read().unwrap_or_else(|e| e.into_inner());
     Ok(with_latest
         .into_iter()
         .map(|(station, latest)| view(&meta, station, latest, now))
@@ -216,7 +216,7 @@ async fn list_stations(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
 async fn station(raw_id: String, ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
     let id = station_id(&raw_id)?;
     let Some(station) = ctx
-        .store
+        .data.store
         .station(&id)
         .await
         .map_err(|e| reject(ApiError::internal(e)))?
@@ -224,7 +224,7 @@ async fn station(raw_id: String, ctx: Arc<WebContext>) -> Result<impl Reply, Rej
         return Err(reject(ApiError::not_found(format!("no station {id}"))));
     };
     let latest = latest_of(&ctx, &id).await.map_err(reject)?;
-    let meta = ctx.station_meta.read().unwrap_or_else(|e| e.into_inner());
+    let meta = ctx.system.station_meta.read().unwrap_or_else(|e| e.into_inner());
     Ok(warp::reply::json(&view(&meta, station, latest, Utc::now())))
 }
 
@@ -241,23 +241,23 @@ pub struct LatestReadings {
 async fn latest_all(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
     // Read before the cache, so that a change made meanwhile makes the
     // next request build the answer again.
-    let version = ctx.cache.version();
+    let version = ctx.data.cache.version();
     let held = ctx
-        .latest_body
+        .data.latest_body
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let body = match (version, held) {
         (Some(v), Some((held_version, body))) if held_version == v => body,
         _ => {
-            let mut readings = ctx.cache.all().await;
+            let mut readings = ctx.data.cache.all().await;
             readings.sort_unstable_by(|a, b| a.station_id.cmp(&b.station_id));
             let body = bytes::Bytes::from(
                 serde_json::to_vec(&LatestReadings { readings })
                     .map_err(|e| reject(ApiError::internal(e)))?,
             );
             if let Some(v) = version {
-                *ctx.latest_body.lock().unwrap_or_else(|e| e.into_inner()) =
+                *ctx.data.latest_body.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some((v, body.clone()));
             }
             body
@@ -504,7 +504,7 @@ async fn readings(
     let p = parse_history(&params, Utc::now()).map_err(reject)?;
     let rows = timed(
         "readings",
-        ctx.store.readings(HistoryQuery {
+        ctx.data.store.readings(HistoryQuery {
             station_id: id.clone(),
             from: p.from,
             to: p.to,
@@ -573,7 +573,7 @@ async fn alerts(
     };
     let limit = limit(&params, DEFAULT_ALERTS, MAX_ALERTS).map_err(reject)?;
     let alerts = ctx
-        .store
+        .data.store
         .alerts(firing, limit)
         .await
         .map_err(|e| reject(ApiError::internal(e)))?;
@@ -586,12 +586,12 @@ async fn alerts(
     responses((status = 200, body = NetworkSummary), (status = 500, body = ErrorBody)))]
 async fn summary(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
     let stations = ctx
-        .store
+        .data.store
         .stations()
         .await
         .map_err(|e| reject(ApiError::internal(e)))?;
     let last_seen: Vec<DateTime<Utc>> = stations.iter().map(|s| s.last_seen).collect();
-    let latest = ctx.cache.all().await;
+    let latest = ctx.data.cache.all().await;
     Ok(warp::reply::json(&NetworkSummary::of(
         &last_seen,
         &latest,
@@ -650,7 +650,7 @@ async fn rollups(
     };
     let rows = timed(
         "rollups",
-        ctx.store.rollups(RollupQuery {
+        ctx.data.store.rollups(RollupQuery {
             station_id: id.clone(),
             resolution,
             from: p.from,
@@ -712,7 +712,7 @@ async fn quarantine(
         }
     };
     let items = ctx
-        .store
+        .data.store
         .quarantine(limit, before)
         .await
         .map_err(|e| reject(ApiError::internal(e)))?;
@@ -779,7 +779,7 @@ async fn supervision(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
         None => Vec::new(),
     };
     let policies = ctx
-        .supervision
+        .system.supervision
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
@@ -800,11 +800,11 @@ async fn supervision(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
     Ok(warp::reply::json(&SupervisionTree {
         root: SupervisedGroup {
             policy: policies.root,
-            children: ctx.tree.root.children(),
+            children: ctx.system.tree.root.children(),
         },
         pipeline: SupervisedGroup {
             policy: policies.pipeline,
-            children: ctx.tree.pipeline.children(),
+            children: ctx.system.tree.pipeline.children(),
         },
         stations: StationsGroup {
             strategy: crate::supervisor::Strategy::OneForOne,

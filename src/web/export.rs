@@ -85,11 +85,11 @@ pub async fn readings_csv(
     known_station(&ctx, &id).await?;
     // The first page is read before answering, so that a failing store is
     // a 500 rather than a cut-off file.
-    let first = super::api::timed("export", ctx.store.readings(query(&id, from, to)))
+    let first = super::api::timed("export", ctx.data.store.readings(query(&id, from, to)))
         .await
         .map_err(|e| reject(ApiError::internal(e)))?;
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    let store = ctx.store.clone();
+    let store = ctx.data.store.clone();
     let station = id.clone();
     tokio::spawn(async move {
         let mut chunk = header();

@@ -122,7 +122,7 @@ pub fn routes(
     // Weather Underground stations can only send their password.
     let wunderground = warp::path!("weatherstation" / "updateweatherstation.php")
         .and(warp::get())
-        .and(require(ctx.auth.clone(), Access::Ingest, Some("PASSWORD")))
+        .and(require(ctx.guard.auth.clone(), Access::Ingest, Some("PASSWORD")))
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(with(ctx.clone()))
         .and_then(wunderground);
@@ -130,7 +130,7 @@ pub fn routes(
         || warp::body::content_length_limit(MAX_PAYLOAD_BYTES as u64).and(warp::body::bytes());
     let ecowitt = warp::path!("api" / "v1" / "ingest" / "ecowitt" / String)
         .and(warp::post())
-        .and(require(ctx.auth.clone(), Access::Ingest, Some("api_key")))
+        .and(require(ctx.guard.auth.clone(), Access::Ingest, Some("api_key")))
         .and(body())
         .and(with(ctx.clone()))
         .and_then(|station: String, body: Bytes, ctx| {
@@ -140,7 +140,7 @@ pub fn routes(
         });
     let json = warp::path!("api" / "v1" / "ingest" / String)
         .and(warp::post())
-        .and(require(ctx.auth.clone(), Access::Ingest, Some("api_key")))
+        .and(require(ctx.guard.auth.clone(), Access::Ingest, Some("api_key")))
         .and(body())
         .and(with(ctx))
         .and_then(|station: String, body: Bytes, ctx| ingest(station, body, Format::Json, ctx));
@@ -197,7 +197,7 @@ async fn ingest(
     format: Format,
     ctx: Arc<WebContext>,
 ) -> Result<warp::reply::Response, Rejection> {
-    let Ok(_slot) = ctx.upload_slots.clone().try_acquire_owned() else {
+    let Ok(_slot) = ctx.guard.upload_slots.clone().try_acquire_owned() else {
         return Err(warp::reject::custom(ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "busy",

@@ -70,7 +70,7 @@ pub fn route(
              ws: warp::ws::Ws,
              ctx: Arc<WebContext>| async move {
                 if let Some(origin) = origin
-                    && !origin_allowed(&origin, host.as_deref(), &ctx.allowed_origins)
+                    && !origin_allowed(&origin, host.as_deref(), &ctx.guard.allowed_origins)
                 {
                     return Err(warp::reject::custom(ApiError {
                         status: warp::http::StatusCode::FORBIDDEN,
@@ -147,11 +147,11 @@ fn parse_filter(params: &HashMap<String, String>) -> Result<Option<HashSet<Stati
 
 async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc<WebContext>) {
     let id = next_client_id();
-    let (queue_tx, mut queue) = mpsc::channel::<Arc<str>>(ctx.client_queue);
+    let (queue_tx, mut queue) = mpsc::channel::<Arc<str>>(ctx.serving.client_queue);
     let dropped = Arc::new(AtomicU64::new(0));
     // Room for the periods of one roll-up of many stations: each period
     // holds only its newest message.
-    let rollups = Arc::new(RollupLane::new(ctx.client_queue.max(1024) * 4));
+    let rollups = Arc::new(RollupLane::new(ctx.serving.client_queue.max(1024) * 4));
     // Subscribe before taking the snapshot so nothing falls between them.
     let Some(hub) = ctx.pipeline.hub.get() else {
         return;
@@ -189,7 +189,7 @@ async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc
     tracing::debug!(client = id, "live client connected");
     // A ping every heartbeat; a client silent (no pong, no message) for
     // two of them is gone, and its connection is closed.
-    let heartbeat = ctx.heartbeat;
+    let heartbeat = ctx.serving.heartbeat;
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut heard = tokio::time::Instant::now();
     loop {

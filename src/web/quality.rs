@@ -72,7 +72,7 @@ pub(super) async fn qc_summary(
     let id = station_id(&raw_id)?;
     only(&params, &["from", "to"]).map_err(warp::reject::custom)?;
     known_station(&ctx, &id).await?;
-    let newest = timed("latest", ctx.store.latest(&id))
+    let newest = timed("latest", ctx.data.store.latest(&id))
         .await
         .map_err(|e| warp::reject::custom(ApiError::internal(e)))?
         .map_or_else(Utc::now, |r| r.observed_at);
@@ -85,7 +85,7 @@ pub(super) async fn qc_summary(
         limit: PAGE,
     };
     let truncated = loop {
-        let page = timed("readings", ctx.store.readings(query.clone()))
+        let page = timed("readings", ctx.data.store.readings(query.clone()))
             .await
             .map_err(|e| warp::reject::custom(ApiError::internal(e)))?;
         for r in &page {
