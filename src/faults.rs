@@ -6,10 +6,56 @@
 //! - `"persister"` or `"persister:N"`: the persister fails on it, the first
 //!   N times it sees it in this process (1 by default).
 //!
+//! - the MQTT payload `isobar_fault:ingest` makes ingest's poller panic,
+//!   once per process.
+//!
 //! The marker is read from the payload itself, so the domain's types and
-//! parsers know nothing of it.
+//! parsers know nothing of it, and the pipeline calls one hook per place
+//! ([`at_ingest`], [`at_station`], [`at_persister`]): without the feature,
+//! each is an empty function the compiler removes.
 
 use serde::Deserialize;
+
+/// Ingest, for each publish it takes: `isobar_fault:ingest` panics its
+/// poller, once per process (the broker redelivers the message to the new
+/// connection, which then takes it).
+#[inline]
+pub fn at_ingest(_payload: &[u8]) {
+    #[cfg(feature = "fault-injection")]
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static FAILED: AtomicBool = AtomicBool::new(false);
+        if _payload == b"isobar_fault:ingest" && !FAILED.swap(true, Ordering::SeqCst) {
+            panic!("fault injected into ingest's poller");
+        }
+    }
+}
+
+/// A station actor, for a delivery it parsed readings from: `"panic"`
+/// panics it.
+#[inline]
+pub fn at_station(_station: &str, _payload: &[u8]) {
+    #[cfg(feature = "fault-injection")]
+    if requested(_payload) == Some(Fault::StationPanic) {
+        panic!("fault injected into station {_station}");
+    }
+}
+
+/// The persister, for a delivery that carries readings:
+/// `"persister:N"` fails it the first N times in the process (the message
+/// comes back after each restart, routed again or redelivered by the
+/// broker, and is stored once the faults are spent).
+#[inline]
+pub fn at_persister(_payload: &[u8]) {
+    #[cfg(feature = "fault-injection")]
+    if let Some(Fault::Persister(times)) = requested(_payload) {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static FAILED: AtomicU32 = AtomicU32::new(0);
+        if FAILED.fetch_add(1, Ordering::SeqCst) < times {
+            panic!("fault injected into the persister");
+        }
+    }
+}
 
 /// A failure a reading asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

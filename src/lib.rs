@@ -47,7 +47,6 @@ pub mod broker;
 pub mod config;
 pub mod delivery;
 pub mod domain;
-#[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod health;
 #[cfg(test)]

@@ -352,7 +352,11 @@ fn faults(
     warp::path!("faults" / "web")
         .and(warp::post())
         .map(move || {
-            ctx.pipeline.http.notify(crate::actors::http::HttpMsg::Fail);
+            ctx.pipeline
+                .http
+                .notify(crate::actors::http::HttpMsg::Ended(
+                    "fault injected into the web server".into(),
+                ));
             warp::reply::with_status("", warp::http::StatusCode::ACCEPTED)
         })
 }
@@ -382,7 +386,8 @@ fn health() -> warp::reply::Json {
     responses((status = 200, content_type = "text/plain", body = String)))]
 fn metrics(ctx: Arc<WebContext>) -> impl Reply {
     let body = ctx
-        .system.metrics
+        .system
+        .metrics
         .as_ref()
         .map(PrometheusHandle::render)
         .unwrap_or_default();

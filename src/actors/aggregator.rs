@@ -1,8 +1,8 @@
 //! The aggregator: rolls new readings up into 1-minute and 1-hour rollups.
 //! Each stored batch leaves an entry in the store's rollup outbox, in its
 //! own transaction, and once it commits the persister hands its new
-//! readings to the aggregator in memory. Every few seconds (5 s, the
-//! interval the root gives it), or sooner when it holds many, the
+//! readings to the aggregator in memory. Every few seconds (5 s), or
+//! sooner when it holds many, the
 //! aggregator adds what it holds to the rollups and deletes their outbox
 //! entries, in one transaction; a batch whose entry is gone is not counted
 //! again. Entries nobody holds (a crash or a restart came between the
@@ -42,6 +42,20 @@ pub struct AggregatorArgs {
     pub interval: Duration,
     /// Where live clients' rollups go.
     pub hub: Address<HubMsg>,
+}
+
+/// How often the outbox is read back for batches no one handed over (a
+/// restart's leftovers).
+const INTERVAL: Duration = Duration::from_secs(5);
+
+impl AggregatorArgs {
+    pub fn new(store: Arc<dyn RollupStore>, hub: Address<HubMsg>) -> Self {
+        Self {
+            store,
+            interval: INTERVAL,
+            hub,
+        }
+    }
 }
 
 pub struct AggregatorState {

@@ -49,6 +49,24 @@ pub struct ArchiverArgs {
     pub segment_bytes: u64,
 }
 
+impl ArchiverArgs {
+    /// From `[archive]`; the spool is in the data directory.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+        store: Arc<dyn ArchiveOutbox>,
+        archive: Arc<dyn Archive>,
+    ) -> Self {
+        Self {
+            store,
+            archive,
+            spool_dir: settings.storage.data_dir.join("spool"),
+            prefix: settings.archive.prefix.clone(),
+            segment_age: settings.archive.segment_age,
+            segment_bytes: settings.archive.segment_bytes,
+        }
+    }
+}
+
 pub struct ArchiverState {
     store: Arc<dyn ArchiveOutbox>,
     /// Handed over, not yet in the spool.

@@ -22,11 +22,9 @@ pub type Serve = Arc<
 >;
 
 pub enum HttpMsg {
-    /// The server ended by itself: a failure.
+    /// The server ended by itself, or is to be taken for failed: a
+    /// failure, for this reason.
     Ended(String),
-    /// A test-only way to make the server fail.
-    #[cfg(feature = "fault-injection")]
-    Fail,
 }
 
 pub struct HttpServer;
@@ -81,8 +79,6 @@ impl Actor for HttpServer {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             HttpMsg::Ended(why) => Err(why.into()),
-            #[cfg(feature = "fault-injection")]
-            HttpMsg::Fail => Err("fault injected into the web server".into()),
         }
     }
 

@@ -227,6 +227,16 @@ pub struct HubArgs {
     pub check_every: std::time::Duration,
 }
 
+impl HubArgs {
+    /// Looking for stations gone silent every 5 s.
+    pub fn new(store: Arc<dyn crate::storage::ReadingStore>) -> Self {
+        Self {
+            store,
+            check_every: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct HubState {
     clients: HashMap<u64, LiveClient>,

@@ -53,6 +53,33 @@ pub struct IngestArgs {
     pub tls: Option<crate::config::MqttTlsFiles>,
 }
 
+impl IngestArgs {
+    /// From `[mqtt]`, to connect to `broker` (the embedded one or the
+    /// external one). The credential and TLS files are read again at each
+    /// start, so a renewed certificate is taken up by a restart.
+    pub fn from_settings(
+        mqtt: &crate::config::MqttSettings,
+        broker: &(String, u16),
+        pipeline: Arc<Pipeline>,
+        health: Arc<Health>,
+    ) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            host: broker.0.clone(),
+            port: broker.1,
+            client_id: mqtt.client_id.clone(),
+            topic: mqtt.topic.clone(),
+            keep_alive: mqtt.keep_alive,
+            // Twice the window: never reached under a broker that keeps
+            // to it.
+            max_open: 2 * mqtt.effective_inflight(),
+            pipeline,
+            health,
+            credentials: mqtt.credentials()?,
+            tls: mqtt.tls_files()?,
+        })
+    }
+}
+
 pub struct IngestState {
     client: AsyncClient,
     paused: Arc<AtomicBool>,
@@ -200,18 +227,7 @@ impl Router {
     }
 
     fn route(&self, acks: &Arc<AckSequencer>, publish: rumqttc::Publish) {
-        // Once per process: the broker redelivers the message to the new
-        // connection, which then takes it.
-        #[cfg(feature = "fault-injection")]
-        {
-            static FAILED: std::sync::atomic::AtomicBool =
-                std::sync::atomic::AtomicBool::new(false);
-            if publish.payload.as_ref() == b"isobar_fault:ingest"
-                && !FAILED.swap(true, Ordering::SeqCst)
-            {
-                panic!("fault injected into ingest's poller");
-            }
-        }
+        crate::faults::at_ingest(&publish.payload);
         self.received.increment(1);
         let ack = acks.ticket(&publish);
         self.pipeline.submit(Arrival {

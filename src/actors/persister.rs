@@ -50,10 +50,6 @@ pub struct Persister;
 pub struct Outcome {
     pub readings: Vec<Reading>,
     pub quarantine: Vec<QuarantineRecord>,
-    /// Test-only: fail the persister on this delivery, until it has failed
-    /// this many times in the process (`isobar_fault: "persister:N"`).
-    #[cfg(feature = "fault-injection")]
-    pub fail_persister: u32,
 }
 
 impl PersisterMsg {
@@ -92,6 +88,29 @@ pub struct PersisterArgs {
     pub flush_interval: Duration,
     /// Batches written at the same time.
     pub writers: usize,
+}
+
+impl PersisterArgs {
+    /// From `[persister]`.
+    pub fn from_settings(
+        settings: &crate::config::PersisterSettings,
+        store: Arc<dyn ReadingStore>,
+        cache: Arc<dyn LatestCache>,
+        archive: bool,
+        stored: Arc<StoredPort>,
+        context: Arc<crate::delivery::DeliveryContext>,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            archive,
+            stored,
+            context,
+            batch_size: settings.batch_size,
+            flush_interval: settings.flush_interval,
+            writers: settings.writers,
+        }
+    }
 }
 
 /// A delivery waiting for its batch, with how many of the batch's readings
@@ -212,19 +231,8 @@ impl Actor for Persister {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             PersisterMsg::Write(outcome, delivery) => {
-                // N times per process: the message comes back after each
-                // restart (routed again, or redelivered by the broker to a
-                // restarted ingest) and is stored once the faults are spent.
-                #[cfg(feature = "fault-injection")]
-                {
-                    static FAILED: std::sync::atomic::AtomicU32 =
-                        std::sync::atomic::AtomicU32::new(0);
-                    if outcome.fail_persister > 0
-                        && FAILED.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                            < outcome.fail_persister
-                    {
-                        panic!("fault injected into the persister");
-                    }
+                if !outcome.readings.is_empty() {
+                    crate::faults::at_persister(&delivery.payload);
                 }
                 let Outcome {
                     readings,

@@ -244,102 +244,59 @@ impl ChildSpec for PartSpec {
             .0
             .get_cell(),
             Part::Persister => {
-                let args = PersisterArgs {
-                    store: a.store.clone(),
-                    cache: a.cache.clone(),
-                    archive: a.archive.is_some(),
-                    stored: Arc::new(stored_port(p, a.archive.is_some())),
-                    context: p.deliveries.clone(),
-                    batch_size: a.settings.persister.batch_size,
-                    flush_interval: a.settings.persister.flush_interval,
-                    writers: a.settings.persister.writers,
-                };
+                let args = PersisterArgs::from_settings(
+                    &a.settings.persister,
+                    a.store.clone(),
+                    a.cache.clone(),
+                    a.archive.is_some(),
+                    Arc::new(stored_port(p, a.archive.is_some())),
+                    p.deliveries.clone(),
+                );
                 p.persister
                     .spawn_linked(Persister, args, supervisor)
                     .await?
             }
             Part::Aggregator => {
+                let args = AggregatorArgs::new(a.store.clone(), p.hub.clone());
                 p.aggregator
-                    .spawn_linked(
-                        Aggregator,
-                        AggregatorArgs {
-                            store: a.store.clone(),
-                            interval: std::time::Duration::from_secs(5),
-                            hub: p.hub.clone(),
-                        },
-                        supervisor,
-                    )
+                    .spawn_linked(Aggregator, args, supervisor)
                     .await?
             }
             Part::Alerter => {
-                p.alerter
-                    .spawn_linked(
-                        Alerter,
-                        AlerterArgs {
-                            alerts: a.store.clone(),
-                            readings: a.store.clone(),
-                            settings: a.settings.alerts.clone(),
-                            hub: p.hub.clone(),
-                            context: p.deliveries.clone(),
-                        },
-                        supervisor,
-                    )
-                    .await?
+                let args = AlerterArgs {
+                    alerts: a.store.clone(),
+                    readings: a.store.clone(),
+                    settings: a.settings.alerts.clone(),
+                    hub: p.hub.clone(),
+                    context: p.deliveries.clone(),
+                };
+                p.alerter.spawn_linked(Alerter, args, supervisor).await?
             }
             Part::Hub => {
-                p.hub
-                    .spawn_linked(
-                        Hub,
-                        HubArgs {
-                            store: a.store.clone(),
-                            check_every: std::time::Duration::from_secs(5),
-                        },
-                        supervisor,
-                    )
-                    .await?
+                let args = HubArgs::new(a.store.clone());
+                p.hub.spawn_linked(Hub, args, supervisor).await?
             }
             Part::Archiver => {
                 let Some(archive) = a.archive.clone() else {
                     return Ok(None);
                 };
-                let args = ArchiverArgs {
-                    store: a.store.clone(),
-                    archive,
-                    spool_dir: a.settings.storage.data_dir.join("spool"),
-                    prefix: a.settings.archive.prefix.clone(),
-                    segment_age: a.settings.archive.segment_age,
-                    segment_bytes: a.settings.archive.segment_bytes,
-                };
+                let args = ArchiverArgs::from_settings(&a.settings, a.store.clone(), archive);
                 p.archiver.spawn_linked(Archiver, args, supervisor).await?
             }
             Part::Stations => {
-                let args = StationsArgs {
-                    pipeline: a.pipeline.clone(),
-                    supervision: a.supervision.clone(),
-                    qc: Arc::new(a.settings.qc.clone()),
-                };
+                let args =
+                    StationsArgs::new(a.pipeline.clone(), a.supervision.clone(), &a.settings.qc);
                 p.stations
                     .spawn_linked(StationsSupervisor, args, supervisor)
                     .await?
             }
             Part::Ingest => {
-                let mqtt = &a.settings.mqtt;
-                let args = IngestArgs {
-                    host: a.broker.0.clone(),
-                    port: a.broker.1,
-                    client_id: mqtt.client_id.clone(),
-                    topic: mqtt.topic.clone(),
-                    keep_alive: mqtt.keep_alive,
-                    // Twice the window: never reached under a broker that
-                    // keeps to it.
-                    max_open: 2 * a.settings.mqtt.effective_inflight(),
-                    pipeline: a.pipeline.clone(),
-                    health: a.health.clone(),
-                    // Checked with the settings; read again at each start, so
-                    // a renewed certificate is taken up by a restart.
-                    credentials: mqtt.credentials()?,
-                    tls: mqtt.tls_files()?,
-                };
+                let args = IngestArgs::from_settings(
+                    &a.settings.mqtt,
+                    &a.broker,
+                    a.pipeline.clone(),
+                    a.health.clone(),
+                )?;
                 p.ingest.spawn_linked(Ingest, args, supervisor).await?
             }
             Part::Web => {

@@ -159,15 +159,8 @@ impl StationState {
                     &rejected.reason,
                 ));
         }
-        #[cfg(feature = "fault-injection")]
         if !parsed.observations.is_empty() {
-            match crate::faults::requested(&delivery.payload) {
-                Some(crate::faults::Fault::StationPanic) => {
-                    panic!("fault injected into station {}", self.station_id)
-                }
-                Some(crate::faults::Fault::Persister(times)) => outcome.fail_persister = times,
-                None => {}
-            }
+            crate::faults::at_station(self.station_id.as_str(), &delivery.payload);
         }
         for observation in parsed.observations {
             let qc = self

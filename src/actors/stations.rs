@@ -64,6 +64,16 @@ pub struct StationsArgs {
     pub qc: Arc<QcConfig>,
 }
 
+impl StationsArgs {
+    pub fn new(pipeline: Arc<Pipeline>, supervision: SharedSupervision, qc: &QcConfig) -> Self {
+        Self {
+            pipeline,
+            supervision,
+            qc: Arc::new(qc.clone()),
+        }
+    }
+}
+
 pub struct StationsState {
     pipeline: Arc<Pipeline>,
     supervision: SharedSupervision,

@@ -131,7 +131,8 @@ pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiErro
         .await
         .map_err(ApiError::internal)?;
     let mut cached: HashMap<StationId, crate::domain::Reading> = ctx
-        .data.cache
+        .data
+        .cache
         .all()
         .await
         .into_iter()
@@ -142,7 +143,8 @@ pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiErro
         let latest = match cached.remove(&station.station_id) {
             Some(r) => Some(r),
             None => ctx
-                .data.store
+                .data
+                .store
                 .latest(&station.station_id)
                 .await
                 .map_err(ApiError::internal)?,
@@ -150,7 +152,11 @@ pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiErro
         with_latest.push((station, latest));
     }
     let now = Utc::now();
-    let meta = ctx.system.station_meta.read().unwrap_or_else(|e| e.into_inner());
+    let meta = ctx
+        .system
+        .station_meta
+        .read()
+        .unwrap_or_else(|e| e.into_inner());
     Ok(with_latest
         .into_iter()
         .map(|(station, latest)| view(&meta, station, latest, now))
@@ -216,7 +222,8 @@ async fn list_stations(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
 async fn station(raw_id: String, ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
     let id = station_id(&raw_id)?;
     let Some(station) = ctx
-        .data.store
+        .data
+        .store
         .station(&id)
         .await
         .map_err(|e| reject(ApiError::internal(e)))?
@@ -224,7 +231,11 @@ async fn station(raw_id: String, ctx: Arc<WebContext>) -> Result<impl Reply, Rej
         return Err(reject(ApiError::not_found(format!("no station {id}"))));
     };
     let latest = latest_of(&ctx, &id).await.map_err(reject)?;
-    let meta = ctx.system.station_meta.read().unwrap_or_else(|e| e.into_inner());
+    let meta = ctx
+        .system
+        .station_meta
+        .read()
+        .unwrap_or_else(|e| e.into_inner());
     Ok(warp::reply::json(&view(&meta, station, latest, Utc::now())))
 }
 
@@ -243,7 +254,8 @@ async fn latest_all(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
     // next request build the answer again.
     let version = ctx.data.cache.version();
     let held = ctx
-        .data.latest_body
+        .data
+        .latest_body
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
@@ -257,8 +269,10 @@ async fn latest_all(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
                     .map_err(|e| reject(ApiError::internal(e)))?,
             );
             if let Some(v) = version {
-                *ctx.data.latest_body.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((v, body.clone()));
+                *ctx.data
+                    .latest_body
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some((v, body.clone()));
             }
             body
         }
@@ -573,7 +587,8 @@ async fn alerts(
     };
     let limit = limit(&params, DEFAULT_ALERTS, MAX_ALERTS).map_err(reject)?;
     let alerts = ctx
-        .data.store
+        .data
+        .store
         .alerts(firing, limit)
         .await
         .map_err(|e| reject(ApiError::internal(e)))?;
@@ -586,7 +601,8 @@ async fn alerts(
     responses((status = 200, body = NetworkSummary), (status = 500, body = ErrorBody)))]
 async fn summary(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
     let stations = ctx
-        .data.store
+        .data
+        .store
         .stations()
         .await
         .map_err(|e| reject(ApiError::internal(e)))?;
@@ -712,7 +728,8 @@ async fn quarantine(
         }
     };
     let items = ctx
-        .data.store
+        .data
+        .store
         .quarantine(limit, before)
         .await
         .map_err(|e| reject(ApiError::internal(e)))?;
@@ -779,7 +796,8 @@ async fn supervision(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
         None => Vec::new(),
     };
     let policies = ctx
-        .system.supervision
+        .system
+        .supervision
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone();

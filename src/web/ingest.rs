@@ -122,7 +122,11 @@ pub fn routes(
     // Weather Underground stations can only send their password.
     let wunderground = warp::path!("weatherstation" / "updateweatherstation.php")
         .and(warp::get())
-        .and(require(ctx.guard.auth.clone(), Access::Ingest, Some("PASSWORD")))
+        .and(require(
+            ctx.guard.auth.clone(),
+            Access::Ingest,
+            Some("PASSWORD"),
+        ))
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(with(ctx.clone()))
         .and_then(wunderground);
@@ -130,7 +134,11 @@ pub fn routes(
         || warp::body::content_length_limit(MAX_PAYLOAD_BYTES as u64).and(warp::body::bytes());
     let ecowitt = warp::path!("api" / "v1" / "ingest" / "ecowitt" / String)
         .and(warp::post())
-        .and(require(ctx.guard.auth.clone(), Access::Ingest, Some("api_key")))
+        .and(require(
+            ctx.guard.auth.clone(),
+            Access::Ingest,
+            Some("api_key"),
+        ))
         .and(body())
         .and(with(ctx.clone()))
         .and_then(|station: String, body: Bytes, ctx| {
@@ -140,7 +148,11 @@ pub fn routes(
         });
     let json = warp::path!("api" / "v1" / "ingest" / String)
         .and(warp::post())
-        .and(require(ctx.guard.auth.clone(), Access::Ingest, Some("api_key")))
+        .and(require(
+            ctx.guard.auth.clone(),
+            Access::Ingest,
+            Some("api_key"),
+        ))
         .and(body())
         .and(with(ctx))
         .and_then(|station: String, body: Bytes, ctx| ingest(station, body, Format::Json, ctx));
