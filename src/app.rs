@@ -230,7 +230,7 @@ impl App {
         .await
         .map_err(StartupError::Actors)?;
 
-        let simulator = (settings.simulator.stations > 0).then(|| {
+        let simulator = (settings.simulator.stations.get() > 0).then(|| {
             let stop = CancellationToken::new();
             let sim = settings.simulator.clone();
             let (host, port) = mqtt_addr.clone();
@@ -239,7 +239,7 @@ impl App {
                 if let Err(e) = crate::simulator::publish(
                     &host,
                     port,
-                    sim.stations,
+                    sim.stations.get(),
                     sim.interval,
                     sim.seed,
                     None,

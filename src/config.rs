@@ -15,8 +15,21 @@ use crate::domain::alerts::{PipelineRules, QcFailureRule, ThresholdRule};
 use crate::domain::{QcConfig, StationId};
 use crate::supervisor::{Backoff, Restart, RestartPolicy, Strategy};
 
+mod alerts;
 mod auth;
+mod bounded;
+mod mqtt;
+mod storage;
+mod supervision;
+mod web;
+
+pub use alerts::*;
 pub use auth::{AuthKeys, AuthSettings, JwtKey};
+pub use bounded::Bounded;
+pub use mqtt::*;
+pub use storage::*;
+pub use supervision::*;
+pub use web::*;
 
 /// Exit status for bad configuration (EX_CONFIG would be 78; isobar follows
 /// EX_USAGE, 64, as its documentation promises).
@@ -95,305 +108,6 @@ impl StationMeta {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MqttMode {
-    /// Run the MQTT broker inside the daemon.
-    Embedded,
-    /// Subscribe to a broker that runs elsewhere.
-    External,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MqttSettings {
-    pub mode: MqttMode,
-    /// Where the embedded broker listens.
-    pub listen: SocketAddr,
-    /// `host:port` of the external broker.
-    pub broker: String,
-    /// Fixed client id, so the broker keeps our session across restarts.
-    pub client_id: String,
-    /// Subscription filter; its single `+` level is the station id.
-    pub topic: String,
-    #[serde(with = "humantime_serde")]
-    pub keep_alive: Duration,
-    /// The broker's in-flight window for isobar's connection: how many QoS 1
-    /// messages it sends before waiting for acknowledgements. Set it on the
-    /// embedded broker (which caps it at 100); for an external broker, set it
-    /// to that broker's limit (`max_inflight_messages` in Mosquitto).
-    pub max_inflight: u16,
-    /// For an external broker that asks for them.
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    /// The password, from a file (a mounted secret); trailing space cut.
-    pub password_file: Option<PathBuf>,
-    /// TLS to the external broker (rustls): the broker's CA from `ca_file`
-    /// (PEM), or the system's roots without one.
-    pub tls: bool,
-    pub ca_file: Option<PathBuf>,
-    /// A client certificate and its key (PEM), for brokers that ask for one
-    /// (AWS IoT Core); they need `ca_file`.
-    pub client_cert_file: Option<PathBuf>,
-    pub client_key_file: Option<PathBuf>,
-}
-
-/// rumqttd sends at most this many unacknowledged messages to a client,
-/// whatever it is configured with.
-pub const EMBEDDED_INFLIGHT_CAP: u16 = 100;
-
-impl MqttSettings {
-    /// The in-flight window the broker will actually use.
-    pub fn effective_inflight(&self) -> usize {
-        let window = match self.mode {
-            MqttMode::Embedded => self.max_inflight.min(EMBEDDED_INFLIGHT_CAP),
-            MqttMode::External => self.max_inflight,
-        };
-        usize::from(window)
-    }
-}
-
-/// A file's bytes, or why not, named by its setting.
-pub(crate) fn read_file(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path)
-        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))
-}
-
-/// The TLS files of an MQTT connection, read.
-#[derive(Debug, Clone, Default)]
-pub struct MqttTlsFiles {
-    pub ca: Option<Vec<u8>>,
-    pub client: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-impl MqttSettings {
-    /// The username and password to connect with, if any.
-    pub fn credentials(&self) -> Result<Option<(String, Secret)>, ConfigError> {
-        let password = match (&self.password, &self.password_file) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    "mqtt.password_file",
-                    "give password or password_file, not both",
-                ));
-            }
-            (Some(p), None) => Some(p.clone()),
-            (None, Some(path)) => {
-                let bytes = read_file("mqtt.password_file", path)?;
-                Some(Secret::new(String::from_utf8_lossy(&bytes).trim_end()))
-            }
-            (None, None) => None,
-        };
-        match (&self.username, password) {
-            (Some(user), password) => Ok(Some((
-                user.clone(),
-                password.unwrap_or_else(|| Secret::new("")),
-            ))),
-            (None, Some(_)) => Err(ConfigError::new(
-                "mqtt.username",
-                "a password needs a username",
-            )),
-            (None, None) => Ok(None),
-        }
-    }
-
-    /// The TLS files, read, when TLS is on; `None` when it is off.
-    pub fn tls_files(&self) -> Result<Option<MqttTlsFiles>, ConfigError> {
-        let given = self.ca_file.is_some()
-            || self.client_cert_file.is_some()
-            || self.client_key_file.is_some();
-        if !self.tls {
-            if given {
-                return Err(ConfigError::new(
-                    "mqtt.tls",
-                    "ca_file and client certificates need tls = true",
-                ));
-            }
-            return Ok(None);
-        }
-        if self.mode == MqttMode::Embedded {
-            return Err(ConfigError::new(
-                "mqtt.tls",
-                "TLS is for an external broker (mqtt.mode = \"external\")",
-            ));
-        }
-        let ca = self
-            .ca_file
-            .as_deref()
-            .map(|p| read_file("mqtt.ca_file", p))
-            .transpose()?;
-        let client = match (&self.client_cert_file, &self.client_key_file) {
-            (Some(cert), Some(key)) => {
-                if ca.is_none() {
-                    return Err(ConfigError::new(
-                        "mqtt.ca_file",
-                        "a client certificate needs the broker's CA in ca_file",
-                    ));
-                }
-                Some((
-                    read_file("mqtt.client_cert_file", cert)?,
-                    read_file("mqtt.client_key_file", key)?,
-                ))
-            }
-            (None, None) => None,
-            _ => {
-                return Err(ConfigError::new(
-                    "mqtt.client_key_file",
-                    "give client_cert_file and client_key_file together",
-                ));
-            }
-        };
-        Ok(Some(MqttTlsFiles { ca, client }))
-    }
-}
-
-impl Default for MqttSettings {
-    fn default() -> Self {
-        Self {
-            mode: MqttMode::Embedded,
-            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
-            broker: "127.0.0.1:1883".into(),
-            client_id: "isobar".into(),
-            topic: "weather/+/observations".into(),
-            keep_alive: Duration::from_secs(30),
-            max_inflight: 1000,
-            username: None,
-            password: None,
-            password_file: None,
-            tls: false,
-            ca_file: None,
-            client_cert_file: None,
-            client_key_file: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreBackend {
-    /// A SQLite file in `data_dir`: no server needed.
-    Sqlite,
-    /// PostgreSQL at `postgres_url`.
-    Postgres,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StorageSettings {
-    pub backend: StoreBackend,
-    /// Directory for the SQLite database.
-    pub data_dir: PathBuf,
-    /// `postgres://user:password@host:port/database`; set it from the
-    /// environment (ISOBAR__STORAGE__POSTGRES_URL), it holds a password.
-    pub postgres_url: Option<Secret>,
-    /// Connections in the PostgreSQL pool.
-    pub postgres_pool: usize,
-    /// Apply pending migrations when the daemon starts.
-    pub migrate_on_start: bool,
-}
-
-impl Default for StorageSettings {
-    fn default() -> Self {
-        Self {
-            backend: StoreBackend::Sqlite,
-            data_dir: PathBuf::from("data"),
-            postgres_url: None,
-            postgres_pool: 16,
-            migrate_on_start: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CacheBackend {
-    /// A map in the daemon's memory.
-    Memory,
-    /// Redis at `redis_url`; also relays readings between instances.
-    Redis,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CacheSettings {
-    pub backend: CacheBackend,
-    /// `redis://[:password@]host:port/db`; set it from the environment
-    /// (ISOBAR__CACHE__REDIS_URL) when it holds a password.
-    pub redis_url: Option<Secret>,
-    /// Prefix of every key and channel, so instances of different networks
-    /// can share a Redis.
-    pub key_prefix: String,
-}
-
-impl Default for CacheSettings {
-    fn default() -> Self {
-        Self {
-            backend: CacheBackend::Memory,
-            redis_url: None,
-            key_prefix: "isobar:".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ArchiveBackend {
-    /// A directory with the data lake's layout (`dir`).
-    Local,
-    /// An S3 bucket, on AWS or any S3-compatible endpoint.
-    S3,
-    /// No data lake.
-    Off,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ArchiveSettings {
-    pub backend: ArchiveBackend,
-    /// Local archive directory; `<storage.data_dir>/archive` when unset.
-    pub dir: Option<PathBuf>,
-    pub bucket: Option<String>,
-    /// Prefix of every object key, such as `isobar/`.
-    pub prefix: String,
-    /// AWS region; from the AWS environment or profile when unset.
-    pub region: Option<String>,
-    /// An S3-compatible endpoint (MinIO, Ceph, ...) instead of AWS.
-    pub endpoint_url: Option<String>,
-    /// Path-style addressing (`endpoint/bucket/key`), which most
-    /// S3-compatible stores need.
-    pub path_style: bool,
-    /// A spool segment is uploaded at this age or size, whichever first.
-    /// Each segment becomes one object per (date, station) it holds, so
-    /// larger segments mean fewer, larger objects: cheaper to write, and
-    /// what the lake's query engines read best.
-    #[serde(with = "humantime_serde")]
-    pub segment_age: Duration,
-    pub segment_bytes: u64,
-}
-
-impl Default for ArchiveSettings {
-    fn default() -> Self {
-        Self {
-            backend: ArchiveBackend::Local,
-            dir: None,
-            bucket: None,
-            prefix: String::new(),
-            region: None,
-            endpoint_url: None,
-            path_style: false,
-            segment_age: Duration::from_secs(300),
-            segment_bytes: 64 * 1024 * 1024,
-        }
-    }
-}
-
-impl ArchiveSettings {
-    pub fn local_dir(&self, storage: &StorageSettings) -> PathBuf {
-        self.dir
-            .clone()
-            .unwrap_or_else(|| storage.data_dir.join("archive"))
-    }
-}
-
 /// A value that must not be shown: `Debug` and serialisation (as in
 /// `isobar check-config`) print a placeholder.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -422,17 +136,11 @@ impl Serialize for Secret {
     }
 }
 
-impl StorageSettings {
-    pub fn sqlite_path(&self) -> PathBuf {
-        self.data_dir.join("isobar.sqlite3")
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PersisterSettings {
     /// The most deliveries one batch holds.
-    pub batch_size: usize,
+    pub batch_size: Bounded<usize, 1, 100_000>,
     /// How long a batch may wait to fill while a writer is free. Zero (the
     /// default) cuts a batch as soon as a writer is free: at low load a
     /// reading waits for one commit, and under load batches grow by
@@ -443,72 +151,16 @@ pub struct PersisterSettings {
     pub quarantine_max_bytes: usize,
     /// Batches written at the same time, so one commits while the next is
     /// sent. Each holds a store connection while it is written.
-    pub writers: usize,
+    pub writers: Bounded<usize, 1, 16>,
 }
 
 impl Default for PersisterSettings {
     fn default() -> Self {
         Self {
-            batch_size: 500,
+            batch_size: Bounded::new(500).expect("within its bounds"),
             flush_interval: Duration::ZERO,
             quarantine_max_bytes: 64 * 1024,
-            writers: 2,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WebSettings {
-    pub listen: SocketAddr,
-    /// A built dashboard on disk (`frontend/dist`), served instead of the
-    /// one embedded in the binary: for development with `vite build --watch`.
-    pub static_dir: Option<PathBuf>,
-    /// Messages queued per websocket client before its overflow policy applies.
-    pub client_queue: usize,
-    pub auth: AuthSettings,
-    pub rate_limit: RateLimitSettings,
-    /// Origins (`https://wx.example.net`) besides the daemon's own whose
-    /// pages may open the websocket.
-    pub allowed_origins: Vec<String>,
-    /// Origins whose pages may call the API from the browser (CORS): the
-    /// answers carry `Access-Control-Allow-Origin` for them only.
-    pub cors_origins: Vec<String>,
-    /// The websocket pings each client this often, and closes the
-    /// connection of one silent for two of them.
-    #[serde(with = "humantime_serde")]
-    pub heartbeat: Duration,
-}
-
-/// Requests per client address, beyond the probes: a sustained rate and a
-/// burst; past them, 429 with `Retry-After`. `per_second = 0` turns it off.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RateLimitSettings {
-    pub per_second: u32,
-    pub burst: u32,
-}
-
-impl Default for RateLimitSettings {
-    fn default() -> Self {
-        Self {
-            per_second: 200,
-            burst: 400,
-        }
-    }
-}
-
-impl Default for WebSettings {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            static_dir: None,
-            client_queue: 1024,
-            auth: AuthSettings::default(),
-            rate_limit: RateLimitSettings::default(),
-            allowed_origins: Vec::new(),
-            cors_origins: Vec::new(),
-            heartbeat: Duration::from_secs(20),
+            writers: Bounded::new(2).expect("within its bounds"),
         }
     }
 }
@@ -517,7 +169,7 @@ impl Default for WebSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct SimulatorSettings {
     /// Simulated stations published by the daemon itself; 0 turns it off.
-    pub stations: u32,
+    pub stations: Bounded<u32, 0, 10_000>,
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
     /// Seed for repeatable simulations; random when absent.
@@ -527,7 +179,7 @@ pub struct SimulatorSettings {
 impl Default for SimulatorSettings {
     fn default() -> Self {
         Self {
-            stations: 0,
+            stations: Bounded::new(0).expect("within its bounds"),
             interval: Duration::from_secs(1),
             seed: None,
         }
@@ -618,122 +270,6 @@ impl TelemetrySettings {
     }
 }
 
-/// The store the settings choose, with what it needs.
-#[derive(Debug, Clone, Copy)]
-pub enum StoreTarget<'a> {
-    Sqlite,
-    Postgres { url: &'a Secret },
-}
-
-impl StorageSettings {
-    /// The store chosen, or which key stands in the way and why.
-    pub fn target(&self) -> Result<StoreTarget<'_>, ConfigError> {
-        match self.backend {
-            StoreBackend::Sqlite => Ok(StoreTarget::Sqlite),
-            StoreBackend::Postgres => {
-                let url = self.postgres_url.as_ref().ok_or_else(|| {
-                    ConfigError::new(
-                        "storage.postgres_url",
-                        "required with storage.backend = \"postgres\" \
-                 (set ISOBAR__STORAGE__POSTGRES_URL)",
-                    )
-                })?;
-                // The parser's message never quotes the URL, which holds a password.
-                let parsed = url
-                    .expose()
-                    .parse::<tokio_postgres::Config>()
-                    .map_err(|e| {
-                        ConfigError::new(
-                            "storage.postgres_url",
-                            format!("not a PostgreSQL URL: {e}"),
-                        )
-                    })?;
-                if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-                    return Err(ConfigError::new(
-                        "storage.postgres_url",
-                        "sslmode=require is not supported yet; connect over a private network",
-                    ));
-                }
-                Ok(StoreTarget::Postgres { url })
-            }
-        }
-    }
-}
-
-/// The latest-reading cache the settings choose, with what it needs.
-#[derive(Debug, Clone, Copy)]
-pub enum CacheTarget<'a> {
-    Memory,
-    Redis { url: &'a Secret },
-}
-
-impl CacheSettings {
-    /// The cache chosen, or which key stands in the way and why.
-    pub fn target(&self) -> Result<CacheTarget<'_>, ConfigError> {
-        match self.backend {
-            CacheBackend::Memory => Ok(CacheTarget::Memory),
-            CacheBackend::Redis => {
-                let url = self.redis_url.as_ref().ok_or_else(|| {
-                    ConfigError::new(
-                        "cache.redis_url",
-                        "required with cache.backend = \"redis\" (set ISOBAR__CACHE__REDIS_URL)",
-                    )
-                })?;
-                if url.expose().starts_with("rediss://") {
-                    return Err(ConfigError::new(
-                        "cache.redis_url",
-                        "TLS (rediss://) is not supported yet; connect over a private network",
-                    ));
-                }
-                fred::prelude::Config::from_url(url.expose()).map_err(|e| {
-                    ConfigError::new(
-                        "cache.redis_url",
-                        format!("not a Redis URL: {}", e.details()),
-                    )
-                })?;
-                Ok(CacheTarget::Redis { url })
-            }
-        }
-    }
-}
-
-/// The data lake the settings choose, with what it needs.
-#[derive(Debug, Clone, Copy)]
-pub enum ArchiveTarget<'a> {
-    Off,
-    Local,
-    S3 { bucket: &'a str },
-}
-
-impl ArchiveSettings {
-    /// The archive chosen, or which key stands in the way and why.
-    pub fn target(&self) -> Result<ArchiveTarget<'_>, ConfigError> {
-        match self.backend {
-            ArchiveBackend::Off => Ok(ArchiveTarget::Off),
-            ArchiveBackend::Local => Ok(ArchiveTarget::Local),
-            ArchiveBackend::S3 => match self.bucket.as_deref() {
-                Some(bucket) if !bucket.is_empty() => Ok(ArchiveTarget::S3 { bucket }),
-                _ => Err(ConfigError::new(
-                    "archive.bucket",
-                    "required with archive.backend = \"s3\"",
-                )),
-            },
-        }
-    }
-}
-
-impl MqttSettings {
-    /// The external broker's host and port; `None` with the embedded one.
-    pub fn external_broker(&self) -> Result<Option<(String, u16)>, ConfigError> {
-        match self.mode {
-            MqttMode::Embedded => Ok(None),
-            MqttMode::External => parse_host_port(&self.broker)
-                .map(Some)
-                .map_err(|reason| ConfigError::new("mqtt.broker", reason)),
-        }
-    }
-}
-
 /// A configuration problem, naming the key and the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {key}: {reason}")]
@@ -775,55 +311,10 @@ impl Settings {
 
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.mqtt.credentials()?;
-        self.mqtt.tls_files()?;
-        let topic = &self.mqtt.topic;
-        let levels: Vec<&str> = topic.split('/').collect();
-        if levels.iter().filter(|l| **l == "+").count() != 1 || topic.contains('#') {
-            return Err(ConfigError::new(
-                "mqtt.topic",
-                format!("{topic:?} must have exactly one '+' level (the station id) and no '#'"),
-            ));
-        }
-        self.mqtt.external_broker()?;
-        if self.mqtt.client_id.is_empty() || self.mqtt.client_id.len() > 64 {
-            return Err(ConfigError::new(
-                "mqtt.client_id",
-                "must be 1 to 64 characters",
-            ));
-        }
-        if self.mqtt.max_inflight == 0 {
-            return Err(ConfigError::new("mqtt.max_inflight", "must be at least 1"));
-        }
-        self.storage.target()?;
-        self.cache.target()?;
-        self.archive.target()?;
-        if self.archive.segment_age.is_zero() || self.archive.segment_bytes == 0 {
-            return Err(ConfigError::new(
-                "archive.segment_age",
-                "segments need an age and a size above zero",
-            ));
-        }
-        if !(1..=1000).contains(&self.storage.postgres_pool) {
-            return Err(ConfigError::new(
-                "storage.postgres_pool",
-                "must be between 1 and 1000",
-            ));
-        }
-        if !(1..=100_000).contains(&self.persister.batch_size) {
-            return Err(ConfigError::new(
-                "persister.batch_size",
-                "must be between 1 and 100000",
-            ));
-        }
-        if !(1..=16).contains(&self.persister.writers) {
-            return Err(ConfigError::new(
-                "persister.writers",
-                "must be between 1 and 16",
-            ));
-        }
+        self.mqtt.validate()?;
+        validate_stores(&self.storage, &self.cache, &self.archive)?;
         if self.storage.backend == StoreBackend::Postgres
-            && self.persister.writers >= self.storage.postgres_pool
+            && self.persister.writers.get() >= self.storage.postgres_pool.get()
         {
             return Err(ConfigError::new(
                 "persister.writers",
@@ -836,49 +327,7 @@ impl Settings {
                 "must be at most 60s",
             ));
         }
-        self.web.auth.parse()?;
-        if self.web.heartbeat < Duration::from_millis(100) {
-            return Err(ConfigError::new("web.heartbeat", "must be at least 100ms"));
-        }
-        if self.web.rate_limit.per_second > 0 && self.web.rate_limit.burst == 0 {
-            return Err(ConfigError::new(
-                "web.rate_limit.burst",
-                "must be at least 1 when per_second is set",
-            ));
-        }
-        for (key, origin) in self
-            .web
-            .allowed_origins
-            .iter()
-            .map(|o| ("web.allowed_origins", o))
-            .chain(
-                self.web
-                    .cors_origins
-                    .iter()
-                    .map(|o| ("web.cors_origins", o)),
-            )
-        {
-            let ok = is_http_url(origin)
-                && !origin
-                    .trim_end_matches('/')
-                    .contains(|c: char| c.is_whitespace())
-                && origin.splitn(4, '/').nth(3).is_none_or(str::is_empty);
-            if !ok {
-                return Err(ConfigError::new(
-                    key,
-                    format!("{origin:?} is not an origin (scheme://host[:port], no path)"),
-                ));
-            }
-        }
-        if self.web.client_queue == 0 {
-            return Err(ConfigError::new("web.client_queue", "must be at least 1"));
-        }
-        if self.simulator.stations > 10_000 {
-            return Err(ConfigError::new(
-                "simulator.stations",
-                "must be at most 10000",
-            ));
-        }
+        self.web.validate()?;
         if self.simulator.interval < Duration::from_millis(10) {
             return Err(ConfigError::new(
                 "simulator.interval",
@@ -896,361 +345,6 @@ impl Settings {
         self.telemetry.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("log.level", e.to_string()))?;
-        Ok(())
-    }
-}
-
-/// Alert rules: thresholds held for a duration, silent stations, each
-/// station's QC failure rate, and the pipeline's own health.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AlertSettings {
-    /// A station not heard from for this long raises `station_silent`.
-    #[serde(with = "humantime_serde")]
-    pub silent_after: Duration,
-    /// How often silence is checked.
-    #[serde(with = "humantime_serde")]
-    pub check_every: Duration,
-    /// Each alert that fires or resolves is POSTed here as JSON, in order,
-    /// retried with backoff. May hold a token, so it is kept secret.
-    pub webhook_url: Option<Secret>,
-    pub thresholds: Vec<ThresholdRule>,
-    pub qc_failure_rate: QcFailureRule,
-    pub pipeline: PipelineRules,
-}
-
-impl Default for AlertSettings {
-    fn default() -> Self {
-        Self {
-            silent_after: Duration::from_secs(2 * 3600),
-            check_every: Duration::from_secs(30),
-            webhook_url: None,
-            qc_failure_rate: QcFailureRule::default(),
-            pipeline: PipelineRules::default(),
-            thresholds: vec![
-                ThresholdRule {
-                    name: "heat".into(),
-                    variable: "temperature_c".into(),
-                    above: Some(35.0),
-                    below: None,
-                    for_: Duration::from_secs(600),
-                    hysteresis: 1.0,
-                },
-                ThresholdRule {
-                    name: "gusts".into(),
-                    variable: "wind_gust_ms".into(),
-                    above: Some(25.0),
-                    below: None,
-                    for_: Duration::ZERO,
-                    hysteresis: 3.0,
-                },
-            ],
-        }
-    }
-}
-
-impl AlertSettings {
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.silent_after.is_zero() || self.check_every.is_zero() {
-            return Err(ConfigError::new(
-                "alerts.silent_after",
-                "silent_after and check_every must be longer than zero",
-            ));
-        }
-        if let Some(url) = &self.webhook_url
-            && !is_http_url(url.expose())
-        {
-            return Err(ConfigError::new(
-                "alerts.webhook_url",
-                "must be an http:// or https:// URL",
-            ));
-        }
-        let mut names = std::collections::HashSet::new();
-        for (i, rule) in self.thresholds.iter().enumerate() {
-            let key = |field: &str| format!("alerts.thresholds[{i}].{field}");
-            if rule.name.is_empty() || crate::domain::alerts::RESERVED.contains(&rule.name.as_str())
-            {
-                return Err(ConfigError::new(
-                    key("name"),
-                    format!(
-                        "must be set, and not one of the built-in rules ({})",
-                        crate::domain::alerts::RESERVED.join(", ")
-                    ),
-                ));
-            }
-            if !names.insert(rule.name.as_str()) {
-                return Err(ConfigError::new(
-                    key("name"),
-                    format!("{:?} is used twice", rule.name),
-                ));
-            }
-            if !crate::domain::rollup::ROLLED_UP.contains(&rule.variable.as_str()) {
-                return Err(ConfigError::new(
-                    key("variable"),
-                    format!(
-                        "{:?} is not one of {}",
-                        rule.variable,
-                        crate::domain::rollup::ROLLED_UP.join(", ")
-                    ),
-                ));
-            }
-            if rule.above.is_none() && rule.below.is_none() {
-                return Err(ConfigError::new(key("above"), "give above, below or both"));
-            }
-            if !(rule.hysteresis.is_finite() && rule.hysteresis >= 0.0) {
-                return Err(ConfigError::new(key("hysteresis"), "must be zero or more"));
-            }
-        }
-        // A limit in percent and the hysteresis below it.
-        let percent = |(above_key, above): (&str, f64),
-                       (hysteresis_key, hysteresis): (&str, f64)| {
-            if !(above.is_finite() && (0.0..100.0).contains(&above)) {
-                return Err(ConfigError::new(
-                    format!("alerts.{above_key}"),
-                    format!("{above} is not a share in percent, from 0 to below 100"),
-                ));
-            }
-            if !(hysteresis.is_finite() && (0.0..=above).contains(&hysteresis)) {
-                return Err(ConfigError::new(
-                    format!("alerts.{hysteresis_key}"),
-                    format!("{hysteresis} must be from 0 to the limit ({above})"),
-                ));
-            }
-            Ok(())
-        };
-        let q = &self.qc_failure_rate;
-        percent(
-            ("qc_failure_rate.above_pct", q.above_pct),
-            ("qc_failure_rate.hysteresis_pct", q.hysteresis_pct),
-        )?;
-        if q.window.is_zero() {
-            return Err(ConfigError::new(
-                "alerts.qc_failure_rate.window",
-                "must be longer than zero",
-            ));
-        }
-        let p = &self.pipeline;
-        percent(
-            ("pipeline.error_rate_above_pct", p.error_rate_above_pct),
-            (
-                "pipeline.error_rate_hysteresis_pct",
-                p.error_rate_hysteresis_pct,
-            ),
-        )?;
-        for (key, d) in [
-            ("check_every", p.check_every),
-            ("store_unreachable_for", p.store_unreachable_for),
-            ("error_rate_window", p.error_rate_window),
-            ("lag_above", p.lag_above),
-        ] {
-            if d.is_zero() {
-                return Err(ConfigError::new(
-                    format!("alerts.pipeline.{key}"),
-                    "must be longer than zero",
-                ));
-            }
-        }
-        if p.lag_resolve_below > p.lag_above {
-            return Err(ConfigError::new(
-                "alerts.pipeline.lag_resolve_below",
-                format!(
-                    "{} must be at most lag_above ({})",
-                    humantime::format_duration(p.lag_resolve_below),
-                    humantime::format_duration(p.lag_above)
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// The supervision settings in force, shared by the supervisors, which read
-/// them at each failure; replaced as a whole when the configuration is
-/// reloaded (SIGHUP).
-pub type SharedSupervision = Arc<std::sync::RwLock<SupervisionSettings>>;
-
-/// How isobar restarts its actors: `[supervision.root]` for the root's
-/// children (the pipeline, the stations supervisor, ingest and the web
-/// server, in that start order), `[supervision.pipeline]` for the
-/// pipeline's actors (archiver, aggregator, alerter, persister, hub),
-/// `[supervision.stations]` for each station's actor, and
-/// `[supervision.station_overrides.<id>]` for single stations.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SupervisionSettings {
-    /// A station's actor not sent a message for this long hibernates: it
-    /// stops, and its supervisor keeps only its quality-control memory,
-    /// from which its next message starts it again. Zero keeps every
-    /// station's actor running.
-    #[serde(with = "humantime_serde")]
-    pub hibernate_after: Duration,
-    pub root: PolicySettings,
-    pub pipeline: PolicySettings,
-    pub stations: PolicySettings,
-    /// Per station: only the keys given replace the stations policy's.
-    pub station_overrides: std::collections::BTreeMap<String, PolicyOverride>,
-}
-
-impl Default for SupervisionSettings {
-    fn default() -> Self {
-        Self {
-            hibernate_after: Duration::from_secs(120),
-            root: PolicySettings::default(),
-            pipeline: PolicySettings::default(),
-            stations: PolicySettings::default(),
-            station_overrides: std::collections::BTreeMap::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct PolicySettings {
-    pub strategy: Strategy,
-    pub restart: Restart,
-    pub max_restarts: u32,
-    #[serde(with = "humantime_serde")]
-    #[schema(value_type = String, example = "1m")]
-    pub within: Duration,
-    pub backoff: BackoffSettings,
-}
-
-impl Default for PolicySettings {
-    fn default() -> Self {
-        Self::from(&RestartPolicy::default())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct BackoffSettings {
-    #[serde(with = "humantime_serde")]
-    #[schema(value_type = String, example = "100ms")]
-    pub initial: Duration,
-    #[serde(with = "humantime_serde")]
-    #[schema(value_type = String, example = "30s")]
-    pub max: Duration,
-    pub factor: f64,
-    pub jitter: f64,
-}
-
-impl Default for BackoffSettings {
-    fn default() -> Self {
-        let b = Backoff::default();
-        Self {
-            initial: b.initial,
-            max: b.max,
-            factor: b.factor,
-            jitter: b.jitter,
-        }
-    }
-}
-
-/// A station's own policy: what it gives replaces the stations policy's.
-/// A station's actor has no siblings to take down, so there is no strategy.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct PolicyOverride {
-    pub restart: Option<Restart>,
-    pub max_restarts: Option<u32>,
-    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    pub within: Option<Duration>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub backoff: Option<BackoffSettings>,
-}
-
-impl From<&RestartPolicy> for PolicySettings {
-    fn from(p: &RestartPolicy) -> Self {
-        Self {
-            strategy: p.strategy,
-            restart: p.restart,
-            max_restarts: p.max_restarts,
-            within: p.within,
-            backoff: BackoffSettings {
-                initial: p.backoff.initial,
-                max: p.backoff.max,
-                factor: p.backoff.factor,
-                jitter: p.backoff.jitter,
-            },
-        }
-    }
-}
-
-impl PolicySettings {
-    pub fn policy(&self) -> RestartPolicy {
-        RestartPolicy {
-            strategy: self.strategy,
-            restart: self.restart,
-            max_restarts: self.max_restarts,
-            within: self.within,
-            backoff: Backoff {
-                initial: self.backoff.initial,
-                max: self.backoff.max,
-                factor: self.backoff.factor,
-                jitter: self.backoff.jitter,
-            },
-        }
-    }
-}
-
-impl SupervisionSettings {
-    /// The policy of one station's actor: the stations policy, with the
-    /// station's overrides.
-    pub fn station_policy(&self, id: &str) -> RestartPolicy {
-        let mut policy = self.stations.policy();
-        if let Some(o) = self.station_overrides.get(id) {
-            if let Some(restart) = o.restart {
-                policy.restart = restart;
-            }
-            if let Some(max) = o.max_restarts {
-                policy.max_restarts = max;
-            }
-            if let Some(within) = o.within {
-                policy.within = within;
-            }
-            if let Some(b) = &o.backoff {
-                policy.backoff = Backoff {
-                    initial: b.initial,
-                    max: b.max,
-                    factor: b.factor,
-                    jitter: b.jitter,
-                };
-            }
-        }
-        policy
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        let checked = |group: &str, policy: RestartPolicy| {
-            policy.check().map_err(|(key, reason)| {
-                ConfigError::new(format!("supervision.{group}.{key}"), reason)
-            })
-        };
-        if !self.hibernate_after.is_zero() && self.hibernate_after < Duration::from_secs(1) {
-            return Err(ConfigError::new(
-                "supervision.hibernate_after",
-                "must be at least 1s, or 0 to keep every station's actor running",
-            ));
-        }
-        checked("root", self.root.policy())?;
-        checked("pipeline", self.pipeline.policy())?;
-        checked("stations", self.stations.policy())?;
-        if self.stations.strategy != Strategy::OneForOne {
-            return Err(ConfigError::new(
-                "supervision.stations.strategy",
-                "stations are independent of one another: only one_for_one applies",
-            ));
-        }
-        for id in self.station_overrides.keys() {
-            StationId::parse(id).map_err(|e| {
-                ConfigError::new(
-                    format!("supervision.station_overrides.{id}"),
-                    format!("not a station id: {e}"),
-                )
-            })?;
-            checked(&format!("station_overrides.{id}"), self.station_policy(id))?;
-        }
         Ok(())
     }
 }
@@ -1293,6 +387,9 @@ fn from_figment(err: figment::Error) -> ConfigError {
                 format!("{key}.{field}")
             };
             "missing".to_owned()
+        }
+        Kind::Message(message) if bounded::is_bound_message(message) => {
+            return ConfigError::new(key, message.clone());
         }
         other => other.to_string(),
     };
@@ -1356,6 +453,44 @@ mod tests {
         let err = load_toml("[mqtt]\nmod = \"external\"\n").unwrap_err();
         assert_eq!(err.key, "mqtt.mod");
         assert!(err.reason.contains("unknown key"), "{}", err.reason);
+    }
+
+    /// A bounded number out of its bounds is refused while the settings
+    /// are read, with the same message wherever it came from.
+    #[test]
+    fn numbers_out_of_their_bounds_say_what_they_must_be() {
+        for (toml, message) in [
+            (
+                "[persister]\nbatch_size = 0\n",
+                "persister.batch_size: must be between 1 and 100000",
+            ),
+            (
+                "[persister]\nwriters = 17\n",
+                "persister.writers: must be between 1 and 16",
+            ),
+            (
+                "[storage]\npostgres_pool = 1001\n",
+                "storage.postgres_pool: must be between 1 and 1000",
+            ),
+            (
+                "[web]\nclient_queue = 0\n",
+                "web.client_queue: must be at least 1",
+            ),
+            (
+                "[simulator]\nstations = 10001\n",
+                "simulator.stations: must be at most 10000",
+            ),
+        ] {
+            let err = load_toml(toml).unwrap_err();
+            assert_eq!(err.to_string(), format!("invalid configuration: {message}"));
+        }
+        let flag = Figment::new().merge(Serialized::default("simulator.stations", 20_000));
+        assert_eq!(
+            Settings::load(None, flag).unwrap_err().to_string(),
+            "invalid configuration: simulator.stations: must be at most 10000"
+        );
+        let ok = load_toml("[persister]\nbatch_size = 100000\nwriters = 16\n").unwrap();
+        assert_eq!(ok.persister.batch_size.get(), 100_000);
     }
 
     #[test]

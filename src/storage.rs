@@ -46,7 +46,7 @@ pub async fn open(
             Ok(Arc::new(store))
         }
         StoreTarget::Postgres { url } => {
-            let store = PostgresStore::new(url.expose(), settings.postgres_pool)?;
+            let store = PostgresStore::new(url.expose(), settings.postgres_pool.get())?;
             let deadline = tokio::time::Instant::now() + wait;
             let mut delay = std::time::Duration::from_millis(200);
             loop {

@@ -111,7 +111,7 @@ impl Serving {
     pub fn from_settings(web: &WebSettings) -> Self {
         dashboard::log_source(web.static_dir.as_deref());
         Self {
-            client_queue: web.client_queue,
+            client_queue: web.client_queue.get(),
             heartbeat: web.heartbeat,
             static_dir: web.static_dir.clone(),
         }

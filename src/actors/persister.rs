@@ -106,9 +106,9 @@ impl PersisterArgs {
             archive,
             stored,
             context,
-            batch_size: settings.batch_size,
+            batch_size: settings.batch_size.get(),
             flush_interval: settings.flush_interval,
-            writers: settings.writers,
+            writers: settings.writers.get(),
         }
     }
 }

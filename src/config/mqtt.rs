@@ -1,0 +1,214 @@
+//! `[mqtt]`: the embedded broker, or the external one ingest connects to.
+
+use super::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MqttMode {
+    /// Run the MQTT broker inside the daemon.
+    Embedded,
+    /// Subscribe to a broker that runs elsewhere.
+    External,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSettings {
+    pub mode: MqttMode,
+    /// Where the embedded broker listens.
+    pub listen: SocketAddr,
+    /// `host:port` of the external broker.
+    pub broker: String,
+    /// Fixed client id, so the broker keeps our session across restarts.
+    pub client_id: String,
+    /// Subscription filter; its single `+` level is the station id.
+    pub topic: String,
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// The broker's in-flight window for isobar's connection: how many QoS 1
+    /// messages it sends before waiting for acknowledgements. Set it on the
+    /// embedded broker (which caps it at 100); for an external broker, set it
+    /// to that broker's limit (`max_inflight_messages` in Mosquitto).
+    pub max_inflight: u16,
+    /// For an external broker that asks for them.
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The password, from a file (a mounted secret); trailing space cut.
+    pub password_file: Option<PathBuf>,
+    /// TLS to the external broker (rustls): the broker's CA from `ca_file`
+    /// (PEM), or the system's roots without one.
+    pub tls: bool,
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key (PEM), for brokers that ask for one
+    /// (AWS IoT Core); they need `ca_file`.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// rumqttd sends at most this many unacknowledged messages to a client,
+/// whatever it is configured with.
+pub const EMBEDDED_INFLIGHT_CAP: u16 = 100;
+
+impl MqttSettings {
+    /// The in-flight window the broker will actually use.
+    pub fn effective_inflight(&self) -> usize {
+        let window = match self.mode {
+            MqttMode::Embedded => self.max_inflight.min(EMBEDDED_INFLIGHT_CAP),
+            MqttMode::External => self.max_inflight,
+        };
+        usize::from(window)
+    }
+}
+
+/// A file's bytes, or why not, named by its setting.
+pub(crate) fn read_file(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path)
+        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))
+}
+
+/// The TLS files of an MQTT connection, read.
+#[derive(Debug, Clone, Default)]
+pub struct MqttTlsFiles {
+    pub ca: Option<Vec<u8>>,
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl MqttSettings {
+    /// The username and password to connect with, if any.
+    pub fn credentials(&self) -> Result<Option<(String, Secret)>, ConfigError> {
+        let password = match (&self.password, &self.password_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "mqtt.password_file",
+                    "give password or password_file, not both",
+                ));
+            }
+            (Some(p), None) => Some(p.clone()),
+            (None, Some(path)) => {
+                let bytes = read_file("mqtt.password_file", path)?;
+                Some(Secret::new(String::from_utf8_lossy(&bytes).trim_end()))
+            }
+            (None, None) => None,
+        };
+        match (&self.username, password) {
+            (Some(user), password) => Ok(Some((
+                user.clone(),
+                password.unwrap_or_else(|| Secret::new("")),
+            ))),
+            (None, Some(_)) => Err(ConfigError::new(
+                "mqtt.username",
+                "a password needs a username",
+            )),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The TLS files, read, when TLS is on; `None` when it is off.
+    pub fn tls_files(&self) -> Result<Option<MqttTlsFiles>, ConfigError> {
+        let given = self.ca_file.is_some()
+            || self.client_cert_file.is_some()
+            || self.client_key_file.is_some();
+        if !self.tls {
+            if given {
+                return Err(ConfigError::new(
+                    "mqtt.tls",
+                    "ca_file and client certificates need tls = true",
+                ));
+            }
+            return Ok(None);
+        }
+        if self.mode == MqttMode::Embedded {
+            return Err(ConfigError::new(
+                "mqtt.tls",
+                "TLS is for an external broker (mqtt.mode = \"external\")",
+            ));
+        }
+        let ca = self
+            .ca_file
+            .as_deref()
+            .map(|p| read_file("mqtt.ca_file", p))
+            .transpose()?;
+        let client = match (&self.client_cert_file, &self.client_key_file) {
+            (Some(cert), Some(key)) => {
+                if ca.is_none() {
+                    return Err(ConfigError::new(
+                        "mqtt.ca_file",
+                        "a client certificate needs the broker's CA in ca_file",
+                    ));
+                }
+                Some((
+                    read_file("mqtt.client_cert_file", cert)?,
+                    read_file("mqtt.client_key_file", key)?,
+                ))
+            }
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::new(
+                    "mqtt.client_key_file",
+                    "give client_cert_file and client_key_file together",
+                ));
+            }
+        };
+        Ok(Some(MqttTlsFiles { ca, client }))
+    }
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        Self {
+            mode: MqttMode::Embedded,
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            broker: "127.0.0.1:1883".into(),
+            client_id: "isobar".into(),
+            topic: "weather/+/observations".into(),
+            keep_alive: Duration::from_secs(30),
+            max_inflight: 1000,
+            username: None,
+            password: None,
+            password_file: None,
+            tls: false,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+        }
+    }
+}
+
+impl MqttSettings {
+    /// The external broker's host and port; `None` with the embedded one.
+    pub fn external_broker(&self) -> Result<Option<(String, u16)>, ConfigError> {
+        match self.mode {
+            MqttMode::Embedded => Ok(None),
+            MqttMode::External => parse_host_port(&self.broker)
+                .map(Some)
+                .map_err(|reason| ConfigError::new("mqtt.broker", reason)),
+        }
+    }
+}
+
+impl MqttSettings {
+    /// Checks what types alone cannot.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        self.credentials()?;
+        self.tls_files()?;
+        let topic = &self.topic;
+        let levels: Vec<&str> = topic.split('/').collect();
+        if levels.iter().filter(|l| **l == "+").count() != 1 || topic.contains('#') {
+            return Err(ConfigError::new(
+                "mqtt.topic",
+                format!("{topic:?} must have exactly one '+' level (the station id) and no '#'"),
+            ));
+        }
+        self.external_broker()?;
+        if self.client_id.is_empty() || self.client_id.len() > 64 {
+            return Err(ConfigError::new(
+                "mqtt.client_id",
+                "must be 1 to 64 characters",
+            ));
+        }
+        if self.max_inflight == 0 {
+            return Err(ConfigError::new("mqtt.max_inflight", "must be at least 1"));
+        }
+        Ok(())
+    }
+}

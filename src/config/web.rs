@@ -1,0 +1,94 @@
+//! `[web]`: the HTTP side (credentials are in `auth.rs`).
+
+use super::*;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSettings {
+    pub listen: SocketAddr,
+    /// A built dashboard on disk (`frontend/dist`), served instead of the
+    /// one embedded in the binary: for development with `vite build --watch`.
+    pub static_dir: Option<PathBuf>,
+    /// Messages queued per websocket client before its overflow policy applies.
+    pub client_queue: Bounded<usize, 1, { u64::MAX }>,
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
+    /// Origins (`https://wx.example.net`) besides the daemon's own whose
+    /// pages may open the websocket.
+    pub allowed_origins: Vec<String>,
+    /// Origins whose pages may call the API from the browser (CORS): the
+    /// answers carry `Access-Control-Allow-Origin` for them only.
+    pub cors_origins: Vec<String>,
+    /// The websocket pings each client this often, and closes the
+    /// connection of one silent for two of them.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+}
+
+/// Requests per client address, beyond the probes: a sustained rate and a
+/// burst; past them, 429 with `Retry-After`. `per_second = 0` turns it off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            per_second: 200,
+            burst: 400,
+        }
+    }
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            static_dir: None,
+            client_queue: Bounded::new(1024).expect("within its bounds"),
+            auth: AuthSettings::default(),
+            rate_limit: RateLimitSettings::default(),
+            allowed_origins: Vec::new(),
+            cors_origins: Vec::new(),
+            heartbeat: Duration::from_secs(20),
+        }
+    }
+}
+
+impl WebSettings {
+    /// Checks what types alone cannot.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        self.auth.parse()?;
+        if self.heartbeat < Duration::from_millis(100) {
+            return Err(ConfigError::new("web.heartbeat", "must be at least 100ms"));
+        }
+        if self.rate_limit.per_second > 0 && self.rate_limit.burst == 0 {
+            return Err(ConfigError::new(
+                "web.rate_limit.burst",
+                "must be at least 1 when per_second is set",
+            ));
+        }
+        for (key, origin) in self
+            .allowed_origins
+            .iter()
+            .map(|o| ("web.allowed_origins", o))
+            .chain(self.cors_origins.iter().map(|o| ("web.cors_origins", o)))
+        {
+            let ok = is_http_url(origin)
+                && !origin
+                    .trim_end_matches('/')
+                    .contains(|c: char| c.is_whitespace())
+                && origin.splitn(4, '/').nth(3).is_none_or(str::is_empty);
+            if !ok {
+                return Err(ConfigError::new(
+                    key,
+                    format!("{origin:?} is not an origin (scheme://host[:port], no path)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
