@@ -178,36 +178,37 @@ fn a_bad_recording_exits_65_naming_the_line() {
         "time,station,temperature_C\n2025-01-13T10:00:00Z,WS1,warm\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_isobar"))
-        .arg("replay")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(65));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("line 2: temperature_C: \"warm\" is not a number"),
-        "{stderr}"
-    );
-    // The daemon refuses it likewise, before it starts.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_isobar"))
-        .args([
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .arg("--replay")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(65));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("--replay: line 2: temperature_C: \"warm\" is not a number"),
-        "{stderr}"
-    );
+    let data = dir.path().display().to_string();
+    // `isobar replay` refuses it before publishing, and the daemon before
+    // it starts.
+    for (args, prefix) in [
+        (vec!["replay"], ""),
+        (
+            vec![
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                &data,
+                "--replay",
+            ],
+            "--replay: ",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_isobar"))
+            .args(args)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(65));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "{prefix}line 2: temperature_C: \"warm\" is not a number"
+            )),
+            "{stderr}"
+        );
+    }
 }
