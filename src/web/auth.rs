@@ -74,14 +74,24 @@ impl Auth {
             // One algorithm only: a token that names another, `none`
             // included, is refused.
             let mut validation = Validation::new(jwt.algorithm);
-            validation.set_required_spec_claims(&["exp"]);
+            // A claim that is checked must be there: a token without the
+            // configured issuer or audience is refused, not waved through.
+            let mut required = vec!["exp"];
             if let Some(issuer) = &jwt.issuer {
                 validation.set_issuer(&[issuer]);
+                required.push("iss");
             }
             match &jwt.audience {
-                Some(audience) => validation.set_audience(&[audience]),
+                Some(audience) => {
+                    validation.set_audience(&[audience]);
+                    required.push("aud");
+                }
                 None => validation.validate_aud = false,
             }
+            validation.set_required_spec_claims(&required);
+            // A token not valid yet is refused, with the same minute of
+            // leeway as its expiry.
+            validation.validate_nbf = true;
             (jwt.key, validation)
         });
         Self {
@@ -295,6 +305,75 @@ mod tests {
         // Another HMAC than the one configured.
         let hs512 = token(Algorithm::HS512, None, 60);
         assert_eq!(status(a.check(Access::Ingest, Some(&hs512))), 401);
+    }
+
+    fn signed(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// With an issuer and an audience configured, a token must carry both,
+    /// matching; a token not valid yet (`nbf` ahead) is refused.
+    #[test]
+    fn configured_issuer_and_audience_are_required_and_nbf_is_checked() {
+        let a = Auth::from_settings(&AuthSettings {
+            jwt_secret: Some(Secret::new(SECRET)),
+            jwt_issuer: Some("https://id.example.org".into()),
+            jwt_audience: Some("isobar".into()),
+            ..AuthSettings::default()
+        })
+        .unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let check = |claims: serde_json::Value| {
+            a.check(Access::Ingest, Some(&signed(claims)))
+                .map_err(|e| (e.status.as_u16(), e.message))
+        };
+        let iss = "https://id.example.org";
+        assert_eq!(
+            check(serde_json::json!({"exp": now + 60, "iss": iss, "aud": "isobar"})),
+            Ok(())
+        );
+        for (claims, why) in [
+            (
+                serde_json::json!({"exp": now + 60}),
+                "Missing required claim",
+            ),
+            (
+                serde_json::json!({"exp": now + 60, "aud": "isobar"}),
+                "Missing required claim: iss",
+            ),
+            (
+                serde_json::json!({"exp": now + 60, "iss": iss}),
+                "Missing required claim: aud",
+            ),
+            (
+                serde_json::json!({"exp": now + 60, "iss": "https://other", "aud": "isobar"}),
+                "InvalidIssuer",
+            ),
+            (
+                serde_json::json!({"exp": now + 60, "iss": iss, "aud": "other"}),
+                "InvalidAudience",
+            ),
+            (
+                serde_json::json!({"exp": now + 3600, "nbf": now + 600, "iss": iss, "aud": "isobar"}),
+                "ImmatureSignature",
+            ),
+        ] {
+            let (status, message) = check(claims.clone()).unwrap_err();
+            assert_eq!(status, 401, "{claims}");
+            assert!(message.contains(why), "{claims}: {message}");
+        }
+        // A token valid from a moment ago is taken.
+        assert_eq!(
+            check(
+                serde_json::json!({"exp": now + 60, "nbf": now - 5, "iss": iss, "aud": "isobar"})
+            ),
+            Ok(())
+        );
     }
 
     #[test]
