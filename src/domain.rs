@@ -15,7 +15,9 @@ pub mod units;
 pub use derived::{dew_point_c, heat_index_c, sea_level_pressure_hpa, wind_chill_c};
 pub use formats::json::parse_observation;
 pub use formats::{Parsed, Rejected, parse_mqtt};
-pub use observation::{MAX_CLOCK_SKEW, MAX_PAYLOAD_BYTES, Observation, RejectReason};
+pub use observation::{
+    EXCERPT_CHARS, Excerpt, MAX_CLOCK_SKEW, MAX_PAYLOAD_BYTES, Name, Observation, RejectReason,
+};
 pub use qc::{QcConfig, QcFlag, QcReport, StationQc, Variable};
 pub use reading::{Derived, DerivedInputs, Reading};
 pub use rollup::{Resolution, Rollup};

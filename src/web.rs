@@ -216,19 +216,35 @@ pub fn server(ctx: Arc<WebContext>) -> crate::actors::http::Serve {
 pub fn routes(
     ctx: Arc<WebContext>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let health = warp::path!("health").and(warp::get()).map(health);
+    // Probes answer HEAD too (hyper leaves the body out), as orchestrators
+    // and uptime checkers send it.
+    let get_or_head = || warp::get().or(warp::head()).unify();
+    let health = warp::path!("health").and(get_or_head()).map(health);
     let ready = warp::path!("ready")
-        .and(warp::get())
+        .and(get_or_head())
         .and(with(ctx.clone()))
         .and_then(ready);
     let metrics = warp::path!("metrics")
-        .and(warp::get())
+        .and(get_or_head())
         .and(with(ctx.clone()))
         .map(metrics);
     let reads = auth::require(ctx.guard.auth.clone(), auth::Access::Read, None);
-    let api = warp::path("api")
-        .and(warp::path("v1"))
-        .and(openapi::route().or(reads.and(api::routes(ctx.clone()).or(live::route(ctx.clone())))));
+    // Uploads are not reads: their own route alone answers them (so an
+    // upload's error speaks of ingesting, whatever guards the reads).
+    let not_an_upload = warp::path::peek()
+        .and_then(|rest: warp::path::Peek| async move {
+            if rest.segments().next() == Some("ingest") {
+                Err(warp::reject::not_found())
+            } else {
+                Ok(())
+            }
+        })
+        .untuple_one();
+    let api = warp::path("api").and(warp::path("v1")).and(
+        openapi::route().or(not_an_upload
+            .and(reads)
+            .and(api::routes(ctx.clone()).or(live::route(ctx.clone())))),
+    );
     // Probes are never limited: an orchestrator must always get through.
     let limited = limits::rate_limit(ctx.guard.limiter.clone()).and(
         ingest::routes(ctx.clone())
@@ -552,6 +568,8 @@ fn rejection_error(rejection: &Rejection) -> ApiError {
         }
     } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
         ApiError::bad_request(e.to_string())
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        ApiError::bad_request(format!("{e}: a header must be visible ASCII text"))
     } else if let Some(e) = rejection.find::<warp::reject::LengthRequired>() {
         ApiError {
             status: StatusCode::LENGTH_REQUIRED,

@@ -39,6 +39,47 @@ pub struct Observation {
     pub sea_level_pressure_hpa: Option<f64>,
 }
 
+/// Text from outside (a topic, a station id, a value) as a reason or a log
+/// line quotes it: in quotes, control characters escaped, at most
+/// [`EXCERPT_CHARS`] characters, with the full length after the cut. So
+/// input can neither forge a log line nor make one (or a stored reason)
+/// as long as itself.
+pub struct Excerpt<'a>(pub &'a str);
+
+/// Characters of outside text a reason or a log line quotes.
+pub const EXCERPT_CHARS: usize = 64;
+
+impl std::fmt::Display for Excerpt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.char_indices().nth(EXCERPT_CHARS) {
+            None => write!(f, "{:?}", self.0),
+            Some((cut, _)) => write!(f, "{:?}… ({} bytes)", &self.0[..cut], self.0.len()),
+        }
+    }
+}
+
+/// A name from outside (a payload's field), as a reason quotes it: like
+/// [`Excerpt`], without the quotes.
+pub struct Name<'a>(pub &'a str);
+
+impl std::fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in self.0.chars().take(EXCERPT_CHARS) {
+            write!(f, "{}", c.escape_debug())?;
+        }
+        if self.0.chars().nth(EXCERPT_CHARS).is_some() {
+            write!(f, "… ({} bytes)", self.0.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Excerpt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 /// Why a message was not accepted as a reading. Every variant has a stable
 /// `code` used in the quarantine table and in metrics.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -47,15 +88,15 @@ pub enum RejectReason {
     PayloadTooLarge { len: usize, max: usize },
     #[error("payload is not valid reading JSON: {detail}")]
     MalformedJson { detail: String },
-    #[error("topic {topic:?} does not match weather/<station_id>/observations")]
+    #[error("topic {} does not match weather/<station_id>/observations", Excerpt(.topic))]
     InvalidTopic { topic: String },
-    #[error("station id {value:?} is invalid: {reason}")]
+    #[error("station id {} is invalid: {reason}", Excerpt(.value))]
     InvalidStationId { value: String, reason: String },
-    #[error("payload station_id {payload:?} does not match the topic's station {topic:?}")]
+    #[error("payload station_id {} does not match the topic's station {}", Excerpt(.payload), Excerpt(.topic))]
     StationMismatch { topic: String, payload: String },
     #[error("timestamp is missing")]
     MissingTimestamp,
-    #[error("timestamp {value:?} is not {expected}")]
+    #[error("timestamp {} is not {expected}", Excerpt(.value))]
     InvalidTimestamp {
         value: String,
         expected: &'static str,
@@ -76,15 +117,15 @@ pub enum RejectReason {
     },
     #[error("payload has no measurement (temperature, humidity, pressure or wind)")]
     NoMeasurements,
-    #[error("{field} = {value:?} is not {expected}")]
+    #[error("{} = {} is not {expected}", Name(.field), Excerpt(.value))]
     InvalidValue {
         field: String,
         value: String,
         expected: &'static str,
     },
-    #[error("{field} is in {unit:?}, a unit isobar does not convert")]
+    #[error("{} is in {}, a unit isobar does not convert", Name(.field), Excerpt(.unit))]
     UnknownUnit { field: String, unit: String },
-    #[error("{field} names no unit and the payload names no unit system")]
+    #[error("{} names no unit and the payload names no unit system", Name(.field))]
     MissingUnit { field: String },
     #[error("the batch is an empty array")]
     EmptyBatch,
@@ -227,5 +268,40 @@ impl Observation {
         // Directions are kept as reported: by WMO and METAR convention 360
         // is north and 0 goes with calm, a difference QC relies on.
         Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod excerpt_tests {
+    use super::*;
+
+    /// Outside text can neither break a log line nor make a long one.
+    #[test]
+    fn an_excerpt_escapes_and_cuts() {
+        assert_eq!(Excerpt("WS001").to_string(), "\"WS001\"");
+        assert_eq!(
+            Excerpt("a\nforged log line\u{1b}[31m\0").to_string(),
+            "\"a\\nforged log line\\u{1b}[31m\\0\""
+        );
+        let long = "x".repeat(60_000);
+        let shown = Excerpt(&long).to_string();
+        assert_eq!(shown, format!("\"{}\"… (60000 bytes)", "x".repeat(64)));
+        // Cut on a character boundary.
+        let accents = "é".repeat(70);
+        assert_eq!(
+            Excerpt(&accents).to_string(),
+            format!("\"{}\"… (140 bytes)", "é".repeat(64))
+        );
+        assert_eq!(Name("temp\nerature").to_string(), "temp\\nerature");
+        assert_eq!(
+            Name(&long).to_string(),
+            format!("{}… (60000 bytes)", "x".repeat(64))
+        );
+        // A reason quoting a 60 KB station id stays short.
+        let reason = RejectReason::InvalidStationId {
+            value: long,
+            reason: "too long".into(),
+        };
+        assert!(reason.to_string().len() < 200, "{reason}");
     }
 }

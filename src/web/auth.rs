@@ -189,15 +189,19 @@ fn forbidden(message: &str) -> ApiError {
     }
 }
 
-/// The credential a request carries in its headers.
-fn from_headers(authorization: Option<String>, api_key: Option<String>) -> Option<String> {
-    authorization
+/// The credential a request carries in its headers: a bearer token (the
+/// scheme's name in any case, as RFC 9110 has it) or an `X-API-Key`. A
+/// header that is not text carries none.
+fn from_headers(headers: &warp::http::HeaderMap) -> Option<String> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    text("authorization")
         .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-                .map(|t| t.trim().to_owned())
+            let (scheme, token) = h.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
         })
-        .or(api_key)
+        .or_else(|| text("x-api-key").map(str::to_owned))
 }
 
 /// Passes a request that may do `access`, rejecting it with 401 or 403
@@ -208,24 +212,21 @@ pub fn require(
     access: Access,
     query_key: Option<&'static str>,
 ) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::header::optional::<String>("authorization")
-        .and(warp::header::optional::<String>("x-api-key"))
+    warp::header::headers_cloned()
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and_then(
-            move |authorization: Option<String>, api_key: Option<String>, query: String| {
-                let auth = auth.clone();
-                async move {
-                    let credential = from_headers(authorization, api_key).or_else(|| {
-                        let name = query_key?;
-                        form_urlencoded::parse(query.as_bytes())
-                            .find(|(k, _)| k == name)
-                            .map(|(_, v)| v.into_owned())
-                    });
-                    auth.check(access, credential.as_deref())
-                        .map_err(warp::reject::custom)
-                }
-            },
-        )
+        .and_then(move |headers: warp::http::HeaderMap, query: String| {
+            let auth = auth.clone();
+            async move {
+                let credential = from_headers(&headers).or_else(|| {
+                    let name = query_key?;
+                    form_urlencoded::parse(query.as_bytes())
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.into_owned())
+                });
+                auth.check(access, credential.as_deref())
+                    .map_err(warp::reject::custom)
+            }
+        })
         .untuple_one()
 }
 
@@ -374,6 +375,32 @@ mod tests {
             ),
             Ok(())
         );
+    }
+
+    /// The scheme's name is case-insensitive; a header that is not text
+    /// carries no credential.
+    #[test]
+    fn a_bearer_token_is_found_whatever_the_scheme_case() {
+        use warp::http::{HeaderMap, HeaderValue};
+        let with = |value: HeaderValue| {
+            let mut headers = HeaderMap::new();
+            headers.insert("authorization", value);
+            from_headers(&headers)
+        };
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            assert_eq!(
+                with(HeaderValue::from_str(&format!("{scheme} tok")).unwrap()).as_deref(),
+                Some("tok")
+            );
+        }
+        assert_eq!(with(HeaderValue::from_static("Basic dXNlcjpwYXNz")), None);
+        assert_eq!(
+            with(HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap()),
+            None
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", HeaderValue::from_static("key"));
+        assert_eq!(from_headers(&headers).as_deref(), Some("key"));
     }
 
     #[test]

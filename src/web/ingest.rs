@@ -112,6 +112,11 @@ struct WundergroundQuery {
 #[allow(dead_code)]
 fn ingest_wunderground() {}
 
+/// The longest Weather Underground query taken: a real upload is well
+/// under 1 KiB, and the HTTP server refuses a request line much longer
+/// than 64 KiB before any route sees it (an empty 414).
+const MAX_QUERY_BYTES: usize = 8 * 1024;
+
 /// How long an upload waits to hear that it is stored.
 const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -163,12 +168,12 @@ async fn wunderground(
     query: String,
     ctx: Arc<WebContext>,
 ) -> Result<warp::reply::Response, Rejection> {
-    if query.len() > MAX_PAYLOAD_BYTES {
+    if query.len() > MAX_QUERY_BYTES {
         return Err(warp::reject::custom(ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             code: "payload_too_large",
             message: format!(
-                "the query is {} bytes; the limit is {MAX_PAYLOAD_BYTES}",
+                "the query is {} bytes; the limit is {MAX_QUERY_BYTES}",
                 query.len()
             ),
         }));
@@ -188,7 +193,7 @@ async fn wunderground(
 }
 
 /// Credentials that uploads carry and isobar never keeps.
-const SECRETS: [&str; 2] = ["password", "passkey"];
+const SECRETS: [&str; 3] = ["password", "passkey", "api_key"];
 
 /// Replaces the value of every credential in a query string or form body.
 fn redact(query: &str) -> String {
@@ -276,6 +281,12 @@ mod tests {
             r,
             "PASSKEY=redacted&tempf=70.1&passkey=redacted&PassWord=redacted"
         );
+    }
+
+    #[test]
+    fn an_api_key_in_the_query_is_redacted() {
+        let r = redact("ID=WS001&api_key=0123456789abcdef&tempf=70.1&API_KEY=x");
+        assert_eq!(r, "ID=WS001&api_key=redacted&tempf=70.1&API_KEY=redacted");
     }
 
     #[test]

@@ -170,6 +170,51 @@ async fn uploads_and_protected_reads_need_the_right_credential() {
         403
     );
 
+    // An upload's refusal speaks of ingesting, never of reads, even with
+    // reads protected; a read key in the query is refused as one (403).
+    let (status, body) = upload(&daemon, "WS950", 0, None).await;
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        status == 401 && message.starts_with("ingest needs"),
+        "{body}"
+    );
+    let response = reqwest::Client::new()
+        .post(daemon.url(&format!("/api/v1/ingest/WS950?api_key={READ_KEY}")))
+        .body(r#"{"temperature": 1.0, "timestamp": "2025-01-13T10:00:00Z"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    // A credential that is not text is no credential: 401, in JSON.
+    let response = reqwest::Client::new()
+        .post(daemon.url("/api/v1/ingest/WS950"))
+        .header(
+            "authorization",
+            reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap(),
+        )
+        .body(r#"{"temperature": 1.0, "timestamp": "2025-01-13T10:00:00Z"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized", "{body}");
+    // The scheme's name in any case.
+    assert_eq!(
+        upload(
+            &daemon,
+            "WS950",
+            0,
+            Some((
+                "authorization",
+                &format!("BEARER {}", token(Algorithm::RS256, &rsa, Some("read")))
+            ))
+        )
+        .await
+        .0,
+        403
+    );
+
     // Accepted: the ingest key, and an RS256 token that may ingest.
     assert_eq!(
         upload(&daemon, "WS950", 1, Some(("x-api-key", INGEST_KEY)))
@@ -390,5 +435,124 @@ async fn only_listed_origins_may_read_answers_from_the_browser() {
     assert_eq!(refused.status().as_u16(), 403);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"], "forbidden_origin", "{body}");
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+/// What a careless or hostile client sends gets a clear answer, and cannot
+/// reach the logs or the store as it was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_requests_get_clear_answers_and_leave_no_trace() {
+    let daemon = Daemon::start(&[]);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // Probes answer HEAD, rather than sending it to the dashboard.
+    for probe in ["/health", "/ready", "/metrics"] {
+        let response = client.head(daemon.url(probe)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "HEAD {probe}");
+    }
+    // A header that is not text: reads are open here, so it is ignored.
+    let response = client
+        .get(daemon.url("/api/v1/stations"))
+        .header(
+            "authorization",
+            reqwest::header::HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+
+    // A Weather Underground upload's api_key is never kept: this one is
+    // quarantined (the temperature is not a number) with the key redacted.
+    let key = "a-key-that-must-never-be-stored";
+    let response = client
+        .get(daemon.url(&format!(
+            "/weatherstation/updateweatherstation.php?ID=WS970&api_key={key}&dateutc=2025-01-13+10%3A00%3A00&tempf=warm"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let quarantine = eventually(
+        Duration::from_secs(10),
+        "the quarantined upload",
+        || async {
+            let (_, body) = daemon.get("/api/v1/quarantine").await;
+            body["items"]
+                .as_array()?
+                .iter()
+                .find(|r| r["source"] == "http:wunderground")
+                .cloned()
+        },
+    )
+    .await;
+    let payload = quarantine["payload"].as_str().unwrap();
+    assert!(payload.contains("api_key=redacted"), "{payload}");
+    assert!(!payload.contains(key), "{payload}");
+    // A query longer than any upload: 413, in JSON.
+    let long = "x".repeat(10_000);
+    let response = client
+        .get(daemon.url(&format!(
+            "/weatherstation/updateweatherstation.php?ID=WS970&junk={long}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "payload_too_large", "{body}");
+
+    // A topic that would forge a log line, and a station id 4,000
+    // characters long: quarantined, with the reason and the log line short
+    // and the control characters escaped.
+    let publisher = common::Publisher::connect(&daemon, "odd-topics").await;
+    publisher
+        .publish(
+            "weather/WS1\nFORGED isobar: all is well\u{1b}[2J/observations",
+            r#"{"temperature": 1.0}"#,
+        )
+        .await;
+    let long_id = "S".repeat(4_000);
+    publisher
+        .publish(
+            &format!("weather/{long_id}/observations"),
+            r#"{"temperature": 1.0}"#,
+        )
+        .await;
+    let reasons = eventually(Duration::from_secs(10), "both quarantined", || async {
+        let (_, body) = daemon.get("/api/v1/quarantine").await;
+        let reasons: Vec<String> = body["items"]
+            .as_array()?
+            .iter()
+            .filter(|r| r["reason_code"] == "invalid_station_id")
+            .map(|r| r["reason"].as_str().unwrap().to_owned())
+            .collect();
+        (reasons.len() == 2).then_some(reasons)
+    })
+    .await;
+    for reason in &reasons {
+        assert!(reason.len() < 300, "{reason}");
+        assert!(
+            !reason.contains('\n') && !reason.contains('\u{1b}'),
+            "{reason}"
+        );
+    }
+    let logs = daemon.logs();
+    for line in &logs {
+        assert!(!line.starts_with("FORGED"), "a forged log line: {line}");
+        assert!(
+            !line.contains('\u{1b}'),
+            "a control character logged: {line}"
+        );
+        assert!(line.len() < 1_000, "a log line of {} bytes", line.len());
+    }
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("message quarantined") && l.contains("\\nFORGED")),
+        "{logs:#?}"
+    );
     assert_eq!(daemon.terminate(), Some(0));
 }

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use super::{excerpt, invalid_value};
+use super::invalid_value;
 use crate::domain::observation::{Observation, RejectReason};
 use crate::domain::station_id::StationId;
 use crate::domain::units::{fahrenheit_to_celsius, inhg_to_hpa, mph_to_ms};
@@ -91,7 +91,7 @@ pub(super) fn observed_at(
         Some(value) => NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S")
             .map(|t| t.and_utc())
             .map_err(|_| RejectReason::InvalidTimestamp {
-                value: excerpt(value),
+                value: value.to_owned(),
                 expected: "`now` or a UTC date-time YYYY-MM-DD HH:MM:SS",
             }),
     }

@@ -45,7 +45,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::{check_size, excerpt, invalid_value, malformed_json};
+use super::{check_size, invalid_value, malformed_json};
 use crate::domain::observation::{Observation, RejectReason};
 use crate::domain::station_id::StationId;
 use crate::domain::units::{
@@ -78,15 +78,15 @@ pub fn parse(
                     Some(unit) => unit,
                     None => system
                         .ok_or_else(|| RejectReason::MissingUnit {
-                            field: excerpt(name),
+                            field: name.to_owned(),
                         })?
                         .unit_of(quantity),
                 };
                 quantity
                     .to_canonical(unit, number)
                     .ok_or_else(|| RejectReason::UnknownUnit {
-                        field: excerpt(name),
-                        unit: excerpt(unit),
+                        field: name.to_owned(),
+                        unit: unit.to_owned(),
                     })?
             }
         };
@@ -247,7 +247,7 @@ fn observed_at(value: Option<&Value>) -> Result<DateTime<Utc>, RejectReason> {
         // Saturates far outside chrono's range, which then answers None.
         .and_then(|seconds| DateTime::from_timestamp_micros((seconds * 1e6).round() as i64))
         .ok_or_else(|| RejectReason::InvalidTimestamp {
-            value: excerpt(&text(value)),
+            value: text(value),
             expected: "epoch seconds",
         })
 }

@@ -29,8 +29,8 @@
 
 use chrono::{DateTime, Utc};
 
+use super::check_size;
 use super::form::{self, UsUnits};
-use super::{check_size, excerpt};
 use crate::domain::observation::{Observation, RejectReason};
 use crate::domain::station_id::StationId;
 
@@ -66,7 +66,7 @@ fn station(id: Option<&str>) -> Result<StationId, RejectReason> {
         reason: "the ID parameter is missing".to_owned(),
     })?;
     StationId::parse(id).map_err(|e| RejectReason::InvalidStationId {
-        value: excerpt(id),
+        value: id.to_owned(),
         reason: e.to_string(),
     })
 }
