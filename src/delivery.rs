@@ -392,7 +392,7 @@ impl Delivery {
     ) -> Self {
         let span = tracing::info_span!(target: crate::telemetry::TRACE_TARGET, "reading",
             otel.kind = "consumer",
-            messaging.source = %crate::domain::Excerpt(&source),
+            messaging.source = %crate::domain::Name(&source),
             format = format.name(),
             station_id = station_id.as_ref().map_or("", StationId::as_str),
             bytes = payload.len() as i64);

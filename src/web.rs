@@ -11,6 +11,7 @@ pub mod limits;
 mod live;
 pub mod openapi;
 mod quality;
+pub mod server;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -85,6 +86,8 @@ pub struct Serving {
     pub heartbeat: std::time::Duration,
     /// The dashboard's files on disk, instead of those in the binary.
     pub static_dir: Option<PathBuf>,
+    /// What HTTP connections may hold.
+    pub connections: server::ConnectionLimits,
 }
 
 /// HTTP uploads processed at once (each holds at most 64 KiB).
@@ -114,6 +117,11 @@ impl Serving {
             client_queue: web.client_queue.get(),
             heartbeat: web.heartbeat,
             static_dir: web.static_dir.clone(),
+            connections: server::ConnectionLimits {
+                max_connections: server::within_open_files(web.max_connections.get()),
+                max_connections_per_client: web.max_connections_per_client.get(),
+                header_read_timeout: web.header_read_timeout,
+            },
         }
     }
 }
@@ -201,15 +209,15 @@ impl Reply for ApiError {
 
 /// All routes.
 /// What the web server actor runs: the routes, served on its listener
-/// until it is told to stop.
+/// until it is told to stop, within the connection limits.
 pub fn server(ctx: Arc<WebContext>) -> crate::actors::http::Serve {
     Arc::new(move |listener, stop| {
-        let server = warp::serve(routes(ctx.clone()))
-            .incoming(listener)
-            .graceful(async {
-                let _ = stop.await;
-            });
-        Box::pin(server.run())
+        Box::pin(server::serve(
+            listener,
+            routes(ctx.clone()),
+            ctx.serving.connections,
+            stop,
+        ))
     })
 }
 

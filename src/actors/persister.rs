@@ -437,7 +437,7 @@ impl PersisterState {
             let reason = RejectReason::StoreRejected {
                 detail: error.to_string(),
             };
-            tracing::error!(source = %crate::domain::Excerpt(&held.delivery.source), station_id = ?held.delivery.station_id,
+            tracing::error!(source = %crate::domain::Name(&held.delivery.source), station_id = ?held.delivery.station_id,
                 reason = reason.code(), error = %error, "quarantining a message the store refused");
             let record = held.delivery.quarantine_record(&reason);
             let verdict = Verdict::Rejected {

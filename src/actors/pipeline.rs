@@ -23,7 +23,7 @@ use crate::actors::ingest::IngestMsg;
 use crate::actors::persister::PersisterMsg;
 use crate::actors::stations::StationsMsg;
 use crate::delivery::{Arrival, Delivery, DeliveryContext, MAX_ATTEMPTS, Returned};
-use crate::domain::{Excerpt, Reading, RejectReason, StationId};
+use crate::domain::{Name, Reading, RejectReason, StationId};
 use crate::storage::StoredBatch;
 
 /// The addresses of one running pipeline: every actor a part of the daemon
@@ -105,13 +105,13 @@ impl Pipeline {
             self.deliveries.clone(),
         );
         let _ingest = tracing::info_span!(target: crate::telemetry::TRACE_TARGET,
-            parent: &delivery.span, "ingest", source = %Excerpt(&delivery.source))
+            parent: &delivery.span, "ingest", source = %Name(&delivery.source))
         .entered();
         match station {
             // Waits in the background if the supervisor is restarting.
             Ok(_) => self.to_stations(delivery),
             Err(reason) => {
-                tracing::info!(source = %Excerpt(&delivery.source), reason = reason.code(),
+                tracing::info!(source = %Name(&delivery.source), reason = reason.code(),
                     "message quarantined");
                 let record = delivery.quarantine_record(&reason);
                 self.to_persister(PersisterMsg::quarantine(record, delivery));
@@ -135,7 +135,7 @@ impl Pipeline {
             };
             metrics::counter!("isobar_poison_messages_total").increment(1);
             tracing::error!(station_id = ?delivery.station_id.as_ref().map(StationId::as_str),
-                source = %Excerpt(&delivery.source), reason = reason.code(),
+                source = %Name(&delivery.source), reason = reason.code(),
                 "quarantining a message that could not be processed");
             let record = delivery.quarantine_record(&reason);
             self.to_persister(PersisterMsg::quarantine(record, delivery));

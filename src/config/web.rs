@@ -23,6 +23,15 @@ pub struct WebSettings {
     /// connection of one silent for two of them.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
+    /// HTTP connections open at once; past it, new ones are closed at
+    /// once. Lowered at start to half the process's file-descriptor limit.
+    pub max_connections: Bounded<usize, 1, 1_000_000>,
+    /// HTTP connections open at once from one client address.
+    pub max_connections_per_client: Bounded<usize, 1, 1_000_000>,
+    /// How long a client has to send a request's headers before its
+    /// connection is closed (slow or stalled clients).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
 }
 
 /// Requests per client address, beyond the probes: a sustained rate and a
@@ -54,6 +63,9 @@ impl Default for WebSettings {
             allowed_origins: Vec::new(),
             cors_origins: Vec::new(),
             heartbeat: Duration::from_secs(20),
+            max_connections: Bounded::new(1024).expect("within its bounds"),
+            max_connections_per_client: Bounded::new(64).expect("within its bounds"),
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -62,6 +74,14 @@ impl WebSettings {
     /// Checks what types alone cannot.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         self.auth.parse()?;
+        if !(Duration::from_millis(100)..=Duration::from_secs(300))
+            .contains(&self.header_read_timeout)
+        {
+            return Err(ConfigError::new(
+                "web.header_read_timeout",
+                "must be between 100ms and 300s",
+            ));
+        }
         if self.heartbeat < Duration::from_millis(100) {
             return Err(ConfigError::new("web.heartbeat", "must be at least 100ms"));
         }

@@ -58,8 +58,8 @@ impl std::fmt::Display for Excerpt<'_> {
     }
 }
 
-/// A name from outside (a payload's field), as a reason quotes it: like
-/// [`Excerpt`], without the quotes.
+/// A name from outside (a payload's field, a topic), as a reason or a log
+/// field shows it: like [`Excerpt`], without the quotes.
 pub struct Name<'a>(pub &'a str);
 
 impl std::fmt::Display for Name<'_> {

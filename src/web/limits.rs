@@ -2,7 +2,7 @@
 //! with a sustained rate and a burst from `[web.rate_limit]`. A request past
 //! them is refused with 429 and `Retry-After`, before any work is done.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -55,12 +55,12 @@ impl Limiter {
 
 /// Passes a request within its client's rate, refuses it otherwise.
 pub fn rate_limit(limiter: Arc<Limiter>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::addr::remote()
-        .and_then(move |addr: Option<SocketAddr>| {
+    warp::ext::optional::<super::server::ClientAddr>()
+        .and_then(move |addr: Option<super::server::ClientAddr>| {
             let limiter = limiter.clone();
             async move {
                 match addr {
-                    Some(addr) => limiter.check(addr.ip()).map_err(warp::reject::custom),
+                    Some(addr) => limiter.check(addr.0.ip()).map_err(warp::reject::custom),
                     None => Ok(()),
                 }
             }

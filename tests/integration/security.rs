@@ -556,3 +556,68 @@ async fn odd_requests_get_clear_answers_and_leave_no_trace() {
     );
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+/// Slow or stalled clients cannot take the server: a connection that
+/// does not finish its headers in time is closed, one address holds at
+/// most its share of connections, and the probes keep answering others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_cannot_take_the_http_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("ISOBAR__WEB__HEADER_READ_TIMEOUT", "1s"),
+            ("ISOBAR__WEB__MAX_CONNECTIONS_PER_CLIENT", "20"),
+        ],
+    );
+    let addr: std::net::SocketAddr = daemon
+        .url("")
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    // 100 connections from 127.0.0.1 that send half a request line and
+    // stall.
+    let mut stalled = Vec::new();
+    for _ in 0..100 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = stream.write_all(b"GET /health HTT").await;
+        stalled.push(stream);
+    }
+    // Another address is served at once.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let response = other.get(daemon.url("/health")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let metrics = other
+        .get(daemon.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refused = common::metric(&metrics, "isobar_http_connections_refused_total").unwrap();
+    assert!(refused >= 80.0, "{refused} refused");
+    // The stalled connections are closed once their headers are late.
+    let mut closed = 0;
+    for stream in &mut stalled {
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_secs(3), stream.read(&mut byte)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+            // A 408 answer before the close counts too.
+            Ok(Ok(_)) => closed += 1,
+            Err(_) => {}
+        }
+    }
+    assert_eq!(closed, 100, "connections still held");
+    drop(stalled);
+    // And the address that stalled is served again.
+    let (status, _) = daemon.get("/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(daemon.terminate(), Some(0));
+}

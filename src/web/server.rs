@@ -1,0 +1,210 @@
+//! The HTTP server's own accept loop, around warp's routes: what one
+//! client and all of them may hold, so a slow or hostile client cannot
+//! take the server's connections or file descriptors.
+//!
+//! - A client has `header_read_timeout` to send a request's headers; a
+//!   connection that sends nothing, or a byte at a time, is closed then.
+//! - At most `max_connections` connections are open, and at most
+//!   `max_connections_per_client` from one address: past either, a new
+//!   connection is closed at once (`isobar_http_connections_refused_total`),
+//!   so one address cannot crowd out the others (an orchestrator's probes
+//!   included).
+//! - Stopping closes the listener first, then lets requests in flight
+//!   finish.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, oneshot};
+use warp::{Filter, Reply};
+
+/// The client a request came from, for the filters that key on it (rate
+/// limits).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// What connections may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub header_read_timeout: Duration,
+}
+
+/// `max_connections`, or half the process's open-file limit if that is
+/// lower (the rest is for the store, the broker, the archive and files):
+/// a server out of file descriptors cannot even answer its probes.
+pub fn within_open_files(max_connections: usize) -> usize {
+    let soft_limit = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+            line.split_whitespace().nth(3)?.parse::<usize>().ok()
+        });
+    match soft_limit {
+        Some(limit) if max_connections > limit / 2 => {
+            let lowered = (limit / 2).max(1);
+            tracing::warn!(
+                max_connections,
+                open_file_limit = limit,
+                lowered,
+                "web.max_connections lowered to half the open-file limit"
+            );
+            lowered
+        }
+        _ => max_connections,
+    }
+}
+
+/// Serves `filter` on `listener` until `stop`, within `limits`.
+pub async fn serve<F, R>(
+    listener: TcpListener,
+    filter: F,
+    limits: ConnectionLimits,
+    stop: oneshot::Receiver<()>,
+) where
+    F: Filter<Extract = (R,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+    R: Reply,
+{
+    let graceful = GracefulShutdown::new();
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let clients = Arc::new(Clients::default());
+    let refused = metrics::counter!("isobar_http_connections_refused_total");
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut stop => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, or the like: give the
+                // connections in hand a moment to finish.
+                tracing::warn!(error = %e, "cannot accept an HTTP connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = open.clone().try_acquire_owned() else {
+            refused.increment(1);
+            continue;
+        };
+        let Some(client) = clients.admit(peer.ip(), limits.max_connections_per_client) else {
+            refused.increment(1);
+            continue;
+        };
+        let service = TowerToHyperService::new(WithClient {
+            inner: warp::service(filter.clone()),
+            addr: ClientAddr(peer),
+        });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
+        let connection = graceful.watch(
+            builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned(),
+        );
+        tokio::spawn(async move {
+            let _held = (slot, client);
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP connection ended");
+            }
+        });
+    }
+    // The listener closes here; then requests in flight finish.
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Open connections by client address.
+#[derive(Debug, Default)]
+struct Clients(Mutex<HashMap<IpAddr, usize>>);
+
+/// One open connection of a client; closing it frees its place.
+struct ClientSlot {
+    clients: Arc<Clients>,
+    ip: IpAddr,
+}
+
+impl Clients {
+    fn admit(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<ClientSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(ip).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            clients: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.clients.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// warp's service, with the client's address in each request.
+#[derive(Clone)]
+struct WithClient<S> {
+    inner: S,
+    addr: ClientAddr,
+}
+
+impl<S, B> tower_service::Service<warp::http::Request<B>> for WithClient<S>
+where
+    S: tower_service::Service<warp::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: warp::http::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(self.addr);
+        self.inner.call(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_holds_at_most_its_share_and_gets_it_back() {
+        let clients = Arc::new(Clients::default());
+        let a: IpAddr = [127, 0, 0, 1].into();
+        let b: IpAddr = [127, 0, 0, 2].into();
+        let first = clients.admit(a, 2).unwrap();
+        let _second = clients.admit(a, 2).unwrap();
+        assert!(clients.admit(a, 2).is_none());
+        // Another address is not crowded out.
+        assert!(clients.admit(b, 2).is_some());
+        drop(first);
+        assert!(clients.admit(a, 2).is_some());
+    }
+}
