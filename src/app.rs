@@ -215,6 +215,7 @@ impl App {
             RootArgs {
                 settings: settings.clone(),
                 supervision: supervision.clone(),
+                station_meta: station_meta.clone(),
                 store,
                 cache,
                 pipeline: pipeline.clone(),

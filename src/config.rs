@@ -52,6 +52,38 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// `[stations.<id>]`: what the operator knows of each station.
     pub stations: std::collections::BTreeMap<String, StationMeta>,
+    /// Which stations the network takes readings from.
+    pub admission: AdmissionSettings,
+}
+
+/// Which stations the network takes readings from. A reading of a station
+/// not admitted is quarantined with the reason, not lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdmissionSettings {
+    pub policy: AdmissionPolicy,
+    /// With `open`: stations supervised at most, counted since the start;
+    /// a new station past it is refused.
+    pub max_stations: Bounded<usize, 1, 10_000_000>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdmissionPolicy {
+    /// Any station id, up to `max_stations`.
+    Open,
+    /// Only the stations configured in `[stations.<id>]` (reloaded on
+    /// SIGHUP).
+    Registered,
+}
+
+impl Default for AdmissionSettings {
+    fn default() -> Self {
+        Self {
+            policy: AdmissionPolicy::Open,
+            max_stations: Bounded::new(10_000).expect("within its bounds"),
+        }
+    }
 }
 
 /// What the operator knows of a station: its name, and a surveyed

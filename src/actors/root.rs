@@ -26,7 +26,7 @@ use crate::actors::hub::{Hub, HubArgs, HubMsg, RestartEvent};
 use crate::actors::ingest::{Ingest, IngestArgs};
 use crate::actors::persister::{Persister, PersisterArgs};
 use crate::actors::pipeline::{Pipeline, Stored, StoredPort};
-use crate::actors::stations::{StationsArgs, StationsSupervisor};
+use crate::actors::stations::{Admission, StationsArgs, StationsSupervisor};
 use crate::config::{Settings, SharedSupervision};
 use crate::health::Health;
 use crate::storage::archive::Archive;
@@ -41,6 +41,8 @@ pub struct RootArgs {
     pub settings: Settings,
     /// The restart policies in force (reloadable).
     pub supervision: SharedSupervision,
+    /// `[stations.<id>]` in force (reloadable).
+    pub station_meta: crate::config::SharedStations,
     pub store: Arc<dyn Store>,
     pub cache: Arc<dyn LatestCache>,
     pub pipeline: Arc<Pipeline>,
@@ -284,8 +286,16 @@ impl ChildSpec for PartSpec {
                 p.archiver.spawn_linked(Archiver, args, supervisor).await?
             }
             Part::Stations => {
-                let args =
-                    StationsArgs::new(a.pipeline.clone(), a.supervision.clone(), &a.settings.qc);
+                let admission = Admission {
+                    settings: a.settings.admission.clone(),
+                    registered: a.station_meta.clone(),
+                };
+                let args = StationsArgs::new(
+                    a.pipeline.clone(),
+                    a.supervision.clone(),
+                    &a.settings.qc,
+                    admission,
+                );
                 p.stations
                     .spawn_linked(StationsSupervisor, args, supervisor)
                     .await?

@@ -14,12 +14,13 @@ use ractor::{
 };
 use serde::Serialize;
 
+use crate::actors::persister::PersisterMsg;
 use crate::actors::pipeline::Pipeline;
 use crate::actors::station::{StationActor, StationArgs, StationMsg};
-use crate::config::SharedSupervision;
+use crate::config::{AdmissionPolicy, AdmissionSettings, SharedStations, SharedSupervision};
 use crate::delivery::Delivery;
 use crate::domain::qc::Learned;
-use crate::domain::{QcConfig, StationId, StationQc};
+use crate::domain::{QcConfig, RejectReason, StationId, StationQc};
 use crate::supervisor::{Decision, RestartIntensity, RestartPolicy};
 
 pub enum StationsMsg {
@@ -62,14 +63,51 @@ pub struct StationsArgs {
     /// The stations policy and its per-station overrides (reloadable).
     pub supervision: SharedSupervision,
     pub qc: Arc<QcConfig>,
+    pub admission: Admission,
+}
+
+/// Which stations get an actor: the policy, and the stations configured
+/// (`[stations.<id>]`, reloadable) for `registered`.
+pub struct Admission {
+    pub settings: AdmissionSettings,
+    pub registered: SharedStations,
+}
+
+impl Admission {
+    /// Why a station seen for the first time gets no actor, if it does not.
+    fn refuses(&self, station: &StationId, supervised: usize) -> Option<RejectReason> {
+        match self.settings.policy {
+            AdmissionPolicy::Registered => {
+                let registered = self.registered.read().unwrap_or_else(|e| e.into_inner());
+                (!registered.contains_key(station.as_str())).then(|| {
+                    RejectReason::StationNotRegistered {
+                        station: station.clone(),
+                    }
+                })
+            }
+            AdmissionPolicy::Open => {
+                let max = self.settings.max_stations.get();
+                (supervised >= max).then(|| RejectReason::TooManyStations {
+                    station: station.clone(),
+                    max,
+                })
+            }
+        }
+    }
 }
 
 impl StationsArgs {
-    pub fn new(pipeline: Arc<Pipeline>, supervision: SharedSupervision, qc: &QcConfig) -> Self {
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        supervision: SharedSupervision,
+        qc: &QcConfig,
+        admission: Admission,
+    ) -> Self {
         Self {
             pipeline,
             supervision,
             qc: Arc::new(qc.clone()),
+            admission,
         }
     }
 }
@@ -78,6 +116,9 @@ pub struct StationsState {
     pipeline: Arc<Pipeline>,
     supervision: SharedSupervision,
     qc: Arc<QcConfig>,
+    admission: Admission,
+    /// `isobar_stations_refused_total`.
+    refused: metrics::Counter,
     children: HashMap<StationId, Child>,
     by_actor: HashMap<ActorId, StationId>,
     /// Children whose actor is asleep.
@@ -112,6 +153,8 @@ impl Actor for StationsSupervisor {
             pipeline: args.pipeline,
             supervision: args.supervision,
             qc: args.qc,
+            admission: args.admission,
+            refused: metrics::counter!("isobar_stations_refused_total"),
             children: HashMap::new(),
             by_actor: HashMap::new(),
             sleeping: 0,
@@ -241,6 +284,16 @@ impl StationsState {
             return Ok(());
         };
         if !self.children.contains_key(&id) {
+            if let Some(reason) = self.admission.refuses(&id, self.children.len()) {
+                // Quarantined, not lost: admitted later (registered, or
+                // the cap raised), it can be replayed from there.
+                self.refused.increment(1);
+                tracing::debug!(station_id = %id, reason = reason.code(), "station not admitted");
+                let record = delivery.quarantine_record(&reason);
+                self.pipeline
+                    .to_persister(PersisterMsg::quarantine(record, delivery));
+                return Ok(());
+            }
             self.children.insert(
                 id.clone(),
                 Child {

@@ -135,6 +135,12 @@ pub enum RejectReason {
     ProcessingFailed { attempts: u32 },
     #[error("the store refused what this message holds: {detail}")]
     StoreRejected { detail: String },
+    #[error("station {station} is not registered (admission.policy = \"registered\")")]
+    StationNotRegistered { station: StationId },
+    #[error(
+        "station {station} is new and {max} stations are supervised already (admission.max_stations)"
+    )]
+    TooManyStations { station: StationId, max: usize },
 }
 
 impl RejectReason {
@@ -158,6 +164,8 @@ impl RejectReason {
             Self::ProcessingPanicked { .. } => "processing_panicked",
             Self::ProcessingFailed { .. } => "processing_failed",
             Self::StoreRejected { .. } => "store_rejected",
+            Self::StationNotRegistered { .. } => "station_not_registered",
+            Self::TooManyStations { .. } => "too_many_stations",
         }
     }
 }

@@ -621,3 +621,88 @@ async fn slow_clients_cannot_take_the_http_server() {
     assert_eq!(status, 200);
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+/// The station ids of the quarantined messages with reason `code`, once
+/// there are `n`.
+async fn quarantined(daemon: &Daemon, code: &str, n: usize) -> Vec<String> {
+    eventually(Duration::from_secs(10), code, || async {
+        let (_, body) = daemon.get("/api/v1/quarantine").await;
+        let ids: Vec<String> = body["items"]
+            .as_array()?
+            .iter()
+            .filter(|r| r["reason_code"] == code)
+            .map(|r| r["station_id"].as_str().unwrap().to_owned())
+            .collect();
+        (ids.len() == n).then_some(ids)
+    })
+    .await
+}
+
+/// The stations the daemon lists, sorted, once there are `n`.
+async fn stations(daemon: &Daemon, n: usize) -> Vec<String> {
+    eventually(Duration::from_secs(10), "the admitted stations", || async {
+        let (_, body) = daemon.get("/api/v1/stations").await;
+        let mut ids: Vec<String> = body["stations"]
+            .as_array()?
+            .iter()
+            .map(|s| s["station_id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        (ids.len() == n).then_some(ids)
+    })
+    .await
+}
+
+/// Anyone who can publish cannot grow the network without bound: past
+/// `admission.max_stations`, or outside `[stations.<id>]` when only
+/// registered stations are admitted, a new station's readings are
+/// quarantined with the reason, and admitted stations go on as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stations_past_the_cap_or_not_registered_are_quarantined() {
+    let daemon = Daemon::start_with_env(&[], &[("ISOBAR__ADMISSION__MAX_STATIONS", "3")]);
+    let publisher = common::Publisher::connect(&daemon, "flood").await;
+    for i in 0..6 {
+        publisher
+            .reading(&format!("WS98{i}"), "2025-01-13T10:00:00Z", 10.0)
+            .await;
+    }
+    // An admitted station is still taken after the cap is reached.
+    publisher
+        .reading("WS980", "2025-01-13T10:01:00Z", 10.5)
+        .await;
+    assert_eq!(stations(&daemon, 3).await, ["WS980", "WS981", "WS982"]);
+    let mut refused = quarantined(&daemon, "too_many_stations", 3).await;
+    refused.sort();
+    assert_eq!(refused, ["WS983", "WS984", "WS985"]);
+    let (_, body) = daemon
+        .get("/api/v1/stations/WS980/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z")
+        .await;
+    assert_eq!(body["readings"].as_array().unwrap().len(), 2);
+    let refused = common::metric(&daemon.metrics().await, "isobar_stations_refused_total");
+    assert_eq!(refused, Some(3.0));
+    drop(publisher);
+    assert_eq!(daemon.terminate(), Some(0));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("isobar.toml");
+    std::fs::write(
+        &config,
+        "[admission]\npolicy = \"registered\"\n\n[stations.WS990]\nname = \"Roof\"\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start(&["--config", config.to_str().unwrap()]);
+    let publisher = common::Publisher::connect(&daemon, "unregistered").await;
+    publisher
+        .reading("WS990", "2025-01-13T10:00:00Z", 10.0)
+        .await;
+    publisher
+        .reading("WS991", "2025-01-13T10:00:00Z", 10.0)
+        .await;
+    assert_eq!(stations(&daemon, 1).await, ["WS990"]);
+    assert_eq!(
+        quarantined(&daemon, "station_not_registered", 1).await,
+        ["WS991"]
+    );
+    drop(publisher);
+    assert_eq!(daemon.terminate(), Some(0));
+}
