@@ -49,7 +49,23 @@ pub struct Flow {
     rejected: AtomicU64,
     /// The current MQTT connection's acknowledgements.
     acks: Mutex<Weak<AckSequencer>>,
+    /// What the external broker says it dropped.
+    broker: Mutex<BrokerDrops>,
 }
+
+/// The messages an external broker reports it dropped (Mosquitto's
+/// `$SYS/broker/publish/messages/dropped`: publishes it had no room to
+/// queue), as isobar has heard them.
+#[derive(Debug, Default)]
+struct BrokerDrops {
+    /// The broker's count since it started, as last reported.
+    reported: Option<u64>,
+    /// When the count last rose.
+    rose_at: Option<std::time::Instant>,
+}
+
+/// The `$SYS` topic of an external broker's count of dropped messages.
+pub const BROKER_DROPPED_TOPIC: &str = "$SYS/broker/publish/messages/dropped";
 
 impl Flow {
     /// A message reached the persister, quarantined (whole or in part) or
@@ -67,6 +83,43 @@ impl Flow {
             self.processed.load(Ordering::Relaxed),
             self.rejected.load(Ordering::Relaxed),
         )
+    }
+
+    /// The broker reports its count of dropped messages. The first report
+    /// of a connection (retained) may count drops of long ago, so only a
+    /// rise after it counts as dropping now.
+    pub fn broker_dropped(&self, total: u64) {
+        let mut b = self.broker.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(before) = b.reported
+            && total > before
+        {
+            b.rose_at = Some(std::time::Instant::now());
+            metrics::counter!("isobar_broker_messages_dropped_total").increment(total - before);
+            tracing::warn!(
+                dropped = total - before,
+                total,
+                "the broker dropped messages it had no room to queue (see docs/deploy.md)"
+            );
+        }
+        b.reported = Some(total);
+        metrics::gauge!("isobar_broker_messages_dropped").set(total as f64);
+    }
+
+    /// The broker's count of dropped messages, if it reports one.
+    pub fn broker_drops(&self) -> Option<u64> {
+        self.broker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reported
+    }
+
+    /// Whether the broker's count rose within `within`.
+    pub fn broker_dropping(&self, within: Duration) -> bool {
+        self.broker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rose_at
+            .is_some_and(|at| at.elapsed() <= within)
     }
 
     pub fn watch(&self, acks: &Arc<AckSequencer>) {

@@ -433,7 +433,13 @@ pub struct ReadinessChecks {
     pub store: String,
     pub cache: String,
     pub archive: String,
+    /// `ok`, or why the external broker is losing messages before they
+    /// reach isobar.
+    pub broker: String,
 }
+
+/// How long after the broker last dropped a message `/ready` says so.
+const BROKER_DROPS_RECENT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// 200 when the daemon can take readings: the MQTT subscription is in place
 /// and the store answers; 503 with what is wrong otherwise.
@@ -466,12 +472,24 @@ async fn ready(ctx: Arc<WebContext>) -> Result<warp::reply::Response, Infallible
             }
         },
     );
+    let broker = if ctx
+        .pipeline
+        .deliveries
+        .flow
+        .broker_dropping(BROKER_DROPS_RECENT)
+    {
+        "dropping: the broker dropped messages it had no room to queue in the last 5 minutes"
+            .to_owned()
+    } else {
+        "ok".to_owned()
+    };
     // The cache and the archive can be down while readings are still taken
-    // and stored (the archive catches up from its outbox): "degraded".
+    // and stored (the archive catches up from its outbox), and a broker
+    // dropping messages loses some while the rest are taken: "degraded".
     let ok = mqtt == "ok" && store == "ok";
     let status = match (
         ok,
-        cache == "ok" && matches!(archive.as_str(), "ok" | "off"),
+        cache == "ok" && matches!(archive.as_str(), "ok" | "off") && broker == "ok",
     ) {
         (false, _) => "not_ready",
         (true, false) => "degraded",
@@ -484,6 +502,7 @@ async fn ready(ctx: Arc<WebContext>) -> Result<warp::reply::Response, Infallible
             store,
             cache,
             archive,
+            broker,
         },
     };
     let code = if ok {

@@ -240,6 +240,7 @@ impl Actor for Alerter {
                     processed,
                     rejected,
                     lag: state.context.flow.lag(),
+                    broker_dropped: state.context.flow.broker_drops(),
                 };
                 metrics::gauge!("isobar_processing_lag_seconds").set(sample.lag.as_secs_f64());
                 tracing::debug!(?sample, "pipeline health");

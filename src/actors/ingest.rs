@@ -12,7 +12,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::task::JoinHandle;
 
 use crate::actors::pipeline::Pipeline;
-use crate::delivery::{AckSequencer, Arrival, Format};
+use crate::delivery::{AckSequencer, Arrival, BROKER_DROPPED_TOPIC, Format};
 use crate::domain::{RejectReason, StationId};
 use crate::health::Health;
 
@@ -37,6 +37,9 @@ pub struct Ingest;
 const ACK_QUEUE: usize = 1 << 20;
 
 pub struct IngestArgs {
+    /// Also follow the broker's count of dropped messages (`$SYS`, an
+    /// external broker's).
+    pub broker_stats: bool,
     pub host: String,
     pub port: u16,
     pub client_id: String,
@@ -64,6 +67,7 @@ impl IngestArgs {
         health: Arc<Health>,
     ) -> Result<Self, crate::config::ConfigError> {
         Ok(Self {
+            broker_stats: mqtt.mode == crate::config::MqttMode::External,
             host: broker.0.clone(),
             port: broker.1,
             client_id: mqtt.client_id.clone(),
@@ -139,6 +143,7 @@ impl Actor for Ingest {
             Limits {
                 max_open: args.max_open as u64,
                 keep_alive: args.keep_alive,
+                broker_stats: args.broker_stats,
             },
             args.topic,
             route,
@@ -299,6 +304,8 @@ impl Held {
 struct Limits {
     max_open: u64,
     keep_alive: Duration,
+    /// Subscribe to the broker's count of dropped messages.
+    broker_stats: bool,
 }
 
 async fn poll(
@@ -363,6 +370,14 @@ async fn poll(
                         tracing::error!(error = %e, "subscribe request failed");
                     }
                 }
+                if limits.broker_stats {
+                    // At every connection: a session from before isobar
+                    // followed it has no such subscription. A broker
+                    // without the topic just never sends it.
+                    if let Err(e) = client.try_subscribe(BROKER_DROPPED_TOPIC, QoS::AtMostOnce) {
+                        tracing::warn!(error = %e, "subscribe request for the broker's drop count failed");
+                    }
+                }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
                 if ack
@@ -374,6 +389,17 @@ async fn poll(
                 } else {
                     health.set_mqtt_subscribed(true);
                     tracing::info!(topic = %topic, "subscribed");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish)))
+                if publish.topic == BROKER_DROPPED_TOPIC =>
+            {
+                match std::str::from_utf8(&publish.payload)
+                    .ok()
+                    .and_then(|text| text.trim().parse::<u64>().ok())
+                {
+                    Some(total) => router.pipeline.deliveries.flow.broker_dropped(total),
+                    None => tracing::debug!("the broker's drop count is not a number"),
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {

@@ -115,6 +115,11 @@ pub struct PipelineRules {
     pub lag_above: Duration,
     #[serde(with = "humantime_serde")]
     pub lag_resolve_below: Duration,
+    /// The external broker's count of messages it dropped rose (it had no
+    /// room to queue them, so they are lost to isobar); resolved once it
+    /// has not risen for `broker_quiet_for`.
+    #[serde(with = "humantime_serde")]
+    pub broker_quiet_for: Duration,
 }
 
 impl Default for PipelineRules {
@@ -129,6 +134,7 @@ impl Default for PipelineRules {
             error_rate_min_messages: 100,
             lag_above: Duration::from_secs(5),
             lag_resolve_below: Duration::from_secs(2),
+            broker_quiet_for: Duration::from_secs(300),
         }
     }
 }
@@ -153,6 +159,9 @@ pub struct PipelineSample {
     pub rejected: u64,
     /// How long the oldest message not yet stored has waited.
     pub lag: Duration,
+    /// The external broker's count of messages it dropped, since it
+    /// started, if it reports one.
+    pub broker_dropped: Option<u64>,
 }
 
 /// The rule names the engine owns; threshold rules may not take them.
@@ -161,12 +170,14 @@ pub const QC_FAILURE_RATE: &str = "qc_failure_rate";
 pub const STORE_UNREACHABLE: &str = "store_unreachable";
 pub const ERROR_RATE: &str = "error_rate";
 pub const PROCESSING_LAG: &str = "processing_lag";
-pub const RESERVED: [&str; 5] = [
+pub const BROKER_DROPPING: &str = "broker_dropping";
+pub const RESERVED: [&str; 6] = [
     SILENT,
     QC_FAILURE_RATE,
     STORE_UNREACHABLE,
     ERROR_RATE,
     PROCESSING_LAG,
+    BROKER_DROPPING,
 ];
 
 /// An alert starting or ending. `station_id` is `None` for the pipeline's
@@ -225,6 +236,9 @@ pub struct AlertEngine {
     store_down_since: Option<DateTime<Utc>>,
     /// (time, processed, rejected) at each check within the error window.
     samples: VecDeque<(DateTime<Utc>, u64, u64)>,
+    /// The broker's drop count at the last check, and when it last rose.
+    broker_dropped: Option<u64>,
+    broker_rose_at: Option<DateTime<Utc>>,
 }
 
 /// An on/off rule's verdict on a value: on above `above`, off at or below
@@ -543,6 +557,40 @@ impl AlertEngine {
                 )
             },
         );
+
+        // The broker's drops. A count lower than the last one is a
+        // restarted broker's: it starts over.
+        if let Some(total) = sample.broker_dropped {
+            let rose = match self.broker_dropped {
+                Some(before) if total > before => Some(total - before),
+                Some(before) if total < before && total > 0 => Some(total),
+                _ => None,
+            };
+            self.broker_dropped = Some(total);
+            if rose.is_some() {
+                self.broker_rose_at = Some(now);
+            }
+            let on = match (rose, self.broker_rose_at) {
+                (Some(_), _) => Some(true),
+                (None, Some(at)) if now - at >= delta(rules.broker_quiet_for) => Some(false),
+                (None, None) => Some(false),
+                (None, Some(_)) => None,
+            };
+            self.switch(
+                &mut changes,
+                BROKER_DROPPING,
+                None,
+                on,
+                now,
+                rose.map(|n| n as f64),
+                || {
+                    format!(
+                        "the broker dropped {} messages it had no room to queue: they never reached isobar",
+                        rose.unwrap_or(0)
+                    )
+                },
+            );
+        }
         changes
     }
 }
@@ -744,7 +792,39 @@ mod tests {
             processed,
             rejected,
             lag: Duration::from_secs(lag_s),
+            broker_dropped: None,
         }
+    }
+
+    #[test]
+    fn a_rising_broker_drop_count_fires_and_quiet_resolves() {
+        let mut e = engine(vec![]);
+        let t0 = at("2025-07-01T12:00:00Z");
+        let s = |n: i64| t0 + TimeDelta::seconds(n);
+        let dropped = |n: u64| PipelineSample {
+            broker_dropped: Some(n),
+            ..sample(true, 0, 0, 0)
+        };
+        // Drops from before isobar heard the broker fire nothing.
+        assert!(e.check_pipeline(dropped(500), s(0)).is_empty());
+        assert!(e.check_pipeline(dropped(500), s(5)).is_empty());
+        let c = e.check_pipeline(dropped(620), s(10));
+        assert_eq!(rules_fired(&c), [BROKER_DROPPING]);
+        match &c[0] {
+            Change::Fire { value, message, .. } => {
+                assert_eq!(*value, Some(120.0));
+                assert!(message.contains("dropped 120 messages"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Still firing while it rises, and for broker_quiet_for after.
+        assert!(e.check_pipeline(dropped(700), s(15)).is_empty());
+        assert!(e.check_pipeline(dropped(700), s(300)).is_empty());
+        let c = e.check_pipeline(dropped(700), s(315));
+        assert!(matches!(&c[..], [Change::Resolve { rule, .. }] if rule == BROKER_DROPPING));
+        // A restarted broker counts from zero: its first drops fire.
+        let c = e.check_pipeline(dropped(30), s(320));
+        assert_eq!(rules_fired(&c), [BROKER_DROPPING]);
     }
 
     fn rules_fired(changes: &[Change]) -> Vec<&str> {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::mosquitto::PrivateMosquitto;
-use common::{Daemon, PrivateRedis, eventually, reading, remove_session};
+use common::{Daemon, PrivateRedis, eventually, metric, reading, remove_session};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
 fn unique() -> String {
@@ -472,4 +472,86 @@ async fn a_backlog_behind_a_stalled_store_drains_without_a_broker_disconnect() {
     assert!(lost.is_empty(), "the connection was kept: {lost:?}");
     assert_eq!(daemon.terminate(), Some(0));
     common::pg_admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+}
+
+/// A broker that drops what it has no room to queue (Mosquitto's stock
+/// `max_queued_messages 1000`, a small in-flight window, a slow consumer):
+/// isobar cannot get those messages back, but it says so, in its metrics,
+/// in a `broker_dropping` alert and in `/ready`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_the_broker_drops_are_reported() {
+    let port = common::mosquitto::free_port();
+    let _broker = PrivateMosquitto::start(
+        port,
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[
+            ("max_queued_messages", "1000"),
+            ("max_queued_bytes", "0"),
+            ("max_inflight_messages", "20"),
+            ("sys_interval", "1"),
+        ],
+    );
+    let id = unique();
+    let prefix = format!("isobar-drops-{id}");
+    let broker = format!("127.0.0.1:{port}");
+    let topic = format!("{prefix}/+/observations");
+    let client_id = format!("isobar-drops-{id}");
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("ISOBAR__MQTT__MODE", "external"),
+            ("ISOBAR__MQTT__BROKER", broker.as_str()),
+            ("ISOBAR__MQTT__CLIENT_ID", client_id.as_str()),
+            ("ISOBAR__MQTT__TOPIC", topic.as_str()),
+            ("ISOBAR__MQTT__MAX_INFLIGHT", "20"),
+            // A slow consumer: each batch waits 200 ms to fill.
+            ("ISOBAR__PERSISTER__FLUSH_INTERVAL", "200ms"),
+            ("ISOBAR__ALERTS__PIPELINE__CHECK_EVERY", "1s"),
+        ],
+    );
+    // Faster than isobar takes them, for several of the broker's $SYS
+    // intervals.
+    let publisher = publish_steadily(
+        "127.0.0.1",
+        port,
+        format!("{prefix}/WS700/observations"),
+        "WS700",
+        6_000,
+        Duration::from_micros(500),
+    );
+    let dropped = eventually(Duration::from_secs(30), "drops reported", || async {
+        let dropped = metric(
+            &daemon.metrics().await,
+            "isobar_broker_messages_dropped_total",
+        )?;
+        (dropped > 0.0).then_some(dropped)
+    })
+    .await;
+    let (status, ready) = daemon.get("/ready").await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert!(
+        ready["checks"]["broker"]
+            .as_str()
+            .unwrap()
+            .starts_with("dropping"),
+        "{ready}"
+    );
+    let alert = eventually(
+        Duration::from_secs(10),
+        "the broker_dropping alert",
+        || async {
+            let (_, body) = daemon.get("/api/v1/alerts?state=firing").await;
+            body["alerts"]
+                .as_array()?
+                .iter()
+                .find(|a| a["rule"] == "broker_dropping")
+                .cloned()
+        },
+    )
+    .await;
+    assert!(alert["station_id"].is_null(), "{alert}");
+    assert!(dropped >= 1.0);
+    publisher.abort();
+    remove_session(&client_id, "127.0.0.1", port).await;
 }
