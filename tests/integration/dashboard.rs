@@ -222,7 +222,7 @@ async fn a_static_dir_is_served_instead_of_the_embedded_dashboard() {
     assert_eq!(status, 200);
     assert_eq!(
         ready,
-        serde_json::json!({"status": "ready", "checks": {"mqtt": "ok", "store": "ok", "cache": "ok", "archive": "ok"}})
+        serde_json::json!({"status": "ready", "checks": {"mqtt": "ok", "store": "ok", "cache": "ok", "archive": "ok", "broker": "ok"}})
     );
     assert_eq!(daemon.terminate(), Some(0));
 }
