@@ -121,6 +121,7 @@ impl Serving {
                 max_connections: server::within_open_files(web.max_connections.get()),
                 max_connections_per_client: web.max_connections_per_client.get(),
                 header_read_timeout: web.header_read_timeout,
+                request_timeout: web.request_timeout,
             },
         }
     }

@@ -32,6 +32,10 @@ pub struct WebSettings {
     /// connection is closed (slow or stalled clients).
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// How long a request may take to be answered (its headers: a streamed
+    /// export may take longer) before it gets a 503 `timeout`.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 /// Requests per client address, beyond the probes: a sustained rate and a
@@ -66,6 +70,7 @@ impl Default for WebSettings {
             max_connections: Bounded::new(1024).expect("within its bounds"),
             max_connections_per_client: Bounded::new(64).expect("within its bounds"),
             header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -80,6 +85,12 @@ impl WebSettings {
             return Err(ConfigError::new(
                 "web.header_read_timeout",
                 "must be between 100ms and 300s",
+            ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.request_timeout) {
+            return Err(ConfigError::new(
+                "web.request_timeout",
+                "must be between 1s and 3600s",
             ));
         }
         if self.heartbeat < Duration::from_millis(100) {

@@ -4,6 +4,9 @@
 //!
 //! - A client has `header_read_timeout` to send a request's headers; a
 //!   connection that sends nothing, or a byte at a time, is closed then.
+//! - A request has `request_timeout` to be answered (its headers; a
+//!   streamed body, such as an export's, may take longer), or it gets a
+//!   503 `timeout`.
 //! - At most `max_connections` connections are open, and at most
 //!   `max_connections_per_client` from one address: past either, a new
 //!   connection is closed at once (`isobar_http_connections_refused_total`),
@@ -37,6 +40,7 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     pub max_connections_per_client: usize,
     pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
 }
 
 /// `max_connections`, or half the process's open-file limit if that is
@@ -105,6 +109,7 @@ pub async fn serve<F, R>(
         let service = TowerToHyperService::new(WithClient {
             inner: warp::service(filter.clone()),
             addr: ClientAddr(peer),
+            timeout: limits.request_timeout,
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -165,20 +170,27 @@ impl Drop for ClientSlot {
     }
 }
 
-/// warp's service, with the client's address in each request.
+/// warp's service, with the client's address in each request and a
+/// deadline for its answer.
 #[derive(Clone)]
 struct WithClient<S> {
     inner: S,
     addr: ClientAddr,
+    timeout: Duration,
 }
 
 impl<S, B> tower_service::Service<warp::http::Request<B>> for WithClient<S>
 where
-    S: tower_service::Service<warp::http::Request<B>>,
+    S: tower_service::Service<
+            warp::http::Request<B>,
+            Response = warp::reply::Response,
+            Error = std::convert::Infallible,
+        >,
+    S::Future: Send + 'static,
 {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
+    type Response = warp::reply::Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -186,13 +198,82 @@ where
 
     fn call(&mut self, mut request: warp::http::Request<B>) -> Self::Future {
         request.extensions_mut().insert(self.addr);
-        self.inner.call(request)
+        let answer = self.inner.call(request);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, answer).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    metrics::counter!("isobar_http_timeouts_total").increment(1);
+                    Ok(timed_out(timeout))
+                }
+            }
+        })
     }
+}
+
+/// The answer to a request not answered within `timeout`.
+fn timed_out(timeout: Duration) -> warp::reply::Response {
+    use warp::Reply;
+    super::ApiError {
+        status: warp::http::StatusCode::SERVICE_UNAVAILABLE,
+        code: "timeout",
+        message: format!(
+            "the request was not answered within {}; try again, or ask for less",
+            humantime::format_duration(timeout)
+        ),
+    }
+    .into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request not answered in time gets a 503 in JSON; one answered in
+    /// time is passed through, with the client's address.
+    #[tokio::test]
+    async fn a_slow_answer_is_cut_at_the_request_timeout() {
+        use tower_service::Service;
+        use warp::Filter;
+        let slow = warp::path!("slow").and_then(|| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, std::convert::Infallible>("late")
+        });
+        let fast = warp::path!("fast")
+            .and(warp::ext::get::<ClientAddr>())
+            .map(|addr: ClientAddr| addr.0.to_string());
+        let routes = slow.or(fast).recover(|_| async {
+            Ok::<_, std::convert::Infallible>(warp::http::StatusCode::NOT_FOUND)
+        });
+        let mut service = WithClient {
+            inner: warp::service(routes),
+            addr: ClientAddr(([127, 0, 0, 9], 4000).into()),
+            timeout: Duration::from_millis(100),
+        };
+        let get = |path: &str| {
+            warp::http::Request::get(path)
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap()
+        };
+        let answer = service.call(get("/fast")).await.unwrap();
+        assert_eq!(answer.status(), 200);
+        let body = http_body_util::BodyExt::collect(answer.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&body[..], b"127.0.0.9:4000");
+        let started = std::time::Instant::now();
+        let answer = service.call(get("/slow")).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(answer.status(), 503);
+        let body = http_body_util::BodyExt::collect(answer.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "timeout");
+    }
 
     #[test]
     fn a_client_holds_at_most_its_share_and_gets_it_back() {
