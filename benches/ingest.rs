@@ -1115,7 +1115,7 @@ async fn throughput(port: u16, total: usize, summary: &mut Summary, dbs: &mut Da
     let dir = tempfile::tempdir().unwrap();
     let sqlite = raw_sqlite(dir.path(), &noisy);
     line(json!({"measurement": "raw_sqlite_inserts", "readings_per_second": sqlite.round()}));
-    let embedded = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap(), 1000).unwrap();
+    let embedded = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap(), 1000, None).unwrap();
     let raw = raw_broker(embedded.addr(), &noisy).await;
     line(json!({"measurement": "embedded/raw_broker", "readings_per_second": raw.round()}));
     for (shape, data) in [(Shape::Noisy, &noisy), (Shape::Smooth, &smooth)] {

@@ -19,7 +19,7 @@ use crate::actors::persister::PersisterMsg;
 use crate::actors::pipeline::Pipeline;
 use crate::actors::root::{RootArgs, TreeRecords};
 use crate::actors::stations::StationsMsg;
-use crate::broker::{BrokerError, EmbeddedBroker};
+use crate::broker::{BrokerAuth, BrokerError, EmbeddedBroker, InternalLogin};
 use crate::config::{ArchiveTarget, CacheTarget, ConfigError, Settings, SharedSupervision};
 use crate::health::Health;
 use crate::storage::archive::{Archive, LocalArchive, S3Archive};
@@ -141,13 +141,31 @@ impl App {
             }
         };
 
+        // The daemon's own login to its embedded broker, when that asks
+        // every client for one.
+        let mut broker_login = None;
         let mqtt_addr = match settings.mqtt.external_broker()? {
             Some(external) => external,
             None => {
                 let listen = settings.mqtt.listen;
                 let max_inflight = settings.mqtt.max_inflight;
-                let broker =
-                    tokio::task::block_in_place(|| EmbeddedBroker::start(listen, max_inflight))?;
+                let auth = settings.mqtt.users()?.map(|users| BrokerAuth {
+                    users,
+                    own_client_id: settings.mqtt.client_id.clone(),
+                    internal: InternalLogin::new(),
+                });
+                match &auth {
+                    Some(auth) => {
+                        broker_login = Some(auth.internal.clone());
+                        tracing::info!("embedded broker: clients log in (mqtt.users_file)");
+                    }
+                    None if !listen.ip().is_loopback() => tracing::warn!(%listen,
+                        "embedded broker: anyone who can reach it may publish (mqtt.allow_anonymous)"),
+                    None => {}
+                }
+                let broker = tokio::task::block_in_place(|| {
+                    EmbeddedBroker::start(listen, max_inflight, auth)
+                })?;
                 (broker.addr().ip().to_string(), broker.addr().port())
             }
         };
@@ -220,6 +238,7 @@ impl App {
                 cache,
                 pipeline: pipeline.clone(),
                 broker: mqtt_addr.clone(),
+                broker_login: broker_login.clone(),
                 health,
                 archive,
                 listener,
@@ -234,12 +253,15 @@ impl App {
         let simulator = (settings.simulator.stations.get() > 0).then(|| {
             let stop = CancellationToken::new();
             let sim = settings.simulator.clone();
-            let (host, port) = mqtt_addr.clone();
             let token = stop.clone();
+            let login = broker_login
+                .as_ref()
+                .map(|l| (l.username.clone(), l.password.expose().to_owned()));
+            let (host, port) = mqtt_addr.clone();
+            let broker = crate::publisher::Target { host, port, login };
             let task = tokio::spawn(async move {
                 if let Err(e) = crate::simulator::publish(
-                    &host,
-                    port,
+                    &broker,
                     sim.stations.get(),
                     sim.interval,
                     sim.seed,

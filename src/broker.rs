@@ -18,6 +18,63 @@ pub enum BrokerError {
     Start { addr: SocketAddr, reason: String },
 }
 
+/// Who may connect: the users of `mqtt.users_file`, and the daemon's own
+/// clients (ingest, the simulator) with a login made for this process.
+/// With it, every client logs in, and only the daemon may take its own
+/// client id, so no station can take over its session.
+#[derive(Clone)]
+pub struct BrokerAuth {
+    pub users: crate::config::users::Users,
+    pub own_client_id: String,
+    pub internal: InternalLogin,
+}
+
+/// The daemon's own login to its broker: a name no password file can
+/// hold, and a random password, new at each start.
+#[derive(Clone)]
+pub struct InternalLogin {
+    pub username: String,
+    pub password: crate::config::Secret,
+}
+
+impl InternalLogin {
+    pub fn new() -> Self {
+        Self {
+            username: "$isobar".into(),
+            password: crate::config::Secret::new(hex::encode(rand::random::<[u8; 32]>())),
+        }
+    }
+}
+
+impl Default for InternalLogin {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BrokerAuth {
+    /// Whether a client may connect.
+    pub fn allows(&self, client_id: &str, username: &str, password: &str) -> bool {
+        if username == self.internal.username {
+            return same(password, self.internal.password.expose());
+        }
+        if client_id == self.own_client_id {
+            tracing::warn!(username = %crate::domain::Name(username),
+                "refused a client that took the daemon's own client id");
+            return false;
+        }
+        self.users.check(username, password.as_bytes())
+    }
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 /// A running embedded broker. It lives as long as the process.
 #[derive(Debug, Clone, Copy)]
 pub struct EmbeddedBroker {
@@ -31,7 +88,11 @@ impl EmbeddedBroker {
 
     /// Starts the broker on `listen` (port 0 picks a free port) and waits
     /// until it accepts connections.
-    pub fn start(listen: SocketAddr, max_inflight: u16) -> Result<Self, BrokerError> {
+    pub fn start(
+        listen: SocketAddr,
+        max_inflight: u16,
+        auth: Option<BrokerAuth>,
+    ) -> Result<Self, BrokerError> {
         // rumqttd only logs a bind failure from its own thread; check first
         // so a taken port is a clear error, and resolve port 0.
         let addr = match TcpListener::bind(listen) {
@@ -81,6 +142,19 @@ impl EmbeddedBroker {
             )]
             .into(),
         );
+        if let Some(auth) = auth
+            && let Some(servers) = config.v4.as_mut()
+        {
+            for server in servers.values_mut() {
+                let auth = auth.clone();
+                server.connections.set_auth_handler(
+                    move |client_id: String, username: String, password: String| {
+                        let allowed = auth.allows(&client_id, &username, &password);
+                        async move { allowed }
+                    },
+                );
+            }
+        }
         let mut broker = Broker::new(config);
         std::thread::Builder::new()
             .name("mqtt-broker".into())

@@ -21,6 +21,7 @@ mod bounded;
 mod mqtt;
 mod storage;
 mod supervision;
+pub mod users;
 mod web;
 
 pub use alerts::*;

@@ -285,8 +285,7 @@ async fn simulate(args: SimulateArgs) -> ExitCode {
         token.cancel();
     });
     match simulator::publish(
-        &host,
-        port,
+        &isobar::publisher::Target::new(&host, port),
         args.stations,
         args.interval,
         args.seed,

@@ -17,10 +17,36 @@ pub struct Publisher {
     sent: u64,
 }
 
+/// A broker to publish to, and the login it asks for, if any.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub login: Option<(String, String)>,
+}
+
+impl Target {
+    pub fn new(host: &str, port: u16) -> Self {
+        Self {
+            host: host.to_owned(),
+            port,
+            login: None,
+        }
+    }
+}
+
 impl Publisher {
-    /// Connects as `<role>-<pid>`; reconnects by itself if the broker goes.
-    pub fn connect(host: &str, port: u16, role: &str) -> Self {
-        let mut options = MqttOptions::new(format!("{role}-{}", std::process::id()), host, port);
+    /// Connects to `broker` as `<role>-<pid>`; reconnects by itself if the
+    /// broker goes.
+    pub fn connect(broker: &Target, role: &str) -> Self {
+        let mut options = MqttOptions::new(
+            format!("{role}-{}", std::process::id()),
+            &broker.host,
+            broker.port,
+        );
+        if let Some((username, password)) = &broker.login {
+            options.set_credentials(username, password);
+        }
         options
             .set_keep_alive(Duration::from_secs(30))
             .set_inflight(500);

@@ -248,7 +248,8 @@ pub async fn publish(
     port: u16,
     rate: Option<f64>,
 ) -> Result<u64, rumqttc::ClientError> {
-    let mut publisher = Publisher::connect(host, port, "isobar-replay");
+    let mut publisher =
+        Publisher::connect(&crate::publisher::Target::new(host, port), "isobar-replay");
     let mut ticker = rate.map(|r| {
         let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);

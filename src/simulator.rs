@@ -143,15 +143,14 @@ impl Network {
 /// Publishes readings for `count` stations every `interval` until `stop`
 /// (or, with `rounds`, after that many readings per station).
 pub async fn publish(
-    host: &str,
-    port: u16,
+    broker: &crate::publisher::Target,
     count: u32,
     interval: Duration,
     seed: Option<u64>,
     rounds: Option<u64>,
     stop: CancellationToken,
 ) -> Result<u64, rumqttc::ClientError> {
-    let mut publisher = Publisher::connect(host, port, "isobar-simulator");
+    let mut publisher = Publisher::connect(broker, "isobar-simulator");
     let mut network = Network::new(count, seed);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -63,6 +63,7 @@ impl IngestArgs {
     pub fn from_settings(
         mqtt: &crate::config::MqttSettings,
         broker: &(String, u16),
+        embedded_login: Option<&crate::broker::InternalLogin>,
         pipeline: Arc<Pipeline>,
         health: Arc<Health>,
     ) -> Result<Self, crate::config::ConfigError> {
@@ -78,7 +79,10 @@ impl IngestArgs {
             max_open: 2 * mqtt.effective_inflight(),
             pipeline,
             health,
-            credentials: mqtt.credentials()?,
+            credentials: match embedded_login {
+                Some(login) => Some((login.username.clone(), login.password.clone())),
+                None => mqtt.credentials()?,
+            },
             tls: mqtt.tls_files()?,
         })
     }

@@ -48,6 +48,8 @@ pub struct RootArgs {
     pub pipeline: Arc<Pipeline>,
     /// Where ingest connects: the embedded broker or the external one.
     pub broker: (String, u16),
+    /// The daemon's own login to its embedded broker, when it asks for one.
+    pub broker_login: Option<crate::broker::InternalLogin>,
     pub health: Arc<Health>,
     /// The data lake, when one is configured.
     pub archive: Option<Arc<dyn Archive>>,
@@ -304,6 +306,7 @@ impl ChildSpec for PartSpec {
                 let args = IngestArgs::from_settings(
                     &a.settings.mqtt,
                     &a.broker,
+                    a.broker_login.as_ref(),
                     a.pipeline.clone(),
                     a.health.clone(),
                 )?;

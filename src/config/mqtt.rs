@@ -43,6 +43,13 @@ pub struct MqttSettings {
     /// (AWS IoT Core); they need `ca_file`.
     pub client_cert_file: Option<PathBuf>,
     pub client_key_file: Option<PathBuf>,
+    /// The embedded broker's users, in Mosquitto's password-file format
+    /// (`mosquitto_passwd` writes it). With it, every client logs in, and
+    /// none but the daemon itself may take its client id.
+    pub users_file: Option<PathBuf>,
+    /// Let the embedded broker listen beyond loopback with no users file:
+    /// anyone who can reach it may then publish readings, for any station.
+    pub allow_anonymous: bool,
 }
 
 /// rumqttd sends at most this many unacknowledged messages to a client,
@@ -170,6 +177,8 @@ impl Default for MqttSettings {
             ca_file: None,
             client_cert_file: None,
             client_key_file: None,
+            users_file: None,
+            allow_anonymous: false,
         }
     }
 }
@@ -190,6 +199,22 @@ impl MqttSettings {
     /// Checks what types alone cannot.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         self.credentials()?;
+        let users = self.users()?;
+        if self.mode == MqttMode::Embedded
+            && users.is_none()
+            && !self.listen.ip().is_loopback()
+            && !self.allow_anonymous
+        {
+            return Err(ConfigError::new(
+                "mqtt.listen",
+                format!(
+                    "the embedded broker would take anyone's readings on {}: give it \
+                     mqtt.users_file, listen on a loopback address, or set \
+                     mqtt.allow_anonymous = true",
+                    self.listen
+                ),
+            ));
+        }
         self.tls_files()?;
         let topic = &self.topic;
         let levels: Vec<&str> = topic.split('/').collect();
@@ -210,5 +235,21 @@ impl MqttSettings {
             return Err(ConfigError::new("mqtt.max_inflight", "must be at least 1"));
         }
         Ok(())
+    }
+}
+
+impl MqttSettings {
+    /// The embedded broker's users, read from `users_file`.
+    pub fn users(&self) -> Result<Option<users::Users>, ConfigError> {
+        let Some(path) = &self.users_file else {
+            return Ok(None);
+        };
+        let text = read_file("mqtt.users_file", path)?;
+        let users = users::Users::parse(&String::from_utf8_lossy(&text))
+            .map_err(|e| ConfigError::new("mqtt.users_file", e))?;
+        if users.is_empty() {
+            return Err(ConfigError::new("mqtt.users_file", "names no user"));
+        }
+        Ok(Some(users))
     }
 }

@@ -706,3 +706,120 @@ async fn stations_past_the_cap_or_not_registered_are_quarantined() {
     drop(publisher);
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+/// Written by `mosquitto_passwd -b FILE station1 s3cret-pass`.
+const STATION1: &str = "station1:$7$101$u66KaIyFFPAesF/w$NTTOKFx8Es3xkoWhYByxuMTTSBqVNe3KY2jGJyMTgRbFnLbkWopt9mN8cCKNX1Jgaj2LIfqc5kUbqagsMzNmaw==";
+
+/// Whether the embedded broker takes a connection with this client id and
+/// login (and, if so, a reading published on it).
+async fn broker_takes(
+    daemon: &Daemon,
+    client_id: &str,
+    login: Option<(&str, &str)>,
+    reading: Option<(&str, &str)>,
+) -> bool {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut options = MqttOptions::new(client_id, &daemon.mqtt_host, daemon.mqtt_port);
+    options.set_keep_alive(Duration::from_secs(10));
+    if let Some((user, password)) = login {
+        options.set_credentials(user, password);
+    }
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    if let Some((station, at)) = reading {
+        client
+            .publish(
+                format!("weather/{station}/observations"),
+                QoS::AtLeastOnce,
+                false,
+                common::reading(station, at, 11.0),
+            )
+            .await
+            .unwrap();
+    }
+    let outcome = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => return true,
+                Ok(Event::Incoming(Packet::ConnAck(_))) if reading.is_none() => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let _ = client.disconnect().await;
+    outcome
+}
+
+/// With `mqtt.users_file`, the embedded broker takes only its users, and
+/// no one, user or not, may take the daemon's own client id; the daemon
+/// goes on ingesting. Listening beyond loopback without users is refused
+/// unless it is said to be meant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_takes_only_its_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("mqtt-users");
+    std::fs::write(&users, format!("{STATION1}\n")).unwrap();
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[("ISOBAR__MQTT__USERS_FILE", users.to_str().unwrap())],
+    );
+    assert!(!broker_takes(&daemon, "anonymous", None, None).await);
+    assert!(!broker_takes(&daemon, "guesser", Some(("station1", "wrong")), None).await);
+    assert!(
+        !broker_takes(&daemon, "isobar", Some(("station1", "s3cret-pass")), None).await,
+        "a station took the daemon's client id"
+    );
+    assert!(
+        broker_takes(
+            &daemon,
+            "station1",
+            Some(("station1", "s3cret-pass")),
+            Some(("WS975", "2025-01-13T10:00:00Z"))
+        )
+        .await
+    );
+    eventually(Duration::from_secs(10), "the user's reading", || async {
+        let (_, body) = daemon
+            .get(
+                "/api/v1/stations/WS975/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z",
+            )
+            .await;
+        (body["readings"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+    let logs = daemon.logs().join("\n");
+    assert!(logs.contains("took the daemon's own client id"), "{logs}");
+    assert!(!logs.contains("s3cret-pass"));
+    assert_eq!(daemon.terminate(), Some(0));
+
+    // Beyond loopback without users: refused, unless allowed.
+    let check = |env: &[(&str, &str)]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_isobar"))
+            .arg("check-config")
+            .env("ISOBAR__MQTT__LISTEN", "0.0.0.0:1883")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let out = check(&[]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("mqtt.listen: the embedded broker would take anyone's readings"),
+        "{stderr}"
+    );
+    assert_eq!(
+        check(&[("ISOBAR__MQTT__ALLOW_ANONYMOUS", "true")])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        check(&[("ISOBAR__MQTT__USERS_FILE", users.to_str().unwrap())])
+            .status
+            .code(),
+        Some(0)
+    );
+}
