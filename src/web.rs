@@ -12,6 +12,7 @@ mod live;
 pub mod openapi;
 mod quality;
 pub mod server;
+pub mod tickets;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -76,6 +77,8 @@ pub struct Guard {
     /// Uploads being processed at once; beyond, new ones are refused (503)
     /// so that waiting uploads cannot grow memory without bound.
     pub upload_slots: Arc<tokio::sync::Semaphore>,
+    /// Websocket tickets issued to read credentials.
+    pub tickets: Arc<tickets::Tickets>,
 }
 
 /// How the websocket and the dashboard are served.
@@ -106,6 +109,7 @@ impl Guard {
             allowed_origins: web.allowed_origins.clone(),
             cors_origins: web.cors_origins.clone(),
             upload_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS)),
+            tickets: Arc::default(),
         })
     }
 }
@@ -249,10 +253,13 @@ pub fn routes(
             }
         })
         .untuple_one();
+    // The websocket checks its own credential: a header, or a ticket.
     let api = warp::path("api").and(warp::path("v1")).and(
-        openapi::route().or(not_an_upload
-            .and(reads)
-            .and(api::routes(ctx.clone()).or(live::route(ctx.clone())))),
+        openapi::route()
+            .or(live::route(ctx.clone()))
+            .or(not_an_upload
+                .and(reads)
+                .and(api::routes(ctx.clone()).or(live::ticket_route(ctx.clone())))),
     );
     // Probes are never limited: an orchestrator must always get through.
     let limited = limits::rate_limit(ctx.guard.limiter.clone()).and(

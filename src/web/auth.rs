@@ -192,7 +192,7 @@ fn forbidden(message: &str) -> ApiError {
 /// The credential a request carries in its headers: a bearer token (the
 /// scheme's name in any case, as RFC 9110 has it) or an `X-API-Key`. A
 /// header that is not text carries none.
-fn from_headers(headers: &warp::http::HeaderMap) -> Option<String> {
+pub fn from_headers(headers: &warp::http::HeaderMap) -> Option<String> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     text("authorization")
         .and_then(|h| {

@@ -44,10 +44,13 @@ pub const SUBPROTOCOL: &str = "isobar.v1";
 #[utoipa::path(get, path = "/api/v1/live", tag = "live",
     params(("stations" = Option<String>, Query,
         description = "only these stations, comma-separated"),
+        ("ticket" = Option<String>, Query,
+        description = "a ticket from `POST /api/v1/live/ticket`, instead of a credential header (browsers)"),
         ("Sec-WebSocket-Protocol" = Option<String>, Header,
         description = "`isobar.v1`, or absent for version 1")),
     responses((status = 101, description = "switching to the websocket protocol"),
         (status = 400, description = "not a websocket upgrade, a bad parameter, or no protocol version the server speaks", body = super::ErrorBody),
+        (status = 401, description = "reads are protected and neither a read credential nor a good ticket came", body = super::ErrorBody),
         (status = 403, description = "a page from an origin not allowed", body = super::ErrorBody)))]
 #[allow(dead_code)]
 fn live() {}
@@ -57,18 +60,30 @@ pub fn route(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("live")
         .and(warp::query::<HashMap<String, String>>())
+        .and(warp::header::headers_cloned())
         .and(warp::header::optional::<String>("origin"))
         .and(warp::header::optional::<String>("host"))
         .and(warp::header::optional::<String>("sec-websocket-protocol"))
         .and(warp::ws())
         .and(with(ctx))
         .and_then(
-            |params: HashMap<String, String>,
+            |mut params: HashMap<String, String>,
+             headers: warp::http::HeaderMap,
              origin: Option<String>,
              host: Option<String>,
              protocols: Option<String>,
              ws: warp::ws::Ws,
              ctx: Arc<WebContext>| async move {
+                // A read credential in the headers, or a ticket (browsers
+                // cannot set headers on a websocket).
+                let ticket = params.remove("ticket");
+                if !ticket.is_some_and(|t| ctx.guard.tickets.redeem(&t)) {
+                    let credential = super::auth::from_headers(&headers);
+                    ctx.guard
+                        .auth
+                        .check(super::auth::Access::Read, credential.as_deref())
+                        .map_err(warp::reject::custom)?;
+                }
                 if let Some(origin) = origin
                     && !origin_allowed(&origin, host.as_deref(), &ctx.guard.allowed_origins)
                 {
@@ -97,6 +112,44 @@ pub fn route(
                 Ok::<_, Rejection>(reply)
             },
         )
+}
+
+/// `POST /api/v1/live/ticket`: a ticket to open the websocket with, for a
+/// caller that may read (browsers cannot set headers on a websocket).
+pub fn ticket_route(
+    ctx: Arc<WebContext>,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("live" / "ticket")
+        .and(warp::post())
+        .and(with(ctx))
+        .and_then(ticket)
+}
+
+/// A websocket ticket and how long it is good for.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Ticket {
+    /// Give it as `?ticket=` when opening `/api/v1/live`; good once.
+    pub ticket: String,
+    pub expires_in_s: u64,
+}
+
+#[utoipa::path(post, path = "/api/v1/live/ticket", tag = "live",
+    responses((status = 200, body = Ticket),
+        (status = 401, description = "no credential that may read (with reads protected)", body = super::ErrorBody),
+        (status = 503, description = "too many tickets outstanding", body = super::ErrorBody)))]
+pub async fn ticket(ctx: Arc<WebContext>) -> Result<warp::reply::Response, Rejection> {
+    let Some(ticket) = ctx.guard.tickets.issue() else {
+        return Err(warp::reject::custom(ApiError {
+            status: warp::http::StatusCode::SERVICE_UNAVAILABLE,
+            code: "busy",
+            message: "too many websocket tickets outstanding; try again shortly".into(),
+        }));
+    };
+    let body = Ticket {
+        ticket,
+        expires_in_s: super::tickets::TICKET_TTL.as_secs(),
+    };
+    Ok(warp::reply::json(&body).into_response())
 }
 
 /// A browser names the page's origin: the daemon's own (the dashboard), or

@@ -35,6 +35,7 @@ use warp::{Filter, Rejection, Reply};
         super::ingest::ingest_ecowitt,
         super::ingest::ingest_wunderground,
         super::live::live,
+        super::live::ticket,
         openapi_json,
     ),
     // Schemas that only parameters name; those of bodies come with them.

@@ -823,3 +823,62 @@ async fn the_embedded_broker_takes_only_its_users() {
         Some(0)
     );
 }
+
+/// With reads protected, a browser opens the websocket with a ticket that
+/// a read key bought: good once, and nothing without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_takes_a_ticket_when_reads_are_protected() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("ISOBAR__WEB__AUTH__READ_KEYS", &format!("[\"{READ_KEY}\"]")),
+            (
+                "ISOBAR__WEB__AUTH__API_KEYS",
+                &format!("[\"{INGEST_KEY}\"]"),
+            ),
+            ("ISOBAR__WEB__AUTH__PROTECT_READS", "true"),
+        ],
+    );
+    let open = |query: String, key: Option<&'static str>| {
+        let url = format!("ws://{}/api/v1/live{query}", daemon.web);
+        async move {
+            let mut request = url.into_client_request().unwrap();
+            if let Some(key) = key {
+                request
+                    .headers_mut()
+                    .insert("x-api-key", key.parse().unwrap());
+            }
+            match tokio_tungstenite::connect_async(request).await {
+                Ok(_) => 101,
+                Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    assert_eq!(open(String::new(), None).await, 401);
+    assert_eq!(open("?ticket=made-up".into(), None).await, 401);
+    assert_eq!(open(String::new(), Some(READ_KEY)).await, 101);
+
+    let client = reqwest::Client::new();
+    let ticket = |key: Option<&'static str>| {
+        let mut request = client.post(daemon.url("/api/v1/live/ticket"));
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(ticket(None).await.0, 401);
+    let (status, body) = ticket(Some(READ_KEY)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["expires_in_s"], 30);
+    let t = body["ticket"].as_str().unwrap().to_owned();
+    assert_eq!(open(format!("?ticket={t}&stations=WS001"), None).await, 101);
+    // Used up.
+    assert_eq!(open(format!("?ticket={t}"), None).await, 401);
+    assert_eq!(daemon.terminate(), Some(0));
+}
