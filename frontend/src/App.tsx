@@ -1,7 +1,9 @@
 import { useEffect, useMemo, useState, useSyncExternalStore } from 'react';
 import { Header } from './components/Header';
 import { PrefsContext, useNow, useRoute } from './hooks';
-import { fetchAlerts, fetchStations } from './lib/api';
+import { KeyPrompt } from './components/KeyPrompt';
+import { ApiError, fetchAlerts, fetchLiveTicket, fetchStations } from './lib/api';
+import { readKey, saveReadKey } from './lib/credential';
 import { throttledFrames } from './lib/frame';
 import { LiveConnection, type ConnectionStatus } from './lib/live';
 import { firingCount } from './lib/overview';
@@ -40,6 +42,9 @@ export function App({ configError = null }: { configError?: string | null }) {
   const [status, setStatus] = useState<ConnectionStatus>(initialStatus);
   const [loading, setLoading] = useState(true);
   const [loadError, setLoadError] = useState<string | null>(null);
+  // The daemon protects its reads and has no key from this browser, or
+  // refused the one it had.
+  const [needsKey, setNeedsKey] = useState(false);
   const [alertsError, setAlertsError] = useState<string | null>(null);
   const [prefs, setPrefs] = useState<Prefs>(() =>
     loadPrefs(browserStorage(), window.matchMedia?.('(prefers-color-scheme: light)').matches ?? false),
@@ -64,6 +69,7 @@ export function App({ configError = null }: { configError?: string | null }) {
       },
       (err: unknown) => {
         if (ac.signal.aborted) return;
+        if (err instanceof ApiError && err.status === 401) setNeedsKey(true);
         setLoadError(errorText(err));
         setLoading(false);
       },
@@ -86,6 +92,8 @@ export function App({ configError = null }: { configError?: string | null }) {
 
     const live = new LiveConnection({
       url: () => liveUrl(apiLocation(window.location)),
+      // With a key, each connection buys a one-time ticket with it.
+      ...(readKey() !== null ? { ticket: fetchLiveTicket } : {}),
       onMessage: (msg) => store.ingest(msg),
       onStatus: setStatus,
     });
@@ -142,7 +150,16 @@ export function App({ configError = null }: { configError?: string | null }) {
             The dashboard's config.js is wrong: {configError}. Using the page's own origin for the API.
           </p>
         )}
-        {loadError !== null && !state.hasSnapshot && (
+        {needsKey && (
+          <KeyPrompt
+            refused={readKey() !== null}
+            onSave={(key) => {
+              saveReadKey(key);
+              window.location.reload();
+            }}
+          />
+        )}
+        {loadError !== null && !state.hasSnapshot && !needsKey && (
           <p className="banner" role="alert">
             Could not load stations: {loadError}
           </p>

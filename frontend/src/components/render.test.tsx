@@ -124,3 +124,15 @@ describe('QcReportView', () => {
     expect(html).toContain('not learned yet');
   });
 });
+
+describe('KeyPrompt', () => {
+  it('asks for a read key, and says when the one given was refused', async () => {
+    const { KeyPrompt } = await import('./KeyPrompt');
+    const first = renderToStaticMarkup(<KeyPrompt refused={false} onSave={() => {}} />);
+    expect(first).toContain('need a key that may read');
+    expect(first).toContain('type="password"');
+    expect(first).toMatch(/<label>Read key/);
+    const again = renderToStaticMarkup(<KeyPrompt refused={true} onSave={() => {}} />);
+    expect(again).toContain('was refused');
+  });
+});

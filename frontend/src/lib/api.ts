@@ -18,7 +18,9 @@ import type {
   StationQcReport,
   SupervisionTree,
 } from './types';
+import { authHeaders } from './credential';
 import {
+  LIVE_TICKET_PATH,
   METRICS_PATH,
   STATIONS_PATH,
   SUPERVISION_PATH,
@@ -42,10 +44,30 @@ export class ApiError extends Error {
 }
 
 async function get(path: string, accept: string, signal?: AbortSignal): Promise<Response> {
-  const res = await fetch(apiUrl(path), {
-    headers: { Accept: accept },
-    ...(signal ? { signal } : {}),
-  });
+  return checked(
+    await fetch(apiUrl(path), {
+      headers: { Accept: accept, ...authHeaders() },
+      ...(signal ? { signal } : {}),
+    }),
+  );
+}
+
+/** A ticket to open the websocket with, bought with the read key. */
+export async function fetchLiveTicket(): Promise<string> {
+  const res = await checked(
+    await fetch(apiUrl(LIVE_TICKET_PATH), {
+      method: 'POST',
+      headers: { Accept: 'application/json', ...authHeaders() },
+    }),
+  );
+  const body: unknown = await res.json();
+  if (typeof body === 'object' && body !== null && 'ticket' in body && typeof body.ticket === 'string') {
+    return body.ticket;
+  }
+  throw new ApiError(res.status, 'the ticket answer has no ticket');
+}
+
+async function checked(res: Response): Promise<Response> {
   if (!res.ok) {
     let message = `${res.status} ${res.statusText}`.trim();
     try {

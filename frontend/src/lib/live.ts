@@ -1,4 +1,5 @@
 import { backoffDelay } from './backoff';
+import { withTicket } from './credential';
 import { parseServerMessage } from './protocol';
 import type { ServerMessage } from './types';
 
@@ -24,6 +25,11 @@ export interface SocketLike {
 export interface LiveOptions {
   /** Called before each connection attempt, so it can follow the location. */
   url: () => string;
+  /**
+   * When reads are protected: a one-time ticket to add to the URL, asked
+   * for before each connection attempt; `null` for none.
+   */
+  ticket?: () => Promise<string | null>;
   onMessage: (msg: ServerMessage) => void;
   onStatus?: (status: ConnectionStatus) => void;
   createSocket?: (url: string) => SocketLike;
@@ -91,10 +97,25 @@ export class LiveConnection {
     this.timer = null;
     if (!this.running) return;
     this.setStatus(this.attempt === 0 ? 'connecting' : 'reconnecting', null);
+    const ticket = this.opts.ticket;
+    if (ticket === undefined) {
+      this.open(this.opts.url());
+      return;
+    }
+    ticket().then(
+      (t) => {
+        if (this.running && this.socket === null && this.timer === null) this.open(withTicket(this.opts.url(), t));
+      },
+      () => {
+        if (this.running && this.socket === null && this.timer === null) this.scheduleReconnect();
+      },
+    );
+  }
 
+  private open(url: string): void {
     let s: SocketLike;
     try {
-      s = this.createSocket(this.opts.url());
+      s = this.createSocket(url);
     } catch {
       this.scheduleReconnect();
       return;

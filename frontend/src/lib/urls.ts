@@ -49,6 +49,7 @@ export function apiLocation(page: LocationLike): LocationLike {
 
 export const STATIONS_PATH = `${API_BASE}/stations`;
 export const LIVE_PATH = `${API_BASE}/live`;
+export const LIVE_TICKET_PATH = `${API_BASE}/live/ticket`;
 
 /** The parts of `window.location` the websocket URL depends on. */
 export interface LocationLike {
