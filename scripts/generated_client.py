@@ -111,6 +111,9 @@ def main(base, client_dir):
     # The websocket: a plain GET is not an upgrade, refused with 400.
     refused = call("live", 400)
     assert isinstance(refused.parsed, models.ErrorBody), refused.parsed
+    # A websocket ticket (reads are open here, so any caller gets one).
+    ticket = typed("ticket", "Ticket")
+    assert len(ticket.ticket) == 48 and ticket.expires_in_s == 30, ticket
 
     left = generated - called
     if left:
