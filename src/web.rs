@@ -241,7 +241,7 @@ pub fn routes(
         .and(get_or_head())
         .and(with(ctx.clone()))
         .map(metrics);
-    let reads = auth::require(ctx.guard.auth.clone(), auth::Access::Read, None);
+    let reads = auth::require_read(ctx.guard.auth.clone(), ctx.guard.tickets.clone());
     // Uploads are not reads: their own route alone answers them (so an
     // upload's error speaks of ingesting, whatever guards the reads).
     let not_an_upload = warp::path::peek()

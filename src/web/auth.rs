@@ -204,6 +204,32 @@ pub fn from_headers(headers: &warp::http::HeaderMap) -> Option<String> {
         .or_else(|| text("x-api-key").map(str::to_owned))
 }
 
+/// Passes a read by a request that may read, or that carries a ticket
+/// (`?ticket=`, from `POST /api/v1/live/ticket`; good once): a browser
+/// following a download link cannot set headers either.
+pub fn require_read(
+    auth: Arc<Auth>,
+    tickets: Arc<super::tickets::Tickets>,
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::headers_cloned()
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and_then(move |headers: warp::http::HeaderMap, query: String| {
+            let auth = auth.clone();
+            let tickets = tickets.clone();
+            async move {
+                let ticket = form_urlencoded::parse(query.as_bytes())
+                    .find(|(k, _)| k == "ticket")
+                    .map(|(_, v)| v.into_owned());
+                if ticket.is_some_and(|t| tickets.redeem(&t)) {
+                    return Ok(());
+                }
+                auth.check(Access::Read, from_headers(&headers).as_deref())
+                    .map_err(warp::reject::custom)
+            }
+        })
+        .untuple_one()
+}
+
 /// Passes a request that may do `access`, rejecting it with 401 or 403
 /// otherwise. `query_key` names a query parameter that may carry the
 /// credential too (for devices that cannot set headers).

@@ -73,7 +73,8 @@ pub async fn readings_csv(
 ) -> Result<impl Reply, Rejection> {
     let reject = |e: ApiError| warp::reject::custom(e);
     let id = station_id(&raw_id)?;
-    only(&params, &["from", "to"]).map_err(reject)?;
+    // A browser's download link carries its read ticket.
+    only(&params, &["from", "to", "ticket"]).map_err(reject)?;
     let (from, to) = parse_times(&params, Utc::now()).map_err(reject)?;
     if to - from > MAX_EXPORT_RANGE {
         return Err(reject(ApiError::bad_request(format!(

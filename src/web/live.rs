@@ -128,7 +128,8 @@ pub fn ticket_route(
 /// A websocket ticket and how long it is good for.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Ticket {
-    /// Give it as `?ticket=` when opening `/api/v1/live`; good once.
+    /// Give it as `?ticket=` when opening `/api/v1/live`, or on one read
+    /// such as a CSV download; good once.
     pub ticket: String,
     pub expires_in_s: u64,
 }

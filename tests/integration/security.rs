@@ -824,8 +824,9 @@ async fn the_embedded_broker_takes_only_its_users() {
     );
 }
 
-/// With reads protected, a browser opens the websocket with a ticket that
-/// a read key bought: good once, and nothing without one.
+/// With reads protected, a browser opens the websocket, or follows a
+/// download link, with a ticket that a read key bought: good once, and
+/// nothing without one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_websocket_takes_a_ticket_when_reads_are_protected() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -880,5 +881,34 @@ async fn the_websocket_takes_a_ticket_when_reads_are_protected() {
     assert_eq!(open(format!("?ticket={t}&stations=WS001"), None).await, 101);
     // Used up.
     assert_eq!(open(format!("?ticket={t}"), None).await, 401);
+
+    // A download link takes a ticket too, once.
+    assert_eq!(
+        upload(&daemon, "WS977", 0, Some(("x-api-key", INGEST_KEY)))
+            .await
+            .0,
+        200
+    );
+    let csv = |query: String| {
+        let url = daemon.url(&format!(
+            "/api/v1/stations/WS977/readings.csv?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z{query}"
+        ));
+        async move { reqwest::get(url).await.unwrap() }
+    };
+    assert_eq!(csv(String::new()).await.status().as_u16(), 401);
+    let t = ticket(Some(READ_KEY)).await.1["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let download = csv(format!("&ticket={t}")).await;
+    assert_eq!(download.status().as_u16(), 200);
+    assert!(
+        download
+            .text()
+            .await
+            .unwrap()
+            .starts_with("station_id,observed_at")
+    );
+    assert_eq!(csv(format!("&ticket={t}")).await.status().as_u16(), 401);
     assert_eq!(daemon.terminate(), Some(0));
 }

@@ -1,12 +1,13 @@
 import { useEffect, useMemo, useState } from 'react';
 import { usePrefs } from '../hooks';
-import { ApiError, fetchReadingHistory, fetchRollupHistory } from '../lib/api';
+import { ApiError, fetchLiveTicket, fetchReadingHistory, fetchRollupHistory } from '../lib/api';
 import { formatQuantity } from '../lib/format';
 import { CHART_GROUPS, chartSeries, readingColumns, rollupColumns, upsertRollup, type ChartGroup } from '../lib/history';
 import type { StationStore } from '../lib/store';
 import type { Reading, Resolution, Rollup } from '../lib/types';
 import { VARIABLES } from '../lib/units';
 import { csvPath } from '../lib/urls';
+import { readKey, withTicket } from '../lib/credential';
 import { TimeChart } from './TimeChart';
 
 type Preset = '1h' | '6h' | '24h' | '7d' | 'custom';
@@ -195,6 +196,17 @@ export function HistoryPanel({ store, stationId }: { store: StationStore; statio
         <a
           className="csv-link"
           href={csvPath(stationId, new Date(csvFrom), new Date(range.to))}
+          onClick={(e) => {
+            // With a read key, the link buys a one-time ticket: a download
+            // cannot carry the key's header.
+            if (readKey() === null) return;
+            e.preventDefault();
+            const href = e.currentTarget.href;
+            fetchLiveTicket().then(
+              (ticket) => window.location.assign(withTicket(href, ticket)),
+              () => window.location.assign(href),
+            );
+          }}
           download
           aria-label={`Download the readings of ${stationId} in this range as CSV`}
         >
