@@ -43,7 +43,8 @@ export async function eventually(what, check, timeoutMs = 20_000, everyMs = 200)
  * directory of its own. `restart()` keeps the ports and the data.
  */
 export class Daemon {
-  static async start({ stations = 12, interval = '1s' } = {}) {
+  /** `extra`: more TOML lines, after the others (say, a `[web.auth]` table). */
+  static async start({ stations = 12, interval = '1s', extra = [] } = {}) {
     const d = new Daemon();
     d.dir = mkdtempSync(join(tmpdir(), 'isobar-e2e-'));
     d.webPort = await freePort();
@@ -66,6 +67,7 @@ export class Daemon {
         `stations = ${stations}`,
         `interval = "${interval}"`,
         'seed = 7',
+        ...extra,
         '',
       ].join('\n'),
     );

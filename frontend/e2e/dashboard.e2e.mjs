@@ -26,10 +26,10 @@ const axePath = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
  * Screenshots the view, and checks it with axe-core against WCAG 2.1 A and
  * AA (labels, roles, colour contrast, …): any violation fails the test.
  */
-async function shot(name) {
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
-  await page.addScriptTag({ path: axePath });
-  const violations = await page.evaluate(async () => {
+async function shot(name, on = page) {
+  await on.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  await on.addScriptTag({ path: axePath });
+  const violations = await on.evaluate(async () => {
     const result = await window.axe.run(document, {
       runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
     });
@@ -213,6 +213,54 @@ describe('dashboard against the real daemon', { concurrency: false }, () => {
       async () => (await page.locator('[data-station="WS001"] time').getAttribute('datetime')) !== before,
       20_000,
     );
+    assert.deepEqual(pageErrors, []);
+  });
+});
+
+describe('dashboard against a daemon whose reads are protected', { concurrency: false }, () => {
+  const READ_KEY = 'e2e-read-key-0123456789';
+  let guarded;
+  let context;
+  let tab;
+
+  before(async () => {
+    guarded = await Daemon.start({
+      stations: 3,
+      extra: [
+        '[web.auth]',
+        'api_keys = ["e2e-ingest-key-0123456789"]',
+        `read_keys = ["${READ_KEY}"]`,
+        'protect_reads = true',
+      ],
+    });
+    context = await browser.newContext({ viewport: { width: 1440, height: 1000 }, colorScheme: 'dark' });
+    tab = await context.newPage();
+    tab.on('pageerror', (err) => pageErrors.push(err.message));
+  });
+
+  after(async () => {
+    await context?.close();
+    await guarded?.close();
+  });
+
+  it('asks for a read key, then loads and goes live with it', async () => {
+    await tab.goto(`${guarded.url}/`);
+    const prompt = tab.getByRole('alert', { name: 'Read access' });
+    await prompt.waitFor();
+    assert.match((await prompt.textContent()) ?? '', /need a key that may read/);
+    await shot('key-prompt', tab);
+    await tab.getByRole('textbox', { name: 'Read key' }).fill(READ_KEY);
+    await tab.getByRole('button', { name: 'Use key' }).click();
+    // The page reloads with the key: REST with it, the websocket with a
+    // ticket bought with it.
+    await eventually(
+      'the live connection',
+      async () => ((await tab.getByTestId('connection').textContent())?.trim() ?? '') === 'Live',
+      30_000,
+    );
+    const dots = tab.locator('[data-testid="station-map"] a[data-station]');
+    await eventually('3 stations on the map', async () => (await dots.count()) === 3, 30_000);
+    assert.equal(await prompt.count(), 0);
     assert.deepEqual(pageErrors, []);
   });
 });

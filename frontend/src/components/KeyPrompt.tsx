@@ -12,7 +12,7 @@ export function KeyPrompt({ refused, onSave }: { refused: boolean; onSave: (key:
     if (key.trim() !== '') onSave(key.trim());
   };
   return (
-    <form className="banner key-prompt" role="alert" aria-label="Read key" onSubmit={submit}>
+    <form className="banner key-prompt" role="alert" aria-label="Read access" onSubmit={submit}>
       <p>
         {refused
           ? 'The key this browser gave was refused. Enter a key that may read.'
