@@ -152,6 +152,12 @@ impl AuthSettings {
             }
             (None, None) => None,
         };
+        if s.protect_reads && ingest_keys.is_empty() && s.read_keys.is_empty() && jwt.is_none() {
+            return Err(ConfigError::new(
+                "web.auth.protect_reads",
+                "no credential could read: give read_keys, api_keys or a JWT key",
+            ));
+        }
         Ok(AuthKeys {
             ingest_keys,
             read_keys: s.read_keys.clone(),

@@ -107,8 +107,10 @@ impl Auth {
         self.ingest_keys.is_empty() && self.jwt.is_none()
     }
 
+    /// Reads need a credential: `protect_reads`, which the settings only
+    /// take with some credential that may read (read keys alone will do).
     pub fn protects_reads(&self) -> bool {
-        self.protect_reads && !self.is_open()
+        self.protect_reads
     }
 
     /// Whether `credential` may do `access`; the error says why not.
@@ -447,14 +449,38 @@ mod tests {
 
     #[test]
     fn no_credential_configured_leaves_uploads_open() {
-        let open = Auth::from_settings(&AuthSettings {
+        let open = Auth::from_settings(&AuthSettings::default()).unwrap();
+        assert!(open.is_open());
+        assert_eq!(status(open.check(Access::Ingest, None)), 200);
+        assert_eq!(status(open.check(Access::Read, None)), 200);
+        // Protected reads with nothing that could read: refused, not
+        // silently open.
+        let nothing = AuthSettings {
+            protect_reads: true,
+            ..AuthSettings::default()
+        };
+        assert_eq!(
+            Auth::from_settings(&nothing).unwrap_err().key,
+            "web.auth.protect_reads"
+        );
+    }
+
+    /// Read keys alone protect reads, and leave uploads open.
+    #[test]
+    fn read_keys_alone_protect_reads() {
+        let a = Auth::from_settings(&AuthSettings {
+            read_keys: vec![Secret::new("read-key-0123456789")],
             protect_reads: true,
             ..AuthSettings::default()
         })
         .unwrap();
-        assert!(open.is_open());
-        assert_eq!(status(open.check(Access::Ingest, None)), 200);
-        assert_eq!(status(open.check(Access::Read, None)), 200);
+        assert!(a.is_open());
+        assert_eq!(status(a.check(Access::Ingest, None)), 200);
+        assert_eq!(status(a.check(Access::Read, None)), 401);
+        assert_eq!(
+            status(a.check(Access::Read, Some("read-key-0123456789"))),
+            200
+        );
     }
 
     #[test]
