@@ -65,8 +65,9 @@ pub struct App {
     root: ActorRef<SupervisorMsg>,
     pipeline: Arc<Pipeline>,
     fatal: mpsc::UnboundedReceiver<String>,
-    simulator: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
-    /// Sources inside the daemon (replayed files), told to stop first.
+    simulator: Option<tokio::task::JoinHandle<()>>,
+    /// Sources inside the daemon (the simulator, replayed files), told to
+    /// stop first.
     sources: CancellationToken,
     replays: Vec<tokio::task::JoinHandle<crate::replay::ReplayReport>>,
 }
@@ -250,16 +251,17 @@ impl App {
         .await
         .map_err(StartupError::Actors)?;
 
+        // The simulator and replayed files: stopped first, at shutdown.
+        let sources = CancellationToken::new();
         let simulator = (settings.simulator.stations.get() > 0).then(|| {
-            let stop = CancellationToken::new();
             let sim = settings.simulator.clone();
-            let token = stop.clone();
+            let token = sources.child_token();
             let login = broker_login
                 .as_ref()
                 .map(|l| (l.username.clone(), l.password.expose().to_owned()));
             let (host, port) = mqtt_addr.clone();
             let broker = crate::publisher::Target { host, port, login };
-            let task = tokio::spawn(async move {
+            tokio::spawn(async move {
                 if let Err(e) = crate::simulator::publish(
                     &broker,
                     sim.stations.get(),
@@ -272,8 +274,7 @@ impl App {
                 {
                     tracing::error!(error = %e, "simulator stopped");
                 }
-            });
-            (stop, task)
+            })
         });
         Ok(Self {
             settings,
@@ -285,7 +286,7 @@ impl App {
             pipeline,
             fatal,
             simulator,
-            sources: CancellationToken::new(),
+            sources,
             replays: Vec::new(),
         })
     }
@@ -337,11 +338,10 @@ impl App {
             why = self.fatal.recv() => Err(RunError::GaveUp(why.unwrap_or_default())),
         };
         tracing::info!("stopping");
-        if let Some((stop, task)) = self.simulator.take() {
-            stop.cancel();
+        self.sources.cancel();
+        if let Some(task) = self.simulator.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
-        self.sources.cancel();
         drain(&self.pipeline).await;
         self.pipeline.stop();
         // What the replays handed in is stored by now, or given back.

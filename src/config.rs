@@ -155,6 +155,17 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether `candidate` is this secret, compared in constant time.
+    pub fn matches(&self, candidate: &str) -> bool {
+        same_bytes(self.0.as_bytes(), candidate.as_bytes())
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken
+/// says nothing of how much of a secret was guessed.
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl std::fmt::Debug for Secret {

@@ -85,20 +85,17 @@ impl Flow {
         )
     }
 
-    /// The broker reports its count of dropped messages. The first report
-    /// of a connection (retained) may count drops of long ago, so only a
-    /// rise after it counts as dropping now.
+    /// The broker reports its count of dropped messages; a rise after the
+    /// first report counts as dropping now (see `alerts::broker_rise`).
     pub fn broker_dropped(&self, total: u64) {
         let mut b = self.broker.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(before) = b.reported
-            && total > before
-        {
+        if let Some(dropped) = crate::domain::alerts::broker_rise(b.reported, total) {
             b.rose_at = Some(std::time::Instant::now());
-            metrics::counter!("isobar_broker_messages_dropped_total").increment(total - before);
+            metrics::counter!("isobar_broker_messages_dropped_total").increment(dropped);
             tracing::warn!(
-                dropped = total - before,
+                dropped,
                 total,
-                "the broker dropped messages it had no room to queue (see docs/deploy.md)"
+                "the broker dropped messages it had no room to queue (see docs/architecture.md)"
             );
         }
         b.reported = Some(total);

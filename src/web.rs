@@ -213,6 +213,16 @@ impl Reply for ApiError {
 }
 
 /// All routes.
+/// Reads need a credential that may read when they are protected: in the
+/// headers, or a ticket (browsers).
+fn read_guard(ctx: &WebContext) -> impl Filter<Extract = (), Error = Rejection> + Clone + use<> {
+    auth::require(
+        ctx.guard.auth.clone(),
+        auth::Access::Read,
+        auth::Also::Ticket(ctx.guard.tickets.clone()),
+    )
+}
+
 /// What the web server actor runs: the routes, served on its listener
 /// until it is told to stop, within the connection limits.
 pub fn server(ctx: Arc<WebContext>) -> crate::actors::http::Serve {
@@ -241,7 +251,7 @@ pub fn routes(
         .and(get_or_head())
         .and(with(ctx.clone()))
         .map(metrics);
-    let reads = auth::require_read(ctx.guard.auth.clone(), ctx.guard.tickets.clone());
+    let reads = read_guard(&ctx);
     // Uploads are not reads: their own route alone answers them (so an
     // upload's error speaks of ingesting, whatever guards the reads).
     let not_an_upload = warp::path::peek()

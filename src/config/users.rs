@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use base64::Engine;
 use sha2::{Digest, Sha512};
 
+use super::same_bytes;
+
 /// A password's stored hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Hash {
@@ -77,21 +79,16 @@ impl Users {
                 iterations,
                 salt,
                 key,
-            }) => same(&pbkdf2_sha512(password, salt, *iterations), key),
+            }) => same_bytes(&pbkdf2_sha512(password, salt, *iterations), key),
             Some(Hash::Sha512 { salt, digest }) => {
                 let mut h = Sha512::new();
                 h.update(password);
                 h.update(salt);
-                same(&h.finalize(), digest)
+                same_bytes(&h.finalize(), digest)
             }
             None => false,
         }
     }
-}
-
-/// Compares without stopping at the first difference.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// HMAC-SHA512 (RFC 2104).

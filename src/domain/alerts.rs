@@ -164,6 +164,18 @@ pub struct PipelineSample {
     pub broker_dropped: Option<u64>,
 }
 
+/// How many messages a broker dropped since its count was `before`, if its
+/// count (since it started) is now `total` and rose: a count lower than
+/// the last one is a restarted broker's, which starts over. The first
+/// count heard (`before` is `None`) may be of drops long ago: no rise.
+pub fn broker_rise(before: Option<u64>, total: u64) -> Option<u64> {
+    match before {
+        Some(before) if total > before => Some(total - before),
+        Some(before) if total < before && total > 0 => Some(total),
+        _ => None,
+    }
+}
+
 /// The rule names the engine owns; threshold rules may not take them.
 pub const SILENT: &str = "station_silent";
 pub const QC_FAILURE_RATE: &str = "qc_failure_rate";
@@ -558,14 +570,9 @@ impl AlertEngine {
             },
         );
 
-        // The broker's drops. A count lower than the last one is a
-        // restarted broker's: it starts over.
+        // The broker's drops.
         if let Some(total) = sample.broker_dropped {
-            let rose = match self.broker_dropped {
-                Some(before) if total > before => Some(total - before),
-                Some(before) if total < before && total > 0 => Some(total),
-                _ => None,
-            };
+            let rose = broker_rise(self.broker_dropped, total);
             self.broker_dropped = Some(total);
             if rose.is_some() {
                 self.broker_rose_at = Some(now);

@@ -49,12 +49,23 @@ pub struct Excerpt<'a>(pub &'a str);
 /// Characters of outside text a reason or a log line quotes.
 pub const EXCERPT_CHARS: usize = 64;
 
+/// `text` cut to [`EXCERPT_CHARS`] characters, on a character boundary, and
+/// whether it was cut.
+fn cut(text: &str) -> (&str, bool) {
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        Some((at, _)) => (&text[..at], true),
+        None => (text, false),
+    }
+}
+
 impl std::fmt::Display for Excerpt<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0.char_indices().nth(EXCERPT_CHARS) {
-            None => write!(f, "{:?}", self.0),
-            Some((cut, _)) => write!(f, "{:?}… ({} bytes)", &self.0[..cut], self.0.len()),
+        let (shown, was_cut) = cut(self.0);
+        write!(f, "{shown:?}")?;
+        if was_cut {
+            write!(f, "… ({} bytes)", self.0.len())?;
         }
+        Ok(())
     }
 }
 
@@ -64,19 +75,14 @@ pub struct Name<'a>(pub &'a str);
 
 impl std::fmt::Display for Name<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for c in self.0.chars().take(EXCERPT_CHARS) {
+        let (shown, was_cut) = cut(self.0);
+        for c in shown.chars() {
             write!(f, "{}", c.escape_debug())?;
         }
-        if self.0.chars().nth(EXCERPT_CHARS).is_some() {
+        if was_cut {
             write!(f, "… ({} bytes)", self.0.len())?;
         }
         Ok(())
-    }
-}
-
-impl std::fmt::Debug for Excerpt<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self, f)
     }
 }
 

@@ -128,14 +128,10 @@ impl Auth {
                 access.name()
             )));
         };
-        if self
-            .ingest_keys
-            .iter()
-            .any(|k| same(k.expose(), credential))
-        {
+        if self.ingest_keys.iter().any(|k| k.matches(credential)) {
             return Ok(());
         }
-        if self.read_keys.iter().any(|k| same(k.expose(), credential)) {
+        if self.read_keys.iter().any(|k| k.matches(credential)) {
             return match access {
                 Access::Read => Ok(()),
                 Access::Ingest => Err(forbidden("this API key may read, not ingest")),
@@ -165,16 +161,6 @@ impl Auth {
     }
 }
 
-/// Compares without stopping at the first difference, so the time taken
-/// says nothing of how much of a key was guessed.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 fn unauthorized(message: String) -> ApiError {
     ApiError {
         status: StatusCode::UNAUTHORIZED,
@@ -194,7 +180,7 @@ fn forbidden(message: &str) -> ApiError {
 /// The credential a request carries in its headers: a bearer token (the
 /// scheme's name in any case, as RFC 9110 has it) or an `X-API-Key`. A
 /// header that is not text carries none.
-pub fn from_headers(headers: &warp::http::HeaderMap) -> Option<String> {
+fn from_headers(headers: &warp::http::HeaderMap) -> Option<String> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     text("authorization")
         .and_then(|h| {
@@ -206,51 +192,47 @@ pub fn from_headers(headers: &warp::http::HeaderMap) -> Option<String> {
         .or_else(|| text("x-api-key").map(str::to_owned))
 }
 
-/// Passes a read by a request that may read, or that carries a ticket
-/// (`?ticket=`, from `POST /api/v1/live/ticket`; good once): a browser
-/// following a download link cannot set headers either.
-pub fn require_read(
-    auth: Arc<Auth>,
-    tickets: Arc<super::tickets::Tickets>,
-) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::header::headers_cloned()
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and_then(move |headers: warp::http::HeaderMap, query: String| {
-            let auth = auth.clone();
-            let tickets = tickets.clone();
-            async move {
-                let ticket = form_urlencoded::parse(query.as_bytes())
-                    .find(|(k, _)| k == "ticket")
-                    .map(|(_, v)| v.into_owned());
-                if ticket.is_some_and(|t| tickets.redeem(&t)) {
-                    return Ok(());
-                }
-                auth.check(Access::Read, from_headers(&headers).as_deref())
-                    .map_err(warp::reject::custom)
-            }
-        })
-        .untuple_one()
+/// Where a request's credential may come from besides its headers, for
+/// clients that cannot set them.
+#[derive(Clone)]
+pub enum Also {
+    Nothing,
+    /// A query parameter that carries the credential (a device's upload:
+    /// `api_key`, Weather Underground's `PASSWORD`).
+    QueryKey(&'static str),
+    /// A one-time ticket in `?ticket=`, from `POST /api/v1/live/ticket` (a
+    /// browser's websocket or download link).
+    Ticket(Arc<super::tickets::Tickets>),
 }
 
 /// Passes a request that may do `access`, rejecting it with 401 or 403
-/// otherwise. `query_key` names a query parameter that may carry the
-/// credential too (for devices that cannot set headers).
+/// otherwise; the credential comes in the headers, or as `also` says.
 pub fn require(
     auth: Arc<Auth>,
     access: Access,
-    query_key: Option<&'static str>,
+    also: Also,
 ) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::header::headers_cloned()
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and_then(move |headers: warp::http::HeaderMap, query: String| {
             let auth = auth.clone();
+            let also = also.clone();
             async move {
-                let credential = from_headers(&headers).or_else(|| {
-                    let name = query_key?;
+                let param = |name: &str| {
                     form_urlencoded::parse(query.as_bytes())
                         .find(|(k, _)| k == name)
                         .map(|(_, v)| v.into_owned())
-                });
+                };
+                let mut credential = from_headers(&headers);
+                match &also {
+                    Also::Nothing => {}
+                    Also::QueryKey(name) => credential = credential.or_else(|| param(name)),
+                    Also::Ticket(tickets) => {
+                        if param("ticket").is_some_and(|t| tickets.redeem(&t)) {
+                            return Ok(());
+                        }
+                    }
+                }
                 auth.check(access, credential.as_deref())
                     .map_err(warp::reject::custom)
             }

@@ -123,14 +123,14 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn routes(
     ctx: Arc<WebContext>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    use super::auth::{Access, require};
+    use super::auth::{Access, Also, require};
     // Weather Underground stations can only send their password.
     let wunderground = warp::path!("weatherstation" / "updateweatherstation.php")
         .and(warp::get())
         .and(require(
             ctx.guard.auth.clone(),
             Access::Ingest,
-            Some("PASSWORD"),
+            Also::QueryKey("PASSWORD"),
         ))
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(with(ctx.clone()))
@@ -142,7 +142,7 @@ pub fn routes(
         .and(require(
             ctx.guard.auth.clone(),
             Access::Ingest,
-            Some("api_key"),
+            Also::QueryKey("api_key"),
         ))
         .and(body())
         .and(with(ctx.clone()))
@@ -156,7 +156,7 @@ pub fn routes(
         .and(require(
             ctx.guard.auth.clone(),
             Access::Ingest,
-            Some("api_key"),
+            Also::QueryKey("api_key"),
         ))
         .and(body())
         .and(with(ctx))

@@ -59,8 +59,8 @@ pub fn route(
     ctx: Arc<WebContext>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("live")
+        .and(super::read_guard(&ctx))
         .and(warp::query::<HashMap<String, String>>())
-        .and(warp::header::headers_cloned())
         .and(warp::header::optional::<String>("origin"))
         .and(warp::header::optional::<String>("host"))
         .and(warp::header::optional::<String>("sec-websocket-protocol"))
@@ -68,22 +68,13 @@ pub fn route(
         .and(with(ctx))
         .and_then(
             |mut params: HashMap<String, String>,
-             headers: warp::http::HeaderMap,
              origin: Option<String>,
              host: Option<String>,
              protocols: Option<String>,
              ws: warp::ws::Ws,
              ctx: Arc<WebContext>| async move {
-                // A read credential in the headers, or a ticket (browsers
-                // cannot set headers on a websocket).
-                let ticket = params.remove("ticket");
-                if !ticket.is_some_and(|t| ctx.guard.tickets.redeem(&t)) {
-                    let credential = super::auth::from_headers(&headers);
-                    ctx.guard
-                        .auth
-                        .check(super::auth::Access::Read, credential.as_deref())
-                        .map_err(warp::reject::custom)?;
-                }
+                // Checked by the read guard.
+                params.remove("ticket");
                 if let Some(origin) = origin
                     && !origin_allowed(&origin, host.as_deref(), &ctx.guard.allowed_origins)
                 {
