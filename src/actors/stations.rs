@@ -119,6 +119,8 @@ pub struct StationsState {
     admission: Admission,
     /// `isobar_stations_refused_total`.
     refused: metrics::Counter,
+    /// The operator was told the network is full.
+    told_full: bool,
     children: HashMap<StationId, Child>,
     by_actor: HashMap<ActorId, StationId>,
     /// Children whose actor is asleep.
@@ -155,6 +157,7 @@ impl Actor for StationsSupervisor {
             qc: args.qc,
             admission: args.admission,
             refused: metrics::counter!("isobar_stations_refused_total"),
+            told_full: false,
             children: HashMap::new(),
             by_actor: HashMap::new(),
             sleeping: 0,
@@ -288,6 +291,13 @@ impl StationsState {
                 // Quarantined, not lost: admitted later (registered, or
                 // the cap raised), it can be replayed from there.
                 self.refused.increment(1);
+                if matches!(reason, RejectReason::TooManyStations { .. }) && !self.told_full {
+                    // Once: a network that outgrew the cap should hear of it,
+                    // not find its new stations in the quarantine by chance.
+                    self.told_full = true;
+                    tracing::warn!(station_id = %id, supervised = self.children.len(),
+                        "admission.max_stations reached: new stations are quarantined as too_many_stations; raise it if they are real");
+                }
                 tracing::debug!(station_id = %id, reason = reason.code(), "station not admitted");
                 let record = delivery.quarantine_record(&reason);
                 self.pipeline

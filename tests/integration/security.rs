@@ -680,6 +680,13 @@ async fn stations_past_the_cap_or_not_registered_are_quarantined() {
     assert_eq!(body["readings"].as_array().unwrap().len(), 2);
     let refused = common::metric(&daemon.metrics().await, "isobar_stations_refused_total");
     assert_eq!(refused, Some(3.0));
+    // The operator is told once that the network is full.
+    let told = daemon
+        .logs()
+        .iter()
+        .filter(|l| l.contains("admission.max_stations reached"))
+        .count();
+    assert_eq!(told, 1);
     drop(publisher);
     assert_eq!(daemon.terminate(), Some(0));
 
