@@ -17,9 +17,10 @@
 //!    subscriber that acknowledges at once), a naive pipeline written here
 //!    (QoS 1 → serde_json → binary COPY of up to 1,000 rows → acknowledge
 //!    after commit), then isobar on the noisy and the smooth data.
-//! 2. Throughput at saturation, embedded broker → SQLite: raw SQLite inserts
-//!    of the same rows into isobar's own table with isobar's pragmas, in
-//!    transactions of 1,000; the embedded broker alone; then isobar.
+//! 2. Throughput at saturation, embedded MQTT server → SQLite: raw SQLite
+//!    inserts of the same rows into isobar's own table with isobar's
+//!    pragmas, in transactions of 1,000; then isobar, whose server
+//!    acknowledges each publish only once it is stored.
 //! 3. Latency, Mosquitto → PostgreSQL → websocket, at 1,000 and 10,000
 //!    readings/s: publish to the reading reaching a live client that follows
 //!    every station, p50 and p99, and how many the client missed.
@@ -32,9 +33,7 @@
 //!    much of a BENCH_BURST-reading burst (default 500,000) is still held a
 //!    minute after it is stored.
 //!
-//! BENCH_READINGS (default 500,000) sets the size of the saturation runs;
-//! the embedded broker takes at most 200,000 (it holds at most 160 MiB for a
-//! subscriber that falls behind and drops the oldest beyond).
+//! BENCH_READINGS (default 500,000) sets the size of the saturation runs.
 //! BENCH_ONLY=throughput,latency,stations,memory picks parts. BENCH_LOG=info keeps
 //! each daemon's log on stderr instead of in its temporary directory.
 //! BENCH_ISOBAR=PATH measures another build of the daemon (an earlier
@@ -50,7 +49,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::StreamExt;
-use isobar::broker::EmbeddedBroker;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -59,8 +57,6 @@ use serde_json::json;
 const STATIONS: usize = 1_000;
 const PUBLISHERS: usize = 4;
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
-/// What the embedded broker can hold for a subscriber that falls behind.
-const EMBEDDED_MAX: usize = 200_000;
 /// Rows per transaction of the naive pipeline and the raw SQLite inserts.
 const RAW_BATCH: usize = 1_000;
 
@@ -1102,33 +1098,20 @@ async fn throughput(port: u16, total: usize, summary: &mut Summary, dbs: &mut Da
         ));
     }
 
-    // Embedded broker → SQLite.
-    let embedded_total = total.min(EMBEDDED_MAX);
-    let (noisy, smooth) = if embedded_total < total {
-        (
-            dataset(embedded_total, STATIONS, Shape::Noisy),
-            dataset(embedded_total, STATIONS, Shape::Smooth),
-        )
-    } else {
-        (noisy, smooth)
-    };
+    // Embedded MQTT server → SQLite.
     let dir = tempfile::tempdir().unwrap();
     let sqlite = raw_sqlite(dir.path(), &noisy);
     line(json!({"measurement": "raw_sqlite_inserts", "readings_per_second": sqlite.round()}));
-    let embedded = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap(), 1000, None).unwrap();
-    let raw = raw_broker(embedded.addr(), &noisy).await;
-    line(json!({"measurement": "embedded/raw_broker", "readings_per_second": raw.round()}));
     for (shape, data) in [(Shape::Noisy, &noisy), (Shape::Smooth, &smooth)] {
         let m = isobar(Broker::Embedded, None, data).await;
         let name = format!("embedded/isobar_sqlite/{}", shape.name());
         report_isobar(&name, &m, Some(("raw_sqlite_inserts", sqlite)));
         summary.add(format!(
-            "embedded → SQLite,     {:<6}: isobar {:>7.0}/s, raw SQLite inserts {:>7.0}/s: ratio {:.2} (raw broker {:.0}/s)",
+            "embedded → SQLite,     {:<6}: isobar {:>7.0}/s, raw SQLite inserts {:>7.0}/s: ratio {:.2}",
             shape.name(),
             m.rate,
             sqlite,
             m.rate / sqlite,
-            raw
         ));
     }
 }

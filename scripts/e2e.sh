@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end tests of the dashboard: Debian's chromium, driven by
 # playwright-core, against the real daemon (target/debug/isobar, or
-# ISOBAR_BIN) running its simulator, embedded broker and SQLite.
+# ISOBAR_BIN) running its simulator, embedded MQTT server and SQLite.
 # Installs chromium if it is missing; safe to run again. Screenshots of
 # every view land in frontend/e2e/screenshots/ (E2E_SCREENSHOTS overrides).
 # `e2e.sh bench` runs the dashboard benchmark instead (bench-dashboard.sh).

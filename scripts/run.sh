@@ -5,7 +5,7 @@
 #
 #   SIMULATE=N        simulated stations (default 10; 0 for none)
 #   WEB_PORT=P        preferred dashboard/API port (default 8080)
-#   MQTT_PORT=P       preferred embedded broker port (default 1883)
+#   MQTT_PORT=P       preferred embedded MQTT server port (default 1883)
 #   ISOBAR__MQTT__MODE=external ISOBAR__MQTT__BROKER=host:port
 #                     use a broker that is already running instead
 set -euo pipefail
@@ -41,7 +41,7 @@ if [ "${ISOBAR__MQTT__MODE:-embedded}" = "external" ]; then
 else
   if in_use "$mqtt_port"; then
     chosen=$(free_port_from 18830)
-    echo "run: port $mqtt_port is in use (another MQTT broker?); the embedded broker will use $chosen."
+    echo "run: port $mqtt_port is in use (another MQTT broker?); the embedded MQTT server will use $chosen."
     echo "run: to use the broker on $mqtt_port instead: ISOBAR__MQTT__MODE=external make run"
     mqtt_port=$chosen
   else

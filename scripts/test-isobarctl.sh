@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tests scripts/isobarctl against the real daemon: installations in a
-# temporary directory, on ports the system picks, with the embedded broker
+# temporary directory, on ports the system picks, with the embedded MQTT server
 # and SQLite. Whatever it started is stopped on the way out, pass or fail.
 #
 #   ISOBAR_BIN=path   the binary to test (default target/debug/isobar)
@@ -169,10 +169,10 @@ ok "a background simulator, shown by status"
 
 # --- logs ----------------------------------------------------------------------
 wait_for "the simulator's first log line" 5 grep -q 'simulator running stations=3' "$main_home/simulator.log"
-wait_for "the subscription in the log" 5 grep -q 'subscribed topic=' "$main_home/isobar.log"
+wait_for "the MQTT server in the log" 5 grep -q 'embedded MQTT server listening' "$main_home/isobar.log"
 run 0 logs
 has 'isobar running web='
-has 'subscribed topic='
+has 'embedded MQTT server listening'
 run 0 logs -n 1
 [ "$(wc -l <<<"$out")" -eq 1 ] || fail "logs -n 1 printed $(wc -l <<<"$out") lines"
 run 0 logs --simulator -n 5
@@ -191,11 +191,11 @@ ok "a port that is taken: start passes on the daemon's status and its reason"
 if (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
   run 0 start --listen 127.0.0.1:0
   has 'port 1883 is in use'
-  has 'MQTT +127\.0\.0\.1:[0-9]+ \(embedded broker'
-  ! grep -qE 'MQTT +127\.0\.0\.1:1883 ' <<<"$out" || fail "the embedded broker did not move off 1883"
+  has 'MQTT +127\.0\.0\.1:[0-9]+ \(embedded MQTT server'
+  ! grep -qE 'MQTT +127\.0\.0\.1:1883 ' <<<"$out" || fail "the embedded MQTT server did not move off 1883"
   run 0 status
   run 0 stop
-  ok "the default MQTT port is taken: the embedded broker moves to a free one"
+  ok "the default MQTT port is taken: the embedded MQTT server moves to a free one"
 else
   ok "# skip: port 1883 is free here, so the move off a taken default is not exercised"
 fi

@@ -17,9 +17,10 @@ use crate::actors::hub::HubMsg;
 use crate::actors::ingest::IngestMsg;
 use crate::actors::persister::PersisterMsg;
 use crate::actors::pipeline::Pipeline;
+use crate::actors::root::MqttEndpoint;
 use crate::actors::root::{RootArgs, TreeRecords};
 use crate::actors::stations::StationsMsg;
-use crate::broker::{BrokerAuth, BrokerError, EmbeddedBroker, InternalLogin};
+use crate::broker::{BrokerError, InternalLogin};
 use crate::config::{ArchiveTarget, CacheTarget, ConfigError, Settings, SharedSupervision};
 use crate::health::Health;
 use crate::storage::archive::{Archive, LocalArchive, S3Archive};
@@ -142,33 +143,25 @@ impl App {
             }
         };
 
-        // The daemon's own login to its embedded broker, when that asks
-        // every client for one.
-        let mut broker_login = None;
-        let mqtt_addr = match settings.mqtt.external_broker()? {
-            Some(external) => external,
+        let endpoint = match settings.mqtt.external_broker()? {
+            Some((host, port)) => MqttEndpoint::External(host, port),
             None => {
                 let listen = settings.mqtt.listen;
-                let max_inflight = settings.mqtt.max_inflight;
-                let auth = settings.mqtt.users()?.map(|users| BrokerAuth {
-                    users,
-                    own_client_id: settings.mqtt.client_id.clone(),
-                    internal: InternalLogin::new(),
-                });
-                match &auth {
-                    Some(auth) => {
-                        broker_login = Some(auth.internal.clone());
-                        tracing::info!("embedded broker: clients log in (mqtt.users_file)");
-                    }
-                    None if !listen.ip().is_loopback() => tracing::warn!(%listen,
-                        "embedded broker: anyone who can reach it may publish (mqtt.allow_anonymous)"),
-                    None => {}
+                if settings.mqtt.users_file.is_some() {
+                    tracing::info!("embedded MQTT server: clients log in (mqtt.users_file)");
+                } else if !listen.ip().is_loopback() {
+                    tracing::warn!(%listen,
+                        "embedded MQTT server: anyone who can reach it may publish (mqtt.allow_anonymous)");
                 }
-                let broker = tokio::task::block_in_place(|| {
-                    EmbeddedBroker::start(listen, max_inflight, auth)
-                })?;
-                (broker.addr().ip().to_string(), broker.addr().port())
+                MqttEndpoint::Embedded {
+                    listen: crate::broker::probe(listen)?,
+                    login: InternalLogin::new(),
+                }
             }
+        };
+        let mqtt_addr = match &endpoint {
+            MqttEndpoint::External(host, port) => (host.clone(), *port),
+            MqttEndpoint::Embedded { listen, .. } => (listen.ip().to_string(), listen.port()),
         };
 
         let listener = tokio::net::TcpListener::bind(settings.web.listen)
@@ -238,8 +231,7 @@ impl App {
                 store,
                 cache,
                 pipeline: pipeline.clone(),
-                broker: mqtt_addr.clone(),
-                broker_login: broker_login.clone(),
+                mqtt: endpoint.clone(),
                 health,
                 archive,
                 listener,
@@ -256,9 +248,12 @@ impl App {
         let simulator = (settings.simulator.stations.get() > 0).then(|| {
             let sim = settings.simulator.clone();
             let token = sources.child_token();
-            let login = broker_login
-                .as_ref()
-                .map(|l| (l.username.clone(), l.password.expose().to_owned()));
+            let login = match &endpoint {
+                MqttEndpoint::Embedded { login, .. } => {
+                    Some((login.username.clone(), login.password.expose().to_owned()))
+                }
+                MqttEndpoint::External(..) => None,
+            };
             let (host, port) = mqtt_addr.clone();
             let broker = crate::publisher::Target { host, port, login };
             tokio::spawn(async move {

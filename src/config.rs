@@ -15,6 +15,7 @@ use crate::domain::alerts::{PipelineRules, QcFailureRule, ThresholdRule};
 use crate::domain::{QcConfig, StationId};
 use crate::supervisor::{Backoff, Restart, RestartPolicy, Strategy};
 
+pub mod acl;
 mod alerts;
 mod auth;
 mod bounded;

@@ -47,8 +47,9 @@ pub type Returned = tokio::sync::mpsc::UnboundedReceiver<Delivery>;
 pub struct Flow {
     processed: AtomicU64,
     rejected: AtomicU64,
-    /// The current MQTT connection's acknowledgements.
-    acks: Mutex<Weak<AckSequencer>>,
+    /// The acknowledgements of each MQTT connection (ingest's to an
+    /// external broker, or each station's to the embedded server).
+    acks: Mutex<Vec<Weak<AckSequencer>>>,
     /// What the external broker says it dropped.
     broker: Mutex<BrokerDrops>,
 }
@@ -119,18 +120,31 @@ impl Flow {
             .is_some_and(|at| at.elapsed() <= within)
     }
 
+    /// Follows a connection's acknowledgements for [`Flow::lag`], as long
+    /// as the connection lives.
     pub fn watch(&self, acks: &Arc<AckSequencer>) {
-        *self.acks.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(acks);
+        let mut watched = self.acks.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget closed connections now and then: at most half the list is
+        // dead, so this costs O(1) per connection on average.
+        if watched.len() >= 16 && watched.len().is_power_of_two() {
+            watched.retain(|w| w.strong_count() > 0);
+        }
+        watched.push(Arc::downgrade(acks));
     }
 
     /// How long the oldest MQTT message not yet acknowledged (that is, not
-    /// yet stored) has waited; zero when none waits.
+    /// yet stored), on any connection, has waited; zero when none waits.
     pub fn lag(&self) -> Duration {
-        self.acks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .upgrade()
-            .map_or(Duration::ZERO, |acks| acks.oldest_wait())
+        let mut watched = self.acks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut oldest = Duration::ZERO;
+        watched.retain(|w| match w.upgrade() {
+            Some(acks) => {
+                oldest = oldest.max(acks.oldest_wait());
+                true
+            }
+            None => false,
+        });
+        oldest
     }
 }
 
@@ -266,13 +280,30 @@ pub struct Ticket {
     seq: u64,
 }
 
+/// Where a connection's acknowledgements go out: the MQTT client's request
+/// queue (ingest from an external broker), or the writer of a station's
+/// connection to the embedded server.
+pub trait AckSink: Send + Sync + 'static {
+    /// Sends the acknowledgement of the publish `pkid` received with `qos`
+    /// (PUBACK for QoS 1, PUBREC for QoS 2). An error means the connection
+    /// is gone, and the sender resends the message to the next one.
+    fn send(&self, qos: QoS, pkid: u16) -> Result<(), String>;
+}
+
+impl AckSink for AsyncClient {
+    fn send(&self, qos: QoS, pkid: u16) -> Result<(), String> {
+        let mut publish = Publish::new("", qos, Vec::new());
+        publish.pkid = pkid;
+        self.try_ack(&publish).map_err(|e| e.to_string())
+    }
+}
+
 /// Sends PUBACKs in the order the publishes were received, whatever order
 /// they complete in. MQTT 3.1.1 (§4.6) asks for acknowledgements in order,
-/// and some brokers (rumqttd) drop a client that acknowledges out of order;
+/// and some brokers drop a client that acknowledges out of order;
 /// batches from many station actors complete out of order.
-#[derive(Debug)]
 pub struct AckSequencer {
-    client: AsyncClient,
+    sink: Box<dyn AckSink>,
     state: Mutex<SequencerState>,
     /// Signalled whenever acknowledgements go out.
     acked: tokio::sync::Notify,
@@ -293,10 +324,18 @@ struct SequencerState {
     received: VecDeque<std::time::Instant>,
 }
 
+impl std::fmt::Debug for AckSequencer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AckSequencer")
+            .field("open", &self.open())
+            .finish()
+    }
+}
+
 impl AckSequencer {
-    pub fn new(client: AsyncClient) -> Arc<Self> {
+    pub fn new(sink: impl AckSink) -> Arc<Self> {
         Arc::new(Self {
-            client,
+            sink: Box::new(sink),
             state: Mutex::new(SequencerState::default()),
             acked: tokio::sync::Notify::new(),
             unacknowledged: metrics::gauge!("isobar_mqtt_unacknowledged"),
@@ -323,6 +362,8 @@ impl AckSequencer {
     /// A new connection: forget the old one's order.
     pub fn reset(&self) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.unacknowledged
+            .decrement((s.next_seq - s.next_ack) as f64);
         let epoch = s.epoch + 1;
         *s = SequencerState {
             epoch,
@@ -342,7 +383,7 @@ impl AckSequencer {
         };
         s.next_seq += 1;
         s.received.push_back(std::time::Instant::now());
-        self.unacknowledged.set((s.next_seq - s.next_ack) as f64);
+        self.unacknowledged.increment(1.0);
         Ack::new(MqttAck {
             acks: self.clone(),
             ticket,
@@ -364,19 +405,26 @@ impl AckSequencer {
             };
             s.next_ack += 1;
             s.received.pop_front();
-            let mut publish = Publish::new("", qos, Vec::new());
-            publish.pkid = pkid;
+            self.unacknowledged.decrement(1.0);
             // Sent while holding the lock so acknowledgements leave in order.
-            if let Err(e) = self.client.try_ack(&publish) {
-                // The connection is gone (the broker redelivers to the next
-                // session and the store ignores the duplicate), or the request
-                // queue is full, which its size (the packet-id space) makes
-                // impossible.
-                tracing::warn!(pkid, error = %e, "acknowledgement not sent");
+            if let Err(e) = self.sink.send(qos, pkid) {
+                // The connection is gone (the sender resends to the next
+                // connection and the store ignores the duplicate), or the
+                // request queue is full, which its size (the packet-id space)
+                // makes impossible.
+                tracing::debug!(pkid, error = %e, "acknowledgement not sent");
             }
         }
-        self.unacknowledged.set((s.next_seq - s.next_ack) as f64);
         self.acked.notify_one();
+    }
+}
+
+impl Drop for AckSequencer {
+    /// What was never acknowledged leaves the gauge with it.
+    fn drop(&mut self) {
+        let s = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        self.unacknowledged
+            .decrement((s.next_seq - s.next_ack) as f64);
     }
 }
 

@@ -18,3 +18,30 @@ impl Health {
         self.mqtt_subscribed.load(Ordering::SeqCst)
     }
 }
+
+/// `max_connections`, or the `1/share` of the process's open-file limit if
+/// that is lower (the web server takes half, the MQTT server a quarter, the
+/// rest is for the store, the archive and files): a server out of file
+/// descriptors cannot even answer its probes.
+pub fn within_open_files(key: &str, max_connections: usize, share: usize) -> usize {
+    let soft_limit = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+            line.split_whitespace().nth(3)?.parse::<usize>().ok()
+        });
+    match soft_limit {
+        Some(limit) if max_connections > limit / share => {
+            let lowered = (limit / share).max(1);
+            tracing::info!(
+                key,
+                max_connections,
+                open_file_limit = limit,
+                lowered,
+                "max_connections lowered to a share of the open-file limit"
+            );
+            lowered
+        }
+        _ => max_connections,
+    }
+}

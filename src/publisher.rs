@@ -47,8 +47,11 @@ impl Publisher {
         if let Some((username, password)) = &broker.login {
             options.set_credentials(username, password);
         }
+        // A persistent session: what was not acknowledged is sent again
+        // after a reconnect.
         options
             .set_keep_alive(Duration::from_secs(30))
+            .set_clean_session(false)
             .set_inflight(500);
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
         let acked = Arc::new(AtomicU64::new(0));

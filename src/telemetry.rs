@@ -40,16 +40,9 @@ impl Telemetry {
     }
 }
 
-/// The log filter: `level`, with the embedded broker quiet unless named
-/// (it logs ordinary disconnects as errors), and never the reading-path
-/// spans.
+/// The log filter: `level`, and never the reading-path spans.
 pub fn log_filter(level: &str) -> String {
-    let mut filter = level.to_owned();
-    if !filter.contains("rumqttd") {
-        filter.push_str(",rumqttd=off");
-    }
-    filter.push_str(&format!(",{TRACE_TARGET}=off"));
-    filter
+    format!("{level},{TRACE_TARGET}=off")
 }
 
 /// Installs the process's subscriber: logs, and traces when configured.
@@ -129,11 +122,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn logs_never_carry_the_reading_spans_and_the_broker_is_quiet_unless_named() {
-        assert_eq!(log_filter("info"), "info,rumqttd=off,isobar::trace=off");
+    fn logs_never_carry_the_reading_spans() {
+        assert_eq!(log_filter("info"), "info,isobar::trace=off");
         assert_eq!(
-            log_filter("info,rumqttd=warn"),
-            "info,rumqttd=warn,isobar::trace=off"
+            log_filter("info,isobar=debug"),
+            "info,isobar=debug,isobar::trace=off"
         );
     }
 }

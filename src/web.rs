@@ -122,7 +122,11 @@ impl Serving {
             heartbeat: web.heartbeat,
             static_dir: web.static_dir.clone(),
             connections: server::ConnectionLimits {
-                max_connections: server::within_open_files(web.max_connections.get()),
+                max_connections: crate::health::within_open_files(
+                    "web.max_connections",
+                    web.max_connections.get(),
+                    2,
+                ),
                 max_connections_per_client: web.max_connections_per_client.get(),
                 header_read_timeout: web.header_read_timeout,
                 request_timeout: web.request_timeout,

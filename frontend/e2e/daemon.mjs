@@ -39,7 +39,7 @@ export async function eventually(what, check, timeoutMs = 20_000, everyMs = 200)
 }
 
 /**
- * The daemon with its embedded broker, SQLite and the simulator, in a
+ * The daemon with its embedded MQTT server, SQLite and the simulator, in a
  * directory of its own. `restart()` keeps the ports and the data.
  */
 export class Daemon {

@@ -47,7 +47,7 @@ async function connection() {
   return (await page.getByTestId('connection').textContent())?.trim() ?? '';
 }
 
-/** Publishes one isobar JSON reading to the daemon's embedded broker and waits for the broker's ack. */
+/** Publishes one isobar JSON reading to the daemon's embedded MQTT server and waits for the broker's ack. */
 async function publish(stationId, body) {
   const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${daemon.mqttPort}`, {
     clientId: `e2e-${process.pid}-${Date.now()}`,

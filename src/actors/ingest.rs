@@ -57,13 +57,12 @@ pub struct IngestArgs {
 }
 
 impl IngestArgs {
-    /// From `[mqtt]`, to connect to `broker` (the embedded one or the
-    /// external one). The credential and TLS files are read again at each
-    /// start, so a renewed certificate is taken up by a restart.
+    /// From `[mqtt]`, to connect to the external `broker`. The
+    /// credential and TLS files are read again at each start, so a renewed
+    /// certificate is taken up by a restart.
     pub fn from_settings(
         mqtt: &crate::config::MqttSettings,
         broker: &(String, u16),
-        embedded_login: Option<&crate::broker::InternalLogin>,
         pipeline: Arc<Pipeline>,
         health: Arc<Health>,
     ) -> Result<Self, crate::config::ConfigError> {
@@ -79,10 +78,7 @@ impl IngestArgs {
             max_open: 2 * mqtt.effective_inflight(),
             pipeline,
             health,
-            credentials: match embedded_login {
-                Some(login) => Some((login.username.clone(), login.password.clone())),
-                None => mqtt.credentials()?,
-            },
+            credentials: mqtt.credentials()?,
             tls: mqtt.tls_files()?,
         })
     }
@@ -203,32 +199,38 @@ impl Actor for Ingest {
     }
 }
 
-/// Maps topics to stations and deliveries to their next actor.
-struct Router {
+/// Maps topics to stations and hands each message to the pipeline, with
+/// its place in its connection's order of acknowledgements. Shared by
+/// ingest from an external broker and the embedded server.
+pub(crate) struct Router {
+    filter: String,
     /// Index of the `+` level in the subscription filter.
     station_level: usize,
-    pipeline: Arc<Pipeline>,
+    pub(crate) pipeline: Arc<Pipeline>,
     received: metrics::Counter,
 }
 
 impl Router {
-    fn new(filter: &str, pipeline: Arc<Pipeline>) -> Self {
+    pub(crate) fn new(filter: &str, pipeline: Arc<Pipeline>) -> Self {
         let station_level = filter.split('/').position(|l| l == "+").unwrap_or(0);
         Self {
+            filter: filter.to_owned(),
             station_level,
             pipeline,
             received: metrics::counter!("isobar_messages_received_total"),
         }
     }
 
-    fn station_of(&self, topic: &str) -> Result<StationId, RejectReason> {
-        let level =
-            topic
-                .split('/')
-                .nth(self.station_level)
-                .ok_or_else(|| RejectReason::InvalidTopic {
-                    topic: topic.to_owned(),
-                })?;
+    /// The station a readings topic names, or why it names none.
+    pub(crate) fn station_of(&self, topic: &str) -> Result<StationId, RejectReason> {
+        let level = topic
+            .split('/')
+            .nth(self.station_level)
+            .filter(|_| crate::config::acl::topic_matches(&self.filter, topic))
+            .ok_or_else(|| RejectReason::InvalidTopic {
+                topic: topic.to_owned(),
+                filter: self.filter.clone(),
+            })?;
         StationId::parse(level).map_err(|e| RejectReason::InvalidStationId {
             value: level.to_owned(),
             reason: e.to_string(),
@@ -236,11 +238,23 @@ impl Router {
     }
 
     fn route(&self, acks: &Arc<AckSequencer>, publish: rumqttc::Publish) {
+        let station = self.station_of(&publish.topic);
+        self.hand_in(acks, publish, station);
+    }
+
+    /// Hands a message in for `station` (or to quarantine, for the reason
+    /// it has none).
+    pub(crate) fn hand_in(
+        &self,
+        acks: &Arc<AckSequencer>,
+        publish: rumqttc::Publish,
+        station: Result<StationId, RejectReason>,
+    ) {
         crate::faults::at_ingest(&publish.payload);
         self.received.increment(1);
         let ack = acks.ticket(&publish);
         self.pipeline.submit(Arrival {
-            station: self.station_of(&publish.topic),
+            station,
             source: publish.topic,
             payload: publish.payload,
             format: Format::Mqtt,

@@ -24,6 +24,7 @@ use crate::actors::archiver::{Archiver, ArchiverArgs, ArchiverMsg};
 use crate::actors::http::{HttpArgs, HttpServer, Serve};
 use crate::actors::hub::{Hub, HubArgs, HubMsg, RestartEvent};
 use crate::actors::ingest::{Ingest, IngestArgs};
+use crate::actors::mqtt_server::{MqttServer, MqttServerArgs};
 use crate::actors::persister::{Persister, PersisterArgs};
 use crate::actors::pipeline::{Pipeline, Stored, StoredPort};
 use crate::actors::stations::{Admission, StationsArgs, StationsSupervisor};
@@ -37,6 +38,19 @@ use crate::supervisor::tree::{
 };
 
 /// Everything needed to (re)start any part of the tree.
+/// How readings arrive over MQTT.
+#[derive(Clone)]
+pub enum MqttEndpoint {
+    /// Ingest subscribes at an external broker (`host`, `port`).
+    External(String, u16),
+    /// The embedded server listens here; the daemon's own clients (the
+    /// simulator) log in with `login`.
+    Embedded {
+        listen: std::net::SocketAddr,
+        login: crate::broker::InternalLogin,
+    },
+}
+
 pub struct RootArgs {
     pub settings: Settings,
     /// The restart policies in force (reloadable).
@@ -46,10 +60,9 @@ pub struct RootArgs {
     pub store: Arc<dyn Store>,
     pub cache: Arc<dyn LatestCache>,
     pub pipeline: Arc<Pipeline>,
-    /// Where ingest connects: the embedded broker or the external one.
-    pub broker: (String, u16),
-    /// The daemon's own login to its embedded broker, when it asks for one.
-    pub broker_login: Option<crate::broker::InternalLogin>,
+    /// Where ingest connects to the external broker, or where the
+    /// embedded server listens.
+    pub mqtt: MqttEndpoint,
     pub health: Arc<Health>,
     /// The data lake, when one is configured.
     pub archive: Option<Arc<dyn Archive>>,
@@ -302,16 +315,27 @@ impl ChildSpec for PartSpec {
                     .spawn_linked(StationsSupervisor, args, supervisor)
                     .await?
             }
-            Part::Ingest => {
-                let args = IngestArgs::from_settings(
-                    &a.settings.mqtt,
-                    &a.broker,
-                    a.broker_login.as_ref(),
-                    a.pipeline.clone(),
-                    a.health.clone(),
-                )?;
-                p.ingest.spawn_linked(Ingest, args, supervisor).await?
-            }
+            Part::Ingest => match &a.mqtt {
+                MqttEndpoint::External(host, port) => {
+                    let args = IngestArgs::from_settings(
+                        &a.settings.mqtt,
+                        &(host.clone(), *port),
+                        a.pipeline.clone(),
+                        a.health.clone(),
+                    )?;
+                    p.ingest.spawn_linked(Ingest, args, supervisor).await?
+                }
+                MqttEndpoint::Embedded { listen, login } => {
+                    let args = MqttServerArgs::from_settings(
+                        &a.settings.mqtt,
+                        *listen,
+                        login,
+                        a.pipeline.clone(),
+                        a.health.clone(),
+                    )?;
+                    p.ingest.spawn_linked(MqttServer, args, supervisor).await?
+                }
+            },
             Part::Web => {
                 p.http
                     .spawn_linked(

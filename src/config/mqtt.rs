@@ -1,4 +1,4 @@
-//! `[mqtt]`: the embedded broker, or the external one ingest connects to.
+//! `[mqtt]`: the embedded MQTT server, or the external one ingest connects to.
 
 use super::*;
 
@@ -15,7 +15,7 @@ pub enum MqttMode {
 #[serde(default, deny_unknown_fields)]
 pub struct MqttSettings {
     pub mode: MqttMode,
-    /// Where the embedded broker listens.
+    /// Where the embedded MQTT server listens.
     pub listen: SocketAddr,
     /// `host:port` of the external broker.
     pub broker: String,
@@ -25,10 +25,11 @@ pub struct MqttSettings {
     pub topic: String,
     #[serde(with = "humantime_serde")]
     pub keep_alive: Duration,
-    /// The broker's in-flight window for isobar's connection: how many QoS 1
-    /// messages it sends before waiting for acknowledgements. Set it on the
-    /// embedded broker (which caps it at 100); for an external broker, set it
-    /// to that broker's limit (`max_inflight_messages` in Mosquitto).
+    /// The in-flight window: for an external broker, how many QoS 1
+    /// messages it sends isobar before waiting for acknowledgements (set it
+    /// to that broker's `max_inflight_messages`); on the embedded server,
+    /// how many unacknowledged publishes it reads from one connection (at
+    /// most 100).
     pub max_inflight: u16,
     /// For an external broker that asks for them.
     pub username: Option<String>,
@@ -43,17 +44,26 @@ pub struct MqttSettings {
     /// (AWS IoT Core); they need `ca_file`.
     pub client_cert_file: Option<PathBuf>,
     pub client_key_file: Option<PathBuf>,
-    /// The embedded broker's users, in Mosquitto's password-file format
+    /// The embedded MQTT server's users, in Mosquitto's password-file format
     /// (`mosquitto_passwd` writes it). With it, every client logs in, and
     /// none but the daemon itself may take its client id.
     pub users_file: Option<PathBuf>,
-    /// Let the embedded broker listen beyond loopback with no users file:
+    /// Let the embedded MQTT server listen beyond loopback with no users file:
     /// anyone who can reach it may then publish readings, for any station.
     pub allow_anonymous: bool,
+    /// Who may publish where on the embedded server, in Mosquitto's ACL
+    /// format (`pattern write weather/%u/observations`: each station its
+    /// own topic). Without it, every client that may connect may publish
+    /// for any station.
+    pub acl_file: Option<PathBuf>,
+    /// Connections the embedded server holds at most (lowered to a
+    /// quarter of the open-file limit); one more is closed at once.
+    pub max_connections: Bounded<usize, 1, 1_000_000>,
 }
 
-/// rumqttd sends at most this many unacknowledged messages to a client,
-/// whatever it is configured with.
+/// The embedded server reads at most this many unacknowledged publishes
+/// from one connection, whatever `max_inflight` says: the station waits
+/// for acknowledgements past it.
 pub const EMBEDDED_INFLIGHT_CAP: u16 = 100;
 
 impl MqttSettings {
@@ -179,6 +189,8 @@ impl Default for MqttSettings {
             client_key_file: None,
             users_file: None,
             allow_anonymous: false,
+            acl_file: None,
+            max_connections: Bounded::new(10_000).expect("within its bounds"),
         }
     }
 }
@@ -200,6 +212,7 @@ impl MqttSettings {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         self.credentials()?;
         let users = self.users()?;
+        self.acl()?;
         if self.mode == MqttMode::Embedded
             && users.is_none()
             && !self.listen.ip().is_loopback()
@@ -208,7 +221,7 @@ impl MqttSettings {
             return Err(ConfigError::new(
                 "mqtt.listen",
                 format!(
-                    "the embedded broker would take anyone's readings on {}: give it \
+                    "the embedded server would take anyone's readings on {}: give it \
                      mqtt.users_file, listen on a loopback address, or set \
                      mqtt.allow_anonymous = true",
                     self.listen
@@ -239,7 +252,24 @@ impl MqttSettings {
 }
 
 impl MqttSettings {
-    /// The embedded broker's users, read from `users_file`.
+    /// The embedded server's access rules, read from `acl_file`.
+    pub fn acl(&self) -> Result<Option<super::acl::Acl>, ConfigError> {
+        let Some(path) = &self.acl_file else {
+            return Ok(None);
+        };
+        if self.mode == MqttMode::External {
+            return Err(ConfigError::new(
+                "mqtt.acl_file",
+                "is for the embedded server; an external broker has its own",
+            ));
+        }
+        let text = read_file("mqtt.acl_file", path)?;
+        super::acl::Acl::parse(&String::from_utf8_lossy(&text))
+            .map(Some)
+            .map_err(|e| ConfigError::new("mqtt.acl_file", e))
+    }
+
+    /// The embedded MQTT server's users, read from `users_file`.
     pub fn users(&self) -> Result<Option<users::Users>, ConfigError> {
         let Some(path) = &self.users_file else {
             return Ok(None);

@@ -1,4 +1,4 @@
-//! The embedded broker's users: a password file in Mosquitto's format
+//! The embedded MQTT server's users: a password file in Mosquitto's format
 //! (`mosquitto_passwd` writes it), so operators use the tool they know.
 //! Each line is `name:hash`, the hash `$7$<iterations>$<salt>$<key>`
 //! (PBKDF2-HMAC-SHA512, Mosquitto 2's default) or `$6$<salt>$<digest>`

@@ -94,8 +94,10 @@ pub enum RejectReason {
     PayloadTooLarge { len: usize, max: usize },
     #[error("payload is not valid reading JSON: {detail}")]
     MalformedJson { detail: String },
-    #[error("topic {} does not match weather/<station_id>/observations", Excerpt(.topic))]
-    InvalidTopic { topic: String },
+    #[error("topic {} does not match {}", Excerpt(.topic), Excerpt(.filter))]
+    InvalidTopic { topic: String, filter: String },
+    #[error("{} may not publish to {} (mqtt.acl_file)", .user.as_deref().map_or_else(|| "an anonymous client".to_owned(), |u| format!("user {}", Excerpt(u))), Excerpt(.topic))]
+    NotAuthorized { user: Option<String>, topic: String },
     #[error("station id {} is invalid: {reason}", Excerpt(.value))]
     InvalidStationId { value: String, reason: String },
     #[error("payload station_id {} does not match the topic's station {}", Excerpt(.payload), Excerpt(.topic))]
@@ -155,6 +157,7 @@ impl RejectReason {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::MalformedJson { .. } => "malformed_json",
             Self::InvalidTopic { .. } => "invalid_topic",
+            Self::NotAuthorized { .. } => "not_authorized",
             Self::InvalidStationId { .. } => "invalid_station_id",
             Self::StationMismatch { .. } => "station_mismatch",
             Self::MissingTimestamp => "missing_timestamp",

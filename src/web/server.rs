@@ -43,32 +43,6 @@ pub struct ConnectionLimits {
     pub request_timeout: Duration,
 }
 
-/// `max_connections`, or half the process's open-file limit if that is
-/// lower (the rest is for the store, the broker, the archive and files):
-/// a server out of file descriptors cannot even answer its probes.
-pub fn within_open_files(max_connections: usize) -> usize {
-    let soft_limit = std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|limits| {
-            let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-            line.split_whitespace().nth(3)?.parse::<usize>().ok()
-        });
-    match soft_limit {
-        Some(limit) if max_connections > limit / 2 => {
-            let lowered = (limit / 2).max(1);
-            tracing::warn!(
-                max_connections,
-                open_file_limit = limit,
-                lowered,
-                "web.max_connections lowered to half the open-file limit"
-            );
-            lowered
-        }
-        _ => max_connections,
-    }
-}
-
-/// Serves `filter` on `listener` until `stop`, within `limits`.
 pub async fn serve<F, R>(
     listener: TcpListener,
     filter: F,

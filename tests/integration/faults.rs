@@ -31,7 +31,9 @@ fn publish_steadily(
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     let mut options = MqttOptions::new(format!("fault-publisher-{}", unique()), host, port);
-    options.set_keep_alive(Duration::from_secs(10));
+    options
+        .set_keep_alive(Duration::from_secs(10))
+        .set_clean_session(false);
     let (client, mut eventloop) = AsyncClient::new(options, 1000);
     tokio::spawn(async move {
         loop {
@@ -151,6 +153,129 @@ async fn a_daemon_killed_mid_stream_loses_nothing() {
     assert_eq!(daemon.terminate(), Some(0));
     // Remove the session from the shared broker.
     remove_session(&client_id, "127.0.0.1", 1883).await;
+}
+
+/// Stations publishing as fast as the embedded server takes them, each on
+/// its own persistent session: `stations` × `each` readings, one second
+/// apart in observation time. Returns when every one is acknowledged.
+fn stations_publishing(
+    port: u16,
+    stations: &[&'static str],
+    each: usize,
+) -> tokio::task::JoinHandle<()> {
+    let tasks: Vec<_> = stations
+        .iter()
+        .map(|&station| {
+            let mut options =
+                MqttOptions::new(format!("{station}-{}", unique()), "127.0.0.1", port);
+            options
+                .set_keep_alive(Duration::from_secs(5))
+                .set_clean_session(false)
+                .set_inflight(100);
+            let (client, mut eventloop) = AsyncClient::new(options, 100);
+            let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let counted = acked.clone();
+            let poller = tokio::spawn(async move {
+                loop {
+                    match eventloop.poll().await {
+                        Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let start: DateTime<Utc> = "2025-01-13T00:00:00Z".parse().unwrap();
+                let topic = format!("weather/{station}/observations");
+                for i in 0..each {
+                    let ts = (start + TimeDelta::seconds(i as i64)).to_rfc3339();
+                    client
+                        .publish(
+                            &topic,
+                            QoS::AtLeastOnce,
+                            false,
+                            reading(station, &ts, 10.0 + (i % 7) as f64 * 0.1),
+                        )
+                        .await
+                        .unwrap();
+                }
+                // Acknowledged, counting each once: a resent message may be
+                // acknowledged twice.
+                while acked.load(std::sync::atomic::Ordering::Relaxed) < each {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                poller.abort();
+            })
+        })
+        .collect();
+    tokio::spawn(async move {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    })
+}
+
+/// In the default mode, the embedded server acknowledges a publish only
+/// once it is stored: a daemon killed (kill -9) or stopped (SIGTERM) under
+/// load loses nothing, since what it did not acknowledge the stations
+/// send again to the next start.
+async fn embedded_stop_under_load_loses_nothing(kill: bool) {
+    const EACH: usize = 1_500;
+    let stations = ["WS640", "WS641", "WS642", "WS643"];
+    let port = common::mosquitto::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["--mqtt-listen", listen.as_str()];
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let daemon = Daemon::start_in(dir.clone(), &args, &[]);
+    let publishing = stations_publishing(port, &stations, EACH);
+    eventually(Duration::from_secs(30), "some readings stored", || async {
+        (stored(&daemon, "WS640").await >= 300).then_some(())
+    })
+    .await;
+    // Mid-stream: the stop catches readings on their way.
+    let before = stored(&daemon, "WS640").await;
+    assert!(before < EACH, "{before} of {EACH} stored before the stop");
+    let daemon = if kill {
+        daemon.kill();
+        Daemon::start_in(dir.clone(), &args, &[])
+    } else {
+        let (code, logs) = {
+            let d = daemon;
+            let pid = d.pid();
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap();
+            d.exit_within(Duration::from_secs(30))
+        };
+        assert_eq!(code, Some(0), "{logs:#?}");
+        assert!(
+            logs.iter().any(|l| l.contains("persister flushed")),
+            "{logs:#?}"
+        );
+        Daemon::start_in(dir.clone(), &args, &[])
+    };
+    tokio::time::timeout(Duration::from_secs(90), publishing)
+        .await
+        .expect("every reading acknowledged")
+        .unwrap();
+    // Acknowledged means stored: no waiting.
+    for station in stations {
+        assert_eq!(stored(&daemon, station).await, EACH, "{station}");
+    }
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_server_killed_under_load_loses_nothing() {
+    embedded_stop_under_load_loses_nothing(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_server_stopped_under_load_loses_nothing() {
+    embedded_stop_under_load_loses_nothing(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ mod alerts;
 mod archive;
 mod cli;
 mod dashboard;
+mod embedded_server;
 mod external_broker;
 mod faults;
 mod formats;

@@ -717,14 +717,16 @@ async fn stations_past_the_cap_or_not_registered_are_quarantined() {
 /// Written by `mosquitto_passwd -b FILE station1 s3cret-pass`.
 const STATION1: &str = "station1:$7$101$u66KaIyFFPAesF/w$NTTOKFx8Es3xkoWhYByxuMTTSBqVNe3KY2jGJyMTgRbFnLbkWopt9mN8cCKNX1Jgaj2LIfqc5kUbqagsMzNmaw==";
 
-/// Whether the embedded broker takes a connection with this client id and
-/// login (and, if so, a reading published on it).
-async fn broker_takes(
+/// Connects to the embedded server with this client id and login, and
+/// publishes a reading on each `(topic station, reading station)` given;
+/// `None` if the connection is refused, else whether each was
+/// acknowledged, in order.
+async fn server_takes(
     daemon: &Daemon,
     client_id: &str,
     login: Option<(&str, &str)>,
-    reading: Option<(&str, &str)>,
-) -> bool {
+    readings: &[(&str, &str)],
+) -> Option<usize> {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
     let mut options = MqttOptions::new(client_id, &daemon.mqtt_host, daemon.mqtt_port);
     options.set_keep_alive(Duration::from_secs(10));
@@ -732,7 +734,7 @@ async fn broker_takes(
         options.set_credentials(user, password);
     }
     let (client, mut eventloop) = AsyncClient::new(options, 10);
-    if let Some((station, at)) = reading {
+    for (station, at) in readings {
         client
             .publish(
                 format!("weather/{station}/observations"),
@@ -743,61 +745,125 @@ async fn broker_takes(
             .await
             .unwrap();
     }
-    let outcome = tokio::time::timeout(Duration::from_secs(5), async {
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut acked = 0;
         loop {
             match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => return true,
-                Ok(Event::Incoming(Packet::ConnAck(_))) if reading.is_none() => return true,
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    acked += 1;
+                    if acked == readings.len() {
+                        return Some(acked);
+                    }
+                }
+                Ok(Event::Incoming(Packet::ConnAck(_))) if readings.is_empty() => return Some(0),
                 Ok(_) => {}
-                Err(_) => return false,
+                Err(_) => return None,
             }
         }
     })
     .await
-    .unwrap_or(false);
+    .ok()
+    .flatten();
     let _ = client.disconnect().await;
     outcome
 }
 
-/// With `mqtt.users_file`, the embedded broker takes only its users, and
-/// no one, user or not, may take the daemon's own client id; the daemon
-/// goes on ingesting. Listening beyond loopback without users is refused
-/// unless it is said to be meant.
+/// With `mqtt.users_file`, the embedded server takes only its users; with
+/// `mqtt.acl_file`, a user publishes only where the rules allow (here,
+/// each station its own topic), and a publish elsewhere is quarantined as
+/// not authorized. Nobody can subscribe, so no client, whatever id it
+/// takes, receives the network's readings; the daemon goes on ingesting.
+/// Listening beyond loopback without users is refused unless it is said
+/// to be meant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_embedded_broker_takes_only_its_users() {
+async fn the_embedded_server_takes_only_its_users_where_they_may_publish() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("mqtt-users");
     std::fs::write(&users, format!("{STATION1}\n")).unwrap();
+    let acl = dir.path().join("mqtt-acl");
+    std::fs::write(&acl, "pattern write weather/%u/observations\n").unwrap();
     let daemon = Daemon::start_with_env(
         &[],
-        &[("ISOBAR__MQTT__USERS_FILE", users.to_str().unwrap())],
+        &[
+            ("ISOBAR__MQTT__USERS_FILE", users.to_str().unwrap()),
+            ("ISOBAR__MQTT__ACL_FILE", acl.to_str().unwrap()),
+        ],
     );
-    assert!(!broker_takes(&daemon, "anonymous", None, None).await);
-    assert!(!broker_takes(&daemon, "guesser", Some(("station1", "wrong")), None).await);
-    assert!(
-        !broker_takes(&daemon, "isobar", Some(("station1", "s3cret-pass")), None).await,
-        "a station took the daemon's client id"
+    assert_eq!(server_takes(&daemon, "anonymous", None, &[]).await, None);
+    assert_eq!(
+        server_takes(&daemon, "guesser", Some(("station1", "wrong")), &[]).await,
+        None
     );
-    assert!(
-        broker_takes(
+
+    // A client that takes any id, the daemon's own included, and
+    // subscribes to everything, is refused the subscription.
+    let mut options = MqttOptions::new("isobar", &daemon.mqtt_host, daemon.mqtt_port);
+    options
+        .set_credentials("station1", "s3cret-pass")
+        .set_clean_session(false);
+    let (spy, mut spying) = AsyncClient::new(options, 10);
+    spy.subscribe("#", QoS::AtLeastOnce).await.unwrap();
+    let suback = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(Event::Incoming(Packet::SubAck(ack))) = spying.poll().await {
+                return ack;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(suback.return_codes, [SubscribeReasonCode::Failure]);
+
+    // Its own topic: stored. Another station's: quarantined, not stored.
+    assert_eq!(
+        server_takes(
             &daemon,
             "station1",
             Some(("station1", "s3cret-pass")),
-            Some(("WS975", "2025-01-13T10:00:00Z"))
+            &[
+                ("station1", "2025-01-13T10:00:00Z"),
+                ("WS975", "2025-01-13T10:00:00Z")
+            ]
         )
-        .await
+        .await,
+        Some(2)
     );
-    eventually(Duration::from_secs(10), "the user's reading", || async {
-        let (_, body) = daemon
-            .get(
-                "/api/v1/stations/WS975/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z",
-            )
-            .await;
-        (body["readings"].as_array()?.len() == 1).then_some(())
+    // Both were acknowledged, so both are in the store already.
+    let (_, body) = daemon
+        .get("/api/v1/stations/station1/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z")
+        .await;
+    assert_eq!(body["readings"].as_array().unwrap().len(), 1, "{body}");
+    let (_, body) = daemon.get("/api/v1/quarantine").await;
+    let refused: Vec<&Value> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["reason_code"] == "not_authorized")
+        .collect();
+    assert_eq!(refused.len(), 1, "{body}");
+    assert_eq!(
+        refused[0]["reason"],
+        r#"user "station1" may not publish to "weather/WS975/observations" (mqtt.acl_file)"#
+    );
+    let (_, body) = daemon
+        .get("/api/v1/stations/WS975/readings?from=2025-01-13T00:00:00Z&to=2025-01-14T00:00:00Z")
+        .await;
+    assert_eq!(body["readings"].as_array().map_or(0, Vec::len), 0, "{body}");
+
+    // The spy heard nothing.
+    let heard = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            if let Ok(Event::Incoming(Packet::Publish(p))) = spying.poll().await {
+                return p;
+            }
+        }
     })
     .await;
+    assert!(heard.is_err(), "a client received {heard:?}");
     let logs = daemon.logs().join("\n");
-    assert!(logs.contains("took the daemon's own client id"), "{logs}");
+    assert!(logs.contains("refused a subscription"), "{logs}");
+    assert!(logs.contains("refused an MQTT login"), "{logs}");
     assert!(!logs.contains("s3cret-pass"));
     assert_eq!(daemon.terminate(), Some(0));
 
@@ -814,7 +880,7 @@ async fn the_embedded_broker_takes_only_its_users() {
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("mqtt.listen: the embedded broker would take anyone's readings"),
+        stderr.contains("mqtt.listen: the embedded server would take anyone's readings"),
         "{stderr}"
     );
     assert_eq!(

@@ -23,7 +23,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `isobar run` with the embedded broker and web server on
+    /// Starts `isobar run` with the embedded MQTT server and web server on
     /// port 0, and waits until it prints both addresses.
     pub fn start(extra_args: &[&str]) -> Daemon {
         Self::start_with_env(extra_args, &[])
@@ -63,15 +63,17 @@ impl Daemon {
         env: &[(&str, &str)],
         ready: bool,
     ) -> Daemon {
+        // A test that restarts the daemon gives it a port of its own, so
+        // its stations find it again.
+        let mqtt_listen: &[&str] = if extra_args.contains(&"--mqtt-listen") {
+            &[]
+        } else {
+            &["--mqtt-listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_isobar"))
-            .args([
-                "run",
-                "--listen",
-                "127.0.0.1:0",
-                "--mqtt-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
+            .args(["run", "--listen", "127.0.0.1:0"])
+            .args(mqtt_listen)
+            .arg("--data-dir")
             .arg(data_dir.path())
             .args(extra_args)
             .env("ISOBAR__LOG__LEVEL", "info,isobar=debug")
@@ -191,6 +193,10 @@ impl Daemon {
         self.stop_with("TERM")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGINT (Ctrl-C) and returns the exit code.
     pub fn interrupt(self) -> Option<i32> {
         self.stop_with("INT")
@@ -257,7 +263,11 @@ pub struct Publisher {
 impl Publisher {
     pub async fn connect(daemon: &Daemon, id: &str) -> Publisher {
         let mut options = MqttOptions::new(id, &daemon.mqtt_host, daemon.mqtt_port);
-        options.set_keep_alive(Duration::from_secs(10));
+        // A persistent session: what was not acknowledged is sent again
+        // after a reconnect.
+        options
+            .set_keep_alive(Duration::from_secs(10))
+            .set_clean_session(false);
         let (client, mut eventloop) = AsyncClient::new(options, 100);
         let poller = tokio::spawn(async move {
             loop {
