@@ -60,6 +60,8 @@ pub struct MqttServer;
 
 pub struct MqttServerArgs {
     pub listen: SocketAddr,
+    /// The TLS listener, if any.
+    pub tls: Option<crate::config::ServerTls>,
     /// The subscription filter of readings topics; its `+` level is the
     /// station id.
     pub topic: String,
@@ -94,6 +96,7 @@ impl MqttServerArgs {
     ) -> Result<Self, crate::config::ConfigError> {
         Ok(Self {
             listen,
+            tls: mqtt.server_tls()?,
             topic: mqtt.topic.clone(),
             max_inflight: mqtt.effective_inflight(),
             max_connections: crate::health::within_open_files(
@@ -150,6 +153,13 @@ impl Actor for MqttServer {
         args: MqttServerArgs,
     ) -> Result<MqttServerState, ActorProcessingErr> {
         let listener = bind(args.listen).await?;
+        let tls = match &args.tls {
+            Some(tls) => Some((
+                bind(tls.listen).await?,
+                rumqttc::tokio_rustls::TlsAcceptor::from(tls.config.clone()),
+            )),
+            None => None,
+        };
         let stop = CancellationToken::new();
         let shared = Arc::new(Shared {
             router: Router::new(&args.topic, args.pipeline.clone()),
@@ -167,8 +177,15 @@ impl Actor for MqttServer {
         let accepting = shared.clone();
         tokio::spawn(reporting_panics(
             shared.server.clone(),
-            accept(listener, accepting),
+            accept(listener, None, accepting),
         ));
+        if let Some((listener, acceptor)) = tls {
+            let accepting = shared.clone();
+            tokio::spawn(reporting_panics(
+                shared.server.clone(),
+                accept(listener, Some(acceptor), accepting),
+            ));
+        }
         args.health.set_mqtt_subscribed(true);
         let auth = match (&shared.access.users, &shared.access.acl) {
             (Some(_), Some(_)) => "users and ACL",
@@ -176,8 +193,8 @@ impl Actor for MqttServer {
             (None, Some(_)) => "ACL",
             (None, None) => "none",
         };
-        tracing::info!(addr = %args.listen, auth, max_inflight = shared.max_inflight,
-            "embedded MQTT server listening");
+        tracing::info!(addr = %args.listen, tls = ?args.tls.as_ref().map(|t| t.listen), auth,
+            max_inflight = shared.max_inflight, "embedded MQTT server listening");
         Ok(MqttServerState {
             shared,
             _stop: stop.drop_guard(),
@@ -258,7 +275,11 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ActorProcessi
     }
 }
 
-async fn accept(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+async fn accept(
+    listener: tokio::net::TcpListener,
+    tls: Option<rumqttc::tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+) {
     loop {
         let accepted = tokio::select! {
             () = shared.paused.cancelled() => return,
@@ -275,12 +296,16 @@ async fn accept(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
                 let _ = socket.set_nodelay(true);
                 let shared2 = shared.clone();
                 let server = shared.server.clone();
+                let tls = tls.clone();
                 shared
                     .connections
                     .spawn(reporting_panics(server, async move {
                         shared2.open.increment(1.0);
                         let _open = scopeguard(|| shared2.open.decrement(1.0));
-                        serve(socket, peer, &shared2).await;
+                        match tls {
+                            None => serve(socket, peer, &shared2).await,
+                            Some(acceptor) => handshake(acceptor, socket, peer, &shared2).await,
+                        }
                         drop(slot);
                     }));
             }
@@ -291,6 +316,23 @@ async fn accept(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// A TLS connection: the handshake, within the CONNECT timeout, then
+/// MQTT over it.
+async fn handshake(
+    acceptor: rumqttc::tokio_rustls::TlsAcceptor,
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+) {
+    let why = match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(socket)).await {
+        Ok(Ok(stream)) => return serve(stream, peer, shared).await,
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no handshake within 10 s".to_owned(),
+    };
+    metrics::counter!("isobar_mqtt_refused_total", "reason" => "tls").increment(1);
+    tracing::info!(%peer, reason = %Name(&why), "MQTT TLS handshake failed");
 }
 
 /// What a connection writes, in order.
@@ -370,7 +412,10 @@ fn admit(access: &Access, connect: &rumqttc::Connect) -> Result<Option<String>, 
     }
 }
 
-async fn serve(socket: tokio::net::TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+async fn serve<S>(socket: S, peer: SocketAddr, shared: &Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let (mut reader, writer) = tokio::io::split(socket);
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let first = async {

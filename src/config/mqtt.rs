@@ -59,6 +59,19 @@ pub struct MqttSettings {
     /// Connections the embedded server holds at most (lowered to a
     /// quarter of the open-file limit); one more is closed at once.
     pub max_connections: Bounded<usize, 1, 1_000_000>,
+    /// A TLS listener of the embedded server (MQTT over TLS, usually port
+    /// 8883), beside `listen`, with the server's certificate chain and
+    /// key (PEM).
+    pub tls_listen: Option<SocketAddr>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+}
+
+/// The embedded server's TLS listener, ready to accept.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub listen: SocketAddr,
+    pub config: std::sync::Arc<rustls::ServerConfig>,
 }
 
 /// The embedded server reads at most this many unacknowledged publishes
@@ -191,6 +204,9 @@ impl Default for MqttSettings {
             allow_anonymous: false,
             acl_file: None,
             max_connections: Bounded::new(10_000).expect("within its bounds"),
+            tls_listen: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -213,20 +229,27 @@ impl MqttSettings {
         self.credentials()?;
         let users = self.users()?;
         self.acl()?;
-        if self.mode == MqttMode::Embedded
-            && users.is_none()
-            && !self.listen.ip().is_loopback()
-            && !self.allow_anonymous
-        {
-            return Err(ConfigError::new(
-                "mqtt.listen",
-                format!(
-                    "the embedded server would take anyone's readings on {}: give it \
-                     mqtt.users_file, listen on a loopback address, or set \
-                     mqtt.allow_anonymous = true",
-                    self.listen
-                ),
-            ));
+        let tls = self.server_tls()?;
+        let listeners = [
+            ("mqtt.listen", Some(self.listen)),
+            ("mqtt.tls_listen", tls.map(|t| t.listen)),
+        ];
+        for (key, addr) in listeners {
+            if let Some(addr) = addr
+                && self.mode == MqttMode::Embedded
+                && users.is_none()
+                && !addr.ip().is_loopback()
+                && !self.allow_anonymous
+            {
+                return Err(ConfigError::new(
+                    key,
+                    format!(
+                        "the embedded server would take anyone's readings on {addr}: give it \
+                         mqtt.users_file, listen on a loopback address, or set \
+                         mqtt.allow_anonymous = true"
+                    ),
+                ));
+            }
         }
         self.tls_files()?;
         let topic = &self.topic;
@@ -252,6 +275,66 @@ impl MqttSettings {
 }
 
 impl MqttSettings {
+    /// The embedded server's TLS listener, its certificate and key read
+    /// and checked; `None` without `tls_listen`.
+    pub fn server_tls(&self) -> Result<Option<ServerTls>, ConfigError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let Some(listen) = self.tls_listen else {
+            if self.tls_cert_file.is_some() || self.tls_key_file.is_some() {
+                return Err(ConfigError::new(
+                    "mqtt.tls_listen",
+                    "tls_cert_file and tls_key_file need tls_listen, the address of the TLS listener",
+                ));
+            }
+            return Ok(None);
+        };
+        if self.mode == MqttMode::External {
+            return Err(ConfigError::new(
+                "mqtt.tls_listen",
+                "is for the embedded server (mqtt.mode = \"embedded\")",
+            ));
+        }
+        let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) else {
+            return Err(ConfigError::new(
+                "mqtt.tls_cert_file",
+                "the TLS listener needs tls_cert_file and tls_key_file (PEM)",
+            ));
+        };
+        let chain = CertificateDer::pem_slice_iter(&read_file("mqtt.tls_cert_file", cert)?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                ConfigError::new("mqtt.tls_cert_file", format!("not PEM certificates: {e}"))
+            })?;
+        if chain.is_empty() {
+            return Err(ConfigError::new(
+                "mqtt.tls_cert_file",
+                "holds no certificate",
+            ));
+        }
+        let key =
+            PrivateKeyDer::from_pem_slice(&read_file("mqtt.tls_key_file", key)?).map_err(|e| {
+                ConfigError::new("mqtt.tls_key_file", format!("not a PEM private key: {e}"))
+            })?;
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::new("mqtt.tls_listen", e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            ConfigError::new(
+                "mqtt.tls_key_file",
+                format!("does not fit the certificate: {e}"),
+            )
+        })?;
+        Ok(Some(ServerTls {
+            listen,
+            config: std::sync::Arc::new(config),
+        }))
+    }
+
     /// The embedded server's access rules, read from `acl_file`.
     pub fn acl(&self) -> Result<Option<super::acl::Acl>, ConfigError> {
         let Some(path) = &self.acl_file else {

@@ -241,3 +241,78 @@ async fn strangers_are_closed_and_stations_go_on() {
     );
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+/// With `mqtt.tls_listen`, stations publish over TLS beside the plain
+/// listener; a client that does not speak TLS there is closed; a key that
+/// is not one is refused at start, naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stations_publish_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    common::tls::make_certificates(dir.path());
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let port = common::mosquitto::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (cert, key) = (path("server.pem"), path("server.key"));
+    let tls_env = [
+        ("ISOBAR__MQTT__TLS_LISTEN", listen.as_str()),
+        ("ISOBAR__MQTT__TLS_CERT_FILE", cert.as_str()),
+        ("ISOBAR__MQTT__TLS_KEY_FILE", key.as_str()),
+    ];
+    let daemon = Daemon::start_with_env(&[], &tls_env);
+    // Two crypto providers are linked; the client takes the daemon's.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut options = MqttOptions::new("tls-station", "localhost", port);
+    options.set_transport(rumqttc::Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Simple {
+            ca: std::fs::read(path("ca.pem")).unwrap(),
+            alpn: None,
+            client_auth: None,
+        },
+    ));
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    client
+        .publish(
+            "weather/WS514/observations",
+            QoS::AtLeastOnce,
+            false,
+            common::reading("WS514", "2025-01-13T10:00:00Z", 3.0),
+        )
+        .await
+        .unwrap();
+    until(&mut eventloop, |e| {
+        matches!(e, Ok(Event::Incoming(Packet::PubAck(_)))).then_some(())
+    })
+    .await;
+    assert_eq!(readings(&daemon, "WS514").await, 1);
+
+    // Plain MQTT on the TLS port: closed.
+    let (_plain, mut plain_loop) = AsyncClient::new(options_at("plain", &listen), 10);
+    until(&mut plain_loop, |e| e.is_err().then_some(())).await;
+    let metrics = daemon.metrics().await;
+    assert!(
+        metrics.contains(r#"isobar_mqtt_refused_total{reason="tls"}"#),
+        "{metrics}"
+    );
+    assert_eq!(daemon.terminate(), Some(0));
+
+    // A key file that holds no key: exit 64, naming it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_isobar"))
+        .arg("check-config")
+        .envs(tls_env)
+        .env("ISOBAR__MQTT__TLS_KEY_FILE", &cert)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("mqtt.tls_key_file: not a PEM private key"),
+        "{stderr}"
+    );
+}
+
+fn options_at(id: &str, addr: &str) -> MqttOptions {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let mut options = MqttOptions::new(id, host, port.parse().unwrap());
+    options.set_keep_alive(Duration::from_secs(10));
+    options
+}

@@ -152,56 +152,7 @@ async fn ingest_keeps_to_its_bound_and_loses_nothing() {
 async fn a_broker_with_tls_and_a_password_is_reached() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-    let openssl = |args: &[&str]| common::run_tool("openssl", args);
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=isobar test CA",
-        "-keyout",
-        &path("ca.key"),
-        "-out",
-        &path("ca.pem"),
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        &path("server.key"),
-        "-out",
-        &path("server.csr"),
-    ]);
-    std::fs::write(
-        path("san.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &path("server.csr"),
-        "-CA",
-        &path("ca.pem"),
-        "-CAkey",
-        &path("ca.key"),
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        &path("san.ext"),
-        "-out",
-        &path("server.pem"),
-    ]);
+    common::tls::make_certificates(dir.path());
     common::run_tool(
         "mosquitto_passwd",
         &[

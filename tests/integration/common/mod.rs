@@ -4,6 +4,7 @@
 
 pub mod mosquitto;
 pub mod stores;
+pub mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
