@@ -693,6 +693,16 @@ pub trait LatestCache: Send + Sync + 'static {
     async fn put_newer(&self, readings: &[Reading]);
     async fn get(&self, id: &StationId) -> Option<Reading>;
     async fn all(&self) -> Vec<Reading>;
+    /// The latest readings of these stations, those the cache holds.
+    async fn many(&self, ids: &[StationId]) -> Vec<Reading> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = self.get(id).await {
+                found.push(r);
+            }
+        }
+        found
+    }
     /// A number that changes whenever what [`LatestCache::all`] returns
     /// may have changed, so that an answer built from it can be reused
     /// until then; `None` when the cache cannot tell (it is shared).

@@ -85,6 +85,8 @@ pub struct Guard {
 pub struct Serving {
     /// Messages queued for one websocket client before it is dropped.
     pub client_queue: usize,
+    /// Stations in the websocket's snapshot at most.
+    pub snapshot_max: usize,
     /// How often the websocket pings its clients.
     pub heartbeat: std::time::Duration,
     /// The dashboard's files on disk, instead of those in the binary.
@@ -119,6 +121,7 @@ impl Serving {
         dashboard::log_source(web.static_dir.as_deref());
         Self {
             client_queue: web.client_queue.get(),
+            snapshot_max: web.snapshot_max.get(),
             heartbeat: web.heartbeat,
             static_dir: web.static_dir.clone(),
             connections: server::ConnectionLimits {

@@ -184,8 +184,12 @@ pub struct StatusChange {
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveMessage<'a> {
+    /// The stations heard from last, at most `web.snapshot_max`;
+    /// `complete` when that is all of them (`total`).
     Snapshot {
         protocol: u32,
+        complete: bool,
+        total: usize,
         stations: &'a [crate::storage::StationView],
     },
     Reading {

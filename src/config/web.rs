@@ -11,6 +11,10 @@ pub struct WebSettings {
     pub static_dir: Option<PathBuf>,
     /// Messages queued per websocket client before its overflow policy applies.
     pub client_queue: Bounded<usize, 1, { u64::MAX }>,
+    /// Stations in the websocket's snapshot at most: those heard from
+    /// last. A larger network's others are paged in over
+    /// `GET /api/v1/stations`.
+    pub snapshot_max: Bounded<usize, 1, 100_000>,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
     /// Origins (`https://wx.example.net`) besides the daemon's own whose
@@ -62,6 +66,7 @@ impl Default for WebSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             static_dir: None,
             client_queue: Bounded::new(1024).expect("within its bounds"),
+            snapshot_max: Bounded::new(1000).expect("within its bounds"),
             auth: AuthSettings::default(),
             rate_limit: RateLimitSettings::default(),
             allowed_origins: Vec::new(),

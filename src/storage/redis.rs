@@ -217,6 +217,28 @@ impl LatestCache for RedisCache {
         }
     }
 
+    async fn many(&self, ids: &[StationId]) -> Vec<Reading> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let fields: Vec<&str> = ids.iter().map(StationId::as_str).collect();
+        match self
+            .client
+            .hmget::<Vec<Option<String>>, _, _>(self.latest.clone(), fields)
+            .await
+        {
+            Ok(values) => values
+                .into_iter()
+                .flatten()
+                .filter_map(|j| serde_json::from_str(&j).ok())
+                .collect(),
+            Err(e) => {
+                self.failed("many", &e);
+                Vec::new()
+            }
+        }
+    }
+
     async fn all(&self) -> Vec<Reading> {
         match self
             .client

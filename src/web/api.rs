@@ -25,6 +25,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let stations = warp::path!("stations")
         .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
         .and(with(ctx.clone()))
         .and_then(list_stations);
     let station = warp::path!("stations" / String)
@@ -124,16 +125,57 @@ pub(super) async fn timed<T>(query: &'static str, f: impl std::future::Future<Ou
     out
 }
 
-/// Every station the store knows, with its metadata, status and latest
-/// reading (from the cache, else the store).
-pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiError> {
-    let stations = timed("stations", ctx.data.store.stations())
+/// Stations per page of `GET /api/v1/stations` at most, and by default.
+pub const MAX_STATIONS_PAGE: usize = 10_000;
+pub const STATIONS_PAGE: usize = 1_000;
+
+/// Which stations of the store to show.
+pub enum Pick {
+    /// In station-id order, after this id, at most this many.
+    Page {
+        after: Option<StationId>,
+        limit: usize,
+    },
+    /// Those heard from last, at most this many (the live snapshot).
+    Latest {
+        limit: usize,
+        only: Option<Vec<StationId>>,
+    },
+}
+
+/// Stations picked from all the store knows, with their metadata, status
+/// and latest reading (from the cache, else the store); and how many there
+/// were to pick from.
+pub async fn station_views(
+    ctx: &WebContext,
+    pick: Pick,
+) -> Result<(Vec<StationView>, usize), ApiError> {
+    let mut stations = timed("stations", ctx.data.store.stations())
         .await
         .map_err(ApiError::internal)?;
+    let mut total = stations.len();
+    match pick {
+        Pick::Page { after, limit } => {
+            stations.sort_by(|a, b| a.station_id.cmp(&b.station_id));
+            if let Some(after) = after {
+                stations.retain(|s| s.station_id > after);
+            }
+            stations.truncate(limit);
+        }
+        Pick::Latest { limit, only } => {
+            if let Some(only) = only {
+                stations.retain(|s| only.contains(&s.station_id));
+                total = stations.len();
+            }
+            stations.sort_by_key(|s| std::cmp::Reverse(s.last_seen));
+            stations.truncate(limit);
+        }
+    }
+    let ids: Vec<StationId> = stations.iter().map(|s| s.station_id.clone()).collect();
     let mut cached: HashMap<StationId, crate::domain::Reading> = ctx
         .data
         .cache
-        .all()
+        .many(&ids)
         .await
         .into_iter()
         .map(|r| (r.station_id.clone(), r))
@@ -157,10 +199,13 @@ pub async fn station_views(ctx: &WebContext) -> Result<Vec<StationView>, ApiErro
         .station_meta
         .read()
         .unwrap_or_else(|e| e.into_inner());
-    Ok(with_latest
-        .into_iter()
-        .map(|(station, latest)| view(&meta, station, latest, now))
-        .collect())
+    Ok((
+        with_latest
+            .into_iter()
+            .map(|(station, latest)| view(&meta, station, latest, now))
+            .collect(),
+        total,
+    ))
 }
 
 /// A station as served: the operator's metadata (`[stations.<id>]`) over
@@ -189,9 +234,26 @@ fn view(
     }
 }
 
+/// A page of stations, in station-id order.
 #[derive(Serialize, ToSchema)]
 pub struct StationList {
     pub stations: Vec<StationView>,
+    /// Pass as `after` for the next page; null on the last.
+    pub next_after: Option<StationId>,
+    /// Stations the store knows, on every page.
+    pub total: usize,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct StationsQuery {
+    /// At most this many, from 1 to 10,000; default 1,000.
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<u32>,
+    /// Only stations whose id sorts after this one: the previous page's
+    /// `next_after`.
+    after: Option<String>,
 }
 
 /// The path parameter of the per-station routes.
@@ -203,13 +265,39 @@ struct StationPath {
     id: crate::domain::StationId,
 }
 
-/// Every station with its position, first and last seen, and its latest
-/// reading (from the cache).
-#[utoipa::path(get, path = "/api/v1/stations", tag = "stations",
-    responses((status = 200, body = StationList), (status = 500, body = ErrorBody)))]
-async fn list_stations(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
-    let stations = station_views(&ctx).await.map_err(reject)?;
-    Ok(warp::reply::json(&StationList { stations }))
+/// The stations with their position, first and last seen, and latest
+/// reading (from the cache), a page at a time in station-id order.
+#[utoipa::path(get, path = "/api/v1/stations", tag = "stations", params(StationsQuery),
+    responses((status = 200, body = StationList),
+        (status = 400, description = "a bad parameter", body = ErrorBody),
+        (status = 500, body = ErrorBody)))]
+async fn list_stations(
+    params: HashMap<String, String>,
+    ctx: Arc<WebContext>,
+) -> Result<impl Reply, Rejection> {
+    only(&params, &["limit", "after"]).map_err(reject)?;
+    let limit = limit(&params, STATIONS_PAGE, MAX_STATIONS_PAGE).map_err(reject)?;
+    let after = match params.get("after") {
+        None => None,
+        Some(raw) => Some(StationId::parse(raw).map_err(|e| {
+            reject(ApiError::bad_request(format!(
+                "after must be a station id: {e}"
+            )))
+        })?),
+    };
+    let (stations, total) = station_views(&ctx, Pick::Page { after, limit })
+        .await
+        .map_err(reject)?;
+    let next_after = if stations.len() == limit {
+        stations.last().map(|s| s.station.station_id.clone())
+    } else {
+        None
+    };
+    Ok(warp::reply::json(&StationList {
+        stations,
+        next_after,
+        total,
+    }))
 }
 
 /// One station: position, name, status, first and last seen, and its

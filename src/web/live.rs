@@ -212,17 +212,18 @@ async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc
         return;
     }
     let (mut sink, mut incoming) = socket.split();
-    let snapshot = match api::station_views(&ctx).await {
-        Ok(mut views) => {
-            if let Some(filter) = &stations {
-                views.retain(|v| filter.contains(&v.station.station_id));
-            }
-            LiveMessage::Snapshot {
-                protocol: crate::actors::hub::PROTOCOL_VERSION,
-                stations: &views,
-            }
-            .to_json()
+    let pick = api::Pick::Latest {
+        limit: ctx.serving.snapshot_max,
+        only: stations.as_ref().map(|s| s.iter().cloned().collect()),
+    };
+    let snapshot = match api::station_views(&ctx, pick).await {
+        Ok((views, total)) => LiveMessage::Snapshot {
+            protocol: crate::actors::hub::PROTOCOL_VERSION,
+            complete: views.len() >= total,
+            total,
+            stations: &views,
         }
+        .to_json(),
         Err(e) => {
             tracing::warn!(client = id, error = e.message, "live snapshot failed");
             return;

@@ -103,3 +103,85 @@ async fn the_live_protocol_is_versioned_and_sends_rollups_and_station_status() {
     let (_, station) = daemon.get("/api/v1/stations/WS777").await;
     assert_eq!(station["status"], "silent");
 }
+
+/// A large network is read in pages: `GET /api/v1/stations` in station-id
+/// order with `next_after`, and the websocket's snapshot holds only the
+/// stations heard from last (`web.snapshot_max`), saying it is partial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stations_come_in_pages_and_the_snapshot_is_bounded() {
+    let daemon = Daemon::start_with_env(&[], &[("ISOBAR__WEB__SNAPSHOT_MAX", "2")]);
+    let publisher = Publisher::connect(&daemon, "paging-publisher").await;
+    // Heard from in this order, a second apart.
+    let ids = ["WS905", "WS901", "WS904", "WS902", "WS903"];
+    let start = Utc::now() - TimeDelta::seconds(60);
+    for (i, id) in ids.iter().enumerate() {
+        let at = (start + TimeDelta::seconds(i as i64)).to_rfc3339_opts(SecondsFormat::Secs, true);
+        publisher.reading(id, &at, 10.0 + i as f64).await;
+        common::eventually(Duration::from_secs(10), "the station stored", || async {
+            let (status, _) = daemon.get(&format!("/api/v1/stations/{id}/latest")).await;
+            (status == 200).then_some(())
+        })
+        .await;
+    }
+
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let query = after
+            .as_ref()
+            .map_or(String::new(), |a| format!("&after={a}"));
+        let (status, page) = daemon
+            .get(&format!("/api/v1/stations?limit=2{query}"))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["total"], 5);
+        let stations = page["stations"].as_array().unwrap();
+        assert!(stations.len() <= 2);
+        seen.extend(
+            stations
+                .iter()
+                .map(|s| s["station_id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_after"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["WS901", "WS902", "WS903", "WS904", "WS905"]);
+    for bad in ["limit=0", "limit=10001", "after=no%20id", "page=2"] {
+        let (status, body) = daemon.get(&format!("/api/v1/stations?{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["message"].is_string(), "{body}");
+    }
+
+    let (mut live, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/v1/live", daemon.web))
+            .await
+            .unwrap();
+    let snapshot = next_json(&mut live).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["complete"], false);
+    assert_eq!(snapshot["total"], 5);
+    let mut latest: Vec<&str> = snapshot["stations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["station_id"].as_str().unwrap())
+        .collect();
+    latest.sort();
+    assert_eq!(latest, ["WS902", "WS903"], "the two heard from last");
+    // A client following two stations gets both, complete.
+    let (mut few, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/api/v1/live?stations=WS901,WS905",
+        daemon.web
+    ))
+    .await
+    .unwrap();
+    let snapshot = next_json(&mut few).await;
+    assert_eq!(
+        (snapshot["complete"].as_bool(), snapshot["total"].as_u64()),
+        (Some(true), Some(2))
+    );
+    drop(publisher);
+    assert_eq!(daemon.terminate(), Some(0));
+}

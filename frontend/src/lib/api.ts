@@ -5,7 +5,7 @@ import {
   parseQuarantineResponse,
   parseReadingsResponse,
   parseRollupsResponse,
-  parseStationsResponse,
+  parseStationsPage,
   parseSupervisionResponse,
 } from './protocol';
 import type {
@@ -87,8 +87,21 @@ async function getJson(path: string, signal?: AbortSignal): Promise<unknown> {
   return (await get(path, 'application/json', signal)).json();
 }
 
+/**
+ * Every station, a page of 1,000 at a time (`next_after`), so a large
+ * network is read in pieces rather than one answer of megabytes.
+ */
 export async function fetchStations(signal?: AbortSignal): Promise<Station[]> {
-  return parseStationsResponse(await getJson(STATIONS_PATH, signal));
+  const stations: Station[] = [];
+  let after: string | null = null;
+  do {
+    const query: string = after === null ? '' : `&after=${encodeURIComponent(after)}`;
+    const page = parseStationsPage(await getJson(`${STATIONS_PATH}?limit=1000${query}`, signal));
+    stations.push(...page.stations);
+    // A page that adds nothing ends it, whatever it says.
+    after = page.stations.length > 0 ? page.nextAfter : null;
+  } while (after !== null);
+  return stations;
 }
 
 /** A history query's result; `truncated` when more than `max` items matched. */

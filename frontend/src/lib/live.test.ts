@@ -79,7 +79,7 @@ describe('LiveConnection', () => {
     h.socket().send('{"type":"station_status","station_id":"WS001"}'); // unknown: ignored
     h.socket().send('garbage');
     expect(h.messages).toEqual([
-      { type: 'snapshot', stations: [] },
+      { type: 'snapshot', stations: [], complete: true },
       { type: 'overflow', dropped: 2 },
     ]);
   });

@@ -6,6 +6,7 @@ import {
   parseReadingsResponse,
   parseRollupsResponse,
   parseServerMessage,
+  parseStationsPage,
   parseStationsResponse,
   parseSupervisionResponse,
 } from './protocol';
@@ -53,6 +54,16 @@ describe('parseServerMessage', () => {
     expect(msg.stations[0]?.latest).toBeNull();
     expect(msg.stations[1]?.latest?.temperature_c).toBe(22.5);
     expect(msg.stations[1]?.last_seen).toBe('d');
+    // A server before `complete` sent every station.
+    expect(msg.complete).toBe(true);
+  });
+
+  it('decodes a partial snapshot and a page of the station list', () => {
+    const msg = parseServerMessage(JSON.stringify({ type: 'snapshot', complete: false, total: 5000, stations: [] }));
+    expect(msg).toEqual({ type: 'snapshot', stations: [], complete: false });
+    expect(parseStationsPage({ stations: [{ station_id: 'WS001' }], next_after: 'WS001', total: 2 }).nextAfter).toBe('WS001');
+    expect(parseStationsPage({ stations: [], next_after: null }).nextAfter).toBeNull();
+    expect(parseStationsPage('x')).toEqual({ stations: [], nextAfter: null });
   });
 
   it('decodes station names, status and station_status messages', () => {

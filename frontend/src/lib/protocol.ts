@@ -132,7 +132,16 @@ export function normalizeStationList(v: unknown): Station[] {
 
 /** Body of `GET /api/v1/stations`. */
 export function parseStationsResponse(body: unknown): Station[] {
-  return isObject(body) ? normalizeStationList(body.stations) : [];
+  return parseStationsPage(body).stations;
+}
+
+/** A page of `GET /api/v1/stations`, and the id to read the next after. */
+export function parseStationsPage(body: unknown): { stations: Station[]; nextAfter: string | null } {
+  if (!isObject(body)) return { stations: [], nextAfter: null };
+  return {
+    stations: normalizeStationList(body.stations),
+    nextAfter: typeof body.next_after === 'string' ? body.next_after : null,
+  };
 }
 
 /** Body of `GET /api/v1/stations/{id}/readings`. */
@@ -156,7 +165,12 @@ export function parseServerMessage(text: string): ServerMessage | null {
   switch (v.type) {
     case 'snapshot':
       if (!Array.isArray(v.stations)) return null;
-      return { type: 'snapshot', stations: normalizeStationList(v.stations) };
+      // A server before `complete` sent every station.
+      return {
+        type: 'snapshot',
+        stations: normalizeStationList(v.stations),
+        complete: v.complete !== false,
+      };
     case 'reading': {
       const reading = normalizeReading(v.reading);
       return reading === null ? null : { type: 'reading', reading };

@@ -12,15 +12,29 @@ import {
 } from './stations';
 
 function stateWith(...stations: ReturnType<typeof station>[]): StationsState {
-  return applyMessages(emptyState, [{ type: 'snapshot', stations }]);
+  return applyMessages(emptyState, [{ type: 'snapshot', stations, complete: true }]);
 }
 
 describe('applyMessage / applyMessages', () => {
   it('snapshot replaces the station map and marks the state as live-synced', () => {
     const before = stateWith(station('OLD'));
-    const after = applyMessages(before, [{ type: 'snapshot', stations: [station('WS001'), station('WS002')] }]);
+    const after = applyMessages(before, [{ type: 'snapshot', stations: [station('WS001'), station('WS002')], complete: true }]);
     expect([...after.stations.keys()]).toEqual(['WS001', 'WS002']);
     expect(after.hasSnapshot).toBe(true);
+  });
+
+  it('a partial snapshot of a large network updates the stations it holds and keeps the others', () => {
+    const before = stateWith(station('WS001'), station('WS002'));
+    const fresh = station('WS002', reading({ station_id: 'WS002' }));
+    const after = applyMessages(before, [{ type: 'snapshot', stations: [fresh, station('WS003')], complete: false }]);
+    expect([...after.stations.keys()].sort()).toEqual(['WS001', 'WS002', 'WS003']);
+    expect(after.stations.get('WS002')?.latest).not.toBeNull();
+    // The paged station list still applies: the snapshot was not all.
+    const listed = applyStationList(
+      applyMessages(emptyState, [{ type: 'snapshot', stations: [fresh], complete: false }]),
+      [station('WS001'), station('WS004')],
+    );
+    expect([...listed.stations.keys()].sort()).toEqual(['WS001', 'WS002', 'WS004']);
   });
 
   it('a reading updates latest and last_seen of a known station', () => {

@@ -142,10 +142,18 @@ export function stationWithReading(existing: Station | undefined, r: Reading): S
 export function applyMessage(draft: StationsDraft, msg: ServerMessage): void {
   switch (msg.type) {
     case 'snapshot':
-      // The snapshot is the server's full view; it replaces ours (it also
-      // resynchronises after a reconnect).
-      draft.stations = stationsFromList(msg.stations);
-      draft.hasSnapshot = true;
+      if (msg.complete) {
+        // The server's full view: it replaces ours (it also resynchronises
+        // after a reconnect).
+        draft.stations = stationsFromList(msg.stations);
+        draft.hasSnapshot = true;
+      } else {
+        // The stations heard from last, of a larger network: fresher than
+        // ours for those; the others come from the paged station list.
+        const stations = new Map(draft.stations);
+        for (const [id, s] of stationsFromList(msg.stations)) stations.set(id, s);
+        draft.stations = stations;
+      }
       break;
     case 'reading': {
       const r = msg.reading;

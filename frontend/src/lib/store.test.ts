@@ -62,7 +62,7 @@ describe('StationStore', () => {
     frames.run();
     expect([...store.getSnapshot().stations.keys()]).toEqual(['REST1']);
 
-    store.ingest({ type: 'snapshot', stations: [station('WS1')] });
+    store.ingest({ type: 'snapshot', stations: [station('WS1')], complete: true });
     store.loadStations([station('REST2')]);
     frames.run();
     expect([...store.getSnapshot().stations.keys()]).toEqual(['WS1']);
@@ -84,11 +84,11 @@ describe('StationStore', () => {
     const store = new StationStore(frames.scheduler);
     const counts: number[] = [];
     const off = store.onSnapshot((n) => counts.push(n));
-    store.ingest({ type: 'snapshot', stations: [] });
+    store.ingest({ type: 'snapshot', stations: [], complete: true });
     store.ingest({ type: 'reading', reading: reading() });
-    store.ingest({ type: 'snapshot', stations: [] });
+    store.ingest({ type: 'snapshot', stations: [], complete: true });
     off();
-    store.ingest({ type: 'snapshot', stations: [] });
+    store.ingest({ type: 'snapshot', stations: [], complete: true });
     expect(counts).toEqual([1, 2]);
   });
 

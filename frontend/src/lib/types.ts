@@ -120,6 +120,8 @@ export interface SupervisionEvent {
 export interface SnapshotMessage {
   type: 'snapshot';
   stations: Station[];
+  /** False when the server sent only the stations heard from last. */
+  complete: boolean;
 }
 
 export interface ReadingMessage {
