@@ -1,5 +1,5 @@
 # isobar — the two commands: `make run` and `make test`.
-.PHONY: run test e2e build release frontend frontend-deps lint fuzz bench bench-ingest bench-api bench-qc bench-dashboard publish-dashboard lint-deploy clean
+.PHONY: run test e2e build release frontend frontend-deps lint fuzz bench bench-ingest bench-memory bench-api bench-qc bench-dashboard publish-dashboard lint-deploy clean
 
 CARGO ?= cargo
 
@@ -41,6 +41,12 @@ bench: bench-ingest bench-qc bench-api bench-dashboard
 bench-ingest:
 	./scripts/services.sh
 	$(CARGO) bench --bench ingest
+
+## Memory only: what a station costs, and what the default mode gives back
+## after a burst and after connection churn (release build).
+bench-memory:
+	./scripts/services.sh
+	BENCH_ONLY=given_back,memory $(CARGO) bench --bench ingest
 
 ## Quality control alone, per reading, on the real records in tests/data/qc,
 ## against parsing the same readings (release build).

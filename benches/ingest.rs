@@ -33,8 +33,15 @@
 //!    much of a BENCH_BURST-reading burst (default 500,000) is still held a
 //!    minute after it is stored.
 //!
+//! 6. Memory given back, in the default mode (the embedded server): the
+//!    resident memory of the idle daemon with 1,000 known stations, then
+//!    once it settles after a burst of BENCH_MEMORY_READINGS (default
+//!    100,000) readings, and after BENCH_CYCLES (default 10,000) MQTT
+//!    connections that each connect, publish, hear the PUBACK and close;
+//!    each as a ratio to idle.
+//!
 //! BENCH_READINGS (default 500,000) sets the size of the saturation runs.
-//! BENCH_ONLY=throughput,latency,stations,memory picks parts. BENCH_LOG=info keeps
+//! BENCH_ONLY=throughput,latency,stations,memory,given_back picks parts. BENCH_LOG=info keeps
 //! each daemon's log on stderr instead of in its temporary directory.
 //! BENCH_ISOBAR=PATH measures another build of the daemon (an earlier
 //! commit's, say) against the same baselines.
@@ -597,9 +604,12 @@ impl Daemon {
             }
         };
         if let Some(url) = postgres_url {
-            command
-                .env("ISOBAR__STORAGE__BACKEND", "postgres")
-                .env("ISOBAR__STORAGE__POSTGRES_URL", url);
+            // Plain TCP on loopback, as the naive pipeline connects (libpq's
+            // default, sslmode=prefer, would encrypt against this server).
+            command.env("ISOBAR__STORAGE__BACKEND", "postgres").env(
+                "ISOBAR__STORAGE__POSTGRES_URL",
+                format!("{url}?sslmode=disable"),
+            );
         }
         if std::env::var("BENCH_LOG").is_ok() {
             command.stderr(Stdio::inherit());
@@ -1241,6 +1251,108 @@ async fn memory(port: u16, summary: &mut Summary) {
     daemon.stop().await;
 }
 
+/// The default mode's memory given back: the daemon on its embedded server
+/// with 1,000 known stations, idle; then a burst of BENCH_MEMORY_READINGS
+/// (default 100,000) noisy readings from them; then BENCH_CYCLES (default
+/// 10,000) MQTT connections that each connect, publish one reading,
+/// hear its PUBACK and close. After each, the resident memory once it
+/// settles, against the idle value.
+async fn memory_given_back(summary: &mut Summary) {
+    let readings = env_usize("BENCH_MEMORY_READINGS", 100_000);
+    let cycles = env_usize("BENCH_CYCLES", 10_000);
+    eprintln!("bench-ingest: memory given back: {readings} readings, then {cycles} connections");
+    let mut daemon = Daemon::start(Broker::Embedded, None).await;
+    greet(&daemon, 0, STATIONS).await;
+    let idle = settled_rss(&daemon).await;
+    let data = dataset(readings, STATIONS, Shape::Noisy);
+    let (stored, quarantined) = daemon.counts().await;
+    publish(daemon.mqtt, &data).await;
+    daemon
+        .wait_for(stored + quarantined + readings as u64)
+        .await;
+    let peak = daemon.rss_kib();
+    let after_burst = settled_rss(&daemon).await;
+    let started = Instant::now();
+    churn(daemon.mqtt, cycles).await;
+    let churn_seconds = started.elapsed().as_secs_f64();
+    let churn_peak = daemon.rss_kib();
+    let after_churn = settled_rss(&daemon).await;
+    let ratio = |rss: u64| round(rss as f64 / idle as f64, 2);
+    line(json!({
+        "measurement": "memory/given_back",
+        "idle_rss_mib": round(idle as f64 / 1024.0, 1),
+        "burst_readings": readings,
+        "rss_mib_when_stored": round(peak as f64 / 1024.0, 1),
+        "rss_mib_after_burst": round(after_burst as f64 / 1024.0, 1),
+        "ratio_after_burst_to_idle": ratio(after_burst),
+        "connection_cycles": cycles,
+        "cycles_per_second": (cycles as f64 / churn_seconds).round(),
+        "rss_mib_when_cycled": round(churn_peak as f64 / 1024.0, 1),
+        "rss_mib_after_cycles": round(after_churn as f64 / 1024.0, 1),
+        "ratio_after_cycles_to_idle": ratio(after_churn),
+    }));
+    summary.add(format!(
+        "memory given back (embedded): idle {:.0} MiB; {readings} readings: {:.0} MiB when stored, {:.0} MiB settled ({:.2} of idle); {cycles} connect/close: {:.0} MiB settled ({:.2} of idle)",
+        idle as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        after_burst as f64 / 1024.0,
+        ratio(after_burst),
+        after_churn as f64 / 1024.0,
+        ratio(after_churn),
+    ));
+    daemon.stop().await;
+}
+
+/// `cycles` MQTT connections, 50 at a time, each from a client id of its
+/// own: connect, publish one current reading of a known station (QoS 1),
+/// wait for its PUBACK, disconnect.
+async fn churn(addr: SocketAddr, cycles: usize) {
+    let next = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let next = next.clone();
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    if i >= cycles {
+                        return;
+                    }
+                    let options = mqtt_options(&format!("churn-{i}"), addr);
+                    let (client, mut eventloop) = AsyncClient::new(options, 10);
+                    let id = station(i % STATIONS);
+                    let body = json!({
+                        "station_id": id,
+                        "timestamp": Utc::now().to_rfc3339(),
+                        "temperature": 10.0 + (i % 100) as f64 * 0.1,
+                    })
+                    .to_string();
+                    client
+                        .publish(topic(&id), QoS::AtLeastOnce, false, body)
+                        .await
+                        .unwrap();
+                    loop {
+                        match eventloop.poll().await {
+                            Ok(Event::Incoming(Packet::PubAck(_))) => break,
+                            Ok(_) => {}
+                            Err(e) => panic!("churn connection {i}: {e}"),
+                        }
+                    }
+                    client.disconnect().await.unwrap();
+                    // Let the DISCONNECT out.
+                    while let Ok(event) = eventloop.poll().await {
+                        if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                            break;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let total = env_usize("BENCH_READINGS", 500_000);
@@ -1273,6 +1385,9 @@ async fn main() {
     }
     if wanted("stations") {
         many_stations(port, total, &mut summary, &mut dbs).await;
+    }
+    if wanted("given_back") {
+        memory_given_back(&mut summary).await;
     }
     if wanted("memory") {
         memory(port, &mut summary).await;

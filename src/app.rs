@@ -108,12 +108,7 @@ impl App {
     /// from here on the daemon takes readings and serves HTTP. [`App::run`]
     /// waits for the end and stops it in order.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        // rustls cannot choose between the crypto providers its dependents
-        // enable; without one installed, the first TLS connection panics.
-        static CRYPTO: std::sync::Once = std::sync::Once::new();
-        CRYPTO.call_once(|| {
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        });
+        crate::config::install_crypto_provider();
         static INSTANCES: AtomicU64 = AtomicU64::new(0);
         let instance = format!("isobar{}", INSTANCES.fetch_add(1, Ordering::Relaxed));
         let pipeline = Pipeline::new(&instance, settings.persister.quarantine_max_bytes);
@@ -127,10 +122,14 @@ impl App {
         .await?;
         let cache: Arc<dyn LatestCache> = match settings.cache.target()? {
             CacheTarget::Memory => Arc::new(MemoryCache::default()),
-            CacheTarget::Redis { url } => {
-                let redis =
-                    RedisCache::connect(url.expose(), &settings.cache.key_prefix, &instance_id())
-                        .map_err(|e| StartupError::Cache(e.to_string()))?;
+            CacheTarget::Redis { url, tls } => {
+                let redis = RedisCache::connect(
+                    url.expose(),
+                    &settings.cache.key_prefix,
+                    &instance_id(),
+                    tls,
+                )
+                .map_err(|e| StartupError::Cache(e.to_string()))?;
                 let hub = pipeline.hub.clone();
                 // Readings stored by other instances reach this one's clients.
                 redis

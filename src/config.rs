@@ -15,6 +15,16 @@ use crate::domain::alerts::{PipelineRules, QcFailureRule, ThresholdRule};
 use crate::domain::{QcConfig, StationId};
 use crate::supervisor::{Backoff, Restart, RestartPolicy, Strategy};
 
+/// rustls cannot choose between the crypto providers its dependents
+/// enable; without one installed, the first TLS client built without one
+/// (fred's, for a `rediss://` URL) panics. Installs aws-lc-rs, once.
+pub fn install_crypto_provider() {
+    static CRYPTO: std::sync::Once = std::sync::Once::new();
+    CRYPTO.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}
+
 pub mod acl;
 mod alerts;
 mod auth;

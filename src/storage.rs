@@ -8,6 +8,7 @@ mod memory;
 mod postgres;
 mod redis;
 mod sqlite;
+pub mod tls;
 
 pub use memory::MemoryCache;
 pub use postgres::PostgresStore;
@@ -45,8 +46,8 @@ pub async fn open(
             tracing::info!(path = %store.path().display(), "store open (sqlite)");
             Ok(Arc::new(store))
         }
-        StoreTarget::Postgres { url } => {
-            let store = PostgresStore::new(url.expose(), settings.postgres_pool.get())?;
+        StoreTarget::Postgres { url, tls } => {
+            let store = PostgresStore::new(url.expose(), settings.postgres_pool.get(), &tls)?;
             let deadline = tokio::time::Instant::now() + wait;
             let mut delay = std::time::Duration::from_millis(200);
             loop {

@@ -58,6 +58,9 @@ pub struct CacheSettings {
     /// Prefix of every key and channel, so instances of different networks
     /// can share a Redis.
     pub key_prefix: String,
+    /// With `rediss://`, the CA certificates (PEM) the server's certificate
+    /// must be signed by; without it, the system's.
+    pub redis_ca_file: Option<PathBuf>,
 }
 
 impl Default for CacheSettings {
@@ -66,6 +69,7 @@ impl Default for CacheSettings {
             backend: CacheBackend::Memory,
             redis_url: None,
             key_prefix: "isobar:".into(),
+            redis_ca_file: None,
         }
     }
 }
@@ -137,15 +141,99 @@ impl StorageSettings {
 }
 
 /// The store the settings choose, with what it needs.
-#[derive(Debug, Clone, Copy)]
-pub enum StoreTarget<'a> {
+#[derive(Debug, Clone)]
+pub enum StoreTarget {
     Sqlite,
-    Postgres { url: &'a Secret },
+    Postgres {
+        /// The URL for the driver: `sslmode` as it knows it, without
+        /// `sslrootcert`.
+        url: Secret,
+        tls: PostgresTls,
+    },
+}
+
+/// `sslmode`, as libpq reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS if the server offers it, its certificate unchecked (the
+    /// default, as in libpq).
+    Prefer,
+    /// TLS, the certificate unchecked.
+    Require,
+    /// TLS, the certificate signed by a CA of `sslrootcert`.
+    VerifyCa,
+    /// As `verify-ca`, and issued for the host connected to.
+    VerifyFull,
+}
+
+/// TLS to PostgreSQL: the mode, and the CA certificates (PEM) read from
+/// `sslrootcert`.
+#[derive(Debug, Clone)]
+pub struct PostgresTls {
+    pub mode: SslMode,
+    pub ca: Option<Vec<u8>>,
+}
+
+/// Takes libpq's `sslmode` and `sslrootcert` out of a PostgreSQL URL (or
+/// key=value string): the URL left, with the `sslmode` the driver knows
+/// (`disable`, `prefer` or `require`), the mode and the CA file.
+pub fn split_postgres_tls(url: &str) -> Result<(String, SslMode, Option<PathBuf>), String> {
+    let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let (head, params): (&str, Vec<&str>) = if is_url {
+        match url.split_once('?') {
+            Some((head, query)) => (head, query.split('&').filter(|p| !p.is_empty()).collect()),
+            None => (url, Vec::new()),
+        }
+    } else {
+        ("", url.split_whitespace().collect())
+    };
+    let mut mode = SslMode::Prefer;
+    let mut root = None;
+    let mut kept = Vec::new();
+    for param in params {
+        match param.split_once('=') {
+            Some(("sslmode", value)) => {
+                mode = match value {
+                    "disable" => SslMode::Disable,
+                    "allow" | "prefer" => SslMode::Prefer,
+                    "require" => SslMode::Require,
+                    "verify-ca" => SslMode::VerifyCa,
+                    "verify-full" => SslMode::VerifyFull,
+                    other => {
+                        return Err(format!(
+                            "sslmode={other:?} is none of disable, prefer, require, verify-ca, verify-full"
+                        ));
+                    }
+                }
+            }
+            Some(("sslrootcert", value)) => root = Some(PathBuf::from(value)),
+            _ => kept.push(param),
+        }
+    }
+    if matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull) && root.is_none() {
+        return Err(
+            "sslmode=verify-ca and verify-full need sslrootcert=FILE, the server's CA certificates (PEM)"
+                .into(),
+        );
+    }
+    kept.push(match mode {
+        SslMode::Disable => "sslmode=disable",
+        SslMode::Prefer => "sslmode=prefer",
+        _ => "sslmode=require",
+    });
+    let rest = if is_url {
+        format!("{head}?{}", kept.join("&"))
+    } else {
+        kept.join(" ")
+    };
+    Ok((rest, mode, root))
 }
 
 impl StorageSettings {
     /// The store chosen, or which key stands in the way and why.
-    pub fn target(&self) -> Result<StoreTarget<'_>, ConfigError> {
+    pub fn target(&self) -> Result<StoreTarget, ConfigError> {
         match self.backend {
             StoreBackend::Sqlite => Ok(StoreTarget::Sqlite),
             StoreBackend::Postgres => {
@@ -156,33 +244,36 @@ impl StorageSettings {
                  (set ISOBAR__STORAGE__POSTGRES_URL)",
                     )
                 })?;
+                let bad = |reason: String| ConfigError::new("storage.postgres_url", reason);
+                let (rest, mode, root) = split_postgres_tls(url.expose()).map_err(bad)?;
                 // The parser's message never quotes the URL, which holds a password.
-                let parsed = url
-                    .expose()
-                    .parse::<tokio_postgres::Config>()
-                    .map_err(|e| {
-                        ConfigError::new(
-                            "storage.postgres_url",
-                            format!("not a PostgreSQL URL: {e}"),
-                        )
-                    })?;
-                if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-                    return Err(ConfigError::new(
-                        "storage.postgres_url",
-                        "sslmode=require is not supported yet; connect over a private network",
-                    ));
-                }
-                Ok(StoreTarget::Postgres { url })
+                rest.parse::<tokio_postgres::Config>()
+                    .map_err(|e| bad(format!("not a PostgreSQL URL: {e}")))?;
+                let ca = match root {
+                    Some(path) => Some(std::fs::read(&path).map_err(|e| {
+                        bad(format!("cannot read sslrootcert {}: {e}", path.display()))
+                    })?),
+                    None => None,
+                };
+                Ok(StoreTarget::Postgres {
+                    url: Secret::new(rest),
+                    tls: PostgresTls { mode, ca },
+                })
             }
         }
     }
 }
 
 /// The latest-reading cache the settings choose, with what it needs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum CacheTarget<'a> {
     Memory,
-    Redis { url: &'a Secret },
+    Redis {
+        url: &'a Secret,
+        /// With `rediss://`: TLS, trusting these CA certificates (PEM), or
+        /// the system's without them.
+        tls: Option<Option<Vec<u8>>>,
+    },
 }
 
 impl CacheSettings {
@@ -197,19 +288,29 @@ impl CacheSettings {
                         "required with cache.backend = \"redis\" (set ISOBAR__CACHE__REDIS_URL)",
                     )
                 })?;
-                if url.expose().starts_with("rediss://") {
-                    return Err(ConfigError::new(
-                        "cache.redis_url",
-                        "TLS (rediss://) is not supported yet; connect over a private network",
-                    ));
-                }
+                let tls = if url.expose().starts_with("rediss://") {
+                    // The URL parser builds a TLS client.
+                    install_crypto_provider();
+                    Some(match &self.redis_ca_file {
+                        Some(path) => Some(read_file("cache.redis_ca_file", path)?),
+                        None => None,
+                    })
+                } else {
+                    if self.redis_ca_file.is_some() {
+                        return Err(ConfigError::new(
+                            "cache.redis_ca_file",
+                            "is for TLS: give cache.redis_url as rediss://",
+                        ));
+                    }
+                    None
+                };
                 fred::prelude::Config::from_url(url.expose()).map_err(|e| {
                     ConfigError::new(
                         "cache.redis_url",
                         format!("not a Redis URL: {}", e.details()),
                     )
                 })?;
-                Ok(CacheTarget::Redis { url })
+                Ok(CacheTarget::Redis { url, tls })
             }
         }
     }

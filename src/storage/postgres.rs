@@ -67,8 +67,21 @@ pub struct PostgresStore {
     duplicates_seen: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
-fn pool_error(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Postgres(e.to_string())
+/// The error with its causes ("error performing TLS handshake: invalid
+/// peer certificate: UnknownIssuer"): the first line alone rarely says
+/// what to fix.
+fn pool_error(e: impl std::error::Error) -> StoreError {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    StoreError::Postgres(text)
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -81,7 +94,7 @@ impl From<tokio_postgres::Error> for StoreError {
                 StoreError::Rejected(format!("postgres: {}: {}", db.code().code(), db.message()))
             }
             Some(db) => StoreError::Postgres(format!("{}: {}", db.code().code(), db.message())),
-            None => StoreError::Postgres(e.to_string()),
+            None => pool_error(e),
         }
     }
 }
@@ -90,7 +103,11 @@ impl PostgresStore {
     /// A pool of at most `max_connections` to the database at `url`
     /// (`postgres://user:password@host:port/database?options=…`). Nothing
     /// is connected until first use.
-    pub fn new(url: &str, max_connections: usize) -> Result<Self, StoreError> {
+    pub fn new(
+        url: &str,
+        max_connections: usize,
+        tls: &crate::config::PostgresTls,
+    ) -> Result<Self, StoreError> {
         let mut config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Open {
             path: "storage.postgres_url".into(),
             reason: e.to_string(),
@@ -103,15 +120,34 @@ impl PostgresStore {
             .keepalives(true)
             .keepalives_idle(std::time::Duration::from_secs(10))
             .tcp_user_timeout(std::time::Duration::from_secs(20));
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            // Check a connection before reusing it: after a server restart
-            // the pool would otherwise hand out dead ones.
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Verified,
-            },
-        );
+        // Check a connection before reusing it: after a server restart the
+        // pool would otherwise hand out dead ones.
+        let recycling = || ManagerConfig {
+            recycling_method: RecyclingMethod::Verified,
+        };
+        use crate::config::SslMode;
+        use crate::storage::tls::Verify;
+        let verify = match tls.mode {
+            SslMode::Disable => None,
+            SslMode::Prefer | SslMode::Require => Some(Verify::Nothing),
+            SslMode::VerifyCa => Some(Verify::Chain),
+            SslMode::VerifyFull => Some(Verify::Full),
+        };
+        let manager = match verify {
+            None => Manager::from_config(config, NoTls, recycling()),
+            Some(verify) => {
+                let client = crate::storage::tls::client_config(tls.ca.as_deref(), verify)
+                    .map_err(|reason| StoreError::Open {
+                        path: "storage.postgres_url (sslrootcert)".into(),
+                        reason,
+                    })?;
+                Manager::from_config(
+                    config,
+                    crate::storage::tls::PostgresTls::new(client),
+                    recycling(),
+                )
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(max_connections)
             .runtime(deadpool_postgres::Runtime::Tokio1)

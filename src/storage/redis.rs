@@ -61,8 +61,20 @@ impl RedisCache {
     /// A client for the Redis at `url` (`redis://[:password@]host:port/db`),
     /// keys under `prefix`. It connects in the background and keeps
     /// reconnecting; until it is connected, the cache answers nothing.
-    pub fn connect(url: &str, prefix: &str, origin: &str) -> Result<Self, RedisError> {
-        let config = Config::from_url(url).map_err(|e| RedisError(e.to_string()))?;
+    /// `tls`: with `rediss://`, the CA certificates (PEM) to trust, or
+    /// the system's (`None` inside).
+    pub fn connect(
+        url: &str,
+        prefix: &str,
+        origin: &str,
+        tls: Option<Option<Vec<u8>>>,
+    ) -> Result<Self, RedisError> {
+        let mut config = Config::from_url(url).map_err(|e| RedisError(e.to_string()))?;
+        if let Some(ca) = tls {
+            let client = super::tls::client_config(ca.as_deref(), super::tls::Verify::Full)
+                .map_err(|e| RedisError(format!("cache.redis_ca_file: {e}")))?;
+            config.tls = Some(fred::types::config::TlsConnector::from(client).into());
+        }
         let client = builder(&config)
             .build()
             .map_err(|e| RedisError(e.to_string()))?;

@@ -90,7 +90,15 @@ fn reading(station: &str, at: &str, t: f64) -> Reading {
 #[tokio::test]
 async fn a_roll_up_returns_the_periods_it_changed_as_stored() {
     let schema = Schema::new().await;
-    let store = PostgresStore::new(&schema.url(), 4).unwrap();
+    let store = PostgresStore::new(
+        &schema.url(),
+        4,
+        &isobar::config::PostgresTls {
+            mode: isobar::config::SslMode::Disable,
+            ca: None,
+        },
+    )
+    .unwrap();
     store.migrate().await.unwrap();
     common::stores::a_roll_up_returns_the_periods_it_changed_as_stored(&store).await;
     schema.drop().await;
@@ -132,7 +140,15 @@ async fn an_older_database_is_carried_over() {
         ))
         .await
         .unwrap();
-    let store = PostgresStore::new(&schema.url(), 2).unwrap();
+    let store = PostgresStore::new(
+        &schema.url(),
+        2,
+        &isobar::config::PostgresTls {
+            mode: isobar::config::SslMode::Disable,
+            ca: None,
+        },
+    )
+    .unwrap();
     assert_eq!(store.migrate().await.unwrap(), 5);
     let periods = store
         .rollups(day_of("WS009", Resolution::Hour, 10))
@@ -166,7 +182,15 @@ async fn an_older_database_is_carried_over() {
 #[tokio::test]
 async fn wind_direction_rolls_up_as_vectors() {
     let schema = Schema::new().await;
-    let store = PostgresStore::new(&schema.url(), 4).unwrap();
+    let store = PostgresStore::new(
+        &schema.url(),
+        4,
+        &isobar::config::PostgresTls {
+            mode: isobar::config::SslMode::Disable,
+            ca: None,
+        },
+    )
+    .unwrap();
     store.migrate().await.unwrap();
     common::stores::wind_direction_rolls_up_as_vectors(&store).await;
     schema.drop().await;
@@ -175,7 +199,15 @@ async fn wind_direction_rolls_up_as_vectors() {
 #[tokio::test]
 async fn each_stored_batch_counts_once() {
     let schema = Schema::new().await;
-    let store = PostgresStore::new(&schema.url(), 4).unwrap();
+    let store = PostgresStore::new(
+        &schema.url(),
+        4,
+        &isobar::config::PostgresTls {
+            mode: isobar::config::SslMode::Disable,
+            ca: None,
+        },
+    )
+    .unwrap();
     store.migrate().await.unwrap();
     common::stores::each_stored_batch_counts_once(&store).await;
     schema.drop().await;
@@ -184,7 +216,15 @@ async fn each_stored_batch_counts_once() {
 #[tokio::test]
 async fn the_store_is_idempotent_and_answers_history() {
     let schema = Schema::new().await;
-    let store = PostgresStore::new(&schema.url(), 4).unwrap();
+    let store = PostgresStore::new(
+        &schema.url(),
+        4,
+        &isobar::config::PostgresTls {
+            mode: isobar::config::SslMode::Disable,
+            ca: None,
+        },
+    )
+    .unwrap();
     assert_eq!(store.migrate().await.unwrap(), 9);
     assert_eq!(store.migrate().await.unwrap(), 0, "migrations run once");
 
@@ -353,7 +393,15 @@ async fn the_store_is_idempotent_and_answers_history() {
 #[tokio::test]
 async fn batches_are_copied_in_and_one_with_a_stored_reading_still_stores_the_rest() {
     let schema = Schema::new().await;
-    let store = PostgresStore::new(&schema.url(), 2).unwrap();
+    let store = PostgresStore::new(
+        &schema.url(),
+        2,
+        &isobar::config::PostgresTls {
+            mode: isobar::config::SslMode::Disable,
+            ca: None,
+        },
+    )
+    .unwrap();
     store.migrate().await.unwrap();
     let config = QcConfig::default();
     let mut qc = StationQc::default();
@@ -487,4 +535,95 @@ fn migrate_applies_the_postgres_schema() {
         "the alerts table exists"
     );
     runtime.block_on(schema.drop());
+}
+
+/// Opens the store the settings of `url` name (without migrating).
+async fn open_postgres(url: String) -> Result<(), String> {
+    let settings = isobar::config::StorageSettings {
+        backend: isobar::config::StoreBackend::Postgres,
+        postgres_url: Some(isobar::config::Secret::new(url)),
+        ..Default::default()
+    };
+    isobar::storage::open(&settings, false, Duration::from_millis(300))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// TLS to PostgreSQL as libpq's `sslmode` says, against a server that
+/// takes only TLS: `verify-full` with the server's CA (`sslrootcert`)
+/// stores readings; a server whose certificate another CA signed is
+/// refused; so is a plain connection, by the server; and `verify-full`
+/// without a CA file is a configuration error naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_checks_the_server() {
+    let certs = tempfile::tempdir().unwrap();
+    common::tls::make_certificates(certs.path());
+    let other = tempfile::tempdir().unwrap();
+    common::tls::make_certificates(other.path());
+    let server = common::tls::TlsPostgres::start(certs.path());
+    let url = |params: String| {
+        format!(
+            "postgres://postgres@localhost:{}/postgres?{params}",
+            server.port
+        )
+    };
+    let ca = certs.path().join("ca.pem");
+    let verified = url(format!("sslmode=verify-full&sslrootcert={}", ca.display()));
+    open_postgres(verified.clone()).await.unwrap();
+    let err = open_postgres(url(format!(
+        "sslmode=verify-full&sslrootcert={}",
+        other.path().join("ca.pem").display()
+    )))
+    .await
+    .unwrap_err();
+    assert!(err.contains("certificate"), "{err}");
+    let err = open_postgres(url("sslmode=disable".into()))
+        .await
+        .unwrap_err();
+    assert!(err.contains("no encryption"), "{err}");
+    // verify-ca checks the chain only; require checks nothing.
+    open_postgres(format!(
+        "postgres://postgres@127.0.0.2:{}/postgres?sslmode=verify-ca&sslrootcert={}",
+        server.port,
+        ca.display()
+    ))
+    .await
+    .expect_err("127.0.0.2 is not where the server listens");
+    open_postgres(url("sslmode=require".into())).await.unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_isobar"))
+        .arg("check-config")
+        .env("ISOBAR__STORAGE__BACKEND", "postgres")
+        .env(
+            "ISOBAR__STORAGE__POSTGRES_URL",
+            url("sslmode=verify-full".into()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("storage.postgres_url: sslmode=verify-ca and verify-full need sslrootcert"),
+        "{stderr}"
+    );
+
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("ISOBAR__STORAGE__BACKEND", "postgres"),
+            ("ISOBAR__STORAGE__POSTGRES_URL", &verified),
+        ],
+    );
+    let publisher = Publisher::connect(&daemon, "tls-postgres").await;
+    publisher
+        .reading("WS560", "2025-01-13T10:00:00Z", 4.5)
+        .await;
+    eventually(Duration::from_secs(20), "the reading over TLS", || async {
+        let (_, body) = daemon.get("/api/v1/stations/WS560/latest").await;
+        (body["temperature_c"] == 4.5).then_some(())
+    })
+    .await;
+    drop(publisher);
+    assert_eq!(daemon.terminate(), Some(0));
 }

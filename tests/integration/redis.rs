@@ -31,7 +31,7 @@ fn reading(station: &str, at: &str, t: f64) -> Reading {
 #[tokio::test]
 async fn the_cache_keeps_the_newest_reading_per_station() {
     let prefix = prefix();
-    let a = RedisCache::connect(REDIS, &prefix, "a").unwrap();
+    let a = RedisCache::connect(REDIS, &prefix, "a", None).unwrap();
     eventually(Duration::from_secs(10), "redis connected", || async {
         a.ping().await.ok()
     })
@@ -47,7 +47,7 @@ async fn the_cache_keeps_the_newest_reading_per_station() {
     a.put_newer(&[reading("WS2", "2025-01-13T11:00:00Z", 3.0)])
         .await;
     // Another instance sharing the prefix sees the same.
-    let b = RedisCache::connect(REDIS, &prefix, "b").unwrap();
+    let b = RedisCache::connect(REDIS, &prefix, "b", None).unwrap();
     eventually(Duration::from_secs(10), "redis connected", || async {
         b.ping().await.ok()
     })
@@ -147,4 +147,60 @@ async fn the_daemon_carries_on_without_redis() {
         (ready["status"] == "ready").then_some(())
     })
     .await;
+}
+
+/// `rediss://`: the cache over TLS, the server's certificate checked
+/// against `cache.redis_ca_file`; a server of another CA is not reached,
+/// nor is the TLS port without TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_checks_the_server() {
+    // Two crypto providers are linked; the test's clients take the daemon's.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let certs = tempfile::tempdir().unwrap();
+    common::tls::make_certificates(certs.path());
+    let other = tempfile::tempdir().unwrap();
+    common::tls::make_certificates(other.path());
+    let port = common::mosquitto::free_port();
+    let _redis = common::PrivateRedis::start_tls(port, certs.path());
+    let ca = std::fs::read(certs.path().join("ca.pem")).unwrap();
+    let url = format!("rediss://localhost:{port}");
+    let cache = RedisCache::connect(&url, "tls:", "a", Some(Some(ca.clone()))).unwrap();
+    eventually(Duration::from_secs(10), "an answer over TLS", || async {
+        cache.ping().await.ok()
+    })
+    .await;
+    // Never answered, in three seconds of trying.
+    let never = |cache: RedisCache| async move {
+        for _ in 0..10 {
+            assert!(cache.ping().await.is_err());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let wrong = RedisCache::connect(
+        &url,
+        "tls:",
+        "b",
+        Some(Some(std::fs::read(other.path().join("ca.pem")).unwrap())),
+    )
+    .unwrap();
+    never(wrong).await;
+    let plain =
+        RedisCache::connect(&format!("redis://localhost:{port}"), "tls:", "c", None).unwrap();
+    never(plain).await;
+
+    let ca_file = certs.path().join("ca.pem");
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("ISOBAR__CACHE__BACKEND", "redis"),
+            ("ISOBAR__CACHE__REDIS_URL", &url),
+            ("ISOBAR__CACHE__REDIS_CA_FILE", ca_file.to_str().unwrap()),
+        ],
+    );
+    eventually(Duration::from_secs(10), "cache ready", || async {
+        let (_, ready) = daemon.get("/ready").await;
+        (ready["checks"]["cache"] == "ok").then_some(())
+    })
+    .await;
+    assert_eq!(daemon.terminate(), Some(0));
 }
