@@ -12,6 +12,7 @@ use figment::providers::Serialized;
 use isobar::config::{ConfigError, EXIT_BAD_CONFIG, Settings, parse_host_port};
 use isobar::{App, simulator};
 
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -140,7 +141,10 @@ fn give_back_freed_memory() {
     LAST.set(Some(now));
     // SAFETY: mi_collect takes no pointers and may be called on any thread
     // at any time; `false` asks for the cheap collection.
-    unsafe { libmimalloc_sys::mi_collect(false) };
+    #[cfg(not(feature = "system-allocator"))]
+    unsafe {
+        libmimalloc_sys::mi_collect(false)
+    };
 }
 
 fn load(args: &ConfigArgs, overrides: Figment) -> Result<Settings, ExitCode> {

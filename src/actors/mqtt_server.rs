@@ -45,6 +45,12 @@ use crate::health::Health;
 /// connection.
 pub const MAX_PACKET: usize = 1024 * 1024;
 
+/// What one connection's held publishes (read past the in-flight bound)
+/// may take: past it, the connection is not read. Readings are a few
+/// hundred bytes, so this is 100 of them many times over; it bounds a
+/// client that sends large payloads.
+const MAX_HELD_BYTES: usize = 256 * 1024;
+
 /// A connection must send CONNECT within this time.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -538,13 +544,15 @@ async fn session<R: AsyncRead + Unpin>(
     // as many again wait; then it is not read until acknowledgements make
     // room: the station waits, its messages with it.
     let mut held: VecDeque<(rumqttc::Publish, Result<StationId, RejectReason>)> = VecDeque::new();
+    let mut held_bytes = 0usize;
     let end = loop {
         while acks.open() < cap as u64
             && let Some((publish, station)) = held.pop_front()
         {
+            held_bytes -= publish.payload.len() + publish.topic.len();
             shared.router.hand_in(&acks, publish, station);
         }
-        let full = held.len() >= cap;
+        let full = held.len() >= cap || held_bytes >= MAX_HELD_BYTES;
         let read = tokio::select! {
             biased;
             () = kicked.cancelled() => break End::TakenOver,
@@ -587,6 +595,7 @@ async fn session<R: AsyncRead + Unpin>(
                 if held.is_empty() && acks.open() < cap as u64 {
                     shared.router.hand_in(&acks, publish, station);
                 } else {
+                    held_bytes += publish.payload.len() + publish.topic.len();
                     held.push_back((publish, station));
                 }
             }
