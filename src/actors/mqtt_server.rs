@@ -721,3 +721,28 @@ async fn write<W: AsyncWrite + Unpin>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        /// Whatever a client sends, the codec answers with a packet or an
+        /// error, never a panic (which would fail the server and close
+        /// every station's connection).
+        #[test]
+        fn no_bytes_make_the_codec_panic(
+            kind in 0u8..16,
+            flags in 0u8..16,
+            body in proptest::collection::vec(any::<u8>(), 0..96),
+        ) {
+            let mut bytes = vec![(kind << 4) | flags, body.len() as u8];
+            bytes.extend_from_slice(&body);
+            let mut buf = BytesMut::from(&bytes[..]);
+            let _ = Packet::read(&mut buf, MAX_PACKET);
+        }
+    }
+}
