@@ -16,6 +16,12 @@ use isobar::storage::{
 
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432/test";
 
+/// The machine's server, over plain TCP on loopback.
+const PLAIN: isobar::config::PostgresTls = isobar::config::PostgresTls {
+    mode: isobar::config::SslMode::Disable,
+    ca: None,
+};
+
 /// A fresh schema, dropped when the test is done with it.
 struct Schema {
     name: String,
@@ -90,15 +96,7 @@ fn reading(station: &str, at: &str, t: f64) -> Reading {
 #[tokio::test]
 async fn a_roll_up_returns_the_periods_it_changed_as_stored() {
     let schema = Schema::new().await;
-    let store = PostgresStore::new(
-        &schema.url(),
-        4,
-        &isobar::config::PostgresTls {
-            mode: isobar::config::SslMode::Disable,
-            ca: None,
-        },
-    )
-    .unwrap();
+    let store = PostgresStore::new(&schema.url(), 4, &PLAIN).unwrap();
     store.migrate().await.unwrap();
     common::stores::a_roll_up_returns_the_periods_it_changed_as_stored(&store).await;
     schema.drop().await;
@@ -140,15 +138,7 @@ async fn an_older_database_is_carried_over() {
         ))
         .await
         .unwrap();
-    let store = PostgresStore::new(
-        &schema.url(),
-        2,
-        &isobar::config::PostgresTls {
-            mode: isobar::config::SslMode::Disable,
-            ca: None,
-        },
-    )
-    .unwrap();
+    let store = PostgresStore::new(&schema.url(), 2, &PLAIN).unwrap();
     assert_eq!(store.migrate().await.unwrap(), 5);
     let periods = store
         .rollups(day_of("WS009", Resolution::Hour, 10))
@@ -182,15 +172,7 @@ async fn an_older_database_is_carried_over() {
 #[tokio::test]
 async fn wind_direction_rolls_up_as_vectors() {
     let schema = Schema::new().await;
-    let store = PostgresStore::new(
-        &schema.url(),
-        4,
-        &isobar::config::PostgresTls {
-            mode: isobar::config::SslMode::Disable,
-            ca: None,
-        },
-    )
-    .unwrap();
+    let store = PostgresStore::new(&schema.url(), 4, &PLAIN).unwrap();
     store.migrate().await.unwrap();
     common::stores::wind_direction_rolls_up_as_vectors(&store).await;
     schema.drop().await;
@@ -199,15 +181,7 @@ async fn wind_direction_rolls_up_as_vectors() {
 #[tokio::test]
 async fn each_stored_batch_counts_once() {
     let schema = Schema::new().await;
-    let store = PostgresStore::new(
-        &schema.url(),
-        4,
-        &isobar::config::PostgresTls {
-            mode: isobar::config::SslMode::Disable,
-            ca: None,
-        },
-    )
-    .unwrap();
+    let store = PostgresStore::new(&schema.url(), 4, &PLAIN).unwrap();
     store.migrate().await.unwrap();
     common::stores::each_stored_batch_counts_once(&store).await;
     schema.drop().await;
@@ -216,15 +190,7 @@ async fn each_stored_batch_counts_once() {
 #[tokio::test]
 async fn the_store_is_idempotent_and_answers_history() {
     let schema = Schema::new().await;
-    let store = PostgresStore::new(
-        &schema.url(),
-        4,
-        &isobar::config::PostgresTls {
-            mode: isobar::config::SslMode::Disable,
-            ca: None,
-        },
-    )
-    .unwrap();
+    let store = PostgresStore::new(&schema.url(), 4, &PLAIN).unwrap();
     assert_eq!(store.migrate().await.unwrap(), 9);
     assert_eq!(store.migrate().await.unwrap(), 0, "migrations run once");
 
@@ -393,15 +359,7 @@ async fn the_store_is_idempotent_and_answers_history() {
 #[tokio::test]
 async fn batches_are_copied_in_and_one_with_a_stored_reading_still_stores_the_rest() {
     let schema = Schema::new().await;
-    let store = PostgresStore::new(
-        &schema.url(),
-        2,
-        &isobar::config::PostgresTls {
-            mode: isobar::config::SslMode::Disable,
-            ca: None,
-        },
-    )
-    .unwrap();
+    let store = PostgresStore::new(&schema.url(), 2, &PLAIN).unwrap();
     store.migrate().await.unwrap();
     let config = QcConfig::default();
     let mut qc = StationQc::default();
