@@ -146,9 +146,8 @@ impl App {
             Some((host, port)) => MqttEndpoint::External(host, port),
             None => {
                 let listen = settings.mqtt.listen;
-                if settings.mqtt.users_file.is_some() {
-                    tracing::info!("embedded MQTT server: clients log in (mqtt.users_file)");
-                } else if !listen.ip().is_loopback() {
+                // The server logs how clients log in when it listens.
+                if settings.mqtt.users_file.is_none() && !listen.ip().is_loopback() {
                     tracing::warn!(%listen,
                         "embedded MQTT server: anyone who can reach it may publish (mqtt.allow_anonymous)");
                 }

@@ -150,18 +150,7 @@ impl Actor for Ingest {
             paused.clone(),
             args.health,
         );
-        let me = myself.clone();
-        let poller = tokio::spawn(async move {
-            use futures_util::FutureExt;
-            if let Err(panic) = std::panic::AssertUnwindSafe(polling).catch_unwind().await {
-                let why = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                let _ = me.cast(IngestMsg::PollerFailed(why));
-            }
-        });
+        let poller = tokio::spawn(reporting_panics(myself.clone(), polling));
         tracing::info!(broker = %format!("{}:{}", args.host, args.port),
             client_id = %args.client_id, "ingest connecting");
         Ok(IngestState {
@@ -196,6 +185,16 @@ impl Actor for Ingest {
             }
         }
         Ok(())
+    }
+}
+
+/// Runs `task`; a panic in it fails the ingest actor (`PollerFailed`), so
+/// its supervisor decides: a panic is a bug, not a station's doing.
+pub(crate) async fn reporting_panics(ingest: ActorRef<IngestMsg>, task: impl Future<Output = ()>) {
+    use futures_util::FutureExt;
+    if let Err(panic) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
+        let why = crate::actors::panic_message(panic.as_ref());
+        let _ = ingest.cast(IngestMsg::PollerFailed(why));
     }
 }
 

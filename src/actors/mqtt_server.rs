@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::actors::ingest::{IngestMsg, Router};
+use crate::actors::ingest::{IngestMsg, Router, reporting_panics};
 use crate::actors::pipeline::Pipeline;
 use crate::broker::InternalLogin;
 use crate::config::acl::Acl;
@@ -237,32 +237,6 @@ impl Actor for MqttServer {
     }
 }
 
-/// Runs `task`; a panic in it fails the server actor.
-async fn reporting_panics(server: ActorRef<IngestMsg>, task: impl Future<Output = ()>) {
-    use futures_util::FutureExt;
-    if let Err(panic) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
-        let why = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        let _ = server.cast(IngestMsg::PollerFailed(why));
-    }
-}
-
-/// Runs `f` when dropped.
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
-}
-
 /// Binds `addr`. A restarted server may find its old socket not yet
 /// closed: it tries again for two seconds.
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ActorProcessingErr> {
@@ -293,7 +267,7 @@ async fn accept(
         };
         match accepted {
             Ok((socket, peer)) => {
-                let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
+                let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
                     metrics::counter!("isobar_mqtt_refused_total", "reason" => "max_connections")
                         .increment(1);
                     tracing::debug!(%peer, "refused a connection: mqtt.max_connections reached");
@@ -306,13 +280,11 @@ async fn accept(
                 shared
                     .connections
                     .spawn(reporting_panics(server, async move {
-                        shared2.open.increment(1.0);
-                        let _open = scopeguard(|| shared2.open.decrement(1.0));
+                        let _slot = Slot::take(permit, shared2.open.clone());
                         match tls {
                             None => serve(socket, peer, &shared2).await,
                             Some(acceptor) => handshake(acceptor, socket, peer, &shared2).await,
                         }
-                        drop(slot);
                     }));
             }
             Err(e) => {
@@ -321,6 +293,29 @@ async fn accept(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+/// One of `mqtt.max_connections`, counted in `isobar_mqtt_connections`
+/// while held, given back however the connection ends.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    open: metrics::Gauge,
+}
+
+impl Slot {
+    fn take(permit: tokio::sync::OwnedSemaphorePermit, open: metrics::Gauge) -> Self {
+        open.increment(1.0);
+        Self {
+            _permit: permit,
+            open,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.decrement(1.0);
     }
 }
 
@@ -508,6 +503,12 @@ async fn session<R: AsyncRead + Unpin>(
         .internal
         .as_ref()
         .is_some_and(|i| user.as_deref() == Some(i.username.as_str()));
+    // Where this client may publish, worked out once: `None`, anywhere
+    // (no ACL, or the daemon's own client).
+    let grants = match &shared.access.acl {
+        Some(acl) if !internal => Some(acl.grants(user.as_deref(), &client_id)),
+        _ => None,
+    };
     // MQTT: a new connection with a client id takes it over from the old.
     let kicked = CancellationToken::new();
     if let Some((_, old)) = shared
@@ -579,10 +580,9 @@ async fn session<R: AsyncRead + Unpin>(
         };
         match packet {
             Packet::Publish(publish) => {
-                let allowed = internal
-                    || shared.access.acl.as_ref().is_none_or(|acl| {
-                        acl.may_publish(user.as_deref(), &client_id, &publish.topic)
-                    });
+                let allowed = grants
+                    .as_ref()
+                    .is_none_or(|g| g.may_publish(&publish.topic));
                 let station = if allowed {
                     shared.router.station_of(&publish.topic)
                 } else {

@@ -118,7 +118,7 @@ impl StationState {
                 Ok(())
             }
             Err(panic) => {
-                let detail = panic_message(panic.as_ref());
+                let detail = crate::actors::panic_message(panic.as_ref());
                 metrics::counter!("isobar_poison_messages_total").increment(1);
                 let reason = RejectReason::ProcessingPanicked {
                     detail: detail.clone(),
@@ -204,15 +204,5 @@ impl StationState {
         metrics::counter!("isobar_readings_rejected_total", "reason" => reason.code()).increment(1);
         tracing::info!(station_id = %self.station_id, reason = reason.code(), detail = %reason,
             "reading quarantined");
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".to_owned()
     }
 }

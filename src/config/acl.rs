@@ -123,32 +123,47 @@ impl Acl {
         Ok(acl)
     }
 
-    /// Whether a client logged in as `username` (`None`: anonymous) with
-    /// `client_id` may publish to `topic`.
-    pub fn may_publish(&self, username: Option<&str>, client_id: &str, topic: &str) -> bool {
+    /// The rules for one client, logged in as `username` (`None`:
+    /// anonymous) with `client_id`, its patterns filled in: worked out
+    /// once per connection, not per publish.
+    pub fn grants(&self, username: Option<&str>, client_id: &str) -> Grants {
         let own: &[Rule] = match username {
             Some(u) => self.users.get(u).map_or(&[], Vec::as_slice),
             None => &self.anonymous,
         };
-        let mut allowed = false;
-        for rule in own {
-            if topic_matches(&rule.filter, topic) {
-                if rule.right == Right::Deny {
-                    return false;
-                }
-                allowed |= rule.right.writes();
-            }
-        }
-        for rule in &self.patterns {
+        let patterns = self.patterns.iter().filter_map(|rule| {
             // Mosquitto applies patterns to anonymous clients only when
             // they name no `%u`.
             let filter = match username {
                 Some(u) => rule.filter.replace("%u", &escape(u)),
-                None if rule.filter.contains("%u") => continue,
+                None if rule.filter.contains("%u") => return None,
                 None => rule.filter.clone(),
             };
-            let filter = filter.replace("%c", &escape(client_id));
-            if topic_matches(&filter, topic) {
+            Some(Rule {
+                right: rule.right,
+                filter: filter.replace("%c", &escape(client_id)),
+            })
+        });
+        Grants(own.iter().cloned().chain(patterns).collect())
+    }
+
+    /// Whether a client logged in as `username` (`None`: anonymous) with
+    /// `client_id` may publish to `topic`.
+    pub fn may_publish(&self, username: Option<&str>, client_id: &str, topic: &str) -> bool {
+        self.grants(username, client_id).may_publish(topic)
+    }
+}
+
+/// One client's rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants(Vec<Rule>);
+
+impl Grants {
+    /// Whether a rule allows publishing to `topic` and none denies it.
+    pub fn may_publish(&self, topic: &str) -> bool {
+        let mut allowed = false;
+        for rule in &self.0 {
+            if topic_matches(&rule.filter, topic) {
                 if rule.right == Right::Deny {
                     return false;
                 }

@@ -130,7 +130,7 @@ pub const MAX_STATIONS_PAGE: usize = 10_000;
 pub const STATIONS_PAGE: usize = 1_000;
 
 /// Which stations of the store to show.
-pub enum Pick {
+pub enum Pick<'a> {
     /// In station-id order, after this id, at most this many.
     Page {
         after: Option<StationId>,
@@ -139,7 +139,7 @@ pub enum Pick {
     /// Those heard from last, at most this many (the live snapshot).
     Latest {
         limit: usize,
-        only: Option<Vec<StationId>>,
+        only: Option<&'a std::collections::HashSet<StationId>>,
     },
 }
 
@@ -148,7 +148,7 @@ pub enum Pick {
 /// were to pick from.
 pub async fn station_views(
     ctx: &WebContext,
-    pick: Pick,
+    pick: Pick<'_>,
 ) -> Result<(Vec<StationView>, usize), ApiError> {
     let mut stations = timed("stations", ctx.data.store.stations())
         .await

@@ -214,7 +214,7 @@ async fn serve(socket: WebSocket, stations: Option<HashSet<StationId>>, ctx: Arc
     let (mut sink, mut incoming) = socket.split();
     let pick = api::Pick::Latest {
         limit: ctx.serving.snapshot_max,
-        only: stations.as_ref().map(|s| s.iter().cloned().collect()),
+        only: stations.as_ref(),
     };
     let snapshot = match api::station_views(&ctx, pick).await {
         Ok((views, total)) => LiveMessage::Snapshot {

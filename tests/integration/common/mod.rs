@@ -454,50 +454,15 @@ impl PrivateRedis {
     }
 
     pub fn start_on(port: u16) -> PrivateRedis {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        PrivateRedis { child, port }
+        Self::launch(port, &["--port", &port.to_string()])
     }
-}
 
-impl PrivateRedis {
-    /// A Redis that speaks only TLS on `port`, with the certificate of
-    /// [`tls::make_certificates`] in `certs`.
-    pub fn start_tls(port: u16, certs: &std::path::Path) -> PrivateRedis {
-        let path = |name: &str| certs.join(name).to_str().unwrap().to_owned();
+    /// redis-server with `args`, on loopback and without persistence,
+    /// once it listens on `port`.
+    fn launch(port: u16, args: &[&str]) -> PrivateRedis {
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--tls-cert-file",
-                &path("server.pem"),
-                "--tls-key-file",
-                &path("server.key"),
-                "--tls-ca-cert-file",
-                &path("ca.pem"),
-                "--tls-auth-clients",
-                "no",
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(args)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is installed");
@@ -510,6 +475,29 @@ impl PrivateRedis {
             std::thread::sleep(Duration::from_millis(50));
         }
         PrivateRedis { child, port }
+    }
+
+    /// A Redis that speaks only TLS on `port`, with the certificate of
+    /// [`tls::make_certificates`] in `certs`.
+    pub fn start_tls(port: u16, certs: &std::path::Path) -> PrivateRedis {
+        let path = |name: &str| certs.join(name).to_str().unwrap().to_owned();
+        Self::launch(
+            port,
+            &[
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--tls-cert-file",
+                &path("server.pem"),
+                "--tls-key-file",
+                &path("server.key"),
+                "--tls-ca-cert-file",
+                &path("ca.pem"),
+                "--tls-auth-clients",
+                "no",
+            ],
+        )
     }
 }
 
