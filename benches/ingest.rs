@@ -210,8 +210,18 @@ fn payload(
 /// publisher p sends for every PUBLISHERS-th station, each station's
 /// readings in time order.
 fn dataset(total: usize, stations: usize, shape: Shape) -> Vec<Vec<(String, Bytes)>> {
+    dataset_at(total, stations, shape, Utc::now())
+}
+
+/// `dataset`, with its current readings ending at `now`.
+fn dataset_at(
+    total: usize,
+    stations: usize,
+    shape: Shape,
+    now: DateTime<Utc>,
+) -> Vec<Vec<(String, Bytes)>> {
     let per_station = total.div_ceil(stations);
-    let plans = plans(stations, per_station, Utc::now());
+    let plans = plans(stations, per_station, now);
     let mut rng = SmallRng::seed_from_u64(11);
     let mut out: Vec<Vec<(String, Bytes)>> = (0..PUBLISHERS)
         .map(|_| Vec::with_capacity(total / PUBLISHERS + 1))
@@ -1252,53 +1262,69 @@ async fn memory(port: u16, summary: &mut Summary) {
 }
 
 /// The default mode's memory given back: the daemon on its embedded server
-/// with 1,000 known stations, idle; then a burst of BENCH_MEMORY_READINGS
-/// (default 100,000) noisy readings from them; then BENCH_CYCLES (default
-/// 10,000) MQTT connections that each connect, publish one reading,
-/// hear its PUBACK and close. After each, the resident memory once it
-/// settles, against the idle value.
+/// with 1,000 known stations, idle; then three bursts of
+/// BENCH_MEMORY_READINGS (default 100,000) noisy readings from them, each
+/// six hours of station time before the last (so none is a duplicate);
+/// then BENCH_CYCLES (default 10,000) MQTT connections that each connect,
+/// publish one reading, hear its PUBACK and close. After each, the
+/// resident memory once it settles, against the idle value and against
+/// what the first burst left.
 async fn memory_given_back(summary: &mut Summary) {
     let readings = env_usize("BENCH_MEMORY_READINGS", 100_000);
     let cycles = env_usize("BENCH_CYCLES", 10_000);
-    eprintln!("bench-ingest: memory given back: {readings} readings, then {cycles} connections");
+    eprintln!(
+        "bench-ingest: memory given back: 3 bursts of {readings} readings, then {cycles} connections"
+    );
     let mut daemon = Daemon::start(Broker::Embedded, None).await;
     greet(&daemon, 0, STATIONS).await;
     let idle = settled_rss(&daemon).await;
-    let data = dataset(readings, STATIONS, Shape::Noisy);
-    let (stored, quarantined) = daemon.counts().await;
-    publish(daemon.mqtt, &data).await;
-    daemon
-        .wait_for(stored + quarantined + readings as u64)
-        .await;
-    let peak = daemon.rss_kib();
-    let after_burst = settled_rss(&daemon).await;
+    let (mut peaks, mut settled) = (Vec::new(), Vec::new());
+    for burst in 0..3 {
+        let now = Utc::now() - TimeDelta::hours(6 * burst);
+        let data = dataset_at(readings, STATIONS, Shape::Noisy, now);
+        let (stored, quarantined) = daemon.counts().await;
+        publish(daemon.mqtt, &data).await;
+        daemon
+            .wait_for(stored + quarantined + readings as u64)
+            .await;
+        peaks.push(daemon.rss_kib());
+        settled.push(settled_rss(&daemon).await);
+    }
     let started = Instant::now();
     churn(daemon.mqtt, cycles).await;
     let churn_seconds = started.elapsed().as_secs_f64();
     let churn_peak = daemon.rss_kib();
     let after_churn = settled_rss(&daemon).await;
-    let ratio = |rss: u64| round(rss as f64 / idle as f64, 2);
+    let mib = |rss: u64| round(rss as f64 / 1024.0, 1);
+    let ratio = |rss: u64, to: u64| round(rss as f64 / to as f64, 2);
+    let first = settled[0];
     line(json!({
         "measurement": "memory/given_back",
-        "idle_rss_mib": round(idle as f64 / 1024.0, 1),
+        "idle_rss_mib": mib(idle),
         "burst_readings": readings,
-        "rss_mib_when_stored": round(peak as f64 / 1024.0, 1),
-        "rss_mib_after_burst": round(after_burst as f64 / 1024.0, 1),
-        "ratio_after_burst_to_idle": ratio(after_burst),
+        "rss_mib_when_stored": peaks.iter().map(|r| mib(*r)).collect::<Vec<_>>(),
+        "rss_mib_after_bursts": settled.iter().map(|r| mib(*r)).collect::<Vec<_>>(),
+        "ratio_after_first_burst_to_idle": ratio(first, idle),
+        "ratio_after_third_burst_to_first": ratio(settled[2], first),
         "connection_cycles": cycles,
         "cycles_per_second": (cycles as f64 / churn_seconds).round(),
-        "rss_mib_when_cycled": round(churn_peak as f64 / 1024.0, 1),
-        "rss_mib_after_cycles": round(after_churn as f64 / 1024.0, 1),
-        "ratio_after_cycles_to_idle": ratio(after_churn),
+        "rss_mib_when_cycled": mib(churn_peak),
+        "rss_mib_after_cycles": mib(after_churn),
+        "ratio_after_cycles_to_idle": ratio(after_churn, idle),
     }));
     summary.add(format!(
-        "memory given back (embedded): idle {:.0} MiB; {readings} readings: {:.0} MiB when stored, {:.0} MiB settled ({:.2} of idle); {cycles} connect/close: {:.0} MiB settled ({:.2} of idle)",
-        idle as f64 / 1024.0,
-        peak as f64 / 1024.0,
-        after_burst as f64 / 1024.0,
-        ratio(after_burst),
-        after_churn as f64 / 1024.0,
-        ratio(after_churn),
+        "memory given back (embedded): idle {:.0} MiB; 3 bursts of {readings} readings: {:.0}, {:.0}, {:.0} MiB when stored, {:.0}, {:.0}, {:.0} MiB settled ({:.2} of idle after the first, the third {:.2} of the first); {cycles} connect/close: {:.0} MiB settled ({:.2} of idle)",
+        mib(idle),
+        mib(peaks[0]),
+        mib(peaks[1]),
+        mib(peaks[2]),
+        mib(settled[0]),
+        mib(settled[1]),
+        mib(settled[2]),
+        ratio(first, idle),
+        ratio(settled[2], first),
+        mib(after_churn),
+        ratio(after_churn, idle),
     ));
     daemon.stop().await;
 }

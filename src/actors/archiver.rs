@@ -19,7 +19,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 
 use crate::domain::Reading;
-use crate::storage::archive::{Archive, partition_spool, spool_line};
+use crate::storage::archive::{Archive, Object, SegmentIndex, spool_line};
 use crate::storage::{ArchiveOutbox, HeldBatches, Leftovers, StoredBatch};
 use crate::supervisor::Backoff;
 
@@ -402,54 +402,88 @@ async fn upload_forever(archive: Arc<dyn Archive>, spool_dir: PathBuf, prefix: S
     }
 }
 
-/// A spool segment in the current line format: one written by an older
-/// version holds only each reading's JSON, and gets the keys in front.
-/// A segment's lines are appended in order, and a version only ever
-/// appends after older ones, so one whose first line is current is current
-/// throughout.
-fn with_keys(spool: Vec<u8>) -> Vec<u8> {
-    if spool.first().is_some_and(|b| *b != b'{') {
-        return spool;
+/// Brings a spool segment to the current line format: one written by an
+/// older version holds only each reading's JSON, and gets the keys in
+/// front, line by line into a new file that then replaces it. A segment's
+/// lines are appended in order, and a version only ever appends after
+/// older ones, so one whose first line is current is current throughout.
+fn with_keys(path: &Path) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader, Read};
+    let mut first = [0u8];
+    let read = std::fs::File::open(path)?.read(&mut first)?;
+    if read == 0 || first[0] != b'{' {
+        return Ok(());
     }
-    let mut out = Vec::with_capacity(spool.len() + spool.len() / 8);
-    for line in spool.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+    let upgraded = path.with_extension("upgrading");
+    let mut out = BufWriter::new(std::fs::File::create(&upgraded)?);
+    let mut lines = BufReader::new(std::fs::File::open(path)?);
+    let (mut line, mut keyed) = (Vec::new(), Vec::new());
+    loop {
+        line.clear();
+        if lines.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        if text.is_empty() {
+            continue;
+        }
         // Only an older line starts with its JSON.
-        let older = line
+        let older = text
             .first()
             .filter(|b| **b == b'{')
-            .and_then(|_| serde_json::from_slice::<Reading>(line).ok());
+            .and_then(|_| serde_json::from_slice::<Reading>(text).ok());
+        keyed.clear();
         match older {
-            Some(r) => spool_line(&r, &mut out),
+            Some(r) => spool_line(&r, &mut keyed),
             // A current line, or one cut by a power loss (skipped later).
             None => {
-                out.extend_from_slice(line);
-                out.push(b'\n');
+                keyed.extend_from_slice(text);
+                keyed.push(b'\n');
             }
         }
+        out.write_all(&keyed)?;
     }
-    out
+    out.flush()?;
+    out.get_ref().sync_data()?;
+    std::fs::rename(&upgraded, path)
 }
 
-/// Uploads one segment's objects; returns how many.
+/// Uploads one segment's objects; returns how many. The segment is read
+/// line by line for an index, then each object is made from its lines on
+/// the blocking pool (compressing takes a while) and uploaded before the
+/// next one is made: what is in memory is the index and an object or two,
+/// never the segment.
 async fn upload(archive: &dyn Archive, path: &Path, prefix: &str) -> Result<usize, String> {
-    let spool = tokio::fs::read(path).await.map_err(|e| e.to_string())?;
-    // Compressing a segment (up to `archive.segment_bytes`) takes a while:
-    // on the blocking pool, not a runtime worker.
-    let owned_prefix = prefix.to_owned();
-    let (objects, skipped) =
-        tokio::task::spawn_blocking(move || partition_spool(&owned_prefix, &with_keys(spool)))
-            .await
-            .map_err(|e| format!("partitioning the segment: {e}"))?;
-    if skipped > 0 {
-        // Only a line cut by a power loss can be unreadable.
-        tracing::warn!(segment = %path.display(), lines = skipped, "skipping cut spool lines");
-    }
-    let count = objects.len();
-    for object in objects {
+    let (objects, mut made) = tokio::sync::mpsc::channel::<Object>(2);
+    let (segment, prefix) = (path.to_owned(), prefix.to_owned());
+    let cutting = tokio::task::spawn_blocking(move || -> std::io::Result<usize> {
+        with_keys(&segment)?;
+        let file = std::fs::File::open(&segment)?;
+        let index = SegmentIndex::read(std::io::BufReader::new(&file))?;
+        let skipped = index.skipped;
+        for object in index.into_objects(&prefix, &file) {
+            if objects.blocking_send(object?).is_err() {
+                // An upload failed: the segment is tried again later.
+                break;
+            }
+        }
+        Ok(skipped)
+    });
+    let mut count = 0;
+    while let Some(object) = made.recv().await {
         archive
             .put(&object.key, object.body)
             .await
             .map_err(|e| e.to_string())?;
+        count += 1;
+    }
+    let skipped = cutting
+        .await
+        .map_err(|e| format!("partitioning the segment: {e}"))?
+        .map_err(|e| format!("reading the segment: {e}"))?;
+    if skipped > 0 {
+        // Only a line cut by a power loss can be unreadable.
+        tracing::warn!(segment = %path.display(), lines = skipped, "skipping cut spool lines");
     }
     Ok(count)
 }
@@ -545,6 +579,76 @@ mod tests {
         task.await.unwrap();
     }
 
+    /// An archive that fails from its `fail_from`th put on.
+    struct Failing {
+        puts: std::sync::atomic::AtomicUsize,
+        fail_from: usize,
+        inner: crate::storage::archive::LocalArchive,
+    }
+
+    #[async_trait::async_trait]
+    impl Archive for Failing {
+        async fn put(
+            &self,
+            key: &str,
+            body: Vec<u8>,
+        ) -> Result<(), crate::storage::archive::ArchiveError> {
+            let n = self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n >= self.fail_from {
+                return Err(crate::storage::archive::ArchiveError::Io {
+                    path: key.to_owned(),
+                    reason: "unreachable".into(),
+                });
+            }
+            self.inner.put(key, body).await
+        }
+        async fn ping(&self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// A segment is cut from its file one object at a time; an upload that
+    /// fails part way stops the cutting and leaves the segment whole, and
+    /// the next try writes every object, each reading once.
+    #[tokio::test]
+    async fn a_segment_whose_upload_fails_part_way_is_uploaded_whole_later() {
+        use crate::storage::archive::LocalArchive;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.jsonl");
+        let mut spool = Vec::new();
+        let stations = ["WS001", "WS002", "WS003", "WS004", "WS005"];
+        for (i, station) in stations.iter().enumerate() {
+            for minute in 0..3 {
+                let mut r = reading(&format!("2025-01-13T10:0{minute}:00Z"));
+                r.station_id = StationId::parse(station).unwrap();
+                spool_line(&r, &mut spool);
+                if i == 0 && minute == 0 {
+                    // Written twice (spooled again after a crash): once in the lake.
+                    spool_line(&r, &mut spool);
+                }
+            }
+        }
+        std::fs::write(&path, &spool).unwrap();
+        let lake = dir.path().join("lake");
+        let failing = Failing {
+            puts: Default::default(),
+            fail_from: 2,
+            inner: LocalArchive::new(&lake),
+        };
+        let error = upload(&failing, &path, "").await.unwrap_err();
+        assert!(error.contains("unreachable"), "{error}");
+        // Two objects written, then no more made than the channel holds.
+        assert_eq!(objects_lines(&lake), 6);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            spool,
+            "the segment is untouched"
+        );
+        let written = upload(&LocalArchive::new(&lake), &path, "").await.unwrap();
+        assert_eq!(written, stations.len());
+        assert_eq!(objects_lines(&lake), stations.len() * 3);
+    }
+
     /// Lines across every object under `dir`.
     fn objects_lines(dir: &Path) -> usize {
         let mut lines = 0;
@@ -579,8 +683,14 @@ mod tests {
         let mut expected = Vec::new();
         spool_line(&old, &mut expected);
         spool_line(&new, &mut expected);
-        assert_eq!(with_keys(spool), expected);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.jsonl");
+        std::fs::write(&path, &spool).unwrap();
+        with_keys(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
         // A current segment is left as it is.
-        assert_eq!(with_keys(expected.clone()), expected);
+        with_keys(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+        assert!(!path.with_extension("upgrading").exists());
     }
 }

@@ -212,26 +212,111 @@ pub fn parse_spool_line(line: &[u8]) -> Option<SpoolLine<'_>> {
     })
 }
 
-/// The objects for a set of spool lines: one per (UTC date, station), lines
-/// in time order, one per time, keyed by the hash of their content. Lines
-/// that are not spool lines are skipped (and counted in the second value).
-pub fn partition_spool(prefix: &str, spool: &[u8]) -> (Vec<Object>, usize) {
-    let mut groups: BTreeMap<_, Vec<SpoolLine<'_>>> = BTreeMap::new();
-    let mut skipped = 0;
-    for line in spool.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        match parse_spool_line(line) {
-            Some(line) => groups.entry(line.partition).or_default().push(line),
-            None => skipped += 1,
+/// Reads a byte range of a spool segment: its file, or memory.
+pub trait ReadAt {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+}
+
+impl ReadAt for std::fs::File {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+impl ReadAt for [u8] {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let range = usize::try_from(offset)
+            .ok()
+            .and_then(|at| self.get(at..at.checked_add(buf.len())?))
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(range);
+        Ok(())
+    }
+}
+
+/// Where each partition's lines are in a spool segment, from one pass over
+/// it: some 20 bytes a line. So a segment (up to `archive.segment_bytes`)
+/// is cut into objects without ever being in memory whole; read whole, it
+/// was a peak of several times its size that the allocator kept long
+/// after.
+pub struct SegmentIndex {
+    /// `date\tstation` (so the order is by date, then station) -> where
+    /// its lines' JSON is, in the segment's order.
+    partitions: BTreeMap<Box<[u8]>, Vec<LineAt>>,
+    /// Lines that are not spool lines (cut by a power loss).
+    pub skipped: usize,
+}
+
+struct LineAt {
+    /// Unix microseconds.
+    at: i64,
+    offset: u64,
+    len: u32,
+}
+
+impl SegmentIndex {
+    /// One pass over a segment's lines.
+    pub fn read(mut spool: impl std::io::BufRead) -> std::io::Result<Self> {
+        let mut index = Self {
+            partitions: BTreeMap::new(),
+            skipped: 0,
+        };
+        let mut line = Vec::new();
+        let mut offset = 0u64;
+        loop {
+            line.clear();
+            let n = spool.read_until(b'\n', &mut line)?;
+            if n == 0 {
+                return Ok(index);
+            }
+            let start = offset;
+            offset += n as u64;
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            if text.is_empty() {
+                continue;
+            }
+            let Some(parsed) = parse_spool_line(text) else {
+                index.skipped += 1;
+                continue;
+            };
+            let (date, station) = parsed.partition;
+            let key = &text[..date.len() + 1 + station.len()];
+            let json_from = parsed.json.as_ptr() as usize - text.as_ptr() as usize;
+            let Ok(len) = u32::try_from(parsed.json.len()) else {
+                index.skipped += 1;
+                continue;
+            };
+            let at = LineAt {
+                at: parsed.at,
+                offset: start + json_from as u64,
+                len,
+            };
+            match index.partitions.get_mut(key) {
+                Some(rows) => rows.push(at),
+                None => {
+                    index.partitions.insert(key.into(), vec![at]);
+                }
+            }
         }
     }
-    let objects = groups
-        .into_iter()
-        .map(|((date, station), mut rows)| {
+
+    /// The objects for the segment's lines: one per (UTC date, station),
+    /// lines in time order, one per time, keyed by the hash of their
+    /// content; made one at a time, reading each line's JSON from `spool`.
+    pub fn into_objects<'a, R: ReadAt + ?Sized>(
+        self,
+        prefix: &'a str,
+        spool: &'a R,
+    ) -> impl Iterator<Item = std::io::Result<Object>> + 'a {
+        self.partitions.into_iter().map(move |(key, mut rows)| {
+            // Stable: of lines with the same time, the first written stays.
             rows.sort_by_key(|row| row.at);
             rows.dedup_by_key(|row| row.at);
-            let mut lines = Vec::with_capacity(rows.iter().map(|row| row.json.len() + 1).sum());
+            let mut lines = Vec::with_capacity(rows.iter().map(|row| row.len as usize + 1).sum());
             for row in rows {
-                lines.extend_from_slice(row.json);
+                let from = lines.len();
+                lines.resize(from + row.len as usize, 0);
+                spool.read_exact_at(&mut lines[from..], row.offset)?;
                 lines.push(b'\n');
             }
             // The fastest level: it runs for every reading, and repetitive
@@ -243,16 +328,32 @@ pub fn partition_spool(prefix: &str, spool: &[u8]) -> (Vec<Object>, usize) {
             // carries no time), so hashing the smaller body keys the object
             // by its content just as well.
             let hash = hex::encode(&Sha256::digest(&body)[..16]);
-            Object {
+            let (date, station) = key.split_at(
+                key.iter()
+                    .position(|b| *b == b'\t')
+                    .expect("keys hold a tab"),
+            );
+            Ok(Object {
                 key: format!(
                     "{prefix}readings/date={}/station={}/{hash}.jsonl.gz",
                     String::from_utf8_lossy(date),
-                    String::from_utf8_lossy(station)
+                    String::from_utf8_lossy(&station[1..])
                 ),
                 body,
-            }
+            })
         })
-        .collect();
+    }
+}
+
+/// The objects for spool lines in memory, and how many lines were skipped.
+#[cfg(test)]
+pub fn partition_spool(prefix: &str, spool: &[u8]) -> (Vec<Object>, usize) {
+    let index = SegmentIndex::read(spool).expect("reading memory");
+    let skipped = index.skipped;
+    let objects = index
+        .into_objects(prefix, spool)
+        .collect::<std::io::Result<_>>()
+        .expect("reading memory");
     (objects, skipped)
 }
 
