@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the real services the tests use (Mosquitto on 1883, PostgreSQL
-# on 5432 with trust auth for local connections, Redis on 6379) are running, installing and
-# starting any that is missing, and that moto's S3 server is installed.
+# on 5432 with trust auth for local connections, Redis on 6379, a
+# Kafka-compatible broker on 9092) are running, installing and starting any
+# that is missing, and that moto's S3 server is installed.
 # Idempotent: does nothing when all are there.
 set -euo pipefail
 
@@ -78,4 +79,26 @@ else
   echo "services: starting redis"
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
   wait_for 6379 redis
+fi
+
+# A Kafka-compatible broker for the cluster mode: tansu, from crates.io
+# (Debian packages no Kafka). The cluster tests each start their own on a
+# free port; one runs on 9092 for development. Its first install builds for
+# a while (some 20 minutes on two cores), then it is on the PATH.
+TANSU_VERSION=0.6.0
+if ! { command -v tansu >/dev/null 2>&1 && tansu --version 2>/dev/null | grep -qx "tansu $TANSU_VERSION"; }; then
+  echo "services: installing tansu $TANSU_VERSION (a Kafka-compatible broker)"
+  cargo install --locked --quiet tansu --version "$TANSU_VERSION" --features libsql,dynostore
+fi
+if listening 9092; then
+  echo "services: a Kafka broker is listening on 9092"
+else
+  # tansu opens its SQLite file relative to where it runs.
+  state=${XDG_STATE_HOME:-$HOME/.local/state}/isobar/kafka
+  mkdir -p "$state"
+  echo "services: starting tansu on 9092"
+  (cd "$state" && exec setsid --fork tansu broker --listener-url tcp://127.0.0.1:9092 \
+    --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine sqlite://tansu.db \
+    >tansu.log 2>&1 </dev/null)
+  wait_for 9092 tansu
 fi
