@@ -18,7 +18,7 @@ step "dashboard: packages, type-check and build"
 step "dashboard: unit tests"
 (cd frontend && npm test)
 
-step "services: Mosquitto and PostgreSQL"
+step "services: Mosquitto, PostgreSQL, Redis, S3 and Kafka"
 ./scripts/services.sh
 
 step "rust: format, lints and API docs"

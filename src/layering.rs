@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
         "faults",
         "publisher",
         "broker",
+        "cluster",
     ],
     // A message and its acknowledgement; knows no actor.
     &["delivery"],

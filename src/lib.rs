@@ -44,6 +44,7 @@
 pub mod actors;
 pub mod app;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod domain;

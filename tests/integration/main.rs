@@ -8,6 +8,7 @@ mod common;
 mod alerts;
 mod archive;
 mod cli;
+mod cluster;
 mod dashboard;
 mod embedded_server;
 mod external_broker;

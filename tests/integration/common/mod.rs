@@ -2,6 +2,7 @@
 //! directory, and talks to it as a user would: MQTT, REST and websocket.
 #![allow(dead_code)]
 
+pub mod kafka;
 pub mod mosquitto;
 pub mod stores;
 pub mod tls;
