@@ -5,8 +5,10 @@
 //! What lives here knows Kafka and no actor: where a station's readings
 //! go (the partition Java's clients pick, so producers outside isobar,
 //! such as an IoT Core rule or Kafka Connect, put a station where isobar
-//! does) and the topic itself.
+//! does), the topic itself, and which offsets a consumer may commit.
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -118,6 +120,86 @@ pub async fn ensure_topic(
     Ok(found.partitions().len() as u32)
 }
 
+/// Which offsets a consumer may commit, partition by partition: a record
+/// counts once what it carried is stored, and a partition's offset may go
+/// as far as the first record handed in and not yet stored (or one past
+/// the last handed in, when all are). Offsets are not assumed to follow
+/// each other (a compacted topic, or a transaction's markers, leave gaps):
+/// only those handed in count. So a crash loses nothing: whatever is past
+/// the committed offset is read again, and the store keeps a reading once.
+#[derive(Debug, Default)]
+pub struct Offsets(Mutex<HashMap<i32, PartitionOffsets>>);
+
+#[derive(Debug, Default)]
+struct PartitionOffsets {
+    /// Handed in, not yet stored.
+    open: BTreeSet<i64>,
+    /// The last offset handed in.
+    last: Option<i64>,
+    /// The offset last returned by `to_commit`.
+    committed: Option<i64>,
+}
+
+impl PartitionOffsets {
+    fn committable(&self) -> Option<i64> {
+        match self.open.first() {
+            Some(first) => Some(*first),
+            None => self.last.map(|last| last + 1),
+        }
+        .filter(|at| self.committed.is_none_or(|c| *at > c))
+    }
+}
+
+impl Offsets {
+    fn partitions(&self) -> std::sync::MutexGuard<'_, HashMap<i32, PartitionOffsets>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The record at `offset` of `partition` goes into the pipeline.
+    /// Offsets of a partition come in increasing order.
+    pub fn handed_in(&self, partition: i32, offset: i64) {
+        let mut partitions = self.partitions();
+        let p = partitions.entry(partition).or_default();
+        debug_assert!(p.last.is_none_or(|last| offset > last), "offsets go up");
+        p.open.insert(offset);
+        p.last = Some(offset);
+    }
+
+    /// What the record at `offset` of `partition` carried is stored (or
+    /// quarantined).
+    pub fn stored(&self, partition: i32, offset: i64) {
+        if let Some(p) = self.partitions().get_mut(&partition) {
+            p.open.remove(&offset);
+        }
+    }
+
+    /// Records of `partition` handed in and not yet stored.
+    pub fn open(&self, partition: i32) -> usize {
+        self.partitions()
+            .get(&partition)
+            .map_or(0, |p| p.open.len())
+    }
+
+    /// The offsets to commit now, by partition: those that moved since
+    /// the last call.
+    pub fn to_commit(&self) -> Vec<(i32, i64)> {
+        let mut commits = Vec::new();
+        for (partition, p) in self.partitions().iter_mut() {
+            if let Some(at) = p.committable() {
+                p.committed = Some(at);
+                commits.push((*partition, at));
+            }
+        }
+        commits.sort_unstable();
+        commits
+    }
+
+    /// Forgets `partition` (it went to another consumer).
+    pub fn forget(&self, partition: i32) {
+        self.partitions().remove(&partition);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +237,68 @@ mod tests {
         assert_eq!(partition_of(b"foobar", 1), 0);
         for n in 1..50 {
             assert!(partition_of(format!("WS{n}").as_bytes(), 7) < 7);
+        }
+    }
+
+    #[test]
+    fn an_offset_is_committed_only_once_all_before_it_are_stored() {
+        let offsets = Offsets::default();
+        assert!(offsets.to_commit().is_empty(), "nothing handed in");
+        // A gap (5 and 6 were compacted away).
+        for at in [3, 4, 7, 8] {
+            offsets.handed_in(0, at);
+        }
+        offsets.handed_in(1, 10);
+        offsets.stored(0, 4);
+        offsets.stored(0, 7);
+        // 3 is not stored: partition 0 stays at 3, where it started.
+        assert_eq!(offsets.to_commit(), [(0, 3), (1, 10)]);
+        assert!(offsets.to_commit().is_empty(), "nothing moved");
+        offsets.stored(0, 3);
+        assert_eq!(offsets.to_commit(), [(0, 8)], "up to 8, not stored yet");
+        assert_eq!(offsets.open(0), 1);
+        offsets.stored(0, 8);
+        offsets.stored(1, 10);
+        assert_eq!(offsets.to_commit(), [(0, 9), (1, 11)]);
+        offsets.forget(0);
+        assert_eq!(offsets.open(0), 0);
+        offsets.stored(0, 9);
+        assert!(offsets.to_commit().is_empty());
+    }
+
+    proptest::proptest! {
+        /// Whatever order records are stored in, a commit never passes a
+        /// record not yet stored, never goes back, and once all are
+        /// stored reaches one past the last.
+        #[test]
+        fn commits_never_pass_what_is_not_stored(
+            gaps in proptest::collection::vec(1i64..4, 1..60),
+            order in proptest::collection::vec(proptest::num::usize::ANY, 1..60),
+        ) {
+            let offsets = Offsets::default();
+            let mut at = 0;
+            let mut handed = Vec::new();
+            for gap in gaps {
+                at += gap;
+                offsets.handed_in(2, at);
+                handed.push(at);
+            }
+            let mut waiting = handed.clone();
+            let mut stored = BTreeSet::new();
+            let mut last_commit = i64::MIN;
+            for pick in order.iter().cycle().take(handed.len()) {
+                let offset = waiting.remove(pick % waiting.len());
+                offsets.stored(2, offset);
+                stored.insert(offset);
+                for (_, commit) in offsets.to_commit() {
+                    proptest::prop_assert!(commit > last_commit);
+                    last_commit = commit;
+                    for h in handed.iter().filter(|h| **h < commit) {
+                        proptest::prop_assert!(stored.contains(h), "{commit} passes {h}");
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(last_commit, handed.last().unwrap() + 1);
         }
     }
 }
