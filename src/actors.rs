@@ -8,6 +8,7 @@ pub mod archiver;
 pub mod http;
 pub mod hub;
 pub mod ingest;
+pub mod kafka_ingest;
 pub mod mqtt_server;
 pub mod persister;
 pub mod pipeline;

@@ -17,7 +17,7 @@ use crate::actors::hub::HubMsg;
 use crate::actors::ingest::IngestMsg;
 use crate::actors::persister::PersisterMsg;
 use crate::actors::pipeline::Pipeline;
-use crate::actors::root::MqttEndpoint;
+use crate::actors::root::Intake;
 use crate::actors::root::{RootArgs, TreeRecords};
 use crate::actors::stations::StationsMsg;
 use crate::broker::{BrokerError, InternalLogin};
@@ -62,7 +62,8 @@ pub struct App {
     supervision: SharedSupervision,
     station_meta: crate::config::SharedStations,
     web_addr: SocketAddr,
-    mqtt_addr: (String, u16),
+    /// The MQTT broker ingest uses; none for a cluster worker.
+    mqtt_addr: Option<(String, u16)>,
     root: ActorRef<SupervisorMsg>,
     pipeline: Arc<Pipeline>,
     fatal: mpsc::UnboundedReceiver<String>,
@@ -142,24 +143,29 @@ impl App {
             }
         };
 
-        let endpoint = match settings.mqtt.external_broker()? {
-            Some((host, port)) => MqttEndpoint::External(host, port),
-            None => {
-                let listen = settings.mqtt.listen;
-                // The server logs how clients log in when it listens.
-                if settings.mqtt.users_file.is_none() && !listen.ip().is_loopback() {
-                    tracing::warn!(%listen,
-                        "embedded MQTT server: anyone who can reach it may publish (mqtt.allow_anonymous)");
-                }
-                MqttEndpoint::Embedded {
-                    listen: crate::broker::probe(listen)?,
-                    login: InternalLogin::new(),
+        let endpoint = if settings.cluster.role == crate::config::ClusterRole::Worker {
+            Intake::Kafka
+        } else {
+            match settings.mqtt.external_broker()? {
+                Some((host, port)) => Intake::External(host, port),
+                None => {
+                    let listen = settings.mqtt.listen;
+                    // The server logs how clients log in when it listens.
+                    if settings.mqtt.users_file.is_none() && !listen.ip().is_loopback() {
+                        tracing::warn!(%listen,
+                            "embedded MQTT server: anyone who can reach it may publish (mqtt.allow_anonymous)");
+                    }
+                    Intake::Embedded {
+                        listen: crate::broker::probe(listen)?,
+                        login: InternalLogin::new(),
+                    }
                 }
             }
         };
         let mqtt_addr = match &endpoint {
-            MqttEndpoint::External(host, port) => (host.clone(), *port),
-            MqttEndpoint::Embedded { listen, .. } => (listen.ip().to_string(), listen.port()),
+            Intake::External(host, port) => Some((host.clone(), *port)),
+            Intake::Embedded { listen, .. } => Some((listen.ip().to_string(), listen.port())),
+            Intake::Kafka => None,
         };
 
         let listener = tokio::net::TcpListener::bind(settings.web.listen)
@@ -243,32 +249,35 @@ impl App {
 
         // The simulator and replayed files: stopped first, at shutdown.
         let sources = CancellationToken::new();
-        let simulator = (settings.simulator.stations.get() > 0).then(|| {
-            let sim = settings.simulator.clone();
-            let token = sources.child_token();
-            let login = match &endpoint {
-                MqttEndpoint::Embedded { login, .. } => {
-                    Some((login.username.clone(), login.password.expose().to_owned()))
-                }
-                MqttEndpoint::External(..) => None,
-            };
-            let (host, port) = mqtt_addr.clone();
-            let broker = crate::publisher::Target { host, port, login };
-            tokio::spawn(async move {
-                if let Err(e) = crate::simulator::publish(
-                    &broker,
-                    sim.stations.get(),
-                    sim.interval,
-                    sim.seed,
-                    None,
-                    token,
-                )
-                .await
-                {
-                    tracing::error!(error = %e, "simulator stopped");
-                }
-            })
-        });
+        // A worker has no MQTT (its config says so at start).
+        let simulator = mqtt_addr
+            .clone()
+            .filter(|_| settings.simulator.stations.get() > 0)
+            .map(|(host, port)| {
+                let sim = settings.simulator.clone();
+                let token = sources.child_token();
+                let login = match &endpoint {
+                    Intake::Embedded { login, .. } => {
+                        Some((login.username.clone(), login.password.expose().to_owned()))
+                    }
+                    Intake::External(..) | Intake::Kafka => None,
+                };
+                let broker = crate::publisher::Target { host, port, login };
+                tokio::spawn(async move {
+                    if let Err(e) = crate::simulator::publish(
+                        &broker,
+                        sim.stations.get(),
+                        sim.interval,
+                        sim.seed,
+                        None,
+                        token,
+                    )
+                    .await
+                    {
+                        tracing::error!(error = %e, "simulator stopped");
+                    }
+                })
+            });
         Ok(Self {
             settings,
             supervision,
@@ -316,14 +325,21 @@ impl App {
     }
 
     /// `host:port` of the broker ingest uses (embedded or external).
-    pub fn mqtt_addr(&self) -> String {
-        format!("{}:{}", self.mqtt_addr.0, self.mqtt_addr.1)
+    /// The settings in force at start.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// (None for a cluster worker, which reads Kafka.)
+    pub fn mqtt_addr(&self) -> Option<String> {
+        let (host, port) = self.mqtt_addr.as_ref()?;
+        Some(format!("{host}:{port}"))
     }
 
     /// Serves until `shutdown` resolves (then stops gracefully and returns
     /// Ok) or the root supervisor gives up (then returns the reason).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-        tracing::info!(web = %self.web_addr, mqtt = %format!("{}:{}", self.mqtt_addr.0, self.mqtt_addr.1),
+        tracing::info!(web = %self.web_addr, mqtt = ?self.mqtt_addr(), cluster = ?self.settings.cluster.role,
             mode = ?self.settings.mqtt.mode, "isobar running");
 
         let outcome = tokio::select! {

@@ -180,6 +180,24 @@ impl Offsets {
             .map_or(0, |p| p.open.len())
     }
 
+    /// Records handed in and not yet stored, all partitions together.
+    pub fn open_total(&self) -> usize {
+        self.partitions().values().map(|p| p.open.len()).sum()
+    }
+
+    /// A commit of `commits` (from `to_commit`) failed: they are
+    /// returned again by the next `to_commit`.
+    pub fn uncommit(&self, commits: &[(i32, i64)]) {
+        let mut partitions = self.partitions();
+        for (partition, at) in commits {
+            if let Some(p) = partitions.get_mut(partition)
+                && p.committed == Some(*at)
+            {
+                p.committed = None;
+            }
+        }
+    }
+
     /// The offsets to commit now, by partition: those that moved since
     /// the last call.
     pub fn to_commit(&self) -> Vec<(i32, i64)> {
@@ -260,6 +278,9 @@ mod tests {
         offsets.stored(0, 8);
         offsets.stored(1, 10);
         assert_eq!(offsets.to_commit(), [(0, 9), (1, 11)]);
+        offsets.uncommit(&[(0, 9)]);
+        assert_eq!(offsets.to_commit(), [(0, 9)], "a failed commit comes again");
+        assert_eq!(offsets.open_total(), 0);
         offsets.forget(0);
         assert_eq!(offsets.open(0), 0);
         offsets.stored(0, 9);

@@ -29,6 +29,7 @@ pub mod acl;
 mod alerts;
 mod auth;
 mod bounded;
+mod cluster;
 mod mqtt;
 mod storage;
 mod supervision;
@@ -38,6 +39,7 @@ mod web;
 pub use alerts::*;
 pub use auth::{AuthKeys, AuthSettings, JwtKey};
 pub use bounded::Bounded;
+pub use cluster::*;
 pub use mqtt::*;
 pub use storage::*;
 pub use supervision::*;
@@ -66,6 +68,8 @@ pub struct Settings {
     pub stations: std::collections::BTreeMap<String, StationMeta>,
     /// Which stations the network takes readings from.
     pub admission: AdmissionSettings,
+    /// Several instances on a Kafka log.
+    pub cluster: ClusterSettings,
 }
 
 /// Which stations the network takes readings from. A reading of a station
@@ -398,6 +402,13 @@ impl Settings {
             meta.validate(id)?;
         }
         self.telemetry.validate()?;
+        self.cluster.validate(self.storage.backend)?;
+        if self.cluster.role == ClusterRole::Worker && self.simulator.stations.get() > 0 {
+            return Err(ConfigError::new(
+                "simulator.stations",
+                "a cluster worker reads Kafka, not MQTT: run the simulator against the broker the bridge reads",
+            ));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("log.level", e.to_string()))?;
         Ok(())
@@ -501,6 +512,49 @@ mod tests {
         assert_eq!(Settings::default().web.static_dir, None);
         let s = load_toml("[web]\nstatic_dir = \"frontend/dist\"\n").unwrap();
         assert_eq!(s.web.static_dir, Some(PathBuf::from("frontend/dist")));
+    }
+
+    /// A worker needs its brokers, a legal topic and the shared store, and
+    /// has no MQTT for the simulator; each refusal names its key.
+    #[test]
+    fn a_cluster_worker_is_checked_key_by_key() {
+        let worker = "[cluster]\nrole = \"worker\"\nbrokers = \"k1:9092,k2:9092\"\n";
+        let postgres = "[storage]\nbackend = \"postgres\"\npostgres_url = \"postgres://db/isobar\"\n";
+        let s = load_toml(&format!("{worker}{postgres}")).unwrap();
+        assert_eq!(s.cluster.role, ClusterRole::Worker);
+        assert_eq!(s.cluster.topic, "isobar.readings");
+        for (toml, key, says) in [
+            (format!("{worker}"), "cluster.role", "postgres"),
+            (
+                format!("[cluster]\nrole = \"worker\"\n{postgres}"),
+                "cluster.brokers",
+                "host:port",
+            ),
+            (
+                format!("{worker}topic = \"a topic\"\n{postgres}"),
+                "cluster.topic",
+                "Kafka topic name",
+            ),
+            (
+                format!("{worker}partitions = 0\n{postgres}"),
+                "cluster.partitions",
+                "1 to 10000",
+            ),
+            (
+                format!("{worker}{postgres}[simulator]\nstations = 5\n"),
+                "simulator.stations",
+                "reads Kafka",
+            ),
+            (
+                "[cluster]\nrole = \"bridge\"\n".to_owned(),
+                "cluster.role",
+                "unknown variant",
+            ),
+        ] {
+            let err = load_toml(&toml).unwrap_err();
+            assert_eq!(err.key, key, "{toml}");
+            assert!(err.reason.contains(says), "{toml}: {}", err.reason);
+        }
     }
 
     #[test]

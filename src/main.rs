@@ -241,7 +241,14 @@ async fn serve(
         }
     });
     println!("isobar: dashboard and API on http://{}", app.web_addr());
-    println!("isobar: MQTT broker at {}", app.mqtt_addr());
+    match app.mqtt_addr() {
+        Some(mqtt) => println!("isobar: MQTT broker at {mqtt}"),
+        None => println!(
+            "isobar: readings from Kafka at {} ({})",
+            app.settings().cluster.brokers,
+            app.settings().cluster.topic
+        ),
+    }
     match app.run(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -24,6 +24,7 @@ use crate::actors::archiver::{Archiver, ArchiverArgs, ArchiverMsg};
 use crate::actors::http::{HttpArgs, HttpServer, Serve};
 use crate::actors::hub::{Hub, HubArgs, HubMsg, RestartEvent};
 use crate::actors::ingest::{Ingest, IngestArgs};
+use crate::actors::kafka_ingest::{KafkaIngest, KafkaIngestArgs};
 use crate::actors::mqtt_server::{MqttServer, MqttServerArgs};
 use crate::actors::persister::{Persister, PersisterArgs};
 use crate::actors::pipeline::{Pipeline, Stored, StoredPort};
@@ -40,7 +41,7 @@ use crate::supervisor::tree::{
 /// Everything needed to (re)start any part of the tree.
 /// How readings arrive over MQTT.
 #[derive(Clone)]
-pub enum MqttEndpoint {
+pub enum Intake {
     /// Ingest subscribes at an external broker (`host`, `port`).
     External(String, u16),
     /// The embedded server listens here; the daemon's own clients (the
@@ -49,6 +50,8 @@ pub enum MqttEndpoint {
         listen: std::net::SocketAddr,
         login: crate::broker::InternalLogin,
     },
+    /// Not MQTT: a cluster worker reads the readings topic of `[cluster]`.
+    Kafka,
 }
 
 pub struct RootArgs {
@@ -62,7 +65,7 @@ pub struct RootArgs {
     pub pipeline: Arc<Pipeline>,
     /// Where ingest connects to the external broker, or where the
     /// embedded server listens.
-    pub mqtt: MqttEndpoint,
+    pub mqtt: Intake,
     pub health: Arc<Health>,
     /// The data lake, when one is configured.
     pub archive: Option<Arc<dyn Archive>>,
@@ -316,7 +319,7 @@ impl ChildSpec for PartSpec {
                     .await?
             }
             Part::Ingest => match &a.mqtt {
-                MqttEndpoint::External(host, port) => {
+                Intake::External(host, port) => {
                     let args = IngestArgs::from_settings(
                         &a.settings.mqtt,
                         &(host.clone(), *port),
@@ -325,7 +328,7 @@ impl ChildSpec for PartSpec {
                     )?;
                     p.ingest.spawn_linked(Ingest, args, supervisor).await?
                 }
-                MqttEndpoint::Embedded { listen, login } => {
+                Intake::Embedded { listen, login } => {
                     let args = MqttServerArgs::from_settings(
                         &a.settings.mqtt,
                         *listen,
@@ -334,6 +337,14 @@ impl ChildSpec for PartSpec {
                         a.health.clone(),
                     )?;
                     p.ingest.spawn_linked(MqttServer, args, supervisor).await?
+                }
+                Intake::Kafka => {
+                    let args = KafkaIngestArgs {
+                        cluster: a.settings.cluster.clone(),
+                        pipeline: a.pipeline.clone(),
+                        health: a.health.clone(),
+                    };
+                    p.ingest.spawn_linked(KafkaIngest, args, supervisor).await?
                 }
             },
             Part::Web => {

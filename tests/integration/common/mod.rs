@@ -110,6 +110,11 @@ impl Daemon {
                         web = Some(addr.to_owned());
                     } else if let Some(addr) = line.strip_prefix("isobar: MQTT broker at ") {
                         mqtt = Some(addr.to_owned());
+                    } else if let Some(rest) = line.strip_prefix("isobar: readings from Kafka at ")
+                    {
+                        // A cluster worker: its first Kafka broker stands in.
+                        let brokers = rest.split(' ').next().unwrap_or_default();
+                        mqtt = Some(brokers.split(',').next().unwrap_or_default().to_owned());
                     }
                 }
                 Err(_) => {

@@ -1,0 +1,104 @@
+//! `[cluster]`: isobar as one of several instances on a Kafka log.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, StoreBackend};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    pub role: ClusterRole,
+    /// Kafka's bootstrap servers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// The readings topic, keyed by station id.
+    pub topic: String,
+    /// The consumer group whose committed offsets the workers share.
+    pub group: String,
+    /// Partitions of the readings topic when isobar creates it (an
+    /// existing topic is left as it is).
+    pub partitions: u32,
+    /// Replicas of each partition when isobar creates the topic.
+    pub replication: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterRole {
+    /// One instance, its readings from MQTT (the default).
+    Off,
+    /// Reads the readings topic instead of MQTT, runs the station actors
+    /// and stores.
+    Worker,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            role: ClusterRole::Off,
+            brokers: String::new(),
+            topic: "isobar.readings".into(),
+            group: "isobar".into(),
+            partitions: 12,
+            replication: 1,
+        }
+    }
+}
+
+impl ClusterSettings {
+    pub fn validate(&self, store: StoreBackend) -> Result<(), ConfigError> {
+        if self.role == ClusterRole::Off {
+            return Ok(());
+        }
+        if self
+            .brokers
+            .split(',')
+            .any(|b| super::parse_host_port(b.trim()).is_err())
+        {
+            return Err(ConfigError::new(
+                "cluster.brokers",
+                format!(
+                    "{:?} is not a list of host:port (needed with cluster.role = \"worker\")",
+                    self.brokers
+                ),
+            ));
+        }
+        // Kafka's own rule for topic names.
+        let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if self.topic.is_empty()
+            || self.topic.len() > 249
+            || !self.topic.chars().all(legal)
+            || self.topic == "."
+            || self.topic == ".."
+        {
+            return Err(ConfigError::new(
+                "cluster.topic",
+                format!(
+                    "{:?} is not a Kafka topic name (1 to 249 of a-z, A-Z, 0-9, '.', '_', '-')",
+                    self.topic
+                ),
+            ));
+        }
+        if self.group.trim().is_empty() {
+            return Err(ConfigError::new("cluster.group", "must not be empty"));
+        }
+        if !(1..=10_000).contains(&self.partitions) {
+            return Err(ConfigError::new(
+                "cluster.partitions",
+                "must be from 1 to 10000",
+            ));
+        }
+        if !(1..=10).contains(&self.replication) {
+            return Err(ConfigError::new(
+                "cluster.replication",
+                "must be from 1 to 10",
+            ));
+        }
+        if store != StoreBackend::Postgres {
+            return Err(ConfigError::new(
+                "cluster.role",
+                "a worker needs storage.backend = \"postgres\": the instances share one store",
+            ));
+        }
+        Ok(())
+    }
+}
