@@ -156,13 +156,13 @@ impl Offsets {
     }
 
     /// The record at `offset` of `partition` goes into the pipeline.
-    /// Offsets of a partition come in increasing order.
+    /// Offsets of a partition come in increasing order, but for a consumer
+    /// sent back (an offset reset): an earlier one is open again.
     pub fn handed_in(&self, partition: i32, offset: i64) {
         let mut partitions = self.partitions();
         let p = partitions.entry(partition).or_default();
-        debug_assert!(p.last.is_none_or(|last| offset > last), "offsets go up");
         p.open.insert(offset);
-        p.last = Some(offset);
+        p.last = Some(p.last.map_or(offset, |last| last.max(offset)));
     }
 
     /// What the record at `offset` of `partition` carried is stored (or

@@ -519,7 +519,8 @@ mod tests {
     #[test]
     fn a_cluster_worker_is_checked_key_by_key() {
         let worker = "[cluster]\nrole = \"worker\"\nbrokers = \"k1:9092,k2:9092\"\n";
-        let postgres = "[storage]\nbackend = \"postgres\"\npostgres_url = \"postgres://db/isobar\"\n";
+        let postgres =
+            "[storage]\nbackend = \"postgres\"\npostgres_url = \"postgres://db/isobar\"\n";
         let s = load_toml(&format!("{worker}{postgres}")).unwrap();
         assert_eq!(s.cluster.role, ClusterRole::Worker);
         assert_eq!(s.cluster.topic, "isobar.readings");

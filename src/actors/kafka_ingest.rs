@@ -79,6 +79,9 @@ impl Actor for KafkaIngest {
             .set("enable.auto.offset.store", "false")
             // A partition no worker has committed is read from its start.
             .set("auto.offset.reset", "earliest")
+            // What librdkafka fetches ahead of the pipeline: 16 MiB, not
+            // its 64 MiB default, as memory goes.
+            .set("queued.max.messages.kbytes", "16384")
             .create()?;
         let consumer = Arc::new(consumer);
         // Every partition, from the group's committed offsets.
