@@ -525,7 +525,7 @@ mod tests {
         assert_eq!(s.cluster.role, ClusterRole::Worker);
         assert_eq!(s.cluster.topic, "isobar.readings");
         for (toml, key, says) in [
-            (format!("{worker}"), "cluster.role", "postgres"),
+            (worker.to_owned(), "cluster.role", "postgres"),
             (
                 format!("[cluster]\nrole = \"worker\"\n{postgres}"),
                 "cluster.brokers",

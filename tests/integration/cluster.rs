@@ -10,6 +10,7 @@ use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use crate::common::count_stored;
 use crate::common::kafka::PrivateKafka;
 
 /// The topic is made once with the partitions asked for; asking again
@@ -138,18 +139,6 @@ async fn produce(
         *end = (*end).max(delivered.offset + 1);
     }
     ends
-}
-
-async fn count_stored(url: &str) -> i64 {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-        .query_one("SELECT count(*) FROM observations", &[])
-        .await
-        .unwrap()
-        .get(0)
 }
 
 /// Records the group has committed, over `partitions` partitions of

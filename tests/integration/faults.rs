@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::mosquitto::PrivateMosquitto;
-use common::{Daemon, PrivateRedis, eventually, metric, reading, remove_session};
+use common::{Daemon, PrivateRedis, count_stored, eventually, metric, reading, remove_session};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
 fn unique() -> String {
@@ -479,19 +479,6 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(daemon.terminate(), Some(0));
-}
-
-/// Readings stored in the database at `url`.
-async fn count_stored(url: &str) -> i64 {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-        .query_one("SELECT count(*) FROM observations", &[])
-        .await
-        .unwrap()
-        .get(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

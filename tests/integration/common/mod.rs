@@ -533,6 +533,19 @@ pub async fn daemon_with_redis(url: &str) -> Daemon {
 
 /// Runs SQL as PostgreSQL's superuser on the machine's server: test
 /// databases are created, cut off and dropped with it.
+/// Readings stored in the database at `url`.
+pub async fn count_stored(url: &str) -> i64 {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .query_one("SELECT count(*) FROM observations", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 pub async fn pg_admin(sql: &str) {
     let (client, connection) = tokio_postgres::connect(
         "postgres://postgres@127.0.0.1:5432/postgres",
