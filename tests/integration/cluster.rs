@@ -167,10 +167,10 @@ fn committed_total(brokers: &str, topic: &str, partitions: i32) -> i64 {
 }
 
 /// A worker reads the readings topic instead of MQTT and stores every
-/// reading. What it commits never covers a reading not yet stored, so
-/// killed with -9 while it works, the next worker of the group goes on
-/// from there and nothing is lost. Stopped cleanly, it commits all it
-/// stored.
+/// reading. What it commits never covers a reading not yet stored, even
+/// while the store stalls, so killed with -9 while it works, the next
+/// worker of the group goes on from there and nothing is lost. Stopped
+/// cleanly, it commits all it stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_stream_loses_nothing_and_commits_only_what_is_stored() {
     const PER_STATION: i64 = 1000;
@@ -200,18 +200,37 @@ async fn a_worker_killed_mid_stream_loses_nothing_and_commits_only_what_is_store
     ensure_topic(&brokers, "readings", 6, 1).await.unwrap();
     produce(&brokers, "readings", &stations, 0..PER_STATION * 3 / 4).await;
     let worker = crate::common::Daemon::start_with_env(&[], &env);
-    // While it works: the committed offsets never pass what is stored
-    // (read in that order: what is stored only grows).
-    let mut checks = 0;
-    loop {
+    // The committed offsets never pass what is stored (read in that
+    // order: what is stored only grows).
+    let check = || async {
         let committed = committed_total(&brokers, "readings", 6);
         let stored = count_stored(&url).await;
         assert!(
             committed <= stored,
             "committed {committed} records with only {stored} stored"
         );
-        checks += 1;
-        if committed > 0 && checks >= 3 || stored == first {
+        (committed, stored)
+    };
+    // The store stalls for 3 s (a lock holds back every insert) while the
+    // worker goes on reading: records wait in the pipeline, unstored.
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    admin
+        .batch_execute("BEGIN; LOCK TABLE observations IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let stalled = Instant::now();
+    while stalled.elapsed() < Duration::from_secs(3) {
+        check().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    admin.batch_execute("COMMIT").await.unwrap();
+    // Killed once it has committed, before it has stored it all.
+    loop {
+        let (committed, stored) = check().await;
+        if committed > 0 || stored == first {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
