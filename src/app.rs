@@ -235,7 +235,7 @@ impl App {
                 store,
                 cache,
                 pipeline: pipeline.clone(),
-                mqtt: endpoint.clone(),
+                intake: endpoint.clone(),
                 health,
                 archive,
                 listener,

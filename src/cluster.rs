@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -128,7 +129,14 @@ pub async fn ensure_topic(
 /// only those handed in count. So a crash loses nothing: whatever is past
 /// the committed offset is read again, and the store keeps a reading once.
 #[derive(Debug, Default)]
-pub struct Offsets(Mutex<HashMap<i32, PartitionOffsets>>);
+pub struct Offsets {
+    partitions: Mutex<HashMap<i32, PartitionOffsets>>,
+    /// Records open, all partitions together: read for every record
+    /// handed in, so kept rather than summed.
+    open: AtomicUsize,
+    /// Woken as records are stored.
+    stored: tokio::sync::Notify,
+}
 
 #[derive(Debug, Default)]
 struct PartitionOffsets {
@@ -152,7 +160,7 @@ impl PartitionOffsets {
 
 impl Offsets {
     fn partitions(&self) -> std::sync::MutexGuard<'_, HashMap<i32, PartitionOffsets>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.partitions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The record at `offset` of `partition` goes into the pipeline.
@@ -161,15 +169,20 @@ impl Offsets {
     pub fn handed_in(&self, partition: i32, offset: i64) {
         let mut partitions = self.partitions();
         let p = partitions.entry(partition).or_default();
-        p.open.insert(offset);
+        if p.open.insert(offset) {
+            self.open.fetch_add(1, Ordering::Relaxed);
+        }
         p.last = Some(p.last.map_or(offset, |last| last.max(offset)));
     }
 
     /// What the record at `offset` of `partition` carried is stored (or
     /// quarantined).
     pub fn stored(&self, partition: i32, offset: i64) {
-        if let Some(p) = self.partitions().get_mut(&partition) {
-            p.open.remove(&offset);
+        if let Some(p) = self.partitions().get_mut(&partition)
+            && p.open.remove(&offset)
+        {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            self.stored.notify_waiters();
         }
     }
 
@@ -182,7 +195,18 @@ impl Offsets {
 
     /// Records handed in and not yet stored, all partitions together.
     pub fn open_total(&self) -> usize {
-        self.partitions().values().map(|p| p.open.len()).sum()
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Returns once fewer than `max` records are open.
+    pub async fn below(&self, max: usize) {
+        loop {
+            let stored = self.stored.notified();
+            if self.open_total() < max {
+                return;
+            }
+            stored.await;
+        }
     }
 
     /// A commit of `commits` (from `to_commit`) failed: they are
@@ -214,7 +238,10 @@ impl Offsets {
 
     /// Forgets `partition` (it went to another consumer).
     pub fn forget(&self, partition: i32) {
-        self.partitions().remove(&partition);
+        if let Some(p) = self.partitions().remove(&partition) {
+            self.open.fetch_sub(p.open.len(), Ordering::Relaxed);
+            self.stored.notify_waiters();
+        }
     }
 }
 
@@ -285,6 +312,39 @@ mod tests {
         assert_eq!(offsets.open(0), 0);
         offsets.stored(0, 9);
         assert!(offsets.to_commit().is_empty());
+    }
+
+    /// The count of open records follows hand-ins, stores and forgotten
+    /// partitions, and `below` waits for room.
+    #[tokio::test]
+    async fn open_records_are_counted_and_room_is_waited_for() {
+        let offsets = std::sync::Arc::new(Offsets::default());
+        for at in 0..3 {
+            offsets.handed_in(1, at);
+        }
+        offsets.handed_in(1, 2);
+        offsets.handed_in(4, 0);
+        assert_eq!(
+            offsets.open_total(),
+            4,
+            "a record handed in twice is open once"
+        );
+        let waiting = tokio::spawn({
+            let offsets = offsets.clone();
+            async move { offsets.below(3).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "four open, room below three");
+        offsets.stored(1, 0);
+        offsets.stored(1, 0);
+        assert_eq!(offsets.open_total(), 3);
+        offsets.stored(4, 0);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        offsets.forget(1);
+        assert_eq!(offsets.open_total(), 0);
     }
 
     proptest::proptest! {

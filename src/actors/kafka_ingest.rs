@@ -161,8 +161,10 @@ async fn read(
 ) {
     let received = metrics::counter!("isobar_messages_received_total");
     loop {
-        if paused.load(Ordering::SeqCst) || offsets.open_total() >= MAX_OPEN {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        offsets.below(MAX_OPEN).await;
+        if paused.load(Ordering::SeqCst) {
+            // Only at shutdown, until the actor stops.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
         let message = match consumer.recv().await {

@@ -38,8 +38,7 @@ use crate::supervisor::tree::{
     ChildSpec, GroupRecord, Observer, RestartNotice, Supervisor, SupervisorArgs, SupervisorMsg,
 };
 
-/// Everything needed to (re)start any part of the tree.
-/// How readings arrive over MQTT.
+/// How readings arrive.
 #[derive(Clone)]
 pub enum Intake {
     /// Ingest subscribes at an external broker (`host`, `port`).
@@ -54,6 +53,7 @@ pub enum Intake {
     Kafka,
 }
 
+/// Everything needed to (re)start any part of the tree.
 pub struct RootArgs {
     pub settings: Settings,
     /// The restart policies in force (reloadable).
@@ -63,9 +63,9 @@ pub struct RootArgs {
     pub store: Arc<dyn Store>,
     pub cache: Arc<dyn LatestCache>,
     pub pipeline: Arc<Pipeline>,
-    /// Where ingest connects to the external broker, or where the
-    /// embedded server listens.
-    pub mqtt: Intake,
+    /// Where readings come from: the external broker ingest connects
+    /// to, the embedded server's address, or a worker's Kafka topic.
+    pub intake: Intake,
     pub health: Arc<Health>,
     /// The data lake, when one is configured.
     pub archive: Option<Arc<dyn Archive>>,
@@ -318,7 +318,7 @@ impl ChildSpec for PartSpec {
                     .spawn_linked(StationsSupervisor, args, supervisor)
                     .await?
             }
-            Part::Ingest => match &a.mqtt {
+            Part::Ingest => match &a.intake {
                 Intake::External(host, port) => {
                     let args = IngestArgs::from_settings(
                         &a.settings.mqtt,

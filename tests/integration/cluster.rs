@@ -28,13 +28,7 @@ async fn a_stations_readings_land_in_the_partition_java_clients_pick() {
         6,
         "an existing topic is left as it is"
     );
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("partitioner", "murmur2_random")
-        .create()
-        .unwrap();
+    let producer = producer(&brokers);
     let stations: Vec<String> = (0..24).map(|i| format!("WS{i:03}")).collect();
     for n in 0..5 {
         for station in &stations {
@@ -101,6 +95,18 @@ async fn a_stations_readings_land_in_the_partition_java_clients_pick() {
     assert!(used.len() > 1, "24 stations spread over the partitions");
 }
 
+/// An idempotent producer of keyed records, with the partitioner of
+/// Kafka's Java clients.
+fn producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .create()
+        .unwrap()
+}
+
 /// `count` readings of each of `stations`, a minute apart, keyed by
 /// station; returns, for each partition, one past its last offset.
 async fn produce(
@@ -109,13 +115,7 @@ async fn produce(
     stations: &[String],
     minutes: std::ops::Range<i64>,
 ) -> BTreeMap<i32, i64> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("partitioner", "murmur2_random")
-        .create()
-        .unwrap();
+    let producer = producer(brokers);
     let start = chrono::Utc::now() - chrono::TimeDelta::days(30);
     let mut sent = Vec::new();
     for minute in minutes {
