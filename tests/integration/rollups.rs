@@ -140,9 +140,12 @@ async fn the_network_summary_counts_stations_and_spreads_latest_values() {
     publisher.reading("WS811", &ts(20), 14.0).await;
     // Heard from, but not within the last 10 minutes.
     publisher.reading("WS812", &ts(3600), 30.0).await;
+    // The station list comes from the store and the latest values from the
+    // cache, which is written just after: wait for both.
     let body = eventually(Duration::from_secs(20), "three stations", || async {
         let (status, body) = daemon.get("/api/v1/summary").await;
-        (status == 200 && body["stations"] == 3).then_some(body)
+        (status == 200 && body["stations"] == 3 && body["latest"]["temperature_c"]["count"] == 2)
+            .then_some(body)
     })
     .await;
     assert_eq!(
