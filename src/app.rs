@@ -144,6 +144,12 @@ impl App {
         };
 
         let endpoint = if settings.cluster.role == crate::config::ClusterRole::Worker {
+            let _ = pipeline
+                .cluster
+                .set(Arc::new(crate::cluster::ClusterView::new(
+                    &settings.cluster.instance_name(),
+                    &settings.cluster.topic,
+                )));
             Intake::Kafka
         } else {
             match settings.mqtt.external_broker()? {

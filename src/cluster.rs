@@ -7,9 +7,11 @@
 //! such as an IoT Core rule or Kafka Connect, put a station where isobar
 //! does), the topic itself, and which offsets a consumer may commit.
 
+pub mod membership;
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -121,6 +123,64 @@ pub async fn ensure_topic(
     Ok(found.partitions().len() as u32)
 }
 
+/// What this instance knows of the cluster it is a member of, for the API
+/// and for the duties only the leader does.
+#[derive(Debug)]
+pub struct ClusterView {
+    leader: AtomicBool,
+    state: Mutex<ClusterState>,
+}
+
+/// The cluster as one instance sees it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct ClusterState {
+    /// This instance's `cluster.instance`.
+    pub instance: String,
+    /// The readings topic.
+    pub topic: String,
+    /// The topic's partitions.
+    pub partitions: u32,
+    /// The partitions this instance owns.
+    pub owned: Vec<i32>,
+    /// This instance does the cluster-wide duties.
+    pub leader: bool,
+    /// Partitions this instance took or gave up since it started.
+    pub rebalances: u64,
+    /// The live members, this one included, by name.
+    pub members: Vec<membership::Member>,
+}
+
+impl ClusterView {
+    pub fn new(instance: &str, topic: &str) -> Self {
+        Self {
+            leader: AtomicBool::new(false),
+            state: Mutex::new(ClusterState {
+                instance: instance.to_owned(),
+                topic: topic.to_owned(),
+                ..ClusterState::default()
+            }),
+        }
+    }
+
+    /// Whether this instance does the cluster-wide duties now.
+    pub fn leads(&self) -> bool {
+        self.leader.load(Ordering::Relaxed)
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.store(leader, Ordering::Relaxed);
+        self.update(|s| s.leader = leader);
+    }
+
+    pub fn snapshot(&self) -> ClusterState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn update(&self, change: impl FnOnce(&mut ClusterState)) {
+        change(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
 /// Which offsets a consumer may commit, partition by partition: a record
 /// counts once what it carried is stored, and a partition's offset may go
 /// as far as the first record handed in and not yet stored (or one past
@@ -140,6 +200,8 @@ pub struct Offsets {
 
 #[derive(Debug, Default)]
 struct PartitionOffsets {
+    /// Records of it are handed in: it is owned and not being given up.
+    taking: bool,
     /// Handed in, not yet stored.
     open: BTreeSet<i64>,
     /// The last offset handed in.
@@ -163,16 +225,35 @@ impl Offsets {
         self.partitions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The record at `offset` of `partition` goes into the pipeline.
-    /// Offsets of a partition come in increasing order, but for a consumer
-    /// sent back (an offset reset): an earlier one is open again.
-    pub fn handed_in(&self, partition: i32, offset: i64) {
+    /// `partition` is this consumer's: its records are handed in from
+    /// now on.
+    pub fn own(&self, partition: i32) {
+        self.partitions().entry(partition).or_default().taking = true;
+    }
+
+    /// `partition` is being given up: no more of its records are handed
+    /// in; those open are still tracked until it is forgotten.
+    pub fn stop_taking(&self, partition: i32) {
+        if let Some(p) = self.partitions().get_mut(&partition) {
+            p.taking = false;
+        }
+    }
+
+    /// The record at `offset` of `partition` goes into the pipeline, if
+    /// the partition is owned and not being given up: false if it is not
+    /// to be handed in. Offsets of a partition come in increasing order,
+    /// but for a consumer sent back (an offset reset): an earlier one is
+    /// open again.
+    pub fn handed_in(&self, partition: i32, offset: i64) -> bool {
         let mut partitions = self.partitions();
-        let p = partitions.entry(partition).or_default();
+        let Some(p) = partitions.get_mut(&partition).filter(|p| p.taking) else {
+            return false;
+        };
         if p.open.insert(offset) {
             self.open.fetch_add(1, Ordering::Relaxed);
         }
         p.last = Some(p.last.map_or(offset, |last| last.max(offset)));
+        true
     }
 
     /// What the record at `offset` of `partition` carried is stored (or
@@ -236,6 +317,16 @@ impl Offsets {
         commits
     }
 
+    /// Records of `partitions` handed in and not yet stored.
+    pub fn open_of(&self, partitions: &BTreeSet<i32>) -> usize {
+        let all = self.partitions();
+        partitions
+            .iter()
+            .filter_map(|p| all.get(p))
+            .map(|p| p.open.len())
+            .sum()
+    }
+
     /// Forgets `partition` (it went to another consumer).
     pub fn forget(&self, partition: i32) {
         if let Some(p) = self.partitions().remove(&partition) {
@@ -289,6 +380,9 @@ mod tests {
     fn an_offset_is_committed_only_once_all_before_it_are_stored() {
         let offsets = Offsets::default();
         assert!(offsets.to_commit().is_empty(), "nothing handed in");
+        assert!(!offsets.handed_in(0, 1), "not owned");
+        offsets.own(0);
+        offsets.own(1);
         // A gap (5 and 6 were compacted away).
         for at in [3, 4, 7, 8] {
             offsets.handed_in(0, at);
@@ -319,6 +413,8 @@ mod tests {
     #[tokio::test]
     async fn open_records_are_counted_and_room_is_waited_for() {
         let offsets = std::sync::Arc::new(Offsets::default());
+        offsets.own(1);
+        offsets.own(4);
         for at in 0..3 {
             offsets.handed_in(1, at);
         }
@@ -347,6 +443,31 @@ mod tests {
         assert_eq!(offsets.open_total(), 0);
     }
 
+    /// A partition being given up takes no more records, still counts
+    /// those open until they are stored, and is committed as far as they
+    /// go; forgotten, it is gone.
+    #[test]
+    fn a_partition_given_up_takes_nothing_new_and_drains() {
+        let offsets = Offsets::default();
+        offsets.own(3);
+        offsets.own(5);
+        assert!(offsets.handed_in(3, 10));
+        assert!(offsets.handed_in(3, 11));
+        assert!(offsets.handed_in(5, 0));
+        offsets.stop_taking(3);
+        assert!(!offsets.handed_in(3, 12), "given up: not handed in");
+        assert_eq!(offsets.open_of(&[3].into()), 2);
+        offsets.stored(3, 10);
+        offsets.stored(3, 11);
+        assert_eq!(offsets.open_of(&[3].into()), 0);
+        assert_eq!(offsets.open_of(&[3, 5].into()), 1);
+        assert_eq!(offsets.to_commit(), [(3, 12), (5, 0)]);
+        offsets.forget(3);
+        assert!(!offsets.handed_in(3, 12));
+        offsets.own(3);
+        assert!(offsets.handed_in(3, 12), "owned again");
+    }
+
     proptest::proptest! {
         /// Whatever order records are stored in, a commit never passes a
         /// record not yet stored, never goes back, and once all are
@@ -357,6 +478,7 @@ mod tests {
             order in proptest::collection::vec(proptest::num::usize::ANY, 1..60),
         ) {
             let offsets = Offsets::default();
+            offsets.own(2);
             let mut at = 0;
             let mut handed = Vec::new();
             for gap in gaps {

@@ -524,6 +524,12 @@ mod tests {
         let s = load_toml(&format!("{worker}{postgres}")).unwrap();
         assert_eq!(s.cluster.role, ClusterRole::Worker);
         assert_eq!(s.cluster.topic, "isobar.readings");
+        let named = load_toml(&format!(
+            "{worker}instance = \"isobar-worker-2\"\n{postgres}"
+        ))
+        .unwrap();
+        assert_eq!(named.cluster.instance_name(), "isobar-worker-2");
+        assert!(!s.cluster.instance_name().is_empty(), "the host's name");
         for (toml, key, says) in [
             (worker.to_owned(), "cluster.role", "postgres"),
             (
@@ -540,6 +546,11 @@ mod tests {
                 format!("{worker}partitions = 0\n{postgres}"),
                 "cluster.partitions",
                 "1 to 10000",
+            ),
+            (
+                format!("{worker}instance = \"w\\u0007\"\n{postgres}"),
+                "cluster.instance",
+                "control characters",
             ),
             (
                 format!("{worker}{postgres}[simulator]\nstations = 5\n"),

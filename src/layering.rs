@@ -17,8 +17,9 @@ const LAYERS: &[&[&str]] = &[
         "faults",
         "publisher",
         "broker",
-        "cluster",
     ],
+    // The Kafka log and the members sharing it, over the store.
+    &["cluster"],
     // A message and its acknowledgement; knows no actor.
     &["delivery"],
     &["actors"],

@@ -11,7 +11,7 @@ mod sqlite;
 pub mod tls;
 
 pub use memory::MemoryCache;
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, session as postgres_session};
 pub use redis::RedisCache;
 pub use sqlite::SqliteStore;
 

@@ -32,6 +32,9 @@ pub enum AlerterMsg {
     Check,
     /// Time to check the pipeline's health.
     CheckPipeline,
+    /// Another instance of the cluster may have fired or resolved alerts:
+    /// take the firing ones from the store. Replies once done.
+    Resync(ractor::RpcReplyPort<()>),
 }
 
 pub struct Alerter;
@@ -45,6 +48,9 @@ pub struct AlerterArgs {
     pub hub: Address<HubMsg>,
     /// Where the pipeline's flow is counted.
     pub context: Arc<DeliveryContext>,
+    /// The cluster this instance is a member of, if any: silent stations
+    /// and the pipeline's health are then judged by its leader alone.
+    pub cluster: Option<Arc<crate::cluster::ClusterView>>,
 }
 
 pub struct AlerterState {
@@ -60,6 +66,7 @@ pub struct AlerterState {
     /// store's `last_seen` follows with the roll-up, seconds later, which
     /// is too late for a short `silent_after`.
     heard: std::collections::HashMap<StationId, DateTime<Utc>, foldhash::fast::RandomState>,
+    cluster: Option<Arc<crate::cluster::ClusterView>>,
 }
 
 /// The time, to the microsecond the stores keep, so that an alert pushed
@@ -128,6 +135,24 @@ fn webhook(url: String) -> tokio::sync::mpsc::Sender<AlertRecord> {
 /// Firing alerts loaded at start, at most.
 const MAX_FIRING: usize = 100_000;
 
+/// The alerts firing in the store: rule, station and since when.
+async fn firing(
+    alerts: &dyn AlertStore,
+) -> Result<Vec<(String, Option<StationId>, DateTime<Utc>)>, StoreError> {
+    Ok(alerts
+        .alerts(Some(true), MAX_FIRING)
+        .await?
+        .into_iter()
+        .filter_map(|alert| {
+            let station = match &alert.station_id {
+                None => None,
+                Some(id) => Some(StationId::parse(id).ok()?),
+            };
+            Some((alert.rule, station, alert.fired_at))
+        })
+        .collect())
+}
+
 impl Actor for Alerter {
     type Msg = AlerterMsg;
     type State = AlerterState;
@@ -149,17 +174,10 @@ impl Actor for Alerter {
             qc_failure_rate: settings.qc_failure_rate,
             pipeline: settings.pipeline,
         });
-        match args.alerts.alerts(Some(true), MAX_FIRING).await {
+        match firing(args.alerts.as_ref()).await {
             Ok(firing) => {
-                for alert in firing {
-                    let station = match &alert.station_id {
-                        None => None,
-                        Some(id) => match crate::domain::StationId::parse(id) {
-                            Ok(id) => Some(id),
-                            Err(_) => continue,
-                        },
-                    };
-                    engine.firing(&alert.rule, station, alert.fired_at);
+                for (rule, station, since) in firing {
+                    engine.firing(&rule, station, since);
                 }
             }
             // Started anyway: an alert firing already may be fired again.
@@ -183,6 +201,7 @@ impl Actor for Alerter {
                 .map(|url| webhook(url.expose().to_owned())),
             unrecorded: VecDeque::new(),
             heard: Default::default(),
+            cluster: args.cluster,
         })
     }
 
@@ -206,8 +225,19 @@ impl Actor for Alerter {
                     .flat_map(|r| state.engine.observe(r))
                     .collect()
             }
+            AlerterMsg::Resync(reply) => {
+                state.resync().await;
+                let _ = reply.send(());
+                Vec::new()
+            }
+            // In a cluster, silent stations and the pipeline's health are
+            // the leader's to judge.
+            AlerterMsg::Check | AlerterMsg::CheckPipeline if !state.leads() => Vec::new(),
             AlerterMsg::Check => {
                 state.record_waiting().await;
+                if state.cluster.is_some() {
+                    state.resync().await;
+                }
                 match state.readings.stations().await {
                     Ok(stations) => {
                         let seen: Vec<_> = stations
@@ -255,6 +285,22 @@ impl Actor for Alerter {
 }
 
 impl AlerterState {
+    fn leads(&self) -> bool {
+        self.cluster.as_ref().is_none_or(|c| c.leads())
+    }
+
+    /// Takes the firing alerts from the store, unless changes of its own
+    /// wait to be recorded (the store is behind; it tries again later).
+    async fn resync(&mut self) {
+        if !self.unrecorded.is_empty() {
+            return;
+        }
+        match firing(self.alerts.as_ref()).await {
+            Ok(firing) => self.engine.sync_firing(firing),
+            Err(e) => tracing::warn!(error = %e, "could not load firing alerts"),
+        }
+    }
+
     async fn record(&self, change: &Change) -> Result<Option<AlertRecord>, StoreError> {
         match change.clone() {
             Change::Fire {

@@ -5,7 +5,16 @@
 //! records before them are stored (`cluster::Offsets`), so a worker that
 //! dies loses nothing: what it had not stored is read again, by it or by
 //! the next, and the store keeps a reading once.
+//!
+//! It reads only the partitions it owns (`cluster::membership`): every
+//! second it looks at the live members, gives up the partitions it no
+//! longer wants (stops reading them, waits until what it read of them is
+//! stored, commits, stops their stations' actors, then lets their locks
+//! go) and takes those it wants whose locks are free. A worker whose
+//! session with the store ends gives up everything at once, then joins
+//! again.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -16,10 +25,13 @@ use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 
+use crate::actors::alerter::AlerterMsg;
 use crate::actors::ingest::{IngestMsg, reporting_panics};
 use crate::actors::pipeline::Pipeline;
-use crate::cluster::{Offsets, ensure_topic};
-use crate::config::ClusterSettings;
+use crate::actors::stations::StationsMsg;
+use crate::cluster::membership::{JoinError, Membership, wanted};
+use crate::cluster::{ClusterView, Offsets, ensure_topic, partition_of};
+use crate::config::{ClusterSettings, PostgresTls, Secret};
 use crate::delivery::{Ack, Acknowledge, Arrival, Format, Verdict};
 use crate::domain::{RejectReason, StationId};
 
@@ -27,16 +39,27 @@ pub struct KafkaIngest;
 
 pub struct KafkaIngestArgs {
     pub cluster: ClusterSettings,
+    /// This instance's name among the members.
+    pub instance: String,
     pub pipeline: Arc<Pipeline>,
     /// Ingest's part of `/ready` (`mqtt`: for a worker, its topic).
     pub health: Arc<crate::health::Health>,
+    /// The store the members share, where they agree on who owns what.
+    pub postgres: (Secret, PostgresTls),
+    /// What the API shows of the cluster, kept up to date here.
+    pub view: Arc<ClusterView>,
+    /// Where this instance's API answers, for the other members.
+    pub web: Option<String>,
 }
 
 pub struct KafkaIngestState {
     consumer: Arc<StreamConsumer>,
     offsets: Arc<Offsets>,
     paused: Arc<AtomicBool>,
+    /// The reader and the committer.
     tasks: Vec<Task>,
+    /// Ownership: stopped last, so its locks go after the last commit.
+    owner: Option<Task>,
     topic: String,
 }
 
@@ -84,14 +107,23 @@ impl Actor for KafkaIngest {
             .set("queued.max.messages.kbytes", "16384")
             .create()?;
         let consumer = Arc::new(consumer);
-        // Every partition, from the group's committed offsets.
-        let mut assignment = TopicPartitionList::new();
-        for p in 0..partitions as i32 {
-            assignment.add_partition_offset(&c.topic, p, Offset::Stored)?;
-        }
-        consumer.assign(&assignment)?;
+        // Nothing is read until partitions are taken: an empty assignment.
+        consumer.assign(&TopicPartitionList::new())?;
         args.health.set_mqtt_subscribed(true);
         let offsets = Arc::new(Offsets::default());
+        args.view.update(|v| v.partitions = partitions);
+        let owner = Owner {
+            consumer: consumer.clone(),
+            offsets: offsets.clone(),
+            topic: c.topic.clone(),
+            group: c.group.clone(),
+            partitions,
+            instance: args.instance.clone(),
+            web: args.web.clone(),
+            postgres: args.postgres,
+            pipeline: args.pipeline.clone(),
+            view: args.view.clone(),
+        };
         let paused = Arc::new(AtomicBool::new(false));
         let reading = read(
             consumer.clone(),
@@ -99,18 +131,20 @@ impl Actor for KafkaIngest {
             paused.clone(),
             args.pipeline.clone(),
             args.health.clone(),
+            partitions,
         );
         let committing = commit_forever(consumer.clone(), offsets.clone(), c.topic.clone());
         tracing::info!(brokers = %c.brokers, topic = %c.topic, group = %c.group, partitions,
-            "ingest reading Kafka");
+            instance = %args.instance, "ingest reading Kafka");
         Ok(KafkaIngestState {
             consumer,
             offsets,
             paused,
             tasks: vec![
                 Task(tokio::spawn(reporting_panics(myself.clone(), reading))),
-                Task(tokio::spawn(reporting_panics(myself, committing))),
+                Task(tokio::spawn(reporting_panics(myself.clone(), committing))),
             ],
+            owner: Some(Task(tokio::spawn(reporting_panics(myself, owner.run())))),
             topic: c.topic.clone(),
         })
     }
@@ -140,6 +174,8 @@ impl Actor for KafkaIngest {
                     tracing::warn!(error = %e, "could not commit the last offsets; \
                         their records are read again at the next start");
                 }
+                // Its session ends: its partitions are free for the others.
+                state.owner = None;
                 let _ = reply.send(());
             }
             IngestMsg::PollerFailed(why) => {
@@ -158,6 +194,7 @@ async fn read(
     paused: Arc<AtomicBool>,
     pipeline: Arc<Pipeline>,
     health: Arc<crate::health::Health>,
+    partitions: u32,
 ) {
     let received = metrics::counter!("isobar_messages_received_total");
     loop {
@@ -179,11 +216,21 @@ async fn read(
                 continue;
             }
         };
-        received.increment(1);
         let (partition, offset) = (message.partition(), message.offset());
-        offsets.handed_in(partition, offset);
+        if !offsets.handed_in(partition, offset) {
+            // Being given up, or fetched before it was: whoever owns it
+            // reads it from the last commit.
+            continue;
+        }
+        received.increment(1);
+        let station = station_of(&message);
+        if let Ok(id) = &station
+            && partition_of(id.as_str().as_bytes(), partitions) as i32 != partition
+        {
+            misplaced(id, partition);
+        }
         pipeline.submit(Arrival {
-            station: station_of(&message),
+            station,
             source: source_of(&message),
             payload: bytes::Bytes::copy_from_slice(message.payload().unwrap_or_default()),
             format: Format::Mqtt,
@@ -193,6 +240,21 @@ async fn read(
                 offset,
             }),
         });
+    }
+}
+
+/// A station's record in a partition other than the one Kafka's Java
+/// partitioner gives its key: its producer partitions otherwise, so the
+/// station's readings may be split between workers. Counted, and said
+/// once.
+fn misplaced(station: &StationId, partition: i32) {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    metrics::counter!("isobar_cluster_misplaced_records_total").increment(1);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        tracing::warn!(station_id = %station, partition,
+            "a record is not in the partition its key hashes to (murmur2): \
+             producers must partition as Kafka's Java clients do, or a station's \
+             readings may be handled by two workers");
     }
 }
 
@@ -277,4 +339,209 @@ fn commit(
         offsets.uncommit(&commits);
     }
     result
+}
+
+/// How often a worker looks at the members and rebalances.
+const BALANCE_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a partition being given up may take to drain; past it, what
+/// is still open is read again by the next owner (and stored once).
+const DRAIN_AT_MOST: Duration = Duration::from_secs(20);
+
+/// A member whose heartbeat is this old while its session stays open is
+/// ended by the leader.
+const STALLED_AFTER: Duration = Duration::from_secs(60);
+
+/// A worker's ownership of partitions.
+struct Owner {
+    consumer: Arc<StreamConsumer>,
+    offsets: Arc<Offsets>,
+    topic: String,
+    group: String,
+    partitions: u32,
+    instance: String,
+    web: Option<String>,
+    postgres: (Secret, PostgresTls),
+    pipeline: Arc<Pipeline>,
+    view: Arc<ClusterView>,
+}
+
+impl Owner {
+    /// Joins, balances every second, and joins again whenever the
+    /// session with the store is lost.
+    async fn run(self) {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let mut membership = match self.join().await {
+                Ok(membership) => membership,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_ms = delay.as_millis() as u64,
+                        "cluster: could not join");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            delay = Duration::from_millis(200);
+            tracing::info!(instance = %self.instance, "cluster: joined");
+            let mut every = tokio::time::interval(BALANCE_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = self.balance(&mut membership).await {
+                    tracing::warn!(error = %e, "cluster: lost the session with the store; \
+                        giving up every partition until it is back");
+                    let all = membership.owned().clone();
+                    self.view.set_leader(false);
+                    self.release(&all).await;
+                    self.view.update(|v| {
+                        v.owned.clear();
+                        v.members.clear();
+                    });
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn join(&self) -> Result<Membership, JoinError> {
+        let session =
+            crate::storage::postgres_session(self.postgres.0.expose(), &self.postgres.1).await?;
+        Membership::join(
+            session,
+            &self.group,
+            &self.topic,
+            &self.instance,
+            self.web.clone(),
+        )
+        .await
+    }
+
+    /// One round: the live members, the partitions to give up and to
+    /// take, the leader's duties, the heartbeat.
+    async fn balance(&self, membership: &mut Membership) -> Result<(), crate::storage::StoreError> {
+        let members = membership.members().await?;
+        let names: Vec<&str> = members.iter().map(|m| m.instance.as_str()).collect();
+        let want = wanted(&names, &self.instance, self.partitions);
+        let leaving: BTreeSet<i32> = membership.owned().difference(&want).copied().collect();
+        let mut moved = 0u64;
+        if !leaving.is_empty() {
+            self.release(&leaving).await;
+            for p in &leaving {
+                membership.give_up(*p).await?;
+            }
+            moved += leaving.len() as u64;
+            tracing::info!(partitions = ?leaving, "cluster: gave up partitions");
+        }
+        let mut taken = BTreeSet::new();
+        for p in want.difference(&membership.owned().clone()) {
+            if membership.take(*p).await? {
+                taken.insert(*p);
+            }
+        }
+        if !taken.is_empty() {
+            // The alerts the last owner fired for these stations are known
+            // before their readings come.
+            if let Some(alerter) = self.pipeline.alerter.get() {
+                let _ = alerter
+                    .call(AlerterMsg::Resync, Some(Duration::from_secs(5)))
+                    .await;
+            }
+            self.assign(&taken);
+            moved += taken.len() as u64;
+            tracing::info!(partitions = ?taken, "cluster: took partitions");
+        }
+        if moved > 0 {
+            metrics::counter!("isobar_cluster_rebalances_total").increment(moved);
+        }
+        let was_leader = membership.is_leader();
+        if membership.lead().await? {
+            if !was_leader {
+                tracing::info!("cluster: this instance now does the cluster-wide duties");
+            }
+            for ended in membership.fence_stalled(STALLED_AFTER).await? {
+                tracing::warn!(instance = %ended, "cluster: ended the session of a member \
+                    whose heartbeat stopped; its partitions are free");
+            }
+        }
+        membership.beat().await?;
+        let owned: Vec<i32> = membership.owned().iter().copied().collect();
+        metrics::gauge!("isobar_cluster_partitions_owned").set(owned.len() as f64);
+        metrics::gauge!("isobar_cluster_members").set(members.len() as f64);
+        self.view.set_leader(membership.is_leader());
+        self.view.update(|v| {
+            v.owned = owned;
+            v.rebalances += moved;
+            v.members = members;
+        });
+        Ok(())
+    }
+
+    /// Starts reading `partitions` from the group's committed offsets.
+    fn assign(&self, partitions: &BTreeSet<i32>) {
+        let mut list = TopicPartitionList::new();
+        for p in partitions {
+            self.offsets.own(*p);
+            if let Err(e) = list.add_partition_offset(&self.topic, *p, Offset::Stored) {
+                tracing::warn!(error = %e, partition = p, "cluster: could not assign");
+            }
+        }
+        if let Err(e) = self.consumer.incremental_assign(&list) {
+            tracing::error!(error = %e, "cluster: could not start reading taken partitions");
+        }
+    }
+
+    /// Stops reading `partitions`, waits until what was read of them is
+    /// stored, commits it, and stops their stations' actors.
+    async fn release(&self, partitions: &BTreeSet<i32>) {
+        if partitions.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for p in partitions {
+            self.offsets.stop_taking(*p);
+            let _ = list.add_partition(&self.topic, *p);
+        }
+        if let Err(e) = self.consumer.incremental_unassign(&list) {
+            tracing::warn!(error = %e, "cluster: could not stop reading given-up partitions");
+        }
+        let deadline = tokio::time::Instant::now() + DRAIN_AT_MOST;
+        while self.offsets.open_of(partitions) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let open = self.offsets.open_of(partitions);
+        if open > 0 {
+            tracing::warn!(
+                open,
+                "cluster: gave up partitions with records not yet stored; \
+                their next owner reads them again"
+            );
+        }
+        if let Err(e) = commit(&self.consumer, &self.offsets, &self.topic, CommitMode::Sync) {
+            tracing::warn!(error = %e, "cluster: could not commit given-up partitions; \
+                their next owner reads from the last commit");
+        }
+        for p in partitions {
+            self.offsets.forget(*p);
+        }
+        let count = self.partitions;
+        let leaving = partitions.clone();
+        let which: crate::actors::stations::StationFilter = Box::new(move |id: &StationId| {
+            leaving.contains(&(partition_of(id.as_str().as_bytes(), count) as i32))
+        });
+        if let Some(stations) = self.pipeline.stations.get() {
+            match stations
+                .call(
+                    |reply| StationsMsg::Release(which, reply),
+                    Some(Duration::from_secs(10)),
+                )
+                .await
+            {
+                Ok(ractor::rpc::CallResult::Success(n)) => {
+                    tracing::debug!(stations = n, "cluster: released stations");
+                }
+                _ => tracing::warn!("cluster: the stations supervisor did not release stations"),
+            }
+        }
+    }
 }

@@ -44,6 +44,9 @@ pub struct Pipeline {
     /// What its deliveries share: flow counters, the stop flag, the way
     /// back.
     pub deliveries: Arc<DeliveryContext>,
+    /// The cluster this instance is a member of (`cluster.role`), set
+    /// once at start; unset for a single instance.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::ClusterView>>,
 }
 
 impl Pipeline {
@@ -66,6 +69,7 @@ impl Pipeline {
             aggregator: Address::new(format!("{instance}.aggregator")),
             alerter: Address::new(format!("{instance}.alerter")),
             deliveries,
+            cluster: std::sync::OnceLock::new(),
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(take_back(Arc::downgrade(&pipeline), returned));
@@ -77,6 +81,13 @@ impl Pipeline {
     /// unacknowledged, and nothing waits to be sent.
     pub fn stop(&self) {
         self.deliveries.stop();
+    }
+
+    /// Whether this instance does the duties done once across a cluster
+    /// (silent stations, the pipeline's health): a single instance always
+    /// does, a member while it leads.
+    pub fn leads(&self) -> bool {
+        self.cluster.get().is_none_or(|c| c.leads())
     }
 
     pub fn is_stopping(&self) -> bool {

@@ -289,6 +289,7 @@ impl ChildSpec for PartSpec {
                     settings: a.settings.alerts.clone(),
                     hub: p.hub.clone(),
                     context: p.deliveries.clone(),
+                    cluster: a.pipeline.cluster.get().cloned(),
                 };
                 p.alerter.spawn_linked(Alerter, args, supervisor).await?
             }
@@ -308,12 +309,16 @@ impl ChildSpec for PartSpec {
                     settings: a.settings.admission.clone(),
                     registered: a.station_meta.clone(),
                 };
-                let args = StationsArgs::new(
+                let mut args = StationsArgs::new(
                     a.pipeline.clone(),
                     a.supervision.clone(),
                     &a.settings.qc,
                     admission,
                 );
+                if a.pipeline.cluster.get().is_some() {
+                    let store: Arc<dyn crate::storage::ReadingStore> = a.store.clone();
+                    args.warm_from = Some(store);
+                }
                 p.stations
                     .spawn_linked(StationsSupervisor, args, supervisor)
                     .await?
@@ -339,10 +344,25 @@ impl ChildSpec for PartSpec {
                     p.ingest.spawn_linked(MqttServer, args, supervisor).await?
                 }
                 Intake::Kafka => {
+                    let crate::config::StoreTarget::Postgres { url, tls } =
+                        a.settings.storage.target()?
+                    else {
+                        return Err("a cluster worker needs storage.backend = \"postgres\"".into());
+                    };
+                    let view = a
+                        .pipeline
+                        .cluster
+                        .get()
+                        .ok_or("a cluster worker without its cluster view")?
+                        .clone();
                     let args = KafkaIngestArgs {
                         cluster: a.settings.cluster.clone(),
+                        instance: a.settings.cluster.instance_name(),
                         pipeline: a.pipeline.clone(),
                         health: a.health.clone(),
+                        postgres: (url, tls),
+                        view,
+                        web: a.listener.local_addr().ok().map(|a| a.to_string()),
                     };
                     p.ingest.spawn_linked(KafkaIngest, args, supervisor).await?
                 }

@@ -16,6 +16,7 @@ use crate::delivery::{Delivery, Format};
 use crate::domain::formats::{self, Parsed};
 use crate::domain::qc::Learned;
 use crate::domain::{QcConfig, QcFlag, Reading, RejectReason, StationId, StationQc};
+use crate::storage::{HistoryQuery, ReadingStore, StoreError};
 
 pub enum StationMsg {
     Observe(Delivery),
@@ -37,7 +38,17 @@ pub struct StationArgs {
     pub qc: Arc<QcConfig>,
     /// The memory of a hibernated actor of this station, if any.
     pub memory: Option<Box<StationQc>>,
+    /// Where to read the station's last readings from, to learn them
+    /// before its first check: for a station another instance of a
+    /// cluster handled until now.
+    pub warm_from: Option<Arc<dyn ReadingStore>>,
 }
+
+/// How far back from a station's newest stored reading its quality control
+/// is warmed, and with at most how many readings: enough for its cadence,
+/// steps, outlier window and a flat run.
+const WARM_SPAN: chrono::TimeDelta = chrono::TimeDelta::hours(6);
+const WARM_READINGS: usize = 2_000;
 
 pub struct StationState {
     station_id: StationId,
@@ -47,6 +58,8 @@ pub struct StationState {
     qc: StationQc,
     /// `isobar_readings_accepted_total` by QC status (pass, suspect, fail).
     accepted: [metrics::Counter; 3],
+    /// Taken by `post_start`.
+    warm_from: Option<Arc<dyn ReadingStore>>,
 }
 
 impl Actor for StationActor {
@@ -68,7 +81,36 @@ impl Actor for StationActor {
             accepted: [QcFlag::Pass, QcFlag::Suspect, QcFlag::Fail].map(
                 |flag| metrics::counter!("isobar_readings_accepted_total", "qc" => flag.as_str()),
             ),
+            warm_from: args.warm_from,
         })
+    }
+
+    /// Before its first message: learns the station's last stored
+    /// readings, so a station that moved here from another instance is
+    /// judged as it was there. A store that does not answer leaves the
+    /// checks to start afresh, as for a new station.
+    async fn post_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut StationState,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(store) = state.warm_from.take() else {
+            return Ok(());
+        };
+        match recent(store.as_ref(), &state.station_id).await {
+            Ok(readings) => {
+                for r in &readings {
+                    let obs = r.observation();
+                    state.qc.check(&obs, r.received_at, &state.qc_config);
+                }
+                metrics::counter!("isobar_stations_warmed_total").increment(1);
+                tracing::debug!(station_id = %state.station_id, readings = readings.len(),
+                    "station's quality control warmed from the store");
+            }
+            Err(e) => tracing::warn!(station_id = %state.station_id, error = %e,
+                "could not read the station's last readings; its checks start afresh"),
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -98,6 +140,22 @@ impl Actor for StationActor {
         }
         Ok(())
     }
+}
+
+/// A station's stored readings over `WARM_SPAN` up to its newest, oldest
+/// first.
+async fn recent(store: &dyn ReadingStore, id: &StationId) -> Result<Vec<Reading>, StoreError> {
+    let Some(newest) = store.latest(id).await? else {
+        return Ok(Vec::new());
+    };
+    store
+        .readings(HistoryQuery {
+            station_id: id.clone(),
+            from: newest.observed_at - WARM_SPAN,
+            to: newest.observed_at + chrono::TimeDelta::microseconds(1),
+            limit: WARM_READINGS,
+        })
+        .await
 }
 
 impl StationState {

@@ -21,6 +21,7 @@ use crate::config::{AdmissionPolicy, AdmissionSettings, SharedStations, SharedSu
 use crate::delivery::Delivery;
 use crate::domain::qc::Learned;
 use crate::domain::{QcConfig, RejectReason, StationId, StationQc};
+use crate::storage::ReadingStore;
 use crate::supervisor::{Decision, RestartIntensity, RestartPolicy};
 
 pub enum StationsMsg {
@@ -36,7 +37,13 @@ pub enum StationsMsg {
     /// `None` for a station without an actor or memory (unknown, or
     /// waiting to restart, which starts its checks afresh).
     Learned(StationId, RpcReplyPort<Option<Learned>>),
+    /// Stops the actors of the stations `which` picks and forgets them
+    /// (their readings now go to another instance); replies with how many.
+    Release(StationFilter, RpcReplyPort<usize>),
 }
+
+/// Picks stations.
+pub type StationFilter = Box<dyn Fn(&StationId) -> bool + Send>;
 
 /// Actors put to sleep in one sweep at most, so that a whole network going
 /// quiet at once does not hold up routing; the next sweep follows at once.
@@ -60,6 +67,10 @@ pub struct StationsSupervisor;
 
 pub struct StationsArgs {
     pub pipeline: Arc<Pipeline>,
+    /// For a member of a cluster: where a station seen for the first time
+    /// has its last readings, to warm its quality control with (it may
+    /// have been handled by another instance until now).
+    pub warm_from: Option<Arc<dyn ReadingStore>>,
     /// The stations policy and its per-station overrides (reloadable).
     pub supervision: SharedSupervision,
     pub qc: Arc<QcConfig>,
@@ -105,6 +116,7 @@ impl StationsArgs {
     ) -> Self {
         Self {
             pipeline,
+            warm_from: None,
             supervision,
             qc: Arc::new(qc.clone()),
             admission,
@@ -114,6 +126,7 @@ impl StationsArgs {
 
 pub struct StationsState {
     pipeline: Arc<Pipeline>,
+    warm_from: Option<Arc<dyn ReadingStore>>,
     supervision: SharedSupervision,
     qc: Arc<QcConfig>,
     admission: Admission,
@@ -139,6 +152,9 @@ struct Child {
     intensity: RestartIntensity,
     restarts: u32,
     last_failure: Option<(String, DateTime<Utc>)>,
+    /// Its first actor has started (later ones start from its memory, or
+    /// afresh after a failure).
+    started: bool,
 }
 
 impl Actor for StationsSupervisor {
@@ -153,6 +169,7 @@ impl Actor for StationsSupervisor {
     ) -> Result<StationsState, ActorProcessingErr> {
         let state = StationsState {
             pipeline: args.pipeline,
+            warm_from: args.warm_from,
             supervision: args.supervision,
             qc: args.qc,
             admission: args.admission,
@@ -229,6 +246,9 @@ impl Actor for StationsSupervisor {
                     let _ = reply.send(None);
                 }
             },
+            StationsMsg::Release(which, reply) => {
+                let _ = reply.send(state.release(&which));
+            }
             StationsMsg::Status(reply) => {
                 let mut status: Vec<_> = state
                     .children
@@ -314,6 +334,7 @@ impl StationsState {
                     intensity: RestartIntensity::default(),
                     restarts: 0,
                     last_failure: None,
+                    started: false,
                 },
             );
             metrics::gauge!("isobar_stations_supervised").set(self.children.len() as f64);
@@ -340,6 +361,32 @@ impl StationsState {
         Ok(())
     }
 
+    /// Stops and forgets the stations `which` picks; how many.
+    fn release(&mut self, which: &StationFilter) -> usize {
+        let leaving: Vec<StationId> = self
+            .children
+            .keys()
+            .filter(|id| which(id))
+            .cloned()
+            .collect();
+        for id in &leaving {
+            let Some(child) = self.children.remove(id) else {
+                continue;
+            };
+            if child.memory.is_some() {
+                self.sleeping -= 1;
+            }
+            if let Some(actor) = child.actor {
+                // Forgotten first: its stop is not a failure.
+                self.by_actor.remove(&actor.get_id());
+                actor.stop(Some("released".into()));
+            }
+        }
+        metrics::gauge!("isobar_stations_supervised").set(self.children.len() as f64);
+        metrics::gauge!("isobar_stations_hibernating").set(self.sleeping as f64);
+        leaving.len()
+    }
+
     /// Starts the station's actor and hands it what waited. A failure to
     /// start counts as a failure of the child.
     async fn spawn(
@@ -347,7 +394,10 @@ impl StationsState {
         myself: &ActorRef<StationsMsg>,
         id: &StationId,
     ) -> Result<(), ActorProcessingErr> {
-        let memory = self.children.get_mut(id).and_then(|c| c.memory.take());
+        let (memory, first) = match self.children.get_mut(id) {
+            Some(c) => (c.memory.take(), !std::mem::replace(&mut c.started, true)),
+            None => (None, false),
+        };
         if memory.is_some() {
             self.sleeping -= 1;
             metrics::gauge!("isobar_stations_hibernating").set(self.sleeping as f64);
@@ -357,6 +407,7 @@ impl StationsState {
             pipeline: self.pipeline.clone(),
             qc: self.qc.clone(),
             memory,
+            warm_from: self.warm_from.clone().filter(|_| first),
         };
         let actor = match Actor::spawn_linked(None, StationActor, args, myself.get_cell()).await {
             Ok((actor, _)) => actor,

@@ -19,6 +19,10 @@ pub struct ClusterSettings {
     pub partitions: u32,
     /// Replicas of each partition when isobar creates the topic.
     pub replication: u16,
+    /// This instance's name among the members, unique in the cluster and
+    /// stable across restarts (a StatefulSet pod's name); empty for the
+    /// host's name.
+    pub instance: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,11 +44,26 @@ impl Default for ClusterSettings {
             group: "isobar".into(),
             partitions: 12,
             replication: 1,
+            instance: String::new(),
         }
     }
 }
 
 impl ClusterSettings {
+    /// `instance`, or the host's name (`HOSTNAME`, then the kernel's).
+    pub fn instance_name(&self) -> String {
+        if !self.instance.is_empty() {
+            return self.instance.clone();
+        }
+        std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.trim().is_empty())
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "isobar".into())
+    }
+
     pub fn validate(&self, store: StoreBackend) -> Result<(), ConfigError> {
         if self.role == ClusterRole::Off {
             return Ok(());
@@ -80,6 +99,12 @@ impl ClusterSettings {
         }
         if self.group.trim().is_empty() {
             return Err(ConfigError::new("cluster.group", "must not be empty"));
+        }
+        if self.instance.len() > 200 || self.instance.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                "cluster.instance",
+                "must be at most 200 characters, none of them control characters",
+            ));
         }
         if !(1..=10_000).contains(&self.partitions) {
             return Err(ConfigError::new(

@@ -299,6 +299,28 @@ impl AlertEngine {
             .insert((rule.to_owned(), station), State::Firing(since));
     }
 
+    /// The alerts firing as the store has them now, another instance's
+    /// included (a cluster's members share the alerts): those it thought
+    /// firing and the store does not were resolved elsewhere, and are
+    /// forgotten; those it did not know of are not fired again.
+    pub fn sync_firing(&mut self, firing: Vec<(String, Option<StationId>, DateTime<Utc>)>) {
+        let keys: std::collections::HashSet<Key> = firing
+            .iter()
+            .map(|(rule, station, _)| (rule.clone(), station.clone()))
+            .collect();
+        self.state
+            .retain(|key, state| !matches!(state, State::Firing(_)) || keys.contains(key));
+        for (rule, station, since) in firing {
+            let state = self
+                .state
+                .entry((rule, station))
+                .or_insert(State::Firing(since));
+            if !matches!(state, State::Firing(_)) {
+                *state = State::Firing(since);
+            }
+        }
+    }
+
     /// Moves an on/off rule to `on`, saying what changed.
     #[allow(clippy::too_many_arguments)]
     fn switch(
@@ -724,6 +746,33 @@ mod tests {
 
     fn at(t: &str) -> DateTime<Utc> {
         t.parse().unwrap()
+    }
+
+    /// What another instance fired is not fired again; what it resolved
+    /// is forgotten, so it fires again when it should.
+    #[test]
+    fn the_firing_set_follows_the_store() {
+        let mut e = engine(vec![]);
+        let ws = StationId::parse("WS001").unwrap();
+        let seen = at("2025-07-01T10:00:00Z");
+        let later = at("2025-07-01T13:00:00Z");
+        e.sync_firing(vec![(
+            SILENT.into(),
+            Some(ws.clone()),
+            at("2025-07-01T12:01:00Z"),
+        )]);
+        assert!(
+            e.check_silence(&[(ws.clone(), seen)], later).is_empty(),
+            "fired elsewhere: not again"
+        );
+        e.sync_firing(vec![]);
+        assert_eq!(
+            fired(&e.check_silence(&[(ws.clone(), seen)], later)),
+            1,
+            "resolved elsewhere: fires again"
+        );
+        e.sync_firing(vec![(SILENT.into(), Some(ws.clone()), later)]);
+        assert_eq!(resolved(&e.check_silence(&[(ws, later)], later)), 1);
     }
 
     /// WS001's reading at 12:00 plus `s` seconds, failing QC or not.

@@ -115,6 +115,27 @@ impl Reading {
             qc: std::sync::Arc::new(qc),
         }
     }
+
+    /// The observation it was made from, as far as it is kept: a
+    /// sea-level pressure counts as reported unless it could have been
+    /// reduced from station pressure and elevation.
+    pub fn observation(&self) -> Observation {
+        let reduced = self.pressure_hpa.is_some() && self.elevation_m.is_some();
+        Observation {
+            station_id: self.station_id.clone(),
+            observed_at: self.observed_at,
+            latitude: self.latitude,
+            longitude: self.longitude,
+            temperature_c: self.temperature_c,
+            humidity_pct: self.humidity_pct,
+            pressure_hpa: self.pressure_hpa,
+            wind_speed_ms: self.wind_speed_ms,
+            wind_direction_deg: self.wind_direction_deg,
+            wind_gust_ms: self.wind_gust_ms,
+            elevation_m: self.elevation_m,
+            sea_level_pressure_hpa: self.derived.sea_level_pressure_hpa.filter(|_| !reduced),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for StationId {
@@ -140,5 +161,26 @@ mod tests {
         assert_eq!(reading.temperature_c, Some(60.0));
         assert_eq!(reading.derived, Derived::default());
         assert_eq!(reading.qc.status, crate::domain::QcFlag::Fail);
+    }
+
+    /// A stored reading gives back the observation it was made from: a
+    /// reported sea-level pressure as reported, a reduced one not at all.
+    #[test]
+    fn a_reading_gives_back_its_observation() {
+        let at = "2025-07-01T14:00:00Z".parse().unwrap();
+        let mut obs = Observation::new(StationId::parse("WS001").unwrap(), at);
+        obs.temperature_c = Some(21.5);
+        obs.humidity_pct = Some(55.0);
+        obs.wind_gust_ms = Some(7.0);
+        obs.sea_level_pressure_hpa = Some(1016.2);
+        let qc = StationQc::default().check(&obs, at, &QcConfig::default());
+        assert_eq!(Reading::new(obs.clone(), at, qc.clone()).observation(), obs);
+        let mut reduced = obs.clone();
+        reduced.sea_level_pressure_hpa = None;
+        reduced.pressure_hpa = Some(950.0);
+        reduced.elevation_m = Some(540.0);
+        let reading = Reading::new(reduced.clone(), at, qc);
+        assert!(reading.derived.sea_level_pressure_hpa.is_some());
+        assert_eq!(reading.observation(), reduced);
     }
 }

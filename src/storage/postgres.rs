@@ -53,6 +53,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         9,
         include_str!("../../migrations/postgres/0009_wind_direction_rollups.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/postgres/0010_cluster_members.sql"),
+    ),
 ];
 
 /// Any constant: the advisory lock that serialises concurrent migrators
@@ -99,6 +103,68 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
+/// The connection settings of `url`, with the timeouts every connection
+/// gets.
+fn config_of(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Open {
+        path: "storage.postgres_url".into(),
+        reason: e.to_string(),
+    })?;
+    // A server that vanishes without closing the connection (failover,
+    // partition) must fail calls in seconds, not after the kernel's
+    // retransmission limit, so the persister retries on a new one.
+    config
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(10))
+        .tcp_user_timeout(std::time::Duration::from_secs(20));
+    Ok(config)
+}
+
+/// How the server's certificate is checked, or `None` without TLS.
+fn tls_of(
+    tls: &crate::config::PostgresTls,
+) -> Result<Option<crate::storage::tls::PostgresTls>, StoreError> {
+    use crate::config::SslMode;
+    use crate::storage::tls::Verify;
+    let verify = match tls.mode {
+        SslMode::Disable => return Ok(None),
+        SslMode::Prefer | SslMode::Require => Verify::Nothing,
+        SslMode::VerifyCa => Verify::Chain,
+        SslMode::VerifyFull => Verify::Full,
+    };
+    let client =
+        crate::storage::tls::client_config(tls.ca.as_deref(), verify).map_err(|reason| {
+            StoreError::Open {
+                path: "storage.postgres_url (sslrootcert)".into(),
+                reason,
+            }
+        })?;
+    Ok(Some(crate::storage::tls::PostgresTls::new(client)))
+}
+
+/// One connection of its own, outside any pool, for what lives as long
+/// as a session does (a cluster member's advisory locks): dropping the
+/// client ends the session.
+pub async fn session(
+    url: &str,
+    tls: &crate::config::PostgresTls,
+) -> Result<tokio_postgres::Client, StoreError> {
+    let config = config_of(url)?;
+    match tls_of(tls)? {
+        None => {
+            let (client, connection) = config.connect(NoTls).await?;
+            tokio::spawn(connection);
+            Ok(client)
+        }
+        Some(tls) => {
+            let (client, connection) = config.connect(tls).await?;
+            tokio::spawn(connection);
+            Ok(client)
+        }
+    }
+}
+
 impl PostgresStore {
     /// A pool of at most `max_connections` to the database at `url`
     /// (`postgres://user:password@host:port/database?options=…`). Nothing
@@ -108,45 +174,15 @@ impl PostgresStore {
         max_connections: usize,
         tls: &crate::config::PostgresTls,
     ) -> Result<Self, StoreError> {
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Open {
-            path: "storage.postgres_url".into(),
-            reason: e.to_string(),
-        })?;
-        // A server that vanishes without closing the connection (failover,
-        // partition) must fail calls in seconds, not after the kernel's
-        // retransmission limit, so the persister retries on a new one.
-        config
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .keepalives(true)
-            .keepalives_idle(std::time::Duration::from_secs(10))
-            .tcp_user_timeout(std::time::Duration::from_secs(20));
+        let config = config_of(url)?;
         // Check a connection before reusing it: after a server restart the
         // pool would otherwise hand out dead ones.
         let recycling = || ManagerConfig {
             recycling_method: RecyclingMethod::Verified,
         };
-        use crate::config::SslMode;
-        use crate::storage::tls::Verify;
-        let verify = match tls.mode {
-            SslMode::Disable => None,
-            SslMode::Prefer | SslMode::Require => Some(Verify::Nothing),
-            SslMode::VerifyCa => Some(Verify::Chain),
-            SslMode::VerifyFull => Some(Verify::Full),
-        };
-        let manager = match verify {
+        let manager = match tls_of(tls)? {
             None => Manager::from_config(config, NoTls, recycling()),
-            Some(verify) => {
-                let client = crate::storage::tls::client_config(tls.ca.as_deref(), verify)
-                    .map_err(|reason| StoreError::Open {
-                        path: "storage.postgres_url (sslrootcert)".into(),
-                        reason,
-                    })?;
-                Manager::from_config(
-                    config,
-                    crate::storage::tls::PostgresTls::new(client),
-                    recycling(),
-                )
-            }
+            Some(tls) => Manager::from_config(config, tls, recycling()),
         };
         let pool = Pool::builder(manager)
             .max_size(max_connections)

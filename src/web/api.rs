@@ -865,6 +865,10 @@ pub struct SupervisionTree {
     /// Archiver, aggregator, alerter, persister and hub.
     pub pipeline: SupervisedGroup,
     pub stations: StationsGroup,
+    /// For a member of a cluster (`cluster.role`): this instance, the
+    /// partitions it owns and the live members; null for a single
+    /// instance.
+    pub cluster: Option<crate::cluster::ClusterState>,
 }
 
 /// Every supervised actor, group by group as the tree nests them, with
@@ -918,6 +922,7 @@ async fn supervision(ctx: Arc<WebContext>) -> Result<impl Reply, Rejection> {
             overrides: policies.station_overrides,
             children,
         },
+        cluster: ctx.pipeline.cluster.get().map(|c| c.snapshot()),
     }))
 }
 

@@ -255,3 +255,409 @@ async fn a_worker_killed_mid_stream_loses_nothing_and_commits_only_what_is_store
     assert_eq!(committed_total(&brokers, "readings", 6), total);
     crate::common::pg_admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
 }
+
+/// A database of the test's own, dropped at the end.
+struct TestDb {
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    async fn create(what: &str) -> TestDb {
+        let unique = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!("isobar_{what}_{unique}");
+        crate::common::pg_admin(&format!("CREATE DATABASE {name}")).await;
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        TestDb { name, url }
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
+    async fn drop(self) {
+        crate::common::pg_admin(&format!("DROP DATABASE {} WITH (FORCE)", self.name)).await;
+    }
+}
+
+/// A worker of the cluster on `brokers` and `db`, named `name`.
+fn worker(name: &str, brokers: &str, db: &TestDb, more: &[(&str, &str)]) -> crate::common::Daemon {
+    worker_with(name, brokers, db, more, &[])
+}
+
+fn worker_with(
+    name: &str,
+    brokers: &str,
+    db: &TestDb,
+    more: &[(&str, &str)],
+    args: &[&str],
+) -> crate::common::Daemon {
+    let mut env = vec![
+        ("ISOBAR__CLUSTER__ROLE", "worker"),
+        ("ISOBAR__CLUSTER__BROKERS", brokers),
+        ("ISOBAR__CLUSTER__TOPIC", "readings"),
+        ("ISOBAR__CLUSTER__PARTITIONS", "12"),
+        ("ISOBAR__CLUSTER__INSTANCE", name),
+        ("ISOBAR__STORAGE__BACKEND", "postgres"),
+        ("ISOBAR__STORAGE__POSTGRES_URL", db.url.as_str()),
+    ];
+    env.extend_from_slice(more);
+    crate::common::Daemon::start_with_env(args, &env)
+}
+
+/// What a worker's supervision view says: the partitions it owns, the
+/// live members it sees, whether it leads, and its stations' actors.
+struct Seen {
+    owned: Vec<i64>,
+    members: Vec<String>,
+    leader: bool,
+    stations: Vec<String>,
+}
+
+async fn seen(worker: &crate::common::Daemon) -> Seen {
+    let (status, body) = worker.get("/api/v1/supervision").await;
+    assert_eq!(status, 200, "{body}");
+    let cluster = &body["cluster"];
+    Seen {
+        owned: cluster["owned"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_i64().unwrap())
+            .collect(),
+        members: cluster["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["instance"].as_str().unwrap().to_owned())
+            .collect(),
+        leader: cluster["leader"].as_bool().unwrap(),
+        stations: body["stations"]["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["station_id"].as_str().unwrap().to_owned())
+            .collect(),
+    }
+}
+
+/// Waits until `workers` own the 12 partitions between them, each its
+/// share, each seeing all of them as members, and one of them leads.
+async fn balanced(workers: &[&crate::common::Daemon]) {
+    crate::common::eventually(Duration::from_secs(30), "partitions shared", || async {
+        let mut owned = Vec::new();
+        let mut leaders = 0;
+        for w in workers {
+            let s = seen(w).await;
+            if s.members.len() != workers.len() || s.owned.len() != 12 / workers.len() {
+                return None;
+            }
+            leaders += usize::from(s.leader);
+            owned.extend(s.owned);
+        }
+        owned.sort_unstable();
+        (owned == (0..12).collect::<Vec<_>>() && leaders == 1).then_some(())
+    })
+    .await;
+}
+
+/// Produces `rounds` readings of each of `stations`, one round every
+/// `every`, minute `first + round` of a day a month ago, with values
+/// that vary every reading.
+async fn steady(
+    brokers: String,
+    stations: Vec<String>,
+    first: i64,
+    rounds: i64,
+    every: Duration,
+) -> i64 {
+    let producer = producer(&brokers);
+    let start = chrono::Utc::now() - chrono::TimeDelta::days(30);
+    let mut sent = Vec::new();
+    for minute in first..first + rounds {
+        let at = (start + chrono::TimeDelta::minutes(minute)).to_rfc3339();
+        for (i, station) in stations.iter().enumerate() {
+            let t = 8.0 + (minute % 11) as f64 * 0.3 + i as f64 * 0.01;
+            let body = crate::common::reading(station, &at, t);
+            sent.push(
+                producer
+                    .send_result(FutureRecord::to("readings").key(station).payload(&body))
+                    .map_err(|(e, _)| e)
+                    .unwrap(),
+            );
+        }
+        tokio::time::sleep(every).await;
+    }
+    for delivery in &mut sent {
+        delivery.await.unwrap().unwrap();
+    }
+    sent.len() as i64
+}
+
+/// Every station's readings were handed in in the order they were
+/// observed: along observed_at, received_at never goes back.
+async fn in_order(db: &TestDb) {
+    let client = db.client().await;
+    let out_of_order: i64 = client
+        .query_one(
+            "SELECT count(*) FROM (
+                 SELECT received_at < lag(received_at) OVER w AS back
+                 FROM observations
+                 WINDOW w AS (PARTITION BY station_id ORDER BY observed_at)) t
+             WHERE back",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(out_of_order, 0, "readings handed in out of order");
+}
+
+/// Three workers share the topic's partitions, one leading. Under steady
+/// load one is killed with -9: its partitions move to the other two,
+/// nothing is lost or stored twice, every station's readings go in in
+/// order, and each station's actor then runs on exactly one worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_share_the_partitions_and_a_killed_ones_move_without_loss() {
+    let kafka = PrivateKafka::start();
+    let brokers = kafka.brokers();
+    let db = TestDb::create("three").await;
+    ensure_topic(&brokers, "readings", 12, 1).await.unwrap();
+    let w1 = worker("w1", &brokers, &db, &[]);
+    let w2 = worker("w2", &brokers, &db, &[]);
+    let w3 = worker("w3", &brokers, &db, &[]);
+    balanced(&[&w1, &w2, &w3]).await;
+    let stations: Vec<String> = (0..40).map(|i| format!("CL{i:03}")).collect();
+    let load = tokio::spawn(steady(
+        brokers.clone(),
+        stations.clone(),
+        0,
+        200,
+        Duration::from_millis(40),
+    ));
+    // Killed while the load goes on, once it has stored some.
+    crate::common::eventually(Duration::from_secs(30), "readings stored", || async {
+        (count_stored(&db.url).await > 2_000).then_some(())
+    })
+    .await;
+    let before = seen(&w2).await;
+    assert_eq!(before.owned.len(), 4);
+    assert!(!before.stations.is_empty(), "w2 ran station actors");
+    w2.kill();
+    balanced(&[&w1, &w3]).await;
+    let total = load.await.unwrap();
+    assert_eq!(total, 40 * 200);
+    crate::common::eventually(Duration::from_secs(60), "every reading stored", || async {
+        (count_stored(&db.url).await == total).then_some(())
+    })
+    .await;
+    in_order(&db).await;
+    // Each station's actor on one worker, and every station on one.
+    let (a, b) = (seen(&w1).await, seen(&w3).await);
+    let both: Vec<&String> = a
+        .stations
+        .iter()
+        .filter(|s| b.stations.contains(s))
+        .collect();
+    assert!(both.is_empty(), "stations on both workers: {both:?}");
+    let mut all: Vec<String> = a.stations.iter().chain(&b.stations).cloned().collect();
+    all.sort();
+    assert_eq!(all, stations);
+    for (w, s) in [(&w1, &a), (&w3, &b)] {
+        for station in &s.stations {
+            let p = partition_of(station.as_bytes(), 12) as i64;
+            assert!(
+                s.owned.contains(&p),
+                "{station} of partition {p} on {}",
+                w.web
+            );
+        }
+    }
+    assert_eq!(w1.terminate(), Some(0));
+    assert_eq!(w3.terminate(), Some(0));
+    db.drop().await;
+}
+
+const ALERTS: &str = r#"
+[alerts]
+silent_after = "6s"
+check_every = "500ms"
+
+[[alerts.thresholds]]
+name = "hot"
+variable = "temperature_c"
+above = 30.0
+for = "0s"
+hysteresis = 1.0
+"#;
+
+/// Alerts recorded, per rule and station: how many times each fired.
+async fn fired(db: &TestDb) -> BTreeMap<(String, String), i64> {
+    db.client()
+        .await
+        .query(
+            "SELECT rule, station_id, count(*) FROM alerts GROUP BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect()
+}
+
+/// One reading of `station` observed now, keyed by it.
+async fn now_reading(producer: &FutureProducer, station: &str, temperature: f64) {
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let body = crate::common::reading(station, &at, temperature);
+    producer
+        .send(
+            FutureRecord::to("readings").key(station).payload(&body),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+}
+
+/// Across a failover an alert fires once per rule and station: the
+/// worker that takes a station over knows what its last owner fired, and
+/// the leader's duties (silent stations) move to a survivor, which knows
+/// what the last leader fired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_fire_once_across_a_failover_and_the_leaders_duties_move() {
+    let kafka = PrivateKafka::start();
+    let brokers = kafka.brokers();
+    let db = TestDb::create("alerts").await;
+    ensure_topic(&brokers, "readings", 12, 1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("isobar.toml");
+    std::fs::write(&config, ALERTS).unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+    let w1 = worker_with("w1", &brokers, &db, &[], &args);
+    let w2 = worker_with("w2", &brokers, &db, &[], &args);
+    balanced(&[&w1, &w2]).await;
+    let (leader, other) = if seen(&w1).await.leader {
+        (w1, w2)
+    } else {
+        (w2, w1)
+    };
+    // A hot station the leader owns, so one kill moves both.
+    let owned = seen(&leader).await.owned;
+    let hot = (0..)
+        .map(|i| format!("HOT{i}"))
+        .find(|s| owned.contains(&(partition_of(s.as_bytes(), 12) as i64)))
+        .unwrap();
+    let producer = producer(&brokers);
+    now_reading(&producer, "QUIET1", 12.0).await;
+    let feeding = |until: Duration| {
+        let producer = producer.clone();
+        let (hot, quiet2) = (hot.clone(), "QUIET2");
+        async move {
+            let start = Instant::now();
+            while start.elapsed() < until {
+                now_reading(&producer, &hot, 33.0).await;
+                now_reading(&producer, quiet2, 11.0).await;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    // The hot station fires on its owner, the quiet one on the leader.
+    let feed = tokio::spawn(feeding(Duration::from_secs(10)));
+    crate::common::eventually(Duration::from_secs(30), "both alerts", || async {
+        let f = fired(&db).await;
+        (f.contains_key(&("hot".into(), hot.clone()))
+            && f.contains_key(&("station_silent".into(), "QUIET1".into())))
+        .then_some(())
+    })
+    .await;
+    leader.kill();
+    balanced(&[&other]).await;
+    assert!(seen(&other).await.leader, "the survivor leads");
+    feed.await.unwrap();
+    // QUIET2 goes quiet after the failover: the new leader fires it; then
+    // the hot station stops, and fires as silent too.
+    crate::common::eventually(
+        Duration::from_secs(30),
+        "silence after the move",
+        || async {
+            let f = fired(&db).await;
+            (f.contains_key(&("station_silent".into(), "QUIET2".into()))
+                && f.contains_key(&("station_silent".into(), hot.clone())))
+            .then_some(())
+        },
+    )
+    .await;
+    // A few more checks by the new leader, then: once each.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let f = fired(&db).await;
+    for key in [
+        ("hot".to_owned(), hot.clone()),
+        ("station_silent".to_owned(), "QUIET1".to_owned()),
+        ("station_silent".to_owned(), "QUIET2".to_owned()),
+        ("station_silent".to_owned(), hot.clone()),
+    ] {
+        assert_eq!(f.get(&key), Some(&1), "{key:?} in {f:?}");
+    }
+    assert_eq!(other.terminate(), Some(0));
+    db.drop().await;
+}
+
+/// Under steady load, every worker is restarted in turn (stopped with
+/// SIGTERM, started again under its name), then the broker is restarted:
+/// nothing is lost or stored twice, and at the end the group has
+/// committed every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_and_a_broker_restart_lose_nothing() {
+    let mut kafka = PrivateKafka::start();
+    let brokers = kafka.brokers();
+    let db = TestDb::create("rolling").await;
+    ensure_topic(&brokers, "readings", 12, 1).await.unwrap();
+    let w1 = worker("w1", &brokers, &db, &[]);
+    let w2 = worker("w2", &brokers, &db, &[]);
+    balanced(&[&w1, &w2]).await;
+    let stations: Vec<String> = (0..30).map(|i| format!("RR{i:03}")).collect();
+    let load = tokio::spawn(steady(
+        brokers.clone(),
+        stations.clone(),
+        0,
+        300,
+        Duration::from_millis(40),
+    ));
+    let stored_more = |than: i64| {
+        let url = db.url.clone();
+        async move {
+            crate::common::eventually(Duration::from_secs(30), "more stored", || async {
+                (count_stored(&url).await > than).then_some(())
+            })
+            .await;
+        }
+    };
+    stored_more(1_000).await;
+    assert_eq!(w1.terminate(), Some(0));
+    let w1 = worker("w1", &brokers, &db, &[]);
+    balanced(&[&w1, &w2]).await;
+    stored_more(count_stored(&db.url).await).await;
+    assert_eq!(w2.terminate(), Some(0));
+    let w2 = worker("w2", &brokers, &db, &[]);
+    balanced(&[&w1, &w2]).await;
+    stored_more(count_stored(&db.url).await).await;
+    kafka.restart();
+    let total = load.await.unwrap();
+    assert_eq!(total, 30 * 300);
+    crate::common::eventually(Duration::from_secs(90), "every reading stored", || async {
+        (count_stored(&db.url).await == total).then_some(())
+    })
+    .await;
+    in_order(&db).await;
+    assert_eq!(w1.terminate(), Some(0));
+    assert_eq!(w2.terminate(), Some(0));
+    assert_eq!(committed_total(&brokers, "readings", 12), total);
+    db.drop().await;
+}

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { reading, station } from '../lib/fixtures';
 import { parseQcReport } from '../lib/protocol';
 import { sortedStations } from '../lib/stations';
+import { ClusterPanel, partitionRanges } from './ClusterPanel';
 import { Header } from './Header';
 import { QcReportView } from './QcPanel';
 import { StationTable } from './StationTable';
@@ -134,5 +135,37 @@ describe('KeyPrompt', () => {
     expect(first).toMatch(/<label>Read key/);
     const again = renderToStaticMarkup(<KeyPrompt refused={true} onSave={() => {}} />);
     expect(again).toContain('was refused');
+  });
+});
+
+describe('ClusterPanel', () => {
+  const cluster = {
+    instance: 'w1',
+    topic: 'isobar.readings',
+    partitions: 12,
+    owned: [0, 2, 4, 6, 8, 10],
+    leader: true,
+    rebalances: 8,
+    members: [
+      { instance: 'w1', web: '10.0.0.1:8080', partitions: [0, 2, 4, 6, 8, 10], leader: true, started_at: '2025-01-13T09:00:00Z', seen_at: '2025-01-13T10:00:02Z' },
+      { instance: 'w2', web: null, partitions: [1, 3, 5, 7], leader: false, started_at: '2025-01-13T09:00:00Z', seen_at: '2025-01-13T10:00:01Z' },
+    ],
+  };
+  const html = renderToStaticMarkup(<ClusterPanel cluster={cluster} now={now} />);
+
+  it('lists each member with its partitions as ranges and marks the leader', () => {
+    expect(html).toContain('w1<span class="muted small"> (this one)</span><span class="badge ok">leader</span>');
+    expect(html).toContain('0, 2, 4, 6, 8, 10 <span class="muted small">(6)</span>');
+    expect(html).toContain('1, 3, 5, 7 <span class="muted small">(4)</span>');
+    expect(html).toContain('2 s ago');
+  });
+
+  it('names the partitions no member reads', () => {
+    expect(html).toContain('Not read by any instance: 9, 11');
+  });
+
+  it('writes runs of partitions as ranges', () => {
+    expect(partitionRanges([3, 0, 1, 2, 6, 8, 9])).toBe('0–3, 6, 8–9');
+    expect(partitionRanges([])).toBe('none');
   });
 });

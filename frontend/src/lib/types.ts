@@ -188,6 +188,29 @@ export interface SupervisionTree {
   root: SupervisionGroup;
   pipeline: SupervisionGroup;
   stations: SupervisionGroup;
+  /** For a member of a cluster: the instances and their partitions; null for a single instance. */
+  cluster?: ClusterState | null;
+}
+
+/** A live member of a cluster, as it last said. */
+export interface ClusterMember {
+  instance: string;
+  web: string | null;
+  partitions: number[];
+  leader: boolean;
+  started_at: string;
+  seen_at: string;
+}
+
+/** The cluster as the instance answering sees it. */
+export interface ClusterState {
+  instance: string;
+  topic: string;
+  partitions: number;
+  owned: number[];
+  leader: boolean;
+  rebalances: number;
+  members: ClusterMember[];
 }
 
 /** One check's count in a station's QC report. */

@@ -1,4 +1,5 @@
 import { useRef } from 'react';
+import { ClusterPanel } from '../components/ClusterPanel';
 import { usePolled } from '../hooks';
 import { fetchMetrics, fetchQuarantine, fetchSupervision } from '../lib/api';
 import { formatRelativeTime } from '../lib/format';
@@ -87,6 +88,7 @@ export function SystemView({ state, now }: Props) {
           </div>
         )}
       </section>
+      {tree.value?.cluster != null && <ClusterPanel cluster={tree.value.cluster} now={now} />}
       <div className="two-col">
         <section className="panel" aria-labelledby="pipeline-heading">
           <div className="panel-head">

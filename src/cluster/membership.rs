@@ -1,0 +1,302 @@
+//! Who owns which partition of the readings topic: the workers agree
+//! through the store they share, not through Kafka's group coordinator,
+//! so that ownership works alike on every Kafka-compatible broker and
+//! moves the moment a worker dies.
+//!
+//! Each worker keeps one PostgreSQL session of its own. In it, it holds
+//! an advisory lock naming itself (so the live members are the sessions
+//! holding such a lock: PostgreSQL frees a session's locks as soon as it
+//! ends, kill -9 included), one lock per partition it owns (so no two
+//! workers ever own one partition), and, in one of them, the leader's
+//! lock (for the duties done once across the cluster). Each worker wants
+//! the partitions `p` with `p % live == rank`, its rank among the live
+//! members by name; it gives a partition up only once what it read of it
+//! is stored and committed, and takes one only when its lock is free.
+//! A member row per worker says where it answers and what it owns, and
+//! carries its heartbeat: the leader ends the session of a member whose
+//! heartbeat stopped while its session stayed open (a frozen process),
+//! which frees its partitions.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::storage::StoreError;
+
+use super::murmur2;
+
+/// A live member of the cluster, as it last said.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Member {
+    /// Its `cluster.instance`.
+    pub instance: String,
+    /// Where its HTTP API listens, as it bound it.
+    pub web: Option<String>,
+    /// The partitions of the readings topic it owns.
+    pub partitions: Vec<i32>,
+    /// It does the cluster-wide duties.
+    pub leader: bool,
+    pub started_at: DateTime<Utc>,
+    /// Its last heartbeat.
+    pub seen_at: DateTime<Utc>,
+}
+
+/// The second half of the leader's lock: above every partition (at most
+/// 10,000), below every member.
+const LEADER: i32 = 1_000_000;
+const _: () = assert!(LEADER > 10_000 && LEADER < 1 << 30);
+
+/// The first half of every lock of the cluster `group` reading `topic`.
+fn cluster_key(group: &str, topic: &str) -> i32 {
+    (murmur2(format!("isobar\0{group}\0{topic}").as_bytes()) & 0x7fff_ffff) as i32
+}
+
+/// The second half of the lock naming `instance`: in [2^30, 2^31), apart
+/// from partitions and the leader.
+fn member_key(instance: &str) -> i32 {
+    ((1 << 30) | (murmur2(instance.as_bytes()) & 0x3fff_ffff)) as i32
+}
+
+/// The partitions `instance` wants among `partitions`, given the live
+/// members' names: every `live.len()`-th, from its rank.
+pub fn wanted(live: &[&str], instance: &str, partitions: u32) -> BTreeSet<i32> {
+    let mut names: Vec<&str> = live.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    let Some(rank) = names.iter().position(|n| *n == instance) else {
+        return BTreeSet::new();
+    };
+    (0..partitions as i32)
+        .filter(|p| *p as usize % names.len() == rank)
+        .collect()
+}
+
+/// One worker's membership: its session and the locks held in it.
+/// Dropping it ends the session, and with it every lock.
+pub struct Membership {
+    client: tokio_postgres::Client,
+    cluster: String,
+    key: i32,
+    instance: String,
+    owned: BTreeSet<i32>,
+    leader: bool,
+}
+
+/// Why a worker could not join.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("another live instance is named {0:?} (cluster.instance must differ per instance)")]
+    NameTaken(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Membership {
+    /// Joins the cluster `group` on `topic` as `instance`, in `client`'s
+    /// session, answering at `web`.
+    pub async fn join(
+        client: tokio_postgres::Client,
+        group: &str,
+        topic: &str,
+        instance: &str,
+        web: Option<String>,
+    ) -> Result<Self, JoinError> {
+        let key = cluster_key(group, topic);
+        let me = member_key(instance);
+        let row = client
+            .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&key, &me])
+            .await
+            .map_err(StoreError::from)?;
+        if !row.get::<_, bool>(0) {
+            return Err(JoinError::NameTaken(instance.to_owned()));
+        }
+        client
+            .execute(
+                "INSERT INTO cluster_members
+                     (cluster, instance, lock_key, pid, web, started_at, seen_at)
+                 VALUES ($1, $2, $3, pg_backend_pid(), $4, now(), now())
+                 ON CONFLICT (cluster, instance) DO UPDATE SET
+                     lock_key = EXCLUDED.lock_key, pid = EXCLUDED.pid,
+                     web = EXCLUDED.web, started_at = now(), seen_at = now(),
+                     partitions = '{}', leader = false",
+                &[&group, &instance, &me, &web],
+            )
+            .await
+            .map_err(StoreError::from)?;
+        Ok(Self {
+            client,
+            cluster: group.to_owned(),
+            key,
+            instance: instance.to_owned(),
+            owned: BTreeSet::new(),
+            leader: false,
+        })
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The partitions whose locks it holds.
+    pub fn owned(&self) -> &BTreeSet<i32> {
+        &self.owned
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader
+    }
+
+    /// The live members, by name: those whose session holds their lock.
+    pub async fn members(&self) -> Result<Vec<Member>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT m.instance, m.web, m.partitions, m.leader, m.started_at, m.seen_at
+                 FROM cluster_members m
+                 WHERE m.cluster = $1 AND EXISTS (
+                     SELECT 1 FROM pg_locks l
+                     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                       AND l.database = (SELECT oid FROM pg_database
+                                         WHERE datname = current_database())
+                       AND l.classid = $2::int4::oid AND l.objid = m.lock_key::oid
+                       AND l.pid = m.pid)
+                 ORDER BY m.instance",
+                &[&self.cluster, &self.key],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Member {
+                instance: r.get(0),
+                web: r.get(1),
+                partitions: r.get(2),
+                leader: r.get(3),
+                started_at: r.get(4),
+                seen_at: r.get(5),
+            })
+            .collect())
+    }
+
+    /// Takes `partition` if no other member holds it; true if it now
+    /// owns it.
+    pub async fn take(&mut self, partition: i32) -> Result<bool, StoreError> {
+        if self.owned.contains(&partition) {
+            return Ok(true);
+        }
+        let row = self
+            .client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, $2)",
+                &[&self.key, &partition],
+            )
+            .await?;
+        let taken: bool = row.get(0);
+        if taken {
+            self.owned.insert(partition);
+        }
+        Ok(taken)
+    }
+
+    /// Lets `partition` go, for another member to take.
+    pub async fn give_up(&mut self, partition: i32) -> Result<(), StoreError> {
+        if self.owned.remove(&partition) {
+            self.client
+                .execute(
+                    "SELECT pg_advisory_unlock($1, $2)",
+                    &[&self.key, &partition],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Becomes the leader if none is; true while it is.
+    pub async fn lead(&mut self) -> Result<bool, StoreError> {
+        if !self.leader {
+            let row = self
+                .client
+                .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&self.key, &LEADER])
+                .await?;
+            self.leader = row.get(0);
+        }
+        Ok(self.leader)
+    }
+
+    /// Its heartbeat, with what it owns now.
+    pub async fn beat(&self) -> Result<(), StoreError> {
+        let owned: Vec<i32> = self.owned.iter().copied().collect();
+        self.client
+            .execute(
+                "UPDATE cluster_members SET seen_at = now(), partitions = $3, leader = $4
+                 WHERE cluster = $1 AND instance = $2",
+                &[&self.cluster, &self.instance, &owned, &self.leader],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The leader's part: ends the sessions of live members whose
+    /// heartbeat is older than `stalled` (their locks go with them), and
+    /// forgets members gone for a day. Returns the members ended.
+    pub async fn fence_stalled(&self, stalled: Duration) -> Result<Vec<String>, StoreError> {
+        let seconds = stalled.as_secs_f64();
+        let rows = self
+            .client
+            .query(
+                "SELECT m.instance, pg_terminate_backend(m.pid)
+                 FROM cluster_members m
+                 WHERE m.cluster = $1 AND m.instance <> $2
+                   AND m.seen_at < now() - make_interval(secs => $3)
+                   AND EXISTS (
+                     SELECT 1 FROM pg_locks l
+                     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                       AND l.classid = $4::int4::oid AND l.objid = m.lock_key::oid
+                       AND l.pid = m.pid)",
+                &[&self.cluster, &self.instance, &seconds, &self.key],
+            )
+            .await?;
+        self.client
+            .execute(
+                "DELETE FROM cluster_members
+                 WHERE cluster = $1 AND seen_at < now() - interval '1 day'",
+                &[&self.cluster],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_members_share_the_partitions_by_rank() {
+        let all: BTreeSet<i32> = (0..12).collect();
+        assert_eq!(wanted(&["w1"], "w1", 12), all);
+        let a = wanted(&["w2", "w1", "w3"], "w1", 12);
+        let b = wanted(&["w1", "w3", "w2"], "w2", 12);
+        let c = wanted(&["w3", "w2", "w1"], "w3", 12);
+        assert_eq!(a, [0, 3, 6, 9].into());
+        assert_eq!(b, [1, 4, 7, 10].into());
+        assert_eq!(c, [2, 5, 8, 11].into());
+        assert!(wanted(&["w1", "w2"], "w9", 12).is_empty());
+        // More members than partitions: some get none.
+        assert!(wanted(&["a", "b", "c"], "c", 2).is_empty());
+    }
+
+    #[test]
+    fn lock_keys_of_members_never_meet_partitions_or_the_leader() {
+        for name in ["", "w", "isobar-worker-0", "a much longer instance name"] {
+            let k = member_key(name);
+            assert!(k >= 1 << 30, "{name}: {k}");
+        }
+        assert!(cluster_key("isobar", "isobar.readings") >= 0);
+        assert_ne!(
+            cluster_key("isobar", "isobar.readings"),
+            cluster_key("isobar", "other")
+        );
+    }
+}
