@@ -5,6 +5,7 @@
 pub mod aggregator;
 pub mod alerter;
 pub mod archiver;
+pub mod bridge;
 pub mod http;
 pub mod hub;
 pub mod ingest;

@@ -41,6 +41,8 @@ pub enum StartupError {
     WebBind { addr: SocketAddr, reason: String },
     #[error("cannot set up the cache: {0}")]
     Cache(String),
+    #[error(transparent)]
+    Kafka(#[from] crate::cluster::KafkaError),
     #[error("cannot start the actor tree: {0}")]
     Actors(String),
     #[error("invalid configuration: {0}")]
@@ -143,6 +145,10 @@ impl App {
             }
         };
 
+        if settings.cluster.role == crate::config::ClusterRole::Bridge {
+            let bridge = crate::actors::bridge::Bridge::start(&settings.cluster).await?;
+            let _ = pipeline.bridge.set(bridge);
+        }
         let endpoint = if settings.cluster.role == crate::config::ClusterRole::Worker {
             let _ = pipeline
                 .cluster
@@ -405,6 +411,10 @@ async fn drain(pipeline: &Pipeline) {
         let _ = archiver
             .call(crate::actors::archiver::ArchiverMsg::Close, timeout)
             .await;
+    }
+    if let Some(bridge) = pipeline.bridge.get() {
+        // What the bridge took reaches Kafka, and its sources hear so.
+        bridge.flush(Duration::from_secs(10)).await;
     }
     if let Some(ingest) = &ingest {
         let _ = ingest.call(IngestMsg::Disconnect, timeout).await;

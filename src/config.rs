@@ -530,6 +530,9 @@ mod tests {
         .unwrap();
         assert_eq!(named.cluster.instance_name(), "isobar-worker-2");
         assert!(!s.cluster.instance_name().is_empty(), "the host's name");
+        // A bridge stores nothing: any store will do.
+        let bridge = load_toml("[cluster]\nrole = \"bridge\"\nbrokers = \"k1:9092\"\n").unwrap();
+        assert_eq!(bridge.cluster.role, ClusterRole::Bridge);
         for (toml, key, says) in [
             (worker.to_owned(), "cluster.role", "postgres"),
             (
@@ -559,6 +562,11 @@ mod tests {
             ),
             (
                 "[cluster]\nrole = \"bridge\"\n".to_owned(),
+                "cluster.brokers",
+                "cluster.role = \"bridge\"",
+            ),
+            (
+                "[cluster]\nrole = \"api\"\n".to_owned(),
                 "cluster.role",
                 "unknown variant",
             ),

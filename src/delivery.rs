@@ -227,14 +227,15 @@ impl Ack {
         Self(None)
     }
 
-    fn send(self, verdict: Verdict) {
+    /// What it carried is durably kept: its source hears the verdict.
+    pub fn send(self, verdict: Verdict) {
         if let Some(ack) = self.0 {
             ack.stored(verdict);
         }
     }
 
     /// Nothing was done with it: the source hears so its own way.
-    fn abandon(self) {
+    pub fn abandon(self) {
         if let Some(ack) = self.0 {
             ack.abandoned();
         }
@@ -271,6 +272,9 @@ pub enum Verdict {
     Stored { readings: usize, rejected: usize },
     /// Quarantined as a whole.
     Rejected { code: &'static str, message: String },
+    /// Handed on whole to the cluster's readings topic (a bridge), where
+    /// a worker stores it.
+    Forwarded,
 }
 
 /// A delivery's place in its connection's order of receipt.
@@ -451,6 +455,13 @@ impl Format {
             Self::Ecowitt => "ecowitt",
         }
     }
+
+    /// The format `name` names.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Mqtt, Self::Json, Self::Wunderground, Self::Ecowitt]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
 }
 
 pub struct Delivery {
@@ -505,6 +516,12 @@ impl Delivery {
             context,
             span,
         }
+    }
+
+    /// Received at `at` rather than now.
+    pub fn received(mut self, at: DateTime<Utc>) -> Self {
+        self.received_at = at;
+        self
     }
 
     /// Times it was routed again after being dropped unprocessed.
@@ -589,4 +606,7 @@ pub struct Arrival {
     pub payload: Bytes,
     pub format: Format,
     pub ack: Ack,
+    /// When its source received it, if not now: a Kafka record's
+    /// timestamp, so that a record read again resolves `now` alike.
+    pub received_at: Option<DateTime<Utc>>,
 }

@@ -320,6 +320,10 @@ impl Acknowledge for RowAck {
             Verdict::Rejected { .. } => {
                 self.counts.quarantined.fetch_add(1, Ordering::Relaxed);
             }
+            // On a bridge: in the readings topic, where a worker stores it.
+            Verdict::Forwarded => {
+                self.counts.stored.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -373,6 +377,7 @@ impl ReplaySource {
                     counts: counts.clone(),
                     _place: place,
                 }),
+                received_at: None,
             });
             handed_in += 1;
         }

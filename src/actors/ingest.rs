@@ -44,6 +44,10 @@ pub struct IngestArgs {
     pub port: u16,
     pub client_id: String,
     pub topic: String,
+    /// Subscribe in this shared-subscription group (`$share/<group>/<topic>`,
+    /// a bridge's): the broker deals the messages among the group's
+    /// members.
+    pub share: Option<String>,
     pub keep_alive: Duration,
     /// Received messages in the pipeline unacknowledged, past which ingest
     /// holds what it reads until some are acknowledged.
@@ -72,6 +76,7 @@ impl IngestArgs {
             port: broker.1,
             client_id: mqtt.client_id.clone(),
             topic: mqtt.topic.clone(),
+            share: None,
             keep_alive: mqtt.keep_alive,
             // Twice the window: never reached under a broker that keeps
             // to it.
@@ -145,7 +150,10 @@ impl Actor for Ingest {
                 keep_alive: args.keep_alive,
                 broker_stats: args.broker_stats,
             },
-            args.topic,
+            match &args.share {
+                Some(group) => format!("$share/{group}/{}", args.topic),
+                None => args.topic,
+            },
             route,
             paused.clone(),
             args.health,
@@ -258,6 +266,7 @@ impl Router {
             payload: publish.payload,
             format: Format::Mqtt,
             ack,
+            received_at: None,
         });
     }
 }

@@ -80,8 +80,18 @@ const MAX_OPEN: usize = 10_000;
 /// How often stored offsets are committed.
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
 
-/// The header a bridge puts the MQTT topic in, for quarantine records.
+/// The header a bridge puts the MQTT topic (or an upload's route) in,
+/// for quarantine records.
 pub const TOPIC_HEADER: &str = "mqtt_topic";
+
+/// The header a bridge says in why a record names no station (it has no
+/// key then).
+pub const REJECT_HEADER: &str = "reject";
+
+/// The header a bridge names the payload's format in (`mqtt`, `json`,
+/// `ecowitt`, `wunderground`); without it, a record is read as an MQTT
+/// message.
+pub const FORMAT_HEADER: &str = "format";
 
 impl Actor for KafkaIngest {
     type Msg = IngestMsg;
@@ -233,7 +243,15 @@ async fn read(
             station,
             source: source_of(&message),
             payload: bytes::Bytes::copy_from_slice(message.payload().unwrap_or_default()),
-            format: Format::Mqtt,
+            format: header(&message, FORMAT_HEADER)
+                .and_then(|f| Format::parse(&f))
+                .unwrap_or(Format::Mqtt),
+            // When the bridge (or whoever produced it) took it: the same
+            // each time the record is read.
+            received_at: message
+                .timestamp()
+                .to_millis()
+                .and_then(chrono::DateTime::from_timestamp_millis),
             ack: Ack::new(RecordAck {
                 offsets: offsets.clone(),
                 partition,
@@ -265,33 +283,35 @@ fn station_of(message: &BorrowedMessage<'_>) -> Result<StationId, RejectReason> 
     StationId::parse(&key).map_err(|e| RejectReason::InvalidStationId {
         value: key.chars().take(64).collect(),
         reason: if key.is_empty() {
-            "the Kafka record has no key".into()
+            header(message, REJECT_HEADER).unwrap_or_else(|| "the Kafka record has no key".into())
         } else {
             e.to_string()
         },
     })
 }
 
+/// A header's value, as text.
+fn header(message: &BorrowedMessage<'_>, name: &str) -> Option<String> {
+    message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    })
+}
+
 /// Where a record came from, for a quarantine record: the MQTT topic the
 /// bridge heard it on, or the record's place in the log.
 fn source_of(message: &BorrowedMessage<'_>) -> String {
-    message
-        .headers()
-        .and_then(|headers| {
-            headers
-                .iter()
-                .find(|h| h.key == TOPIC_HEADER)
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-        })
-        .unwrap_or_else(|| {
-            format!(
-                "kafka:{}/{}@{}",
-                message.topic(),
-                message.partition(),
-                message.offset()
-            )
-        })
+    header(message, TOPIC_HEADER).unwrap_or_else(|| {
+        format!(
+            "kafka:{}/{}@{}",
+            message.topic(),
+            message.partition(),
+            message.offset()
+        )
+    })
 }
 
 /// A record's acknowledgement: its offset counts as stored.

@@ -47,6 +47,9 @@ pub struct Pipeline {
     /// The cluster this instance is a member of (`cluster.role`), set
     /// once at start; unset for a single instance.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::ClusterView>>,
+    /// On a bridge (`cluster.role = "bridge"`): where every arrival goes
+    /// instead of the station actors, set once at start.
+    pub bridge: std::sync::OnceLock<Arc<crate::actors::bridge::Bridge>>,
 }
 
 impl Pipeline {
@@ -70,6 +73,7 @@ impl Pipeline {
             alerter: Address::new(format!("{instance}.alerter")),
             deliveries,
             cluster: std::sync::OnceLock::new(),
+            bridge: std::sync::OnceLock::new(),
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(take_back(Arc::downgrade(&pipeline), returned));
@@ -100,14 +104,18 @@ impl Pipeline {
     /// quarantined with the reason. Either way it is acknowledged once what
     /// it carried is stored.
     pub fn submit(&self, arrival: Arrival) {
+        if let Some(bridge) = self.bridge.get() {
+            return bridge.forward(arrival);
+        }
         let Arrival {
             station,
             source,
             payload,
             format,
             ack,
+            received_at,
         } = arrival;
-        let delivery = Delivery::new(
+        let mut delivery = Delivery::new(
             station.as_ref().ok().cloned(),
             source,
             payload,
@@ -115,6 +123,9 @@ impl Pipeline {
             ack,
             self.deliveries.clone(),
         );
+        if let Some(at) = received_at {
+            delivery = delivery.received(at);
+        }
         let _ingest = tracing::info_span!(target: crate::telemetry::TRACE_TARGET,
             parent: &delivery.span, "ingest", source = %Name(&delivery.source))
         .entered();

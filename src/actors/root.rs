@@ -325,12 +325,19 @@ impl ChildSpec for PartSpec {
             }
             Part::Ingest => match &a.intake {
                 Intake::External(host, port) => {
-                    let args = IngestArgs::from_settings(
+                    let mut args = IngestArgs::from_settings(
                         &a.settings.mqtt,
                         &(host.clone(), *port),
                         a.pipeline.clone(),
                         a.health.clone(),
                     )?;
+                    let cluster = &a.settings.cluster;
+                    if cluster.role == crate::config::ClusterRole::Bridge {
+                        // Bridges share the subscription, each with a
+                        // session of its own.
+                        args.client_id = format!("{}-{}", args.client_id, cluster.instance_name());
+                        args.share = Some(cluster.group.clone());
+                    }
                     p.ingest.spawn_linked(Ingest, args, supervisor).await?
                 }
                 Intake::Embedded { listen, login } => {

@@ -33,6 +33,11 @@ pub enum ClusterRole {
     /// Reads the readings topic instead of MQTT, runs the station actors
     /// and stores.
     Worker,
+    /// Takes readings over MQTT (a shared subscription at an external
+    /// broker, or its embedded server) and HTTP uploads, and hands each to
+    /// the readings topic keyed by station, acknowledging it once Kafka
+    /// has it. Stores nothing.
+    Bridge,
 }
 
 impl Default for ClusterSettings {
@@ -45,6 +50,16 @@ impl Default for ClusterSettings {
             partitions: 12,
             replication: 1,
             instance: String::new(),
+        }
+    }
+}
+
+impl ClusterRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Worker => "worker",
+            Self::Bridge => "bridge",
         }
     }
 }
@@ -76,8 +91,9 @@ impl ClusterSettings {
             return Err(ConfigError::new(
                 "cluster.brokers",
                 format!(
-                    "{:?} is not a list of host:port (needed with cluster.role = \"worker\")",
-                    self.brokers
+                    "{:?} is not a list of host:port (needed with cluster.role = \"{}\")",
+                    self.brokers,
+                    self.role.name()
                 ),
             ));
         }
@@ -118,7 +134,7 @@ impl ClusterSettings {
                 "must be from 1 to 10",
             ));
         }
-        if store != StoreBackend::Postgres {
+        if self.role == ClusterRole::Worker && store != StoreBackend::Postgres {
             return Err(ConfigError::new(
                 "cluster.role",
                 "a worker needs storage.backend = \"postgres\": the instances share one store",

@@ -31,6 +31,13 @@ pub struct Stored {
     pub quarantined: usize,
 }
 
+/// An upload taken by a bridge: handed to the cluster's readings topic,
+/// where a worker stores it (or quarantines it).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Forwarded {
+    pub forwarded: bool,
+}
+
 /// Uploads answer once stored; these are their documented forms (the
 /// routes below are closures).
 #[utoipa::path(post, path = "/api/v1/ingest/{id}", tag = "ingest",
@@ -39,6 +46,7 @@ pub struct Stored {
     request_body(content = serde_json::Value, content_type = "application/json",
         description = "a reading in the isobar JSON format, or an array of them"),
     responses((status = 200, body = Stored),
+        (status = 202, description = "on a bridge: handed to the cluster's readings topic", body = Forwarded),
         (status = 400, description = "rejected and quarantined, with the reason", body = super::ErrorBody),
         (status = 411, body = super::ErrorBody),
         (status = 401, description = "no credential, or one not known", body = super::ErrorBody),
@@ -56,6 +64,7 @@ fn ingest_json() {}
         content_type = "application/x-www-form-urlencoded",
         description = "Ecowitt's customized upload form (its passkey is never stored)"),
     responses((status = 200, body = Stored),
+        (status = 202, description = "on a bridge: handed to the cluster's readings topic", body = Forwarded),
         (status = 400, body = super::ErrorBody),
         (status = 411, body = super::ErrorBody),
         (status = 401, description = "no credential, or one not known", body = super::ErrorBody),
@@ -102,7 +111,7 @@ struct WundergroundQuery {
 #[utoipa::path(get, path = "/weatherstation/updateweatherstation.php", tag = "ingest",
     security((), ("api_key" = []), ("bearer" = [])),
     params(WundergroundQuery),
-    responses((status = 200, content_type = "text/plain", body = String, description = "`success`"),
+    responses((status = 200, content_type = "text/plain", body = String, description = "`success` (stored, or on a bridge handed to the cluster's readings topic)"),
         (status = 400, body = super::ErrorBody),
         (status = 401, description = "no credential, or one not known", body = super::ErrorBody),
         (status = 403, description = "a credential that may not ingest", body = super::ErrorBody),
@@ -186,7 +195,7 @@ async fn wunderground(
         .unwrap_or_default();
     let reply = ingest(id, Bytes::from(redacted), Format::Wunderground, ctx).await?;
     // Weather Underground clients look for this body.
-    if reply.status() == StatusCode::OK {
+    if reply.status().is_success() {
         return Ok(warp::reply::with_status("success\n", StatusCode::OK).into_response());
     }
     Ok(reply)
@@ -233,6 +242,7 @@ async fn ingest(
         payload,
         format,
         ack: Ack::new(tx),
+        received_at: None,
     });
     let verdict = match tokio::time::timeout(STORE_TIMEOUT, rx).await {
         Ok(Ok(verdict)) => verdict,
@@ -251,6 +261,12 @@ async fn ingest(
                 quarantined: rejected,
             }),
             StatusCode::OK,
+        )
+        .into_response(),
+        // A bridge: in the readings topic, where a worker stores it.
+        Verdict::Forwarded => warp::reply::with_status(
+            warp::reply::json(&Forwarded { forwarded: true }),
+            StatusCode::ACCEPTED,
         )
         .into_response(),
         Verdict::Rejected { code, message } => {
