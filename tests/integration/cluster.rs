@@ -661,3 +661,121 @@ async fn a_rolling_restart_and_a_broker_restart_lose_nothing() {
     assert_eq!(committed_total(&brokers, "readings", 12), total);
     db.drop().await;
 }
+
+/// A bridge takes readings over MQTT (its embedded server) and HTTP and
+/// hands each to the topic keyed by station; a worker stores them all.
+/// A publish is acknowledged only once Kafka has it: with the broker
+/// away, its PUBACK waits until the broker is back. A message naming no
+/// station reaches the worker's quarantine with the bridge's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_acknowledges_only_what_kafka_has_and_a_worker_stores_it() {
+    let mut kafka = PrivateKafka::start();
+    let brokers = kafka.brokers();
+    let db = TestDb::create("bridge").await;
+    let bridge = crate::common::Daemon::start_with_env(
+        &[],
+        &[
+            ("ISOBAR__CLUSTER__ROLE", "bridge"),
+            ("ISOBAR__CLUSTER__BROKERS", brokers.as_str()),
+            ("ISOBAR__CLUSTER__TOPIC", "readings"),
+            ("ISOBAR__CLUSTER__PARTITIONS", "12"),
+        ],
+    );
+    let w1 = worker("w1", &brokers, &db, &[]);
+    balanced(&[&w1]).await;
+    let publisher = crate::common::Publisher::connect(&bridge, "bridge-station").await;
+    let start = chrono::Utc::now() - chrono::TimeDelta::days(2);
+    let stations: Vec<String> = (0..10).map(|i| format!("BR{i:02}")).collect();
+    for minute in 0..50 {
+        let at = (start + chrono::TimeDelta::minutes(minute)).to_rfc3339();
+        for (i, station) in stations.iter().enumerate() {
+            publisher
+                .reading(station, &at, 5.0 + (minute % 9) as f64 + i as f64 * 0.1)
+                .await;
+        }
+    }
+    // Uploads too: isobar JSON and Weather Underground's form.
+    let http = reqwest::Client::new();
+    let upload = http
+        .post(bridge.url("/api/v1/ingest/BR99"))
+        .header("content-type", "application/json")
+        .body(crate::common::reading("BR99", &start.to_rfc3339(), 7.5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 202);
+    let body: serde_json::Value = upload.json().await.unwrap();
+    assert_eq!(body["forwarded"], true);
+    let wu = http
+        .get(bridge.url(
+            "/weatherstation/updateweatherstation.php?ID=BR98&PASSWORD=x&dateutc=now&tempf=50.0&action=updateraw",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wu.status(), 200);
+    assert_eq!(wu.text().await.unwrap(), "success\n");
+    // A topic naming no station: the worker quarantines it, with why.
+    publisher
+        .publish("weather/not a station/observations", "{}")
+        .await;
+    crate::common::eventually(Duration::from_secs(60), "all stored", || async {
+        (count_stored(&db.url).await == 502).then_some(())
+    })
+    .await;
+    in_order(&db).await;
+    let quarantined = crate::common::eventually(Duration::from_secs(30), "quarantined", || async {
+        let (_, body) = w1.get("/api/v1/quarantine").await;
+        body["items"].as_array().and_then(|r| r.first().cloned())
+    })
+    .await;
+    assert_eq!(
+        quarantined["reason_code"], "invalid_station_id",
+        "{quarantined}"
+    );
+    assert_eq!(
+        quarantined["source"], "weather/not a station/observations",
+        "{quarantined}"
+    );
+    // Kafka away: no PUBACK; back: the PUBACK comes, and the reading is
+    // stored.
+    kafka.stop();
+    let mut options = rumqttc::MqttOptions::new("bridge-late", &bridge.mqtt_host, bridge.mqtt_port);
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    let reading = crate::common::reading("BR50", &chrono::Utc::now().to_rfc3339(), 9.0);
+    client
+        .publish(
+            "weather/BR50/observations",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            reading,
+        )
+        .await
+        .unwrap();
+    let mut puback = async || loop {
+        if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) = eventloop.poll().await {
+            return;
+        }
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), puback())
+            .await
+            .is_err(),
+        "acknowledged with Kafka away"
+    );
+    kafka.start_again();
+    tokio::time::timeout(Duration::from_secs(60), puback())
+        .await
+        .expect("acknowledged once Kafka is back");
+    assert_eq!(count_stored(&db.url).await, 502);
+    crate::common::eventually(
+        Duration::from_secs(60),
+        "stored once Kafka is back",
+        || async { (count_stored(&db.url).await == 503).then_some(()) },
+    )
+    .await;
+    assert_eq!(w1.terminate(), Some(0));
+    assert_eq!(bridge.terminate(), Some(0));
+    db.drop().await;
+}

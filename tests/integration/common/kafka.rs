@@ -62,6 +62,18 @@ impl PrivateKafka {
         self.launch();
     }
 
+    /// kill -9: the broker is away until `start_again`.
+    #[allow(dead_code)]
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts it again on its port and log.
+    #[allow(dead_code)]
+    pub fn start_again(&mut self) {
+        self.launch();
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
