@@ -149,13 +149,22 @@ impl App {
             let bridge = crate::actors::bridge::Bridge::start(&settings.cluster).await?;
             let _ = pipeline.bridge.set(bridge);
         }
-        let endpoint = if settings.cluster.role == crate::config::ClusterRole::Worker {
+        use crate::config::ClusterRole;
+        let role = settings.cluster.role;
+        if matches!(role, ClusterRole::Worker | ClusterRole::Api) {
+            // An API instance never leads: the cluster-wide duties are
+            // the workers'.
             let _ = pipeline
                 .cluster
                 .set(Arc::new(crate::cluster::ClusterView::new(
+                    role.name(),
                     &settings.cluster.instance_name(),
                     &settings.cluster.topic,
                 )));
+        }
+        let endpoint = if role == ClusterRole::Api {
+            Intake::None
+        } else if role == ClusterRole::Worker {
             Intake::Kafka
         } else {
             match settings.mqtt.external_broker()? {
@@ -177,7 +186,7 @@ impl App {
         let mqtt_addr = match &endpoint {
             Intake::External(host, port) => Some((host.clone(), *port)),
             Intake::Embedded { listen, .. } => Some((listen.ip().to_string(), listen.port())),
-            Intake::Kafka => None,
+            Intake::Kafka | Intake::None => None,
         };
 
         let listener = tokio::net::TcpListener::bind(settings.web.listen)
@@ -222,6 +231,9 @@ impl App {
             Arc::new(std::sync::RwLock::new(settings.stations.clone()));
         let (fatal_tx, fatal) = mpsc::unbounded_channel();
         let health = Arc::new(Health::default());
+        if matches!(endpoint, Intake::None) {
+            health.set_no_intake();
+        }
         let guard = web::Guard::from_settings(&settings.web)
             .map_err(|e| StartupError::Auth(format!("{}: {}", e.key, e.reason)))?;
         let records = Arc::new(TreeRecords::default());
@@ -272,7 +284,7 @@ impl App {
                     Intake::Embedded { login, .. } => {
                         Some((login.username.clone(), login.password.expose().to_owned()))
                     }
-                    Intake::External(..) | Intake::Kafka => None,
+                    Intake::External(..) | Intake::Kafka | Intake::None => None,
                 };
                 let broker = crate::publisher::Target { host, port, login };
                 tokio::spawn(async move {

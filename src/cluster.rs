@@ -134,6 +134,8 @@ pub struct ClusterView {
 /// The cluster as one instance sees it.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ClusterState {
+    /// This instance's `cluster.role`: `worker`, `bridge` or `api`.
+    pub role: String,
     /// This instance's `cluster.instance`.
     pub instance: String,
     /// The readings topic.
@@ -151,10 +153,11 @@ pub struct ClusterState {
 }
 
 impl ClusterView {
-    pub fn new(instance: &str, topic: &str) -> Self {
+    pub fn new(role: &str, instance: &str, topic: &str) -> Self {
         Self {
             leader: AtomicBool::new(false),
             state: Mutex::new(ClusterState {
+                role: role.to_owned(),
                 instance: instance.to_owned(),
                 topic: topic.to_owned(),
                 ..ClusterState::default()

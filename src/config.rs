@@ -403,7 +403,9 @@ impl Settings {
         }
         self.telemetry.validate()?;
         self.cluster.validate(self.storage.backend)?;
-        if self.cluster.role == ClusterRole::Worker && self.simulator.stations.get() > 0 {
+        if matches!(self.cluster.role, ClusterRole::Worker | ClusterRole::Api)
+            && self.simulator.stations.get() > 0
+        {
             return Err(ConfigError::new(
                 "simulator.stations",
                 "a cluster worker reads Kafka, not MQTT: run the simulator against the broker the bridge reads",
@@ -567,6 +569,11 @@ mod tests {
             ),
             (
                 "[cluster]\nrole = \"api\"\n".to_owned(),
+                "cluster.role",
+                "an API instance needs storage.backend",
+            ),
+            (
+                "[cluster]\nrole = \"all\"\n".to_owned(),
                 "cluster.role",
                 "unknown variant",
             ),

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug, Default)]
 pub struct Health {
     mqtt_subscribed: AtomicBool,
+    /// This instance takes no readings (an API instance of a cluster).
+    no_intake: AtomicBool,
 }
 
 impl Health {
@@ -16,6 +18,16 @@ impl Health {
 
     pub fn mqtt_subscribed(&self) -> bool {
         self.mqtt_subscribed.load(Ordering::SeqCst)
+    }
+
+    /// From now on this instance takes no readings: readiness does not
+    /// wait for a subscription, and uploads are refused.
+    pub fn set_no_intake(&self) {
+        self.no_intake.store(true, Ordering::SeqCst);
+    }
+
+    pub fn no_intake(&self) -> bool {
+        self.no_intake.load(Ordering::SeqCst)
     }
 }
 

@@ -243,6 +243,9 @@ async fn serve(
     println!("isobar: dashboard and API on http://{}", app.web_addr());
     match app.mqtt_addr() {
         Some(mqtt) => println!("isobar: MQTT broker at {mqtt}"),
+        None if app.settings().cluster.role == isobar::config::ClusterRole::Api => {
+            println!("isobar: API only, no readings taken here (cluster.role = \"api\")")
+        }
         None => println!(
             "isobar: readings from Kafka at {} ({})",
             app.settings().cluster.brokers,

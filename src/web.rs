@@ -482,7 +482,10 @@ async fn ready(ctx: Arc<WebContext>) -> Result<warp::reply::Response, Infallible
             Err(_) => "no answer within 1 s".to_owned(),
         }
     }
-    let mqtt = if ctx.system.health.mqtt_subscribed() {
+    let mqtt = if ctx.system.health.no_intake() {
+        // An API instance of a cluster: no readings to take.
+        "off".to_owned()
+    } else if ctx.system.health.mqtt_subscribed() {
         "ok".to_owned()
     } else {
         "not subscribed".to_owned()
@@ -511,7 +514,7 @@ async fn ready(ctx: Arc<WebContext>) -> Result<warp::reply::Response, Infallible
     // The cache and the archive can be down while readings are still taken
     // and stored (the archive catches up from its outbox), and a broker
     // dropping messages loses some while the rest are taken: "degraded".
-    let ok = mqtt == "ok" && store == "ok";
+    let ok = matches!(mqtt.as_str(), "ok" | "off") && store == "ok";
     let status = match (
         ok,
         cache == "ok" && matches!(archive.as_str(), "ok" | "off") && broker == "ok",

@@ -364,6 +364,9 @@ fn commit(
 /// How often a worker looks at the members and rebalances.
 const BALANCE_EVERY: Duration = Duration::from_secs(1);
 
+/// Every how many rounds the consumer lag is measured.
+const LAG_EVERY: u64 = 5;
+
 /// How long a partition being given up may take to drain; past it, what
 /// is still open is read again by the next owner (and stored once).
 const DRAIN_AT_MOST: Duration = Duration::from_secs(20);
@@ -406,8 +409,11 @@ impl Owner {
             tracing::info!(instance = %self.instance, "cluster: joined");
             let mut every = tokio::time::interval(BALANCE_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
+            for round in 0u64.. {
                 every.tick().await;
+                if round % LAG_EVERY == 0 {
+                    self.report_lag(membership.owned().clone()).await;
+                }
                 if let Err(e) = self.balance(&mut membership).await {
                     tracing::warn!(error = %e, "cluster: lost the session with the store; \
                         giving up every partition until it is back");
@@ -495,6 +501,48 @@ impl Owner {
             v.members = members;
         });
         Ok(())
+    }
+
+    /// `isobar_cluster_consumer_lag{partition}`: records of each owned
+    /// partition not yet read (its end less the position read to).
+    /// Partitions given up since the last measure read 0.
+    async fn report_lag(&self, owned: BTreeSet<i32>) {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let partitions = self.partitions;
+        let lags = tokio::task::spawn_blocking(move || {
+            let positions = consumer.position().ok();
+            let position = |p: i32| {
+                positions
+                    .as_ref()
+                    .and_then(|list| list.find_partition(&topic, p))
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(at) => Some(at),
+                        _ => None,
+                    })
+            };
+            (0..partitions as i32)
+                .map(|p| {
+                    if !owned.contains(&p) {
+                        return (p, Some(0));
+                    }
+                    let lag = consumer
+                        .fetch_watermarks(&topic, p, Duration::from_secs(2))
+                        .ok()
+                        // Nothing read yet: all from the low watermark on.
+                        .map(|(low, high)| (high - position(p).unwrap_or(low)).max(0));
+                    (p, lag)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (p, lag) in lags {
+            if let Some(lag) = lag {
+                metrics::gauge!("isobar_cluster_consumer_lag", "partition" => p.to_string())
+                    .set(lag as f64);
+            }
+        }
     }
 
     /// Starts reading `partitions` from the group's committed offsets.

@@ -51,6 +51,8 @@ pub enum Intake {
     },
     /// Not MQTT: a cluster worker reads the readings topic of `[cluster]`.
     Kafka,
+    /// No readings at all: an API instance of a cluster.
+    None,
 }
 
 /// Everything needed to (re)start any part of the tree.
@@ -350,6 +352,7 @@ impl ChildSpec for PartSpec {
                     )?;
                     p.ingest.spawn_linked(MqttServer, args, supervisor).await?
                 }
+                Intake::None => return Ok(None),
                 Intake::Kafka => {
                     let crate::config::StoreTarget::Postgres { url, tls } =
                         a.settings.storage.target()?

@@ -38,6 +38,10 @@ pub enum ClusterRole {
     /// the readings topic keyed by station, acknowledging it once Kafka
     /// has it. Stores nothing.
     Bridge,
+    /// Serves the API, the live websocket (readings from the workers
+    /// through the Redis cache's fan-out) and the dashboard from the
+    /// shared store; takes no readings and judges no alerts.
+    Api,
 }
 
 impl Default for ClusterSettings {
@@ -60,6 +64,7 @@ impl ClusterRole {
             Self::Off => "off",
             Self::Worker => "worker",
             Self::Bridge => "bridge",
+            Self::Api => "api",
         }
     }
 }
@@ -79,9 +84,31 @@ impl ClusterSettings {
             .unwrap_or_else(|| "isobar".into())
     }
 
+    fn validate_instance(&self) -> Result<(), ConfigError> {
+        if self.instance.len() > 200 || self.instance.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                "cluster.instance",
+                "must be at most 200 characters, none of them control characters",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn validate(&self, store: StoreBackend) -> Result<(), ConfigError> {
         if self.role == ClusterRole::Off {
             return Ok(());
+        }
+        if self.role == ClusterRole::Api {
+            return self.validate_instance().and_then(|()| {
+                if store == StoreBackend::Postgres {
+                    Ok(())
+                } else {
+                    Err(ConfigError::new(
+                        "cluster.role",
+                        "an API instance needs storage.backend = \"postgres\": it serves the workers' store",
+                    ))
+                }
+            });
         }
         if self
             .brokers
@@ -116,12 +143,7 @@ impl ClusterSettings {
         if self.group.trim().is_empty() {
             return Err(ConfigError::new("cluster.group", "must not be empty"));
         }
-        if self.instance.len() > 200 || self.instance.chars().any(char::is_control) {
-            return Err(ConfigError::new(
-                "cluster.instance",
-                "must be at most 200 characters, none of them control characters",
-            ));
-        }
+        self.validate_instance()?;
         if !(1..=10_000).contains(&self.partitions) {
             return Err(ConfigError::new(
                 "cluster.partitions",

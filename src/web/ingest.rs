@@ -223,6 +223,15 @@ async fn ingest(
     format: Format,
     ctx: Arc<WebContext>,
 ) -> Result<warp::reply::Response, Rejection> {
+    if ctx.system.health.no_intake() {
+        return Err(warp::reject::custom(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "no_ingest",
+            message: "this instance serves the API only (cluster.role = \"api\"): \
+                      send uploads to a bridge"
+                .into(),
+        }));
+    }
     let Ok(_slot) = ctx.guard.upload_slots.clone().try_acquire_owned() else {
         return Err(warp::reject::custom(ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,

@@ -479,6 +479,22 @@ async fn workers_share_the_partitions_and_a_killed_ones_move_without_loss() {
                 w.web
             );
         }
+        // Everything read: each owned partition's lag comes down to 0.
+        crate::common::eventually(Duration::from_secs(20), "no lag", || async {
+            let metrics = w.metrics().await;
+            let lags: Vec<f64> = s
+                .owned
+                .iter()
+                .filter_map(|p| {
+                    let line = format!("isobar_cluster_consumer_lag{{partition=\"{p}\"}} ");
+                    metrics
+                        .lines()
+                        .find_map(|l| l.strip_prefix(&line).and_then(|v| v.parse().ok()))
+                })
+                .collect();
+            (lags.len() == s.owned.len() && lags.iter().all(|l| *l == 0.0)).then_some(())
+        })
+        .await;
     }
     assert_eq!(w1.terminate(), Some(0));
     assert_eq!(w3.terminate(), Some(0));
@@ -777,5 +793,89 @@ async fn a_bridge_acknowledges_only_what_kafka_has_and_a_worker_stores_it() {
     .await;
     assert_eq!(w1.terminate(), Some(0));
     assert_eq!(bridge.terminate(), Some(0));
+    db.drop().await;
+}
+
+/// An API instance serves what the workers store, from the shared store
+/// and cache, and pushes the workers' readings to its live clients
+/// through Redis; it takes no uploads and judges no alerts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_instance_serves_what_the_workers_store() {
+    let kafka = PrivateKafka::start();
+    let brokers = kafka.brokers();
+    let db = TestDb::create("api").await;
+    let redis = crate::common::PrivateRedis::start();
+    let redis_url = format!("redis://127.0.0.1:{}", redis.port);
+    let shared = [
+        ("ISOBAR__CACHE__BACKEND", "redis"),
+        ("ISOBAR__CACHE__REDIS_URL", redis_url.as_str()),
+    ];
+    let w1 = worker("w1", &brokers, &db, &shared);
+    balanced(&[&w1]).await;
+    let mut env = vec![
+        ("ISOBAR__CLUSTER__ROLE", "api"),
+        ("ISOBAR__CLUSTER__INSTANCE", "api-1"),
+        ("ISOBAR__STORAGE__BACKEND", "postgres"),
+        ("ISOBAR__STORAGE__POSTGRES_URL", db.url.as_str()),
+    ];
+    env.extend_from_slice(&shared);
+    let api = crate::common::Daemon::start_with_env(&[], &env);
+    let (_, ready) = api.get("/ready").await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["checks"]["mqtt"], "off", "{ready}");
+    let (mut live, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/v1/live", api.web))
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::common::next_json(&mut live).await["type"],
+        "snapshot"
+    );
+    // Readings produced until one reaches the API's live client (its relay
+    // subscribes as it starts).
+    let producer = producer(&brokers);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let msg = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no reading pushed by the API instance"
+        );
+        now_reading(&producer, "AP01", 14.5).await;
+        if let Ok(msg) = tokio::time::timeout(
+            Duration::from_millis(500),
+            crate::common::next_where(&mut live, |m| m["type"] == "reading"),
+        )
+        .await
+        {
+            break msg;
+        }
+    };
+    assert_eq!(msg["reading"]["station_id"], "AP01");
+    let (status, latest) = api.get("/api/v1/stations/AP01/latest").await;
+    assert_eq!(status, 200, "{latest}");
+    let (status, history) = api.get("/api/v1/stations/AP01/readings").await;
+    assert_eq!(status, 200, "{history}");
+    // No uploads here, and a clear word where to send them.
+    let refused = reqwest::Client::new()
+        .post(api.url("/api/v1/ingest/AP02"))
+        .header("content-type", "application/json")
+        .body(crate::common::reading(
+            "AP02",
+            &chrono::Utc::now().to_rfc3339(),
+            3.0,
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "no_ingest", "{body}");
+    // It is no member: it owns nothing and does not lead.
+    let (_, tree) = api.get("/api/v1/supervision").await;
+    assert_eq!(tree["cluster"]["role"], "api", "{tree}");
+    assert_eq!(tree["cluster"]["leader"], false, "{tree}");
+    assert_eq!(tree["cluster"]["owned"], serde_json::json!([]), "{tree}");
+    assert_eq!(seen(&w1).await.members, ["w1"]);
+    assert_eq!(api.terminate(), Some(0));
+    assert_eq!(w1.terminate(), Some(0));
     db.drop().await;
 }

@@ -110,6 +110,10 @@ impl Daemon {
                         web = Some(addr.to_owned());
                     } else if let Some(addr) = line.strip_prefix("isobar: MQTT broker at ") {
                         mqtt = Some(addr.to_owned());
+                    } else if line.starts_with("isobar: API only") {
+                        // An API instance: no broker at all; its web
+                        // address stands in.
+                        mqtt = web.clone();
                     } else if let Some(rest) = line.strip_prefix("isobar: readings from Kafka at ")
                     {
                         // A cluster worker: its first Kafka broker stands in.
