@@ -879,3 +879,79 @@ async fn an_api_instance_serves_what_the_workers_store() {
     assert_eq!(w1.terminate(), Some(0));
     db.drop().await;
 }
+
+/// Bridges at an external broker share one subscription: Mosquitto deals
+/// the stations' messages between them, each is produced once, and the
+/// worker stores every reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridges_share_a_subscription_at_an_external_broker() {
+    use rumqttc::{AsyncClient, MqttOptions, QoS};
+    let kafka = PrivateKafka::start();
+    let brokers = kafka.brokers();
+    let db = TestDb::create("share").await;
+    let port = crate::common::mosquitto::free_port();
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let _mosquitto = crate::common::mosquitto::PrivateMosquitto::start(port, dir, &[]);
+    let address = format!("127.0.0.1:{port}");
+    let bridge = |name: &str| {
+        crate::common::Daemon::start_with_env(
+            &[],
+            &[
+                ("ISOBAR__MQTT__MODE", "external"),
+                ("ISOBAR__MQTT__BROKER", address.as_str()),
+                ("ISOBAR__CLUSTER__ROLE", "bridge"),
+                ("ISOBAR__CLUSTER__INSTANCE", name),
+                ("ISOBAR__CLUSTER__BROKERS", brokers.as_str()),
+                ("ISOBAR__CLUSTER__TOPIC", "readings"),
+                ("ISOBAR__CLUSTER__PARTITIONS", "12"),
+            ],
+        )
+    };
+    let (b1, b2) = (bridge("b1"), bridge("b2"));
+    for b in [&b1, &b2] {
+        crate::common::eventually(Duration::from_secs(20), "subscribed", || async {
+            let (status, _) = b.get("/ready").await;
+            (status == 200).then_some(())
+        })
+        .await;
+    }
+    let w1 = worker("w1", &brokers, &db, &[]);
+    balanced(&[&w1]).await;
+    let mut options = MqttOptions::new("share-publisher", "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(10));
+    let (publisher, mut eventloop) = AsyncClient::new(options, 100);
+    let poller = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let start = chrono::Utc::now() - chrono::TimeDelta::days(3);
+    for minute in 0..30 {
+        let at = (start + chrono::TimeDelta::minutes(minute)).to_rfc3339();
+        for i in 0..20 {
+            let station = format!("SH{i:02}");
+            publisher
+                .publish(
+                    format!("weather/{station}/observations"),
+                    QoS::AtLeastOnce,
+                    false,
+                    crate::common::reading(&station, &at, 4.0 + i as f64 * 0.2),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    crate::common::eventually(Duration::from_secs(60), "all stored", || async {
+        (count_stored(&db.url).await == 600).then_some(())
+    })
+    .await;
+    let forwarded =
+        |text: String| crate::common::metric(&text, "isobar_bridge_forwarded_total").unwrap_or(0.0);
+    let (one, two) = (forwarded(b1.metrics().await), forwarded(b2.metrics().await));
+    assert!(
+        one > 0.0 && two > 0.0,
+        "both bridges took a share: {one} and {two}"
+    );
+    assert_eq!(one + two, 600.0, "each message produced once");
+    poller.abort();
+    assert_eq!(w1.terminate(), Some(0));
+    assert_eq!(b1.terminate(), Some(0));
+    assert_eq!(b2.terminate(), Some(0));
+    db.drop().await;
+}
