@@ -784,7 +784,6 @@ async fn a_bridge_acknowledges_only_what_kafka_has_and_a_worker_stores_it() {
     tokio::time::timeout(Duration::from_secs(60), puback())
         .await
         .expect("acknowledged once Kafka is back");
-    assert_eq!(count_stored(&db.url).await, 502);
     crate::common::eventually(
         Duration::from_secs(60),
         "stored once Kafka is back",
