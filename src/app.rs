@@ -145,29 +145,30 @@ impl App {
             }
         };
 
-        if settings.cluster.role == crate::config::ClusterRole::Bridge {
-            let bridge = crate::actors::bridge::Bridge::start(&settings.cluster).await?;
-            let _ = pipeline.bridge.set(bridge);
-        }
         use crate::config::ClusterRole;
         let role = settings.cluster.role;
-        if matches!(role, ClusterRole::Worker | ClusterRole::Api) {
-            // An API instance never leads: the cluster-wide duties are
-            // the workers'.
-            let _ = pipeline
-                .cluster
-                .set(Arc::new(crate::cluster::ClusterView::new(
-                    role.name(),
-                    &settings.cluster.instance_name(),
-                    &settings.cluster.topic,
-                )));
+        match role {
+            ClusterRole::Bridge => {
+                let bridge = crate::actors::bridge::Bridge::start(&settings.cluster).await?;
+                let _ = pipeline.bridge.set(bridge);
+            }
+            // An API instance never leads: the cluster-wide duties are the
+            // workers'.
+            ClusterRole::Worker | ClusterRole::Api => {
+                let _ = pipeline
+                    .cluster
+                    .set(Arc::new(crate::cluster::ClusterView::new(
+                        role.name(),
+                        &settings.cluster.instance_name(),
+                        &settings.cluster.topic,
+                    )));
+            }
+            ClusterRole::Off => {}
         }
-        let endpoint = if role == ClusterRole::Api {
-            Intake::None
-        } else if role == ClusterRole::Worker {
-            Intake::Kafka
-        } else {
-            match settings.mqtt.external_broker()? {
+        let endpoint = match role {
+            ClusterRole::Api => Intake::None,
+            ClusterRole::Worker => Intake::Kafka,
+            ClusterRole::Off | ClusterRole::Bridge => match settings.mqtt.external_broker()? {
                 Some((host, port)) => Intake::External(host, port),
                 None => {
                     let listen = settings.mqtt.listen;
@@ -181,7 +182,7 @@ impl App {
                         login: InternalLogin::new(),
                     }
                 }
-            }
+            },
         };
         let mqtt_addr = match &endpoint {
             Intake::External(host, port) => Some((host.clone(), *port)),

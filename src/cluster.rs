@@ -11,7 +11,7 @@ pub mod membership;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -127,7 +127,6 @@ pub async fn ensure_topic(
 /// and for the duties only the leader does.
 #[derive(Debug)]
 pub struct ClusterView {
-    leader: AtomicBool,
     state: Mutex<ClusterState>,
 }
 
@@ -155,7 +154,6 @@ pub struct ClusterState {
 impl ClusterView {
     pub fn new(role: &str, instance: &str, topic: &str) -> Self {
         Self {
-            leader: AtomicBool::new(false),
             state: Mutex::new(ClusterState {
                 role: role.to_owned(),
                 instance: instance.to_owned(),
@@ -167,20 +165,19 @@ impl ClusterView {
 
     /// Whether this instance does the cluster-wide duties now.
     pub fn leads(&self) -> bool {
-        self.leader.load(Ordering::Relaxed)
-    }
-
-    pub fn set_leader(&self, leader: bool) {
-        self.leader.store(leader, Ordering::Relaxed);
-        self.update(|s| s.leader = leader);
+        self.state().leader
     }
 
     pub fn snapshot(&self) -> ClusterState {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.state().clone()
     }
 
     pub fn update(&self, change: impl FnOnce(&mut ClusterState)) {
-        change(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
+        change(&mut self.state());
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ClusterState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -290,6 +287,22 @@ impl Offsets {
                 return;
             }
             stored.await;
+        }
+    }
+
+    /// Returns once no record of `partitions` is open, or after `within`;
+    /// how many are still open.
+    pub async fn drained(&self, partitions: &BTreeSet<i32>, within: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let stored = self.stored.notified();
+            let open = self.open_of(partitions);
+            if open == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, stored).await.is_err() {
+                return self.open_of(partitions);
+            }
         }
     }
 

@@ -20,9 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Statistics};
 use tokio::task::JoinHandle;
 
 use crate::actors::alerter::AlerterMsg;
@@ -53,7 +54,7 @@ pub struct KafkaIngestArgs {
 }
 
 pub struct KafkaIngestState {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<Reader>,
     offsets: Arc<Offsets>,
     paused: Arc<AtomicBool>,
     /// The reader and the committer.
@@ -62,6 +63,45 @@ pub struct KafkaIngestState {
     owner: Option<Task>,
     topic: String,
 }
+
+/// The worker's consumer.
+type Reader = StreamConsumer<Lag>;
+
+/// Sets `isobar_cluster_consumer_lag{partition}` from librdkafka's
+/// statistics (every 5 s, while the worker reads): the records of each
+/// partition it reads not yet handed in (the partition's end less the
+/// position read to); a partition given up reads 0.
+struct Lag {
+    topic: String,
+}
+
+impl ClientContext for Lag {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        // Partition -1 is librdkafka's own, for records not yet placed.
+        for p in topic.partitions.values().filter(|p| p.partition >= 0) {
+            let lag = if !p.desired {
+                0
+            } else if p.hi_offset < 0 {
+                continue;
+            } else {
+                // Nothing read yet: all from the low watermark on.
+                let from = match (p.app_offset, p.lo_offset) {
+                    (read, _) if read >= 0 => read,
+                    (_, low) if low >= 0 => low,
+                    _ => continue,
+                };
+                (p.hi_offset - from).max(0)
+            };
+            metrics::gauge!("isobar_cluster_consumer_lag", "partition" => p.partition.to_string())
+                .set(lag as f64);
+        }
+    }
+}
+
+impl ConsumerContext for Lag {}
 
 /// A task of the actor's; aborted with it.
 struct Task(JoinHandle<()>);
@@ -105,7 +145,7 @@ impl Actor for KafkaIngest {
     ) -> Result<KafkaIngestState, ActorProcessingErr> {
         let c = &args.cluster;
         let partitions = ensure_topic(&c.brokers, &c.topic, c.partitions, c.replication).await?;
-        let consumer: StreamConsumer = ClientConfig::new()
+        let consumer: Reader = ClientConfig::new()
             .set("bootstrap.servers", &c.brokers)
             .set("group.id", &c.group)
             .set("enable.auto.commit", "false")
@@ -115,7 +155,11 @@ impl Actor for KafkaIngest {
             // What librdkafka fetches ahead of the pipeline: 16 MiB, not
             // its 64 MiB default, as memory goes.
             .set("queued.max.messages.kbytes", "16384")
-            .create()?;
+            // The consumer lag per partition comes with these.
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(Lag {
+                topic: c.topic.clone(),
+            })?;
         let consumer = Arc::new(consumer);
         // Nothing is read until partitions are taken: an empty assignment.
         consumer.assign(&TopicPartitionList::new())?;
@@ -199,7 +243,7 @@ impl Actor for KafkaIngest {
 /// Reads records and hands them in, holding back while `MAX_OPEN` are
 /// open or while paused.
 async fn read(
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<Reader>,
     offsets: Arc<Offsets>,
     paused: Arc<AtomicBool>,
     pipeline: Arc<Pipeline>,
@@ -327,7 +371,7 @@ impl Acknowledge for RecordAck {
     }
 }
 
-async fn commit_forever(consumer: Arc<StreamConsumer>, offsets: Arc<Offsets>, topic: String) {
+async fn commit_forever(consumer: Arc<Reader>, offsets: Arc<Offsets>, topic: String) {
     let mut every = tokio::time::interval(COMMIT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -340,7 +384,7 @@ async fn commit_forever(consumer: Arc<StreamConsumer>, offsets: Arc<Offsets>, to
 
 /// Commits the offsets that moved since the last commit.
 fn commit(
-    consumer: &StreamConsumer,
+    consumer: &Reader,
     offsets: &Offsets,
     topic: &str,
     mode: CommitMode,
@@ -364,9 +408,6 @@ fn commit(
 /// How often a worker looks at the members and rebalances.
 const BALANCE_EVERY: Duration = Duration::from_secs(1);
 
-/// Every how many rounds the consumer lag is measured.
-const LAG_EVERY: u64 = 5;
-
 /// How long a partition being given up may take to drain; past it, what
 /// is still open is read again by the next owner (and stored once).
 const DRAIN_AT_MOST: Duration = Duration::from_secs(20);
@@ -377,7 +418,7 @@ const STALLED_AFTER: Duration = Duration::from_secs(60);
 
 /// A worker's ownership of partitions.
 struct Owner {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<Reader>,
     offsets: Arc<Offsets>,
     topic: String,
     group: String,
@@ -409,16 +450,13 @@ impl Owner {
             tracing::info!(instance = %self.instance, "cluster: joined");
             let mut every = tokio::time::interval(BALANCE_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            for round in 0u64.. {
+            loop {
                 every.tick().await;
-                if round % LAG_EVERY == 0 {
-                    self.report_lag(membership.owned().clone()).await;
-                }
                 if let Err(e) = self.balance(&mut membership).await {
                     tracing::warn!(error = %e, "cluster: lost the session with the store; \
                         giving up every partition until it is back");
                     let all = membership.owned().clone();
-                    self.view.set_leader(false);
+                    self.view.update(|v| v.leader = false);
                     self.release(&all).await;
                     self.view.update(|v| {
                         v.owned.clear();
@@ -459,10 +497,11 @@ impl Owner {
             moved += leaving.len() as u64;
             tracing::info!(partitions = ?leaving, "cluster: gave up partitions");
         }
+        let missing: Vec<i32> = want.difference(membership.owned()).copied().collect();
         let mut taken = BTreeSet::new();
-        for p in want.difference(&membership.owned().clone()) {
-            if membership.take(*p).await? {
-                taken.insert(*p);
+        for p in missing {
+            if membership.take(p).await? {
+                taken.insert(p);
             }
         }
         if !taken.is_empty() {
@@ -494,55 +533,13 @@ impl Owner {
         let owned: Vec<i32> = membership.owned().iter().copied().collect();
         metrics::gauge!("isobar_cluster_partitions_owned").set(owned.len() as f64);
         metrics::gauge!("isobar_cluster_members").set(members.len() as f64);
-        self.view.set_leader(membership.is_leader());
         self.view.update(|v| {
+            v.leader = membership.is_leader();
             v.owned = owned;
             v.rebalances += moved;
             v.members = members;
         });
         Ok(())
-    }
-
-    /// `isobar_cluster_consumer_lag{partition}`: records of each owned
-    /// partition not yet read (its end less the position read to).
-    /// Partitions given up since the last measure read 0.
-    async fn report_lag(&self, owned: BTreeSet<i32>) {
-        let consumer = self.consumer.clone();
-        let topic = self.topic.clone();
-        let partitions = self.partitions;
-        let lags = tokio::task::spawn_blocking(move || {
-            let positions = consumer.position().ok();
-            let position = |p: i32| {
-                positions
-                    .as_ref()
-                    .and_then(|list| list.find_partition(&topic, p))
-                    .and_then(|e| match e.offset() {
-                        Offset::Offset(at) => Some(at),
-                        _ => None,
-                    })
-            };
-            (0..partitions as i32)
-                .map(|p| {
-                    if !owned.contains(&p) {
-                        return (p, Some(0));
-                    }
-                    let lag = consumer
-                        .fetch_watermarks(&topic, p, Duration::from_secs(2))
-                        .ok()
-                        // Nothing read yet: all from the low watermark on.
-                        .map(|(low, high)| (high - position(p).unwrap_or(low)).max(0));
-                    (p, lag)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        for (p, lag) in lags {
-            if let Some(lag) = lag {
-                metrics::gauge!("isobar_cluster_consumer_lag", "partition" => p.to_string())
-                    .set(lag as f64);
-            }
-        }
     }
 
     /// Starts reading `partitions` from the group's committed offsets.
@@ -573,11 +570,7 @@ impl Owner {
         if let Err(e) = self.consumer.incremental_unassign(&list) {
             tracing::warn!(error = %e, "cluster: could not stop reading given-up partitions");
         }
-        let deadline = tokio::time::Instant::now() + DRAIN_AT_MOST;
-        while self.offsets.open_of(partitions) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let open = self.offsets.open_of(partitions);
+        let open = self.offsets.drained(partitions, DRAIN_AT_MOST).await;
         if open > 0 {
             tracing::warn!(
                 open,

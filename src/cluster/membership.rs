@@ -43,6 +43,19 @@ pub struct Member {
     pub seen_at: DateTime<Utc>,
 }
 
+/// SQL: the member row `m` is live, its session (`m.pid`) holding its
+/// lock under the cluster's key (`$2`) in this database.
+macro_rules! holds_member_lock {
+    () => {
+        "EXISTS (SELECT 1 FROM pg_locks l
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                   AND l.database = (SELECT oid FROM pg_database
+                                     WHERE datname = current_database())
+                   AND l.classid = $2::int4::oid AND l.objid = m.lock_key::oid
+                   AND l.pid = m.pid)"
+    };
+}
+
 /// The second half of the leader's lock: above every partition (at most
 /// 10,000), below every member.
 const LEADER: i32 = 1_000_000;
@@ -153,16 +166,13 @@ impl Membership {
         let rows = self
             .client
             .query(
-                "SELECT m.instance, m.web, m.partitions, m.leader, m.started_at, m.seen_at
-                 FROM cluster_members m
-                 WHERE m.cluster = $1 AND EXISTS (
-                     SELECT 1 FROM pg_locks l
-                     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                       AND l.database = (SELECT oid FROM pg_database
-                                         WHERE datname = current_database())
-                       AND l.classid = $2::int4::oid AND l.objid = m.lock_key::oid
-                       AND l.pid = m.pid)
-                 ORDER BY m.instance",
+                concat!(
+                    "SELECT m.instance, m.web, m.partitions, m.leader, m.started_at, m.seen_at
+                     FROM cluster_members m
+                     WHERE m.cluster = $1 AND ",
+                    holds_member_lock!(),
+                    " ORDER BY m.instance"
+                ),
                 &[&self.cluster, &self.key],
             )
             .await?;
@@ -245,16 +255,14 @@ impl Membership {
         let rows = self
             .client
             .query(
-                "SELECT m.instance, pg_terminate_backend(m.pid)
-                 FROM cluster_members m
-                 WHERE m.cluster = $1 AND m.instance <> $2
-                   AND m.seen_at < now() - make_interval(secs => $3)
-                   AND EXISTS (
-                     SELECT 1 FROM pg_locks l
-                     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                       AND l.classid = $4::int4::oid AND l.objid = m.lock_key::oid
-                       AND l.pid = m.pid)",
-                &[&self.cluster, &self.instance, &seconds, &self.key],
+                concat!(
+                    "SELECT m.instance, pg_terminate_backend(m.pid)
+                     FROM cluster_members m
+                     WHERE m.cluster = $1 AND m.instance <> $3
+                       AND m.seen_at < now() - make_interval(secs => $4) AND ",
+                    holds_member_lock!()
+                ),
+                &[&self.cluster, &self.key, &self.instance, &seconds],
             )
             .await?;
         self.client

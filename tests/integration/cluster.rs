@@ -176,13 +176,8 @@ async fn a_worker_killed_mid_stream_loses_nothing_and_commits_only_what_is_store
     const PER_STATION: i64 = 1000;
     let kafka = PrivateKafka::start();
     let brokers = kafka.brokers();
-    let unique = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let db = format!("isobar_cluster_{unique}");
-    crate::common::pg_admin(&format!("CREATE DATABASE {db}")).await;
-    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    let db = TestDb::create("cluster").await;
+    let url = db.url.clone();
     let env = [
         ("ISOBAR__CLUSTER__ROLE", "worker"),
         ("ISOBAR__CLUSTER__BROKERS", brokers.as_str()),
@@ -213,10 +208,7 @@ async fn a_worker_killed_mid_stream_loses_nothing_and_commits_only_what_is_store
     };
     // The store stalls for 3 s (a lock holds back every insert) while the
     // worker goes on reading: records wait in the pipeline, unstored.
-    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let admin = db.client().await;
     admin
         .batch_execute("BEGIN; LOCK TABLE observations IN EXCLUSIVE MODE")
         .await
@@ -253,7 +245,7 @@ async fn a_worker_killed_mid_stream_loses_nothing_and_commits_only_what_is_store
     // partition.
     assert_eq!(ends.values().sum::<i64>(), total);
     assert_eq!(committed_total(&brokers, "readings", 6), total);
-    crate::common::pg_admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+    db.drop().await;
 }
 
 /// A database of the test's own, dropped at the end.
