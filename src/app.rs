@@ -274,6 +274,18 @@ impl App {
 
         // The simulator and replayed files: stopped first, at shutdown.
         let sources = CancellationToken::new();
+        // An API instance shows the workers as its members would.
+        if let (ClusterRole::Api, Some(view)) = (role, pipeline.cluster.get())
+            && let crate::config::StoreTarget::Postgres { url, tls } = settings.storage.target()?
+        {
+            tokio::spawn(crate::cluster::membership::observe(
+                view.clone(),
+                (url, tls),
+                settings.cluster.group.clone(),
+                settings.cluster.topic.clone(),
+                sources.child_token(),
+            ));
+        }
         // A worker has no MQTT (its config says so at start).
         let simulator = mqtt_addr
             .clone()

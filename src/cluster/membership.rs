@@ -163,30 +163,7 @@ impl Membership {
 
     /// The live members, by name: those whose session holds their lock.
     pub async fn members(&self) -> Result<Vec<Member>, StoreError> {
-        let rows = self
-            .client
-            .query(
-                concat!(
-                    "SELECT m.instance, m.web, m.partitions, m.leader, m.started_at, m.seen_at
-                     FROM cluster_members m
-                     WHERE m.cluster = $1 AND ",
-                    holds_member_lock!(),
-                    " ORDER BY m.instance"
-                ),
-                &[&self.cluster, &self.key],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Member {
-                instance: r.get(0),
-                web: r.get(1),
-                partitions: r.get(2),
-                leader: r.get(3),
-                started_at: r.get(4),
-                seen_at: r.get(5),
-            })
-            .collect())
+        live_members(&self.client, &self.cluster, self.key).await
     }
 
     /// Takes `partition` if no other member holds it; true if it now
@@ -273,6 +250,80 @@ impl Membership {
             )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+/// The live members of the cluster under `key`, by name.
+async fn live_members(
+    client: &tokio_postgres::Client,
+    cluster: &str,
+    key: i32,
+) -> Result<Vec<Member>, StoreError> {
+    let rows = client
+        .query(
+            concat!(
+                "SELECT m.instance, m.web, m.partitions, m.leader, m.started_at, m.seen_at
+                     FROM cluster_members m
+                     WHERE m.cluster = $1 AND ",
+                holds_member_lock!(),
+                " ORDER BY m.instance"
+            ),
+            &[&cluster, &key],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Member {
+            instance: r.get(0),
+            web: r.get(1),
+            partitions: r.get(2),
+            leader: r.get(3),
+            started_at: r.get(4),
+            seen_at: r.get(5),
+        })
+        .collect())
+}
+
+/// For an instance that is no member (`cluster.role = "api"`): keeps the
+/// live members of the cluster `group` on `topic` in `view`, every 2 s,
+/// through a session of its own, until `stop`.
+pub async fn observe(
+    view: std::sync::Arc<super::ClusterView>,
+    postgres: (crate::config::Secret, crate::config::PostgresTls),
+    group: String,
+    topic: String,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let key = cluster_key(&group, &topic);
+    let watching = async {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let client =
+                match crate::storage::postgres_session(postgres.0.expose(), &postgres.1).await {
+                    Ok(client) => client,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cluster: could not read the members");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                };
+            delay = Duration::from_millis(200);
+            loop {
+                match live_members(&client, &group, key).await {
+                    Ok(members) => view.update(|v| v.members = members),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cluster: could not read the members");
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    tokio::select! {
+        () = watching => {}
+        () = stop.cancelled() => {}
     }
 }
 

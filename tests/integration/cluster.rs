@@ -806,6 +806,8 @@ async fn an_api_instance_serves_what_the_workers_store() {
     let mut env = vec![
         ("ISOBAR__CLUSTER__ROLE", "api"),
         ("ISOBAR__CLUSTER__INSTANCE", "api-1"),
+        // The workers' cluster: it finds them by group and topic.
+        ("ISOBAR__CLUSTER__TOPIC", "readings"),
         ("ISOBAR__STORAGE__BACKEND", "postgres"),
         ("ISOBAR__STORAGE__POSTGRES_URL", db.url.as_str()),
     ];
@@ -866,6 +868,11 @@ async fn an_api_instance_serves_what_the_workers_store() {
     assert_eq!(tree["cluster"]["leader"], false, "{tree}");
     assert_eq!(tree["cluster"]["owned"], serde_json::json!([]), "{tree}");
     assert_eq!(seen(&w1).await.members, ["w1"]);
+    // It shows the workers, as they say what they own.
+    crate::common::eventually(Duration::from_secs(10), "the members", || async {
+        (seen(&api).await.members == ["w1"]).then_some(())
+    })
+    .await;
     assert_eq!(api.terminate(), Some(0));
     assert_eq!(w1.terminate(), Some(0));
     db.drop().await;
