@@ -1,5 +1,5 @@
 # isobar — the two commands: `make run` and `make test`.
-.PHONY: run test e2e build release frontend frontend-deps lint fuzz bench bench-ingest bench-memory bench-api bench-qc bench-dashboard publish-dashboard lint-deploy clean
+.PHONY: run test e2e build release frontend frontend-deps lint fuzz bench bench-ingest bench-memory bench-scale bench-api bench-qc bench-dashboard publish-dashboard lint-deploy clean
 
 CARGO ?= cargo
 
@@ -14,10 +14,12 @@ test:
 ## The daemon (debug build) with the dashboard embedded: the dashboard is
 ## built first, since the binary takes frontend/dist as it is at compile time.
 build: frontend
+	./scripts/build-deps.sh
 	$(CARGO) build
 
 ## The self-contained release binary, target/release/isobar.
 release: frontend
+	./scripts/build-deps.sh
 	$(CARGO) build --release --bin isobar
 
 ## The dashboard's static files (frontend/dist), installing packages if needed.
@@ -36,21 +38,32 @@ fuzz:
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parsers --sanitizer none -- -max_total_time=$(FUZZ_SECONDS)
 
 ## Benchmarks (release build): `make bench`; BENCH_READINGS sets the size.
-bench: bench-ingest bench-qc bench-api bench-dashboard
+bench: bench-ingest bench-scale bench-qc bench-api bench-dashboard
 
 bench-ingest:
 	./scripts/services.sh
+	./scripts/build-deps.sh
 	$(CARGO) bench --bench ingest
 
 ## Memory only: what a station costs, and what the default mode gives back
 ## after a burst and after connection churn (release build).
 bench-memory:
 	./scripts/services.sh
+	./scripts/build-deps.sh
 	BENCH_ONLY=given_back,memory $(CARGO) bench --bench ingest
+
+## The cluster mode: readings/s of 1, 2 and 3 workers reading a Kafka topic
+## (a private tansu broker) into PostgreSQL, against a naive consumer of the
+## same topic (release build). BENCH_SCALE_READINGS sets the size.
+bench-scale:
+	./scripts/services.sh
+	./scripts/build-deps.sh
+	BENCH_ONLY=scale $(CARGO) bench --bench ingest
 
 ## Quality control alone, per reading, on the real records in tests/data/qc,
 ## against parsing the same readings (release build).
 bench-qc:
+	./scripts/build-deps.sh
 	$(CARGO) bench --bench qc
 
 ## The API under load with wrk: latest readings and history pages, on

@@ -40,8 +40,13 @@
 //!    connections that each connect, publish, hear the PUBACK and close;
 //!    each as a ratio to idle.
 //!
+//! 7. Scale (`make bench-scale`, only when BENCH_ONLY names it): 1, 2 and
+//!    3 cluster workers reading a Kafka topic (a private tansu broker)
+//!    into PostgreSQL, against a naive Kafka-to-PostgreSQL consumer on the
+//!    same records; see `scale`.
+//!
 //! BENCH_READINGS (default 500,000) sets the size of the saturation runs.
-//! BENCH_ONLY=throughput,latency,stations,memory,given_back picks parts. BENCH_LOG=info keeps
+//! BENCH_ONLY=throughput,latency,stations,memory,given_back,scale picks parts. BENCH_LOG=info keeps
 //! each daemon's log on stderr instead of in its temporary directory.
 //! BENCH_ISOBAR=PATH measures another build of the daemon (an earlier
 //! commit's, say) against the same baselines.
@@ -70,6 +75,10 @@ const RAW_BATCH: usize = 1_000;
 #[path = "../tests/integration/common/mosquitto.rs"]
 #[allow(dead_code)]
 mod mosquitto;
+
+#[path = "../tests/integration/common/kafka.rs"]
+#[allow(dead_code)]
+mod kafka;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -556,11 +565,18 @@ fn raw_sqlite(dir: &Path, data: &[Vec<(String, Bytes)>]) -> f64 {
 
 // ---------------------------------------------------------------- the daemon
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Broker {
     Embedded,
     /// Mosquitto on 127.0.0.1 at this port.
     Mosquitto(u16),
+    /// No MQTT: a cluster worker named `instance` reading `SCALE_TOPIC`
+    /// at `brokers` in consumer group `group`.
+    Kafka {
+        brokers: String,
+        group: String,
+        instance: String,
+    },
 }
 
 /// `isobar run` as a child process, on its own ports and directory.
@@ -597,6 +613,7 @@ impl Daemon {
             .arg(web.to_string())
             .arg("--data-dir")
             .arg(dir.path());
+        let session = matches!(broker, Broker::Mosquitto(_)).then_some(session_id.clone());
         let mqtt = match broker {
             Broker::Embedded => {
                 let mqtt = free_addr();
@@ -611,6 +628,21 @@ impl Daemon {
                     // The shipped Mosquitto configuration's max_inflight_messages.
                     .env("ISOBAR__MQTT__MAX_INFLIGHT", "1000");
                 SocketAddr::from(([127, 0, 0, 1], port))
+            }
+            Broker::Kafka {
+                brokers,
+                group,
+                instance,
+            } => {
+                command
+                    .env("ISOBAR__CLUSTER__ROLE", "worker")
+                    .env("ISOBAR__CLUSTER__BROKERS", brokers)
+                    .env("ISOBAR__CLUSTER__TOPIC", SCALE_TOPIC)
+                    .env("ISOBAR__CLUSTER__GROUP", group)
+                    .env("ISOBAR__CLUSTER__PARTITIONS", SCALE_PARTITIONS.to_string())
+                    .env("ISOBAR__CLUSTER__INSTANCE", instance);
+                // No MQTT at all; nothing listens here.
+                free_addr()
             }
         };
         if let Some(url) = postgres_url {
@@ -636,7 +668,7 @@ impl Daemon {
             child,
             web,
             mqtt,
-            session: matches!(broker, Broker::Mosquitto(_)).then_some(session_id),
+            session,
             dir,
             http: reqwest::Client::new(),
         };
@@ -1379,6 +1411,257 @@ async fn churn(addr: SocketAddr, cycles: usize) {
     }
 }
 
+// ---------------------------------------------------------------- scale
+
+/// The readings topic of the scale runs, and its partitions (the
+/// default `cluster.partitions`).
+const SCALE_TOPIC: &str = "bench.readings";
+const SCALE_PARTITIONS: u32 = 12;
+
+/// Every reading of `data` produced to `SCALE_TOPIC` keyed by station, as
+/// a bridge produces (idempotent, `acks=all`, murmur2); returns readings/s
+/// once Kafka acknowledged all.
+async fn produce_all(brokers: &str, data: &[Vec<(String, Bytes)>]) -> f64 {
+    use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let start = Instant::now();
+    let mut pending = Vec::with_capacity(data.iter().map(Vec::len).sum());
+    for messages in data {
+        for (topic, body) in messages {
+            let station = topic.split('/').nth(1).unwrap();
+            let record = FutureRecord::to(SCALE_TOPIC)
+                .key(station)
+                .payload(&body[..]);
+            pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        }
+    }
+    for delivery in pending {
+        delivery.await.unwrap().unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    data.iter().map(Vec::len).sum::<usize>() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The naive pipeline on Kafka: one consumer of the whole topic in a
+/// group of its own, each record parsed with serde_json, up to 1,000 rows
+/// written by binary COPY in one transaction, then the offsets committed.
+async fn naive_kafka(brokers: &str, database: &str, total: usize) -> f64 {
+    use futures_util::pin_mut;
+    use rdkafka::Message;
+    use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::{ToSql, Type};
+    let (mut db, connection) =
+        tokio_postgres::connect(&format!("{POSTGRES}/{database}"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    db.batch_execute(
+        "CREATE TABLE naive_observations (
+           station_id text NOT NULL, observed_at timestamptz NOT NULL,
+           latitude float8, longitude float8, temperature_c float8, humidity_pct float8,
+           pressure_hpa float8, wind_speed_ms float8, wind_direction_deg float8,
+           PRIMARY KEY (station_id, observed_at))",
+    )
+    .await
+    .unwrap();
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("naive-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[SCALE_TOPIC]).unwrap();
+    let types = [
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+    ];
+    let start = Instant::now();
+    let mut stored = 0;
+    let mut rows: Vec<Row> = Vec::with_capacity(RAW_BATCH);
+    while stored < total {
+        // Up to a batch, or what comes within 20 ms of the first.
+        let first = consumer.recv().await.unwrap();
+        rows.push(serde_json::from_slice(first.payload().unwrap()).unwrap());
+        drop(first);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
+        while rows.len() < RAW_BATCH {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(message) => {
+                    let message = message.unwrap();
+                    rows.push(serde_json::from_slice(message.payload().unwrap()).unwrap());
+                }
+                Err(_) => break,
+            }
+        }
+        let tx = db.transaction().await.unwrap();
+        let sink = tx
+            .copy_in(
+                "COPY naive_observations (station_id, observed_at, latitude, longitude, \
+                 temperature_c, humidity_pct, pressure_hpa, wind_speed_ms, wind_direction_deg) \
+                 FROM STDIN (FORMAT binary)",
+            )
+            .await
+            .unwrap();
+        let writer = BinaryCopyInWriter::new(sink, &types);
+        pin_mut!(writer);
+        for r in &rows {
+            let values: [&(dyn ToSql + Sync); 9] = [
+                &r.station_id,
+                &r.timestamp,
+                &r.latitude,
+                &r.longitude,
+                &r.temperature,
+                &r.humidity,
+                &r.pressure,
+                &r.wind_speed,
+                &r.wind_direction,
+            ];
+            writer.as_mut().write(&values).await.unwrap();
+        }
+        writer.finish().await.unwrap();
+        tx.commit().await.unwrap();
+        // What was read is stored: its offsets go to the group.
+        consumer.commit_consumer_state(CommitMode::Async).unwrap();
+        stored += rows.len();
+        rows.clear();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `make bench-scale`: readings/s of 1, 2 and 3 cluster workers on this
+/// machine. BENCH_SCALE_READINGS (default 200,000) noisy readings from
+/// BENCH_SCALE_STATIONS stations (default 10,000), half a year old and
+/// half current, are produced to a private Kafka-compatible broker (tansu)
+/// first. Then each run starts its workers (release builds, default
+/// settings: QC, alerts and the local archive on) in a consumer group of
+/// its own, on a database of its own, and times them from their start
+/// until every reading is stored. The naive pipeline on Kafka, run on the
+/// same topic, is the baseline.
+async fn scale(summary: &mut Summary, dbs: &mut Databases) {
+    let total = env_usize("BENCH_SCALE_READINGS", 200_000);
+    let stations = env_usize("BENCH_SCALE_STATIONS", 10_000);
+    let kafka = kafka::PrivateKafka::start();
+    let brokers = kafka.brokers();
+    isobar::cluster::ensure_topic(&brokers, SCALE_TOPIC, SCALE_PARTITIONS, 1)
+        .await
+        .unwrap();
+    eprintln!("bench-scale: producing {total} readings from {stations} stations");
+    let data = dataset(total, stations, Shape::Noisy);
+    let produced = produce_all(&brokers, &data).await;
+    drop(data);
+    line(json!({"measurement": "kafka/produce", "readings_per_second": produced.round()}));
+    let naive_db = dbs.fresh("naive_kafka").await;
+    let naive = naive_kafka(&brokers, &naive_db, total).await;
+    line(
+        json!({"measurement": "kafka/naive_pipeline_postgres", "readings_per_second": naive.round()}),
+    );
+    summary.add(format!(
+        "Kafka ({SCALE_PARTITIONS} partitions) → PostgreSQL, {stations} stations: produced at {produced:.0}/s, naive consumer {naive:.0}/s"
+    ));
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut single = None;
+    for workers in 1..=3usize {
+        eprintln!("bench-scale: {workers} worker(s)");
+        let db = dbs.fresh(&format!("scale_{workers}")).await;
+        let url = format!("{POSTGRES}/{db}");
+        let group = format!("isobar-bench-{}-{workers}", std::process::id());
+        let start = Instant::now();
+        let mut daemons = futures_util::future::join_all((0..workers).map(|w| {
+            Daemon::start(
+                Broker::Kafka {
+                    brokers: brokers.clone(),
+                    group: group.clone(),
+                    instance: format!("worker-{w}"),
+                },
+                Some(&url),
+            )
+        }))
+        .await;
+        let cpu_before: Vec<f64> = daemons.iter().map(Daemon::cpu_seconds).collect();
+        let mut last = 0;
+        let mut moved = Instant::now();
+        loop {
+            let mut done = 0;
+            for d in &daemons {
+                let (stored, quarantined) = d.counts().await;
+                done += stored + quarantined;
+            }
+            if done >= total as u64 {
+                break;
+            }
+            if done != last {
+                (last, moved) = (done, Instant::now());
+            }
+            assert!(
+                moved.elapsed() < Duration::from_secs(120),
+                "{workers} workers stopped at {done} of {total}; the first one's log:\n{}",
+                daemons[0].log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let rate = total as f64 / elapsed;
+        let cpu: f64 = daemons
+            .iter()
+            .zip(&cpu_before)
+            .map(|(d, before)| d.cpu_seconds() - before)
+            .sum();
+        let rss: f64 = daemons.iter().map(|d| d.rss_kib() as f64 / 1024.0).sum();
+        for d in &mut daemons {
+            d.stop().await;
+        }
+        // Nothing lost, nothing twice: every reading is in the store once.
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let in_store: i64 = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM observations) + (SELECT count(*) FROM quarantine)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(in_store, total as i64, "every reading stored once");
+        let single_rate = *single.get_or_insert(rate);
+        line(json!({
+            "measurement": format!("kafka/isobar_workers/{workers}"),
+            "readings_per_second": rate.round(),
+            "seconds": round(elapsed, 2),
+            "cpu_ms_per_1000_readings": round(cpu * 1000.0 * 1000.0 / total as f64, 1),
+            "rss_mib_all_workers": round(rss, 1),
+            "ratio_to_naive_pipeline": round(rate / naive, 2),
+            "ratio_to_one_worker": round(rate / single_rate, 2),
+            "cores": cores,
+        }));
+        summary.add(format!(
+            "Kafka → PostgreSQL, {workers} worker(s): isobar {rate:>7.0}/s, naive consumer {naive:>7.0}/s: ratio {:.2}; {:.2}× one worker ({cores} cores for the broker, PostgreSQL and every worker)",
+            rate / naive,
+            rate / single_rate
+        ));
+    }
+    drop(kafka);
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let total = env_usize("BENCH_READINGS", 500_000);
@@ -1417,6 +1700,10 @@ async fn main() {
     }
     if wanted("memory") {
         memory(port, &mut summary).await;
+    }
+    // Only when asked for (`make bench-scale`): it needs tansu.
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| only.split(',').any(|p| p.trim() == "scale")) {
+        scale(&mut summary, &mut dbs).await;
     }
     dbs.drop_all().await;
     drop(broker);

@@ -30,6 +30,7 @@ fi
 if [[ " $STORES " == *" postgres "* ]]; then
   ./scripts/services.sh >/dev/null
 fi
+./scripts/build-deps.sh
 cargo build --release --quiet --bin isobar
 BIN=target/release/isobar
 

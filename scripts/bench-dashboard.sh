@@ -7,5 +7,6 @@ cd "$(dirname "$0")/.."
 
 ./scripts/frontend-deps.sh
 (cd frontend && npm run build)
+./scripts/build-deps.sh
 cargo build --release --bin isobar
 ISOBAR_BIN=$PWD/target/release/isobar ./scripts/e2e.sh bench

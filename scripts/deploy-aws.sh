@@ -6,9 +6,11 @@
 #
 # Commands:
 #   deploy [--only STACK,...] [--plan]
-#               the stacks in order: base network data iot dashboard service
-#               observability; the daemon's IoT certificate is made before
-#               the service stack if it has none. --plan creates change sets
+#               the stacks in order: base network data [kafka] iot dashboard
+#               service observability (kafka only with CLUSTER=true, whose
+#               MSK bootstrap brokers then go to iot and service); the
+#               daemon's IoT certificate is made before the service stack if
+#               it has none. --plan creates change sets
 #               and executes none, and makes no certificate (a stack that
 #               imports from one not yet deployed cannot be planned).
 #   init-daemon-cert [--rotate]
@@ -49,7 +51,7 @@ umask 077
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 templates=$root/deploy/aws
-stacks_in_order=(base network data iot dashboard service observability)
+stacks_in_order=(base network data kafka iot dashboard service observability)
 
 # Amazon Root CA 1, which signs IoT Core's ATS endpoints.
 amazon_root_ca1_sha256=8E:CD:E6:88:4F:3D:87:B1:12:5B:A3:1A:C3:FC:B1:3D:70:16:DE:7F:57:CC:90:4F:E1:CB:97:C6:AE:98:19:6E
@@ -70,7 +72,7 @@ say() { echo "deploy-aws: $*" >&2; }
 # KEY then the stack parameters it sets (stack:Parameter).
 param_map=(
   "ALARM_EMAIL base:AlarmEmail"
-  "LOG_RETENTION_DAYS base:LogRetentionDays network:LogRetentionDays iot:LogRetentionDays service:LogRetentionDays"
+  "LOG_RETENTION_DAYS base:LogRetentionDays network:LogRetentionDays kafka:LogRetentionDays iot:LogRetentionDays service:LogRetentionDays"
   "VPC_CIDR network:VpcCidr"
   "NAT_GATEWAYS network:NatGateways"
   "FLOW_LOG_TRAFFIC network:FlowLogTrafficType"
@@ -88,6 +90,11 @@ param_map=(
   "LAKE_COLD_AFTER_DAYS data:LakeColdAfterDays"
   "RAW_EXPIRE_DAYS data:RawExpireDays"
   "ARCHIVE_PREFIX data:ArchivePrefix"
+  "KAFKA_VERSION kafka:KafkaVersion"
+  "KAFKA_INSTANCE_TYPE kafka:KafkaInstanceType"
+  "KAFKA_BROKERS kafka:KafkaBrokers"
+  "KAFKA_VOLUME_GIB kafka:KafkaVolumeGiB"
+  "KAFKA_TOPIC iot:KafkaTopic service:KafkaTopic"
   "MQTT_CLIENT_ID iot:MqttClientId"
   "RAW_BUFFER_SECONDS iot:RawBufferSeconds"
   "DASHBOARD_DOMAIN dashboard:DashboardDomainName"
@@ -117,7 +124,7 @@ param_map=(
   "DATA_MISSING_PERIODS observability:DataMissingPeriods"
 )
 # Keys of the script itself.
-script_keys=(ISOBAR_ENV AWS_REGION AWS_PROFILE IOT_ENDPOINT)
+script_keys=(ISOBAR_ENV AWS_REGION AWS_PROFILE IOT_ENDPOINT CLUSTER)
 
 declare -A value=()   # KEY -> value, for every key given (empty included)
 declare -A known=()
@@ -150,6 +157,8 @@ read_params() {
 
 get() { printf '%s' "${value[$1]:-}"; }
 given() { [ -n "${value[$1]+x}" ]; }
+# CLUSTER=true: workers on an MSK cluster that the IoT rule writes to.
+cluster_mode() { [ "$(get CLUSTER)" = true ]; }
 
 # check KEY REGEX WHAT: a given, non-empty value must match.
 check() {
@@ -207,9 +216,24 @@ validate_deploy() {
   fi
   check HOSTED_ZONE_ID '^Z[A-Z0-9]{1,31}$' "not a Route 53 hosted zone id"
   check ALARM_EMAIL '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$' "not an e-mail address"
+  check CLUSTER '^(true|false)$' "true or false"
   check MAX_TASKS '^[0-9]+$' "not a number"
-  if [ -n "$(get MAX_TASKS)" ] && [ "$(get MAX_TASKS)" != 1 ]; then
-    fail "MAX_TASKS=$(get MAX_TASKS): the daemon runs as one task. Every task would connect to IoT Core with the same MQTT client id and take the session from the others; more than one needs a client id per task and shared subscriptions, which isobar does not have yet (docs/deploy.md, AWS, Decisions)"
+  if [ -n "$(get MAX_TASKS)" ] && ! cluster_mode && [ "$(get MAX_TASKS)" != 1 ]; then
+    fail "MAX_TASKS=$(get MAX_TASKS): a single instance runs as one task. Every task would connect to IoT Core with the same MQTT client id and take the session from the others; set CLUSTER=true to run workers on MSK instead (docs/deploy.md, AWS)"
+  fi
+  if [ -n "$(get MAX_TASKS)" ] && cluster_mode && { [ "$(get MAX_TASKS)" -lt 2 ] || [ "$(get MAX_TASKS)" -gt 12 ]; }; then
+    fail "MAX_TASKS=$(get MAX_TASKS): with CLUSTER=true, 2 (one may fail) to 12 (one worker per partition)"
+  fi
+  check KAFKA_BROKERS '^(2|4|6)$' "2, 4 or 6 (even over the two private subnets)"
+  check KAFKA_VOLUME_GIB '^[0-9]+$' "not a whole number"
+  check KAFKA_INSTANCE_TYPE '^kafka\.[a-z0-9]+\.[a-z0-9]+$' "not an MSK broker type (kafka.m7g.large)"
+  check KAFKA_VERSION '^[0-9]+\.[0-9]+\.([0-9]+|x)(\.kraft)?$' "not an MSK Kafka version (3.9.x)"
+  check KAFKA_TOPIC '^[A-Za-z0-9._-]{1,249}$' "not a Kafka topic name"
+  if ! cluster_mode; then
+    local k
+    for k in KAFKA_VERSION KAFKA_INSTANCE_TYPE KAFKA_BROKERS KAFKA_VOLUME_GIB; do
+      [ -z "$(get "$k")" ] || fail "$k is for the cluster mode: set CLUSTER=true, or leave $k out"
+    done
   fi
   check NAT_GATEWAYS '^[12]$' "1 or 2"
   check VPC_CIDR '^([0-9]{1,3}\.){3}[0-9]{1,3}/(1[6-9]|2[0-2])$' "an IPv4 CIDR block from /16 to /22"
@@ -343,11 +367,15 @@ stack_params() {
 }
 
 iot_endpoint=""
+kafka_brokers=""
 deploy_stack() {
   local stack=$1 plan=$2 params=()
   mapfile -t params < <(stack_params "$stack")
   if [ "$stack" = service ]; then
     params+=("IotEndpoint=$iot_endpoint")
+  fi
+  if [ "$stack" = iot ] || [ "$stack" = service ]; then
+    params+=("KafkaBootstrapBrokers=$kafka_brokers")
   fi
   local args=(cloudformation deploy
     --stack-name "$(stack_name "$stack")"
@@ -394,6 +422,15 @@ cmd_deploy() {
       fail "IMAGE_URI is not in this account ($account): push the image to the base stack's repository"
   fi
   for s in "${selected[@]}"; do
+    # The cluster mode's stack, only in the cluster mode.
+    [ "$s" = kafka ] && ! cluster_mode && continue
+    if { [ "$s" = iot ] || [ "$s" = service ]; } && cluster_mode && [ -z "$kafka_brokers" ]; then
+      local cluster_arn
+      output_into cluster_arn kafka ClusterArn
+      read_into kafka_brokers "<SASL/SCRAM bootstrap brokers of $cluster_arn>" \
+        aws_ kafka get-bootstrap-brokers --cluster-arn "$cluster_arn" \
+        --query BootstrapBrokerStringSaslScram --output text
+    fi
     if [ "$s" = service ]; then
       ensure_daemon_cert "$plan"
       if [ -n "$(get IOT_ENDPOINT)" ]; then
@@ -406,7 +443,9 @@ cmd_deploy() {
     deploy_stack "$s" "$plan"
   done
   if [ "$dry_run" -eq 1 ]; then
-    say "dry run done: ${#selected[@]} stacks would be deployed"
+    local n=${#selected[@]}
+    wants kafka && ! cluster_mode && n=$((n - 1))
+    say "dry run done: $n stacks would be deployed"
   elif [ "$plan" -eq 0 ] && wants service; then
     say "deployed. Next: point $(get API_DOMAIN) at the load balancer (unless HOSTED_ZONE_ID is set),"
     say "  scripts/deploy-aws.sh publish-dashboard, and register-station ID for each station."
@@ -718,7 +757,7 @@ cmd_destroy() {
   fi
   confirm "every stack of isobar-$env_name is deleted (the lake, logs, repository, key and a final database snapshot are kept)" "$yes"
   local s
-  for s in observability service dashboard iot data network base; do
+  for s in observability service dashboard iot kafka data network base; do
     stack_exists "$s" || { say "$(stack_name "$s"): not deployed"; continue; }
     if [ "$s" = service ]; then
       local lb

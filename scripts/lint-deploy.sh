@@ -4,8 +4,9 @@
 #   deploy/docker/Dockerfile       hadolint, checkov; its COPY sources exist and
 #                                  its toolchains are the ones the build needs
 #   deploy/docker/healthcheck.rs   rustfmt, clippy; the probe against a stub server
-#   deploy/docker/compose.yaml     the Compose Specification schema, yamllint;
-#                                  its services, volumes and mounted files exist
+#   deploy/docker/compose*.yaml    the Compose Specification schema, yamllint;
+#                                  their services, volumes, mounted and
+#                                  extended files exist
 #   deploy/k8s                     base and every overlay rendered with kustomize,
 #                                  kubernetes-validate --strict (Kubernetes 1.30
 #                                  and 1.37), checkov, and isobar's own rules
@@ -184,10 +185,8 @@ EOF
 }
 check "healthcheck probe: 200 passes, 503 and a closed port fail" probe_behaves
 
-check "compose: Compose Specification schema" \
-  check-jsonschema --builtin-schema vendor.compose-spec deploy/docker/compose.yaml
 compose_references() {
-  "$py" - deploy/docker/compose.yaml <<'EOF'
+  "$py" - "$1" <<'EOF'
 import pathlib, sys, yaml
 
 path = pathlib.Path(sys.argv[1])
@@ -208,6 +207,13 @@ for name, svc in services.items():
                 problems.append(f"{name}: mounts {source}, which does not exist")
         elif source and source not in volumes:
             problems.append(f"{name}: volume {source} is not declared under volumes")
+    extends = svc.get("extends")
+    if isinstance(extends, dict):
+        other = base / extends.get("file", path.name)
+        if not other.is_file():
+            problems.append(f"{name}: extends {other}, which does not exist")
+        elif extends["service"] not in (yaml.safe_load(other.read_text()).get("services") or {}):
+            problems.append(f"{name}: extends {extends['service']}, which {other.name} does not have")
     build = svc.get("build")
     if isinstance(build, dict):
         context = base / build.get("context", ".")
@@ -218,7 +224,11 @@ print("\n".join(problems))
 sys.exit(1 if problems else 0)
 EOF
 }
-check "compose: services, volumes and mounted files exist" compose_references
+for compose in deploy/docker/compose*.yaml; do
+  check "compose: Compose Specification schema $compose" \
+    check-jsonschema --builtin-schema vendor.compose-spec "$compose"
+  check "compose: services, volumes and mounted files exist in $compose" compose_references "$compose"
+done
 
 # --- deploy/k8s ------------------------------------------------------------
 
@@ -241,23 +251,66 @@ EOF
 render_to() { render "$1" >"$2"; }
 
 # isobar's own rules for what the manifests must keep (docs/deploy.md says why).
+# A workload's role is its container's ISOBAR__CLUSTER__ROLE, from its env
+# or its ConfigMap (none: a single instance).
 isobar_rules() {
   "$py" - "$1" <<'EOF'
 import sys, yaml
 
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 problems = []
-deployments = [d for d in docs if d["kind"] == "Deployment"]
-if not deployments:
-    problems.append("no Deployment")
-for d in deployments:
+config = {}
+for d in docs:
+    if d["kind"] == "ConfigMap":
+        config[d["metadata"]["name"]] = d.get("data", {})
+
+def setting(container, key):
+    """A container's ISOBAR__ setting: (value, valueFrom), env over envFrom."""
+    for e in container.get("env", []):
+        if e["name"] == key:
+            return e.get("value"), e.get("valueFrom")
+    for source in container.get("envFrom", []):
+        ref = source.get("configMapRef", {}).get("name")
+        if ref in config and key in config[ref]:
+            return config[ref][key], None
+    return None, None
+
+workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+if not workloads:
+    problems.append("no Deployment or StatefulSet")
+roles = {}
+partitions = {}
+for d in workloads:
     spec = d["spec"]
     pod = spec["template"]["spec"]
-    name = d["metadata"]["name"]
-    if spec.get("replicas") != 1:
-        problems.append(f"{name}: replicas must be 1 (one MQTT subscriber; no shared subscriptions yet)")
-    if spec.get("strategy", {}).get("type") != "Recreate":
-        problems.append(f"{name}: strategy must be Recreate (one subscriber at a time)")
+    name = f'{d["kind"]} {d["metadata"]["name"]}'
+    container = pod["containers"][0]
+    role = setting(container, "ISOBAR__CLUSTER__ROLE")[0] or "off"
+    roles[(d["kind"], d["metadata"]["name"])] = role
+    partitions[(d["kind"], d["metadata"]["name"])] = int(
+        setting(container, "ISOBAR__CLUSTER__PARTITIONS")[0] or 12)
+    if role == "off":
+        # One instance: one MQTT subscriber, one writer of its volume.
+        if d["kind"] != "Deployment" or spec.get("replicas") != 1:
+            problems.append(f"{name}: a single instance (no cluster.role) runs as a Deployment of 1 replica")
+        if spec.get("strategy", {}).get("type") != "Recreate":
+            problems.append(f"{name}: strategy must be Recreate (one subscriber at a time)")
+    elif role in ("worker", "bridge", "combined"):
+        # A member's name must be stable and unique: a StatefulSet pod's.
+        if d["kind"] != "StatefulSet":
+            problems.append(f"{name}: a {role} needs a stable instance name: run it as a StatefulSet")
+        instance = setting(container, "ISOBAR__CLUSTER__INSTANCE")[1] or {}
+        if instance.get("fieldRef", {}).get("fieldPath") != "metadata.name":
+            problems.append(f"{name}: ISOBAR__CLUSTER__INSTANCE must be the pod's name (fieldRef metadata.name)")
+        if not setting(container, "ISOBAR__CLUSTER__BROKERS")[0]:
+            problems.append(f"{name}: a {role} needs ISOBAR__CLUSTER__BROKERS")
+    elif role != "api":
+        problems.append(f"{name}: unknown ISOBAR__CLUSTER__ROLE {role!r}")
+    if role in ("worker", "combined", "api"):
+        if setting(container, "ISOBAR__STORAGE__BACKEND")[0] != "postgres":
+            problems.append(f"{name}: a {role} needs ISOBAR__STORAGE__BACKEND=postgres (the shared store)")
+    if role == "api" and any("persistentVolumeClaim" in v for v in pod.get("volumes", [])):
+        problems.append(f"{name}: an API instance keeps nothing: no volume claim, so its replicas can roll")
     if pod.get("terminationGracePeriodSeconds", 30) < 30:
         problems.append(f"{name}: terminationGracePeriodSeconds below 30 cuts the drain short")
     for c in pod["containers"]:
@@ -270,9 +323,26 @@ for d in deployments:
             for what in ("cpu", "memory"):
                 if what not in res.get(part, {}):
                     problems.append(f"{name}/{c['name']}: no {part}.{what}")
+# No workload may claim another's pods.
+selectors = [(d["metadata"]["name"], d["spec"]["selector"]["matchLabels"],
+              d["spec"]["template"]["metadata"].get("labels", {})) for d in workloads]
+for a, sel, _ in selectors:
+    for b, _, labels in selectors:
+        if a != b and all(labels.get(k) == v for k, v in sel.items()):
+            problems.append(f"{a}'s selector also matches the pods of {b}")
 for h in (d for d in docs if d["kind"] == "HorizontalPodAutoscaler"):
-    if h["spec"]["maxReplicas"] != 1:
-        problems.append(f"HPA {h['metadata']['name']}: maxReplicas must be 1 until shared subscriptions exist")
+    target = h["spec"]["scaleTargetRef"]
+    key = (target["kind"], target["name"])
+    role = roles.get(key)
+    hpa = f"HPA {h['metadata']['name']}"
+    if role is None:
+        problems.append(f"{hpa}: scales {target['kind']} {target['name']}, which is not here")
+    elif role == "off" and h["spec"]["maxReplicas"] != 1:
+        problems.append(f"{hpa}: maxReplicas must be 1 for a single instance (no cluster.role)")
+    elif role == "bridge":
+        problems.append(f"{hpa}: bridges are not autoscaled (a bridge scaled away leaves its MQTT session)")
+    elif role in ("worker", "combined") and h["spec"]["maxReplicas"] > partitions[key]:
+        problems.append(f"{hpa}: maxReplicas above the {partitions[key]} partitions: the extra workers would idle")
 print("\n".join(problems))
 sys.exit(1 if problems else 0)
 EOF

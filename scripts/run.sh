@@ -24,6 +24,7 @@ free_port_from() {
 }
 
 ./scripts/frontend-deps.sh
+./scripts/build-deps.sh
 (cd frontend && npm run build --silent)
 cargo build --bin isobar
 

@@ -21,6 +21,9 @@ step "dashboard: unit tests"
 step "services: Mosquitto, PostgreSQL, Redis, S3 and Kafka"
 ./scripts/services.sh
 
+step "rust: the Debian packages the build links against"
+./scripts/build-deps.sh
+
 step "rust: format, lints and API docs"
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features -- -D warnings

@@ -147,42 +147,41 @@ impl App {
 
         use crate::config::ClusterRole;
         let role = settings.cluster.role;
-        match role {
-            ClusterRole::Bridge => {
-                let bridge = crate::actors::bridge::Bridge::start(&settings.cluster).await?;
-                let _ = pipeline.bridge.set(bridge);
-            }
-            // An API instance never leads: the cluster-wide duties are the
-            // workers'.
-            ClusterRole::Worker | ClusterRole::Api => {
-                let _ = pipeline
-                    .cluster
-                    .set(Arc::new(crate::cluster::ClusterView::new(
-                        role.name(),
-                        &settings.cluster.instance_name(),
-                        &settings.cluster.topic,
-                    )));
-            }
-            ClusterRole::Off => {}
+        if role.bridges() {
+            let bridge = crate::actors::bridge::Bridge::start(&settings.cluster).await?;
+            let _ = pipeline.bridge.set(bridge);
+        }
+        // An API instance never leads: the cluster-wide duties are the
+        // workers'.
+        if role.works() || role == ClusterRole::Api {
+            let _ = pipeline
+                .cluster
+                .set(Arc::new(crate::cluster::ClusterView::new(
+                    role.name(),
+                    &settings.cluster.instance_name(),
+                    &settings.cluster.topic,
+                )));
         }
         let endpoint = match role {
             ClusterRole::Api => Intake::None,
             ClusterRole::Worker => Intake::Kafka,
-            ClusterRole::Off | ClusterRole::Bridge => match settings.mqtt.external_broker()? {
-                Some((host, port)) => Intake::External(host, port),
-                None => {
-                    let listen = settings.mqtt.listen;
-                    // The server logs how clients log in when it listens.
-                    if settings.mqtt.users_file.is_none() && !listen.ip().is_loopback() {
-                        tracing::warn!(%listen,
-                            "embedded MQTT server: anyone who can reach it may publish (mqtt.allow_anonymous)");
-                    }
-                    Intake::Embedded {
-                        listen: crate::broker::probe(listen)?,
-                        login: InternalLogin::new(),
+            ClusterRole::Off | ClusterRole::Bridge | ClusterRole::Combined => {
+                match settings.mqtt.external_broker()? {
+                    Some((host, port)) => Intake::External(host, port),
+                    None => {
+                        let listen = settings.mqtt.listen;
+                        // The server logs how clients log in when it listens.
+                        if settings.mqtt.users_file.is_none() && !listen.ip().is_loopback() {
+                            tracing::warn!(%listen,
+                                "embedded MQTT server: anyone who can reach it may publish (mqtt.allow_anonymous)");
+                        }
+                        Intake::Embedded {
+                            listen: crate::broker::probe(listen)?,
+                            login: InternalLogin::new(),
+                        }
                     }
                 }
-            },
+            }
         };
         let mqtt_addr = match &endpoint {
             Intake::External(host, port) => Some((host.clone(), *port)),
@@ -237,7 +236,8 @@ impl App {
         }
         let guard = web::Guard::from_settings(&settings.web)
             .map_err(|e| StartupError::Auth(format!("{}: {}", e.key, e.reason)))?;
-        let records = Arc::new(TreeRecords::default());
+        let reader = role == ClusterRole::Combined;
+        let records = Arc::new(TreeRecords::new(reader));
         let web = Arc::new(WebContext {
             pipeline: pipeline.clone(),
             data: web::Data::new(store.clone(), cache.clone(), archive.clone()),
@@ -261,6 +261,7 @@ impl App {
                 cache,
                 pipeline: pipeline.clone(),
                 intake: endpoint.clone(),
+                reader,
                 health,
                 archive,
                 listener,
@@ -413,6 +414,16 @@ async fn drain(pipeline: &Pipeline) {
     if let Some(ingest) = &ingest {
         let _ = ingest.call(IngestMsg::Pause, timeout).await;
     }
+    if let Some(bridge) = pipeline.bridge.get() {
+        // What the bridge took reaches Kafka, and its sources hear so.
+        bridge.flush(Duration::from_secs(10)).await;
+    }
+    // A combined instance's reader: what it read is stored and committed
+    // below; the rest of the topic waits for the next owner.
+    let reader = pipeline.reader.get();
+    if let Some(reader) = &reader {
+        let _ = reader.call(IngestMsg::Pause, timeout).await;
+    }
     if let Some(stations) = pipeline.stations.get() {
         let _ = stations.call(StationsMsg::Drain, timeout).await;
     }
@@ -437,9 +448,8 @@ async fn drain(pipeline: &Pipeline) {
             .call(crate::actors::archiver::ArchiverMsg::Close, timeout)
             .await;
     }
-    if let Some(bridge) = pipeline.bridge.get() {
-        // What the bridge took reaches Kafka, and its sources hear so.
-        bridge.flush(Duration::from_secs(10)).await;
+    if let Some(reader) = &reader {
+        let _ = reader.call(IngestMsg::Disconnect, timeout).await;
     }
     if let Some(ingest) = &ingest {
         let _ = ingest.call(IngestMsg::Disconnect, timeout).await;

@@ -19,6 +19,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
+use crate::config::ClusterSettings;
+
 /// The partition of `key` among `partitions`, as Kafka's Java clients
 /// choose it (`Utils.toPositive(Utils.murmur2(key)) % partitions`), and
 /// librdkafka with `partitioner=murmur2_random`.
@@ -69,6 +71,23 @@ pub enum KafkaError {
     Topic { topic: String, reason: String },
 }
 
+/// A client of the cluster's brokers as `cluster` says to connect:
+/// `bootstrap.servers`, and TLS and a SASL login when set.
+pub fn client_config(cluster: &ClusterSettings) -> Result<ClientConfig, KafkaError> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &cluster.brokers);
+    let properties = cluster
+        .connection_properties()
+        .map_err(|e| KafkaError::Client {
+            brokers: cluster.brokers.clone(),
+            reason: format!("{}: {}", e.key, e.reason),
+        })?;
+    for (key, value) in properties {
+        config.set(key, value);
+    }
+    Ok(config)
+}
+
 /// Creates `topic` with `partitions` partitions (replicated `replication`
 /// times) unless it exists; an existing topic is left as it is, whatever
 /// its partition count. Returns its partition count.
@@ -78,14 +97,24 @@ pub async fn ensure_topic(
     partitions: u32,
     replication: u16,
 ) -> Result<u32, KafkaError> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    ensure_topic_on(&config, topic, partitions, replication).await
+}
+
+/// [`ensure_topic`], through a client configured as `config` says.
+pub async fn ensure_topic_on(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: u32,
+    replication: u16,
+) -> Result<u32, KafkaError> {
+    let brokers = config.get("bootstrap.servers").unwrap_or_default();
     let client_error = |e: rdkafka::error::KafkaError| KafkaError::Client {
         brokers: brokers.to_owned(),
         reason: e.to_string(),
     };
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(client_error)?;
+    let admin: AdminClient<DefaultClientContext> = config.create().map_err(client_error)?;
     let new = NewTopic::new(
         topic,
         partitions as i32,

@@ -535,6 +535,12 @@ mod tests {
         // A bridge stores nothing: any store will do.
         let bridge = load_toml("[cluster]\nrole = \"bridge\"\nbrokers = \"k1:9092\"\n").unwrap();
         assert_eq!(bridge.cluster.role, ClusterRole::Bridge);
+        // A combined instance takes MQTT, so its simulator is welcome.
+        let combined = load_toml(&format!(
+            "[cluster]\nrole = \"combined\"\nbrokers = \"k1:9092\"\n{postgres}[simulator]\nstations = 5\n"
+        ))
+        .unwrap();
+        assert!(combined.cluster.role.bridges() && combined.cluster.role.works());
         for (toml, key, says) in [
             (worker.to_owned(), "cluster.role", "postgres"),
             (
@@ -568,6 +574,11 @@ mod tests {
                 "cluster.role = \"bridge\"",
             ),
             (
+                "[cluster]\nrole = \"combined\"\nbrokers = \"k1:9092\"\n".to_owned(),
+                "cluster.role",
+                "a combined instance needs storage.backend",
+            ),
+            (
                 "[cluster]\nrole = \"api\"\n".to_owned(),
                 "cluster.role",
                 "an API instance needs storage.backend",
@@ -581,6 +592,88 @@ mod tests {
             let err = load_toml(&toml).unwrap_err();
             assert_eq!(err.key, key, "{toml}");
             assert!(err.reason.contains(says), "{toml}: {}", err.reason);
+        }
+    }
+
+    /// TLS and a SASL login to the brokers become librdkafka's
+    /// properties; a login without TLS, or half a login, is refused with
+    /// its key.
+    #[test]
+    fn the_kafka_connection_is_secured_as_configured() {
+        let base = "[cluster]\nrole = \"bridge\"\nbrokers = \"b-1.msk:9096\"\n";
+        let props = |extra: &str| {
+            load_toml(&format!("{base}{extra}")).map(|s| s.cluster.connection_properties().unwrap())
+        };
+        assert_eq!(
+            props("").unwrap(),
+            [("security.protocol", "plaintext".to_owned())]
+        );
+        assert_eq!(
+            props("tls = true\n").unwrap(),
+            [("security.protocol", "ssl".to_owned())]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, password) = (dir.path().join("ca.pem"), dir.path().join("password"));
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        std::fs::write(&password, "s3cret\n").unwrap();
+        let scram = props(&format!(
+            "tls = true\nca_file = {ca:?}\nsasl_mechanism = \"scram-sha-512\"\n\
+             username = \"isobar\"\npassword_file = {password:?}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            scram,
+            [
+                ("security.protocol", "sasl_ssl".to_owned()),
+                ("ssl.ca.location", ca.display().to_string()),
+                ("sasl.mechanism", "SCRAM-SHA-512".to_owned()),
+                ("sasl.username", "isobar".to_owned()),
+                ("sasl.password", "s3cret".to_owned()),
+            ]
+        );
+        // The password is not shown when the settings are.
+        let shown = format!(
+            "{:?}",
+            load_toml(&format!("{base}tls = true\nsasl_mechanism = \"plain\"\nusername = \"u\"\npassword = \"hunter2\"\n"))
+                .unwrap()
+                .cluster
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+        for (extra, key, says) in [
+            (
+                "sasl_mechanism = \"scram-sha-256\"\nusername = \"u\"\npassword = \"p\"\n",
+                "cluster.sasl_mechanism",
+                "needs cluster.tls = true",
+            ),
+            (
+                "tls = true\nsasl_mechanism = \"scram-sha-256\"\nusername = \"u\"\n",
+                "cluster.username",
+                "a username and a password",
+            ),
+            (
+                "tls = true\nusername = \"u\"\npassword = \"p\"\n",
+                "cluster.sasl_mechanism",
+                "needs a mechanism",
+            ),
+            (
+                "ca_file = \"/nonexistent/ca.pem\"\n",
+                "cluster.ca_file",
+                "cluster.tls = true",
+            ),
+            (
+                "tls = true\nca_file = \"/nonexistent/ca.pem\"\n",
+                "cluster.ca_file",
+                "cannot read",
+            ),
+            (
+                "sasl_mechanism = \"gssapi\"\n",
+                "cluster.sasl_mechanism",
+                "unknown variant",
+            ),
+        ] {
+            let err = load_toml(&format!("{base}{extra}")).unwrap_err();
+            assert_eq!(err.key, key, "{extra}");
+            assert!(err.reason.contains(says), "{extra}: {}", err.reason);
         }
     }
 

@@ -132,6 +132,37 @@ if run_case "$t" 0 "${p[@]}" --dry-run deploy && no_aws_calls "$t"; then
   fi
 fi
 
+t="dry-run deploy CLUSTER=true: MSK after data, its brokers to iot and service"
+if run_case "$t" 0 "${p[@]}" --set CLUSTER=true --set MAX_TASKS=6 --set KAFKA_BROKERS=4 --dry-run deploy &&
+  no_aws_calls "$t"; then
+  order=$(grep -o 'stack-name isobar-test-[a-z]* --template-file' "$out" | awk '{print $2}' | tr '\n' ' ')
+  brokers=$(grep -n 'kafka get-bootstrap-brokers' "$out" | head -n 1 | cut -d: -f1)
+  kafka=$(grep -n 'stack-name isobar-test-kafka' "$out" | head -n 1 | cut -d: -f1)
+  iot=$(grep -n 'stack-name isobar-test-iot' "$out" | head -n 1 | cut -d: -f1)
+  with_brokers=$(grep -c 'KafkaBootstrapBrokers=<SASL/SCRAM bootstrap brokers of' "$out")
+  if [ "$order" != "isobar-test-base isobar-test-network isobar-test-data isobar-test-kafka isobar-test-iot isobar-test-dashboard isobar-test-service isobar-test-observability " ]; then
+    fail "$t" "order: $order"
+  elif [ -z "$brokers" ] || [ "$kafka" -gt "$brokers" ] || [ "$brokers" -gt "$iot" ]; then
+    fail "$t" "kafka at ${kafka:-?}, bootstrap brokers read at ${brokers:-?}, iot at ${iot:-?}"
+  elif [ "$with_brokers" -ne 2 ]; then
+    fail "$t" "$with_brokers stacks got the brokers, expected iot and service"
+  elif has "$t" "KafkaBrokers=4" && has "$t" "MaxTasks=6" && has "$t" "BootstrapBrokerStringSaslScram" &&
+    has "$t" "dry run done: 8 stacks"; then
+    pass "$t"
+  fi
+fi
+
+t="dry-run deploy: a single instance has no MSK, and no brokers for iot and service"
+if run_case "$t" 0 "${p[@]}" --dry-run deploy && lacks "$t" "isobar-test-kafka" &&
+  lacks "$t" "get-bootstrap-brokers" && has "$t" "dry run done: 7 stacks"; then
+  n=$(grep -cE 'KafkaBootstrapBrokers=( |$)' "$out" || true)
+  if [ "$n" -eq 2 ]; then
+    pass "$t"
+  else
+    fail "$t" "$n stacks got an empty KafkaBootstrapBrokers, expected iot and service"
+  fi
+fi
+
 t="dry-run deploy: parameters reach their stacks"
 if run_case "$t" 0 "${p[@]}" --dry-run deploy &&
   has "$t" "--parameter-overrides EnvName=test AlarmEmail=ops@example.net" &&
@@ -206,7 +237,7 @@ fi
 t="dry-run destroy --yes: last stack first, nothing called"
 if run_case "$t" 0 "${p[@]}" --dry-run destroy --yes && no_aws_calls "$t"; then
   order=$(grep -o 'delete-stack --stack-name isobar-test-[a-z]*' "$out" | awk '{print $3}' | tr '\n' ' ')
-  if [ "$order" = "isobar-test-observability isobar-test-service isobar-test-dashboard isobar-test-iot isobar-test-data isobar-test-network isobar-test-base " ] &&
+  if [ "$order" = "isobar-test-observability isobar-test-service isobar-test-dashboard isobar-test-iot isobar-test-kafka isobar-test-data isobar-test-network isobar-test-base " ] &&
     has "$t" "deletion_protection.enabled,Value=false" && has "$t" "iot list-targets-for-policy"; then
     pass "$t"
   else
@@ -250,6 +281,11 @@ refuse "dashboard certificate outside us-east-1" "not an ACM certificate in us-e
   --set DASHBOARD_DOMAIN=wx.example.net --set DASHBOARD_CERTIFICATE_ARN=arn:aws:acm:eu-west-1:123456789012:certificate/0 \
   --dry-run deploy
 refuse "more than one task" "same MQTT client id" "${p[@]}" --set MAX_TASKS=2 --dry-run deploy
+refuse "one worker in the cluster mode" "MAX_TASKS=1: with CLUSTER=true, 2" "${p[@]}" --set CLUSTER=true --set MAX_TASKS=1 --dry-run deploy
+refuse "more workers than partitions" "MAX_TASKS=13" "${p[@]}" --set CLUSTER=true --set MAX_TASKS=13 --dry-run deploy
+refuse "MSK settings without the cluster mode" "KAFKA_BROKERS is for the cluster mode" "${p[@]}" --set KAFKA_BROKERS=4 --dry-run deploy
+refuse "an odd number of brokers" "KAFKA_BROKERS=3: 2, 4 or 6" "${p[@]}" --set CLUSTER=true --set KAFKA_BROKERS=3 --dry-run deploy
+refuse "CLUSTER not a boolean" "CLUSTER=yes: true or false" "${p[@]}" --set CLUSTER=yes --dry-run deploy
 refuse "not a boolean" "DB_MULTI_AZ=yes: true or false" "${p[@]}" --set DB_MULTI_AZ=yes --dry-run deploy
 refuse "in-flight window above IoT Core's" "MQTT_MAX_INFLIGHT=500" "${p[@]}" --set MQTT_MAX_INFLIGHT=500 --dry-run deploy
 refuse "a segment age of zero, which the daemon refuses" "ARCHIVE_SEGMENT_AGE=0m" "${p[@]}" --set ARCHIVE_SEGMENT_AGE=0m --dry-run deploy

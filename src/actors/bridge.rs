@@ -17,12 +17,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::actors::kafka_ingest::{FORMAT_HEADER, REJECT_HEADER, TOPIC_HEADER};
-use crate::cluster::{KafkaError, ensure_topic};
+use crate::cluster::{KafkaError, client_config, ensure_topic_on};
 use crate::config::ClusterSettings;
 use crate::delivery::{Arrival, Verdict};
 
@@ -44,15 +43,16 @@ impl std::fmt::Debug for Bridge {
 impl Bridge {
     /// Makes the topic if it is missing and the producer.
     pub async fn start(cluster: &ClusterSettings) -> Result<Arc<Self>, KafkaError> {
-        ensure_topic(
-            &cluster.brokers,
+        let config = client_config(cluster)?;
+        ensure_topic_on(
+            &config,
             &cluster.topic,
             cluster.partitions,
             cluster.replication,
         )
         .await?;
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &cluster.brokers)
+        let producer: FutureProducer = config
+            .clone()
             .set("enable.idempotence", "true")
             .set("acks", "all")
             // Kafka's Java clients' partitioner: a station lands where

@@ -22,8 +22,8 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use rdkafka::{ClientContext, Statistics};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 
 use crate::actors::alerter::AlerterMsg;
@@ -31,7 +31,7 @@ use crate::actors::ingest::{IngestMsg, reporting_panics};
 use crate::actors::pipeline::Pipeline;
 use crate::actors::stations::StationsMsg;
 use crate::cluster::membership::{JoinError, Membership, wanted};
-use crate::cluster::{ClusterView, Offsets, ensure_topic, partition_of};
+use crate::cluster::{ClusterView, Offsets, client_config, ensure_topic_on, partition_of};
 use crate::config::{ClusterSettings, PostgresTls, Secret};
 use crate::delivery::{Ack, Acknowledge, Arrival, Format, Verdict};
 use crate::domain::{RejectReason, StationId};
@@ -43,8 +43,9 @@ pub struct KafkaIngestArgs {
     /// This instance's name among the members.
     pub instance: String,
     pub pipeline: Arc<Pipeline>,
-    /// Ingest's part of `/ready` (`mqtt`: for a worker, its topic).
-    pub health: Arc<crate::health::Health>,
+    /// Ingest's part of `/ready` (`mqtt`: for a worker, its topic); a
+    /// combined instance leaves it to its MQTT ingest.
+    pub health: Option<Arc<crate::health::Health>>,
     /// The store the members share, where they agree on who owns what.
     pub postgres: (Secret, PostgresTls),
     /// What the API shows of the cluster, kept up to date here.
@@ -144,9 +145,10 @@ impl Actor for KafkaIngest {
         args: KafkaIngestArgs,
     ) -> Result<KafkaIngestState, ActorProcessingErr> {
         let c = &args.cluster;
-        let partitions = ensure_topic(&c.brokers, &c.topic, c.partitions, c.replication).await?;
-        let consumer: Reader = ClientConfig::new()
-            .set("bootstrap.servers", &c.brokers)
+        let config = client_config(c)?;
+        let partitions = ensure_topic_on(&config, &c.topic, c.partitions, c.replication).await?;
+        let consumer: Reader = config
+            .clone()
             .set("group.id", &c.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -163,7 +165,9 @@ impl Actor for KafkaIngest {
         let consumer = Arc::new(consumer);
         // Nothing is read until partitions are taken: an empty assignment.
         consumer.assign(&TopicPartitionList::new())?;
-        args.health.set_mqtt_subscribed(true);
+        if let Some(health) = &args.health {
+            health.set_mqtt_subscribed(true);
+        }
         let offsets = Arc::new(Offsets::default());
         args.view.update(|v| v.partitions = partitions);
         let owner = Owner {
@@ -247,7 +251,7 @@ async fn read(
     offsets: Arc<Offsets>,
     paused: Arc<AtomicBool>,
     pipeline: Arc<Pipeline>,
-    health: Arc<crate::health::Health>,
+    health: Option<Arc<crate::health::Health>>,
     partitions: u32,
 ) {
     let received = metrics::counter!("isobar_messages_received_total");
@@ -260,11 +264,15 @@ async fn read(
         }
         let message = match consumer.recv().await {
             Ok(message) => {
-                health.set_mqtt_subscribed(true);
+                if let Some(health) = &health {
+                    health.set_mqtt_subscribed(true);
+                }
                 message
             }
             Err(e) => {
-                health.set_mqtt_subscribed(false);
+                if let Some(health) = &health {
+                    health.set_mqtt_subscribed(false);
+                }
                 tracing::warn!(error = %e, "kafka: reading the readings topic");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
@@ -283,7 +291,7 @@ async fn read(
         {
             misplaced(id, partition);
         }
-        pipeline.submit(Arrival {
+        pipeline.process(Arrival {
             station,
             source: source_of(&message),
             payload: bytes::Bytes::copy_from_slice(message.payload().unwrap_or_default()),

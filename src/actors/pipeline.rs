@@ -35,6 +35,9 @@ pub struct Pipeline {
     pub pipeline: String,
     pub http: Address<HttpMsg>,
     pub ingest: Address<IngestMsg>,
+    /// A combined instance's reader of the readings topic (its `ingest`
+    /// takes MQTT and hands it to the topic).
+    pub reader: Address<IngestMsg>,
     pub stations: Address<StationsMsg>,
     pub persister: Address<PersisterMsg>,
     pub hub: Address<HubMsg>,
@@ -47,8 +50,9 @@ pub struct Pipeline {
     /// The cluster this instance is a member of (`cluster.role`), set
     /// once at start; unset for a single instance.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::ClusterView>>,
-    /// On a bridge (`cluster.role = "bridge"`): where every arrival goes
-    /// instead of the station actors, set once at start.
+    /// On a bridge (`cluster.role = "bridge"` or `"combined"`): where
+    /// every arrival submitted goes instead of the station actors, set
+    /// once at start.
     pub bridge: std::sync::OnceLock<Arc<crate::actors::bridge::Bridge>>,
 }
 
@@ -65,6 +69,7 @@ impl Pipeline {
             pipeline: format!("{instance}.pipeline"),
             http: Address::new(format!("{instance}.web")),
             ingest: Address::new(format!("{instance}.ingest")),
+            reader: Address::new(format!("{instance}.reader")),
             stations: Address::new(format!("{instance}.stations")),
             persister: Address::new(format!("{instance}.persister")),
             hub: Address::new(format!("{instance}.hub")),
@@ -107,6 +112,12 @@ impl Pipeline {
         if let Some(bridge) = self.bridge.get() {
             return bridge.forward(arrival);
         }
+        self.process(arrival);
+    }
+
+    /// Hands an arrival to this instance's station actors, never to a
+    /// bridge: the way in for what was read from the readings topic.
+    pub fn process(&self, arrival: Arrival) {
         let Arrival {
             station,
             source,

@@ -2,7 +2,7 @@
 //! ([`crate::supervisor::tree::Supervisor`]):
 //!
 //! ```text
-//! root      [supervision.root]      pipeline, stations, ingest, web
+//! root      [supervision.root]      pipeline, stations, [reader,] ingest, web
 //! pipeline  [supervision.pipeline]  archiver, aggregator, alerter, persister, hub
 //! stations  [supervision.stations]  one actor per station (its own supervisor)
 //! ```
@@ -68,6 +68,9 @@ pub struct RootArgs {
     /// Where readings come from: the external broker ingest connects
     /// to, the embedded server's address, or a worker's Kafka topic.
     pub intake: Intake,
+    /// A combined instance: a `reader` child also reads the readings
+    /// topic that its ingest hands MQTT and uploads to.
+    pub reader: bool,
     pub health: Arc<Health>,
     /// The data lake, when one is configured.
     pub archive: Option<Arc<dyn Archive>>,
@@ -81,6 +84,36 @@ pub struct RootArgs {
     pub fatal: mpsc::UnboundedSender<String>,
 }
 
+impl RootArgs {
+    /// What a reader of the readings topic needs: a worker's ingest, or
+    /// a combined instance's reader (which leaves `/ready`'s `mqtt` to
+    /// its MQTT ingest).
+    fn kafka_reader(
+        &self,
+        health: Option<Arc<Health>>,
+    ) -> Result<KafkaIngestArgs, ActorProcessingErr> {
+        let crate::config::StoreTarget::Postgres { url, tls } = self.settings.storage.target()?
+        else {
+            return Err("a cluster worker needs storage.backend = \"postgres\"".into());
+        };
+        let view = self
+            .pipeline
+            .cluster
+            .get()
+            .ok_or("a cluster worker without its cluster view")?
+            .clone();
+        Ok(KafkaIngestArgs {
+            cluster: self.settings.cluster.clone(),
+            instance: self.settings.cluster.instance_name(),
+            pipeline: self.pipeline.clone(),
+            health,
+            postgres: (url, tls),
+            view,
+            web: self.listener.local_addr().ok().map(|a| a.to_string()),
+        })
+    }
+}
+
 /// What each static supervisor knows of its children, kept across its
 /// restarts. The stations supervisor keeps its own.
 #[derive(Debug)]
@@ -89,12 +122,19 @@ pub struct TreeRecords {
     pub pipeline: Arc<GroupRecord>,
 }
 
-impl Default for TreeRecords {
-    fn default() -> Self {
+impl TreeRecords {
+    /// The records of a tree with a `reader` child, or without.
+    pub fn new(reader: bool) -> Self {
         Self {
-            root: GroupRecord::new("root", ROOT.iter().map(|p| p.name())),
+            root: GroupRecord::new("root", root_parts(reader).iter().map(|p| p.name())),
             pipeline: GroupRecord::new("pipeline", PIPELINE.iter().map(|p| p.name())),
         }
+    }
+}
+
+impl Default for TreeRecords {
+    fn default() -> Self {
+        Self::new(false)
     }
 }
 
@@ -103,6 +143,7 @@ impl Default for TreeRecords {
 enum Part {
     Pipeline,
     Stations,
+    Reader,
     Ingest,
     Web,
     Archiver,
@@ -113,6 +154,22 @@ enum Part {
 }
 
 const ROOT: [Part; 4] = [Part::Pipeline, Part::Stations, Part::Ingest, Part::Web];
+
+/// The root's children: a combined instance's reader starts after the
+/// stations it feeds and before the ingest that feeds its topic.
+fn root_parts(reader: bool) -> Vec<Part> {
+    if reader {
+        vec![
+            Part::Pipeline,
+            Part::Stations,
+            Part::Reader,
+            Part::Ingest,
+            Part::Web,
+        ]
+    } else {
+        ROOT.to_vec()
+    }
+}
 const PIPELINE: [Part; 5] = [
     Part::Archiver,
     Part::Aggregator,
@@ -126,6 +183,7 @@ impl Part {
         match self {
             Self::Pipeline => "pipeline",
             Self::Stations => "stations",
+            Self::Reader => "reader",
             Self::Ingest => "ingest",
             Self::Web => "web",
             Self::Archiver => "archiver",
@@ -196,7 +254,7 @@ pub async fn start(name: String, args: RootArgs) -> Result<ActorRef<SupervisorMs
         Supervisor,
         SupervisorArgs {
             group: "root",
-            children: specs(&ROOT, &args),
+            children: specs(&root_parts(args.reader), &args),
             policy: policy_of(&args.supervision, |s| s.root.policy()),
             observer: Arc::new(TreeObserver {
                 pipeline: args.pipeline.clone(),
@@ -334,7 +392,7 @@ impl ChildSpec for PartSpec {
                         a.health.clone(),
                     )?;
                     let cluster = &a.settings.cluster;
-                    if cluster.role == crate::config::ClusterRole::Bridge {
+                    if cluster.role.bridges() {
                         // Bridges share the subscription, each with a
                         // session of its own.
                         args.client_id = format!("{}-{}", args.client_id, cluster.instance_name());
@@ -354,29 +412,14 @@ impl ChildSpec for PartSpec {
                 }
                 Intake::None => return Ok(None),
                 Intake::Kafka => {
-                    let crate::config::StoreTarget::Postgres { url, tls } =
-                        a.settings.storage.target()?
-                    else {
-                        return Err("a cluster worker needs storage.backend = \"postgres\"".into());
-                    };
-                    let view = a
-                        .pipeline
-                        .cluster
-                        .get()
-                        .ok_or("a cluster worker without its cluster view")?
-                        .clone();
-                    let args = KafkaIngestArgs {
-                        cluster: a.settings.cluster.clone(),
-                        instance: a.settings.cluster.instance_name(),
-                        pipeline: a.pipeline.clone(),
-                        health: a.health.clone(),
-                        postgres: (url, tls),
-                        view,
-                        web: a.listener.local_addr().ok().map(|a| a.to_string()),
-                    };
+                    let args = a.kafka_reader(Some(a.health.clone()))?;
                     p.ingest.spawn_linked(KafkaIngest, args, supervisor).await?
                 }
             },
+            Part::Reader => {
+                let args = a.kafka_reader(None)?;
+                p.reader.spawn_linked(KafkaIngest, args, supervisor).await?
+            }
             Part::Web => {
                 p.http
                     .spawn_linked(

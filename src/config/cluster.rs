@@ -1,8 +1,10 @@
 //! `[cluster]`: isobar as one of several instances on a Kafka log.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, StoreBackend};
+use super::{ConfigError, Secret, StoreBackend};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -23,6 +25,37 @@ pub struct ClusterSettings {
     /// stable across restarts (a StatefulSet pod's name); empty for the
     /// host's name.
     pub instance: String,
+    /// TLS to the brokers (MSK's TLS listeners), checked against
+    /// `ca_file` (PEM) or the system's roots without one.
+    pub tls: bool,
+    pub ca_file: Option<PathBuf>,
+    /// A SASL login to the brokers (MSK's SCRAM); only over TLS.
+    pub sasl_mechanism: Option<SaslMechanism>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The password, from a file (a mounted secret); trailing space cut.
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    #[serde(rename = "plain")]
+    Plain,
+}
+
+impl SaslMechanism {
+    /// As librdkafka's `sasl.mechanism` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ScramSha512 => "SCRAM-SHA-512",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::Plain => "PLAIN",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +75,10 @@ pub enum ClusterRole {
     /// through the Redis cache's fan-out) and the dashboard from the
     /// shared store; takes no readings and judges no alerts.
     Api,
+    /// A bridge and a worker in one process, for a small deployment: it
+    /// takes readings over MQTT and HTTP, hands them to the readings
+    /// topic, and reads back the partitions it owns.
+    Combined,
 }
 
 impl Default for ClusterSettings {
@@ -54,6 +91,12 @@ impl Default for ClusterSettings {
             partitions: 12,
             replication: 1,
             instance: String::new(),
+            tls: false,
+            ca_file: None,
+            sasl_mechanism: None,
+            username: None,
+            password: None,
+            password_file: None,
         }
     }
 }
@@ -65,7 +108,18 @@ impl ClusterRole {
             Self::Worker => "worker",
             Self::Bridge => "bridge",
             Self::Api => "api",
+            Self::Combined => "combined",
         }
+    }
+
+    /// Whether this role hands what it takes in to the readings topic.
+    pub fn bridges(self) -> bool {
+        matches!(self, Self::Bridge | Self::Combined)
+    }
+
+    /// Whether this role reads the readings topic and stores.
+    pub fn works(self) -> bool {
+        matches!(self, Self::Worker | Self::Combined)
     }
 }
 
@@ -82,6 +136,72 @@ impl ClusterSettings {
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "isobar".into())
+    }
+
+    /// librdkafka's connection properties for these settings, beyond
+    /// `bootstrap.servers`: the security protocol, the CA, the login.
+    /// Reads `password_file`.
+    pub fn connection_properties(&self) -> Result<Vec<(&'static str, String)>, ConfigError> {
+        let mut properties = Vec::new();
+        let protocol = match (self.tls, self.sasl_mechanism) {
+            (false, None) => "plaintext",
+            (true, None) => "ssl",
+            (true, Some(_)) => "sasl_ssl",
+            (false, Some(_)) => {
+                return Err(ConfigError::new(
+                    "cluster.sasl_mechanism",
+                    "needs cluster.tls = true: the password would cross the network in the clear",
+                ));
+            }
+        };
+        properties.push(("security.protocol", protocol.to_owned()));
+        if let Some(ca) = &self.ca_file {
+            if !self.tls {
+                return Err(ConfigError::new(
+                    "cluster.ca_file",
+                    "is for TLS: set cluster.tls = true",
+                ));
+            }
+            // librdkafka reads it when it connects; a path it cannot read
+            // is named here instead.
+            super::mqtt::read_file("cluster.ca_file", ca)?;
+            properties.push(("ssl.ca.location", ca.display().to_string()));
+        }
+        let password = match (&self.password, &self.password_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "cluster.password_file",
+                    "give password or password_file, not both",
+                ));
+            }
+            (Some(p), None) => Some(p.expose().to_owned()),
+            (None, Some(path)) => {
+                let bytes = super::mqtt::read_file("cluster.password_file", path)?;
+                Some(String::from_utf8_lossy(&bytes).trim_end().to_owned())
+            }
+            (None, None) => None,
+        };
+        match (self.sasl_mechanism, &self.username, password) {
+            (Some(mechanism), Some(user), Some(password)) => {
+                properties.push(("sasl.mechanism", mechanism.name().to_owned()));
+                properties.push(("sasl.username", user.clone()));
+                properties.push(("sasl.password", password));
+            }
+            (Some(_), _, _) => {
+                return Err(ConfigError::new(
+                    "cluster.username",
+                    "cluster.sasl_mechanism needs a username and a password (or password_file)",
+                ));
+            }
+            (None, None, None) => {}
+            (None, _, _) => {
+                return Err(ConfigError::new(
+                    "cluster.sasl_mechanism",
+                    "a username or password needs a mechanism (scram-sha-512, scram-sha-256 or plain)",
+                ));
+            }
+        }
+        Ok(properties)
     }
 
     fn validate_instance(&self) -> Result<(), ConfigError> {
@@ -144,6 +264,7 @@ impl ClusterSettings {
             return Err(ConfigError::new("cluster.group", "must not be empty"));
         }
         self.validate_instance()?;
+        self.connection_properties()?;
         if !(1..=10_000).contains(&self.partitions) {
             return Err(ConfigError::new(
                 "cluster.partitions",
@@ -156,10 +277,17 @@ impl ClusterSettings {
                 "must be from 1 to 10",
             ));
         }
-        if self.role == ClusterRole::Worker && store != StoreBackend::Postgres {
+        if self.role.works() && store != StoreBackend::Postgres {
             return Err(ConfigError::new(
                 "cluster.role",
-                "a worker needs storage.backend = \"postgres\": the instances share one store",
+                format!(
+                    "a {} needs storage.backend = \"postgres\": the instances share one store",
+                    if self.role == ClusterRole::Worker {
+                        "worker"
+                    } else {
+                        "combined instance"
+                    }
+                ),
             ));
         }
         Ok(())

@@ -860,7 +860,9 @@ pub struct StationsGroup {
 /// The supervision tree, group by group.
 #[derive(Serialize, ToSchema)]
 pub struct SupervisionTree {
-    /// The pipeline, the stations supervisor, ingest and the web server.
+    /// The pipeline, the stations supervisor, ingest and the web server
+    /// (and, on a combined cluster instance, the `reader` of the readings
+    /// topic).
     pub root: SupervisedGroup,
     /// Archiver, aggregator, alerter, persister and hub.
     pub pipeline: SupervisedGroup,

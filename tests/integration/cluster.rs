@@ -787,6 +787,166 @@ async fn a_bridge_acknowledges_only_what_kafka_has_and_a_worker_stores_it() {
     db.drop().await;
 }
 
+/// Two combined instances, each a bridge and a worker with its own
+/// embedded MQTT server: every station publishes to one of them, and
+/// whichever owns the station's partition stores it, once and in order.
+/// One stops cleanly; the other then owns every partition and stores the
+/// rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn combined_instances_bridge_and_work_and_one_stops_cleanly() {
+    let kafka = PrivateKafka::start();
+    let brokers = kafka.brokers();
+    let db = TestDb::create("combined").await;
+    ensure_topic(&brokers, "readings", 12, 1).await.unwrap();
+    let combined = |name: &str| {
+        worker(
+            name,
+            &brokers,
+            &db,
+            &[("ISOBAR__CLUSTER__ROLE", "combined")],
+        )
+    };
+    let (c1, c2) = (combined("c1"), combined("c2"));
+    balanced(&[&c1, &c2]).await;
+    for c in [&c1, &c2] {
+        let (_, body) = c.get("/api/v1/supervision").await;
+        assert_eq!(body["cluster"]["role"], "combined", "{body}");
+        let running: Vec<&str> = body["root"]["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["state"] == "running")
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            running,
+            ["pipeline", "stations", "reader", "ingest", "web"],
+            "{body}"
+        );
+    }
+    let stations: Vec<String> = (0..20).map(|i| format!("CB{i:02}")).collect();
+    let publishers = [
+        crate::common::Publisher::connect(&c1, "combined-a").await,
+        crate::common::Publisher::connect(&c2, "combined-b").await,
+    ];
+    let start = chrono::Utc::now() - chrono::TimeDelta::days(3);
+    let publish = async |rounds: std::ops::Range<i64>, to: &[usize]| {
+        for minute in rounds {
+            let at = (start + chrono::TimeDelta::minutes(minute)).to_rfc3339();
+            for (i, station) in stations.iter().enumerate() {
+                let via = to[i % to.len()];
+                publishers[via]
+                    .reading(station, &at, 6.0 + (minute % 7) as f64 + i as f64 * 0.1)
+                    .await;
+            }
+        }
+    };
+    publish(0..30, &[0, 1]).await;
+    crate::common::eventually(Duration::from_secs(60), "all stored", || async {
+        (count_stored(&db.url).await == 600).then_some(())
+    })
+    .await;
+    // A station's actor runs where its partition is owned, whichever
+    // instance took its readings.
+    let (a, b) = (seen(&c1).await, seen(&c2).await);
+    for (s, other) in [(&a, &b), (&b, &a)] {
+        for station in &s.stations {
+            assert!(
+                s.owned
+                    .contains(&(partition_of(station.as_bytes(), 12) as i64))
+            );
+            assert!(!other.stations.contains(station), "{station} on both");
+        }
+    }
+    assert_eq!(a.stations.len() + b.stations.len(), 20);
+    // c2 stops; what it took is in Kafka and the rest goes through c1.
+    assert_eq!(c2.terminate(), Some(0));
+    balanced(&[&c1]).await;
+    publish(30..40, &[0]).await;
+    crate::common::eventually(Duration::from_secs(60), "the rest stored", || async {
+        (count_stored(&db.url).await == 800).then_some(())
+    })
+    .await;
+    in_order(&db).await;
+    let mut all = seen(&c1).await.stations;
+    all.sort();
+    assert_eq!(all, stations);
+    assert_eq!(c1.terminate(), Some(0));
+    db.drop().await;
+}
+
+/// A worker reaches the brokers over TLS (`cluster.tls`, `cluster.ca_file`),
+/// as it does MSK's TLS listeners: tansu stands behind a TLS front, and
+/// what a producer sends over TLS is stored. A client that does not trust
+/// the front's CA, or speaks plain TCP to it, gets nothing through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_reads_the_topic_over_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    crate::common::tls::make_certificates(certs.path());
+    let ca = certs.path().join("ca.pem").display().to_string();
+    let kafka = PrivateKafka::start_behind_tls(certs.path());
+    let brokers = format!("localhost:{}", kafka.port);
+    let db = TestDb::create("tls").await;
+    let w = worker(
+        "w-tls",
+        &brokers,
+        &db,
+        &[
+            ("ISOBAR__CLUSTER__TLS", "true"),
+            ("ISOBAR__CLUSTER__CA_FILE", ca.as_str()),
+        ],
+    );
+    balanced(&[&w]).await;
+    let tls_producer = |ca: Option<&str>, protocol: &str| -> FutureProducer {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &brokers)
+            .set("security.protocol", protocol)
+            .set("partitioner", "murmur2_random")
+            .set("message.timeout.ms", "5000");
+        if let Some(ca) = ca {
+            config.set("ssl.ca.location", ca);
+        }
+        config.create().unwrap()
+    };
+    let at = (chrono::Utc::now() - chrono::TimeDelta::hours(1)).to_rfc3339();
+    let send = async |producer: &FutureProducer, station: &str| {
+        let body = crate::common::reading(station, &at, 11.5);
+        producer
+            .send(
+                FutureRecord::to("readings").key(station).payload(&body),
+                Duration::from_secs(5),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| e.to_string())
+    };
+    let trusted = tls_producer(Some(&ca), "ssl");
+    for station in ["TLS01", "TLS02", "TLS03"] {
+        send(&trusted, station).await.unwrap();
+    }
+    crate::common::eventually(Duration::from_secs(30), "stored over TLS", || async {
+        (count_stored(&db.url).await == 3).then_some(())
+    })
+    .await;
+    // No CA to trust the front by (the system's roots do not hold it),
+    // and no TLS at all: neither gets a record in.
+    let untrusting = tls_producer(None, "ssl");
+    assert!(
+        send(&untrusting, "TLS04").await.is_err(),
+        "sent without trusting the CA"
+    );
+    let plain = tls_producer(None, "plaintext");
+    assert!(
+        send(&plain, "TLS05").await.is_err(),
+        "sent in the clear to TLS"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(count_stored(&db.url).await, 3);
+    assert_eq!(w.terminate(), Some(0));
+    db.drop().await;
+}
+
 /// An API instance serves what the workers store, from the shared store
 /// and cache, and pushes the workers' readings to its live clients
 /// through Redis; it takes no uploads and judges no alerts.
