@@ -379,28 +379,71 @@ async fn raw_broker(addr: SocketAddr, data: &[Vec<(String, Bytes)>]) -> f64 {
     rate
 }
 
+/// The naive pipelines' write: `rows` into naive_observations by binary
+/// COPY, in one transaction.
+async fn copy_naive(db: &mut tokio_postgres::Client, rows: &[Row]) {
+    use futures_util::pin_mut;
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::{ToSql, Type};
+    let types = [
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+    ];
+    let tx = db.transaction().await.unwrap();
+    let sink = tx
+        .copy_in(
+            "COPY naive_observations (station_id, observed_at, latitude, longitude, \
+             temperature_c, humidity_pct, pressure_hpa, wind_speed_ms, wind_direction_deg) \
+             FROM STDIN (FORMAT binary)",
+        )
+        .await
+        .unwrap();
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for r in rows {
+        let values: [&(dyn ToSql + Sync); 9] = [
+            &r.station_id,
+            &r.timestamp,
+            &r.latitude,
+            &r.longitude,
+            &r.temperature,
+            &r.humidity,
+            &r.pressure,
+            &r.wind_speed,
+            &r.wind_direction,
+        ];
+        writer.as_mut().write(&values).await.unwrap();
+    }
+    writer.finish().await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// The naive pipelines' table: isobar's observations, without its
+/// columns for quality control and enrichment.
+const NAIVE_TABLE: &str = "CREATE TABLE naive_observations (
+   station_id text NOT NULL, observed_at timestamptz NOT NULL,
+   latitude float8, longitude float8, temperature_c float8, humidity_pct float8,
+   pressure_hpa float8, wind_speed_ms float8, wind_direction_deg float8,
+   PRIMARY KEY (station_id, observed_at))";
+
 /// What a naive MQTT-to-database pipeline does: QoS 1 with manual
 /// acknowledgements, each message parsed with serde_json, up to 1,000 rows
 /// written by binary COPY in one transaction, then acknowledged.
 async fn naive_pipeline(addr: SocketAddr, database: &str, data: &[Vec<(String, Bytes)>]) -> f64 {
-    use futures_util::pin_mut;
-    use tokio_postgres::binary_copy::BinaryCopyInWriter;
-    use tokio_postgres::types::{ToSql, Type};
     let total: usize = data.iter().map(Vec::len).sum();
     let (mut db, connection) =
         tokio_postgres::connect(&format!("{POSTGRES}/{database}"), tokio_postgres::NoTls)
             .await
             .unwrap();
     tokio::spawn(connection);
-    db.batch_execute(
-        "CREATE TABLE naive_observations (
-           station_id text NOT NULL, observed_at timestamptz NOT NULL,
-           latitude float8, longitude float8, temperature_c float8, humidity_pct float8,
-           pressure_hpa float8, wind_speed_ms float8, wind_direction_deg float8,
-           PRIMARY KEY (station_id, observed_at))",
-    )
-    .await
-    .unwrap();
+    db.batch_execute(NAIVE_TABLE).await.unwrap();
     let mut options = mqtt_options("naive", addr);
     options.set_manual_acks(true);
     let (client, mut eventloop) = AsyncClient::new(options, 1 << 20);
@@ -435,17 +478,6 @@ async fn naive_pipeline(addr: SocketAddr, database: &str, data: &[Vec<(String, B
     let stored = Arc::new(AtomicU64::new(0));
     let counter = stored.clone();
     let consumer = tokio::spawn(async move {
-        let types = [
-            Type::TEXT,
-            Type::TIMESTAMPTZ,
-            Type::FLOAT8,
-            Type::FLOAT8,
-            Type::FLOAT8,
-            Type::FLOAT8,
-            Type::FLOAT8,
-            Type::FLOAT8,
-            Type::FLOAT8,
-        ];
         let mut rows: Vec<Row> = Vec::with_capacity(RAW_BATCH);
         let mut held = Vec::with_capacity(RAW_BATCH);
         loop {
@@ -466,33 +498,7 @@ async fn naive_pipeline(addr: SocketAddr, database: &str, data: &[Vec<(String, B
                     Err(_) => break,
                 }
             }
-            let tx = db.transaction().await.unwrap();
-            let sink = tx
-                .copy_in(
-                    "COPY naive_observations (station_id, observed_at, latitude, longitude, \
-                     temperature_c, humidity_pct, pressure_hpa, wind_speed_ms, wind_direction_deg) \
-                     FROM STDIN (FORMAT binary)",
-                )
-                .await
-                .unwrap();
-            let writer = BinaryCopyInWriter::new(sink, &types);
-            pin_mut!(writer);
-            for r in &rows {
-                let values: [&(dyn ToSql + Sync); 9] = [
-                    &r.station_id,
-                    &r.timestamp,
-                    &r.latitude,
-                    &r.longitude,
-                    &r.temperature,
-                    &r.humidity,
-                    &r.pressure,
-                    &r.wind_speed,
-                    &r.wind_direction,
-                ];
-                writer.as_mut().write(&values).await.unwrap();
-            }
-            writer.finish().await.unwrap();
-            tx.commit().await.unwrap();
+            copy_naive(&mut db, &rows).await;
             for p in held.drain(..) {
                 client.ack(&p).await.unwrap();
             }
@@ -1455,25 +1461,14 @@ async fn produce_all(brokers: &str, data: &[Vec<(String, Bytes)>]) -> f64 {
 /// group of its own, each record parsed with serde_json, up to 1,000 rows
 /// written by binary COPY in one transaction, then the offsets committed.
 async fn naive_kafka(brokers: &str, database: &str, total: usize) -> f64 {
-    use futures_util::pin_mut;
     use rdkafka::Message;
     use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-    use tokio_postgres::binary_copy::BinaryCopyInWriter;
-    use tokio_postgres::types::{ToSql, Type};
     let (mut db, connection) =
         tokio_postgres::connect(&format!("{POSTGRES}/{database}"), tokio_postgres::NoTls)
             .await
             .unwrap();
     tokio::spawn(connection);
-    db.batch_execute(
-        "CREATE TABLE naive_observations (
-           station_id text NOT NULL, observed_at timestamptz NOT NULL,
-           latitude float8, longitude float8, temperature_c float8, humidity_pct float8,
-           pressure_hpa float8, wind_speed_ms float8, wind_direction_deg float8,
-           PRIMARY KEY (station_id, observed_at))",
-    )
-    .await
-    .unwrap();
+    db.batch_execute(NAIVE_TABLE).await.unwrap();
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("naive-{}", std::process::id()))
@@ -1482,17 +1477,6 @@ async fn naive_kafka(brokers: &str, database: &str, total: usize) -> f64 {
         .create()
         .unwrap();
     consumer.subscribe(&[SCALE_TOPIC]).unwrap();
-    let types = [
-        Type::TEXT,
-        Type::TIMESTAMPTZ,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-    ];
     let start = Instant::now();
     let mut stored = 0;
     let mut rows: Vec<Row> = Vec::with_capacity(RAW_BATCH);
@@ -1511,33 +1495,7 @@ async fn naive_kafka(brokers: &str, database: &str, total: usize) -> f64 {
                 Err(_) => break,
             }
         }
-        let tx = db.transaction().await.unwrap();
-        let sink = tx
-            .copy_in(
-                "COPY naive_observations (station_id, observed_at, latitude, longitude, \
-                 temperature_c, humidity_pct, pressure_hpa, wind_speed_ms, wind_direction_deg) \
-                 FROM STDIN (FORMAT binary)",
-            )
-            .await
-            .unwrap();
-        let writer = BinaryCopyInWriter::new(sink, &types);
-        pin_mut!(writer);
-        for r in &rows {
-            let values: [&(dyn ToSql + Sync); 9] = [
-                &r.station_id,
-                &r.timestamp,
-                &r.latitude,
-                &r.longitude,
-                &r.temperature,
-                &r.humidity,
-                &r.pressure,
-                &r.wind_speed,
-                &r.wind_direction,
-            ];
-            writer.as_mut().write(&values).await.unwrap();
-        }
-        writer.finish().await.unwrap();
-        tx.commit().await.unwrap();
+        copy_naive(&mut db, &rows).await;
         // What was read is stored: its offsets go to the group.
         consumer.commit_consumer_state(CommitMode::Async).unwrap();
         stored += rows.len();
