@@ -1554,15 +1554,27 @@ async fn scale(summary: &mut Summary, dbs: &mut Databases) {
         }))
         .await;
         let cpu_before: Vec<f64> = daemons.iter().map(Daemon::cpu_seconds).collect();
+        // Counted in the store, not from the workers' metrics: a record
+        // read again after its partition moved is stored once but counted
+        // by both.
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let in_store = async || -> i64 {
+            client
+                .query_one(
+                    "SELECT (SELECT count(*) FROM observations) + (SELECT count(*) FROM quarantine)",
+                    &[],
+                )
+                .await
+                .map_or(0, |row| row.get(0))
+        };
         let mut last = 0;
         let mut moved = Instant::now();
         loop {
-            let mut done = 0;
-            for d in &daemons {
-                let (stored, quarantined) = d.counts().await;
-                done += stored + quarantined;
-            }
-            if done >= total as u64 {
+            let done = in_store().await;
+            if done >= total as i64 {
                 break;
             }
             if done != last {
@@ -1573,7 +1585,7 @@ async fn scale(summary: &mut Summary, dbs: &mut Databases) {
                 "{workers} workers stopped at {done} of {total}; the first one's log:\n{}",
                 daemons[0].log_tail()
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let elapsed = start.elapsed().as_secs_f64();
         let rate = total as f64 / elapsed;
@@ -1587,18 +1599,7 @@ async fn scale(summary: &mut Summary, dbs: &mut Databases) {
             d.stop().await;
         }
         // Nothing lost, nothing twice: every reading is in the store once.
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let in_store: i64 = client
-            .query_one(
-                "SELECT (SELECT count(*) FROM observations) + (SELECT count(*) FROM quarantine)",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let in_store = in_store().await;
         assert_eq!(in_store, total as i64, "every reading stored once");
         let single_rate = *single.get_or_insert(rate);
         line(json!({
