@@ -157,12 +157,14 @@ pub async fn ensure_topic_on(
 #[derive(Debug)]
 pub struct ClusterView {
     state: Mutex<ClusterState>,
+    /// The station actors this instance supervises, for its heartbeat.
+    stations: AtomicUsize,
 }
 
 /// The cluster as one instance sees it.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ClusterState {
-    /// This instance's `cluster.role`: `worker`, `bridge` or `api`.
+    /// This instance's `cluster.role`: `worker`, `combined` or `api`.
     pub role: String,
     /// This instance's `cluster.instance`.
     pub instance: String,
@@ -189,6 +191,7 @@ impl ClusterView {
                 topic: topic.to_owned(),
                 ..ClusterState::default()
             }),
+            stations: AtomicUsize::new(0),
         }
     }
 
@@ -203,6 +206,15 @@ impl ClusterView {
 
     pub fn update(&self, change: impl FnOnce(&mut ClusterState)) {
         change(&mut self.state());
+    }
+
+    /// The station actors this instance supervises now.
+    pub fn set_stations(&self, n: usize) {
+        self.stations.store(n, Ordering::Relaxed);
+    }
+
+    pub fn stations(&self) -> usize {
+        self.stations.load(Ordering::Relaxed)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, ClusterState> {

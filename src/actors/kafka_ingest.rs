@@ -537,7 +537,7 @@ impl Owner {
                     whose heartbeat stopped; its partitions are free");
             }
         }
-        membership.beat().await?;
+        membership.beat(self.view.stations()).await?;
         let owned: Vec<i32> = membership.owned().iter().copied().collect();
         metrics::gauge!("isobar_cluster_partitions_owned").set(owned.len() as f64);
         metrics::gauge!("isobar_cluster_members").set(members.len() as f64);

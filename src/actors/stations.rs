@@ -337,7 +337,7 @@ impl StationsState {
                     started: false,
                 },
             );
-            metrics::gauge!("isobar_stations_supervised").set(self.children.len() as f64);
+            self.count_supervised();
             self.spawn(myself, &id).await?;
         }
         let child = self.children.get_mut(&id).expect("inserted above");
@@ -382,9 +382,18 @@ impl StationsState {
                 actor.stop(Some("released".into()));
             }
         }
-        metrics::gauge!("isobar_stations_supervised").set(self.children.len() as f64);
+        self.count_supervised();
         metrics::gauge!("isobar_stations_hibernating").set(self.sleeping as f64);
         leaving.len()
+    }
+
+    /// `isobar_stations_supervised`, and, in a cluster, the count this
+    /// instance's heartbeat tells the others.
+    fn count_supervised(&self) {
+        metrics::gauge!("isobar_stations_supervised").set(self.children.len() as f64);
+        if let Some(view) = self.pipeline.cluster.get() {
+            view.set_stations(self.children.len());
+        }
     }
 
     /// Starts the station's actor and hands it what waited. A failure to

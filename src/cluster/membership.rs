@@ -36,6 +36,9 @@ pub struct Member {
     pub web: Option<String>,
     /// The partitions of the readings topic it owns.
     pub partitions: Vec<i32>,
+    /// The station actors it runs (running or asleep), as of its last
+    /// heartbeat.
+    pub stations: i32,
     /// It does the cluster-wide duties.
     pub leader: bool,
     pub started_at: DateTime<Utc>,
@@ -133,7 +136,7 @@ impl Membership {
                  ON CONFLICT (cluster, instance) DO UPDATE SET
                      lock_key = EXCLUDED.lock_key, pid = EXCLUDED.pid,
                      web = EXCLUDED.web, started_at = now(), seen_at = now(),
-                     partitions = '{}', leader = false",
+                     partitions = '{}', leader = false, stations = 0",
                 &[&group, &instance, &me, &web],
             )
             .await
@@ -211,14 +214,23 @@ impl Membership {
         Ok(self.leader)
     }
 
-    /// Its heartbeat, with what it owns now.
-    pub async fn beat(&self) -> Result<(), StoreError> {
+    /// Its heartbeat, with what it owns now and the station actors it
+    /// runs.
+    pub async fn beat(&self, stations: usize) -> Result<(), StoreError> {
         let owned: Vec<i32> = self.owned.iter().copied().collect();
+        let stations = i32::try_from(stations).unwrap_or(i32::MAX);
         self.client
             .execute(
-                "UPDATE cluster_members SET seen_at = now(), partitions = $3, leader = $4
+                "UPDATE cluster_members SET seen_at = now(), partitions = $3, leader = $4,
+                     stations = $5
                  WHERE cluster = $1 AND instance = $2",
-                &[&self.cluster, &self.instance, &owned, &self.leader],
+                &[
+                    &self.cluster,
+                    &self.instance,
+                    &owned,
+                    &self.leader,
+                    &stations,
+                ],
             )
             .await?;
         Ok(())
@@ -262,7 +274,8 @@ async fn live_members(
     let rows = client
         .query(
             concat!(
-                "SELECT m.instance, m.web, m.partitions, m.leader, m.started_at, m.seen_at
+                "SELECT m.instance, m.web, m.partitions, m.leader, m.started_at, m.seen_at,
+                     m.stations
                      FROM cluster_members m
                      WHERE m.cluster = $1 AND ",
                 holds_member_lock!(),
@@ -280,6 +293,7 @@ async fn live_members(
             leader: r.get(3),
             started_at: r.get(4),
             seen_at: r.get(5),
+            stations: r.get(6),
         })
         .collect())
 }

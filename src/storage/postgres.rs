@@ -57,6 +57,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         10,
         include_str!("../../migrations/postgres/0010_cluster_members.sql"),
     ),
+    (
+        11,
+        include_str!("../../migrations/postgres/0011_cluster_member_stations.sql"),
+    ),
 ];
 
 /// Any constant: the advisory lock that serialises concurrent migrators

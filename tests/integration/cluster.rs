@@ -462,6 +462,25 @@ async fn workers_share_the_partitions_and_a_killed_ones_move_without_loss() {
     let mut all: Vec<String> = a.stations.iter().chain(&b.stations).cloned().collect();
     all.sort();
     assert_eq!(all, stations);
+    // Each member's heartbeat tells the others how many station actors it
+    // runs: w3's view of the cluster says what w1 and w3 say of themselves.
+    crate::common::eventually(Duration::from_secs(10), "station counts shared", || async {
+        let (_, body) = w3.get("/api/v1/supervision").await;
+        let counts: BTreeMap<String, usize> = body["cluster"]["members"]
+            .as_array()?
+            .iter()
+            .map(|m| {
+                let n = m["stations"].as_u64().unwrap() as usize;
+                (m["instance"].as_str().unwrap().to_owned(), n)
+            })
+            .collect();
+        let want = BTreeMap::from([
+            ("w1".to_owned(), a.stations.len()),
+            ("w3".to_owned(), b.stations.len()),
+        ]);
+        (counts == want).then_some(())
+    })
+    .await;
     for (w, s) in [(&w1, &a), (&w3, &b)] {
         for station in &s.stations {
             let p = partition_of(station.as_bytes(), 12) as i64;

@@ -13,7 +13,7 @@ export function partitionRanges(partitions: number[]): string {
   return runs.length === 0 ? 'none' : runs.map(([a, b]) => (a === b ? `${a}` : `${a}–${b}`)).join(', ');
 }
 
-/** The instances of a cluster, the partitions each owns, and which one leads. */
+/** The instances of a cluster, the partitions and stations each has, and which one leads. */
 export function ClusterPanel({ cluster, now }: { cluster: ClusterState; now: number }) {
   const owned = new Set(cluster.members.flatMap((m) => m.partitions));
   const orphans = Array.from({ length: cluster.partitions }, (_, p) => p).filter((p) => !owned.has(p));
@@ -30,6 +30,7 @@ export function ClusterPanel({ cluster, now }: { cluster: ClusterState; now: num
           <tr>
             <th scope="col">Instance</th>
             <th scope="col">Partitions</th>
+            <th scope="col" className="num">Stations</th>
             <th scope="col">API</th>
             <th scope="col">Heartbeat</th>
           </tr>
@@ -45,6 +46,7 @@ export function ClusterPanel({ cluster, now }: { cluster: ClusterState; now: num
               <td>
                 {partitionRanges(m.partitions)} <span className="muted small">({m.partitions.length})</span>
               </td>
+              <td className="num">{m.stations.toLocaleString('en-US')}</td>
               <td className="muted">{m.web ?? '—'}</td>
               <td>{formatRelativeTime(m.seen_at, now)}</td>
             </tr>

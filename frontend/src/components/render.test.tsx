@@ -147,8 +147,8 @@ describe('ClusterPanel', () => {
     leader: true,
     rebalances: 8,
     members: [
-      { instance: 'w1', web: '10.0.0.1:8080', partitions: [0, 2, 4, 6, 8, 10], leader: true, started_at: '2025-01-13T09:00:00Z', seen_at: '2025-01-13T10:00:02Z' },
-      { instance: 'w2', web: null, partitions: [1, 3, 5, 7], leader: false, started_at: '2025-01-13T09:00:00Z', seen_at: '2025-01-13T10:00:01Z' },
+      { instance: 'w1', web: '10.0.0.1:8080', partitions: [0, 2, 4, 6, 8, 10], stations: 1520, leader: true, started_at: '2025-01-13T09:00:00Z', seen_at: '2025-01-13T10:00:02Z' },
+      { instance: 'w2', web: null, partitions: [1, 3, 5, 7], stations: 0, leader: false, started_at: '2025-01-13T09:00:00Z', seen_at: '2025-01-13T10:00:01Z' },
     ],
   };
   const html = renderToStaticMarkup(<ClusterPanel cluster={cluster} now={now} />);
@@ -158,6 +158,11 @@ describe('ClusterPanel', () => {
     expect(html).toContain('0, 2, 4, 6, 8, 10 <span class="muted small">(6)</span>');
     expect(html).toContain('1, 3, 5, 7 <span class="muted small">(4)</span>');
     expect(html).toContain('2 s ago');
+  });
+
+  it('shows how many station actors each member runs', () => {
+    expect(html).toContain('<td class="num">1,520</td>');
+    expect(html).toContain('<td class="num">0</td>');
   });
 
   it('names the partitions no member reads', () => {

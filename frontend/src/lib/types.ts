@@ -197,6 +197,8 @@ export interface ClusterMember {
   instance: string;
   web: string | null;
   partitions: number[];
+  /** The station actors it runs, as of its last heartbeat. */
+  stations: number;
   leader: boolean;
   started_at: string;
   seen_at: string;
