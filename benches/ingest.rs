@@ -808,17 +808,7 @@ impl Daemon {
 
     /// CPU time used so far (user + system), in seconds.
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        // The fields after the command's name, which is in parentheses.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        // USER_HZ is 100 on Linux.
-        ticks as f64 / 100.0
+        cpu_of(self.pid())
     }
 
     fn sqlite_path(&self) -> PathBuf {
@@ -1504,17 +1494,52 @@ async fn naive_kafka(brokers: &str, database: &str, total: usize) -> f64 {
     total as f64 / start.elapsed().as_secs_f64()
 }
 
+/// CPU time (user + system) of process `pid` so far, in seconds; 0 once
+/// it is gone.
+fn cpu_of(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The fields after the command's name, which is in parentheses.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    ticks as f64 / 100.0
+}
+
+/// CPU time of every PostgreSQL server process on the machine so far, in
+/// seconds (its backends come and go; those that ended are not counted,
+/// so read it around a run whose connections stay open).
+fn postgres_cpu() -> f64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(cpu_of)
+        .sum()
+}
+
 /// `make bench-scale`: readings/s of 1, 2 and 3 cluster workers on this
-/// machine. BENCH_SCALE_READINGS (default 200,000) noisy readings from
+/// machine. BENCH_SCALE_READINGS (default 400,000) noisy readings from
 /// BENCH_SCALE_STATIONS stations (default 10,000), half a year old and
 /// half current, are produced to a private Kafka-compatible broker (tansu)
 /// first. Then each run starts its workers (release builds, default
 /// settings: QC, alerts and the local archive on) in a consumer group of
 /// its own, on a database of its own, and times them from their start
 /// until every reading is stored. The naive pipeline on Kafka, run on the
-/// same topic, is the baseline.
+/// same topic, is the baseline. Each run says what CPU the workers, the
+/// broker and PostgreSQL took: on this machine they share its cores.
 async fn scale(summary: &mut Summary, dbs: &mut Databases) {
-    let total = env_usize("BENCH_SCALE_READINGS", 200_000);
+    let total = env_usize("BENCH_SCALE_READINGS", 400_000);
     let stations = env_usize("BENCH_SCALE_STATIONS", 10_000);
     let kafka = kafka::PrivateKafka::start();
     let brokers = kafka.brokers();
@@ -1527,10 +1552,19 @@ async fn scale(summary: &mut Summary, dbs: &mut Databases) {
     drop(data);
     line(json!({"measurement": "kafka/produce", "readings_per_second": produced.round()}));
     let naive_db = dbs.fresh("naive_kafka").await;
+    let (broker_before, postgres_before) = (kafka.pid().map_or(0.0, cpu_of), postgres_cpu());
+    let own_before = cpu_of(std::process::id());
     let naive = naive_kafka(&brokers, &naive_db, total).await;
-    line(
-        json!({"measurement": "kafka/naive_pipeline_postgres", "readings_per_second": naive.round()}),
-    );
+    let elapsed = total as f64 / naive;
+    line(json!({
+        "measurement": "kafka/naive_pipeline_postgres",
+        "readings_per_second": naive.round(),
+        "cores_busy": {
+            "consumer": round((cpu_of(std::process::id()) - own_before) / elapsed, 2),
+            "broker": round((kafka.pid().map_or(0.0, cpu_of) - broker_before) / elapsed, 2),
+            "postgres": round((postgres_cpu() - postgres_before) / elapsed, 2),
+        },
+    }));
     summary.add(format!(
         "Kafka ({SCALE_PARTITIONS} partitions) → PostgreSQL, {stations} stations: produced at {produced:.0}/s, naive consumer {naive:.0}/s"
     ));
@@ -1554,6 +1588,8 @@ async fn scale(summary: &mut Summary, dbs: &mut Databases) {
         }))
         .await;
         let cpu_before: Vec<f64> = daemons.iter().map(Daemon::cpu_seconds).collect();
+        let broker_before = kafka.pid().map_or(0.0, cpu_of);
+        let postgres_before = postgres_cpu();
         // Counted in the store, not from the workers' metrics: a record
         // read again after its partition moved is stored once but counted
         // by both.
@@ -1595,6 +1631,8 @@ async fn scale(summary: &mut Summary, dbs: &mut Databases) {
             .map(|(d, before)| d.cpu_seconds() - before)
             .sum();
         let rss: f64 = daemons.iter().map(|d| d.rss_kib() as f64 / 1024.0).sum();
+        let broker_cpu = kafka.pid().map_or(0.0, cpu_of) - broker_before;
+        let postgres_cpu = postgres_cpu() - postgres_before;
         for d in &mut daemons {
             d.stop().await;
         }
@@ -1611,11 +1649,19 @@ async fn scale(summary: &mut Summary, dbs: &mut Databases) {
             "ratio_to_naive_pipeline": round(rate / naive, 2),
             "ratio_to_one_worker": round(rate / single_rate, 2),
             "cores": cores,
+            "cores_busy": {
+                "workers": round(cpu / elapsed, 2),
+                "broker": round(broker_cpu / elapsed, 2),
+                "postgres": round(postgres_cpu / elapsed, 2),
+            },
         }));
         summary.add(format!(
-            "Kafka → PostgreSQL, {workers} worker(s): isobar {rate:>7.0}/s, naive consumer {naive:>7.0}/s: ratio {:.2}; {:.2}× one worker ({cores} cores for the broker, PostgreSQL and every worker)",
+            "Kafka → PostgreSQL, {workers} worker(s): isobar {rate:>7.0}/s, naive consumer {naive:>7.0}/s: ratio {:.2}; {:.2}× one worker; cores busy: workers {:.2}, broker {:.2}, PostgreSQL {:.2} of {cores}",
             rate / naive,
-            rate / single_rate
+            rate / single_rate,
+            cpu / elapsed,
+            broker_cpu / elapsed,
+            postgres_cpu / elapsed,
         ));
     }
     drop(kafka);
