@@ -574,6 +574,11 @@ mod tests {
                 "cluster.role = \"bridge\"",
             ),
             (
+                format!("{worker}rejoin_grace = \"11m\"\n{postgres}"),
+                "cluster.rejoin_grace",
+                "at most 10m",
+            ),
+            (
                 "[cluster]\nrole = \"combined\"\nbrokers = \"k1:9092\"\n".to_owned(),
                 "cluster.role",
                 "a combined instance needs storage.backend",

@@ -181,6 +181,7 @@ impl Actor for KafkaIngest {
             postgres: args.postgres,
             pipeline: args.pipeline.clone(),
             view: args.view.clone(),
+            rejoin_grace: c.rejoin_grace,
         };
         let paused = Arc::new(AtomicBool::new(false));
         let reading = read(
@@ -436,6 +437,8 @@ struct Owner {
     postgres: (Secret, PostgresTls),
     pipeline: Arc<Pipeline>,
     view: Arc<ClusterView>,
+    /// `cluster.rejoin_grace`.
+    rejoin_grace: Duration,
 }
 
 impl Owner {
@@ -493,7 +496,14 @@ impl Owner {
     /// take, the leader's duties, the heartbeat.
     async fn balance(&self, membership: &mut Membership) -> Result<(), crate::storage::StoreError> {
         let members = membership.members().await?;
-        let names: Vec<&str> = members.iter().map(|m| m.instance.as_str()).collect();
+        // A member away for less than the grace keeps its rank, so its
+        // partitions wait for it rather than move twice.
+        let away = membership.away(self.rejoin_grace).await?;
+        let names: Vec<&str> = members
+            .iter()
+            .map(|m| m.instance.as_str())
+            .chain(away.iter().map(String::as_str))
+            .collect();
         let want = wanted(&names, &self.instance, self.partitions);
         let leaving: BTreeSet<i32> = membership.owned().difference(&want).copied().collect();
         let mut moved = 0u64;

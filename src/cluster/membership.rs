@@ -169,6 +169,34 @@ impl Membership {
         live_members(&self.client, &self.cluster, self.key).await
     }
 
+    /// The members not live now whose last heartbeat is younger than
+    /// `grace`: gone, perhaps only to restart. Not this one.
+    pub async fn away(&self, grace: Duration) -> Result<Vec<String>, StoreError> {
+        if grace.is_zero() {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client
+            .query(
+                concat!(
+                    "SELECT m.instance FROM cluster_members m
+                     WHERE m.cluster = $1 AND m.instance <> $3
+                       AND m.seen_at > now() - make_interval(secs => $4)
+                       AND NOT ",
+                    holds_member_lock!(),
+                    " ORDER BY m.instance"
+                ),
+                &[
+                    &self.cluster,
+                    &self.key,
+                    &self.instance,
+                    &grace.as_secs_f64(),
+                ],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// Takes `partition` if no other member holds it; true if it now
     /// owns it.
     pub async fn take(&mut self, partition: i32) -> Result<bool, StoreError> {

@@ -1,6 +1,7 @@
 //! `[cluster]`: isobar as one of several instances on a Kafka log.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,12 @@ pub struct ClusterSettings {
     /// stable across restarts (a StatefulSet pod's name); empty for the
     /// host's name.
     pub instance: String,
+    /// How long the partitions of a member that left wait for it to come
+    /// back under the same name (a restart, a rolling update) before the
+    /// others take them: a restart then moves nothing, at the cost of its
+    /// partitions waiting as long when it has died. 0: taken at once.
+    #[serde(with = "humantime_serde")]
+    pub rejoin_grace: Duration,
     /// TLS to the brokers (MSK's TLS listeners), checked against
     /// `ca_file` (PEM) or the system's roots without one.
     pub tls: bool,
@@ -91,6 +98,7 @@ impl Default for ClusterSettings {
             partitions: 12,
             replication: 1,
             instance: String::new(),
+            rejoin_grace: Duration::ZERO,
             tls: false,
             ca_file: None,
             sasl_mechanism: None,
@@ -265,6 +273,12 @@ impl ClusterSettings {
         }
         self.validate_instance()?;
         self.connection_properties()?;
+        if self.rejoin_grace > Duration::from_secs(600) {
+            return Err(ConfigError::new(
+                "cluster.rejoin_grace",
+                "must be at most 10m: a dead member's partitions wait this long",
+            ));
+        }
         if !(1..=10_000).contains(&self.partitions) {
             return Err(ConfigError::new(
                 "cluster.partitions",

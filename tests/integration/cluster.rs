@@ -806,6 +806,46 @@ async fn a_bridge_acknowledges_only_what_kafka_has_and_a_worker_stores_it() {
     db.drop().await;
 }
 
+/// With `cluster.rejoin_grace`, a worker restarted under its name takes
+/// back the partitions it had, and the other takes none of them while it
+/// is away: a restart moves nothing. One that stays away past the grace
+/// loses them to the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_worker_gets_its_partitions_back_within_the_grace() {
+    let kafka = PrivateKafka::start();
+    let brokers = kafka.brokers();
+    let db = TestDb::create("grace").await;
+    ensure_topic(&brokers, "readings", 12, 1).await.unwrap();
+    let grace = [("ISOBAR__CLUSTER__REJOIN_GRACE", "10s")];
+    let w1 = worker("w1", &brokers, &db, &grace);
+    let w2 = worker("w2", &brokers, &db, &grace);
+    balanced(&[&w1, &w2]).await;
+    let before = (seen(&w1).await.owned, seen(&w2).await.owned);
+    let moves = async |w: &crate::common::Daemon| {
+        let (_, body) = w.get("/api/v1/supervision").await;
+        body["cluster"]["rebalances"].as_u64().unwrap()
+    };
+    let moved = moves(&w1).await;
+    assert_eq!(w2.terminate(), Some(0));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(seen(&w1).await.owned, before.0, "w1 took w2's partitions");
+    let w2 = worker("w2", &brokers, &db, &grace);
+    balanced(&[&w1, &w2]).await;
+    assert_eq!((seen(&w1).await.owned, seen(&w2).await.owned), before);
+    assert_eq!(moves(&w1).await, moved, "w1 moved partitions");
+    // Away for good: w1 waits out the grace, then reads them all.
+    w2.kill();
+    let gone = Instant::now();
+    balanced(&[&w1]).await;
+    assert!(
+        gone.elapsed() >= Duration::from_secs(7),
+        "w2's partitions moved after {:?}, within the grace",
+        gone.elapsed()
+    );
+    assert_eq!(w1.terminate(), Some(0));
+    db.drop().await;
+}
+
 /// Two combined instances, each a bridge and a worker with its own
 /// embedded MQTT server: every station publishes to one of them, and
 /// whichever owns the station's partition stores it, once and in order.
