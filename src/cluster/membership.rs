@@ -9,9 +9,10 @@
 //! ends, kill -9 included), one lock per partition it owns (so no two
 //! workers ever own one partition), and, in one of them, the leader's
 //! lock (for the duties done once across the cluster). Each worker wants
-//! the partitions `p` with `p % live == rank`, its rank among the live
-//! members by name; it gives a partition up only once what it read of it
-//! is stored and committed, and takes one only when its lock is free.
+//! the partitions [`wanted`] gives it among the live members (rendezvous
+//! hashing with bounded loads); it gives a partition up only once what it
+//! read of it is stored and committed, and takes one only when its lock
+//! is free.
 //! A member row per worker says where it answers and what it owns, and
 //! carries its heartbeat: the leader ends the session of a member whose
 //! heartbeat stopped while its session stayed open (a frozen process),
@@ -76,17 +77,44 @@ fn member_key(instance: &str) -> i32 {
 }
 
 /// The partitions `instance` wants among `partitions`, given the live
-/// members' names: every `live.len()`-th, from its rank.
+/// members' names: rendezvous hashing with bounded loads. Each partition,
+/// in order, goes to the member that weighs highest for it
+/// (`murmur2(member, partition)`) among those holding fewer than their
+/// share (`partitions / members`, and one more for `partitions % members`
+/// of them). Every member computes the same from the same names. When a
+/// member leaves, the others keep what they had, give or take a few the
+/// bound moves, and take its share; when one joins, it takes about its
+/// share from the others. (Dealing by rank, `p % members`, moved 8 of 12
+/// partitions when 3 members became 2.)
 pub fn wanted(live: &[&str], instance: &str, partitions: u32) -> BTreeSet<i32> {
     let mut names: Vec<&str> = live.to_vec();
     names.sort_unstable();
     names.dedup();
-    let Some(rank) = names.iter().position(|n| *n == instance) else {
+    if !names.contains(&instance) {
         return BTreeSet::new();
-    };
-    (0..partitions as i32)
-        .filter(|p| *p as usize % names.len() == rank)
-        .collect()
+    }
+    // Each member's share is `floor` partitions, and `extra` of them may
+    // take one more.
+    let floor = partitions as usize / names.len();
+    let extra = partitions as usize % names.len();
+    let mut load = vec![0usize; names.len()];
+    let mut above = 0;
+    let mut mine = BTreeSet::new();
+    for p in 0..partitions {
+        let weight = |name: &str| murmur2(format!("{name}\0{p}").as_bytes());
+        let owner = (0..names.len())
+            .filter(|&i| load[i] < floor || (load[i] == floor && above < extra))
+            .max_by_key(|&i| (weight(names[i]), std::cmp::Reverse(names[i])))
+            .expect("the members' shares cover every partition");
+        load[owner] += 1;
+        if load[owner] > floor {
+            above += 1;
+        }
+        if names[owner] == instance {
+            mine.insert(p as i32);
+        }
+    }
+    mine
 }
 
 /// One worker's membership: its session and the locks held in it.
@@ -373,19 +401,85 @@ pub async fn observe(
 mod tests {
     use super::*;
 
+    /// Who owns what among `members`.
+    fn owners(members: &[&str], partitions: u32) -> Vec<String> {
+        let mut owner = vec![String::new(); partitions as usize];
+        for m in members {
+            for p in wanted(members, m, partitions) {
+                assert!(owner[p as usize].is_empty(), "{p} wanted twice");
+                owner[p as usize] = (*m).to_owned();
+            }
+        }
+        owner
+    }
+
     #[test]
-    fn live_members_share_the_partitions_by_rank() {
+    fn live_members_share_every_partition_evenly() {
         let all: BTreeSet<i32> = (0..12).collect();
         assert_eq!(wanted(&["w1"], "w1", 12), all);
-        let a = wanted(&["w2", "w1", "w3"], "w1", 12);
-        let b = wanted(&["w1", "w3", "w2"], "w2", 12);
-        let c = wanted(&["w3", "w2", "w1"], "w3", 12);
-        assert_eq!(a, [0, 3, 6, 9].into());
-        assert_eq!(b, [1, 4, 7, 10].into());
-        assert_eq!(c, [2, 5, 8, 11].into());
+        // Each exactly once, each member its share, whatever the order.
+        for members in [
+            &["w1", "w2"][..],
+            &["w3", "w1", "w2"],
+            &["a", "b", "c", "d", "e"],
+        ] {
+            let owner = owners(members, 12);
+            assert!(owner.iter().all(|o| !o.is_empty()), "{owner:?}");
+            for m in members {
+                let n = owner.iter().filter(|o| o == m).count();
+                assert!(n == 12 / members.len() || n == 12usize.div_ceil(members.len()));
+            }
+        }
+        assert_eq!(
+            owners(&["w3", "w2", "w1"], 12),
+            owners(&["w1", "w2", "w3"], 12)
+        );
         assert!(wanted(&["w1", "w2"], "w9", 12).is_empty());
         // More members than partitions: some get none.
-        assert!(wanted(&["a", "b", "c"], "c", 2).is_empty());
+        let few = owners(&["a", "b", "c"], 2);
+        assert_eq!(few.len(), 2);
+        assert_ne!(few[0], few[1]);
+    }
+
+    /// Partitions that move between the members who stay when one of
+    /// `members` (named `isobar-worker-<k>`) leaves, over 200 sets of
+    /// names: the worst and the mean.
+    fn extra_moves(members: usize, partitions: u32) -> (usize, f64) {
+        let (mut worst, mut sum) = (0, 0);
+        for k in 0..200 {
+            let names: Vec<String> = (0..members)
+                .map(|i| format!("isobar-worker-{}", k * members + i))
+                .collect();
+            let all: Vec<&str> = names.iter().map(String::as_str).collect();
+            let before = owners(&all, partitions);
+            let gone = all[k % members];
+            let rest: Vec<&str> = all.iter().copied().filter(|n| *n != gone).collect();
+            let after = owners(&rest, partitions);
+            let extra = (0..partitions as usize)
+                .filter(|&p| before[p] != gone && before[p] != after[p])
+                .count();
+            worst = worst.max(extra);
+            sum += extra;
+        }
+        (worst, sum as f64 / 200.0)
+    }
+
+    /// When a member leaves, the others keep nearly all they had: 3
+    /// members of 12 partitions becoming 2 move the leaver's 4 and at most
+    /// 2 more (dealing by rank moved 8 in all); 6 of 48 becoming 5 move
+    /// the leaver's 8 and a few more.
+    #[test]
+    fn a_member_leaving_moves_little_more_than_its_share() {
+        let (worst, mean) = extra_moves(3, 12);
+        assert!(
+            worst <= 2 && mean < 1.0,
+            "3 of 12: {worst} at worst, {mean} on average"
+        );
+        let (worst, mean) = extra_moves(6, 48);
+        assert!(
+            worst <= 8 && mean < 4.0,
+            "6 of 48: {worst} at worst, {mean} on average"
+        );
     }
 
     #[test]
