@@ -631,6 +631,26 @@ pub trait AlertStore: Send + Sync + 'static {
         firing: Option<bool>,
         limit: usize,
     ) -> Result<Vec<AlertRecord>, StoreError>;
+    /// Queues `body` (an alert as the webhook is sent it) for posting.
+    async fn queue_delivery(&self, body: &str) -> Result<(), StoreError>;
+    /// The oldest queued post, if it is due by `now`: posts go out in
+    /// order, so a later one waits for it.
+    async fn next_delivery(&self, now: DateTime<Utc>)
+    -> Result<Option<QueuedDelivery>, StoreError>;
+    /// Done with post `id`: made, or given up.
+    async fn delivery_done(&self, id: i64) -> Result<(), StoreError>;
+    /// Post `id` failed; it is tried again from `next_at`.
+    async fn delivery_failed(&self, id: i64, next_at: DateTime<Utc>) -> Result<(), StoreError>;
+}
+
+/// An alert queued for the webhook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedDelivery {
+    pub id: i64,
+    /// What is posted: `{"alert": Alert}`.
+    pub body: String,
+    /// Posts of it that failed so far.
+    pub attempts: i32,
 }
 
 /// Per-minute and per-hour rollups, kept in step with the stored readings

@@ -81,15 +81,23 @@ const MAX_UNRECORDED: usize = 10_000;
 /// How long the store has to answer a health check.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Alerts waiting for the webhook; beyond, new ones are dropped and
-/// counted (the alerts table has them all).
+/// Alerts on their way to the store's delivery queue; beyond, new ones
+/// are dropped and counted (the alerts table has them all).
 const WEBHOOK_QUEUE: usize = 1_000;
-/// Attempts per alert, 1 s apart and doubling.
-const WEBHOOK_ATTEMPTS: u32 = 5;
+/// Posts per alert, 1 s apart and doubling, before it is given up.
+const WEBHOOK_ATTEMPTS: i32 = 5;
 
-/// Posts alerts to `url` one at a time, in order, retrying each with
-/// backoff. Ends when the alerter goes.
-fn webhook(url: String) -> tokio::sync::mpsc::Sender<AlertRecord> {
+/// The webhook's poster: each alert announced goes to the store's delivery
+/// queue (or, if the store cannot take it, is posted at once), and the
+/// queue is posted to `url` in order, the oldest first, each retried with
+/// backoff. The queue outlives the process: what one instance queued and
+/// could not post, the next posts. In a cluster only the leader posts (the
+/// others queue). Ends when the alerter goes.
+fn webhook(
+    url: String,
+    store: Arc<dyn AlertStore>,
+    cluster: Option<Arc<crate::cluster::ClusterView>>,
+) -> tokio::sync::mpsc::Sender<AlertRecord> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<AlertRecord>(WEBHOOK_QUEUE);
     tokio::spawn(async move {
         let client = match reqwest::Client::builder()
@@ -102,34 +110,114 @@ fn webhook(url: String) -> tokio::sync::mpsc::Sender<AlertRecord> {
                 return;
             }
         };
-        while let Some(alert) = rx.recv().await {
-            let body = serde_json::json!({ "alert": alert });
-            let mut delay = std::time::Duration::from_secs(1);
-            for attempt in 1..=WEBHOOK_ATTEMPTS {
-                let outcome = client.post(&url).json(&body).send().await;
-                match outcome {
-                    Ok(r) if r.status().is_success() => break,
-                    // Not the URL: it may carry a token.
-                    Ok(r) => tracing::warn!(
-                        status = r.status().as_u16(),
-                        attempt,
-                        alert = ?alert.id,
-                        "alert webhook refused the alert"
-                    ),
-                    Err(e) => tracing::warn!(error = %e.without_url(), attempt,
-                        alert = ?alert.id, "alert webhook unreachable"),
+        let post = Poster { client, url };
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                alert = rx.recv() => {
+                    let Some(alert) = alert else { return };
+                    let body = serde_json::json!({ "alert": alert }).to_string();
+                    if let Err(e) = store.queue_delivery(&body).await {
+                        tracing::warn!(error = %e, alert = ?alert.id,
+                            "alert webhook: the store cannot queue the alert; posting it now");
+                        post.now(&body).await;
+                    }
                 }
-                if attempt == WEBHOOK_ATTEMPTS {
-                    metrics::counter!("isobar_webhook_failures_total").increment(1);
-                    tracing::error!(alert = ?alert.id, "alert webhook gave up on the alert");
-                } else {
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
+                _ = tick.tick() => {}
+            }
+            if cluster.as_ref().is_none_or(|c| c.leads()) {
+                deliver_due(store.as_ref(), &post).await;
             }
         }
     });
     tx
+}
+
+/// Where alerts are posted.
+struct Poster {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl Poster {
+    /// One post of `body`; true once the webhook took it.
+    async fn post(&self, body: &str) -> bool {
+        let outcome = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await;
+        match outcome {
+            Ok(r) if r.status().is_success() => true,
+            // Not the URL: it may carry a token.
+            Ok(r) => {
+                tracing::warn!(
+                    status = r.status().as_u16(),
+                    "alert webhook refused the alert"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.without_url(), "alert webhook unreachable");
+                false
+            }
+        }
+    }
+
+    /// Posts `body` until it is taken or the attempts are spent.
+    async fn now(&self, body: &str) {
+        let mut delay = Duration::from_secs(1);
+        for attempt in 1..=WEBHOOK_ATTEMPTS {
+            if self.post(body).await {
+                return;
+            }
+            if attempt < WEBHOOK_ATTEMPTS {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+        metrics::counter!("isobar_webhook_failures_total").increment(1);
+        tracing::error!("alert webhook gave up on the alert");
+    }
+}
+
+/// Posts the queued alerts that are due, oldest first, until one fails
+/// (it waits its backoff, and the later ones with it, so they arrive in
+/// order) or none is due.
+async fn deliver_due(store: &dyn AlertStore, poster: &Poster) {
+    loop {
+        let queued = match store.next_delivery(Utc::now()).await {
+            Ok(Some(queued)) => queued,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "alert webhook: the delivery queue is out of reach");
+                return;
+            }
+        };
+        let done = if poster.post(&queued.body).await {
+            true
+        } else if queued.attempts + 1 >= WEBHOOK_ATTEMPTS {
+            metrics::counter!("isobar_webhook_failures_total").increment(1);
+            tracing::error!(
+                attempts = WEBHOOK_ATTEMPTS,
+                "alert webhook gave up on the alert"
+            );
+            true
+        } else {
+            let backoff = Duration::from_secs(1 << queued.attempts);
+            let next = Utc::now() + chrono::TimeDelta::from_std(backoff).unwrap_or_default();
+            if let Err(e) = store.delivery_failed(queued.id, next).await {
+                tracing::warn!(error = %e, "alert webhook: could not schedule the next post");
+            }
+            return;
+        };
+        if done && let Err(e) = store.delivery_done(queued.id).await {
+            tracing::warn!(error = %e, "alert webhook: could not mark the alert posted");
+            return;
+        }
+    }
 }
 
 /// Firing alerts loaded at start, at most.
@@ -190,15 +278,20 @@ impl Actor for Alerter {
         if let Some(every) = pipeline_every {
             myself.send_interval(every, || AlerterMsg::CheckPipeline);
         }
+        let webhook = settings.webhook_url.map(|url| {
+            webhook(
+                url.expose().to_owned(),
+                args.alerts.clone(),
+                args.cluster.clone(),
+            )
+        });
         Ok(AlerterState {
             alerts: args.alerts,
             readings: args.readings,
             engine,
             hub: args.hub,
             context: args.context,
-            webhook: settings
-                .webhook_url
-                .map(|url| webhook(url.expose().to_owned())),
+            webhook,
             unrecorded: VecDeque::new(),
             heard: Default::default(),
             cluster: args.cluster,

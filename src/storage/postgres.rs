@@ -61,6 +61,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         11,
         include_str!("../../migrations/postgres/0011_cluster_member_stations.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/postgres/0012_alert_deliveries.sql"),
+    ),
 ];
 
 /// Any constant: the advisory lock that serialises concurrent migrators
@@ -764,6 +768,49 @@ impl AlertStore for PostgresStore {
             )
             .await?;
         rows.iter().map(alert_from_row).collect()
+    }
+    async fn queue_delivery(&self, body: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute("INSERT INTO alert_deliveries (body) VALUES ($1)", &[&body])
+            .await?;
+        Ok(())
+    }
+    async fn next_delivery(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<super::QueuedDelivery>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt(
+                "SELECT id, body, attempts, next_at FROM alert_deliveries ORDER BY id LIMIT 1",
+                &[],
+            )
+            .await?;
+        Ok(row
+            .filter(|r| r.get::<_, DateTime<Utc>>(3) <= now)
+            .map(|r| super::QueuedDelivery {
+                id: r.get(0),
+                body: r.get(1),
+                attempts: r.get(2),
+            }))
+    }
+    async fn delivery_done(&self, id: i64) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute("DELETE FROM alert_deliveries WHERE id = $1", &[&id])
+            .await?;
+        Ok(())
+    }
+    async fn delivery_failed(&self, id: i64, next_at: DateTime<Utc>) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(
+                "UPDATE alert_deliveries SET attempts = attempts + 1, next_at = $2 WHERE id = $1",
+                &[&id, &next_at],
+            )
+            .await?;
+        Ok(())
     }
 }
 

@@ -46,6 +46,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../migrations/sqlite/0009_wind_direction_rollups.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/sqlite/0010_alert_deliveries.sql"),
+    ),
 ];
 
 const READERS: usize = 4;
@@ -609,6 +613,73 @@ impl AlertStore for SqliteStore {
             stmt.query_map([limit as i64], alert_from_row)?.collect()
         })
         .await
+    }
+    async fn queue_delivery(&self, body: &str) -> Result<(), StoreError> {
+        let (inner, body) = (self.inner.clone(), body.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            conn.execute(
+                "INSERT INTO alert_deliveries (body, next_at) VALUES (?1, ?2)",
+                params![body, micros(Utc::now())],
+            )
+            .map(|_| ())
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(StoreError::from)
+    }
+    async fn next_delivery(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<super::QueuedDelivery>, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            conn.query_row(
+                "SELECT id, body, attempts, next_at FROM alert_deliveries ORDER BY id LIMIT 1",
+                [],
+                |r| {
+                    Ok((
+                        super::QueuedDelivery {
+                            id: r.get(0)?,
+                            body: r.get(1)?,
+                            attempts: r.get(2)?,
+                        },
+                        r.get::<_, i64>(3)?,
+                    ))
+                },
+            )
+            .optional()
+            .map(|first| first.filter(|(_, at)| *at <= micros(now)).map(|(d, _)| d))
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(StoreError::from)
+    }
+    async fn delivery_done(&self, id: i64) -> Result<(), StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            conn.execute("DELETE FROM alert_deliveries WHERE id = ?1", params![id])
+                .map(|_| ())
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(StoreError::from)
+    }
+    async fn delivery_failed(&self, id: i64, next_at: DateTime<Utc>) -> Result<(), StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            conn.execute(
+                "UPDATE alert_deliveries SET attempts = attempts + 1, next_at = ?2 WHERE id = ?1",
+                params![id, micros(next_at)],
+            )
+            .map(|_| ())
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(StoreError::from)
     }
 }
 

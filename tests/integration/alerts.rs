@@ -122,64 +122,10 @@ async fn thresholds_and_silence_fire_and_resolve() {
     assert_eq!(daemon.terminate(), Some(0));
 }
 
-/// A webhook receiver on a free port: answers 500 to the first request and
-/// 200 after, and hands over each request's body.
-async fn receiver() -> (u16, tokio::sync::mpsc::UnboundedReceiver<Value>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut served = 0;
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            // Headers, then as much body as Content-Length says.
-            let body = loop {
-                let n = socket.read(&mut chunk).await.unwrap_or(0);
-                if n == 0 {
-                    break None;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length: usize = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse().ok())?
-                        })
-                        .unwrap_or(0);
-                    if buf.len() >= end + 4 + length {
-                        break Some(buf[end + 4..end + 4 + length].to_vec());
-                    }
-                }
-            };
-            let Some(body) = body else { continue };
-            served += 1;
-            let status = if served == 1 {
-                "500 Internal Server Error"
-            } else {
-                "200 OK"
-            };
-            let _ = socket
-                .write_all(
-                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .as_bytes(),
-                )
-                .await;
-            if let Ok(json) = serde_json::from_slice(&body) {
-                let _ = tx.send(json);
-            }
-        }
-    });
-    (port, rx)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_reach_the_webhook_with_retries() {
-    let (port, mut received) = receiver().await;
+    let accept = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (port, mut received) = crate::common::webhook_receiver(accept.clone()).await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let config = dir.path().join("isobar.toml");
     std::fs::write(&config, CONFIG).unwrap();
@@ -200,6 +146,7 @@ async fn alerts_reach_the_webhook_with_retries() {
             .expect("the webhook called")
             .unwrap();
         bodies.push(body);
+        accept.store(true, std::sync::atomic::Ordering::SeqCst);
     }
     assert_eq!(bodies[0], bodies[1]);
     assert_eq!(bodies[1]["alert"]["rule"], "hot");

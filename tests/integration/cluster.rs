@@ -816,6 +816,58 @@ async fn a_bridge_acknowledges_only_what_kafka_has_and_a_worker_stores_it() {
     db.drop().await;
 }
 
+/// The webhook's queue is the cluster's, in the store: an alert a worker
+/// fired and could not post (the webhook refusing) is posted by the next
+/// leader once that worker is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_post_a_dead_worker_left_is_made_by_the_next_leader() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let kafka = PrivateKafka::start();
+    let brokers = kafka.brokers();
+    let db = TestDb::create("hooks").await;
+    ensure_topic(&brokers, "readings", 12, 1).await.unwrap();
+    let accept = std::sync::Arc::new(AtomicBool::new(false));
+    let (port, mut received) = crate::common::webhook_receiver(accept.clone()).await;
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("isobar.toml");
+    std::fs::write(&config, ALERTS).unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+    let hook = [("ISOBAR__ALERTS__WEBHOOK_URL", url.as_str())];
+    let w1 = worker_with("w1", &brokers, &db, &hook, &args);
+    balanced(&[&w1]).await;
+    now_reading(&producer(&brokers), "HOOK1", 34.0).await;
+    // w1 tries, and is refused.
+    let refused = tokio::time::timeout(Duration::from_secs(30), received.recv())
+        .await
+        .expect("w1 posted")
+        .unwrap();
+    assert_eq!(refused["alert"]["rule"], "hot", "{refused}");
+    w1.kill();
+    accept.store(true, Ordering::SeqCst);
+    while received.try_recv().is_ok() {}
+    let w2 = worker_with("w2", &brokers, &db, &hook, &args);
+    balanced(&[&w2]).await;
+    let posted = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let body = received.recv().await.unwrap();
+            if body["alert"]["rule"] == "hot" {
+                return body;
+            }
+        }
+    })
+    .await
+    .expect("the next leader posted the hot alert");
+    assert_eq!(posted["alert"]["station_id"], "HOOK1", "{posted}");
+    assert_eq!(posted["alert"]["state"], "firing", "{posted}");
+    assert_eq!(
+        fired(&db).await.get(&("hot".into(), "HOOK1".into())),
+        Some(&1)
+    );
+    assert_eq!(w2.terminate(), Some(0));
+    db.drop().await;
+}
+
 /// With `cluster.rejoin_grace`, a worker restarted under its name takes
 /// back the partitions it had, and the other takes none of them while it
 /// is away: a restart moves nothing. One that stays away past the grace

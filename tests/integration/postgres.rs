@@ -139,7 +139,7 @@ async fn an_older_database_is_carried_over() {
         .await
         .unwrap();
     let store = PostgresStore::new(&schema.url(), 2, &PLAIN).unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 7);
+    assert_eq!(store.migrate().await.unwrap(), 8);
     let periods = store
         .rollups(day_of("WS009", Resolution::Hour, 10))
         .await
@@ -179,6 +179,15 @@ async fn wind_direction_rolls_up_as_vectors() {
 }
 
 #[tokio::test]
+async fn the_delivery_queue_keeps_its_order() {
+    let schema = Schema::new().await;
+    let store = PostgresStore::new(&schema.url(), 4, &PLAIN).unwrap();
+    store.migrate().await.unwrap();
+    common::stores::the_delivery_queue_keeps_its_order(&store).await;
+    schema.drop().await;
+}
+
+#[tokio::test]
 async fn each_stored_batch_counts_once() {
     let schema = Schema::new().await;
     let store = PostgresStore::new(&schema.url(), 4, &PLAIN).unwrap();
@@ -191,7 +200,7 @@ async fn each_stored_batch_counts_once() {
 async fn the_store_is_idempotent_and_answers_history() {
     let schema = Schema::new().await;
     let store = PostgresStore::new(&schema.url(), 4, &PLAIN).unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 11);
+    assert_eq!(store.migrate().await.unwrap(), 12);
     assert_eq!(store.migrate().await.unwrap(), 0, "migrations run once");
 
     let first = reading("WS001", "2025-01-13T10:00:00Z", 1.0);
@@ -486,7 +495,7 @@ fn migrate_applies_the_postgres_schema() {
         String::from_utf8_lossy(&out.stderr)
     );
     let applied = runtime.block_on(count(&schema, "schema_migrations"));
-    assert_eq!(applied, 11);
+    assert_eq!(applied, 12);
     assert_eq!(
         runtime.block_on(count(&schema, "alerts")),
         0,

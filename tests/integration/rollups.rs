@@ -34,6 +34,15 @@ async fn wind_direction_rolls_up_as_vectors_in_sqlite() {
     common::stores::wind_direction_rolls_up_as_vectors(&store).await;
 }
 
+/// The webhook's delivery queue in the SQLite store (tests/postgres.rs:
+/// PostgreSQL).
+#[tokio::test]
+async fn the_delivery_queue_keeps_its_order_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = isobar::storage::SqliteStore::open(&dir.path().join("d.sqlite3")).unwrap();
+    common::stores::the_delivery_queue_keeps_its_order(&store).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_become_rollups_served_by_the_api() {
     let daemon = Daemon::start(&[]);

@@ -574,3 +574,58 @@ pub fn run_tool(program: &str, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A webhook receiver on a free port: answers 200 while `accept` is set
+/// and 500 otherwise, and hands over each request's body.
+pub async fn webhook_receiver(
+    accept: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (u16, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Headers, then as much body as Content-Length says.
+            let body = loop {
+                let n = socket.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length: usize = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + length {
+                        break Some(buf[end + 4..end + 4 + length].to_vec());
+                    }
+                }
+            };
+            let Some(body) = body else { continue };
+            let status = if accept.load(std::sync::atomic::Ordering::SeqCst) {
+                "200 OK"
+            } else {
+                "500 Internal Server Error"
+            };
+            let _ = socket
+                .write_all(
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+                .await;
+            if let Ok(json) = serde_json::from_slice(&body) {
+                let _ = tx.send(json);
+            }
+        }
+    });
+    (port, rx)
+}

@@ -229,3 +229,27 @@ pub async fn wind_direction_rolls_up_as_vectors(store: &dyn Store) {
         wind.steadiness
     );
 }
+
+/// The webhook's delivery queue: posts come out oldest first, one that
+/// failed waits its backoff with every later one behind it, and one done
+/// is gone.
+pub async fn the_delivery_queue_keeps_its_order(store: &dyn Store) {
+    let now = Utc::now();
+    assert_eq!(store.next_delivery(now).await.unwrap(), None);
+    store.queue_delivery(r#"{"alert":"a"}"#).await.unwrap();
+    store.queue_delivery(r#"{"alert":"b"}"#).await.unwrap();
+    let now = Utc::now();
+    let a = store.next_delivery(now).await.unwrap().expect("a is due");
+    assert_eq!((a.body.as_str(), a.attempts), (r#"{"alert":"a"}"#, 0));
+    // a failed: neither it nor b is due before its backoff has passed.
+    let later = now + chrono::TimeDelta::seconds(10);
+    store.delivery_failed(a.id, later).await.unwrap();
+    assert_eq!(store.next_delivery(now).await.unwrap(), None);
+    let again = store.next_delivery(later).await.unwrap().expect("a again");
+    assert_eq!((again.id, again.attempts), (a.id, 1));
+    store.delivery_done(a.id).await.unwrap();
+    let b = store.next_delivery(later).await.unwrap().expect("then b");
+    assert_eq!(b.body, r#"{"alert":"b"}"#);
+    store.delivery_done(b.id).await.unwrap();
+    assert_eq!(store.next_delivery(later).await.unwrap(), None);
+}
