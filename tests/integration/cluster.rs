@@ -279,6 +279,26 @@ impl TestDb {
     }
 }
 
+/// A broker and a database of the test's own, the readings topic made
+/// with 12 partitions.
+async fn cluster_of(what: &str) -> (PrivateKafka, String, TestDb) {
+    let kafka = PrivateKafka::start();
+    let brokers = kafka.brokers();
+    let db = TestDb::create(what).await;
+    ensure_topic(&brokers, "readings", 12, 1).await.unwrap();
+    (kafka, brokers, db)
+}
+
+/// A config file holding `ALERTS`, in a directory kept as long as the
+/// returned handle, and its path.
+fn alerts_config() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("isobar.toml");
+    std::fs::write(&config, ALERTS).unwrap();
+    let path = config.to_str().unwrap().to_owned();
+    (dir, path)
+}
+
 /// A worker of the cluster on `brokers` and `db`, named `name`.
 fn worker(name: &str, brokers: &str, db: &TestDb, more: &[(&str, &str)]) -> crate::common::Daemon {
     worker_with(name, brokers, db, more, &[])
@@ -418,10 +438,7 @@ async fn in_order(db: &TestDb) {
 /// order, and each station's actor then runs on exactly one worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_share_the_partitions_and_a_killed_ones_move_without_loss() {
-    let kafka = PrivateKafka::start();
-    let brokers = kafka.brokers();
-    let db = TestDb::create("three").await;
-    ensure_topic(&brokers, "readings", 12, 1).await.unwrap();
+    let (_kafka, brokers, db) = cluster_of("three").await;
     let w1 = worker("w1", &brokers, &db, &[]);
     let w2 = worker("w2", &brokers, &db, &[]);
     let w3 = worker("w3", &brokers, &db, &[]);
@@ -569,14 +586,9 @@ async fn now_reading(producer: &FutureProducer, station: &str, temperature: f64)
 /// what the last leader fired.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_fire_once_across_a_failover_and_the_leaders_duties_move() {
-    let kafka = PrivateKafka::start();
-    let brokers = kafka.brokers();
-    let db = TestDb::create("alerts").await;
-    ensure_topic(&brokers, "readings", 12, 1).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("isobar.toml");
-    std::fs::write(&config, ALERTS).unwrap();
-    let args = ["--config", config.to_str().unwrap()];
+    let (_kafka, brokers, db) = cluster_of("alerts").await;
+    let (_dir, config) = alerts_config();
+    let args = ["--config", config.as_str()];
     let w1 = worker_with("w1", &brokers, &db, &[], &args);
     let w2 = worker_with("w2", &brokers, &db, &[], &args);
     balanced(&[&w1, &w2]).await;
@@ -652,10 +664,7 @@ async fn alerts_fire_once_across_a_failover_and_the_leaders_duties_move() {
 /// committed every record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_and_a_broker_restart_lose_nothing() {
-    let mut kafka = PrivateKafka::start();
-    let brokers = kafka.brokers();
-    let db = TestDb::create("rolling").await;
-    ensure_topic(&brokers, "readings", 12, 1).await.unwrap();
+    let (mut kafka, brokers, db) = cluster_of("rolling").await;
     let w1 = worker("w1", &brokers, &db, &[]);
     let w2 = worker("w2", &brokers, &db, &[]);
     balanced(&[&w1, &w2]).await;
@@ -822,17 +831,12 @@ async fn a_bridge_acknowledges_only_what_kafka_has_and_a_worker_stores_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_post_a_dead_worker_left_is_made_by_the_next_leader() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let kafka = PrivateKafka::start();
-    let brokers = kafka.brokers();
-    let db = TestDb::create("hooks").await;
-    ensure_topic(&brokers, "readings", 12, 1).await.unwrap();
+    let (_kafka, brokers, db) = cluster_of("hooks").await;
     let accept = std::sync::Arc::new(AtomicBool::new(false));
     let (port, mut received) = crate::common::webhook_receiver(accept.clone()).await;
     let url = format!("http://127.0.0.1:{port}/hook");
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("isobar.toml");
-    std::fs::write(&config, ALERTS).unwrap();
-    let args = ["--config", config.to_str().unwrap()];
+    let (_dir, config) = alerts_config();
+    let args = ["--config", config.as_str()];
     let hook = [("ISOBAR__ALERTS__WEBHOOK_URL", url.as_str())];
     let w1 = worker_with("w1", &brokers, &db, &hook, &args);
     balanced(&[&w1]).await;
@@ -874,10 +878,7 @@ async fn a_webhook_post_a_dead_worker_left_is_made_by_the_next_leader() {
 /// loses them to the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_worker_gets_its_partitions_back_within_the_grace() {
-    let kafka = PrivateKafka::start();
-    let brokers = kafka.brokers();
-    let db = TestDb::create("grace").await;
-    ensure_topic(&brokers, "readings", 12, 1).await.unwrap();
+    let (_kafka, brokers, db) = cluster_of("grace").await;
     let grace = [("ISOBAR__CLUSTER__REJOIN_GRACE", "10s")];
     let w1 = worker("w1", &brokers, &db, &grace);
     let w2 = worker("w2", &brokers, &db, &grace);
@@ -915,10 +916,7 @@ async fn a_restarted_worker_gets_its_partitions_back_within_the_grace() {
 /// rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn combined_instances_bridge_and_work_and_one_stops_cleanly() {
-    let kafka = PrivateKafka::start();
-    let brokers = kafka.brokers();
-    let db = TestDb::create("combined").await;
-    ensure_topic(&brokers, "readings", 12, 1).await.unwrap();
+    let (_kafka, brokers, db) = cluster_of("combined").await;
     let combined = |name: &str| {
         worker(
             name,
