@@ -425,25 +425,33 @@ async fn copy_naive(db: &mut tokio_postgres::Client, rows: &[Row]) {
     tx.commit().await.unwrap();
 }
 
-/// The naive pipelines' table: isobar's observations, without its
-/// columns for quality control and enrichment.
-const NAIVE_TABLE: &str = "CREATE TABLE naive_observations (
-   station_id text NOT NULL, observed_at timestamptz NOT NULL,
-   latitude float8, longitude float8, temperature_c float8, humidity_pct float8,
-   pressure_hpa float8, wind_speed_ms float8, wind_direction_deg float8,
-   PRIMARY KEY (station_id, observed_at))";
+/// A connection to `database` with the naive pipelines' table in it:
+/// isobar's observations, without its columns for quality control and
+/// enrichment.
+async fn naive_db(database: &str) -> tokio_postgres::Client {
+    let (db, connection) =
+        tokio_postgres::connect(&format!("{POSTGRES}/{database}"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    db.batch_execute(
+        "CREATE TABLE naive_observations (
+           station_id text NOT NULL, observed_at timestamptz NOT NULL,
+           latitude float8, longitude float8, temperature_c float8, humidity_pct float8,
+           pressure_hpa float8, wind_speed_ms float8, wind_direction_deg float8,
+           PRIMARY KEY (station_id, observed_at))",
+    )
+    .await
+    .unwrap();
+    db
+}
 
 /// What a naive MQTT-to-database pipeline does: QoS 1 with manual
 /// acknowledgements, each message parsed with serde_json, up to 1,000 rows
 /// written by binary COPY in one transaction, then acknowledged.
 async fn naive_pipeline(addr: SocketAddr, database: &str, data: &[Vec<(String, Bytes)>]) -> f64 {
     let total: usize = data.iter().map(Vec::len).sum();
-    let (mut db, connection) =
-        tokio_postgres::connect(&format!("{POSTGRES}/{database}"), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    db.batch_execute(NAIVE_TABLE).await.unwrap();
+    let mut db = naive_db(database).await;
     let mut options = mqtt_options("naive", addr);
     options.set_manual_acks(true);
     let (client, mut eventloop) = AsyncClient::new(options, 1 << 20);
@@ -1453,12 +1461,7 @@ async fn produce_all(brokers: &str, data: &[Vec<(String, Bytes)>]) -> f64 {
 async fn naive_kafka(brokers: &str, database: &str, total: usize) -> f64 {
     use rdkafka::Message;
     use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-    let (mut db, connection) =
-        tokio_postgres::connect(&format!("{POSTGRES}/{database}"), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    db.batch_execute(NAIVE_TABLE).await.unwrap();
+    let mut db = naive_db(database).await;
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("naive-{}", std::process::id()))

@@ -17,16 +17,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientContext;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 use crate::actors::kafka_ingest::{FORMAT_HEADER, REJECT_HEADER, TOPIC_HEADER};
 use crate::cluster::{KafkaError, client_config, ensure_topic_on};
 use crate::config::ClusterSettings;
-use crate::delivery::{Arrival, Verdict};
+use crate::delivery::{Ack, Arrival, Verdict};
 
 pub struct Bridge {
-    producer: FutureProducer,
+    producer: ThreadedProducer<Delivered>,
     topic: String,
     brokers: String,
 }
@@ -37,6 +38,47 @@ impl std::fmt::Debug for Bridge {
             .field("topic", &self.topic)
             .field("brokers", &self.brokers)
             .finish()
+    }
+}
+
+/// A record on its way to Kafka: who hears when Kafka has it, and since
+/// when it is on its way. (librdkafka wants the opaque `Sync`; the mutex
+/// makes it so, and is never contended: one thread at a time holds it.)
+struct Pending {
+    ack: std::sync::Mutex<Ack>,
+    source: String,
+    sent: Instant,
+}
+
+/// Passes each of Kafka's acknowledgements on to its record's source, on
+/// the producer's polling thread (acknowledging is a send on a channel).
+struct Delivered;
+
+impl ClientContext for Delivered {}
+
+impl ProducerContext for Delivered {
+    type DeliveryOpaque = Box<Pending>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<Pending>) {
+        let Pending { ack, source, sent } = *pending;
+        let ack = ack.into_inner().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(_) => {
+                metrics::histogram!("isobar_bridge_produce_seconds")
+                    .record(sent.elapsed().as_secs_f64());
+                metrics::counter!("isobar_bridge_forwarded_total").increment(1);
+                ack.send(Verdict::Forwarded);
+            }
+            // Only what no retry mends (a record too large, a topic it may
+            // not write), or a purge at shutdown: its source may send it
+            // again, and is told nothing was kept.
+            Err((e, _)) => {
+                metrics::counter!("isobar_bridge_errors_total").increment(1);
+                tracing::error!(error = %e, source = %crate::domain::Name(&source),
+                    "bridge: Kafka refused a record");
+                ack.abandon();
+            }
+        }
     }
 }
 
@@ -51,7 +93,7 @@ impl Bridge {
             cluster.replication,
         )
         .await?;
-        let producer: FutureProducer = config
+        let producer: ThreadedProducer<Delivered> = config
             .clone()
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -62,7 +104,7 @@ impl Bridge {
             .set("message.timeout.ms", "0")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
-            .create()
+            .create_with_context(Delivered)
             .map_err(|e| KafkaError::Client {
                 brokers: cluster.brokers.clone(),
                 reason: e.to_string(),
@@ -107,44 +149,27 @@ impl Bridge {
                 None
             }
         };
-        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
-            .payload(&payload[..])
-            .headers(headers)
-            .timestamp(chrono::Utc::now().timestamp_millis());
+        let pending = Box::new(Pending {
+            ack: std::sync::Mutex::new(ack),
+            source,
+            sent: Instant::now(),
+        });
+        let mut record =
+            BaseRecord::<[u8], [u8], Box<Pending>>::with_opaque_to(&self.topic, pending)
+                .payload(&payload[..])
+                .headers(headers)
+                .timestamp(chrono::Utc::now().timestamp_millis());
         if let Some(key) = key {
             record = record.key(key);
         }
-        let started = Instant::now();
-        match self.producer.send_result(record) {
-            Ok(delivery) => {
-                tokio::spawn(async move {
-                    match delivery.await {
-                        Ok(Ok(_)) => {
-                            metrics::histogram!("isobar_bridge_produce_seconds")
-                                .record(started.elapsed().as_secs_f64());
-                            metrics::counter!("isobar_bridge_forwarded_total").increment(1);
-                            ack.send(Verdict::Forwarded);
-                        }
-                        Ok(Err((e, _))) => {
-                            // Only what no retry mends (a record too large,
-                            // a topic it may not write): its source may
-                            // send it again, and is told nothing was kept.
-                            metrics::counter!("isobar_bridge_errors_total").increment(1);
-                            tracing::error!(error = %e, source = %crate::domain::Name(&source),
-                                "bridge: Kafka refused a record");
-                            ack.abandon();
-                        }
-                        // The producer is gone (shutdown).
-                        Err(_) => ack.abandon(),
-                    }
-                });
-            }
-            Err((e, _)) => {
-                metrics::counter!("isobar_bridge_errors_total").increment(1);
-                tracing::warn!(error = %e, "bridge: could not queue a record for Kafka; \
-                    its source sends it again");
-                ack.abandon();
-            }
+        if let Err((e, record)) = self.producer.send(record) {
+            metrics::counter!("isobar_bridge_errors_total").increment(1);
+            tracing::warn!(error = %e, "bridge: could not queue a record for Kafka; \
+                its source sends it again");
+            let ack = record.delivery_opaque.ack;
+            ack.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .abandon();
         }
     }
 

@@ -495,10 +495,9 @@ impl Owner {
     /// One round: the live members, the partitions to give up and to
     /// take, the leader's duties, the heartbeat.
     async fn balance(&self, membership: &mut Membership) -> Result<(), crate::storage::StoreError> {
-        let members = membership.members().await?;
-        // A member away for less than the grace keeps its rank, so its
+        // A member away for less than the grace still counts, so its
         // partitions wait for it rather than move twice.
-        let away = membership.away(self.rejoin_grace).await?;
+        let (members, away) = membership.roster(self.rejoin_grace).await?;
         let names: Vec<&str> = members
             .iter()
             .map(|m| m.instance.as_str())

@@ -126,7 +126,12 @@ pub struct Membership {
     instance: String,
     owned: BTreeSet<i32>,
     leader: bool,
+    /// When the leader last forgot the members gone for a day.
+    swept: Option<std::time::Instant>,
 }
+
+/// How often the leader forgets the members gone for a day.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 /// Why a worker could not join.
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +181,7 @@ impl Membership {
             instance: instance.to_owned(),
             owned: BTreeSet::new(),
             leader: false,
+            swept: None,
         })
     }
 
@@ -192,37 +198,20 @@ impl Membership {
         self.leader
     }
 
-    /// The live members, by name: those whose session holds their lock.
-    pub async fn members(&self) -> Result<Vec<Member>, StoreError> {
-        live_members(&self.client, &self.cluster, self.key).await
-    }
-
-    /// The members not live now whose last heartbeat is younger than
-    /// `grace`: gone, perhaps only to restart. Not this one.
-    pub async fn away(&self, grace: Duration) -> Result<Vec<String>, StoreError> {
-        if grace.is_zero() {
-            return Ok(Vec::new());
+    /// The live members, by name (those whose session holds their lock),
+    /// and the names of those not live whose last heartbeat is younger
+    /// than `grace` (gone, perhaps only to restart; never this one).
+    pub async fn roster(&self, grace: Duration) -> Result<(Vec<Member>, Vec<String>), StoreError> {
+        let mut live = Vec::new();
+        let mut away = Vec::new();
+        for (member, is_live) in member_rows(&self.client, &self.cluster, self.key, grace).await? {
+            if is_live {
+                live.push(member);
+            } else if member.instance != self.instance {
+                away.push(member.instance);
+            }
         }
-        let rows = self
-            .client
-            .query(
-                concat!(
-                    "SELECT m.instance FROM cluster_members m
-                     WHERE m.cluster = $1 AND m.instance <> $3
-                       AND m.seen_at > now() - make_interval(secs => $4)
-                       AND NOT ",
-                    holds_member_lock!(),
-                    " ORDER BY m.instance"
-                ),
-                &[
-                    &self.cluster,
-                    &self.key,
-                    &self.instance,
-                    &grace.as_secs_f64(),
-                ],
-            )
-            .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok((live, away))
     }
 
     /// Takes `partition` if no other member holds it; true if it now
@@ -293,9 +282,10 @@ impl Membership {
     }
 
     /// The leader's part: ends the sessions of live members whose
-    /// heartbeat is older than `stalled` (their locks go with them), and
-    /// forgets members gone for a day. Returns the members ended.
-    pub async fn fence_stalled(&self, stalled: Duration) -> Result<Vec<String>, StoreError> {
+    /// heartbeat is older than `stalled` (their locks go with them), and,
+    /// every `SWEEP_EVERY`, forgets members gone for a day. Returns the
+    /// members ended.
+    pub async fn fence_stalled(&mut self, stalled: Duration) -> Result<Vec<String>, StoreError> {
         let seconds = stalled.as_secs_f64();
         let rows = self
             .client
@@ -310,46 +300,57 @@ impl Membership {
                 &[&self.cluster, &self.key, &self.instance, &seconds],
             )
             .await?;
-        self.client
-            .execute(
-                "DELETE FROM cluster_members
-                 WHERE cluster = $1 AND seen_at < now() - interval '1 day'",
-                &[&self.cluster],
-            )
-            .await?;
+        if self.swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
+            self.client
+                .execute(
+                    "DELETE FROM cluster_members
+                     WHERE cluster = $1 AND seen_at < now() - interval '1 day'",
+                    &[&self.cluster],
+                )
+                .await?;
+            self.swept = Some(std::time::Instant::now());
+        }
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }
 
-/// The live members of the cluster under `key`, by name.
-async fn live_members(
+/// The members of the cluster under `key`, by name, each with whether
+/// it is live: the live ones, and those whose heartbeat is younger than
+/// `grace`.
+async fn member_rows(
     client: &tokio_postgres::Client,
     cluster: &str,
     key: i32,
-) -> Result<Vec<Member>, StoreError> {
+    grace: Duration,
+) -> Result<Vec<(Member, bool)>, StoreError> {
     let rows = client
         .query(
             concat!(
-                "SELECT m.instance, m.web, m.partitions, m.leader, m.started_at, m.seen_at,
-                     m.stations
-                     FROM cluster_members m
-                     WHERE m.cluster = $1 AND ",
+                "SELECT * FROM (
+                     SELECT m.instance, m.web, m.partitions, m.leader, m.started_at, m.seen_at,
+                         m.stations, ",
                 holds_member_lock!(),
-                " ORDER BY m.instance"
+                " AS live
+                     FROM cluster_members m WHERE m.cluster = $1) r
+                 WHERE r.live OR r.seen_at > now() - make_interval(secs => $3)
+                 ORDER BY r.instance"
             ),
-            &[&cluster, &key],
+            &[&cluster, &key, &grace.as_secs_f64()],
         )
         .await?;
     Ok(rows
         .iter()
-        .map(|r| Member {
-            instance: r.get(0),
-            web: r.get(1),
-            partitions: r.get(2),
-            leader: r.get(3),
-            started_at: r.get(4),
-            seen_at: r.get(5),
-            stations: r.get(6),
+        .map(|r| {
+            let member = Member {
+                instance: r.get(0),
+                web: r.get(1),
+                partitions: r.get(2),
+                leader: r.get(3),
+                started_at: r.get(4),
+                seen_at: r.get(5),
+                stations: r.get(6),
+            };
+            (member, r.get(7))
         })
         .collect())
 }
@@ -380,8 +381,13 @@ pub async fn observe(
                 };
             delay = Duration::from_millis(200);
             loop {
-                match live_members(&client, &group, key).await {
-                    Ok(members) => view.update(|v| v.members = members),
+                match member_rows(&client, &group, key, Duration::ZERO).await {
+                    Ok(rows) => view.update(|v| {
+                        v.members = rows
+                            .into_iter()
+                            .filter_map(|(m, live)| live.then_some(m))
+                            .collect();
+                    }),
                     Err(e) => {
                         tracing::warn!(error = %e, "cluster: could not read the members");
                         break;

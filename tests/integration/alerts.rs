@@ -11,18 +11,11 @@ use std::time::Duration;
 use common::{Daemon, Publisher, eventually, next_json};
 use serde_json::Value;
 
-const CONFIG: &str = r#"
-[alerts]
-silent_after = "2s"
-check_every = "500ms"
-
-[[alerts.thresholds]]
-name = "hot"
-variable = "temperature_c"
-above = 30.0
-for = "0s"
-hysteresis = 1.0
-"#;
+/// The alert rules of these tests: `hot` above 30 °C at once, and
+/// stations silent after 2 s.
+fn rules() -> String {
+    common::alert_rules("2s")
+}
 
 async fn alerts(daemon: &Daemon, query: &str) -> Vec<Value> {
     let (_, body) = daemon.get(&format!("/api/v1/alerts{query}")).await;
@@ -33,7 +26,7 @@ async fn alerts(daemon: &Daemon, query: &str) -> Vec<Value> {
 async fn thresholds_and_silence_fire_and_resolve() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let config = dir.path().join("isobar.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(&config, rules()).unwrap();
     let args = ["--config", config.to_str().unwrap()];
     let daemon = Daemon::start_in(dir.clone(), &args, &[]);
     let (mut live, _) =
@@ -128,7 +121,7 @@ async fn alerts_reach_the_webhook_with_retries() {
     let (port, mut received) = crate::common::webhook_receiver(accept.clone()).await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let config = dir.path().join("isobar.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(&config, rules()).unwrap();
     let url = format!("http://127.0.0.1:{port}/hooks/isobar?token=not-logged");
     let daemon = Daemon::start_in(
         dir.clone(),

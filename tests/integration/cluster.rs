@@ -289,12 +289,13 @@ async fn cluster_of(what: &str) -> (PrivateKafka, String, TestDb) {
     (kafka, brokers, db)
 }
 
-/// A config file holding `ALERTS`, in a directory kept as long as the
-/// returned handle, and its path.
+/// A config file holding the alert rules (`hot` above 30 °C, silent
+/// after 6 s), in a directory kept as long as the returned handle, and
+/// its path.
 fn alerts_config() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("isobar.toml");
-    std::fs::write(&config, ALERTS).unwrap();
+    std::fs::write(&config, crate::common::alert_rules("6s")).unwrap();
     let path = config.to_str().unwrap().to_owned();
     (dir, path)
 }
@@ -539,19 +540,6 @@ async fn workers_share_the_partitions_and_a_killed_ones_move_without_loss() {
     db.drop().await;
 }
 
-const ALERTS: &str = r#"
-[alerts]
-silent_after = "6s"
-check_every = "500ms"
-
-[[alerts.thresholds]]
-name = "hot"
-variable = "temperature_c"
-above = 30.0
-for = "0s"
-hysteresis = 1.0
-"#;
-
 /// Alerts recorded, per rule and station: how many times each fired.
 async fn fired(db: &TestDb) -> BTreeMap<(String, String), i64> {
     db.client()
@@ -715,9 +703,7 @@ async fn a_rolling_restart_and_a_broker_restart_lose_nothing() {
 /// station reaches the worker's quarantine with the bridge's reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridge_acknowledges_only_what_kafka_has_and_a_worker_stores_it() {
-    let mut kafka = PrivateKafka::start();
-    let brokers = kafka.brokers();
-    let db = TestDb::create("bridge").await;
+    let (mut kafka, brokers, db) = cluster_of("bridge").await;
     let bridge = crate::common::Daemon::start_with_env(
         &[],
         &[
@@ -1071,9 +1057,7 @@ async fn a_worker_reads_the_topic_over_tls() {
 /// through Redis; it takes no uploads and judges no alerts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_instance_serves_what_the_workers_store() {
-    let kafka = PrivateKafka::start();
-    let brokers = kafka.brokers();
-    let db = TestDb::create("api").await;
+    let (_kafka, brokers, db) = cluster_of("api").await;
     let redis = crate::common::PrivateRedis::start();
     let redis_url = format!("redis://127.0.0.1:{}", redis.port);
     let shared = [
@@ -1163,9 +1147,7 @@ async fn an_api_instance_serves_what_the_workers_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridges_share_a_subscription_at_an_external_broker() {
     use rumqttc::{AsyncClient, MqttOptions, QoS};
-    let kafka = PrivateKafka::start();
-    let brokers = kafka.brokers();
-    let db = TestDb::create("share").await;
+    let (_kafka, brokers, db) = cluster_of("share").await;
     let port = crate::common::mosquitto::free_port();
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let _mosquitto = crate::common::mosquitto::PrivateMosquitto::start(port, dir, &[]);

@@ -629,3 +629,22 @@ pub async fn webhook_receiver(
     });
     (port, rx)
 }
+
+/// Alert rules for tests: `hot`, above 30 °C and at once, and stations
+/// silent after `silent_after`, checked every 500 ms.
+pub fn alert_rules(silent_after: &str) -> String {
+    format!(
+        r#"
+[alerts]
+silent_after = "{silent_after}"
+check_every = "500ms"
+
+[[alerts.thresholds]]
+name = "hot"
+variable = "temperature_c"
+above = 30.0
+for = "0s"
+hysteresis = 1.0
+"#
+    )
+}
