@@ -1037,18 +1037,23 @@ async fn greet(daemon: &Daemon, from: usize, to: usize) {
         .await;
 }
 
-/// Resident memory once it has settled (two readings 2 s apart within 5 %).
+/// Resident memory once it has settled: after at least 10 s (the daemon
+/// hands memory back once its store has been quiet for 5 s), three
+/// readings 2 s apart within 2 % of each other, or the last of a minute.
 async fn settled_rss(daemon: &Daemon) -> u64 {
-    let mut last = daemon.rss_kib();
-    for _ in 0..15 {
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let mut recent = vec![daemon.rss_kib()];
+    for _ in 0..25 {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let now = daemon.rss_kib();
-        if now.abs_diff(last) * 20 <= last {
-            return now;
+        recent.push(daemon.rss_kib());
+        if let [.., a, b, c] = recent[..] {
+            let (lo, hi) = (a.min(b).min(c), a.max(b).max(c));
+            if (hi - lo) * 50 <= hi {
+                return c;
+            }
         }
-        last = now;
     }
-    last
+    *recent.last().unwrap()
 }
 
 // ---------------------------------------------------------------- reporting

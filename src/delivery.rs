@@ -181,14 +181,16 @@ impl DeliveryContext {
         received_at: DateTime<Utc>,
         reason: &RejectReason,
     ) -> QuarantineRecord {
-        let kept = payload.len().min(self.quarantine_max_bytes);
+        // A credential a station put in its payload is not kept.
+        let redacted = crate::domain::secrets::redact(payload);
+        let kept = redacted.len().min(self.quarantine_max_bytes);
         QuarantineRecord {
             received_at,
             source: source.to_owned(),
             station_id,
             reason_code: reason.code(),
             reason: reason.to_string(),
-            payload: payload[..kept].to_vec(),
+            payload: redacted[..kept].to_vec(),
             payload_bytes: payload.len(),
         }
     }

@@ -9,6 +9,7 @@ mod observation;
 pub mod qc;
 mod reading;
 pub mod rollup;
+pub mod secrets;
 mod station_id;
 pub mod units;
 

@@ -7,8 +7,9 @@ use std::path::Path;
 
 /// Lowest first. Within a layer, modules do not use each other.
 const LAYERS: &[&[&str]] = &[
-    // Pure: no I/O, no actors.
-    &["domain", "supervisor"],
+    // Pure: no I/O, no actors; and the hook the binary gives to hand
+    // memory back.
+    &["domain", "supervisor", "memory"],
     &["config"],
     &[
         "storage",

@@ -52,6 +52,7 @@ pub mod faults;
 pub mod health;
 #[cfg(test)]
 mod layering;
+pub mod memory;
 pub mod publisher;
 pub mod replay;
 pub mod simulator;

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -104,9 +105,15 @@ struct SimulateArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     isobar::config::install_crypto_provider();
+    isobar::memory::set_give_back(give_back_to_the_system);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(give_back_freed_memory)
+        // A blocking thread (SQLite, files) idle for this long exits, and
+        // the allocator takes back what it held; the default, 10 s, kept
+        // a burst's threads and their memory for as long as anything ran
+        // on the pool every few seconds.
+        .thread_keep_alive(Duration::from_secs(2))
         .build()
         .expect("the tokio runtime starts");
     runtime.block_on(async move {
@@ -125,26 +132,52 @@ fn main() -> ExitCode {
 /// the pages left empty back to the system. Without it, memory freed in
 /// bulk (station actors going to sleep, the end of a burst) stays resident
 /// until the thread next allocates from those pages, which may be never.
+/// After a burst (see [`give_back_to_the_system`]) each worker does the
+/// thorough collection once, which also purges what threads that have
+/// exited left behind.
 fn give_back_freed_memory() {
     use std::cell::Cell;
     use std::time::Instant;
     thread_local! {
         static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+        static BURSTS_SEEN: Cell<u64> = const { Cell::new(0) };
     }
+    let bursts = BURSTS_OVER.load(Ordering::Relaxed);
+    let thorough = BURSTS_SEEN.get() != bursts;
     let now = Instant::now();
-    if LAST
-        .get()
-        .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
+    if !thorough
+        && LAST
+            .get()
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
     {
         return;
     }
     LAST.set(Some(now));
+    BURSTS_SEEN.set(bursts);
     // SAFETY: mi_collect takes no pointers and may be called on any thread
-    // at any time; `false` asks for the cheap collection.
+    // at any time.
     #[cfg(not(feature = "system-allocator"))]
     unsafe {
-        libmimalloc_sys::mi_collect(false)
+        libmimalloc_sys::mi_collect(thorough)
     };
+}
+
+/// How many bursts have ended: each worker thread collects thoroughly once
+/// after each.
+static BURSTS_OVER: AtomicU64 = AtomicU64::new(0);
+
+/// Called once a burst is over (the store has gone quiet): the C
+/// library's malloc, which SQLite and other C code use, hands back the
+/// free pages in all its arenas, and each worker thread collects
+/// thoroughly as it next goes idle.
+fn give_back_to_the_system() {
+    // SAFETY: malloc_trim takes no pointers and may be called on any
+    // thread at any time.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    BURSTS_OVER.fetch_add(1, Ordering::Relaxed);
 }
 
 fn load(args: &ConfigArgs, overrides: Figment) -> Result<Settings, ExitCode> {

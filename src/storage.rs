@@ -99,7 +99,9 @@ pub struct StoredQuarantine {
     pub station_id: Option<String>,
     pub reason_code: String,
     pub reason: String,
-    /// The stored bytes, as text where they are UTF-8, lossily otherwise.
+    /// The stored bytes, as text where they are UTF-8, lossily otherwise;
+    /// the value of any credential they carried (`password`, `passkey`,
+    /// `api_key`, `apikey`, `token`, `secret`) reads `redacted`.
     pub payload: String,
     pub payload_bytes: usize,
     pub truncated: bool,

@@ -374,6 +374,7 @@ async fn upload_forever(archive: Arc<dyn Archive>, spool_dir: PathBuf, prefix: S
         let pending = segments(&spool_dir, CLOSED).unwrap_or_default();
         metrics::gauge!("isobar_archive_pending_segments").set(pending.len() as f64);
         let mut failed = false;
+        let uploading = !pending.is_empty();
         for path in pending {
             match upload(&*archive, &path, &prefix).await {
                 Ok(objects) => {
@@ -391,6 +392,11 @@ async fn upload_forever(archive: Arc<dyn Archive>, spool_dir: PathBuf, prefix: S
                     break;
                 }
             }
+        }
+        if uploading {
+            // An upload reads and compresses a whole segment (up to
+            // `segment_bytes`): hand what it took back to the system.
+            crate::memory::give_back();
         }
         let pause = if failed {
             failures = failures.saturating_add(1);

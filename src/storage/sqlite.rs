@@ -2,7 +2,7 @@
 //! and a few reader connections so history queries never wait on a batch.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -63,6 +63,32 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// Counts the batches of readings written: the checkpoint thread sees
+    /// from it when the readings have stopped coming (the periodic work of
+    /// the outboxes and the alerts does not count).
+    writes: AtomicU64,
+}
+
+impl Inner {
+    /// Hands back the page caches of every connection not in use: what a
+    /// burst filled (up to `cache_size`, 2 MiB, on each) is freed once the
+    /// store is quiet, and filled again by the next burst's first pages.
+    /// SQLite allocates with the C library's malloc, which keeps freed
+    /// memory in its arenas (one per thread that ran a query): the binary's
+    /// [`crate::memory::give_back`] trims them, or the pages would stay
+    /// resident.
+    fn release_memory(&self, checkpointer: &Connection) {
+        let connections = std::iter::once(&self.writer).chain(&self.readers);
+        for conn in connections {
+            if let Ok(conn) = conn.try_lock()
+                && let Err(e) = conn.release_memory()
+            {
+                tracing::debug!(error = %e, "SQLite could not release its cache");
+            }
+        }
+        let _ = checkpointer.release_memory();
+        crate::memory::give_back();
+    }
 }
 
 impl SqliteStore {
@@ -106,6 +132,7 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
+            writes: AtomicU64::new(0),
         });
         checkpoint_in_background(checkpointer, Arc::downgrade(&inner));
         Ok(Self { inner })
@@ -137,14 +164,30 @@ impl SqliteStore {
 /// database file while the batch's deliveries waited; here a commit is the
 /// WAL append and its fsync alone. PASSIVE: it never waits for readers or
 /// the writer, and what it cannot copy now it copies next time.
+///
+/// Once nothing has been written for [`QUIET`], the same thread has every
+/// connection hand back its page cache (once per quiet spell), so that the
+/// memory a burst took is given back when it is over.
 fn checkpoint_in_background(conn: Connection, store: std::sync::Weak<Inner>) {
     let spawned = std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
-            while store.strong_count() > 0 {
+            let mut seen = 0;
+            let mut quiet_since = std::time::Instant::now();
+            let mut released = true;
+            while let Some(inner) = store.upgrade() {
+                drop(inner);
                 std::thread::sleep(std::time::Duration::from_secs(1));
                 if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                     tracing::warn!(error = %e, "SQLite checkpoint failed; retrying in a second");
+                }
+                let Some(inner) = store.upgrade() else { break };
+                let writes = inner.writes.load(Ordering::Relaxed);
+                if writes != seen {
+                    (seen, quiet_since, released) = (writes, std::time::Instant::now(), false);
+                } else if !released && quiet_since.elapsed() >= QUIET {
+                    inner.release_memory(&conn);
+                    released = true;
                 }
             }
         });
@@ -153,6 +196,9 @@ fn checkpoint_in_background(conn: Connection, store: std::sync::Weak<Inner>) {
         tracing::warn!(error = %e, "cannot start the SQLite checkpoint thread");
     }
 }
+
+/// How long the store must go unwritten before its caches are handed back.
+const QUIET: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Applies pending migrations; returns how many ran.
 pub fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
@@ -475,6 +521,7 @@ impl ReadingStore for SqliteStore {
     async fn write_batch(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome, StoreError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
+            inner.writes.fetch_add(1, Ordering::Relaxed);
             let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
             write(&mut conn, &batch).map_err(StoreError::from)
         })

@@ -19,7 +19,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::{ApiError, WebContext, with};
 use crate::delivery::{Ack, Arrival, Format, Verdict};
-use crate::domain::{MAX_PAYLOAD_BYTES, RejectReason, StationId};
+use crate::domain::{MAX_PAYLOAD_BYTES, RejectReason, StationId, secrets};
 
 /// An upload, once stored.
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -201,15 +201,12 @@ async fn wunderground(
     Ok(reply)
 }
 
-/// Credentials that uploads carry and isobar never keeps.
-const SECRETS: [&str; 3] = ["password", "passkey", "api_key"];
-
 /// Replaces the value of every credential in a query string or form body.
 fn redact(query: &str) -> String {
     let mut out = form_urlencoded::Serializer::new(String::new());
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        if SECRETS.iter().any(|s| k.eq_ignore_ascii_case(s)) {
-            out.append_pair(&k, "redacted");
+        if secrets::is_secret(&k) {
+            out.append_pair(&k, secrets::REDACTED);
         } else {
             out.append_pair(&k, &v);
         }

@@ -416,3 +416,39 @@ async fn live_clients_are_pinged_and_a_silent_one_is_closed() {
     drop(answering);
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+/// Once readings stop coming, the daemon hands back what their burst took
+/// (the store's page caches, the allocators' free pages): once per quiet
+/// spell, not on every tick while quiet, and again after the next burst.
+/// How much comes back is measured by `make bench-memory`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_is_given_back_once_the_readings_stop() {
+    let daemon = Daemon::start(&[]);
+    let publisher = Publisher::connect(&daemon, "burst-publisher").await;
+    let given_back = || async {
+        common::metric(&daemon.metrics().await, "isobar_memory_given_back_total").unwrap_or(0.0)
+    };
+    let mut seen = given_back().await;
+    assert_eq!(seen, 0.0, "nothing to give back before any reading");
+    for burst in 0..2 {
+        for i in 0..50 {
+            let at = chrono::Utc::now() - chrono::TimeDelta::minutes(60 * burst + i);
+            publisher
+                .reading("WS500", &at.to_rfc3339(), 10.0 + i as f64 * 0.1)
+                .await;
+        }
+        seen = eventually(
+            Duration::from_secs(30),
+            "memory given back after the burst",
+            || async {
+                let n = given_back().await;
+                (n > seen).then_some(n)
+            },
+        )
+        .await;
+        // Quiet since: nothing more to give back.
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        assert_eq!(given_back().await, seen, "given back again while quiet");
+    }
+    assert_eq!(daemon.terminate(), Some(0));
+}

@@ -557,6 +557,64 @@ async fn odd_requests_get_clear_answers_and_leave_no_trace() {
     assert_eq!(daemon.terminate(), Some(0));
 }
 
+/// A credential is never kept, whatever format it came in: a Weather
+/// Underground query published over MQTT by a station configured for the
+/// wrong protocol, a JSON publish and a JSON upload carrying a key in
+/// their bodies, cut off or not. Each is quarantined without it. (The
+/// upload routes' own forms are covered with the formats.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_any_format_never_reach_the_quarantine() {
+    let daemon = Daemon::start(&[]);
+    let secret = "s3cr3t-value-0123456789";
+    let publisher = common::Publisher::connect(&daemon, "careless").await;
+    publisher
+        .publish(
+            "weather/WS971/observations",
+            format!("ID=WS971&PASSWORD={secret}&tempf=70.1&dateutc=now"),
+        )
+        .await;
+    publisher
+        .publish(
+            "weather/WS972/observations",
+            format!(r#"{{"station_id":"WS972","auth":{{"Api_Key":"{secret}"}},"timestamp":"yesterday"}}"#),
+        )
+        .await;
+    publisher
+        .publish(
+            "weather/WS973/observations",
+            format!(r#"{{"station_id":"WS973","token":"{secret}"#),
+        )
+        .await;
+    let response = reqwest::Client::new()
+        .post(daemon.url("/api/v1/ingest/WS974"))
+        .body(format!(
+            r#"{{"passkey": "{secret}", "temperature": "warm"}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let payloads = eventually(Duration::from_secs(10), "all four quarantined", || async {
+        let (_, body) = daemon.get("/api/v1/quarantine").await;
+        let payloads: Vec<String> = body["items"]
+            .as_array()?
+            .iter()
+            .map(|r| r["payload"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        (payloads.len() == 4).then_some(payloads)
+    })
+    .await;
+    for payload in &payloads {
+        assert!(!payload.contains(secret), "kept: {payload}");
+        assert!(payload.contains("redacted"), "{payload}");
+    }
+    assert!(
+        daemon.logs().iter().all(|l| !l.contains(secret)),
+        "a credential reached the log"
+    );
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
 /// Slow or stalled clients cannot take the server: a connection that
 /// does not finish its headers in time is closed, one address holds at
 /// most its share of connections, and the probes keep answering others.
