@@ -626,7 +626,11 @@ impl Daemon {
             .arg("--listen")
             .arg(web.to_string())
             .arg("--data-dir")
-            .arg(dir.path());
+            .arg(dir.path())
+            // The large-network parts run 100,000 stations: their operator
+            // raises the cap on stations (10,000 by default), or all past
+            // it would be quarantined. Nothing else changes.
+            .env("ISOBAR__ADMISSION__MAX_STATIONS", "10000000");
         let session = matches!(broker, Broker::Mosquitto(_)).then_some(session_id.clone());
         let mqtt = match broker {
             Broker::Embedded => {
