@@ -175,13 +175,12 @@ fn checkpoint_in_background(conn: Connection, store: std::sync::Weak<Inner>) {
             let mut seen = 0;
             let mut quiet_since = std::time::Instant::now();
             let mut released = true;
-            while let Some(inner) = store.upgrade() {
-                drop(inner);
+            loop {
                 std::thread::sleep(std::time::Duration::from_secs(1));
+                let Some(inner) = store.upgrade() else { break };
                 if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                     tracing::warn!(error = %e, "SQLite checkpoint failed; retrying in a second");
                 }
-                let Some(inner) = store.upgrade() else { break };
                 let writes = inner.writes.load(Ordering::Relaxed);
                 if writes != seen {
                     (seen, quiet_since, released) = (writes, std::time::Instant::now(), false);
