@@ -53,6 +53,21 @@ pub fn redact(payload: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// A query string or form body with the value of every credential
+/// replaced by `redacted`. It parses the form, so a name written with
+/// percent-escapes (`pass%6Bey=…`) is caught as well.
+pub fn redact_form(query: &str) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if is_secret(&k) {
+            out.append_pair(&k, REDACTED);
+        } else {
+            out.append_pair(&k, &v);
+        }
+    }
+    out.finish()
+}
+
 /// A cheap first look: does any credential's name occur at all?
 fn mentions_a_secret(payload: &[u8]) -> bool {
     SECRET_KEYS.iter().any(|key| {
@@ -203,5 +218,37 @@ mod tests {
             let leaked = out.contains(&value) && !before.contains(&value) && !after.contains(&value);
             prop_assert!(!leaked, "{payload} -> {out}");
         }
+    }
+
+    #[test]
+    fn the_passkey_is_redacted_whatever_its_case() {
+        let r = redact_form("PASSKEY=0123ABCD&tempf=70.1&passkey=x&PassWord=y");
+        assert_eq!(
+            r,
+            "PASSKEY=redacted&tempf=70.1&passkey=redacted&PassWord=redacted"
+        );
+    }
+
+    #[test]
+    fn an_api_key_in_the_query_is_redacted() {
+        let r = redact_form("ID=WS001&api_key=0123456789abcdef&tempf=70.1&API_KEY=x");
+        assert_eq!(r, "ID=WS001&api_key=redacted&tempf=70.1&API_KEY=redacted");
+    }
+
+    #[test]
+    fn the_password_is_redacted() {
+        let q = "ID=WS001&PASSWORD=hunter2&tempf=70.1&dateutc=now";
+        let r = redact_form(q);
+        assert!(!r.contains("hunter2"));
+        assert!(
+            r.contains("PASSWORD=redacted") && r.contains("ID=WS001") && r.contains("tempf=70.1")
+        );
+    }
+
+    #[test]
+    fn a_percent_escaped_name_is_caught() {
+        let r = redact_form("ID=WS001&pass%6Bey=0123ABCD&tempf=70.1");
+        assert!(!r.contains("0123ABCD"), "{r}");
+        assert_eq!(r, "ID=WS001&passkey=redacted&tempf=70.1");
     }
 }

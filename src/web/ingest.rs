@@ -157,7 +157,7 @@ pub fn routes(
         .and(with(ctx.clone()))
         .and_then(|station: String, body: Bytes, ctx| {
             // The passkey must not be stored, not even in quarantine.
-            let body = Bytes::from(redact(&String::from_utf8_lossy(&body)));
+            let body = Bytes::from(secrets::redact_form(&String::from_utf8_lossy(&body)));
             ingest(station, body, Format::Ecowitt, ctx)
         });
     let json = warp::path!("api" / "v1" / "ingest" / String)
@@ -188,7 +188,7 @@ async fn wunderground(
         }));
     }
     // The password must not be stored, not even in quarantine.
-    let redacted = redact(&query);
+    let redacted = secrets::redact_form(&query);
     let id = form_urlencoded::parse(redacted.as_bytes())
         .find(|(k, _)| k == "ID")
         .map(|(_, v)| v.into_owned())
@@ -199,19 +199,6 @@ async fn wunderground(
         return Ok(warp::reply::with_status("success\n", StatusCode::OK).into_response());
     }
     Ok(reply)
-}
-
-/// Replaces the value of every credential in a query string or form body.
-fn redact(query: &str) -> String {
-    let mut out = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        if secrets::is_secret(&k) {
-            out.append_pair(&k, secrets::REDACTED);
-        } else {
-            out.append_pair(&k, &v);
-        }
-    }
-    out.finish()
 }
 
 async fn ingest(
@@ -290,34 +277,4 @@ async fn ingest(
         }
     };
     Ok(reply)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_passkey_is_redacted_whatever_its_case() {
-        let r = redact("PASSKEY=0123ABCD&tempf=70.1&passkey=x&PassWord=y");
-        assert_eq!(
-            r,
-            "PASSKEY=redacted&tempf=70.1&passkey=redacted&PassWord=redacted"
-        );
-    }
-
-    #[test]
-    fn an_api_key_in_the_query_is_redacted() {
-        let r = redact("ID=WS001&api_key=0123456789abcdef&tempf=70.1&API_KEY=x");
-        assert_eq!(r, "ID=WS001&api_key=redacted&tempf=70.1&API_KEY=redacted");
-    }
-
-    #[test]
-    fn the_password_is_redacted() {
-        let q = "ID=WS001&PASSWORD=hunter2&tempf=70.1&dateutc=now";
-        let r = redact(q);
-        assert!(!r.contains("hunter2"));
-        assert!(
-            r.contains("PASSWORD=redacted") && r.contains("ID=WS001") && r.contains("tempf=70.1")
-        );
-    }
 }
