@@ -611,6 +611,10 @@ pub trait ReadingStore: Send + Sync + 'static {
     async fn latest(&self, id: &StationId) -> Result<Option<Reading>, StoreError>;
     /// Readings in `[from, to)`, oldest first, at most `limit`.
     async fn readings(&self, query: HistoryQuery) -> Result<Vec<Reading>, StoreError>;
+    /// Called once the readings have stopped coming for a while: hand
+    /// back the caches a burst filled (they fill again with the next).
+    /// Nothing to do for a store whose caches live in another process.
+    async fn release_memory(&self) {}
 }
 
 /// Alerts as they fire and resolve.

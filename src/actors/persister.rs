@@ -184,7 +184,15 @@ pub struct PersisterState {
     retry_at: Option<Instant>,
     /// `isobar_queue_depth{queue="persister"}`, set after every message.
     depth: metrics::Gauge,
+    /// When the last delivery came in, and whether the memory its burst
+    /// took has been handed back since (see [`PersisterState::quiet`]).
+    last_busy: Instant,
+    given_back: bool,
 }
+
+/// How long no reading must come before the memory a burst took is
+/// handed back.
+pub const QUIET: Duration = Duration::from_secs(5);
 
 /// Backoff between attempts while the store is failing.
 const STORE_RETRY: Backoff = Backoff {
@@ -218,6 +226,9 @@ impl Actor for Persister {
             failures: 0,
             retry_at: None,
             depth: metrics::gauge!("isobar_queue_depth", "queue" => "persister"),
+            last_busy: Instant::now(),
+            // Nothing to give back before the first reading.
+            given_back: true,
             myself,
             args,
         })
@@ -264,8 +275,13 @@ impl Actor for Persister {
                 state.readings.extend(readings);
                 state.quarantine.extend(quarantine);
                 state.hold(held);
+                state.last_busy = Instant::now();
+                state.given_back = false;
             }
-            PersisterMsg::Tick => state.retry(),
+            PersisterMsg::Tick => {
+                state.retry();
+                state.quiet();
+            }
             PersisterMsg::Written => state.finish_ready().await,
             PersisterMsg::Flush(reply) => {
                 let result = state.flush().await;
@@ -283,6 +299,26 @@ impl Actor for Persister {
 }
 
 impl PersisterState {
+    /// Once everything is written and nothing has come for [`QUIET`]
+    /// (once per quiet spell): the store hands back its caches and the
+    /// allocators what the burst freed, so that the resident memory goes
+    /// back down to what the daemon holds between bursts.
+    fn quiet(&mut self) {
+        if self.given_back
+            || !self.deliveries.is_empty()
+            || !self.writing.is_empty()
+            || self.last_busy.elapsed() < QUIET
+        {
+            return;
+        }
+        self.given_back = true;
+        let store = self.args.store.clone();
+        tokio::spawn(async move {
+            store.release_memory().await;
+            crate::memory::give_back();
+        });
+    }
+
     fn hold(&mut self, held: Held) {
         self.oldest.get_or_insert_with(Instant::now);
         self.deliveries.push(held);

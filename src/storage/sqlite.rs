@@ -2,7 +2,7 @@
 //! and a few reader connections so history queries never wait on a batch.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -63,10 +63,9 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
-    /// Counts the batches of readings written: the checkpoint thread sees
-    /// from it when the readings have stopped coming (the periodic work of
-    /// the outboxes and the alerts does not count).
-    writes: AtomicU64,
+    /// The connection the checkpoints run on (see
+    /// [`checkpoint_in_background`]).
+    checkpointer: Mutex<Connection>,
 }
 
 impl Inner {
@@ -74,11 +73,13 @@ impl Inner {
     /// burst filled (up to `cache_size`, 2 MiB, on each) is freed once the
     /// store is quiet, and filled again by the next burst's first pages.
     /// SQLite allocates with the C library's malloc, which keeps freed
-    /// memory in its arenas (one per thread that ran a query): the binary's
-    /// [`crate::memory::give_back`] trims them, or the pages would stay
-    /// resident.
-    fn release_memory(&self, checkpointer: &Connection) {
-        let connections = std::iter::once(&self.writer).chain(&self.readers);
+    /// memory in its arenas (one per thread that ran a query): the
+    /// persister's [`crate::memory::give_back`], just after, trims them, or
+    /// the pages would stay resident.
+    fn release_memory(&self) {
+        let connections = std::iter::once(&self.writer)
+            .chain(&self.readers)
+            .chain(std::iter::once(&self.checkpointer));
         for conn in connections {
             if let Ok(conn) = conn.try_lock()
                 && let Err(e) = conn.release_memory()
@@ -86,8 +87,6 @@ impl Inner {
                 tracing::debug!(error = %e, "SQLite could not release its cache");
             }
         }
-        let _ = checkpointer.release_memory();
-        crate::memory::give_back();
     }
 }
 
@@ -132,9 +131,9 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
-            writes: AtomicU64::new(0),
+            checkpointer: Mutex::new(checkpointer),
         });
-        checkpoint_in_background(checkpointer, Arc::downgrade(&inner));
+        checkpoint_in_background(Arc::downgrade(&inner));
         Ok(Self { inner })
     }
 
@@ -156,6 +155,22 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
+
+    /// Runs `f` on the writer connection, on a blocking thread.
+    async fn write<T, E, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        E: Into<StoreError>,
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut conn).map_err(Into::into)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
 }
 
 /// Copies the WAL into the database every second on its own connection and
@@ -164,29 +179,16 @@ impl SqliteStore {
 /// database file while the batch's deliveries waited; here a commit is the
 /// WAL append and its fsync alone. PASSIVE: it never waits for readers or
 /// the writer, and what it cannot copy now it copies next time.
-///
-/// Once nothing has been written for [`QUIET`], the same thread has every
-/// connection hand back its page cache (once per quiet spell), so that the
-/// memory a burst took is given back when it is over.
-fn checkpoint_in_background(conn: Connection, store: std::sync::Weak<Inner>) {
+fn checkpoint_in_background(store: std::sync::Weak<Inner>) {
     let spawned = std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
-            let mut seen = 0;
-            let mut quiet_since = std::time::Instant::now();
-            let mut released = true;
             loop {
                 std::thread::sleep(std::time::Duration::from_secs(1));
                 let Some(inner) = store.upgrade() else { break };
+                let conn = inner.checkpointer.lock().unwrap_or_else(|e| e.into_inner());
                 if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                     tracing::warn!(error = %e, "SQLite checkpoint failed; retrying in a second");
-                }
-                let writes = inner.writes.load(Ordering::Relaxed);
-                if writes != seen {
-                    (seen, quiet_since, released) = (writes, std::time::Instant::now(), false);
-                } else if !released && quiet_since.elapsed() >= QUIET {
-                    inner.release_memory(&conn);
-                    released = true;
                 }
             }
         });
@@ -195,9 +197,6 @@ fn checkpoint_in_background(conn: Connection, store: std::sync::Weak<Inner>) {
         tracing::warn!(error = %e, "cannot start the SQLite checkpoint thread");
     }
 }
-
-/// How long the store must go unwritten before its caches are handed back.
-const QUIET: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Applies pending migrations; returns how many ran.
 pub fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
@@ -517,15 +516,12 @@ fn write(conn: &mut Connection, batch: &WriteBatch) -> Result<WriteOutcome, rusq
 
 #[async_trait]
 impl ReadingStore for SqliteStore {
-    async fn write_batch(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome, StoreError> {
+    async fn release_memory(&self) {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            inner.writes.fetch_add(1, Ordering::Relaxed);
-            let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
-            write(&mut conn, &batch).map_err(StoreError::from)
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        let _ = tokio::task::spawn_blocking(move || inner.release_memory()).await;
+    }
+    async fn write_batch(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome, StoreError> {
+        self.write(move |conn| write(conn, &batch)).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
@@ -589,9 +585,7 @@ impl ReadingStore for SqliteStore {
 #[async_trait]
 impl AlertStore for SqliteStore {
     async fn fire_alert(&self, a: NewAlert) -> Result<AlertRecord, StoreError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.write(move |conn| {
             conn.execute(
                 "INSERT INTO alerts (rule, station_id, value, message, fired_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5) \
@@ -614,8 +608,6 @@ impl AlertStore for SqliteStore {
             )
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
-        .map_err(StoreError::from)
     }
     async fn resolve_alert(
         &self,
@@ -623,10 +615,8 @@ impl AlertStore for SqliteStore {
         station: Option<&StationId>,
         at: DateTime<Utc>,
     ) -> Result<Option<AlertRecord>, StoreError> {
-        let inner = self.inner.clone();
         let (rule, station) = (rule.to_owned(), super::alert_subject(station).to_owned());
-        tokio::task::spawn_blocking(move || {
-            let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.write(move |conn| {
             conn.query_row(
                 &format!(
                     "UPDATE alerts SET resolved_at = ?3 \
@@ -639,8 +629,6 @@ impl AlertStore for SqliteStore {
             .optional()
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
-        .map_err(StoreError::from)
     }
     async fn alerts(
         &self,
@@ -661,9 +649,8 @@ impl AlertStore for SqliteStore {
         .await
     }
     async fn queue_delivery(&self, body: &str) -> Result<(), StoreError> {
-        let (inner, body) = (self.inner.clone(), body.to_owned());
-        tokio::task::spawn_blocking(move || {
-            let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let body = body.to_owned();
+        self.write(move |conn| {
             conn.execute(
                 "INSERT INTO alert_deliveries (body, next_at) VALUES (?1, ?2)",
                 params![body, micros(Utc::now())],
@@ -671,16 +658,12 @@ impl AlertStore for SqliteStore {
             .map(|_| ())
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
-        .map_err(StoreError::from)
     }
     async fn next_delivery(
         &self,
         now: DateTime<Utc>,
     ) -> Result<Option<super::QueuedDelivery>, StoreError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.write(move |conn| {
             conn.query_row(
                 "SELECT id, body, attempts, next_at FROM alert_deliveries ORDER BY id LIMIT 1",
                 [],
@@ -699,24 +682,16 @@ impl AlertStore for SqliteStore {
             .map(|first| first.filter(|(_, at)| *at <= micros(now)).map(|(d, _)| d))
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
-        .map_err(StoreError::from)
     }
     async fn delivery_done(&self, id: i64) -> Result<(), StoreError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.write(move |conn| {
             conn.execute("DELETE FROM alert_deliveries WHERE id = ?1", params![id])
                 .map(|_| ())
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
-        .map_err(StoreError::from)
     }
     async fn delivery_failed(&self, id: i64, next_at: DateTime<Utc>) -> Result<(), StoreError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.write(move |conn| {
             conn.execute(
                 "UPDATE alert_deliveries SET attempts = attempts + 1, next_at = ?2 WHERE id = ?1",
                 params![id, micros(next_at)],
@@ -724,8 +699,6 @@ impl AlertStore for SqliteStore {
             .map(|_| ())
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
-        .map_err(StoreError::from)
     }
 }
 
@@ -737,10 +710,8 @@ impl RollupStore for SqliteStore {
         leftovers: Leftovers,
         changes: bool,
     ) -> Result<super::RolledUp, StoreError> {
-        let inner = self.inner.clone();
         let held = held.to_vec();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.write(move |conn| {
             let tx = conn.transaction()?;
             // The held batches whose entries are still there: the delete
             // is the gate (a batch rolled up already is not returned).
@@ -819,10 +790,9 @@ impl RollupStore for SqliteStore {
             let mut done = super::RolledUp::of(readings, &deltas);
             done.leftovers = left_over;
             done.changed = changed;
-            Ok(done)
+            Ok::<_, rusqlite::Error>(done)
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
     }
     async fn rollups(&self, q: RollupQuery) -> Result<Vec<Rollup>, StoreError> {
         self.read(move |c| {
@@ -870,10 +840,8 @@ impl ArchiveOutbox for SqliteStore {
         .await
     }
     async fn archive_done(&self, seqs: &[i64]) -> Result<(), StoreError> {
-        let inner = self.inner.clone();
         let seqs = serde_json::to_string(seqs).expect("numbers serialise");
-        tokio::task::spawn_blocking(move || {
-            let conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.write(move |conn| {
             conn.execute(
                 "DELETE FROM archive_batches WHERE seq IN (SELECT value FROM json_each(?1))",
                 [seqs],
@@ -881,8 +849,6 @@ impl ArchiveOutbox for SqliteStore {
             .map(|_| ())
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
-        .map_err(StoreError::from)
     }
 }
 

@@ -474,6 +474,18 @@ async fn the_daemon_runs_on_postgres() {
     .await;
     let (_, latest) = daemon.get("/api/v1/stations/WS300/latest").await;
     assert_eq!(latest["temperature_c"], 14.0);
+    // Once the readings stop, the memory their burst took is handed back
+    // on PostgreSQL too (the persister decides, not the store).
+    eventually(
+        Duration::from_secs(30),
+        "memory given back once the readings stopped",
+        || async {
+            let metrics = daemon.metrics().await;
+            (common::metric(&metrics, "isobar_memory_given_back_total").unwrap_or(0.0) >= 1.0)
+                .then_some(())
+        },
+    )
+    .await;
     drop(publisher);
     assert_eq!(daemon.terminate(), Some(0));
     schema.drop().await;
