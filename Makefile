@@ -87,6 +87,7 @@ publish-dashboard:
 
 lint:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --features fault-injection -- -D warnings
 	$(CARGO) clippy --all-targets --all-features -- -D warnings
 
 ## The deployment files and shell scripts: hadolint, compose schema, kustomize

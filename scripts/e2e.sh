@@ -21,11 +21,12 @@ fi
 bin=${ISOBAR_BIN:-$PWD/target/debug/isobar}
 if [ -z "${ISOBAR_BIN:-}" ]; then
   # The binary embeds the dashboard: build it after frontend/dist. The
-  # same build as `cargo test --all-features` (whose integration tests use
-  # this binary), so after the test suite there is nothing to do; a plain
-  # `cargo build` would build the dependencies again with other features.
+  # same build as `cargo test --features fault-injection` (whose
+  # integration tests use this binary), so after the test suite there is
+  # nothing to do; a plain `cargo build` would build the dependencies
+  # again with other features.
   [ -f frontend/dist/index.html ] || (cd frontend && npm run build)
-  cargo test --all-features --no-run --quiet
+  cargo test --features fault-injection --no-run --quiet
 fi
 export ISOBAR_BIN=$bin
 

@@ -15,7 +15,36 @@ use isobar::{App, simulator};
 
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings, read as it starts (`_RJEM_MALLOC_CONF` in the
+/// environment overrides them):
+/// - `percpu_arena`: one arena per CPU (the default is four per CPU, each
+///   holding pages of its own): fewer partly used pages, and no thread
+///   waits on another's arena;
+/// - `background_thread`: a thread of jemalloc's own hands freed pages
+///   back to the system, so that it happens while the daemon is idle,
+///   not only at the next allocation;
+/// - `dirty_decay_ms:1000`: pages freed are handed back after a second
+///   (the default is ten), so the end of a burst shows in the resident
+///   memory at once;
+/// - `muzzy_decay_ms:0`: handed back for good (`MADV_DONTNEED`), not as
+///   lazily freed pages (`MADV_FREE`) that count as resident until the
+///   kernel needs them.
+#[cfg(not(feature = "system-allocator"))]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static JEMALLOC_CONF: JemallocConf = JemallocConf(
+    c"percpu_arena:percpu,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr(),
+);
+
+/// A C string constant, as jemalloc reads its settings.
+#[cfg(not(feature = "system-allocator"))]
+#[repr(transparent)]
+struct JemallocConf(*const std::ffi::c_char);
+
+// SAFETY: it points to a string constant, never written.
+#[cfg(not(feature = "system-allocator"))]
+unsafe impl Sync for JemallocConf {}
 
 #[derive(Parser)]
 #[command(
@@ -127,49 +156,34 @@ fn main() -> ExitCode {
     })
 }
 
-/// Called as a worker thread goes idle: at most once a second, it has the
-/// allocator finish the frees other threads made of its memory and give
-/// the pages left empty back to the system. Without it, memory freed in
-/// bulk (station actors going to sleep, the end of a burst) stays resident
-/// until the thread next allocates from those pages, which may be never.
-/// After a burst (see [`give_back_to_the_system`]) each worker does the
-/// thorough collection once, which also purges what threads that have
-/// exited left behind.
+/// Called as a worker thread goes idle: once after each burst (see
+/// [`give_back_to_the_system`]), the thread hands the objects its cache
+/// keeps for reuse back to jemalloc, so that pages they alone kept in use
+/// are freed with the rest. Otherwise nothing: jemalloc's background thread
+/// hands freed pages back by itself.
 fn give_back_freed_memory() {
     use std::cell::Cell;
-    use std::time::Instant;
     thread_local! {
-        static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
         static BURSTS_SEEN: Cell<u64> = const { Cell::new(0) };
     }
     let bursts = BURSTS_OVER.load(Ordering::Relaxed);
-    let thorough = BURSTS_SEEN.get() != bursts;
-    let now = Instant::now();
-    if !thorough
-        && LAST
-            .get()
-            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
-    {
+    if BURSTS_SEEN.get() == bursts {
         return;
     }
-    LAST.set(Some(now));
     BURSTS_SEEN.set(bursts);
-    // SAFETY: mi_collect takes no pointers and may be called on any thread
-    // at any time.
     #[cfg(not(feature = "system-allocator"))]
-    unsafe {
-        libmimalloc_sys::mi_collect(thorough)
-    };
+    jemalloc_do(c"thread.tcache.flush");
 }
 
-/// How many bursts have ended: each worker thread collects thoroughly once
+/// How many bursts have ended: each worker thread flushes its cache once
 /// after each.
 static BURSTS_OVER: AtomicU64 = AtomicU64::new(0);
 
-/// Called once a burst is over (the store has gone quiet): the C
+/// Called once a burst is over (the readings have stopped): the C
 /// library's malloc, which SQLite and other C code use, hands back the
-/// free pages in all its arenas, and each worker thread collects
-/// thoroughly as it next goes idle.
+/// free pages in all its arenas; jemalloc hands back the freed pages of
+/// all its arenas now rather than as they age; and each worker thread
+/// flushes its cache as it next goes idle.
 fn give_back_to_the_system() {
     // SAFETY: malloc_trim takes no pointers and may be called on any
     // thread at any time.
@@ -177,7 +191,29 @@ fn give_back_to_the_system() {
     unsafe {
         libc::malloc_trim(0);
     }
+    // Every arena: MALLCTL_ARENAS_ALL.
+    #[cfg(not(feature = "system-allocator"))]
+    jemalloc_do(c"arena.4096.purge");
     BURSTS_OVER.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Runs one of jemalloc's controls that takes and returns nothing.
+#[cfg(not(feature = "system-allocator"))]
+fn jemalloc_do(name: &std::ffi::CStr) {
+    // SAFETY: `name` is a C string; a control without a value reads and
+    // writes nothing through the null pointers.
+    let rc = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            name.as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(control = ?name, rc, "jemalloc refused a control");
+    }
 }
 
 fn load(args: &ConfigArgs, overrides: Figment) -> Result<Settings, ExitCode> {
@@ -437,4 +473,59 @@ fn check_config(args: ConfigArgs) -> ExitCode {
 
 fn toml_string(settings: &Settings) -> Option<String> {
     toml::to_string(settings).ok()
+}
+
+#[cfg(all(test, not(feature = "system-allocator")))]
+mod tests {
+    use std::ffi::{CStr, c_char};
+    use std::mem::MaybeUninit;
+
+    /// One of jemalloc's values, read through `mallctl`.
+    fn read<T: Copy>(name: &CStr) -> T {
+        let mut value = MaybeUninit::<T>::uninit();
+        let mut len = size_of::<T>();
+        // SAFETY: `value` has room for `len` bytes, the size of the
+        // control's type, which jemalloc checks against `len`.
+        let rc = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                name.as_ptr(),
+                value.as_mut_ptr().cast(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        assert_eq!(rc, 0, "{name:?}");
+        assert_eq!(len, size_of::<T>(), "{name:?}");
+        // SAFETY: jemalloc wrote the value.
+        unsafe { value.assume_init() }
+    }
+
+    #[test]
+    fn jemalloc_runs_with_the_daemons_settings() {
+        assert_eq!(read::<isize>(c"opt.dirty_decay_ms"), 1000);
+        assert_eq!(read::<isize>(c"opt.muzzy_decay_ms"), 0);
+        assert!(read::<bool>(c"opt.background_thread"));
+        // SAFETY: jemalloc's settings are strings that live as long as it.
+        let arenas = unsafe { CStr::from_ptr(read::<*const c_char>(c"opt.percpu_arena")) };
+        assert_eq!(arenas, c"percpu");
+    }
+
+    #[test]
+    fn the_controls_a_burst_ends_with_are_accepted() {
+        // Refused controls are only logged: check here that they exist.
+        for control in [c"thread.tcache.flush", c"arena.4096.purge"] {
+            // SAFETY: controls without a value read and write nothing.
+            let rc = unsafe {
+                tikv_jemalloc_sys::mallctl(
+                    control.as_ptr(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    0,
+                )
+            };
+            assert_eq!(rc, 0, "{control:?}");
+        }
+    }
 }
