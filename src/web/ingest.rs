@@ -122,8 +122,8 @@ struct WundergroundQuery {
 fn ingest_wunderground() {}
 
 /// The longest Weather Underground query taken: a real upload is well
-/// under 1 KiB, and the HTTP server refuses a request line much longer
-/// than 64 KiB before any route sees it (an empty 414).
+/// under 1 KiB. (A request target over 65,534 bytes never reaches a
+/// route: the HTTP library answers an empty 414.)
 const MAX_QUERY_BYTES: usize = 8 * 1024;
 
 /// How long an upload waits to hear that it is stored.
