@@ -140,7 +140,19 @@ impl RedisCache {
 /// fred reconnects a connection it had, by its policy, but gives up when the
 /// very first attempt fails (Redis not up yet when isobar starts): start
 /// again until one succeeds, so Redis can come up in any order.
-fn keep_connected<C: ClientLike + 'static>(client: C) {
+fn keep_connected<C: ClientLike + EventInterface + 'static>(client: C) {
+    // A refused login (a wrong password in cache.redis_url, or none where
+    // the server wants one, as ElastiCache with an AUTH token does) will
+    // not mend itself: say so, with the server's reason. Other connection
+    // errors are the outages the reconnects ride out.
+    drop(client.on_error(|(e, _server)| async move {
+        if *e.kind() == ErrorKind::Auth {
+            tracing::warn!(error = %e, "redis refused the login: check the password in cache.redis_url");
+        } else {
+            tracing::debug!(error = %e, "redis connection error");
+        }
+        Ok(())
+    }));
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(200);
         loop {

@@ -204,3 +204,63 @@ async fn redis_over_tls_checks_the_server() {
     .await;
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+/// ElastiCache with an AUTH token, as the AWS stacks deploy it: a Redis
+/// that speaks only TLS and wants a password, which the daemon gives from
+/// `cache.redis_url` (`rediss://:<token>@host:port`). With a wrong token
+/// the cache is never up and `/ready` says so; neither token reaches the
+/// log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_with_an_auth_token() {
+    const TOKEN: &str = "Q7pAuthTokenOfSixtyFourLettersAndDigitsOnly0123456789abcdefghij";
+    const WRONG: &str = "NotTheTokenNotTheTokenNotTheTokenNotTheTokenNotTheToken01234567";
+    let certs = tempfile::tempdir().unwrap();
+    common::tls::make_certificates(certs.path());
+    let port = common::mosquitto::free_port();
+    let _redis = common::PrivateRedis::start_tls_with_password(port, certs.path(), TOKEN);
+    let ca_file = certs.path().join("ca.pem");
+    let start = |token: &str| {
+        Daemon::start_with_env(
+            &[],
+            &[
+                ("ISOBAR__CACHE__BACKEND", "redis"),
+                (
+                    "ISOBAR__CACHE__REDIS_URL",
+                    &format!("rediss://:{token}@localhost:{port}"),
+                ),
+                ("ISOBAR__CACHE__REDIS_CA_FILE", ca_file.to_str().unwrap()),
+            ],
+        )
+    };
+    let daemon = start(TOKEN);
+    eventually(Duration::from_secs(10), "cache ready", || async {
+        let (_, ready) = daemon.get("/ready").await;
+        (ready["checks"]["cache"] == "ok").then_some(())
+    })
+    .await;
+    let publisher = Publisher::connect(&daemon, "auth-token-publisher").await;
+    publisher
+        .reading("WS420", "2025-01-13T10:00:00Z", 4.0)
+        .await;
+    eventually(Duration::from_secs(10), "the latest reading", || async {
+        let (status, _) = daemon.get("/api/v1/stations/WS420/latest").await;
+        (status == 200).then_some(())
+    })
+    .await;
+    drop(publisher);
+
+    let refused = start(WRONG);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, ready) = refused.get("/ready").await;
+    assert_eq!(status, 200, "the daemon still takes readings");
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_ne!(ready["checks"]["cache"], "ok", "{ready}");
+    let said = refused.logs().join("\n");
+    assert!(said.contains("redis refused the login"), "{said}");
+    for d in [&daemon, &refused] {
+        let logs = d.logs().join("\n");
+        assert!(!logs.contains(TOKEN) && !logs.contains(WRONG), "{logs}");
+    }
+    assert_eq!(daemon.terminate(), Some(0));
+    assert_eq!(refused.terminate(), Some(0));
+}

@@ -490,23 +490,41 @@ impl PrivateRedis {
     /// A Redis that speaks only TLS on `port`, with the certificate of
     /// [`tls::make_certificates`] in `certs`.
     pub fn start_tls(port: u16, certs: &std::path::Path) -> PrivateRedis {
+        Self::start_tls_with(port, certs, &[])
+    }
+
+    /// As [`Self::start_tls`], and it wants `password` (`AUTH`), as
+    /// ElastiCache does with an AUTH token.
+    pub fn start_tls_with_password(
+        port: u16,
+        certs: &std::path::Path,
+        password: &str,
+    ) -> PrivateRedis {
+        Self::start_tls_with(port, certs, &["--requirepass", password])
+    }
+
+    fn start_tls_with(port: u16, certs: &std::path::Path, more: &[&str]) -> PrivateRedis {
         let path = |name: &str| certs.join(name).to_str().unwrap().to_owned();
         Self::launch(
             port,
             &[
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--tls-cert-file",
-                &path("server.pem"),
-                "--tls-key-file",
-                &path("server.key"),
-                "--tls-ca-cert-file",
-                &path("ca.pem"),
-                "--tls-auth-clients",
-                "no",
-            ],
+                more,
+                &[
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port.to_string(),
+                    "--tls-cert-file",
+                    &path("server.pem"),
+                    "--tls-key-file",
+                    &path("server.key"),
+                    "--tls-ca-cert-file",
+                    &path("ca.pem"),
+                    "--tls-auth-clients",
+                    "no",
+                ],
+            ]
+            .concat(),
         )
     }
 }
