@@ -13,39 +13,6 @@ use figment::providers::Serialized;
 use isobar::config::{ConfigError, EXIT_BAD_CONFIG, Settings, parse_host_port};
 use isobar::{App, simulator};
 
-#[cfg(not(feature = "system-allocator"))]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// jemalloc's settings, read as it starts (`_RJEM_MALLOC_CONF` in the
-/// environment overrides them):
-/// - `percpu_arena`: one arena per CPU (the default is four per CPU, each
-///   holding pages of its own): fewer partly used pages, and no thread
-///   waits on another's arena;
-/// - `background_thread`: a thread of jemalloc's own hands freed pages
-///   back to the system, so that it happens while the daemon is idle,
-///   not only at the next allocation;
-/// - `dirty_decay_ms:1000`: pages freed are handed back after a second
-///   (the default is ten), so the end of a burst shows in the resident
-///   memory at once;
-/// - `muzzy_decay_ms:0`: handed back for good (`MADV_DONTNEED`), not as
-///   lazily freed pages (`MADV_FREE`) that count as resident until the
-///   kernel needs them.
-#[cfg(not(feature = "system-allocator"))]
-#[unsafe(export_name = "_rjem_malloc_conf")]
-static JEMALLOC_CONF: JemallocConf = JemallocConf(
-    c"percpu_arena:percpu,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr(),
-);
-
-/// A C string constant, as jemalloc reads its settings.
-#[cfg(not(feature = "system-allocator"))]
-#[repr(transparent)]
-struct JemallocConf(*const std::ffi::c_char);
-
-// SAFETY: it points to a string constant, never written.
-#[cfg(not(feature = "system-allocator"))]
-unsafe impl Sync for JemallocConf {}
-
 #[derive(Parser)]
 #[command(
     name = "isobar",
@@ -171,8 +138,7 @@ fn give_back_freed_memory() {
         return;
     }
     BURSTS_SEEN.set(bursts);
-    #[cfg(not(feature = "system-allocator"))]
-    let _ = jemalloc_do(c"thread.tcache.flush");
+    let _ = jemalloc::control(c"thread.tcache.flush");
 }
 
 /// How many bursts have ended: each worker thread flushes its cache once
@@ -192,31 +158,8 @@ fn give_back_to_the_system() {
         libc::malloc_trim(0);
     }
     // Every arena: MALLCTL_ARENAS_ALL.
-    #[cfg(not(feature = "system-allocator"))]
-    let _ = jemalloc_do(c"arena.4096.purge");
+    let _ = jemalloc::control(c"arena.4096.purge");
     BURSTS_OVER.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Runs one of jemalloc's controls that takes and returns nothing;
-/// whether jemalloc took it (a refusal is only logged: memory is handed
-/// back later, as it ages).
-#[cfg(not(feature = "system-allocator"))]
-fn jemalloc_do(name: &std::ffi::CStr) -> bool {
-    // SAFETY: `name` is a C string; a control without a value reads and
-    // writes nothing through the null pointers.
-    let rc = unsafe {
-        tikv_jemalloc_sys::mallctl(
-            name.as_ptr(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    if rc != 0 {
-        tracing::debug!(control = ?name, rc, "jemalloc refused a control");
-    }
-    rc == 0
 }
 
 fn load(args: &ConfigArgs, overrides: Figment) -> Result<Settings, ExitCode> {
@@ -478,47 +421,113 @@ fn toml_string(settings: &Settings) -> Option<String> {
     toml::to_string(settings).ok()
 }
 
-#[cfg(all(test, not(feature = "system-allocator")))]
-mod tests {
+/// The daemon's allocator, jemalloc, and its controls. A profiling build
+/// (`system-allocator`) has the system's malloc instead, and no controls.
+#[cfg(not(feature = "system-allocator"))]
+mod jemalloc {
     use std::ffi::{CStr, c_char};
-    use std::mem::MaybeUninit;
 
-    /// One of jemalloc's values, read through `mallctl`.
-    fn read<T: Copy>(name: &CStr) -> T {
-        let mut value = MaybeUninit::<T>::uninit();
-        let mut len = size_of::<T>();
-        // SAFETY: `value` has room for `len` bytes, the size of the
-        // control's type, which jemalloc checks against `len`.
+    #[global_allocator]
+    static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+    /// jemalloc's settings, read as it starts (`_RJEM_MALLOC_CONF` in the
+    /// environment overrides them):
+    /// - `percpu_arena`: one arena per CPU (the default is four per CPU,
+    ///   each holding pages of its own): fewer partly used pages, and no
+    ///   thread waits on another's arena;
+    /// - `background_thread`: a thread of jemalloc's own hands freed pages
+    ///   back to the system, so that it happens while the daemon is idle,
+    ///   not only at the next allocation;
+    /// - `dirty_decay_ms:1000`: pages freed are handed back after a second
+    ///   (the default is ten), so the end of a burst shows in the resident
+    ///   memory at once;
+    /// - `muzzy_decay_ms:0`: handed back for good (`MADV_DONTNEED`), not as
+    ///   lazily freed pages (`MADV_FREE`) that count as resident until the
+    ///   kernel needs them.
+    #[unsafe(export_name = "_rjem_malloc_conf")]
+    static CONF: Conf = Conf(
+        c"percpu_arena:percpu,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr(),
+    );
+
+    /// A C string constant, as jemalloc reads its settings.
+    #[repr(transparent)]
+    struct Conf(*const c_char);
+
+    // SAFETY: it points to a string constant, never written.
+    unsafe impl Sync for Conf {}
+
+    /// Runs one of jemalloc's controls that takes and returns nothing;
+    /// whether jemalloc took it (a refusal is only logged: memory is
+    /// handed back later, as it ages).
+    pub fn control(name: &CStr) -> bool {
+        // SAFETY: `name` is a C string; a control without a value reads
+        // and writes nothing through the null pointers.
         let rc = unsafe {
             tikv_jemalloc_sys::mallctl(
                 name.as_ptr(),
-                value.as_mut_ptr().cast(),
-                &mut len,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
                 std::ptr::null_mut(),
                 0,
             )
         };
-        assert_eq!(rc, 0, "{name:?}");
-        assert_eq!(len, size_of::<T>(), "{name:?}");
-        // SAFETY: jemalloc wrote the value.
-        unsafe { value.assume_init() }
-    }
-
-    #[test]
-    fn jemalloc_runs_with_the_daemons_settings() {
-        assert_eq!(read::<isize>(c"opt.dirty_decay_ms"), 1000);
-        assert_eq!(read::<isize>(c"opt.muzzy_decay_ms"), 0);
-        assert!(read::<bool>(c"opt.background_thread"));
-        // SAFETY: jemalloc's settings are strings that live as long as it.
-        let arenas = unsafe { CStr::from_ptr(read::<*const c_char>(c"opt.percpu_arena")) };
-        assert_eq!(arenas, c"percpu");
-    }
-
-    #[test]
-    fn the_controls_a_burst_ends_with_are_accepted() {
-        // Refused controls are only logged: check here that they exist.
-        for control in [c"thread.tcache.flush", c"arena.4096.purge"] {
-            assert!(super::jemalloc_do(control), "{control:?}");
+        if rc != 0 {
+            tracing::debug!(control = ?name, rc, "jemalloc refused a control");
         }
+        rc == 0
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::ffi::{CStr, c_char};
+        use std::mem::MaybeUninit;
+
+        /// One of jemalloc's values, read through `mallctl`.
+        fn read<T: Copy>(name: &CStr) -> T {
+            let mut value = MaybeUninit::<T>::uninit();
+            let mut len = size_of::<T>();
+            // SAFETY: `value` has room for `len` bytes, the size of the
+            // control's type, which jemalloc checks against `len`.
+            let rc = unsafe {
+                tikv_jemalloc_sys::mallctl(
+                    name.as_ptr(),
+                    value.as_mut_ptr().cast(),
+                    &mut len,
+                    std::ptr::null_mut(),
+                    0,
+                )
+            };
+            assert_eq!(rc, 0, "{name:?}");
+            assert_eq!(len, size_of::<T>(), "{name:?}");
+            // SAFETY: jemalloc wrote the value.
+            unsafe { value.assume_init() }
+        }
+
+        #[test]
+        fn jemalloc_runs_with_the_daemons_settings() {
+            assert_eq!(read::<isize>(c"opt.dirty_decay_ms"), 1000);
+            assert_eq!(read::<isize>(c"opt.muzzy_decay_ms"), 0);
+            assert!(read::<bool>(c"opt.background_thread"));
+            // SAFETY: jemalloc's settings are strings that live as long as it.
+            let arenas = unsafe { CStr::from_ptr(read::<*const c_char>(c"opt.percpu_arena")) };
+            assert_eq!(arenas, c"percpu");
+        }
+
+        #[test]
+        fn the_controls_a_burst_ends_with_are_accepted() {
+            // Refused controls are only logged: check here that they exist.
+            for control in [c"thread.tcache.flush", c"arena.4096.purge"] {
+                assert!(super::control(control), "{control:?}");
+            }
+        }
+    }
+}
+
+/// The system's malloc has no controls: memory is handed back as it
+/// hands it back.
+#[cfg(feature = "system-allocator")]
+mod jemalloc {
+    pub fn control(_name: &std::ffi::CStr) -> bool {
+        false
     }
 }

@@ -184,10 +184,10 @@ pub struct PersisterState {
     retry_at: Option<Instant>,
     /// `isobar_queue_depth{queue="persister"}`, set after every message.
     depth: metrics::Gauge,
-    /// When the last delivery came in, and whether the memory its burst
-    /// took has been handed back since (see [`PersisterState::quiet`]).
-    last_busy: Instant,
-    given_back: bool,
+    /// When the last delivery came in, until the memory its burst took is
+    /// handed back (see [`PersisterState::quiet`]); `None` before the
+    /// first and once handed back.
+    last_busy: Option<Instant>,
 }
 
 /// How long no reading must come before the memory a burst took is
@@ -226,9 +226,7 @@ impl Actor for Persister {
             failures: 0,
             retry_at: None,
             depth: metrics::gauge!("isobar_queue_depth", "queue" => "persister"),
-            last_busy: Instant::now(),
-            // Nothing to give back before the first reading.
-            given_back: true,
+            last_busy: None,
             myself,
             args,
         })
@@ -275,8 +273,7 @@ impl Actor for Persister {
                 state.readings.extend(readings);
                 state.quarantine.extend(quarantine);
                 state.hold(held);
-                state.last_busy = Instant::now();
-                state.given_back = false;
+                state.last_busy = Some(Instant::now());
             }
             PersisterMsg::Tick => {
                 state.retry();
@@ -304,14 +301,13 @@ impl PersisterState {
     /// allocators what the burst freed, so that the resident memory goes
     /// back down to what the daemon holds between bursts.
     fn quiet(&mut self) {
-        if self.given_back
+        if self.last_busy.is_none_or(|at| at.elapsed() < QUIET)
             || !self.deliveries.is_empty()
             || !self.writing.is_empty()
-            || self.last_busy.elapsed() < QUIET
         {
             return;
         }
-        self.given_back = true;
+        self.last_busy = None;
         let store = self.args.store.clone();
         tokio::spawn(async move {
             store.release_memory().await;
