@@ -181,7 +181,9 @@ impl DeliveryContext {
         received_at: DateTime<Utc>,
         reason: &RejectReason,
     ) -> QuarantineRecord {
-        // A credential a station put in its payload is not kept.
+        // A credential a station put in its payload is not kept. The size
+        // is the redacted payload's, so that `truncated` (stored size <
+        // size) speaks of the cut alone.
         let redacted = crate::domain::secrets::redact(payload);
         let kept = redacted.len().min(self.quarantine_max_bytes);
         QuarantineRecord {
@@ -191,7 +193,7 @@ impl DeliveryContext {
             reason_code: reason.code(),
             reason: reason.to_string(),
             payload: redacted[..kept].to_vec(),
-            payload_bytes: payload.len(),
+            payload_bytes: redacted.len(),
         }
     }
 }

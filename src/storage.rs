@@ -86,7 +86,8 @@ pub struct QuarantineRecord {
     /// The raw bytes, cut to the configured bound.
     #[serde(skip)]
     pub payload: Vec<u8>,
-    /// Size of the payload as received, before any cut.
+    /// Size of the payload as received, before any cut (with the value of
+    /// any credential replaced by `redacted`).
     pub payload_bytes: usize,
 }
 

@@ -619,17 +619,18 @@ async fn credentials_in_any_format_never_reach_the_quarantine() {
     assert_eq!(response.status().as_u16(), 400);
     let payloads = eventually(Duration::from_secs(10), "all four quarantined", || async {
         let (_, body) = daemon.get("/api/v1/quarantine").await;
-        let payloads: Vec<String> = body["items"]
-            .as_array()?
-            .iter()
-            .map(|r| r["payload"].as_str().unwrap_or_default().to_owned())
-            .collect();
-        (payloads.len() == 4).then_some(payloads)
+        let items = body["items"].as_array()?.clone();
+        (items.len() == 4).then_some(items)
     })
     .await;
-    for payload in &payloads {
+    for item in &payloads {
+        let payload = item["payload"].as_str().unwrap_or_default();
         assert!(!payload.contains(secret), "kept: {payload}");
         assert!(payload.contains("redacted"), "{payload}");
+        // Kept whole, though the redacted value is shorter than the
+        // secret it replaced.
+        assert_eq!(item["truncated"], false, "{item}");
+        assert_eq!(item["payload_bytes"], payload.len(), "{item}");
     }
     assert!(
         daemon.logs().iter().all(|l| !l.contains(secret)),
